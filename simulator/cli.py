@@ -1,0 +1,214 @@
+"""Command line: `python main.py` opens the trainer; `python main.py COMMAND --help` for the rest.
+
+Each command imports its implementation lazily, so headless commands never load Qt.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+from simulator import __version__
+
+BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording")
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr: `[#####.....]  52% meshing aorta`."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = ""
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        fraction = min(max(fraction, 0.0), 1.0)
+        n = int(round(30 * fraction))
+        line = f"[{'#' * n}{'.' * (30 - n)}] {100 * fraction:3.0f}% {message}"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self._last)))
+            if fraction >= 1.0:
+                self.stream.write("\n")
+        elif line != self._last:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._last = line
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux":
+        return True
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+NO_DISPLAY_MESSAGE = """\
+The trainer needs a graphical display, and this machine has none (DISPLAY and WAYLAND_DISPLAY are unset).
+
+- On a desktop: run it from a terminal inside your graphical session.
+- Over SSH: connect with `ssh -X`, or start a virtual display: `xvfb-run -a python main.py`.
+- Headless commands work without a display:
+    python main.py validate scenarios/*.yaml
+    python main.py import-anatomy --help
+    python main.py snapshot --help
+    python main.py bench --help
+"""
+
+
+def cmd_gui(args) -> int:
+    if not _has_display():
+        sys.stderr.write(NO_DISPLAY_MESSAGE)
+        return 2
+    from simulator.ui.app import run_app
+
+    return run_app(scenario=args.scenario)
+
+
+def cmd_setup_data(args) -> int:
+    from simulator.anatomy.bundled import ensure_bundled
+
+    try:
+        folder = ensure_bundled(progress=ProgressLine(), force=args.force)
+    except Exception as e:  # noqa: BLE001 - reported plainly to the user
+        sys.stderr.write(f"setup-data: {e}\n")
+        return 1
+    print(f"bundled patient ready: {folder}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from simulator.core.scenario import validate_files
+
+    return validate_files(args.files, out=sys.stdout)
+
+
+def cmd_schema(args) -> int:
+    from simulator.core.scenario import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_list_scenarios(args) -> int:
+    from simulator.core.scenario import list_scenarios
+
+    for entry in list_scenarios():
+        status = "ok" if entry.error is None else f"INVALID: {entry.error.splitlines()[0]}"
+        print(f"{entry.id:<32} {entry.title:<55} {status}\n    {entry.path}")
+    return 0
+
+
+def cmd_import_anatomy(args) -> int:
+    from simulator.anatomy.importer import ImportError_, import_anatomy
+
+    try:
+        report = import_anatomy(
+            ct=args.ct, labels=args.labels, label_table=args.label_table, name=args.name, progress=ProgressLine()
+        )
+    except ImportError_ as e:
+        sys.stderr.write(f"import-anatomy: {e}\n")
+        return 1
+    print(report)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    if args.name not in BENCHMARKS:
+        sys.stderr.write(f"bench: unknown benchmark {args.name!r}; choose from {', '.join(BENCHMARKS)}\n")
+        return 2
+    try:
+        mod = importlib.import_module(f"simulator.benchmarks.{args.name}")
+    except ModuleNotFoundError:
+        sys.stderr.write(f"bench: benchmark {args.name!r} is not available yet in this version\n")
+        return 2
+    result = mod.run(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>32}: {v}")
+    return 0
+
+
+def _delegate(module: str, func: str):
+    def run(args) -> int:
+        return importlib.import_module(module).__getattribute__(func)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="Neurolysis Trainer. With no command it opens the trainer on the default scenario.",
+    )
+    p.add_argument("--version", action="version", version=f"neurolysis-trainer {__version__}")
+    p.add_argument("--scenario", help="scenario id or YAML file to open (default: celiac plexus neurolysis)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("run", help="open the trainer (the default)")
+    s.add_argument("--scenario", help="scenario id or YAML file to open")
+    s.set_defaults(func=cmd_gui)
+
+    s = sub.add_parser("setup-data", help="fetch and build the bundled patient anatomy (cached)")
+    s.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
+    s.set_defaults(func=cmd_setup_data)
+
+    s = sub.add_parser("validate", help="check scenario files; exit 0 when all are valid")
+    s.add_argument("files", nargs="+", help="scenario YAML files")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="print (or write) the scenario JSON Schema")
+    s.add_argument("--out", help="write to this file instead of standard output")
+    s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser("list-scenarios", help="list the scenario library and the user's scenarios")
+    s.set_defaults(func=cmd_list_scenarios)
+
+    s = sub.add_parser(
+        "import-anatomy",
+        help="build an anatomy from a CT and a TotalSegmentator segmentation",
+        description="Build an anatomy from a CT (NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr) and a "
+        "TotalSegmentator segmentation: its output folder of per-structure masks, or one multi-label "
+        "file with a name table (v1, v2 or a CSV of id,name).",
+    )
+    s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI or NRRD)")
+    s.add_argument("--labels", required=True, help="segmentation folder or multi-label file")
+    s.add_argument("--label-table", default=None, help="v1 | v2 | path to a CSV (id,name); multi-label files only")
+    s.add_argument("--name", required=True, help="anatomy name, used by scenarios as user:NAME")
+    s.set_defaults(func=cmd_import_anatomy)
+
+    s = sub.add_parser("bench", help="run a benchmark and print its figures beside its baseline")
+    s.add_argument("name", help=" | ".join(BENCHMARKS))
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
+    s.set_defaults(func=cmd_bench)
+
+    _add_later_commands(sub)
+    return p
+
+
+def _add_later_commands(sub) -> None:
+    """Commands whose implementations live in their own modules (snapshot, score, ...)."""
+    for module, name in (("simulator.commands.snapshot", "snapshot"), ("simulator.commands.score", "score")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        mod.add_parser(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return cmd_gui(args)
+    return args.func(args)
