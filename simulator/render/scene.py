@@ -1,0 +1,806 @@
+"""The 3D anatomy scene: VTK only, no Qt; renders on screen (inside a Qt widget) or offscreen.
+
+`AnatomyScene` hides VTK behind a small API (MNE-style): give it an `Anatomy`, toggle structure
+groups, choose a camera preset for the patient's position, show targets / critical structures /
+the planned trajectory (instructor mode), place the needle, pick a point on a surface, take a
+screenshot. The Qt layer (`simulator.ui.view3d`) owns the render window's widget and coalesces
+render requests; this class never renders by itself except in `render()` and `screenshot()`.
+
+Conventions
+- World frame: patient RAS millimetres (+x patient's right, +y anterior, +z superior).
+- Needle (Perk Tutor's convention): +Z of `needle_tip_to_world` is the direction of insertion
+  (from hub to tip); the origin is the tip; the shaft runs from the tip back along -Z to the hub
+  at `tip - length_mm * Z`.
+- Camera presets are named by where the camera stands, as radiographic views are named by where
+  the beam enters: "AP" looks from the patient's front to the back (so the patient's right is on
+  the viewer's left), "PA" from the back to the front, "lateral_left" from the patient's left
+  side, "oblique_left" from the working side (front for a supine patient, back for a prone one)
+  turned 35 degrees towards the patient's left, "axial" from the feet. AP, PA and obliques keep
+  the head up in the view; lateral and axial views keep the room's ceiling up (the patient's back
+  for a prone patient, the front for a supine one), as the operator sees the patient on the table.
+- `screenshot()` returns rows top to bottom (row 0 is the top of the view).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import weakref
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import vtkmodules.vtkInteractionStyle  # noqa: F401  (registers the interactor styles)
+import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL back end)
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
+from vtkmodules.vtkCommonCore import vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkStaticCellLocator
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkCommonTransforms import vtkTransform
+from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkTubeFilter
+from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
+from vtkmodules.vtkFiltersSources import (
+    vtkConeSource,
+    vtkCylinderSource,
+    vtkRegularPolygonSource,
+    vtkSphereSource,
+)
+from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
+from vtkmodules.vtkRenderingCore import (
+    vtkActor,
+    vtkCellPicker,
+    vtkLightKit,
+    vtkPolyDataMapper,
+    vtkRenderer,
+    vtkRenderWindow,
+    vtkWindowToImageFilter,
+)
+
+from simulator.core.anatomy import Anatomy, TriMesh
+from simulator.core.tissue import TISSUE_INFO, Tissue, structure_group, tissue_for_structure
+
+# --------------------------------------------------------------------------------------------
+# Display defaults
+# --------------------------------------------------------------------------------------------
+#: Order of the structure groups in menus and panels (unknown groups follow, sorted).
+GROUP_ORDER = (
+    "skin", "spine", "ribs", "bone", "vessels", "organs", "bowel", "lungs", "nervous",
+    "muscle", "fat", "soft tissue", "phantom", "other",
+)
+#: Opacity a group starts with; the rest are opaque. The skin and the bulky groups that hide the
+#: spine and the retroperitoneum (lungs, back muscles) start translucent.
+DEFAULT_GROUP_OPACITY = {
+    "skin": 0.22, "lungs": 0.30, "muscle": 0.40, "fat": 0.25, "soft tissue": 0.40, "phantom": 0.25,
+    "bowel": 0.85,
+}
+DEFAULT_GROUP_VISIBLE = {"fat": False, "soft tissue": False}
+
+SEVERITY_COLOURS = {
+    "critical": (1.0, 0.05, 0.05),
+    "major": (1.0, 0.50, 0.0),
+    "minor": (1.0, 0.90, 0.10),
+}
+TARGET_COLOUR = (0.10, 1.0, 0.35)
+TOLERANCE_COLOUR = (0.20, 0.90, 0.40)
+PLAN_COLOUR = (0.20, 0.85, 1.0)
+
+#: Outer diameter (mm) of the needle gauges scenarios use.
+GAUGE_DIAMETER_MM = {18: 1.27, 20: 0.91, 21: 0.82, 22: 0.72, 23: 0.64, 25: 0.51}
+#: ISO 6009 hub colours.
+GAUGE_HUB_COLOUR = {
+    18: (0.95, 0.55, 0.70), 20: (1.0, 0.85, 0.10), 21: (0.20, 0.65, 0.25),
+    22: (0.15, 0.15, 0.15), 23: (0.15, 0.35, 0.85), 25: (0.95, 0.50, 0.10),
+}
+
+CAMERA_PRESETS = ("AP", "PA", "lateral_left", "lateral_right", "oblique_left", "oblique_right", "axial")
+PRESET_LABELS = {
+    "AP": "AP (from the front)",
+    "PA": "PA (from the back)",
+    "lateral_left": "Left lateral",
+    "lateral_right": "Right lateral",
+    "oblique_left": "Left oblique",
+    "oblique_right": "Right oblique",
+    "axial": "Axial (from the feet)",
+}
+OBLIQUE_DEG = 35.0
+
+_R, _A, _S = np.eye(3)
+
+
+def _position_name(patient_position) -> str:
+    return str(getattr(patient_position, "value", patient_position) or "supine")
+
+
+def ceiling_direction(patient_position) -> np.ndarray:
+    """The patient-frame direction that points at the room's ceiling in this position."""
+    pos = _position_name(patient_position)
+    return {
+        "supine": _A,
+        "prone": -_A,
+        "lateral_left": _R,  # lying on the left side: the right side is up
+        "lateral_right": -_R,
+        "sitting": _S,
+    }.get(pos, _A).copy()
+
+
+def default_preset(patient_position) -> str:
+    """The preset an operator starts with: the view from above the table."""
+    return {
+        "supine": "AP",
+        "prone": "PA",
+        "lateral_left": "lateral_right",
+        "lateral_right": "lateral_left",
+        "sitting": "PA",
+    }.get(_position_name(patient_position), "AP")
+
+
+def camera_preset_vectors(name: str, patient_position="supine") -> tuple[np.ndarray, np.ndarray]:
+    """(direction from the focal point to the camera, view-up) in patient RAS for a preset."""
+    if name not in CAMERA_PRESETS:
+        raise ValueError(f"camera preset {name!r}: expected one of {', '.join(CAMERA_PRESETS)}")
+    ceiling = ceiling_direction(patient_position)
+    # The working side: the side of the trunk the operator faces (front if supine, else back).
+    working = _A if _position_name(patient_position) == "supine" else -_A
+    t = math.radians(OBLIQUE_DEG)
+    to_camera = {
+        "AP": _A,
+        "PA": -_A,
+        "lateral_left": -_R,
+        "lateral_right": _R,
+        "oblique_left": math.cos(t) * working - math.sin(t) * _R,
+        "oblique_right": math.cos(t) * working + math.sin(t) * _R,
+        "axial": -_S,
+    }[name]
+    if name == "axial" and abs(float(np.dot(ceiling, _S))) > 0.9:  # sitting: look down from above
+        to_camera = _S
+    if name in ("lateral_left", "lateral_right", "axial"):
+        up = ceiling
+        if abs(float(np.dot(up, to_camera))) > 0.9:
+            up = _S if name != "axial" else _A
+    else:
+        up = _S
+    up = up - np.dot(up, to_camera) * to_camera
+    return to_camera / np.linalg.norm(to_camera), up / np.linalg.norm(up)
+
+
+# --------------------------------------------------------------------------------------------
+# numpy -> VTK
+# --------------------------------------------------------------------------------------------
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (float32) of an outward-oriented triangle mesh."""
+    v = vertices.astype(np.float64)
+    f = faces.astype(np.int64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 * area
+    n = np.zeros_like(v)
+    idx = f.ravel()
+    for c in range(3):
+        w = np.repeat(fn[:, c], 3)
+        n[:, c] = np.bincount(idx, weights=w, minlength=len(v))
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    norm[norm == 0] = 1.0
+    return (n / norm).astype(np.float32)
+
+
+def polydata_from_mesh(mesh: TriMesh, normals: bool = True) -> vtkPolyData:
+    """A vtkPolyData (deep copies) of a TriMesh, with point normals."""
+    pd = vtkPolyData()
+    pts = vtkPoints()
+    pts.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float32), deep=True))
+    pd.SetPoints(pts)
+    faces = np.ascontiguousarray(mesh.faces, dtype=np.int64)
+    offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
+    cells = vtkCellArray()
+    cells.SetData(numpy_to_vtkIdTypeArray(offsets, deep=True), numpy_to_vtkIdTypeArray(faces.ravel(), deep=True))
+    pd.SetPolys(cells)
+    if normals and len(faces):
+        arr = numpy_to_vtk(vertex_normals(mesh.vertices, mesh.faces), deep=True)
+        arr.SetName("Normals")
+        pd.GetPointData().SetNormals(arr)
+    return pd
+
+
+# Polydata built once per anatomy object (the UI keeps anatomies cached by ref, and switching
+# back to a scenario must not rebuild half a million triangles).
+_POLY_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData]]] = {}
+
+
+def anatomy_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
+    key = id(anatomy)
+    hit = _POLY_CACHE.get(key)
+    if hit is not None and hit[0]() is anatomy:
+        return hit[1]
+    polys = {name: polydata_from_mesh(mesh) for name, mesh in anatomy.meshes.items() if mesh.n_triangles}
+    _POLY_CACHE[key] = (weakref.ref(anatomy, lambda _r, k=key: _POLY_CACHE.pop(k, None)), polys)
+    return polys
+
+
+def make_render_window(size=(800, 600), offscreen: bool = True) -> vtkRenderWindow:
+    """A render window; offscreen without a display uses EGL directly (no X warning)."""
+    if offscreen and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        from vtkmodules.vtkRenderingOpenGL2 import vtkEGLRenderWindow
+
+        rw = vtkEGLRenderWindow()
+    else:
+        rw = vtkRenderWindow()
+    rw.SetOffScreenRendering(bool(offscreen))
+    rw.SetSize(int(size[0]), int(size[1]))
+    rw.SetMultiSamples(0)
+    return rw
+
+
+@dataclass
+class StructureInfo:
+    name: str
+    group: str
+    tissue: Tissue
+    colour: tuple[float, float, float]
+    actor: vtkActor
+    triangles: int
+
+
+# --------------------------------------------------------------------------------------------
+# The scene
+# --------------------------------------------------------------------------------------------
+class AnatomyScene:
+    """One renderer showing an anatomy, its targets and the needle. See the module docs."""
+
+    def __init__(self, render_window: vtkRenderWindow | None = None, size=(800, 600), orientation_cube=True):
+        self.owns_window = render_window is None
+        self.render_window = render_window if render_window is not None else make_render_window(size)
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.09, 0.10, 0.13)
+        self.renderer.SetBackground2(0.26, 0.29, 0.34)
+        self.renderer.GradientBackgroundOn()
+        self.renderer.SetUseOIT(True)
+        self.render_window.AddRenderer(self.renderer)
+        self.renderer.SetLayer(0)
+        self.light_kit = vtkLightKit()
+        self.light_kit.AddLightsToRenderer(self.renderer)
+
+        self.anatomy: Anatomy | None = None
+        self.patient_position = "supine"
+        self.preset = "AP"
+        self.structures: dict[str, StructureInfo] = {}
+        self._actor_names: dict[int, str] = {}  # id(actor) -> structure name, for picking
+        self._group_visible: dict[str, bool] = {}
+        self._group_opacity: dict[str, float] = {}
+        self._critical: dict[str, str] = {}  # structure name -> severity
+        self._critical_visible = False
+        self._target_actors: list[vtkActor] = []
+        self._plan_actors: list[vtkActor] = []
+        self._locators: dict[str, vtkStaticCellLocator] = {}
+        self._closed = False
+
+        self._needle_matrix = vtkMatrix4x4()
+        self._needle_key: tuple | None = None
+        self._needle_shaft = vtkActor()
+        self._needle_hub = vtkActor()
+        self._needle_shaft.SetMapper(vtkPolyDataMapper())
+        self._needle_hub.SetMapper(vtkPolyDataMapper())
+        sp = self._needle_shaft.GetProperty()
+        sp.SetColor(0.82, 0.83, 0.86)
+        sp.SetSpecular(0.9)
+        sp.SetSpecularPower(60)
+        sp.SetAmbient(0.25)
+        hp = self._needle_hub.GetProperty()
+        hp.SetSpecular(0.3)
+        for a in (self._needle_shaft, self._needle_hub):
+            a.SetUserMatrix(self._needle_matrix)
+            a.PickableOff()
+            a.VisibilityOff()
+            self.renderer.AddActor(a)
+
+        self._cube_renderer = None
+        if orientation_cube:
+            self._add_orientation_cube()
+
+    # --- anatomy ----------------------------------------------------------------------------
+    def set_anatomy(self, anatomy: Anatomy | None, patient_position=None) -> None:
+        """Show `anatomy` (one actor per mesh); keeps group settings; resets the camera."""
+        for info in self.structures.values():
+            self.renderer.RemoveActor(info.actor)
+        self.structures.clear()
+        self._actor_names.clear()
+        self._locators.clear()
+        self._critical.clear()
+        self.clear_targets()
+        self.anatomy = anatomy
+        if patient_position is not None:
+            self.patient_position = _position_name(patient_position)
+        if anatomy is None:
+            return
+        polys = anatomy_polydata(anatomy)
+        by_name = {s.name: s for s in anatomy.structures.values()}
+        # The skin goes last: translucent props render after opaque ones anyway, but a stable
+        # order keeps the picking and the tests deterministic.
+        names = sorted(polys, key=lambda n: (n == "skin", n))
+        for name in names:
+            s = by_name.get(name)
+            if name == "skin":
+                tissue, group = Tissue.SKIN, "skin"
+            elif s is not None:
+                tissue, group = s.tissue, s.group
+            else:
+                tissue = tissue_for_structure(name) or Tissue.SOFT_TISSUE
+                group = structure_group(name, tissue)
+            colour = tuple(float(c) for c in TISSUE_INFO[tissue].color)
+            mapper = vtkPolyDataMapper()
+            mapper.SetInputData(polys[name])
+            mapper.ScalarVisibilityOff()
+            mapper.SetResolveCoincidentTopologyToPolygonOffset()
+            actor = vtkActor()
+            actor.SetMapper(mapper)
+            prop = actor.GetProperty()
+            _set_colour(prop, colour)
+            prop.SetDiffuse(0.85)
+            prop.SetAmbient(0.12)
+            prop.SetSpecular(0.25 if group not in ("skin", "muscle", "fat") else 0.08)
+            prop.SetSpecularPower(20)
+            if name == "skin":
+                # Only the near surface of the body: one translucent layer, no sorting artefacts.
+                prop.BackfaceCullingOn()
+            self.renderer.AddActor(actor)
+            info = StructureInfo(name, group, tissue, colour, actor, int(polys[name].GetNumberOfCells()))
+            self.structures[name] = info
+            self._actor_names[id(actor)] = name
+            self._group_visible.setdefault(group, DEFAULT_GROUP_VISIBLE.get(group, True))
+            self._group_opacity.setdefault(group, DEFAULT_GROUP_OPACITY.get(group, 1.0))
+        for group in self.groups():
+            self._apply_group(group)
+        if patient_position is not None:
+            self.preset = default_preset(self.patient_position)
+        self.set_camera_preset(self.preset)
+
+    def groups(self) -> list[str]:
+        """The structure groups present in the current anatomy, in display order."""
+        present = {info.group for info in self.structures.values()}
+        known = [g for g in GROUP_ORDER if g in present]
+        return known + sorted(present - set(GROUP_ORDER))
+
+    def group_structures(self, group: str) -> list[str]:
+        return sorted(n for n, info in self.structures.items() if info.group == group)
+
+    def triangle_count(self) -> int:
+        return sum(info.triangles for info in self.structures.values())
+
+    def set_group_visible(self, group: str, visible: bool) -> None:
+        self._group_visible[group] = bool(visible)
+        self._apply_group(group)
+
+    def group_visible(self, group: str) -> bool:
+        return self._group_visible.get(group, DEFAULT_GROUP_VISIBLE.get(group, True))
+
+    def set_group_opacity(self, group: str, opacity: float) -> None:
+        self._group_opacity[group] = float(min(max(opacity, 0.0), 1.0))
+        self._apply_group(group)
+
+    def group_opacity(self, group: str) -> float:
+        return self._group_opacity.get(group, DEFAULT_GROUP_OPACITY.get(group, 1.0))
+
+    def _apply_group(self, group: str) -> None:
+        visible = self.group_visible(group)
+        opacity = self.group_opacity(group)
+        for info in self.structures.values():
+            if info.group == group:
+                info.actor.SetVisibility(visible and opacity > 0.0)
+                info.actor.GetProperty().SetOpacity(opacity)
+
+    # --- camera -------------------------------------------------------------------------------
+    def set_camera_preset(self, name: str, patient_position=None, focal_point_mm=None) -> None:
+        """Look at the anatomy from a preset direction (see the module docs)."""
+        if patient_position is not None:
+            self.patient_position = _position_name(patient_position)
+        to_camera, up = camera_preset_vectors(name, self.patient_position)
+        self.preset = name
+        bounds = self._scene_bounds()
+        centre = np.array([(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2])
+        if focal_point_mm is not None:
+            centre = np.asarray(focal_point_mm, dtype=float)
+        cam = self.renderer.GetActiveCamera()
+        cam.SetFocalPoint(*centre)
+        cam.SetPosition(*(centre + 1000.0 * to_camera))
+        cam.SetViewUp(*up)
+        self.renderer.ResetCamera(bounds)
+        cam.SetFocalPoint(*centre)
+        self.renderer.ResetCameraClippingRange()
+
+    def _scene_bounds(self) -> list[float]:
+        lo = np.full(3, np.inf)
+        hi = np.full(3, -np.inf)
+        for info in self.structures.values():
+            b = info.actor.GetBounds()
+            lo = np.minimum(lo, b[0::2])
+            hi = np.maximum(hi, b[1::2])
+        if not np.all(np.isfinite(lo)):
+            return [-100.0, 100.0, -100.0, 100.0, -100.0, 100.0]
+        return [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]), float(lo[2]), float(hi[2])]
+
+    def camera_state(self) -> dict:
+        cam = self.renderer.GetActiveCamera()
+        return {
+            "position": cam.GetPosition(),
+            "focal_point": cam.GetFocalPoint(),
+            "view_up": cam.GetViewUp(),
+            "view_angle": cam.GetViewAngle(),
+        }
+
+    # --- instructor overlays --------------------------------------------------------------------
+    def clear_targets(self) -> None:
+        for a in self._target_actors + self._plan_actors:
+            self.renderer.RemoveActor(a)
+        self._target_actors = []
+        self._plan_actors = []
+
+    def show_targets(self, targets: Iterable, visible: bool = True) -> None:
+        """Targets (objects with kind, points_mm, radius_mm, tolerance_mm) and tolerance shells.
+
+        Point targets are small spheres inside a translucent sphere of the tolerance radius;
+        polylines are tubes (nerve radius) inside a translucent tube of the tolerance radius.
+        Targets without resolved points are skipped."""
+        for a in self._target_actors:
+            self.renderer.RemoveActor(a)
+        self._target_actors = []
+        for t in targets:
+            points = getattr(t, "points_mm", None)
+            if not points:
+                continue
+            pts = np.asarray(points, dtype=float).reshape(-1, 3)
+            radius = float(getattr(t, "radius_mm", 0.0) or 0.0)
+            tolerance = float(getattr(t, "tolerance_mm", 5.0) or 5.0)
+            kind = getattr(t, "kind", "point")
+            if kind == "polyline" and len(pts) >= 2:
+                core = _tube(pts, max(radius, 1.0))
+                shell = _tube(pts, max(radius, 1.0) + tolerance, sides=24)
+            else:
+                r = radius if kind == "sphere" and radius > 0 else 2.0
+                core = _sphere(pts[0], r)
+                shell = _sphere(pts[0], (radius if kind == "sphere" else 0.0) + tolerance)
+            self._target_actors.append(self._overlay_actor(core, TARGET_COLOUR, 1.0))
+            self._target_actors.append(self._overlay_actor(shell, TOLERANCE_COLOUR, 0.25))
+        for a in self._target_actors:
+            a.SetVisibility(bool(visible))
+
+    def set_targets_visible(self, visible: bool) -> None:
+        for a in self._target_actors + self._plan_actors:
+            a.SetVisibility(bool(visible))
+
+    def show_plan(self, entry_mm=None, target_mm=None, entry_zone_center_mm=None, entry_zone_radius_mm=None,
+                  visible: bool = True) -> None:
+        """The planned trajectory (a thin tube from entry to target) and the skin entry zone (a ring)."""
+        for a in self._plan_actors:
+            self.renderer.RemoveActor(a)
+        self._plan_actors = []
+        if entry_mm is not None and target_mm is not None:
+            line = _tube(np.array([entry_mm, target_mm], dtype=float), 0.6, sides=10)
+            self._plan_actors.append(self._overlay_actor(line, PLAN_COLOUR, 0.9))
+        if entry_zone_center_mm is not None and entry_zone_radius_mm:
+            c = np.asarray(entry_zone_center_mm, dtype=float)
+            if target_mm is not None and np.linalg.norm(np.asarray(target_mm) - c) > 1.0:
+                normal = np.asarray(target_mm, dtype=float) - c
+            else:
+                normal = -ceiling_direction(self.patient_position)
+            ring = vtkRegularPolygonSource()
+            ring.SetNumberOfSides(64)
+            ring.SetCenter(*c)
+            ring.SetNormal(*(normal / np.linalg.norm(normal)))
+            ring.SetRadius(float(entry_zone_radius_mm))
+            ring.GeneratePolygonOff()
+            ring.GeneratePolylineOn()
+            tube = vtkTubeFilter()
+            tube.SetInputConnection(ring.GetOutputPort())
+            tube.SetRadius(0.8)
+            tube.SetNumberOfSides(8)
+            tube.Update()
+            self._plan_actors.append(self._overlay_actor(tube.GetOutput(), PLAN_COLOUR, 0.9))
+        for a in self._plan_actors:
+            a.SetVisibility(bool(visible))
+
+    def _overlay_actor(self, poly: vtkPolyData, colour, opacity: float) -> vtkActor:
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputData(poly)
+        mapper.ScalarVisibilityOff()
+        actor = vtkActor()
+        actor.SetMapper(mapper)
+        p = actor.GetProperty()
+        p.SetColor(colour)
+        p.SetOpacity(opacity)
+        p.SetAmbient(0.35)
+        actor.PickableOff()
+        self.renderer.AddActor(actor)
+        return actor
+
+    def resolve_structure_names(self, name: str) -> list[str]:
+        """A structure name, or a tissue name (lung, artery, csf, ...) -> the structures shown."""
+        if name in self.structures:
+            return [name]
+        key = name.strip().lower().replace(" ", "_")
+        tissue = None
+        for t in Tissue:
+            if t.name.lower() == key or TISSUE_INFO[t].label.lower().replace(" ", "_") == key:
+                tissue = t
+                break
+        if tissue is None:
+            return []
+        return sorted(n for n, info in self.structures.items() if info.tissue == tissue)
+
+    def show_critical(self, items: Iterable, visible: bool = True) -> None:
+        """Tint critical structures by severity (red critical, orange major, yellow minor).
+
+        `items`: structure or tissue names, or (name, severity) pairs, or objects with
+        `structure`/`tissue` and `severity` attributes (the scenario's critical_structures)."""
+        for name in list(self._critical):
+            self._restore_colour(name)
+        self._critical.clear()
+        rank = {"minor": 0, "major": 1, "critical": 2}
+        for item in items:
+            if isinstance(item, str):
+                name, severity = item, "critical"
+            elif isinstance(item, tuple):
+                name, severity = item[0], item[1]
+            else:
+                name = getattr(item, "structure", None) or getattr(item, "tissue", None) or ""
+                severity = getattr(item, "severity", "major")
+            severity = str(getattr(severity, "value", severity))
+            for s in self.resolve_structure_names(str(name)):
+                if rank.get(severity, 1) >= rank.get(self._critical.get(s, "minor"), 0) or s not in self._critical:
+                    self._critical[s] = severity
+        self.set_critical_visible(visible)
+
+    def set_critical_visible(self, visible: bool) -> None:
+        self._critical_visible = bool(visible)
+        for name, severity in self._critical.items():
+            if visible:
+                info = self.structures[name]
+                tint = np.array(SEVERITY_COLOURS.get(severity, SEVERITY_COLOURS["major"]))
+                colour = 0.25 * np.array(info.colour) + 0.75 * tint
+                p = info.actor.GetProperty()
+                p.SetColor(*colour)
+                p.SetAmbientColor(*tint)
+                p.SetAmbient(0.35)
+            else:
+                self._restore_colour(name)
+
+    def critical_structures(self) -> dict[str, str]:
+        return dict(self._critical)
+
+    def _restore_colour(self, name: str) -> None:
+        info = self.structures.get(name)
+        if info is None:
+            return
+        p = info.actor.GetProperty()
+        _set_colour(p, info.colour)
+        p.SetAmbient(0.12)
+
+    # --- needle -------------------------------------------------------------------------------
+    def set_needle(self, needle_tip_to_world, length_mm: float = 150.0, diameter_mm: float = 0.72,
+                   hub_colour=(0.15, 0.15, 0.15), visible: bool = True) -> None:
+        """Place the needle: tip at the origin of `needle_tip_to_world`, advancing along its +Z."""
+        key = (round(float(length_mm), 3), round(float(diameter_mm), 4))
+        if key != self._needle_key:
+            shaft, hub = needle_polydata(length_mm, diameter_mm)
+            self._needle_shaft.GetMapper().SetInputData(shaft)
+            self._needle_hub.GetMapper().SetInputData(hub)
+            self._needle_key = key
+        self._needle_hub.GetProperty().SetColor(*hub_colour)
+        self._needle_matrix.DeepCopy(np.asarray(needle_tip_to_world, dtype=np.float64).ravel().tolist())
+        self._needle_matrix.Modified()
+        for a in (self._needle_shaft, self._needle_hub):
+            a.Modified()
+            a.SetVisibility(bool(visible))
+
+    def hide_needle(self) -> None:
+        self._needle_shaft.VisibilityOff()
+        self._needle_hub.VisibilityOff()
+
+    def needle_visible(self) -> bool:
+        return bool(self._needle_shaft.GetVisibility())
+
+    # --- picking and projection -------------------------------------------------------------------
+    def pick_surface(self, display_x: float, display_y: float, structures: Iterable[str] | None = None):
+        """The first visible surface under a display point (VTK display coordinates: pixels from the
+        bottom-left corner). Returns (point_mm (3,), structure_name) or None.
+        `structures` restricts the pick (e.g. ["skin"] to choose an entry point)."""
+        names = list(structures) if structures is not None else list(self.structures)
+        picker = vtkCellPicker()
+        picker.SetTolerance(0.0005)
+        picker.PickFromListOn()
+        n = 0
+        for name in names:
+            info = self.structures.get(name)
+            if info is None or not info.actor.GetVisibility():
+                continue
+            picker.AddPickList(info.actor)
+            picker.AddLocator(self._locator(name))
+            n += 1
+        if n == 0:
+            return None
+        if not picker.Pick(float(display_x), float(display_y), 0.0, self.renderer):
+            return None
+        actor = picker.GetActor()
+        name = self._actor_names.get(id(actor)) if actor is not None else None
+        if name is None:
+            return None
+        return np.array(picker.GetPickPosition(), dtype=float), name
+
+    def _locator(self, name: str) -> vtkStaticCellLocator:
+        loc = self._locators.get(name)
+        if loc is None:
+            loc = vtkStaticCellLocator()
+            loc.SetDataSet(self.structures[name].actor.GetMapper().GetInput())
+            loc.BuildLocator()
+            self._locators[name] = loc
+        return loc
+
+    def world_to_display(self, point_mm) -> tuple[float, float, float]:
+        """Display coordinates (x, y from the bottom-left, depth) of a world point."""
+        self.renderer.SetWorldPoint(float(point_mm[0]), float(point_mm[1]), float(point_mm[2]), 1.0)
+        self.renderer.WorldToDisplay()
+        return tuple(self.renderer.GetDisplayPoint())  # type: ignore[return-value]
+
+    # --- output ---------------------------------------------------------------------------------
+    def set_size(self, width: int, height: int) -> None:
+        self.render_window.SetSize(int(width), int(height))
+
+    def render(self) -> None:
+        if self._closed:
+            return
+        self.renderer.ResetCameraClippingRange()
+        self.render_window.Render()
+
+    def screenshot(self) -> np.ndarray:
+        """The current view as an (H, W, 3) uint8 RGB array, row 0 at the top (renders first)."""
+        if self._closed:
+            raise RuntimeError("screenshot of a closed scene")
+        self.render()
+        f = vtkWindowToImageFilter()
+        f.SetInput(self.render_window)
+        f.SetInputBufferTypeToRGB()
+        f.ReadFrontBufferOff()
+        f.ShouldRerenderOff()
+        f.Update()
+        img = f.GetOutput()
+        w, h, _ = img.GetDimensions()
+        arr = vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[:, :, :3]
+        return np.ascontiguousarray(arr[::-1])
+
+    def close(self) -> None:
+        """Release the scene; a window this scene created is finalized. Nothing renders after."""
+        if self._closed:
+            return
+        self._closed = True
+        self.renderer.RemoveAllViewProps()
+        if self.owns_window:
+            self.render_window.Finalize()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- orientation cube -------------------------------------------------------------------------
+    def _add_orientation_cube(self) -> None:
+        """A small R/L/A/P/S/I cube in the lower-left corner that turns with the camera."""
+        cube = vtkAnnotatedCubeActor()
+        cube.SetXPlusFaceText("R")
+        cube.SetXMinusFaceText("L")
+        cube.SetYPlusFaceText("A")
+        cube.SetYMinusFaceText("P")
+        cube.SetZPlusFaceText("S")
+        cube.SetZMinusFaceText("I")
+        cube.SetFaceTextScale(0.6)
+        cube.GetCubeProperty().SetColor(0.55, 0.6, 0.7)
+        cube.GetTextEdgesProperty().SetColor(0.9, 0.9, 0.9)
+        for getter in ("GetXPlusFaceProperty", "GetXMinusFaceProperty"):
+            getattr(cube, getter)().SetColor(0.95, 0.35, 0.35)
+        for getter in ("GetYPlusFaceProperty", "GetYMinusFaceProperty"):
+            getattr(cube, getter)().SetColor(0.35, 0.9, 0.45)
+        for getter in ("GetZPlusFaceProperty", "GetZMinusFaceProperty"):
+            getattr(cube, getter)().SetColor(0.4, 0.6, 1.0)
+        ren = vtkRenderer()
+        ren.SetViewport(0.0, 0.0, 0.16, 0.2)
+        ren.SetLayer(1)
+        ren.InteractiveOff()
+        ren.AddActor(cube)
+        self.render_window.SetNumberOfLayers(max(2, self.render_window.GetNumberOfLayers()))
+        self.render_window.AddRenderer(ren)
+        self._cube_renderer = ren
+        self.renderer.AddObserver("StartEvent", self._sync_cube)
+
+    def _sync_cube(self, *_):
+        if self._cube_renderer is None:
+            return
+        cam = self.renderer.GetActiveCamera()
+        c = self._cube_renderer.GetActiveCamera()
+        fp = np.array(cam.GetFocalPoint())
+        dop = np.array(cam.GetPosition()) - fp
+        n = np.linalg.norm(dop)
+        if n == 0:
+            return
+        c.SetFocalPoint(0.0, 0.0, 0.0)
+        c.SetPosition(*(dop / n * 4.0))
+        c.SetViewUp(*cam.GetViewUp())
+        self._cube_renderer.ResetCameraClippingRange()
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry helpers
+# --------------------------------------------------------------------------------------------
+def _set_colour(prop, colour) -> None:
+    """Ambient and diffuse colour; white specular highlights."""
+    prop.SetColor(*colour)
+    prop.SetSpecularColor(1.0, 1.0, 1.0)
+
+
+def _sphere(centre, radius: float, resolution: int = 24) -> vtkPolyData:
+    s = vtkSphereSource()
+    s.SetCenter(*[float(c) for c in centre])
+    s.SetRadius(float(radius))
+    s.SetThetaResolution(resolution)
+    s.SetPhiResolution(resolution)
+    s.Update()
+    return s.GetOutput()
+
+
+def _tube(points: np.ndarray, radius: float, sides: int = 16) -> vtkPolyData:
+    pd = vtkPolyData()
+    pts = vtkPoints()
+    pts.SetData(numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
+    pd.SetPoints(pts)
+    lines = vtkCellArray()
+    lines.InsertNextCell(len(points))
+    for i in range(len(points)):
+        lines.InsertCellPoint(i)
+    pd.SetLines(lines)
+    tube = vtkTubeFilter()
+    tube.SetInputData(pd)
+    tube.SetRadius(float(radius))
+    tube.SetNumberOfSides(sides)
+    tube.CappingOn()
+    tube.Update()
+    return tube.GetOutput()
+
+
+def needle_polydata(length_mm: float, diameter_mm: float) -> tuple[vtkPolyData, vtkPolyData]:
+    """(shaft, hub) in the needle tip frame: shaft from z=-length to a short bevel at z=0, hub
+    behind z=-length. +Z is the direction of insertion."""
+    r = 0.5 * float(diameter_mm)
+    bevel = min(4.0 * r, 0.25 * length_mm)
+
+    def along_z(source, z_centre: float) -> vtkPolyData:
+        t = vtkTransform()
+        t.Translate(0.0, 0.0, z_centre)
+        t.RotateX(90.0)  # the sources' axis is +Y; turn it onto +Z
+        f = vtkTransformFilter()
+        f.SetTransform(t)
+        f.SetInputConnection(source.GetOutputPort())
+        f.Update()
+        return f.GetPolyDataOutput()
+
+    shaft = vtkCylinderSource()
+    shaft.SetRadius(r)
+    shaft.SetHeight(length_mm - bevel)
+    shaft.SetResolution(16)
+    tip = vtkConeSource()
+    tip.SetRadius(r)
+    tip.SetHeight(bevel)
+    tip.SetResolution(16)
+    tip.SetDirection(0.0, 0.0, 1.0)
+    tip.SetCenter(0.0, 0.0, -0.5 * bevel)
+    tip.Update()
+    append = vtkAppendPolyData()
+    append.AddInputData(along_z(shaft, -bevel - 0.5 * (length_mm - bevel)))
+    append.AddInputData(tip.GetOutput())
+    append.Update()
+    hub_len = 18.0
+    hub = vtkCylinderSource()
+    hub.SetRadius(max(3.0, 3 * r))
+    hub.SetHeight(hub_len)
+    hub.SetResolution(24)
+    return append.GetOutput(), along_z(hub, -length_mm - 0.5 * hub_len)
+
+
+def hub_colour_for_gauge(gauge: int) -> tuple[float, float, float]:
+    return GAUGE_HUB_COLOUR.get(int(gauge), (0.5, 0.5, 0.5))
+
+
+def diameter_for_gauge(gauge: int) -> float:
+    return GAUGE_DIAMETER_MM.get(int(gauge), 0.72)

@@ -1,0 +1,138 @@
+"""Shared fixtures: a tiny synthetic anatomy with known geometry, and Qt/VTK test hygiene.
+
+The synthetic patient (RAS mm) is a box-shaped "body" (the skin) containing:
+- vertebrae_L1: a box on the midline, posterior (x -15..15, y -60..-30, z -20..20), bone
+- aorta: a vertical cylinder left of the midline, anterior to the spine (x = -20, y = -10, r 10)
+- kidney_left: a sphere on the patient's LEFT (x = -70, y = -40, z = 0, r 22), organ
+- kidney_right: a smaller sphere on the patient's RIGHT (x = +70, y = -40, z = 10, r 15)
+so tests know where each structure must appear on screen for every camera preset.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.core.anatomy import Anatomy, Structure, TriMesh
+from simulator.core.tissue import Tissue
+
+BODY_LO = np.array([-120.0, -90.0, -100.0])
+BODY_HI = np.array([120.0, 90.0, 100.0])
+L1_LO = np.array([-15.0, -60.0, -20.0])
+L1_HI = np.array([15.0, -30.0, 20.0])
+AORTA_XY = (-20.0, -10.0)
+AORTA_R = 10.0
+KIDNEY_LEFT_C = np.array([-70.0, -40.0, 0.0])
+KIDNEY_LEFT_R = 22.0
+KIDNEY_RIGHT_C = np.array([70.0, -40.0, 10.0])
+KIDNEY_RIGHT_R = 15.0
+
+
+def box_mesh(lo, hi) -> TriMesh:
+    """Axis-aligned box with outward-oriented faces (watertight)."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    v = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    # vertex index = 4*ix + 2*iy + iz
+    quads = [
+        (0, 1, 3, 2),  # x = lo (normal -x)
+        (4, 6, 7, 5),  # x = hi
+        (0, 4, 5, 1),  # y = lo
+        (2, 3, 7, 6),  # y = hi
+        (0, 2, 6, 4),  # z = lo
+        (1, 5, 7, 3),  # z = hi
+    ]
+    faces = []
+    for a, b, c, d in quads:
+        faces += [(a, b, c), (a, c, d)]
+    mesh = TriMesh(v, np.array(faces))
+    assert mesh.signed_volume_mm3() > 0
+    return mesh
+
+
+def sphere_mesh(centre, radius, subdivisions: int = 3) -> TriMesh:
+    """Icosphere, outward oriented."""
+    t = (1 + 5**0.5) / 2
+    v = np.array(
+        [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
+         [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], dtype=float)
+    f = np.array(
+        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+         [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+         [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]])
+    verts = list(v / np.linalg.norm(v, axis=1, keepdims=True))
+    faces = f
+    for _ in range(subdivisions):
+        cache: dict[tuple[int, int], int] = {}
+
+        def mid(a, b):
+            key = (min(a, b), max(a, b))
+            if key not in cache:
+                m = verts[a] + verts[b]
+                verts.append(m / np.linalg.norm(m))
+                cache[key] = len(verts) - 1
+            return cache[key]
+
+        new = []
+        for a, b, c in faces:
+            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+        faces = np.array(new)
+    mesh = TriMesh(np.asarray(centre, float) + radius * np.array(verts), faces)
+    assert mesh.signed_volume_mm3() > 0
+    return mesh
+
+
+def cylinder_mesh(x, y, radius, z0, z1, sides: int = 32) -> TriMesh:
+    """Closed vertical cylinder, outward oriented."""
+    ang = np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    ring = np.stack([x + radius * np.cos(ang), y + radius * np.sin(ang)], axis=1)
+    bottom = np.column_stack([ring, np.full(sides, z0)])
+    top = np.column_stack([ring, np.full(sides, z1)])
+    v = np.vstack([bottom, top, [[x, y, z0], [x, y, z1]]])
+    cb, ct = 2 * sides, 2 * sides + 1
+    faces = []
+    for i in range(sides):
+        j = (i + 1) % sides
+        faces += [(i, j, sides + j), (i, sides + j, sides + i)]
+        faces += [(cb, j, i), (ct, sides + i, sides + j)]
+    mesh = TriMesh(v, np.array(faces))
+    assert mesh.signed_volume_mm3() > 0
+    return mesh
+
+
+def make_synthetic_anatomy() -> Anatomy:
+    shape = (8, 8, 8)
+    structures = {
+        1: Structure(1, "vertebrae_L1", Tissue.CANCELLOUS_BONE, "spine"),
+        2: Structure(2, "aorta", Tissue.ARTERY, "vessels"),
+        3: Structure(3, "kidney_left", Tissue.KIDNEY, "organs"),
+        4: Structure(4, "kidney_right", Tissue.KIDNEY, "organs"),
+    }
+    meshes = {
+        "skin": box_mesh(BODY_LO, BODY_HI),
+        "vertebrae_L1": box_mesh(L1_LO, L1_HI),
+        "aorta": cylinder_mesh(*AORTA_XY, AORTA_R, -80.0, 80.0),
+        "kidney_left": sphere_mesh(KIDNEY_LEFT_C, KIDNEY_LEFT_R),
+        "kidney_right": sphere_mesh(KIDNEY_RIGHT_C, KIDNEY_RIGHT_R),
+    }
+    return Anatomy(
+        name="synthetic",
+        hu=np.zeros(shape, np.int16),
+        tissue=np.zeros(shape, np.uint8),
+        labels=np.zeros(shape, np.uint16),
+        spacing_mm=np.full(3, 30.0),
+        origin_mm=BODY_LO + 15.0,
+        structures=structures,
+        meshes=meshes,
+        source={"kind": "synthetic test anatomy"},
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_anatomy() -> Anatomy:
+    return make_synthetic_anatomy()
+
+
+@pytest.fixture
+def qsettings_file(tmp_path):
+    """An isolated settings file, so GUI tests never read or write the user's settings."""
+    return tmp_path / "settings.ini"

@@ -1,0 +1,324 @@
+"""The VTK scene, offscreen: colours, group visibility, camera presets, picking, needle, overlays.
+
+Known answers come from the synthetic anatomy in tests/conftest.py (kidney_left at x = -70 on the
+patient's left, the aorta anterior to the L1 box, ...).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.core.tissue import TISSUE_INFO, Tissue
+from simulator.render.scene import (
+    CAMERA_PRESETS,
+    AnatomyScene,
+    camera_preset_vectors,
+    default_preset,
+    polydata_from_mesh,
+    vertex_normals,
+)
+from tests.conftest import (
+    AORTA_XY,
+    BODY_HI,
+    KIDNEY_LEFT_C,
+    KIDNEY_LEFT_R,
+    L1_HI,
+    L1_LO,
+    sphere_mesh,
+)
+
+W, H = 320, 240
+
+
+@pytest.fixture
+def scene(synthetic_anatomy):
+    s = AnatomyScene(size=(W, H))
+    s.set_anatomy(synthetic_anatomy, "supine")
+    yield s
+    s.close()
+
+
+def chroma(rgb) -> np.ndarray:
+    c = np.asarray(rgb, dtype=float)
+    return c / max(np.linalg.norm(c), 1e-9)
+
+
+def pixel_at(img: np.ndarray, display_xy) -> np.ndarray:
+    """Pixel of a screenshot (row 0 at the top) at VTK display coordinates (origin bottom-left)."""
+    x, y = int(round(display_xy[0])), int(round(display_xy[1]))
+    return img[img.shape[0] - 1 - y, x].astype(float)
+
+
+def looks_like(pixel, tissue: Tissue, tol: float = 0.12) -> bool:
+    """Same hue as the tissue colour (shading scales brightness, so compare directions)."""
+    return float(np.linalg.norm(chroma(pixel) - chroma(TISSUE_INFO[tissue].color))) < tol
+
+
+def aorta_centre():
+    return np.array([AORTA_XY[0], AORTA_XY[1], 0.0])
+
+
+# --- geometry helpers -----------------------------------------------------------------------------
+def test_vertex_normals_point_outward_on_a_sphere():
+    m = sphere_mesh((5.0, -3.0, 2.0), 10.0, subdivisions=2)
+    n = vertex_normals(m.vertices, m.faces)
+    radial = (m.vertices - np.array([5.0, -3.0, 2.0])) / 10.0
+    assert np.allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.einsum("ij,ij->i", n, radial)) > 0.99
+
+
+def test_polydata_keeps_vertices_and_triangles():
+    m = sphere_mesh((0.0, 0.0, 0.0), 5.0, subdivisions=1)
+    pd = polydata_from_mesh(m)
+    assert pd.GetNumberOfPoints() == len(m.vertices)
+    assert pd.GetNumberOfCells() == len(m.faces)
+    assert pd.GetPointData().GetNormals().GetNumberOfTuples() == len(m.vertices)
+    cell = pd.GetCell(7)
+    assert [cell.GetPointId(i) for i in range(3)] == m.faces[7].tolist()
+
+
+# --- camera preset vectors (pure) ---------------------------------------------------------------
+def test_preset_vectors_for_supine_and_prone():
+    to_cam, up = camera_preset_vectors("AP", "supine")
+    assert np.allclose(to_cam, [0, 1, 0]) and np.allclose(up, [0, 0, 1])
+    to_cam, up = camera_preset_vectors("PA", "prone")
+    assert np.allclose(to_cam, [0, -1, 0]) and np.allclose(up, [0, 0, 1])
+    # Lateral views keep the ceiling up: the front for a supine patient, the back for a prone one.
+    assert np.allclose(camera_preset_vectors("lateral_left", "supine")[1], [0, 1, 0])
+    assert np.allclose(camera_preset_vectors("lateral_left", "prone")[1], [0, -1, 0])
+    # Obliques turn from the working side (back when prone) towards the named side.
+    to_cam, _ = camera_preset_vectors("oblique_left", "prone")
+    assert to_cam[1] < -0.5 and to_cam[0] < -0.3
+    to_cam, _ = camera_preset_vectors("oblique_right", "supine")
+    assert to_cam[1] > 0.5 and to_cam[0] > 0.3
+    assert default_preset("prone") == "PA" and default_preset("supine") == "AP"
+    for name in CAMERA_PRESETS:
+        for pos in ("supine", "prone", "lateral_left", "lateral_right", "sitting"):
+            to_cam, up = camera_preset_vectors(name, pos)
+            assert abs(np.dot(to_cam, up)) < 1e-9
+    with pytest.raises(ValueError, match="camera preset 'top'"):
+        camera_preset_vectors("top", "supine")
+
+
+# --- rendering -------------------------------------------------------------------------------------
+def test_structures_render_in_their_tissue_colours(scene):
+    scene.set_group_visible("skin", False)
+    img = scene.screenshot()
+    assert img.shape == (H, W, 3) and img.dtype == np.uint8
+    kidney = pixel_at(img, scene.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0]))
+    aorta = pixel_at(img, scene.world_to_display(aorta_centre() + [0, 10, 0]))
+    assert looks_like(kidney, Tissue.KIDNEY), kidney
+    assert looks_like(aorta, Tissue.ARTERY), aorta
+    # Not blank: a good share of the image is anatomy, not background.
+    background = img[5, W // 2].astype(float)
+    differs = np.linalg.norm(img.astype(float) - background, axis=2) > 30
+    assert differs.mean() > 0.05
+
+
+def test_skin_is_translucent(scene):
+    """With the skin shown, the aorta still shows through, tinted by the skin."""
+    p = scene.world_to_display(aorta_centre() + [0, 10, 0])
+    with_skin = pixel_at(scene.screenshot(), p)
+    scene.set_group_visible("skin", False)
+    without = pixel_at(scene.screenshot(), p)
+    assert with_skin[0] > with_skin[1] + 20  # still red dominated
+    assert not np.allclose(with_skin, without, atol=5)
+    assert scene.group_opacity("skin") < 0.5
+
+
+def test_group_visibility_hides_pixels(scene):
+    scene.set_group_visible("skin", False)
+    p = scene.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
+    assert looks_like(pixel_at(scene.screenshot(), p), Tissue.KIDNEY)
+    scene.set_group_visible("organs", False)
+    img = scene.screenshot()
+    assert not looks_like(pixel_at(img, p), Tissue.KIDNEY)
+    kidney_hue = chroma(TISSUE_INFO[Tissue.KIDNEY].color)
+    norms = np.linalg.norm(img.astype(float), axis=2, keepdims=True)
+    hue = img / np.maximum(norms, 1)
+    assert np.sum(np.linalg.norm(hue - kidney_hue, axis=2) < 0.05) == 0
+    scene.set_group_visible("organs", True)
+    assert looks_like(pixel_at(scene.screenshot(), p), Tissue.KIDNEY)
+
+
+def test_group_opacity_changes_the_blend(scene):
+    scene.set_group_visible("skin", False)
+    p = scene.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
+    opaque = pixel_at(scene.screenshot(), p)
+    scene.set_group_opacity("organs", 0.2)
+    faint = pixel_at(scene.screenshot(), p)
+    assert np.linalg.norm(opaque - faint) > 20
+    assert scene.groups()[0] == "skin"
+    assert set(scene.groups()) == {"skin", "spine", "vessels", "organs"}
+
+
+def _kidney_left_side(scene, preset, position):
+    """Where kidney_left (the patient's LEFT) appears: 'left' or 'right' half of the image."""
+    scene.set_group_visible("skin", False)
+    scene.structures["kidney_right"].actor.VisibilityOff()
+    scene.set_camera_preset(preset, position)
+    img = scene.screenshot()
+    hue = chroma(TISSUE_INFO[Tissue.KIDNEY].color)
+    mask = np.linalg.norm(img / np.maximum(np.linalg.norm(img.astype(float), axis=2, keepdims=True), 1) - hue,
+                          axis=2) < 0.08
+    assert mask.sum() > 50
+    cols = np.nonzero(mask)[1]
+    return "right" if cols.mean() > W / 2 else "left"
+
+
+def test_ap_view_shows_the_patients_left_on_the_image_right(scene):
+    assert _kidney_left_side(scene, "AP", "supine") == "right"
+
+
+def test_pa_view_is_mirrored(scene):
+    assert _kidney_left_side(scene, "PA", "prone") == "left"
+
+
+def test_lateral_view_keeps_the_ceiling_up(scene):
+    """Supine lateral: the aorta (anterior) is above the spine; prone lateral: below it."""
+    scene.set_group_visible("skin", False)
+    spine = (L1_LO + L1_HI) / 2
+    scene.set_camera_preset("lateral_left", "supine")
+    assert scene.world_to_display(aorta_centre())[1] > scene.world_to_display(spine)[1] + 10
+    scene.set_camera_preset("lateral_left", "prone")
+    assert scene.world_to_display(aorta_centre())[1] < scene.world_to_display(spine)[1] - 10
+    # Left lateral looks from the patient's left: kidney_left is nearer the camera than kidney_right.
+    assert scene.world_to_display(KIDNEY_LEFT_C)[2] < scene.world_to_display(-KIDNEY_LEFT_C * [1, -1, -1])[2]
+
+
+def test_axial_view_from_the_feet(scene):
+    scene.set_camera_preset("axial", "supine")
+    to_cam = np.array(scene.camera_state()["position"]) - np.array(scene.camera_state()["focal_point"])
+    assert to_cam[2] < 0  # camera below the feet
+    # radiological convention: the patient's right on the image left, anterior up (supine)
+    assert scene.world_to_display(KIDNEY_LEFT_C)[0] > W / 2
+    assert scene.world_to_display(aorta_centre())[1] > scene.world_to_display((L1_LO + L1_HI) / 2)[1]
+
+
+# --- picking ----------------------------------------------------------------------------------------
+def test_pick_returns_a_point_on_the_structure_surface(scene):
+    scene.set_group_visible("skin", False)
+    scene.render()
+    d = scene.world_to_display(KIDNEY_LEFT_C)
+    hit = scene.pick_surface(d[0], d[1])
+    assert hit is not None
+    point, name = hit
+    assert name == "kidney_left"
+    assert abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5
+    assert point[1] > KIDNEY_LEFT_C[1] + 0.9 * KIDNEY_LEFT_R  # the side facing the AP camera
+
+
+def test_pick_on_the_skin_for_an_entry_point(scene):
+    scene.set_camera_preset("PA", "prone")
+    scene.render()
+    d = scene.world_to_display((10.0, 0.0, 5.0))
+    point, name = scene.pick_surface(d[0], d[1], structures=["skin"])
+    assert name == "skin"
+    # the back of the synthetic body is the face y = BODY_LO[1] = -90
+    assert point[1] == pytest.approx(-90.0, abs=0.2)
+    assert point[0] == pytest.approx(10.0, abs=2.0) and point[2] == pytest.approx(5.0, abs=2.0)
+
+
+def test_pick_outside_the_anatomy_returns_none(scene):
+    scene.render()
+    assert scene.pick_surface(2, H - 2) is None
+    scene.set_group_visible("skin", False)
+    scene.set_group_visible("organs", False)
+    d = scene.world_to_display(KIDNEY_LEFT_C)
+    assert scene.pick_surface(d[0], d[1]) is None  # hidden structures are not picked
+
+
+# --- needle -------------------------------------------------------------------------------------------
+def test_needle_extends_back_from_the_tip_along_minus_z(scene):
+    tip = np.array([10.0, 20.0, 30.0])
+    m = np.eye(4)
+    m[:3, 3] = tip
+    scene.set_needle(m, length_mm=100.0, diameter_mm=0.72)
+    b = scene._needle_shaft.GetBounds()
+    assert b[5] == pytest.approx(tip[2], abs=1e-3)  # tip at the most advanced point
+    assert b[4] == pytest.approx(tip[2] - 100.0, abs=1e-3)
+    assert b[1] - b[0] == pytest.approx(0.72, abs=0.01)
+    hub = scene._needle_hub.GetBounds()
+    assert hub[5] == pytest.approx(tip[2] - 100.0, abs=1e-3)
+    # Insert posteriorly from the back (prone): +Z of the tip frame maps to -Y (anterior -> posterior is +Y...)
+    r = np.eye(4)
+    r[:3, :3] = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=float)  # columns: X, Y, Z axes
+    r[:3, 3] = tip
+    # Z axis = third column = (0, 1, 0): the needle advances anteriorly; the hub is posterior.
+    scene.set_needle(r, length_mm=100.0, diameter_mm=0.72)
+    b = scene._needle_hub.GetBounds()
+    assert b[3] == pytest.approx(tip[1] - 100.0, abs=1e-3)
+    assert scene.needle_visible()
+    scene.hide_needle()
+    assert not scene.needle_visible()
+
+
+def test_needle_is_drawn(scene):
+    scene.set_group_visible("skin", False)
+    scene.set_camera_preset("lateral_left", "supine")
+    m = np.eye(4)
+    m[:3, :3] = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=float)
+    m[:3, 3] = (0.0, 40.0, 60.0)  # in front of everything, above the kidneys
+    before = scene.screenshot()
+    scene.set_needle(m, length_mm=60.0, diameter_mm=3.0)  # thick, to be sure of the pixels
+    after = scene.screenshot()
+    p = scene.world_to_display((0.0, 10.0, 60.0))  # 30 mm behind the tip, on the shaft
+    assert np.linalg.norm(pixel_at(after, p) - pixel_at(before, p)) > 30
+    shaft = pixel_at(after, p)
+    assert np.ptp(shaft) < 40  # metallic grey, not a tissue colour
+
+
+# --- overlays ------------------------------------------------------------------------------------------
+class _T:
+    def __init__(self, kind, points, radius=0.0, tolerance=5.0):
+        self.kind, self.points_mm, self.radius_mm, self.tolerance_mm = kind, points, radius, tolerance
+
+
+def test_targets_are_shown_and_hidden(scene):
+    scene.set_group_visible("skin", False)
+    centre = (0.0, BODY_HI[1] - 20.0, 40.0)  # anterior, above the kidneys
+    p = scene.world_to_display(centre)
+    before = pixel_at(scene.screenshot(), p)
+    scene.show_targets([_T("point", [centre], tolerance=6.0), _T("polyline", [(-50, 0, -50), (50, 0, -50)], 2.0)])
+    shown = pixel_at(scene.screenshot(), p)
+    assert shown[1] > shown[0] + 40 and shown[1] > shown[2] + 40  # green
+    assert len(scene._target_actors) == 4
+    scene.set_targets_visible(False)
+    assert np.allclose(pixel_at(scene.screenshot(), p), before, atol=3)
+    # unresolved targets (no points yet) are skipped, not an error
+    scene.show_targets([_T("point", None)])
+    assert scene._target_actors == []
+
+
+def test_critical_structures_are_tinted_by_severity(scene):
+    scene.set_group_visible("skin", False)
+    p = scene.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
+    normal = pixel_at(scene.screenshot(), p)
+    scene.show_critical([("kidney", "critical")])  # a tissue name covers both kidneys
+    assert scene.critical_structures() == {"kidney_left": "critical", "kidney_right": "critical"}
+    tinted = pixel_at(scene.screenshot(), p)
+    assert tinted[0] > 2.5 * max(tinted[1], tinted[2], 1)  # red
+    scene.set_critical_visible(False)
+    assert np.allclose(pixel_at(scene.screenshot(), p), normal, atol=3)
+
+
+def test_plan_and_entry_zone(scene):
+    scene.show_plan((0, -90, 0), (0, -10, 0), (0, -90, 0), 20.0)
+    assert len(scene._plan_actors) == 2
+    b = scene._plan_actors[1].GetBounds()  # the ring lies in the skin plane y = -90
+    assert b[3] - b[2] < 2.0 and b[1] - b[0] == pytest.approx(41.6, abs=1.0)
+    scene.set_targets_visible(False)
+    assert not scene._plan_actors[0].GetVisibility()
+
+
+def test_switching_anatomy_and_closing(scene, synthetic_anatomy):
+    n = len(scene.renderer.GetActors())
+    scene.set_anatomy(synthetic_anatomy)
+    assert len(scene.renderer.GetActors()) == n  # old actors removed
+    scene.set_anatomy(None)
+    assert scene.structures == {}
+    scene.close()
+    assert scene.closed
+    scene.render()  # no-op after close
+    with pytest.raises(RuntimeError):
+        scene.screenshot()
