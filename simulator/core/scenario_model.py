@@ -1,23 +1,41 @@
 """The scenario schema: one exercise, as an instructor writes it in YAML.
 
 Pydantic models only (no file handling): `simulator.core.scenario` loads YAML files into these,
-with errors that name the file, the line and the field. Coordinates are patient RAS millimetres.
-Scenario files are data: nothing here executes code from them.
+with errors that name the file, the line and the field. Coordinates are patient RAS millimetres
+(+x the patient's Right, +y Anterior, +z Superior) of the scenario's anatomy. Scenario files are
+data: nothing here executes code from them, and the only path a scenario can name (a user anatomy,
+`user:NAME`) must stay inside the user's anatomies folder.
+
+Validators that find a problem in one sub-field raise `LocatedValueError(message, *sub_loc)`; the
+loader appends `sub_loc` to pydantic's error location, so the error points at the YAML line of that
+sub-field (a repeated target id points at the second target's `id`, not at the whole list).
 """
 from __future__ import annotations
 
+import math
 from enum import Enum
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from simulator.core.tissue import Tissue
 
 SCHEMA_VERSION = 1
 
 Vec3 = tuple[float, float, float]
 
 
+class LocatedValueError(ValueError):
+    """A validation error about a sub-field: `loc` is appended to the model's location."""
+
+    def __init__(self, message: str, *loc: str | int):
+        super().__init__(message)
+        self.loc: tuple[str | int, ...] = tuple(loc)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False, allow_inf_nan=False)
 
 
 class Procedure(str, Enum):
@@ -65,8 +83,21 @@ class Severity(str, Enum):
     critical = "critical"  # automatic fail (aorta, dura, pleura in most blocks)
 
 
+# Tissue classes a critical structure may name (lower-case names of `Tissue`): lung, csf, artery, ...
+TissueName = Literal[tuple(t.name.lower() for t in Tissue)]  # type: ignore[valid-type]
+
+_NAME = r"^[a-z0-9_]+$"
+
+
+def _check_vec(v: Vec3, what: str, *loc) -> None:
+    if math.hypot(*v) < 1e-9:
+        raise LocatedValueError(f"{what} must not be the zero vector", *loc)
+
+
 class NeedleSpec(_Model):
-    gauge: Literal[18, 20, 21, 22, 23, 25] = 22
+    """The needle the trainee uses."""
+
+    gauge: Literal[18, 20, 21, 22, 23, 25] = Field(22, description="Birmingham gauge (22 G = 0.72 mm outer diameter)")
     length_mm: float = Field(150.0, gt=20, le=250, description="shaft length (90, 150, 200 mm are usual)")
     bevel: Literal["quincke", "chiba", "tuohy", "short"] = "chiba"
     bevel_direction_deg: float = Field(0.0, ge=-180, le=180, description="bevel roll about the shaft")
@@ -74,9 +105,13 @@ class NeedleSpec(_Model):
 
 
 class FluoroscopySettings(_Model):
-    lao_deg: float = Field(0.0, ge=-120, le=120, description="orbital angle: + LAO, - RAO")
-    cranial_deg: float = Field(0.0, ge=-45, le=45, description="tilt: + cranial, - caudal")
-    isocenter_mm: Optional[Vec3] = None  # RAS; default the first target
+    """Initial C-arm pose and exposure. Angles follow `simulator.core.carm`: for a prone patient the
+    detector is above the back; lao_deg > 0 turns the detector towards the patient's LEFT (the left
+    ipsilateral oblique of a left-sided needle), < 0 towards the right; +90 is a left lateral view."""
+
+    lao_deg: float = Field(0.0, ge=-120, le=120, description="orbital angle: + detector to the patient's left, - to the right")
+    cranial_deg: float = Field(0.0, ge=-45, le=45, description="tilt: + detector towards the head, - towards the feet")
+    isocenter_mm: Optional[Vec3] = Field(None, description="RAS point the beam is centred on; default the first target")
     pulse_rate_pps: Literal[3.75, 7.5, 15, 30] = 15
     field_mm: float = Field(300.0, gt=50, le=450, description="detector field size")
     kvp: float = Field(80.0, ge=50, le=125)
@@ -84,17 +119,46 @@ class FluoroscopySettings(_Model):
         default_factory=dict, description="named views: name -> [lao_deg, cranial_deg]"
     )
 
+    @field_validator("presets")
+    @classmethod
+    def _presets(cls, v):
+        for name, (lao, cranial) in v.items():
+            if not -120 <= lao <= 120:
+                raise LocatedValueError(f"lao_deg {lao} of preset {name!r} is not in [-120, 120]", name, 0)
+            if not -45 <= cranial <= 45:
+                raise LocatedValueError(f"cranial_deg {cranial} of preset {name!r} is not in [-45, 45]", name, 1)
+        return v
+
 
 class UltrasoundSettings(_Model):
+    """Initial probe pose and the scanner's settings. The image plane is spanned by `direction`
+    (depth, into the patient) and `marker` (lateral axis, towards the probe's orientation marker);
+    the marker need not be exactly perpendicular (it is orthogonalised when the probe is placed)."""
+
     probe: Literal["linear", "curvilinear"] = "linear"
-    center_mm: Optional[Vec3] = None  # probe face centre on the skin (RAS)
-    direction: Optional[Vec3] = None  # depth axis of the image, into the patient
-    marker: Optional[Vec3] = None  # lateral axis, towards the orientation marker
+    center_mm: Optional[Vec3] = Field(None, description="probe face centre on the skin (RAS mm)")
+    direction: Optional[Vec3] = Field(None, description="depth axis of the image, into the patient")
+    marker: Optional[Vec3] = Field(None, description="lateral axis of the image, towards the orientation marker")
     depth_mm: float = Field(40.0, gt=10, le=250)
     frequency_mhz: float = Field(10.0, ge=1, le=18)
     gain_db: float = Field(0.0, ge=-30, le=30)
     focus_mm: Optional[float] = Field(None, gt=0, le=250)
     doppler: bool = False
+
+    @model_validator(mode="after")
+    def _axes(self):
+        if self.direction is not None:
+            _check_vec(self.direction, "direction", "direction")
+        if self.marker is not None:
+            _check_vec(self.marker, "marker", "marker")
+        if self.direction is not None and self.marker is not None:
+            d, m = self.direction, self.marker
+            cross = (d[1] * m[2] - d[2] * m[1], d[2] * m[0] - d[0] * m[2], d[0] * m[1] - d[1] * m[0])
+            if math.hypot(*cross) < 1e-3 * math.hypot(*d) * math.hypot(*m):
+                raise LocatedValueError("marker is parallel to direction: they must span the image plane", "marker")
+        if self.focus_mm is not None and self.focus_mm > self.depth_mm:
+            raise LocatedValueError(f"focus {self.focus_mm} mm is deeper than the image depth {self.depth_mm} mm", "focus_mm")
+        return self
 
 
 class Imaging(_Model):
@@ -103,57 +167,80 @@ class Imaging(_Model):
 
 
 class EntryZone(_Model):
+    """Where on the skin the needle should enter: a disc around `center_mm`."""
+
     center_mm: Vec3
     radius_mm: float = Field(30.0, gt=0, le=200)
 
 
 class Trajectory(_Model):
+    """A planned needle path, skin entry to tip position (used for the angle-to-plan metric and
+    shown in instructor mode)."""
+
     entry_mm: Vec3
     target_mm: Vec3
+    target_id: Optional[str] = Field(None, pattern=_NAME, description="the target this path leads to")
 
     @model_validator(mode="after")
     def _distinct(self):
         if sum((a - b) ** 2 for a, b in zip(self.entry_mm, self.target_mm)) < 1.0:
-            raise ValueError("entry_mm and target_mm must be at least 1 mm apart")
+            raise LocatedValueError("entry_mm and target_mm must be at least 1 mm apart", "target_mm")
         return self
+
+    @property
+    def length_mm(self) -> float:
+        return math.dist(self.entry_mm, self.target_mm)
 
 
 class Target(_Model):
-    id: str = Field(pattern=r"^[a-z0-9_]+$")
-    name: str
+    """A nerve or plexus the tip must reach. The tip is at the target when its distance to it is at
+    most `tolerance_mm`: to the point (kind point), to the nerve's surface - the centre line minus
+    `radius_mm` (polyline), or to the sphere's surface (sphere); inside counts as distance 0.
+
+    `points_mm`, when given, are the target in this scenario's anatomy. `proposal` names the
+    label-based proposal (e.g. celiac_plexus_left) that gives the points when `points_mm` is absent,
+    or when the scenario is run on another anatomy than the one it was written for."""
+
+    id: str = Field(pattern=_NAME)
+    name: str = Field(min_length=1)
     kind: Literal["point", "polyline", "sphere"] = "point"
-    points_mm: Optional[list[Vec3]] = None  # point: one; polyline: two or more; sphere: centre
+    points_mm: Optional[list[Vec3]] = Field(None, description="point: one; polyline: two or more; sphere: the centre")
     radius_mm: float = Field(0.0, ge=0, le=50, description="nerve radius (polyline) or sphere radius")
     tolerance_mm: float = Field(5.0, gt=0, le=50)
     side: Literal["left", "right", "midline"] = "midline"
     proposal: Optional[str] = Field(
-        None, description="take the points from the label-based proposal of this name (e.g. celiac_plexus_left)"
+        None, pattern=_NAME,
+        description="take the points from the label-based proposal of this name (e.g. celiac_plexus_left)",
     )
-    required: bool = True  # must be reached (and covered by the agent) to pass
+    required: bool = Field(True, description="must be reached (and covered by the agent) to pass")
 
     @model_validator(mode="after")
     def _points(self):
         if self.points_mm is None and self.proposal is None:
-            raise ValueError("give points_mm or a proposal")
+            raise LocatedValueError("give points_mm or a proposal", "points_mm")
         if self.points_mm is not None:
             n = len(self.points_mm)
             if self.kind in ("point", "sphere") and n != 1:
-                raise ValueError(f"a {self.kind} target has exactly one point in points_mm, got {n}")
+                raise LocatedValueError(f"a {self.kind} target has exactly one point in points_mm, got {n}", "points_mm")
             if self.kind == "polyline" and n < 2:
-                raise ValueError(f"a polyline target needs at least two points in points_mm, got {n}")
+                raise LocatedValueError(f"a polyline target needs at least two points in points_mm, got {n}", "points_mm")
+        if self.kind == "sphere" and self.radius_mm <= 0:
+            raise LocatedValueError("a sphere target needs radius_mm > 0", "radius_mm")
         return self
 
 
 class CriticalStructure(_Model):
-    structure: Optional[str] = Field(None, description="structure name in the anatomy, e.g. aorta")
-    tissue: Optional[str] = Field(None, description="or a tissue class, e.g. lung, csf, artery")
+    """Something the needle must not touch: a named structure of the anatomy or a tissue class."""
+
+    structure: Optional[str] = Field(None, pattern=_NAME, description="structure name in the anatomy, e.g. aorta")
+    tissue: Optional[TissueName] = Field(None, description="or a tissue class, e.g. lung, csf, artery")  # type: ignore[valid-type]
     severity: Severity = Severity.major
-    message: Optional[str] = None
+    message: Optional[str] = Field(None, description="what the trainee is told on contact")
 
     @model_validator(mode="after")
     def _one(self):
         if (self.structure is None) == (self.tissue is None):
-            raise ValueError("give exactly one of structure or tissue")
+            raise LocatedValueError("give exactly one of structure or tissue", "structure")
         return self
 
 
@@ -164,31 +251,50 @@ class VolumeRange(_Model):
     @model_validator(mode="after")
     def _order(self):
         if self.min_ml > self.max_ml:
-            raise ValueError(f"min_ml {self.min_ml} is above max_ml {self.max_ml}")
+            raise LocatedValueError(f"min_ml {self.min_ml} is above max_ml {self.max_ml}", "min_ml")
         return self
 
 
 class AgentOption(_Model):
     agent: Literal["phenol", "alcohol", "glycerol", "bupivacaine", "lidocaine", "ropivacaine"]
-    concentrations_pct: list[float] = Field(min_length=1)
-    volume_ml: VolumeRange  # per target / per side
+    concentrations_pct: list[float] = Field(min_length=1, description="allowed concentrations (any of them)")
+    volume_ml: VolumeRange = Field(description="per target / per side")
 
     @field_validator("concentrations_pct")
     @classmethod
     def _pct(cls, v):
-        for c in v:
+        for i, c in enumerate(v):
             if not 0 < c <= 100:
-                raise ValueError(f"concentration {c} % is not in (0, 100]")
+                raise LocatedValueError(f"concentration {c} % is not in (0, 100]", i)
         return v
 
 
 class Steps(_Model):
-    local_anaesthetic: bool = True  # skin and track before the needle
+    """The procedure steps the scenario requires. An agent left out (null) is not part of the
+    exercise: a phantom exercise may need only a local-anaesthetic test dose and no neurolytic."""
+
+    local_anaesthetic: bool = Field(True, description="skin and track infiltrated before the needle")
     aspiration_before_injection: bool = True
-    contrast: Optional[VolumeRange] = None  # required contrast (fluoroscopy)
-    test_dose: Optional[AgentOption] = None  # local anaesthetic test dose
+    contrast: Optional[VolumeRange] = Field(None, description="required contrast volume (fluoroscopy)")
+    test_dose: Optional[AgentOption] = Field(None, description="local anaesthetic test dose")
     neurolytic: Optional[AgentOption] = None
     neurolytic_options: list[AgentOption] = Field(default_factory=list, description="alternative agents")
+
+    @model_validator(mode="after")
+    def _agents(self):
+        if self.neurolytic_options and self.neurolytic is None:
+            raise LocatedValueError("neurolytic_options are alternatives to a neurolytic: give neurolytic first", "neurolytic_options")
+        local = {"bupivacaine", "lidocaine", "ropivacaine"}
+        if self.test_dose is not None and self.test_dose.agent not in local:
+            raise LocatedValueError(
+                f"a test dose is a local anaesthetic ({', '.join(sorted(local))}), got {self.test_dose.agent}",
+                "test_dose", "agent",
+            )
+        return self
+
+    def agent_options(self) -> list[AgentOption]:
+        """The neurolytic agents allowed (the main one first)."""
+        return ([self.neurolytic] if self.neurolytic else []) + list(self.neurolytic_options)
 
 
 MetricName = Literal[
@@ -230,16 +336,19 @@ AutoFail = Literal[
 
 
 class RubricItem(_Model):
+    """One scored metric: full marks at `good` or better, none at `bad` or worse, linear between.
+    Lower is better when good < bad (distances, times), higher when good > bad (coverage)."""
+
     metric: MetricName
     weight: float = Field(gt=0, le=100)
     good: float = Field(description="value at or better than which the item scores full marks")
     bad: float = Field(description="value at or worse than which the item scores zero")
-    reason: Optional[str] = None
+    reason: Optional[str] = Field(None, description="why this matters, shown to the trainee")
 
     @model_validator(mode="after")
     def _range(self):
         if self.good == self.bad:
-            raise ValueError("good and bad must differ")
+            raise LocatedValueError("good and bad must differ", "bad")
         return self
 
 
@@ -249,14 +358,47 @@ class Rubric(_Model):
     automatic_fails: list[AutoFail] = Field(default_factory=list)
     advance_without_imaging_mm: float = Field(5.0, gt=0, le=50, description="fluoroscopy: advance allowed per image")
 
+    @model_validator(mode="after")
+    def _unique(self):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(self.items):
+            if item.metric in seen:
+                raise LocatedValueError(f"metric {item.metric} is already scored by items[{seen[item.metric]}]", "items", i, "metric")
+            seen[item.metric] = i
+        for i, fail in enumerate(self.automatic_fails):
+            if self.automatic_fails.index(fail) != i:
+                raise LocatedValueError(f"automatic fail {fail} is listed twice", "automatic_fails", i)
+        return self
+
+    @property
+    def total_weight(self) -> float:
+        return float(sum(i.weight for i in self.items))
+
 
 class Reference(_Model):
-    id: str
-    citation: str
+    id: str = Field(min_length=1)
+    citation: str = Field(min_length=3)
     used_for: Optional[str] = None
 
 
+def _user_anatomy_folder(name: str) -> Path:
+    """The folder of the user anatomy `name`; refuses names that leave the anatomies folder."""
+    from simulator.core import paths  # late: paths reads the environment when called
+
+    root = paths.anatomies_dir().resolve()
+    folder = paths.safe_asset_path(name, base=root)
+    try:
+        folder.relative_to(root)
+    except ValueError:
+        raise ValueError(
+            f"user anatomy {name!r} resolves to {folder}, outside the user's anatomies folder {root}"
+        ) from None
+    return folder
+
+
 class Scenario(_Model):
+    """One exercise. See scenarios/*.yaml for commented examples."""
+
     schema_version: Literal[1] = 1
     id: str = Field(pattern=r"^[a-z0-9_\-]+$")
     title: str = Field(min_length=3)
@@ -264,8 +406,8 @@ class Scenario(_Model):
     indication: list[Indication] = Field(min_length=1)
     difficulty: int = Field(ge=1, le=4, description="tier 1 (beginner) to 4 (advanced)")
     anatomy: str = Field(
-        pattern=r"^(bundled|phantom:[a-z0-9_]+|user:[A-Za-z0-9_\-]+)$",
-        description="bundled | phantom:NAME | user:NAME (an imported patient)",
+        pattern=r"^(bundled|phantom:[a-z0-9_]+|user:[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*)$",
+        description="bundled | phantom:NAME | user:NAME (an imported patient, inside the user's anatomies folder)",
     )
     patient_position: PatientPosition
     modality: Modality
@@ -273,6 +415,9 @@ class Scenario(_Model):
     imaging: Imaging = Field(default_factory=Imaging)
     skin_entry_zone: Optional[EntryZone] = None
     planned_trajectory: Optional[Trajectory] = None
+    additional_trajectories: list[Trajectory] = Field(
+        default_factory=list, description="further planned needles, e.g. the other side of a bilateral block"
+    )
     targets: list[Target] = Field(min_length=1)
     critical_structures: list[CriticalStructure] = Field(default_factory=list)
     steps: Steps = Field(default_factory=Steps)
@@ -280,14 +425,77 @@ class Scenario(_Model):
     instructions: str = Field(min_length=10)
     references: list[Reference] = Field(default_factory=list)
 
+    @field_validator("anatomy")
+    @classmethod
+    def _anatomy_inside_data(cls, v: str) -> str:
+        if v.startswith("user:"):
+            _user_anatomy_folder(v[len("user:"):])
+        return v
+
     @model_validator(mode="after")
     def _consistency(self):
-        ids = [t.id for t in self.targets]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"target ids must be unique, repeated: {sorted(dup)}")
+        ids: dict[str, int] = {}
+        for i, t in enumerate(self.targets):
+            if t.id in ids:
+                raise LocatedValueError(f"target id {t.id!r} is already used by targets[{ids[t.id]}]", "targets", i, "id")
+            ids[t.id] = i
+        if self.additional_trajectories and self.planned_trajectory is None:
+            raise LocatedValueError("give planned_trajectory before additional_trajectories", "additional_trajectories")
+        located = [(("planned_trajectory",), self.planned_trajectory)] if self.planned_trajectory else []
+        located += [(("additional_trajectories", i), t) for i, t in enumerate(self.additional_trajectories)]
+        for loc, traj in located:
+            if traj.target_id is not None and traj.target_id not in ids:
+                raise LocatedValueError(f"target_id {traj.target_id!r} is not one of the targets {sorted(ids)}", *loc, "target_id")
+        fails = set(self.rubric.automatic_fails)
+        needs = {
+            "agent_without_contrast": (self.steps.contrast, "steps.contrast"),
+            "agent_without_test_dose": (self.steps.test_dose, "steps.test_dose"),
+            "wrong_agent": (self.steps.neurolytic, "steps.neurolytic"),
+            "agent_volume_exceeded": (self.steps.neurolytic or self.steps.test_dose, "steps.neurolytic or steps.test_dose"),
+        }
+        for fail, (value, what) in needs.items():
+            if fail in fails and value is None:
+                raise LocatedValueError(
+                    f"automatic fail {fail} needs {what} in the scenario",
+                    "rubric", "automatic_fails", self.rubric.automatic_fails.index(fail),
+                )
+        if "agent_without_contrast" in fails and self.modality == Modality.ultrasound:
+            raise LocatedValueError(
+                "automatic fail agent_without_contrast needs fluoroscopy (modality is ultrasound)",
+                "rubric", "automatic_fails", self.rubric.automatic_fails.index("agent_without_contrast"),
+            )
         if self.modality in (Modality.fluoroscopy, Modality.both) and self.imaging.fluoroscopy is None:
             self.imaging.fluoroscopy = FluoroscopySettings()
         if self.modality in (Modality.ultrasound, Modality.both) and self.imaging.ultrasound is None:
             self.imaging.ultrasound = UltrasoundSettings()
         return self
+
+    # -- helpers for the rest of the program --------------------------------------------------
+    @property
+    def trajectories(self) -> list[Trajectory]:
+        """All planned needle paths: `planned_trajectory` first, then `additional_trajectories`."""
+        first = [self.planned_trajectory] if self.planned_trajectory is not None else []
+        return first + list(self.additional_trajectories)
+
+    def target(self, target_id: str) -> Target:
+        for t in self.targets:
+            if t.id == target_id:
+                return t
+        raise KeyError(f"scenario {self.id!r} has no target {target_id!r}; targets: {[t.id for t in self.targets]}")
+
+    def trajectory_for(self, target_id: str) -> Optional[Trajectory]:
+        """The planned path to a target (by `target_id`; the only trajectory if there is just one)."""
+        for t in self.trajectories:
+            if t.target_id == target_id:
+                return t
+        if len(self.trajectories) == 1 and self.trajectories[0].target_id is None:
+            return self.trajectories[0]
+        return None
+
+    @property
+    def user_anatomy_name(self) -> Optional[str]:
+        return self.anatomy[len("user:"):] if self.anatomy.startswith("user:") else None
+
+    @property
+    def phantom_name(self) -> Optional[str]:
+        return self.anatomy[len("phantom:"):] if self.anatomy.startswith("phantom:") else None
