@@ -136,3 +136,26 @@ def synthetic_anatomy() -> Anatomy:
 def qsettings_file(tmp_path):
     """An isolated settings file, so GUI tests never read or write the user's settings."""
     return tmp_path / "settings.ini"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_windows_before_the_display_goes():
+    """pytest-xvfb stops the X server when the session ends, before Python exits. Widgets closed
+    by the last test are only deleteLater()'d; delete them (and their VTK render windows, which
+    hold X connections) now, while the server is still there."""
+    yield
+    import gc
+    import sys
+
+    if "PySide6.QtWidgets" in sys.modules:
+        from PySide6.QtCore import QCoreApplication, QEvent
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is not None:
+            for w in app.topLevelWidgets():
+                w.close()
+                w.deleteLater()
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+            QCoreApplication.processEvents()
+    gc.collect()

@@ -254,8 +254,25 @@ class AnatomyScene:
         self.renderer.SetUseOIT(True)
         self.render_window.AddRenderer(self.renderer)
         self.renderer.SetLayer(0)
+        # Two lights (a key light above the camera and a headlight): enough to read shapes, and
+        # each extra light costs per-pixel work in a software renderer.
         self.light_kit = vtkLightKit()
+        self.light_kit.SetKeyLightIntensity(0.75)
+        self.light_kit.MaintainLuminanceOff()
+        self.light_kit.SetKeyToFillRatio(1000.0)
+        self.light_kit.SetKeyToHeadRatio(1.6)
+        self.light_kit.SetKeyToBackRatio(1000.0)
         self.light_kit.AddLightsToRenderer(self.renderer)
+        lights = self.renderer.GetLights()
+        lights.InitTraversal()
+        keep = []
+        for _ in range(lights.GetNumberOfItems()):
+            light = lights.GetNextItem()
+            if light.GetIntensity() > 0.01:
+                keep.append(light)
+        self.renderer.RemoveAllLights()
+        for light in keep:
+            self.renderer.AddLight(light)
 
         self.anatomy: Anatomy | None = None
         self.patient_position = "supine"
@@ -400,8 +417,22 @@ class AnatomyScene:
         cam.SetFocalPoint(*centre)
         cam.SetPosition(*(centre + 1000.0 * to_camera))
         cam.SetViewUp(*up)
-        self.renderer.ResetCamera(bounds)
-        cam.SetFocalPoint(*centre)
+        self._fit(bounds, centre, to_camera, up)
+
+    def _fit(self, bounds, centre, to_camera, up, margin: float = 1.08) -> None:
+        """Move the camera along its axis so the bounding box just fills the view."""
+        cam = self.renderer.GetActiveCamera()
+        right = np.cross(up, to_camera)
+        corners = np.array([[x, y, z] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]) - centre
+        half_w = np.max(np.abs(corners @ right))
+        half_h = np.max(np.abs(corners @ up))
+        depth = np.max(corners @ to_camera)  # the box's face nearest the camera
+        w, h = self.render_window.GetSize()
+        aspect = (w / h) if w > 0 and h > 0 else 1.0
+        tan_half = math.tan(math.radians(cam.GetViewAngle() / 2))
+        half = max(half_h, half_w / aspect) * margin
+        distance = depth + half / tan_half
+        cam.SetPosition(*(centre + distance * to_camera))
         self.renderer.ResetCameraClippingRange()
 
     def _scene_bounds(self) -> list[float]:
@@ -669,6 +700,10 @@ class AnatomyScene:
             return
         self._closed = True
         self.renderer.RemoveAllViewProps()
+        self.renderer.RemoveAllObservers()  # _sync_cube: a Python callable held by C++ (a cycle)
+        self.render_window.RemoveRenderer(self.renderer)
+        if self._cube_renderer is not None:
+            self.render_window.RemoveRenderer(self._cube_renderer)
         if self.owns_window:
             self.render_window.Finalize()
 
@@ -804,3 +839,16 @@ def hub_colour_for_gauge(gauge: int) -> tuple[float, float, float]:
 
 def diameter_for_gauge(gauge: int) -> float:
     return GAUGE_DIAMETER_MM.get(int(gauge), 0.72)
+
+
+def needle_tip_to_world_from(tip_mm, direction) -> np.ndarray:
+    """A needle pose (4x4) with its tip at `tip_mm`, advancing along `direction` (+Z)."""
+    z = np.asarray(direction, dtype=float)
+    z = z / np.linalg.norm(z)
+    helper = _R if abs(z[0]) < 0.9 else _A
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, np.asarray(tip_mm, dtype=float)
+    return m

@@ -1,0 +1,58 @@
+"""Start the trainer's window: `run_app(scenario=None) -> exit code`."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+from simulator.ui.main_window import APPLICATION, ORGANISATION
+
+CANNOT_CONNECT = """\
+The trainer cannot open a window: the display {display!r} does not answer.
+
+- Check DISPLAY (or start a virtual display: `xvfb-run -a python main.py`).
+- Headless commands work without a display: `python main.py --help`.
+"""
+
+
+def x_display_reachable(display: str | None = None) -> bool:
+    """True unless an X display is named and cannot be opened (Qt would abort with a plugin trace)."""
+    display = display if display is not None else os.environ.get("DISPLAY")
+    if not sys.platform.startswith("linux") or not display or os.environ.get("WAYLAND_DISPLAY"):
+        return True
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb"):
+        return True
+    name = ctypes.util.find_library("X11")
+    if not name:
+        return True  # let Qt report it
+    try:
+        x11 = ctypes.CDLL(name)
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        handle = x11.XOpenDisplay(display.encode())
+        if not handle:
+            return False
+        x11.XCloseDisplay(handle)
+    except OSError:
+        return True
+    return True
+
+
+def run_app(scenario: str | None = None, argv: list[str] | None = None) -> int:
+    if not x_display_reachable():
+        sys.stderr.write(CANNOT_CONNECT.format(display=os.environ.get("DISPLAY")))
+        return 2
+    from PySide6.QtWidgets import QApplication
+
+    from simulator.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("Neurolysis Trainer")
+    window = MainWindow(scenario=scenario)
+    window.show()
+    return int(app.exec())

@@ -1,0 +1,335 @@
+"""Panels of the main window: scenario picker and instructions, display controls, the procedure
+panel and the titled panes that the imaging views of later issues fill.
+
+Panels hold widgets and emit requests; the main window owns the state and wires them up.
+"""
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSizePolicy,
+    QSlider,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.render.scene import CAMERA_PRESETS, PRESET_LABELS
+
+PATH_ROLE = Qt.ItemDataRole.UserRole + 1
+ERROR_ROLE = Qt.ItemDataRole.UserRole + 2
+ID_ROLE = Qt.ItemDataRole.UserRole + 3
+
+#: Keyboard keys of the camera presets (View menu), in CAMERA_PRESETS order.
+PRESET_KEYS = {name: str(i + 1) for i, name in enumerate(CAMERA_PRESETS)}
+
+
+def _value(x) -> str:
+    return str(getattr(x, "value", x))
+
+
+def _human(x) -> str:
+    return _value(x).replace("_", " ")
+
+
+# --------------------------------------------------------------------------------------------
+class ScenarioPanel(QWidget):
+    """Scenario picker (library + user scenarios), summary and instructions."""
+
+    scenario_chosen = Signal(str)  # path of the chosen scenario file
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.picker = QComboBox()
+        self.picker.setObjectName("scenario_picker")
+        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setMinimumContentsLength(24)
+        self.model = QStandardItemModel(self)
+        self.picker.setModel(self.model)
+        self.picker.activated.connect(self._on_activated)
+        layout.addWidget(self.picker)
+        self.summary = QLabel()
+        self.summary.setObjectName("scenario_summary")
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.summary)
+        self.instructions = QTextBrowser()
+        self.instructions.setObjectName("scenario_instructions")
+        self.instructions.setOpenExternalLinks(False)
+        self.instructions.setMinimumHeight(120)
+        layout.addWidget(self.instructions, 1)
+
+    def set_entries(self, entries) -> None:
+        """`entries`: ScenarioEntry-like objects (path, id, title, procedure, modality, difficulty, error)."""
+        current = self.current_path()
+        self.model.clear()
+        for e in entries:
+            title = getattr(e, "title", None) or getattr(e, "id", None) or str(e.path)
+            item = QStandardItem(title if e.error is None else f"\u26a0 {title} (invalid)")
+            item.setData(str(e.path), PATH_ROLE)
+            item.setData(getattr(e, "id", ""), ID_ROLE)
+            item.setData(e.error, ERROR_ROLE)
+            if e.error is not None:
+                item.setForeground(QBrush(QColor(140, 140, 140)))
+                item.setToolTip(f"{e.path}\n\n{e.error}")
+            else:
+                bits = [b for b in (_human(getattr(e, "procedure", "")), _human(getattr(e, "modality", ""))) if b]
+                tier = getattr(e, "difficulty", None)
+                if tier:
+                    bits.append(f"tier {tier}")
+                item.setToolTip(f"{e.id}: {', '.join(bits)}\n{e.path}")
+            self.model.appendRow(item)
+        if current:
+            self.select_path(current)
+
+    def _on_activated(self, row: int) -> None:
+        path = self.model.item(row).data(PATH_ROLE) if row >= 0 else None
+        if path:
+            self.scenario_chosen.emit(path)
+
+    def current_path(self) -> str | None:
+        row = self.picker.currentIndex()
+        item = self.model.item(row) if row >= 0 else None
+        return item.data(PATH_ROLE) if item is not None else None
+
+    def row_of(self, path: str) -> int:
+        from pathlib import Path
+
+        target = str(Path(path).resolve())
+        for row in range(self.model.rowCount()):
+            p = self.model.item(row).data(PATH_ROLE)
+            if p and str(Path(p).resolve()) == target:
+                return row
+        return -1
+
+    def select_path(self, path: str | None) -> None:
+        row = self.row_of(path) if path else -1
+        self.picker.blockSignals(True)
+        self.picker.setCurrentIndex(row)
+        self.picker.blockSignals(False)
+
+    def show_scenario(self, scenario) -> None:
+        if scenario is None:
+            self.summary.setText("")
+            self.instructions.setPlainText("")
+            return
+        needle = scenario.needle
+        rows = [
+            ("Procedure", _human(scenario.procedure)),
+            ("Guidance", _human(scenario.modality)),
+            ("Patient", f"{_human(scenario.patient_position)}, {scenario.anatomy}"),
+            ("Needle", f"{needle.gauge} G, {needle.length_mm:g} mm"),
+            ("Tier", str(scenario.difficulty)),
+        ]
+        self.summary.setText(
+            f"<b>{html.escape(scenario.title)}</b><table>"
+            + "".join(f"<tr><td><i>{k}</i>&nbsp;</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+            + "</table>"
+        )
+        self.instructions.setMarkdown(scenario.instructions)
+
+
+# --------------------------------------------------------------------------------------------
+class DisplayPanel(QWidget):
+    """Structure groups (visibility, opacity), camera presets, instructor mode."""
+
+    group_visibility_changed = Signal(str, bool)
+    group_opacity_changed = Signal(str, float)
+    preset_requested = Signal(str)
+    reset_camera_requested = Signal()
+    instructor_mode_changed = Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        self.instructor = QCheckBox("Instructor mode: show targets, plan and critical structures")
+        self.instructor.setObjectName("instructor_mode")
+        self.instructor.setToolTip("Practice with hints (Ctrl+I). Unchecked = exam mode: only what a real procedure shows.")
+        self.instructor.toggled.connect(self.instructor_mode_changed)
+        layout.addWidget(self.instructor)
+
+        self.groups_box = QGroupBox("Structures")
+        self.groups_grid = QGridLayout(self.groups_box)
+        self.groups_grid.setColumnStretch(1, 1)
+        self.group_checks: dict[str, QCheckBox] = {}
+        self.group_sliders: dict[str, QSlider] = {}
+        layout.addWidget(self.groups_box)
+
+        cam = QGroupBox("Camera")
+        grid = QGridLayout(cam)
+        self.preset_buttons: dict[str, QToolButton] = {}
+        for i, name in enumerate(CAMERA_PRESETS):
+            b = QToolButton()
+            b.setText(PRESET_LABELS[name].split(" (")[0])
+            b.setToolTip(f"{PRESET_LABELS[name]}  [{PRESET_KEYS[name]}]")
+            b.setObjectName(f"preset_{name}")
+            b.setCheckable(True)
+            b.setAutoExclusive(True)
+            b.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            b.clicked.connect(lambda _=False, n=name: self.preset_requested.emit(n))
+            grid.addWidget(b, i // 2, i % 2)
+            self.preset_buttons[name] = b
+        reset = QToolButton()
+        reset.setText("Reset")
+        reset.setToolTip("Back to the view from above the table [0]")
+        reset.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        reset.clicked.connect(self.reset_camera_requested)
+        grid.addWidget(reset, len(CAMERA_PRESETS) // 2, 1)
+        layout.addWidget(cam)
+        layout.addStretch(1)
+
+    def set_groups(self, groups: list[str], visible: dict[str, bool], opacity: dict[str, float],
+                   counts: dict[str, int] | None = None) -> None:
+        while self.groups_grid.count():
+            w = self.groups_grid.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        self.group_checks.clear()
+        self.group_sliders.clear()
+        for row, g in enumerate(groups):
+            cb = QCheckBox(g.capitalize())
+            cb.setObjectName(f"group_{g}")
+            cb.setChecked(visible.get(g, True))
+            if counts and g in counts:
+                cb.setToolTip(f"{counts[g]} structure(s)")
+            cb.toggled.connect(lambda on, gg=g: self.group_visibility_changed.emit(gg, on))
+            sl = QSlider(Qt.Orientation.Horizontal)
+            sl.setObjectName(f"opacity_{g}")
+            sl.setRange(0, 100)
+            sl.setValue(int(round(100 * opacity.get(g, 1.0))))
+            sl.setToolTip(f"{g} opacity")
+            sl.valueChanged.connect(lambda v, gg=g: self.group_opacity_changed.emit(gg, v / 100.0))
+            self.groups_grid.addWidget(cb, row, 0)
+            self.groups_grid.addWidget(sl, row, 1)
+            self.group_checks[g] = cb
+            self.group_sliders[g] = sl
+
+    def set_group_checked(self, group: str, on: bool) -> None:
+        cb = self.group_checks.get(group)
+        if cb is not None and cb.isChecked() != on:
+            cb.setChecked(on)
+
+    def mark_preset(self, name: str) -> None:
+        b = self.preset_buttons.get(name)
+        if b is not None:
+            b.setChecked(True)
+
+
+# --------------------------------------------------------------------------------------------
+def scenario_steps(scenario) -> list[str]:
+    """The procedure's steps in order, as a trainee reads them."""
+    st = scenario.steps
+    out = []
+    if st.local_anaesthetic:
+        out.append("Local anaesthetic: skin wheal and needle track")
+    out.append("Choose the skin entry point")
+    out.append(f"Advance the needle under {_human(scenario.modality)} guidance to the target(s)")
+    if st.aspiration_before_injection:
+        out.append("Aspirate before every injection: no blood, no CSF")
+    if st.contrast is not None:
+        out.append(f"Contrast: {st.contrast.min_ml:g}\u2013{st.contrast.max_ml:g} ml, check the spread")
+    if st.test_dose is not None:
+        td = st.test_dose
+        out.append(f"Test dose: {td.agent} {'/'.join(f'{c:g}' for c in td.concentrations_pct)} %, "
+                   f"{td.volume_ml.min_ml:g}\u2013{td.volume_ml.max_ml:g} ml")
+    agents = ([st.neurolytic] if st.neurolytic is not None else []) + list(st.neurolytic_options)
+    if agents:
+        opts = " or ".join(
+            f"{a.agent} {'/'.join(f'{c:g}' for c in a.concentrations_pct)} % "
+            f"{a.volume_ml.min_ml:g}\u2013{a.volume_ml.max_ml:g} ml" for a in agents
+        )
+        out.append(f"Neurolytic agent: {opts}")
+    out.append("End the attempt and read the score card")
+    return out
+
+
+class ProcedurePanel(QWidget):
+    """The procedure's steps (later issues tick them off and add what happened)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        self.title = QLabel("No scenario")
+        self.title.setObjectName("procedure_title")
+        self.title.setWordWrap(True)
+        layout.addWidget(self.title)
+        self.steps = QListWidget()
+        self.steps.setObjectName("procedure_steps")
+        layout.addWidget(self.steps, 2)
+        self.hints_label = QLabel("Targets and structures to avoid")
+        layout.addWidget(self.hints_label)
+        self.hints = QListWidget()
+        self.hints.setObjectName("procedure_hints")
+        layout.addWidget(self.hints, 1)
+        self.events_label = QLabel("Events")
+        layout.addWidget(self.events_label)
+        self.events = QListWidget()
+        self.events.setObjectName("procedure_events")
+        layout.addWidget(self.events, 1)
+
+    def show_scenario(self, scenario, instructor: bool) -> None:
+        self.steps.clear()
+        self.hints.clear()
+        if scenario is None:
+            self.title.setText("No scenario")
+            return
+        self.title.setText(f"<b>{html.escape(scenario.title)}</b>")
+        for i, s in enumerate(scenario_steps(scenario), 1):
+            item = QListWidgetItem(f"{i}. {s}")
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.steps.addItem(item)
+        for t in scenario.targets:
+            self.hints.addItem(f"Target: {t.name} (within {t.tolerance_mm:g} mm)")
+        for c in scenario.critical_structures:
+            what = c.structure or c.tissue
+            self.hints.addItem(f"Avoid: {_human(what)} [{_value(c.severity)}]")
+        self.set_instructor(instructor)
+
+    def set_instructor(self, instructor: bool) -> None:
+        self.hints.setVisible(instructor)
+        self.hints_label.setVisible(instructor)
+
+
+# --------------------------------------------------------------------------------------------
+class ImagingPane(QFrame):
+    """A titled pane for an imaging view; `set_content` puts the real view in (later issues)."""
+
+    def __init__(self, title: str, placeholder: str, parent=None):
+        super().__init__(parent)
+        self.setObjectName(f"pane_{title.lower()}")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setMinimumSize(200, 150)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        self.title = QLabel(f"<b>{html.escape(title)}</b>")
+        layout.addWidget(self.title)
+        self.placeholder = QLabel(placeholder)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setStyleSheet("color: #888; background: #111;")
+        self.placeholder.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        layout.addWidget(self.placeholder, 1)
+        self.content: QWidget = self.placeholder
+
+    def set_content(self, widget: QWidget) -> None:
+        layout = self.layout()
+        layout.replaceWidget(self.content, widget)
+        self.content.setParent(None)
+        self.content = widget

@@ -1,0 +1,168 @@
+"""The 3D view: an `AnatomyScene` inside a QVTKRenderWindowInteractor (composed, not inherited).
+
+- Renders are requested with `request_render()` and coalesced by a single-shot timer: a burst of
+  changes (a slider drag, a stream of needle poses) costs one render per timer period.
+- Nothing renders after `shutdown()` (called by the main window's closeEvent): the timer stops,
+  the interactor stops rendering and the render window is finalized.
+- A left click without a drag picks the visible surface under the cursor and emits
+  `surface_picked(point_mm, structure_name)` (the entry point on the skin, later issues).
+- Keys are not passed to VTK's interactor style (whose single-letter keys toggle stereo,
+  wireframe, quit, ...); the window's actions own the keyboard.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import vtkmodules.qt
+
+vtkmodules.qt.PyQtImpl = "PySide6"
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal  # noqa: E402
+from PySide6.QtWidgets import QVBoxLayout, QWidget  # noqa: E402
+from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
+from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera  # noqa: E402
+
+from simulator.render.scene import AnatomyScene  # noqa: E402
+
+CLICK_SLOP_PX = 4
+RENDER_COALESCE_MS = 8
+
+
+class _InputFilter(QObject):
+    """Sits in front of the VTK widget: keeps key events away from the VTK interactor (window
+    shortcuts still fire first) and tells a click from a drag. (VTK observers cannot see the
+    button release: the interactor style grabs the focus while a button is down.)"""
+
+    def __init__(self, view: "View3D"):
+        super().__init__(view)
+        self.view = view
+        self.press_pos = None
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        t = event.type()
+        if t in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            event.ignore()
+            return True
+        if t == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
+            self.press_pos = event.position()
+        elif t == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
+            p0, self.press_pos = self.press_pos, None
+            p1 = event.position()
+            if p0 is not None and abs(p1.x() - p0.x()) <= CLICK_SLOP_PX and abs(p1.y() - p0.y()) <= CLICK_SLOP_PX:
+                self.view._clicked(p1.x(), p1.y())
+        return False
+
+
+class View3D(QWidget):
+    surface_picked = Signal(object, str)  # point_mm (np.ndarray (3,)), structure name
+    rendered = Signal(float)  # milliseconds the last render took
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("view3d")
+        self.vtk_widget = QVTKRenderWindowInteractor(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.vtk_widget)
+        self.render_window = self.vtk_widget.GetRenderWindow()
+        self.render_window.SetMultiSamples(0)
+        self.scene = AnatomyScene(render_window=self.render_window)
+        self.interactor = self.render_window.GetInteractor()
+        self._style = vtkInteractorStyleTrackballCamera()
+        self.interactor.SetInteractorStyle(self._style)
+        self.interactor.Initialize()
+        self._input_filter = _InputFilter(self)
+        self.vtk_widget.installEventFilter(self._input_filter)
+        # The interactor renders on paint events and camera drags; time those too.
+        self.render_window.AddObserver("StartEvent", self._on_render_start)
+        self.render_window.AddObserver("EndEvent", self._on_render_end)
+        self._t0 = 0.0
+        self.last_render_ms = float("nan")
+        self.render_count = 0
+        self.pick_structures: list[str] | None = None  # None: any visible structure
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(RENDER_COALESCE_MS)
+        self._timer.timeout.connect(self._render_now)
+        self._closed = False
+
+    # --- rendering ----------------------------------------------------------------------------
+    def request_render(self) -> None:
+        """Ask for a render soon; many requests within a timer period make one render."""
+        if self._closed or self._timer.isActive():
+            return
+        self._timer.start()
+
+    def render_now(self) -> None:
+        self._timer.stop()
+        self._render_now()
+
+    def _render_now(self) -> None:
+        if self._closed or not self.isVisible():
+            return
+        self.scene.render()
+
+    def _on_render_start(self, *_):
+        self._t0 = time.perf_counter()
+
+    def _on_render_end(self, *_):
+        self.last_render_ms = 1000.0 * (time.perf_counter() - self._t0)
+        self.render_count += 1
+        self.rendered.emit(self.last_render_ms)
+
+    def screenshot(self) -> np.ndarray:
+        """The 3D view's pixels (H, W, 3) uint8, read back from the render window."""
+        return self.scene.screenshot()
+
+    # --- picking --------------------------------------------------------------------------------
+    def _clicked(self, x: float, y: float) -> None:
+        """A left click (no drag) at widget position (x, y): pick the surface under it."""
+        if self._closed:
+            return
+        dx, dy = display_point_from_widget(self, x, y)
+        hit = self.scene.pick_surface(dx, dy, self.pick_structures)
+        if hit is not None:
+            self.surface_picked.emit(hit[0], hit[1])
+
+    # --- lifetime --------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def shutdown(self) -> None:
+        """Stop rendering for good and release the OpenGL window (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.stop()
+        self.interactor.EnableRenderOff()
+        self.scene.close()
+        self.vtk_widget.Finalize()
+        # Observers holding Python callables (ours, the scene's and QVTK's own) form reference
+        # cycles through C++ that Python's collector cannot see; break them so the render window
+        # is destroyed with this widget, while the X display is still there.
+        for obj in (self.interactor, self.render_window, self._style):
+            obj.RemoveAllObservers()
+
+    def closeEvent(self, event):  # noqa: N802 (Qt API)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def sizeHint(self):  # noqa: N802 (Qt API)
+        return QSize(900, 700)
+
+
+def display_point_from_widget(view: View3D, x: float, y: float) -> tuple[float, float]:
+    """VTK display coordinates (bottom-left origin, device pixels) of a widget position."""
+    ratio = view.vtk_widget.devicePixelRatioF()
+    return x * ratio, (view.vtk_widget.height() - 1 - y) * ratio
+
+
+def widget_point_from_display(view: View3D, x: float, y: float) -> tuple[int, int]:
+    """Widget position (top-left origin, logical pixels) of VTK display coordinates."""
+    ratio = view.vtk_widget.devicePixelRatioF()
+    return int(round(x / ratio)), int(round(view.vtk_widget.height() - 1 - y / ratio))
+
+
+__all__ = ["View3D", "display_point_from_widget", "widget_point_from_display"]
