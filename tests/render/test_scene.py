@@ -49,9 +49,14 @@ def pixel_at(img: np.ndarray, display_xy) -> np.ndarray:
     return img[img.shape[0] - 1 - y, x].astype(float)
 
 
-def looks_like(pixel, tissue: Tissue, tol: float = 0.12) -> bool:
-    """Same hue as the tissue colour (shading scales brightness, so compare directions)."""
+def looks_like(pixel, tissue: Tissue, tol: float = 0.2) -> bool:
+    """Same hue as the tissue colour (shading scales brightness, so compare directions; a white
+    specular highlight desaturates a little). Kidney and artery hues are 0.39 apart."""
     return float(np.linalg.norm(chroma(pixel) - chroma(TISSUE_INFO[tissue].color))) < tol
+
+
+def closest_tissue(pixel, candidates) -> Tissue:
+    return min(candidates, key=lambda t: np.linalg.norm(chroma(pixel) - chroma(TISSUE_INFO[t].color)))
 
 
 def aorta_centre():
@@ -109,6 +114,11 @@ def test_structures_render_in_their_tissue_colours(scene):
     aorta = pixel_at(img, scene.world_to_display(aorta_centre() + [0, 10, 0]))
     assert looks_like(kidney, Tissue.KIDNEY), kidney
     assert looks_like(aorta, Tissue.ARTERY), aorta
+    candidates = (Tissue.KIDNEY, Tissue.ARTERY, Tissue.CANCELLOUS_BONE, Tissue.SKIN)
+    assert closest_tissue(kidney, candidates) == Tissue.KIDNEY
+    assert closest_tissue(aorta, candidates) == Tissue.ARTERY
+    spine = pixel_at(img, scene.world_to_display(((L1_LO + L1_HI) / 2) * [1, 1, 1] + [0, 0, 15]))
+    assert closest_tissue(spine, candidates) == Tissue.CANCELLOUS_BONE, spine
     # Not blank: a good share of the image is anatomy, not background.
     background = img[5, W // 2].astype(float)
     differs = np.linalg.norm(img.astype(float) - background, axis=2) > 30
