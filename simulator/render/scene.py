@@ -495,21 +495,24 @@ class AnatomyScene:
         for a in self._target_actors + self._plan_actors:
             a.SetVisibility(bool(visible))
 
-    def show_plan(self, entry_mm=None, target_mm=None, entry_zone_center_mm=None, entry_zone_radius_mm=None,
+    def show_plan(self, trajectories=(), entry_zone_center_mm=None, entry_zone_radius_mm=None,
                   visible: bool = True) -> None:
-        """The planned trajectory (a thin tube from entry to target) and the skin entry zone (a ring)."""
+        """Planned needle paths (thin tubes from entry to target; `trajectories` is a list of
+        (entry_mm, target_mm) pairs) and the skin entry zone (a ring across the first path)."""
         for a in self._plan_actors:
             self.renderer.RemoveActor(a)
         self._plan_actors = []
-        if entry_mm is not None and target_mm is not None:
-            line = _tube(np.array([entry_mm, target_mm], dtype=float), 0.6, sides=10)
+        trajectories = [(np.asarray(e, float), np.asarray(t, float)) for e, t in trajectories]
+        for entry, target in trajectories:
+            if np.linalg.norm(target - entry) < 1e-6:
+                continue
+            line = _tube(np.array([entry, target]), 0.6, sides=10)
             self._plan_actors.append(self._overlay_actor(line, PLAN_COLOUR, 0.9))
         if entry_zone_center_mm is not None and entry_zone_radius_mm:
             c = np.asarray(entry_zone_center_mm, dtype=float)
-            if target_mm is not None and np.linalg.norm(np.asarray(target_mm) - c) > 1.0:
-                normal = np.asarray(target_mm, dtype=float) - c
-            else:
-                normal = -ceiling_direction(self.patient_position)
+            normal = -ceiling_direction(self.patient_position)
+            if trajectories and np.linalg.norm(trajectories[0][1] - c) > 1.0:
+                normal = trajectories[0][1] - c
             ring = vtkRegularPolygonSource()
             ring.SetNumberOfSides(64)
             ring.SetCenter(*c)

@@ -110,6 +110,13 @@ def _proposals(anatomy) -> dict:
     return {}
 
 
+def _trajectories(scenario) -> list:
+    paths = getattr(scenario, "trajectories", None)
+    if paths is None:
+        paths = [scenario.planned_trajectory] if scenario.planned_trajectory is not None else []
+    return list(paths)
+
+
 class MainWindow(QMainWindow):
     scenario_changed = Signal(object)  # the Scenario now current
     anatomy_shown = Signal(str)  # anatomy ref now in the 3D view
@@ -506,15 +513,9 @@ class MainWindow(QMainWindow):
             return
         scene.show_targets(self.targets, on)
         scene.show_critical(sc.critical_structures, on)
-        plan = sc.planned_trajectory
         zone = sc.skin_entry_zone
-        scene.show_plan(
-            plan.entry_mm if plan else None,
-            plan.target_mm if plan else (self.targets[0].points_mm[0] if self.targets and self.targets[0].points_mm else None),
-            zone.center_mm if zone else None,
-            zone.radius_mm if zone else None,
-            visible=on,
-        )
+        paths = [(t.entry_mm, t.target_mm) for t in _trajectories(sc)]
+        scene.show_plan(paths, zone.center_mm if zone else None, zone.radius_mm if zone else None, visible=on)
         self.view3d.request_render()
 
     def _place_needle(self) -> None:
@@ -523,9 +524,10 @@ class MainWindow(QMainWindow):
         sc = self.scenario
         scene = self.view3d.scene
         entry = target = None
-        if sc.planned_trajectory is not None:
-            entry = np.asarray(sc.planned_trajectory.entry_mm, float)
-            target = np.asarray(sc.planned_trajectory.target_mm, float)
+        paths = _trajectories(sc)
+        if paths:
+            entry = np.asarray(paths[0].entry_mm, float)
+            target = np.asarray(paths[0].target_mm, float)
         elif sc.skin_entry_zone is not None and self.targets and self.targets[0].points_mm:
             entry = np.asarray(sc.skin_entry_zone.center_mm, float)
             target = np.asarray(self.targets[0].points_mm[0], float)

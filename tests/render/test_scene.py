@@ -313,9 +313,11 @@ def test_critical_structures_are_tinted_by_severity(scene):
 
 
 def test_plan_and_entry_zone(scene):
-    scene.show_plan((0, -90, 0), (0, -10, 0), (0, -90, 0), 20.0)
-    assert len(scene._plan_actors) == 2
-    b = scene._plan_actors[1].GetBounds()  # the ring lies in the skin plane y = -90
+    scene.show_plan([((0, -90, 0), (0, -10, 0)), ((30, -90, 0), (10, -10, 0))], (0, -90, 0), 20.0)
+    assert len(scene._plan_actors) == 3  # two paths and the entry zone ring
+    b = scene._plan_actors[0].GetBounds()
+    assert b[2] == pytest.approx(-90.0, abs=0.1) and b[3] == pytest.approx(-10.0, abs=0.1)
+    b = scene._plan_actors[2].GetBounds()  # the ring lies in the skin plane y = -90
     assert b[3] - b[2] < 2.0 and b[1] - b[0] == pytest.approx(41.6, abs=1.0)
     scene.set_targets_visible(False)
     assert not scene._plan_actors[0].GetVisibility()
