@@ -1,0 +1,317 @@
+"""Benchmark of the score: rescoring rate, its per-sample baseline, and the live update.
+
+`python main.py bench scoring --json` prints one JSON object:
+- samples_per_s: the full metric set (Perk Tutor core metrics on the skin mesh plus ours) over a
+  recorded attempt, vectorised (median of repetitions);
+- baseline_samples_per_s: the same Perk Tutor metrics by a plain per-sample Python loop
+  (`metrics.perk_core_metrics_loop`), measured in the same run;
+- live_update_ms: median time of one input during an attempt (the procedure's state update,
+  events, recording and the live metrics), p95 beside it;
+- distinct_samples_per_s: the vectorised rate when every sample has a different pose (the worst
+  case: no repeated poses to share work);
+- spread_20ml_ms: a 20 ml injection's spread on the test block.
+
+The attempt is a scripted celiac-style attempt on `synthetic_block_anatomy()`, sampled at 60 Hz
+like the workstation's recorder: the needle moves in steps and rests between them.
+
+`synthetic_block_anatomy()` and `synthetic_scenario()` are a small analytic anatomy with exactly
+known geometry (also used by the tests): a prone patient's back from skin to a vertebral body with
+the aorta, the inferior vena cava, a kidney, the spinal canal and a lung base.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from simulator.core.anatomy import Anatomy, Structure
+from simulator.core.geometry import box_mesh
+from simulator.core.tissue import TISSUE_INFO, Tissue, structure_group
+
+# Geometry of the test block (RAS mm). Posterior skin at y = -70; the needle goes anteriorly (+y).
+BLOCK_LO = (-60.0, -80.0, -60.0)  # grid extent
+BLOCK_HI = (60.0, 40.0, 60.0)
+SKIN_Y = -70.0
+FAT_Y = -68.0
+MUSCLE_Y = -55.0
+RETRO_Y = -35.0
+VERTEBRA = ((-15.0, -25.0), (15.0, 5.0))  # x, y box of the vertebral body (all z)
+AORTA = ((-20.0, 18.0), 9.0)  # centre (x, y), radius; runs along z
+IVC = ((20.0, 16.0), 8.0)
+KIDNEY = ((-52.0, 8.0, 0.0), 10.0)  # sphere
+CANAL = ((0.0, -31.0), 5.0)  # cylinder along z (CSF)
+LUNG = (-30.0, 40.0)  # x < -30 and z > 40
+TARGET = (-32.0, 30.0, 0.0)  # celiac plexus (left), anterolateral to the aorta
+ENTRY = (-60.0, SKIN_Y, 0.0)
+
+STRUCTURES = {
+    1: ("vertebrae_L1", Tissue.CANCELLOUS_BONE),
+    2: ("aorta", Tissue.ARTERY),
+    3: ("inferior_vena_cava", Tissue.VEIN),
+    4: ("kidney_left", Tissue.KIDNEY),
+    5: ("spinal_canal", Tissue.CSF),
+    6: ("lung_lower_lobe_left", Tissue.LUNG),
+    7: ("autochthon_left", Tissue.MUSCLE),
+}
+
+
+def synthetic_block_anatomy(spacing_mm=(1.0, 1.0, 2.0)) -> Anatomy:
+    """The test block (see the module notes). Voxel centres sit half a voxel inside the block
+    faces, so the body surface y = -70 lies exactly between voxel centres, as does its skin mesh."""
+    sp = np.asarray(spacing_mm, dtype=np.float64)
+    lo = np.asarray(BLOCK_LO)
+    hi = np.asarray(BLOCK_HI)
+    shape = np.round((hi - lo) / sp).astype(int)
+    origin = lo + 0.5 * sp
+    x = origin[0] + np.arange(shape[0]) * sp[0]
+    y = origin[1] + np.arange(shape[1]) * sp[1]
+    z = origin[2] + np.arange(shape[2]) * sp[2]
+    X, Y, Z = np.meshgrid(x, y, z, indexing="ij")
+    tissue = np.full(tuple(shape), int(Tissue.AIR), np.uint8)
+    labels = np.zeros(tuple(shape), np.uint16)
+    tissue[Y >= SKIN_Y] = int(Tissue.SKIN)
+    tissue[Y >= FAT_Y] = int(Tissue.FAT)
+    musc = (Y >= MUSCLE_Y) & (Y < RETRO_Y)
+    tissue[musc] = int(Tissue.MUSCLE)
+    labels[musc & (X < 0)] = 7
+    tissue[Y >= RETRO_Y] = int(Tissue.FAT)
+
+    def put(mask, sid):
+        tissue[mask] = int(STRUCTURES[sid][1])
+        labels[mask] = sid
+
+    (vx0, vy0), (vx1, vy1) = VERTEBRA
+    put((X >= vx0) & (X <= vx1) & (Y >= vy0) & (Y <= vy1), 1)
+    (ax, ay), ar = AORTA
+    put((X - ax) ** 2 + (Y - ay) ** 2 <= ar * ar, 2)
+    (ix, iy), ir = IVC
+    put((X - ix) ** 2 + (Y - iy) ** 2 <= ir * ir, 3)
+    (kx, ky, kz), kr = KIDNEY
+    put((X - kx) ** 2 + (Y - ky) ** 2 + (Z - kz) ** 2 <= kr * kr, 4)
+    (cx, cy), cr = CANAL
+    put((X - cx) ** 2 + (Y - cy) ** 2 <= cr * cr, 5)
+    put((X < LUNG[0]) & (Z > LUNG[1]) & (Y >= RETRO_Y), 6)
+    hu_table = np.array([TISSUE_INFO[Tissue(i)].hu if i in Tissue._value2member_map_ else 0 for i in range(256)])
+    hu = hu_table[tissue].astype(np.int16)
+    structures = {}
+    for sid, (name, t) in STRUCTURES.items():
+        structures[sid] = Structure(id=sid, name=name, tissue=t, group=structure_group(name, t),
+                                    voxels=int(np.sum(labels == sid)))
+    skin = box_mesh((lo[0], SKIN_Y, lo[2]), (hi[0], hi[1], hi[2]))
+    return Anatomy(name="test_block", hu=hu, tissue=tissue, labels=labels, spacing_mm=sp, origin_mm=origin,
+                   structures=structures, meshes={"skin": skin}, source={"kind": "synthetic", "hash": "test_block_v1"})
+
+
+def synthetic_scenario(**overrides):
+    """A celiac-style fluoroscopy scenario on the test block (a `Scenario`)."""
+    from simulator.core.scenario_model import Scenario
+
+    d = {
+        "id": "test_block_celiac",
+        "title": "Celiac plexus block on the test block",
+        "procedure": "celiac_plexus",
+        "indication": ["training"],
+        "difficulty": 1,
+        "anatomy": "phantom:test_block",
+        "patient_position": "prone",
+        "modality": "fluoroscopy",
+        "needle": {"gauge": 22, "length_mm": 150},
+        "skin_entry_zone": {"center_mm": list(ENTRY), "radius_mm": 15},
+        "planned_trajectory": {"entry_mm": list(ENTRY), "target_mm": list(TARGET)},
+        "targets": [{"id": "celiac_left", "name": "celiac plexus", "kind": "point", "points_mm": [list(TARGET)],
+                     "tolerance_mm": 5, "side": "left"}],
+        "critical_structures": [
+            {"structure": "aorta", "severity": "critical", "message": "aorta punctured"},
+            {"structure": "inferior_vena_cava", "severity": "critical"},
+            {"structure": "kidney_left", "severity": "major"},
+            {"tissue": "csf", "severity": "critical", "message": "dural puncture"},
+            {"tissue": "lung", "severity": "critical", "message": "pleura breached"},
+        ],
+        "steps": {
+            "local_anaesthetic": True,
+            "aspiration_before_injection": True,
+            "contrast": {"min_ml": 2, "max_ml": 5},
+            "test_dose": {"agent": "lidocaine", "concentrations_pct": [1, 2], "volume_ml": {"min_ml": 2, "max_ml": 5}},
+            "neurolytic": {"agent": "alcohol", "concentrations_pct": [50, 100], "volume_ml": {"min_ml": 10, "max_ml": 25}},
+        },
+        "rubric": {
+            "pass_mark": 70,
+            "advance_without_imaging_mm": 10,
+            "items": [
+                {"metric": "final_distance_mm", "weight": 30, "good": 2, "bad": 10},
+                {"metric": "tissue_damage_mm2", "weight": 10, "good": 2000, "bad": 15000},
+                {"metric": "advances_without_imaging", "weight": 15, "good": 0, "bad": 4},
+                {"metric": "redirections", "weight": 5, "good": 2, "bad": 8},
+                {"metric": "fluoro_shots", "weight": 5, "good": 30, "bad": 60},
+                {"metric": "target_coverage_pct", "weight": 20, "good": 100, "bad": 0},
+                {"metric": "critical_contacts", "weight": 15, "good": 0, "bad": 1},
+            ],
+            "automatic_fails": ["critical_contact", "intravascular_agent", "intrathecal_agent",
+                                "agent_without_aspiration", "agent_without_local_anaesthetic",
+                                "agent_without_contrast", "agent_volume_exceeded", "target_not_reached",
+                                "no_agent_injected", "pleural_breach"],
+        },
+        "instructions": "Prone patient. Reach the left celiac plexus from a posterior left approach.",
+    }
+    d.update(overrides)
+    return Scenario.model_validate(d)
+
+
+def expert_attempt(proc, t0: float = 0.0, dt: float = 1.0, fluoro_every_mm: float = 8.0):
+    """A good attempt on the test block: LA, entry, advance under imaging, bone contact with the
+    vertebral body, withdraw and walk off, reach the target, aspirate, contrast, test dose, agent."""
+    from simulator.core.geometry import normalize
+
+    t = [t0]
+
+    def nt():
+        t[0] += dt
+        return t[0]
+
+    entry = np.array(ENTRY)
+    bone_aim = np.array([-15.0, -10.0, 0.0])
+    target = np.array(TARGET)
+    proc.set_entry(entry, normalize(bone_aim - entry), time_s=nt())
+    proc.local_anaesthetic(5.0, time_s=nt())
+    proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+    moved = 0.0
+    for _ in range(30):
+        got = proc.advance(4.0, time_s=nt())
+        moved += got
+        if proc.state.bone_contact:
+            break
+        if moved >= fluoro_every_mm - 1e-6:
+            proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+            moved = 0.0
+    proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+    depth = proc.state.depth_mm
+    proc.withdraw(depth - 15.0, time_s=nt())
+    entry_pt = proc.state.skin_entry_mm
+    proc.set_direction(normalize(target - entry_pt), time_s=nt())
+    proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+    moved = 0.0
+    for _ in range(60):
+        remaining = float(np.linalg.norm(target - entry_pt)) - proc.state.depth_mm
+        if remaining <= 0.3:
+            break
+        step = min(4.0, remaining)
+        moved += proc.advance(step, time_s=nt())
+        if moved >= fluoro_every_mm - 1e-6:
+            proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+            moved = 0.0
+    proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+    proc.aspirate(time_s=nt())
+    proc.inject("contrast", "iohexol", 0.0, 3.0, time_s=nt())
+    proc.record_fluoro_shot(dap_gycm2=0.1, duration_s=0.2, time_s=nt())
+    proc.aspirate(time_s=nt())
+    proc.inject("test_dose", "lidocaine", 1.0, 3.0, time_s=nt())
+    proc.aspirate(time_s=nt())
+    proc.inject("neurolytic", "alcohol", 100.0, 15.0, time_s=nt())
+    proc.end(time_s=nt())
+    return proc
+
+
+def novice_attempt(proc, t0: float = 0.0, dt: float = 1.0):
+    """A poor attempt: no local anaesthetic, advances without imaging straight into the aorta,
+    no aspiration, too much agent."""
+    t = [t0]
+
+    def nt():
+        t[0] += dt
+        return t[0]
+
+    (ax, ay), _ = AORTA
+    proc.set_entry([ax - 5.0, SKIN_Y, 0.0], [0.0, 1.0, 0.0], time_s=nt())
+    for _ in range(6):
+        proc.advance(14.0, time_s=nt())
+    proc.inject("neurolytic", "alcohol", 100.0, 30.0, time_s=nt())
+    proc.end(time_s=nt())
+    return proc
+
+
+def _sampled_attempt(scenario, anatomy, rate_hz: float = 60.0, seconds_per_input: float = 1.0):
+    """The expert attempt, with the recorder's 60 Hz ticks between inputs; also returns the
+    per-input times of the live update."""
+    from simulator.core.procedure import Procedure
+
+    proc = Procedure(scenario, anatomy, clock=lambda: 0.0)
+    timings: list[float] = []
+    clock = [0.0]
+    orig = {}
+
+    class Timed:
+        def __getattr__(self, name):
+            fn = getattr(proc, name)
+            if not callable(fn) or name not in orig_inputs:
+                return fn
+
+            def call(*a, time_s=None, **k):
+                # ticks at the recording rate up to this input's time
+                while clock[0] + 1.0 / rate_hz < time_s:
+                    clock[0] += 1.0 / rate_hz
+                    if proc.state is not None:
+                        s = time.perf_counter()
+                        proc.tick(time_s=clock[0])
+                        timings.append(time.perf_counter() - s)
+                clock[0] = time_s
+                s = time.perf_counter()
+                r = fn(*a, time_s=time_s, **k)
+                timings.append(time.perf_counter() - s)
+                return r
+
+            return call
+
+    from simulator.core.procedure import input_names
+
+    orig_inputs = set(input_names())
+    del orig
+    expert_attempt(Timed(), dt=seconds_per_input)
+    return proc, timings
+
+
+def run(args) -> dict:
+    from simulator.core.metrics import attempt_metrics, body_surface, perk_core_metrics, perk_core_metrics_loop
+    from simulator.core.scoring import score_attempt
+    from simulator.core.spread import compute_spread
+
+    quick = bool(getattr(args, "quick", False))
+    anatomy = synthetic_block_anatomy()
+    scenario = synthetic_scenario()
+    proc, timings = _sampled_attempt(scenario, anatomy, seconds_per_input=0.5 if quick else 2.0)
+    rec = proc.recording
+    surface = body_surface(anatomy)
+    t = rec.samples.time_s
+    m = rec.samples.needle_tip_to_world
+    n = len(t)
+    reps = 3 if quick else 7
+
+    def timed(fn):
+        out = []
+        for _ in range(reps):
+            s = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - s)
+        return statistics.median(out)
+
+    full = timed(lambda: (attempt_metrics(rec, scenario, anatomy, surface=surface), score_attempt(rec, scenario, anatomy)))
+    core = timed(lambda: perk_core_metrics(t, m, surface))
+    k = min(n, 1500 if quick else 4000)
+    base = timed(lambda: perk_core_metrics_loop(t[:k], m[:k], surface))
+    # worst case: every pose distinct (tiny jitter on each sample)
+    rng = np.random.default_rng(0)
+    mj = m.copy()
+    mj[:, :3, 3] += rng.normal(scale=0.05, size=(n, 3))
+    distinct = timed(lambda: perk_core_metrics(t, mj, surface))
+    sp = timed(lambda: compute_spread(anatomy, np.array(TARGET), 20.0))
+    live = sorted(timings)
+    return {
+        "samples": n,
+        "samples_per_s": round(n / full),
+        "core_samples_per_s": round(n / core),
+        "distinct_samples_per_s": round(n / distinct),
+        "baseline_samples_per_s": round(k / base),
+        "live_update_ms": round(1000 * statistics.median(live), 4),
+        "live_update_p95_ms": round(1000 * live[int(0.95 * (len(live) - 1))], 4),
+        "spread_20ml_ms": round(1000 * sp, 2),
+    }

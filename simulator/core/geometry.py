@@ -1,0 +1,829 @@
+"""Geometry for the needle and the score: poses, distances, triangle areas, closed surfaces.
+
+Everything is numpy, vectorised over points or segments, in patient RAS millimetres.
+
+Poses are 4x4 homogeneous matrices named `a_to_b`. The needle pose `needle_tip_to_world` has its
+origin at the tip and its +Z axis along the direction of insertion (from the hub towards the tip);
+the hub lies at tip - length * Z.
+
+`MeshLocator` answers the two questions Perk Tutor asks of its Tissue model:
+- `contains(points)`: inside a closed surface, by ray parity (a vertical ray, with a tie-break
+  rule on triangle edges and vertices so that a ray through an edge or vertex is counted once);
+- `first_intersection(p0, p1)`: the first point where the segment p0 -> p1 meets the surface.
+Both run over a uniform grid of triangle buckets; the segment query skips empty space with a
+conservative distance field (sphere tracing) and walks the occupied cells in order (a 3D DDA), so
+thousands of segments are answered in one vectorised call.
+
+Also here: STL reading and writing (binary and ASCII) and a few exact meshes (box, icosphere) for
+tests and benchmarks.
+"""
+from __future__ import annotations
+
+import math
+import struct
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from simulator.core.anatomy import TriMesh
+
+# --------------------------------------------------------------------------------------------
+# Vectors and poses
+# --------------------------------------------------------------------------------------------
+
+
+def normalize(v) -> np.ndarray:
+    """Unit vector(s) along the last axis. Raises ValueError for a zero vector."""
+    a = np.asarray(v, dtype=np.float64)
+    n = np.linalg.norm(a, axis=-1, keepdims=True)
+    if np.any(n == 0) or not np.all(np.isfinite(n)):
+        raise ValueError(f"cannot normalise a zero or non-finite vector: {a.tolist()}")
+    return a / n
+
+
+def angle_between_deg(u, v) -> np.ndarray | float:
+    """Angle(s) in degrees between vectors u and v (broadcast along the last axis)."""
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    nu = np.linalg.norm(u, axis=-1)
+    nv = np.linalg.norm(v, axis=-1)
+    c = np.sum(u * v, axis=-1) / (nu * nv)
+    # atan2 of |u x v| and u . v is accurate for small angles, unlike arccos.
+    s = np.linalg.norm(np.cross(u, v), axis=-1) / (nu * nv)
+    ang = np.degrees(np.arctan2(s, c))
+    return float(ang) if np.ndim(ang) == 0 else ang
+
+
+def rotation_about_axis(axis, angle_deg: float) -> np.ndarray:
+    """3x3 rotation by angle_deg about axis (right hand rule), Rodrigues' formula."""
+    k = normalize(axis)
+    a = math.radians(angle_deg)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(a) * kx + (1 - math.cos(a)) * (kx @ kx)
+
+
+def rotation_between(a, b) -> np.ndarray:
+    """The smallest 3x3 rotation taking direction a onto direction b."""
+    a = normalize(a)
+    b = normalize(b)
+    v = np.cross(a, b)
+    s = np.linalg.norm(v)
+    c = float(np.dot(a, b))
+    if s < 1e-12:
+        if c > 0:
+            return np.eye(3)
+        # Opposite: half turn about any axis perpendicular to a.
+        perp = np.cross(a, [1.0, 0.0, 0.0])
+        if np.linalg.norm(perp) < 1e-6:
+            perp = np.cross(a, [0.0, 1.0, 0.0])
+        return rotation_about_axis(perp, 180.0)
+    return rotation_about_axis(v, math.degrees(math.atan2(s, c)))
+
+
+def frame_from_axis(z_axis, roll_deg: float = 0.0) -> np.ndarray:
+    """A right-handed 3x3 frame whose third column is z_axis.
+
+    The first column (the bevel side at roll 0) points as close to patient superior (+S) as it can,
+    or to anterior (+A) when the needle runs along S; `roll_deg` turns it about the axis."""
+    z = normalize(z_axis)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(z[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    x = ref - np.dot(ref, z) * z
+    x = normalize(x)
+    y = np.cross(z, x)
+    r = np.column_stack([x, y, z])
+    if roll_deg:
+        r = rotation_about_axis(z, roll_deg) @ r
+    return r
+
+
+def make_pose(rotation: np.ndarray, origin) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = rotation
+    m[:3, 3] = np.asarray(origin, dtype=np.float64)
+    return m
+
+
+def pose_from_tip_axis(tip_mm, axis, roll_deg: float = 0.0) -> np.ndarray:
+    """needle_tip_to_world for a tip position and an insertion direction."""
+    return make_pose(frame_from_axis(axis, roll_deg), tip_mm)
+
+
+def invert_pose(m: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid 4x4 pose."""
+    r = m[:3, :3]
+    out = np.eye(4)
+    out[:3, :3] = r.T
+    out[:3, 3] = -r.T @ m[:3, 3]
+    return out
+
+
+def is_rigid(m: np.ndarray, tol: float = 1e-4) -> bool:
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        return False
+    r = m[:3, :3]
+    return bool(
+        np.allclose(r.T @ r, np.eye(3), atol=tol)
+        and abs(np.linalg.det(r) - 1) < tol
+        and np.allclose(m[3], [0, 0, 0, 1])
+    )
+
+
+def direction_from_angles(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """Unit direction from two angles in the patient frame (RAS).
+
+    azimuth_deg: in the axial plane, from +R (0) towards +A (90), -R (180), -A (270 or -90).
+    elevation_deg: towards superior (+S) out of the axial plane (cranial tilt), negative caudal.
+    A prone patient's posterior approach aims anteriorly: azimuth near 90 degrees."""
+    az = math.radians(azimuth_deg)
+    el = math.radians(elevation_deg)
+    return np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+
+
+def angles_from_direction(direction) -> tuple[float, float]:
+    """(azimuth_deg, elevation_deg) of a direction; the inverse of `direction_from_angles`."""
+    d = normalize(direction)
+    el = math.degrees(math.asin(max(-1.0, min(1.0, float(d[2])))))
+    az = math.degrees(math.atan2(float(d[1]), float(d[0])))
+    return az, el
+
+
+# --------------------------------------------------------------------------------------------
+# Distances
+# --------------------------------------------------------------------------------------------
+
+
+def point_segment_distance(points, a, b) -> np.ndarray:
+    """Distance from each point (N, 3) to the segment a-b."""
+    p = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    ab = b - a
+    den = float(np.dot(ab, ab))
+    if den == 0.0:
+        return np.linalg.norm(p - a, axis=1)
+    t = np.clip((p - a) @ ab / den, 0.0, 1.0)
+    return np.linalg.norm(p - (a + t[:, None] * ab), axis=1)
+
+
+def point_polyline_distance(points, polyline) -> np.ndarray:
+    """Distance from each point (N, 3) to a polyline (K >= 1 vertices, (K, 3))."""
+    p = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    line = np.atleast_2d(np.asarray(polyline, dtype=np.float64))
+    if len(line) == 1:
+        return np.linalg.norm(p - line[0], axis=1)
+    a = line[:-1]  # (S, 3)
+    ab = line[1:] - a
+    den = np.einsum("ij,ij->i", ab, ab)
+    den = np.where(den == 0.0, 1.0, den)
+    ap = p[:, None, :] - a[None, :, :]  # (N, S, 3)
+    t = np.clip(np.einsum("nsj,sj->ns", ap, ab) / den, 0.0, 1.0)
+    d = ap - t[..., None] * ab[None]
+    return np.sqrt(np.min(np.einsum("nsj,nsj->ns", d, d), axis=1))
+
+
+def tube_distance(points, polyline, radius_mm: float) -> np.ndarray:
+    """Distance from each point to the surface of a tube (polyline with a radius); 0 inside."""
+    return np.maximum(point_polyline_distance(points, polyline) - float(radius_mm), 0.0)
+
+
+def sphere_distance(points, center, radius_mm: float) -> np.ndarray:
+    """Distance to a ball; 0 inside."""
+    p = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    return np.maximum(np.linalg.norm(p - np.asarray(center, dtype=np.float64), axis=1) - float(radius_mm), 0.0)
+
+
+def polyline_samples(polyline, step_mm: float = 1.0) -> np.ndarray:
+    """Points along a polyline, about step_mm apart, both ends included."""
+    line = np.atleast_2d(np.asarray(polyline, dtype=np.float64))
+    out = [line[:1]]
+    for a, b in zip(line[:-1], line[1:]):
+        n = max(1, int(math.ceil(np.linalg.norm(b - a) / step_mm)))
+        t = np.arange(1, n + 1)[:, None] / n
+        out.append(a + t * (b - a))
+    return np.concatenate(out)
+
+
+def ball_samples(center, radius_mm: float, step_mm: float = 1.0) -> np.ndarray:
+    """Grid points inside a ball (the centre always included)."""
+    c = np.asarray(center, dtype=np.float64)
+    if radius_mm <= 0:
+        return c[None]
+    n = int(math.floor(radius_mm / step_mm))
+    g = np.arange(-n, n + 1) * step_mm
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    pts = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+    pts = pts[np.einsum("ij,ij->i", pts, pts) <= radius_mm * radius_mm + 1e-9]
+    return c + pts
+
+
+def distance3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| along the last axis, summed x, y, z in that order (as vtkMath::Distance2BetweenPoints)."""
+    dx = a[..., 0] - b[..., 0]
+    dy = a[..., 1] - b[..., 1]
+    dz = a[..., 2] - b[..., 2]
+    return np.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+def heron_area(p, q, r) -> np.ndarray:
+    """Triangle area(s) by Heron's formula, as Perk Tutor computes it.
+
+    Sides a = |p - q|, b = |p - r|, c = |r - q|; s = (a + b + c) / 2; area = sqrt(s(s-a)(s-b)(s-c)).
+    A degenerate (collinear) triangle can make the product slightly negative by rounding: the area
+    is 0 there (Perk Tutor's math.sqrt would raise)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    r = np.asarray(r, dtype=np.float64)
+    a = distance3(p, q)
+    b = distance3(p, r)
+    c = distance3(r, q)
+    s = (a + b + c) / 2
+    prod = s * (s - a) * (s - b) * (s - c)
+    return np.sqrt(np.maximum(prod, 0.0))
+
+
+def triangle_area(p, q, r) -> np.ndarray:
+    """Triangle area(s) by the cross product (exact reference for tests)."""
+    p = np.asarray(p, dtype=np.float64)
+    return 0.5 * np.linalg.norm(np.cross(np.asarray(q) - p, np.asarray(r) - p), axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Closed surfaces: inside test and segment intersection
+# --------------------------------------------------------------------------------------------
+
+
+def _expand_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows with `counts[i]` items starting at `starts[i]`: (row index, item index) of all items."""
+    counts = counts.astype(np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    offsets = np.cumsum(counts) - counts
+    within = np.arange(total) - np.repeat(offsets, counts)
+    return rows, np.repeat(starts.astype(np.int64), counts) + within
+
+
+class MeshLocator:
+    """Fast inside and segment queries on one triangle mesh (ideally closed and watertight).
+
+    The inside test is orientation-free ray parity along +Z: each triangle is projected on the XY
+    plane and made counter-clockwise; a point on a shared edge or vertex belongs to exactly one
+    projected triangle (the top-left rule of rasterisation, with each edge evaluated in one
+    canonical direction so that both of its triangles see the same number). A ray grazing a
+    silhouette fold therefore crosses 0 or 2 times, and a closed surface gives the exact answer
+    (the same as VTK's vtkSelectEnclosedPoints away from the surface itself)."""
+
+    def __init__(self, vertices, faces, cell_mm: float | None = None):
+        v = np.asarray(vertices, dtype=np.float64)
+        f = np.asarray(faces, dtype=np.int64)
+        if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
+            raise ValueError("MeshLocator needs vertices (N, 3) and faces (M, 3)")
+        if len(f) == 0:
+            raise ValueError("MeshLocator needs at least one triangle")
+        tri = v[f]  # (M, 3, 3)
+        self.triangles = tri
+        self.n_triangles = len(tri)
+        self._a = tri[:, 0]
+        self._e1 = tri[:, 1] - tri[:, 0]
+        self._e2 = tri[:, 2] - tri[:, 0]
+        lo = tri.min(axis=(0, 1))
+        hi = tri.max(axis=(0, 1))
+        ext = np.maximum(hi - lo, 1e-6)
+        pad = 1e-6 * float(ext.max()) + 1e-9
+        self.lo = lo - pad
+        self.hi = hi + pad
+        if cell_mm is None:
+            edge = float(np.mean(np.linalg.norm(self._e1, axis=1)))
+            # About two triangles across a cell, but at most ~2 M cells.
+            cell_mm = max(1.5 * edge, float(np.cbrt(np.prod(self.hi - self.lo) / 2.0e6)), 1e-3)
+        self.cell = float(cell_mm)
+        self.dims = np.maximum(np.ceil((self.hi - self.lo) / self.cell).astype(np.int64), 1)
+        self._build_columns(tri)
+        self._build_grid3(tri)
+
+    # -- construction -------------------------------------------------------------------
+    def _cells_of_boxes(self, bmin, bmax, ndim):
+        dims = self.dims[:ndim]
+        i0 = np.clip(np.floor((bmin[:, :ndim] - self.lo[:ndim]) / self.cell).astype(np.int64), 0, dims - 1)
+        i1 = np.clip(np.floor((bmax[:, :ndim] - self.lo[:ndim]) / self.cell).astype(np.int64), 0, dims - 1)
+        n = i1 - i0 + 1
+        counts = np.prod(n, axis=1)
+        tri_idx = np.repeat(np.arange(len(bmin)), counts)
+        local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        nn = n[tri_idx]
+        coords = np.empty((len(tri_idx), ndim), np.int64)
+        rem = local
+        for d in range(ndim - 1, -1, -1):
+            coords[:, d] = rem % nn[:, d]
+            rem = rem // nn[:, d]
+        coords += i0[tri_idx]
+        cell_id = coords[:, 0]
+        for d in range(1, ndim):
+            cell_id = cell_id * dims[d] + coords[:, d]
+        return cell_id, tri_idx
+
+    @staticmethod
+    def _csr(cell_id, tri_idx, n_cells):
+        order = np.argsort(cell_id, kind="stable")
+        tris = tri_idx[order].astype(np.int64)
+        counts = np.bincount(cell_id, minlength=n_cells).astype(np.int64)
+        starts = np.cumsum(counts) - counts
+        return starts, counts, tris
+
+    def _build_grid3(self, tri):
+        eps = 1e-9 * self.cell
+        bmin = tri.min(axis=1) - eps
+        bmax = tri.max(axis=1) + eps
+        n_cells = int(np.prod(self.dims))
+        cell_id, tri_idx = self._cells_of_boxes(bmin, bmax, 3)
+        self._g_start, self._g_count, self._g_tris = self._csr(cell_id, tri_idx, n_cells)
+        occupied = (self._g_count > 0).reshape(tuple(self.dims))
+        # Triangle data as separate contiguous components (structure of arrays: fast gathers).
+        a, e1, e2 = self._a, self._e1, self._e2
+        self._soa = tuple(np.ascontiguousarray(x) for x in (a[:, 0], a[:, 1], a[:, 2], e1[:, 0], e1[:, 1], e1[:, 2],
+                                                             e2[:, 0], e2[:, 1], e2[:, 2]))
+        from scipy import ndimage
+
+        # Conservative clearance of each cell: no triangle lies closer than this to any point of it.
+        if occupied.any():
+            d = ndimage.distance_transform_edt(~occupied) * self.cell
+            self._clear = np.maximum(d - math.sqrt(3.0) * self.cell, 0.0).ravel()
+        else:
+            self._clear = np.full(n_cells, np.inf)
+        # Empty cells split into face-connected regions that the surface cannot cross: each region
+        # is wholly inside or wholly outside, so one exact test per region classifies its cells.
+        labels, n_regions = ndimage.label(~occupied)
+        self._cell_state = np.full(n_cells, -1, dtype=np.int8)  # -1 occupied, 0 outside, 1 inside
+        if n_regions:
+            flat = labels.ravel()
+            first = np.full(n_regions + 1, -1, dtype=np.int64)
+            order = np.nonzero(flat)[0]
+            # first cell (lowest index) of each region
+            first_idx = np.unique(flat[order], return_index=True)[1]
+            reps = order[first_idx]
+            ijk = np.stack(np.unravel_index(reps, tuple(self.dims)), axis=1)
+            centres = self.lo + (ijk + 0.5) * self.cell
+            state = self._contains_exact(centres).astype(np.int8)
+            first[1:] = state
+            self._cell_state = np.where(flat > 0, first[flat], -1).astype(np.int8)
+
+    def _build_columns(self, tri):
+        # Projected triangles on XY, made counter-clockwise; degenerate projections dropped.
+        ax, ay = tri[:, 0, 0], tri[:, 0, 1]
+        bx, by = tri[:, 1, 0], tri[:, 1, 1]
+        cx, cy = tri[:, 2, 0], tri[:, 2, 1]
+        orient = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        keep = np.nonzero(orient != 0.0)[0]
+        t = tri[keep].copy()
+        cw = orient[keep] < 0
+        t[cw, 1], t[cw, 2] = tri[keep][cw, 2], tri[keep][cw, 1]
+        # For each directed edge u->v (CCW), the canonical endpoint order and its sign.
+        us = t[:, [0, 1, 2], :2]
+        vs = t[:, [1, 2, 0], :2]
+        swap = (us[..., 0] > vs[..., 0]) | ((us[..., 0] == vs[..., 0]) & (us[..., 1] > vs[..., 1]))
+        p = np.where(swap[..., None], vs, us)
+        q = np.where(swap[..., None], us, vs)
+        d = vs - us
+        # Top-left rule: a point on the edge belongs to the triangle when the CCW edge runs
+        # downwards in y, or exactly horizontally towards -x (a fixed infinitesimal shift of the
+        # query point, so edges and vertices are decided consistently for all triangles).
+        incl = (d[..., 1] < 0) | ((d[..., 1] == 0) & (d[..., 0] < 0))
+        sign = np.where(swap, -1.0, 1.0)
+        self._c_edges = []
+        for e in range(3):
+            self._c_edges.append(tuple(np.ascontiguousarray(x) for x in (
+                p[:, e, 0], p[:, e, 1], q[:, e, 0] - p[:, e, 0], q[:, e, 1] - p[:, e, 1], sign[:, e], incl[:, e])))
+        # Plane z(x, y) of each projected triangle, by its barycentric coordinates.
+        a = t[:, 0]
+        e1 = t[:, 1] - a
+        e2 = t[:, 2] - a
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        self._c_plane = tuple(np.ascontiguousarray(x) for x in (
+            a[:, 0], a[:, 1], a[:, 2], e1[:, 0], e1[:, 1], e1[:, 2], e2[:, 0], e2[:, 1], e2[:, 2], det))
+        self._c_zmax = np.ascontiguousarray(t[:, :, 2].max(axis=1))
+        bmin = t.min(axis=1) - 1e-9 * self.cell
+        bmax = t.max(axis=1) + 1e-9 * self.cell
+        n_cols = int(self.dims[0] * self.dims[1])
+        cell_id, idx = self._cells_of_boxes(bmin, bmax, 2)
+        self._col_start, self._col_count, self._col_tris = self._csr(cell_id, idx, n_cols)
+
+    # -- inside test --------------------------------------------------------------------
+    def contains(self, points, chunk: int = 16384) -> np.ndarray:
+        """Boolean (N,): is each point inside the closed surface."""
+        pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        if len(pts) > chunk:
+            return np.concatenate([self.contains(pts[i:i + chunk]) for i in range(0, len(pts), chunk)])
+        out = np.zeros(len(pts), dtype=bool)
+        inb = np.all((pts >= self.lo) & (pts <= self.hi), axis=1)
+        idx = np.nonzero(inb)[0]
+        if len(idx) == 0:
+            return out
+        p = pts[idx]
+        ijk = np.minimum(np.floor((p - self.lo) / self.cell).astype(np.int64), self.dims - 1)
+        cid = (ijk[:, 0] * self.dims[1] + ijk[:, 1]) * self.dims[2] + ijk[:, 2]
+        state = self._cell_state[cid]
+        out[idx] = state == 1
+        near = np.nonzero(state < 0)[0]
+        if len(near):
+            out[idx[near]] = self._contains_exact(p[near])
+        return out
+
+    def _contains_exact(self, p: np.ndarray) -> np.ndarray:
+        """Ray parity along +Z for points inside the grid box (no cell shortcut)."""
+        n = len(p)
+        ij = np.minimum(np.floor((p[:, :2] - self.lo[:2]) / self.cell).astype(np.int64), self.dims[:2] - 1)
+        ij = np.maximum(ij, 0)
+        col = ij[:, 0] * self.dims[1] + ij[:, 1]
+        rows, items = _expand_ranges(self._col_start[col], self._col_count[col])
+        if len(rows) == 0:
+            return np.zeros(n, dtype=bool)
+        k = self._col_tris[items]
+        pz = p[rows, 2]
+        ok = self._c_zmax[k] > pz
+        rows, k = rows[ok], k[ok]
+        px = p[rows, 0]
+        py = p[rows, 1]
+        inside = np.ones(len(k), dtype=bool)
+        for P0, P1, DX, DY, S, INC in self._c_edges:
+            p0 = P0[k]
+            p1 = P1[k]
+            val = S[k] * (DX[k] * (py - p1) - DY[k] * (px - p0))
+            inside &= (val > 0) | ((val == 0) & INC[k])
+        rows, k, px, py = rows[inside], k[inside], px[inside], py[inside]
+        ax, ay, az, e1x, e1y, e1z, e2x, e2y, e2z, det = (c[k] for c in self._c_plane)
+        dx = px - ax
+        dy = py - ay
+        u = (dx * e2y - dy * e2x) / det
+        v = (e1x * dy - e1y * dx) / det
+        z = az + u * e1z + v * e2z
+        above = z > p[rows, 2]
+        crossings = np.bincount(rows[above], minlength=n)
+        return (crossings % 2) == 1
+
+    # -- segment intersection -----------------------------------------------------------
+    def _ray_triangles(self, ox, oy, oz, dx, dy, dz, tris, tol=1e-12):
+        """Moller-Trumbore on pairs: parameter t along unit direction d from o, inf if no hit."""
+        ax, ay, az, e1x, e1y, e1z, e2x, e2y, e2z = (c[tris] for c in self._soa)
+        px = dy * e2z - dz * e2y
+        py = dz * e2x - dx * e2z
+        pz = dx * e2y - dy * e2x
+        det = e1x * px + e1y * py + e1z * pz
+        good = det != 0.0
+        inv = 1.0 / np.where(good, det, 1.0)
+        tx = ox - ax
+        ty = oy - ay
+        tz = oz - az
+        u = (tx * px + ty * py + tz * pz) * inv
+        qx = ty * e1z - tz * e1y
+        qy = tz * e1x - tx * e1z
+        qz = tx * e1y - ty * e1x
+        v = (dx * qx + dy * qy + dz * qz) * inv
+        t = (e2x * qx + e2y * qy + e2z * qz) * inv
+        hit = good & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol)
+        return np.where(hit, t, np.inf)
+
+    def _segment_triangles(self, o, d, tris, tol=1e-12):
+        return self._ray_triangles(o[:, 0], o[:, 1], o[:, 2], d[:, 0], d[:, 1], d[:, 2], tris, tol)
+
+    def first_intersection(self, p0, p1, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """First surface point on each segment p0[i] -> p1[i] (see `_first_intersection`), in chunks
+        small enough to stay in the processor's cache."""
+        a = np.atleast_2d(np.asarray(p0, dtype=np.float64))
+        b = np.atleast_2d(np.asarray(p1, dtype=np.float64))
+        if len(a) <= chunk:
+            return self._first_intersection(a, b)
+        parts = [self._first_intersection(a[i:i + chunk], b[i:i + chunk]) for i in range(0, len(a), chunk)]
+        return tuple(np.concatenate(x) for x in zip(*parts))
+
+    def _first_intersection(self, p0, p1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """First surface point on each segment p0[i] -> p1[i].
+
+        Returns (hit (N,) bool, fraction (N,) in [0, 1] along the segment (inf if no hit),
+        point (N, 3), NaN where there is no hit).
+
+        Free space is crossed by sphere tracing on the cells' clearance; near the surface the ray
+        walks cell by cell (3D DDA) and tests the triangles of each cell, accepting a hit only
+        inside the cell it is walking, so the first hit found is the first along the segment."""
+        a = np.atleast_2d(np.asarray(p0, dtype=np.float64))
+        b = np.atleast_2d(np.asarray(p1, dtype=np.float64))
+        n = len(a)
+        frac = np.full(n, np.inf)
+        point = np.full((n, 3), np.nan)
+        seg = b - a
+        length = np.sqrt(np.einsum("ij,ij->i", seg, seg))
+        nz = length > 0
+        u = np.zeros_like(seg)
+        u[nz] = seg[nz] / length[nz, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(u != 0, 1.0 / np.where(u != 0, u, 1.0), np.inf)
+            t_lo = (self.lo - a) * inv
+            t_hi = (self.hi - a) * inv
+        inside_slab = (a >= self.lo) & (a <= self.hi)
+        t_near = np.where(u != 0, np.minimum(t_lo, t_hi), np.where(inside_slab, -np.inf, np.inf))
+        t_far = np.where(u != 0, np.maximum(t_lo, t_hi), np.where(inside_slab, np.inf, -np.inf))
+        s_in = np.maximum(np.max(t_near, axis=1), 0.0)
+        s_end = np.minimum(np.min(t_far, axis=1), length)
+        act = np.nonzero(nz & (s_in <= s_end))[0]
+        if len(act) == 0:
+            return np.zeros(n, bool), frac, point
+        cell = self.cell
+        lo0, lo1, lo2 = (float(x) for x in self.lo)
+        d0, d1, d2 = (int(x) for x in self.dims)
+        eps = 1e-9 * cell
+        # Per active segment, component arrays.
+        ox, oy, oz = a[act, 0].copy(), a[act, 1].copy(), a[act, 2].copy()
+        ux, uy, uz = u[act, 0].copy(), u[act, 1].copy(), u[act, 2].copy()
+        ix_, iy_, iz_ = inv[act, 0].copy(), inv[act, 1].copy(), inv[act, 2].copy()
+        s = s_in[act].copy()
+        se = s_end[act].copy()
+        gid = act.copy()
+
+        def cells_at(ss, ox, oy, oz, ux, uy, uz):
+            ci = np.clip(np.floor((ox + ss * ux - lo0) / cell).astype(np.int64), 0, d0 - 1)
+            cj = np.clip(np.floor((oy + ss * uy - lo1) / cell).astype(np.int64), 0, d1 - 1)
+            ck = np.clip(np.floor((oz + ss * uz - lo2) / cell).astype(np.int64), 0, d2 - 1)
+            return ci, cj, ck
+
+        ci, cj, ck = cells_at(s, ox, oy, oz, ux, uy, uz)
+        best = np.full(n, np.inf)
+        for _ in range(int(6 * self.dims.sum()) + 64):
+            if len(gid) == 0:
+                break
+            cid = (ci * d1 + cj) * d2 + ck
+            clear = self._clear[cid]
+            jump = clear > eps
+            done = np.zeros(len(gid), dtype=bool)
+            if jump.any():
+                j = np.nonzero(jump)[0]
+                s[j] += clear[j]
+                ci[j], cj[j], ck[j] = cells_at(s[j], ox[j], oy[j], oz[j], ux[j], uy[j], uz[j])
+            w = np.nonzero(~jump)[0]
+            if len(w):
+                wi, wj, wk = ci[w], cj[w], ck[w]
+                # Exit parameter of the current cell along each axis.
+                tx = (lo0 + (wi + (ux[w] > 0)) * cell - ox[w]) * ix_[w]
+                ty = (lo1 + (wj + (uy[w] > 0)) * cell - oy[w]) * iy_[w]
+                tz = (lo2 + (wk + (uz[w] > 0)) * cell - oz[w]) * iz_[w]
+                tx = np.where(np.isnan(tx), np.inf, tx)
+                ty = np.where(np.isnan(ty), np.inf, ty)
+                tz = np.where(np.isnan(tz), np.inf, tz)
+                s_exit = np.minimum(np.minimum(tx, ty), tz)
+                cw = cid[w]
+                cnt = self._g_count[cw]
+                occ = np.nonzero(cnt)[0]
+                if len(occ):
+                    rows, items = _expand_ranges(self._g_start[cw[occ]], cnt[occ])
+                    tris = self._g_tris[items]
+                    r = w[occ[rows]]
+                    th = self._ray_triangles(ox[r], oy[r], oz[r], ux[r], uy[r], uz[r], tris)
+                    lim = np.minimum(s_exit[occ[rows]], se[r]) + eps
+                    th = np.where((th >= -eps) & (th <= lim), th, np.inf)
+                    tmin = np.full(len(w), np.inf)
+                    np.minimum.at(tmin, occ[rows], th)
+                    found = np.isfinite(tmin)
+                    if found.any():
+                        best[gid[w[found]]] = np.maximum(tmin[found], 0.0)
+                        done[w[found]] = True
+                # Step into the next cell along the exit axis.
+                ax_x = (tx <= ty) & (tx <= tz)
+                ax_y = ~ax_x & (ty <= tz)
+                ax_z = ~ax_x & ~ax_y
+                wi = wi + np.where(ax_x, np.where(ux[w] > 0, 1, -1), 0)
+                wj = wj + np.where(ax_y, np.where(uy[w] > 0, 1, -1), 0)
+                wk = wk + np.where(ax_z, np.where(uz[w] > 0, 1, -1), 0)
+                ci[w], cj[w], ck[w] = wi, wj, wk
+                s[w] = np.maximum(s[w], s_exit)
+                done[w] |= (wi < 0) | (wi >= d0) | (wj < 0) | (wj >= d1) | (wk < 0) | (wk >= d2)
+            done |= s > se
+            if done.any():
+                keep = ~done
+                ox, oy, oz, ux, uy, uz = ox[keep], oy[keep], oz[keep], ux[keep], uy[keep], uz[keep]
+                ix_, iy_, iz_, s, se, gid = ix_[keep], iy_[keep], iz_[keep], s[keep], se[keep], gid[keep]
+                ci, cj, ck = ci[keep], cj[keep], ck[keep]
+        hit = np.isfinite(best)
+        frac[hit] = best[hit] / length[hit]
+        point[hit] = a[hit] + best[hit, None] * u[hit]
+        return hit, frac, point
+
+    def first_intersection_brute(self, p0, p1):
+        """Reference implementation: every segment against every triangle (for tests)."""
+        a = np.atleast_2d(np.asarray(p0, dtype=np.float64))
+        b = np.atleast_2d(np.asarray(p1, dtype=np.float64))
+        n = len(a)
+        frac = np.full(n, np.inf)
+        point = np.full((n, 3), np.nan)
+        allt = np.arange(self.n_triangles)
+        m = self.n_triangles
+        for i in range(n):
+            seg = b[i] - a[i]
+            length = float(np.linalg.norm(seg))
+            if length == 0:
+                continue
+            u = seg / length
+            th = self._ray_triangles(np.full(m, a[i, 0]), np.full(m, a[i, 1]), np.full(m, a[i, 2]),
+                                     np.full(m, u[0]), np.full(m, u[1]), np.full(m, u[2]), allt)
+            th = th[(th >= 0) & (th <= length)]
+            if len(th):
+                t = float(th.min())
+                frac[i] = t / length
+                point[i] = a[i] + t * u
+        return np.isfinite(frac), frac, point
+
+
+_LOCATORS: dict[int, MeshLocator] = {}
+
+
+def locator_for(mesh: TriMesh) -> MeshLocator:
+    """A cached MeshLocator for a TriMesh (built once per mesh object)."""
+    key = id(mesh)
+    loc = _LOCATORS.get(key)
+    if loc is None:
+        loc = MeshLocator(mesh.vertices, mesh.faces)
+        _LOCATORS[key] = loc
+        weakref.finalize(mesh, _LOCATORS.pop, key, None)
+    return loc
+
+
+# --------------------------------------------------------------------------------------------
+# Meshes: STL files and exact shapes
+# --------------------------------------------------------------------------------------------
+
+
+class MeshFileError(ValueError):
+    """A surface file that cannot be read; the message names the file (and line for ASCII)."""
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray | None = None) -> TriMesh:
+    """Merge identical vertices (STL stores three per triangle) into an indexed mesh."""
+    v = np.asarray(vertices, dtype=np.float32).reshape(-1, 3)
+    uniq, inverse = np.unique(v, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    f = inverse.reshape(-1, 3) if faces is None else inverse[np.asarray(faces)]
+    return TriMesh(uniq, f.astype(np.int32))
+
+
+def read_stl(path) -> TriMesh:
+    """Read a binary or ASCII STL file into a welded TriMesh (RAS mm as stored)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise MeshFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) >= 84:
+        (n,) = struct.unpack_from("<I", data, 80)
+        if 84 + 50 * n == len(data) and n > 0:
+            rec = np.frombuffer(data, dtype=np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]), count=n, offset=84)
+            v = rec["v"].reshape(-1, 3)
+            if not np.all(np.isfinite(v)):
+                raise MeshFileError(f"{path}: binary STL has non-finite vertex coordinates")
+            return weld(v)
+    head = data[:512].lstrip().lower()
+    if not head.startswith(b"solid"):
+        raise MeshFileError(
+            f"{path}: not an STL file (binary size does not match its triangle count, and it does not start with 'solid')"
+        )
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise MeshFileError(f"{path}: ASCII STL contains non-ASCII bytes") from None
+    verts = []
+    in_loop = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        tok = line.split()
+        if not tok:
+            continue
+        key = tok[0].lower()
+        if key == "vertex":
+            if len(tok) != 4:
+                raise MeshFileError(f"{path}:{lineno}: 'vertex' needs three numbers, got {line.strip()!r}")
+            try:
+                verts.append([float(x) for x in tok[1:]])
+            except ValueError:
+                raise MeshFileError(f"{path}:{lineno}: bad vertex coordinates {line.strip()!r}") from None
+            in_loop += 1
+        elif key == "outer":
+            in_loop = 0
+        elif key == "endloop":
+            if in_loop != 3:
+                raise MeshFileError(f"{path}:{lineno}: a facet loop has {in_loop} vertices, expected 3")
+        elif key not in ("solid", "facet", "endfacet", "endsolid"):
+            raise MeshFileError(f"{path}:{lineno}: unexpected keyword {tok[0]!r} in ASCII STL")
+    if not verts or len(verts) % 3:
+        raise MeshFileError(f"{path}: ASCII STL holds no complete triangles")
+    v = np.array(verts, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise MeshFileError(f"{path}: ASCII STL has non-finite vertex coordinates")
+    return weld(v)
+
+
+def write_stl(path, mesh: TriMesh, binary: bool = True, name: str = "tissue") -> None:
+    tri = mesh.vertices.astype(np.float32)[mesh.faces]
+    nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    ln = np.linalg.norm(nrm, axis=1, keepdims=True)
+    nrm = np.where(ln > 0, nrm / np.where(ln > 0, ln, 1), 0).astype(np.float32)
+    path = Path(path)
+    if binary:
+        rec = np.zeros(len(tri), dtype=np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]))
+        rec["n"] = nrm
+        rec["v"] = tri
+        header = name.encode("ascii", "replace")[:80].ljust(80, b" ")
+        if header.lower().startswith(b"solid"):
+            header = b"binary " + header[:73]
+        path.write_bytes(header + struct.pack("<I", len(tri)) + rec.tobytes())
+    else:
+        lines = [f"solid {name}"]
+        for n_, t in zip(nrm, tri):
+            lines.append(f"  facet normal {n_[0]:.9g} {n_[1]:.9g} {n_[2]:.9g}")
+            lines.append("    outer loop")
+            for p in t:
+                lines.append(f"      vertex {p[0]:.9g} {p[1]:.9g} {p[2]:.9g}")
+            lines.append("    endloop")
+            lines.append("  endfacet")
+        lines.append(f"endsolid {name}")
+        path.write_text("\n".join(lines) + "\n")
+
+
+def box_mesh(lo, hi) -> TriMesh:
+    """Closed, outward-oriented box with corners lo and hi (12 triangles)."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    v = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    # vertex index = 4*ix + 2*iy + iz
+    f = [
+        (0, 1, 3), (0, 3, 2),  # -x
+        (4, 6, 7), (4, 7, 5),  # +x
+        (0, 4, 5), (0, 5, 1),  # -y
+        (2, 3, 7), (2, 7, 6),  # +y
+        (0, 2, 6), (0, 6, 4),  # -z
+        (1, 5, 7), (1, 7, 3),  # +z
+    ]
+    return TriMesh(v, np.array(f))
+
+
+def subdivided_box_mesh(lo, hi, n: int) -> TriMesh:
+    """A closed box whose faces are split into n x n squares (two triangles each)."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    verts: list = []
+    faces: list = []
+    g = np.linspace(0.0, 1.0, n + 1)
+    for axis in range(3):
+        for side in (0, 1):
+            u_ax, v_ax = [a for a in range(3) if a != axis]
+            base = len(verts)
+            for i in range(n + 1):
+                for j in range(n + 1):
+                    p = np.empty(3)
+                    p[axis] = hi[axis] if side else lo[axis]
+                    p[u_ax] = lo[u_ax] + g[i] * (hi[u_ax] - lo[u_ax])
+                    p[v_ax] = lo[v_ax] + g[j] * (hi[v_ax] - lo[v_ax])
+                    verts.append(p)
+            for i in range(n):
+                for j in range(n):
+                    a = base + i * (n + 1) + j
+                    b, c, d = a + (n + 1), a + (n + 1) + 1, a + 1
+                    faces.append((a, b, c))
+                    faces.append((a, c, d))
+    v = np.array(verts)
+    # Merge the shared edge vertices, then orient every face outward.
+    mesh = weld(v, np.array(faces))
+    t = mesh.triangles()
+    centre = (lo + hi) / 2
+    nrm = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+    flip = np.einsum("ij,ij->i", nrm, t.mean(axis=1) - centre) < 0
+    f = mesh.faces.copy()
+    f[flip] = f[flip][:, [0, 2, 1]]
+    return TriMesh(mesh.vertices, f)
+
+
+def icosphere(center=(0.0, 0.0, 0.0), radius_mm: float = 1.0, subdivisions: int = 2) -> TriMesh:
+    """Closed, outward-oriented sphere mesh (an icosahedron subdivided)."""
+    t = (1.0 + 5 ** 0.5) / 2.0
+    v = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
+         (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
+    f = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6),
+         (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7),
+         (9, 8, 1)]
+    verts = [np.array(p, dtype=np.float64) / np.linalg.norm(p) for p in v]
+    faces = list(f)
+    for _ in range(subdivisions):
+        cache: dict[tuple[int, int], int] = {}
+
+        def mid(i, j):
+            key = (min(i, j), max(i, j))
+            if key not in cache:
+                m = verts[i] + verts[j]
+                verts.append(m / np.linalg.norm(m))
+                cache[key] = len(verts) - 1
+            return cache[key]
+
+        new = []
+        for a, b, c in faces:
+            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+        faces = new
+    vv = np.array(verts) * radius_mm + np.asarray(center, dtype=np.float64)
+    return TriMesh(vv, np.array(faces))

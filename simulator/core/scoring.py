@@ -1,0 +1,234 @@
+"""The score card of an attempt: 0-100, pass or fail, and reasons a trainee understands.
+
+`score_attempt(recording, scenario, anatomy)` is a pure function of the recording (with the
+scenario and anatomy it was made on): the same recording gives the same card, to the last digit.
+
+Rubric (from the scenario):
+- Each item scores a metric linearly: full marks at `good` or better, none at `bad` or worse
+  (lower is better when good < bad). Weights are normalised to 100 over the items that apply to
+  the scenario (a metric that does not apply - tip visibility under fluoroscopy, fluoroscopy dose
+  under ultrasound, angle without a planned trajectory - drops out and the others share its weight).
+- Automatic fails listed in the rubric fail the attempt whatever the points: a contact with a
+  critical structure of severity `critical`, neurolytic into a vessel or the dural sac, agent
+  without aspiration / local anaesthetic / contrast / test dose, a required target not reached,
+  too much agent, a wrong agent, a pleural breach, no agent at all.
+- Passed = no automatic fail and score >= pass_mark.
+Reasons come first for automatic fails ("aorta punctured at 00:42 - automatic fail"), then the
+target distances ("tip 2.1 mm from the celiac plexus (tolerance 5 mm)"), then the items that lost
+points, then other step problems.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.core.events import EventKind, format_time
+from simulator.core.metrics import AttemptMetrics, TargetGeometry, attempt_metrics, resolve_targets
+
+LABELS = {
+    "final_distance_mm": ("tip-to-target distance at injection", "mm"),
+    "min_distance_mm": ("closest approach to the target", "mm"),
+    "elapsed_time_s": ("time taken", "s"),
+    "path_length_mm": ("needle path length", "mm"),
+    "path_in_tissue_mm": ("needle path in tissue", "mm"),
+    "time_in_tissue_s": ("time with the needle in tissue", "s"),
+    "tissue_damage_mm2": ("potential tissue damage", "mm2"),
+    "skin_punctures": ("skin punctures", ""),
+    "redirections": ("redirections", ""),
+    "angle_to_plan_deg": ("angle to the planned trajectory", "deg"),
+    "advances_without_imaging": ("advances without imaging", ""),
+    "fluoro_shots": ("fluoroscopy images", ""),
+    "fluoro_time_s": ("fluoroscopy time", "s"),
+    "dap_gycm2": ("radiation dose (DAP)", "Gy cm2"),
+    "target_coverage_pct": ("agent coverage of the targets", "%"),
+    "off_target_spread_ml": ("agent off target", "ml"),
+    "tip_visible_pct": ("needle tip seen on ultrasound while advancing", "%"),
+    "critical_contacts": ("contacts with critical structures", ""),
+    "bone_contacts": ("bone contacts", ""),
+}
+
+AUTO_FAIL_TEXT = {
+    "critical_contact": "contact with a critical structure",
+    "intravascular_agent": "agent injected into a vessel",
+    "intrathecal_agent": "agent injected intrathecally",
+    "agent_without_aspiration": "agent given without aspirating first",
+    "agent_without_local_anaesthetic": "agent given without local anaesthetic at the entry site",
+    "agent_without_contrast": "agent given without contrast first",
+    "agent_without_test_dose": "agent given without a test dose first",
+    "target_not_reached": "target not reached",
+    "agent_volume_exceeded": "too much agent",
+    "wrong_agent": "wrong agent or concentration",
+    "pleural_breach": "pleural breach",
+    "no_agent_injected": "no agent injected",
+}
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "":
+        return f"{value:g}" if float(value).is_integer() else f"{value:.1f}"
+    if unit in ("mm2",):
+        return f"{value / 100.0:.1f} cm2"
+    if unit == "Gy cm2":
+        return f"{value:.2f} {unit}"
+    return f"{value:.1f} {unit}"
+
+
+@dataclass
+class ScoreItem:
+    metric: str
+    label: str
+    value: float | None
+    good: float
+    bad: float
+    weight: float  # the rubric's weight
+    share: float  # normalised weight out of 100 (0 when not applicable)
+    points: float
+    applicable: bool
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "label": self.label, "value": self.value, "good": self.good, "bad": self.bad,
+                "weight": self.weight, "share": self.share, "points": self.points, "applicable": self.applicable,
+                "reason": self.reason}
+
+
+@dataclass
+class ScoreCard:
+    score: float
+    passed: bool
+    pass_mark: float
+    items: list[ScoreItem]
+    automatic_fails: list[dict]  # key, time_s, reason
+    reasons: list[str]
+    metrics: dict
+    perk: dict
+    targets: list[dict]
+    scenario_id: str = ""
+    scenario_version: str = ""
+    trainee: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"score": self.score, "passed": self.passed, "pass_mark": self.pass_mark,
+                "items": [i.to_json() for i in self.items], "automatic_fails": self.automatic_fails,
+                "reasons": self.reasons, "metrics": self.metrics, "perk": self.perk, "targets": self.targets,
+                "scenario_id": self.scenario_id, "scenario_version": self.scenario_version, "trainee": self.trainee,
+                "extra": self.extra}
+
+    def text(self) -> str:
+        head = f"score {self.score:.1f} / 100 (pass mark {self.pass_mark:g}): {'PASSED' if self.passed else 'FAILED'}"
+        return "\n".join([head] + [f"- {r}" for r in self.reasons])
+
+
+def item_fraction(value: float, good: float, bad: float) -> float:
+    """1 at good or better, 0 at bad or worse, linear between."""
+    f = (value - bad) / (good - bad)
+    return min(1.0, max(0.0, f))
+
+
+def _targets_from_recording(recording) -> list[TargetGeometry] | None:
+    saved = (recording.meta or {}).get("targets")
+    if not saved:
+        return None
+    return [TargetGeometry(id=d["id"], name=d["name"], kind=d["kind"], points_mm=np.asarray(d["points_mm"], float),
+                           radius_mm=float(d["radius_mm"]), tolerance_mm=float(d["tolerance_mm"]),
+                           required=bool(d["required"]), side=d.get("side", "midline")) for d in saved]
+
+
+def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
+    """Turn computed metrics into the score card (the rubric part of `score_attempt`)."""
+    rubric = scenario.rubric
+    t0 = am.start_time_s
+    items: list[ScoreItem] = []
+    applicable = [it for it in rubric.items if am.values.get(it.metric) is not None]
+    total_w = float(sum(it.weight for it in applicable))
+    score = 0.0
+    for it in rubric.items:
+        v = am.values.get(it.metric)
+        label, unit = LABELS.get(it.metric, (it.metric, ""))
+        if v is None or total_w == 0:
+            items.append(ScoreItem(it.metric, label, None, it.good, it.bad, it.weight, 0.0, 0.0, False,
+                                   "not applicable to this scenario"))
+            continue
+        share = 100.0 * it.weight / total_w
+        frac = item_fraction(float(v), it.good, it.bad)
+        pts = share * frac
+        score += pts
+        why = f"{label}: {_fmt(float(v), unit)} (full marks at {_fmt(it.good, unit)}, none at {_fmt(it.bad, unit)})"
+        if it.reason:
+            why += f" - {it.reason}"
+        items.append(ScoreItem(it.metric, label, float(v), it.good, it.bad, it.weight, share, pts, True, why))
+    score = min(100.0, max(0.0, score))
+
+    # automatic fails
+    fails: list[dict] = []
+    listed = set(rubric.automatic_fails)
+    if "critical_contact" in listed:
+        for c in am.critical_contacts:
+            if c.get("severity") == "critical":
+                fails.append({"key": "critical_contact", "time_s": c["time_s"],
+                              "reason": f"{c['message']} at {format_time(c['time_s'] - t0)} - automatic fail"})
+    seen = set()
+    for iss in am.issues:
+        if iss.key in listed and iss.key != "critical_contact":
+            sig = (iss.key, iss.message)
+            if sig in seen:
+                continue
+            seen.add(sig)
+            when = f" at {format_time(iss.time_s - t0)}" if iss.time_s > 0 and iss.key != "target_not_reached" else ""
+            fails.append({"key": iss.key, "time_s": iss.time_s, "reason": f"{iss.message}{when} - automatic fail"})
+
+    reasons: list[str] = [f["reason"] for f in fails]
+    failed_targets = "target_not_reached" in {f["key"] for f in fails}
+    for r in am.targets:
+        if failed_targets and r.required and not r.reached:
+            continue
+        status = "" if r.reached else " - not reached"
+        reasons.append(f"tip {r.final_distance_mm:.1f} mm from the {r.name} (tolerance {r.tolerance_mm:g} mm){status}")
+    for c in am.critical_contacts:
+        if c.get("severity") != "critical" or "critical_contact" not in listed:
+            reasons.append(f"{c['message']} at {format_time(c['time_s'] - t0)} ({c.get('severity')} contact)")
+    lost = sorted((i for i in items if i.applicable and i.points < i.share - 1e-9), key=lambda i: i.points - i.share)
+    for i in lost:
+        reasons.append(f"{i.reason}: {i.points:.1f} of {i.share:.1f} points")
+    for iss in am.issues:
+        if iss.key not in listed:
+            when = f" at {format_time(iss.time_s - t0)}" if iss.time_s > 0 else ""
+            text = f"{iss.message}{when}"
+            if text not in reasons:
+                reasons.append(text)
+    passed = not fails and score >= rubric.pass_mark
+    return ScoreCard(
+        score=score, passed=passed, pass_mark=float(rubric.pass_mark), items=items, automatic_fails=fails,
+        reasons=reasons, metrics=dict(am.values), perk=dict(am.perk), targets=[t.to_json() for t in am.targets],
+        scenario_id=getattr(scenario, "id", ""), scenario_version=getattr(recording, "scenario_version", "") if recording else "",
+        trainee=getattr(recording, "trainee", "") if recording else "",
+        extra={"duration_s": am.end_time_s - am.start_time_s,
+               "bone_contacts": am.values.get("bone_contacts"),
+               "events": len(recording.events) if recording is not None else 0},
+    )
+
+
+def score_attempt(recording, scenario, anatomy, targets: list[TargetGeometry] | None = None, surface=None) -> ScoreCard:
+    """The score card of a recorded attempt (pure: same recording, same card)."""
+    if targets is None:
+        targets = _targets_from_recording(recording) or resolve_targets(scenario, anatomy)
+    am = attempt_metrics(recording, scenario, anatomy, targets=targets, surface=surface)
+    card = score_metrics(am, scenario, recording)
+    if not math.isfinite(card.score):
+        card.score = 0.0
+    return card
+
+
+def summarize_events(recording) -> list[str]:
+    """The attempt's notable events as lines (for reports)."""
+    t0 = float(recording.samples.time_s[0]) if recording.n_samples else 0.0
+    keep = {EventKind.skin_puncture, EventKind.bone_contact, EventKind.vessel_puncture, EventKind.pleural_breach,
+            EventKind.dural_puncture, EventKind.organ_puncture, EventKind.critical_contact, EventKind.target_reached,
+            EventKind.aspiration, EventKind.injection, EventKind.local_anaesthetic, EventKind.step_warning,
+            EventKind.nerve_contact, EventKind.redirection, EventKind.advance_without_imaging}
+    return [f"{format_time(e.time_s - t0)} {e.message}" for e in recording.events if e.kind in keep]

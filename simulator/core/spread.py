@@ -1,0 +1,351 @@
+"""Where an injectate goes: a volume-limited fill of the tissue around the needle tip.
+
+Model (a deliberate simplification, documented for instructors):
+- The injectate fills the voxels nearest to the tip in *spread distance*, a geodesic distance
+  through the tissue-class volume in which loose tissue (fat, loose connective tissue, gel:
+  `TISSUE_INFO.loose`) costs 1 per mm and other soft tissue (muscle, skin, nerve) costs 4 per mm,
+  and barrier tissue (bone, organ capsules, vessel walls, lung, dura: `TISSUE_INFO.barrier`) is not
+  entered at all. The fill stops when its voxels hold the injected volume (1 ml = 1000 mm^3). So a
+  bolus in the retroperitoneal fat spreads along the fat planes and flattens against the aorta,
+  the crus and the vertebral body; one in the psoas stays small and streaky.
+- Tip inside a vessel (artery, vein, heart): intravascular; the injectate is carried away
+  (`washout`): it marks the connected vessel lumen near the tip, diluted, for a moment on the
+  fluoroscopy, and covers no target.
+- Tip in the dural sac (CSF) or cord: intrathecal; the fill stays inside the CSF space.
+- Tip inside another barrier tissue (an organ, the lung, bone, a disc): the fill stays inside that
+  tissue (intra-organ, intraosseous) and is flagged.
+- Tip in air (outside the body or in gas): nothing is deposited in tissue.
+
+The geodesic distance is Dijkstra's on an 18-connected voxel graph (scipy) restricted to a box
+around the tip that grows until the fill no longer touches it, so a 20 ml bolus on the bundled CT
+takes tens of milliseconds.
+
+Output (`Spread`): the filled voxels as indices into the anatomy grid with the fraction of each
+voxel filled (summing to the volume), helpers for a dense sub-grid (for the fluoroscopy engine:
+contrast is visible where it lies), the structures the fill touches, and target coverage.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.core.anatomy import Anatomy
+from simulator.core.tissue import BONE, NEURAXIS, TISSUE_INFO, VESSEL, Tissue
+
+LOOSE_COST = 1.0
+DENSE_COST = 4.0
+WASHOUT_RADIUS_MM = 25.0
+WASHOUT_S = 2.0  # how long intravascular contrast stays visible
+
+_COST = np.full(256, np.inf)
+for _t, _info in TISSUE_INFO.items():
+    if _t == Tissue.AIR or _info.barrier:
+        continue
+    _COST[int(_t)] = LOOSE_COST if _info.loose else DENSE_COST
+
+# 18-connectivity: 6 faces and 12 edges (both signs listed).
+_OFFSETS = np.array(
+    [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1)],
+    dtype=np.int64,
+)
+_OFFSETS = np.concatenate([_OFFSETS, -_OFFSETS])
+
+
+@dataclass
+class Spread:
+    """One injection's deposit, in the anatomy's voxel grid."""
+
+    volume_ml: float
+    origin_mm: np.ndarray  # the tip at injection
+    spacing_mm: np.ndarray  # of the anatomy grid
+    grid_origin_mm: np.ndarray  # RAS of voxel (0, 0, 0)
+    indices: np.ndarray  # (K, 3) int32 voxel indices
+    fraction: np.ndarray  # (K,) float32, share of each voxel filled (sums to volume / voxel volume)
+    distance_mm: np.ndarray  # (K,) spread distance from the tip (cost-weighted mm)
+    tip_tissue: Tissue = Tissue.AIR
+    tip_structure: str | None = None
+    mode: str = "tissue"  # tissue | intravascular | intrathecal | intra_organ | intraosseous | outside
+    washout: bool = False
+    overflow_ml: float = 0.0  # volume that found no room (closed compartment) and tracks back
+    contacts: dict = field(default_factory=dict)  # structure or tissue touched -> number of voxel faces
+    filled: dict = field(default_factory=dict)  # structure name -> ml inside it
+    # set by the procedure:
+    time_s: float = 0.0
+    kind: str = ""
+    agent: str = ""
+    concentration_pct: float = 0.0
+    coverage: dict = field(default_factory=dict)  # target id -> fraction covered (0..1)
+
+    @property
+    def intravascular(self) -> bool:
+        return self.mode == "intravascular"
+
+    @property
+    def intrathecal(self) -> bool:
+        return self.mode == "intrathecal"
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing_mm))
+
+    @property
+    def deposited_ml(self) -> float:
+        return float(self.fraction.astype(np.float64).sum() * self.voxel_volume_mm3 / 1000.0)
+
+    def points_mm(self) -> np.ndarray:
+        """RAS centres of the filled voxels."""
+        return self.grid_origin_mm + self.indices.astype(np.float64) * self.spacing_mm
+
+    def subgrid(self, margin: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A dense box holding the filled fraction of each voxel: (values (a, b, c) float32,
+        origin_mm of values[0, 0, 0], spacing_mm). Empty spreads give a 1x1x1 zero box at the tip."""
+        if len(self.indices) == 0:
+            return np.zeros((1, 1, 1), np.float32), np.asarray(self.origin_mm, float), self.spacing_mm.copy()
+        lo = self.indices.min(axis=0) - margin
+        hi = self.indices.max(axis=0) + margin
+        box = np.zeros(tuple(hi - lo + 1), np.float32)
+        q = self.indices - lo
+        box[q[:, 0], q[:, 1], q[:, 2]] = self.fraction
+        return box, self.grid_origin_mm + lo * self.spacing_mm, self.spacing_mm.copy()
+
+    def visible_at(self, time_s: float) -> bool:
+        """Whether the deposit still shows (intravascular contrast washes out)."""
+        return not self.washout or (time_s - self.time_s) <= WASHOUT_S
+
+    def coverage_of(self, sample_points: np.ndarray, radius_mm: float = 0.0) -> float:
+        """Share of the sample points within radius_mm of the deposit: of a filled voxel's centre,
+        plus half the voxel's diagonal (so a point inside a filled voxel always counts)."""
+        pts = np.atleast_2d(np.asarray(sample_points, dtype=np.float64))
+        if len(self.indices) == 0 or self.washout or len(pts) == 0:
+            return 0.0
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(self.points_mm())
+        d, _ = tree.query(pts, k=1)
+        reach = float(radius_mm) + 0.5 * float(np.linalg.norm(self.spacing_mm))
+        return float(np.mean(d <= reach))
+
+    def summary(self) -> dict:
+        """JSON-ready description (no voxels)."""
+        return {
+            "volume_ml": self.volume_ml,
+            "deposited_ml": round(self.deposited_ml, 6),
+            "mode": self.mode,
+            "washout": self.washout,
+            "overflow_ml": round(self.overflow_ml, 6),
+            "tip_tissue": self.tip_tissue.name.lower(),
+            "tip_structure": self.tip_structure,
+            "contacts": dict(self.contacts),
+            "filled": {k: round(v, 6) for k, v in self.filled.items()},
+            "coverage": {k: round(v, 6) for k, v in self.coverage.items()},
+            "voxels": int(len(self.indices)),
+        }
+
+
+def _box(center_ijk: np.ndarray, half_vox: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.maximum(center_ijk - half_vox, 0)
+    hi = np.minimum(center_ijk + half_vox + 1, np.asarray(shape))
+    return lo, hi
+
+
+def _geodesic(cost_box: np.ndarray, spacing: np.ndarray, src: tuple, limit: float) -> np.ndarray:
+    """Cost-weighted distance from src over finite-cost voxels of the box (inf elsewhere)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    # Pad by one impassable voxel so every neighbour index of a real voxel exists.
+    c = np.pad(cost_box, 1, constant_values=np.inf)
+    sh = c.shape
+    n = c.size
+    strides = np.array([sh[1] * sh[2], sh[2], 1], dtype=np.int64)
+    cf = c.ravel()
+    ids = np.arange(n, dtype=np.int64)
+    k = len(_OFFSETS)
+    ind = np.empty((n, k), dtype=np.int64)
+    dat = np.empty((n, k), dtype=np.float64)
+    ok_self = np.isfinite(cf)
+    for j, o in enumerate(_OFFSETS):
+        step = int(o @ strides)
+        nb = np.clip(ids + step, 0, n - 1)
+        length = float(np.sqrt(np.sum((o * spacing) ** 2)))
+        cn = cf[nb]
+        ind[:, j] = nb
+        dat[:, j] = np.where(ok_self & np.isfinite(cn), 0.5 * length * (cf + cn), np.inf)
+    g = csr_matrix((dat.ravel(), ind.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)), shape=(n, n))
+    s = int(np.ravel_multi_index(tuple(int(x) + 1 for x in src), sh))
+    d = dijkstra(g, directed=True, indices=s, limit=limit)
+    return d.reshape(sh)[1:-1, 1:-1, 1:-1]
+
+
+def _contacts(anatomy: Anatomy, idx: np.ndarray) -> dict:
+    """Structures (by name) and barrier tissues whose voxels share a face with the deposit."""
+    if len(idx) == 0:
+        return {}
+    shape = np.asarray(anatomy.shape)
+    out: dict[str, int] = {}
+    lo = idx.min(axis=0) - 1
+    hi = idx.max(axis=0) + 2
+    lo_c = np.maximum(lo, 0)
+    hi_c = np.minimum(hi, shape)
+    mask = np.zeros(tuple(hi_c - lo_c), dtype=bool)
+    q = idx - lo_c
+    mask[q[:, 0], q[:, 1], q[:, 2]] = True
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(mask) & ~mask
+    ri = np.argwhere(ring) + lo_c
+    if len(ri) == 0:
+        return {}
+    tis = anatomy.tissue[ri[:, 0], ri[:, 1], ri[:, 2]]
+    lab = anatomy.labels[ri[:, 0], ri[:, 1], ri[:, 2]]
+    for t in np.unique(tis):
+        if TISSUE_INFO[Tissue(int(t))].barrier:
+            out[f"tissue:{Tissue(int(t)).name.lower()}"] = int(np.sum(tis == t))
+    for lb in np.unique(lab):
+        if lb == 0:
+            continue
+        s = anatomy.structures.get(int(lb))
+        if s is not None:
+            out[s.name] = int(np.sum(lab == lb))
+    return out
+
+
+def _filled(anatomy: Anatomy, idx: np.ndarray, frac: np.ndarray) -> dict:
+    if len(idx) == 0:
+        return {}
+    vv = float(np.prod(anatomy.spacing_mm)) / 1000.0
+    lab = anatomy.labels[idx[:, 0], idx[:, 1], idx[:, 2]]
+    out = {}
+    for lb in np.unique(lab):
+        if lb == 0:
+            continue
+        s = anatomy.structures.get(int(lb))
+        name = s.name if s is not None else f"label_{int(lb)}"
+        out[name] = float(frac[lab == lb].astype(np.float64).sum() * vv)
+    return out
+
+
+def compute_spread(anatomy: Anatomy, tip_mm, volume_ml: float) -> Spread:
+    """The deposit of `volume_ml` injected at `tip_mm` (see the module notes for the model)."""
+    if not (volume_ml > 0 and math.isfinite(volume_ml)):
+        raise ValueError(f"injection volume must be a positive number of ml, got {volume_ml!r}")
+    tip = np.asarray(tip_mm, dtype=np.float64).reshape(3)
+    spacing = anatomy.spacing_mm
+    vox_mm3 = float(np.prod(spacing))
+    shape = np.asarray(anatomy.shape)
+    ijk = np.rint(anatomy.ras_to_ijk(tip)).astype(np.int64)
+    base = dict(volume_ml=float(volume_ml), origin_mm=tip, spacing_mm=spacing.copy(),
+                grid_origin_mm=anatomy.origin_mm.copy())
+    empty_idx = np.zeros((0, 3), np.int32)
+    if np.any(ijk < 0) or np.any(ijk >= shape):
+        return Spread(indices=empty_idx, fraction=np.zeros(0, np.float32), distance_mm=np.zeros(0),
+                      mode="outside", overflow_ml=float(volume_ml), **base)
+    t0 = Tissue(int(anatomy.tissue[tuple(ijk)]))
+    lab0 = int(anatomy.labels[tuple(ijk)])
+    s0 = anatomy.structures.get(lab0)
+    sname = s0.name if s0 else None
+    base.update(tip_tissue=t0, tip_structure=sname)
+    if t0 == Tissue.AIR:
+        return Spread(indices=empty_idx, fraction=np.zeros(0, np.float32), distance_mm=np.zeros(0),
+                      mode="outside", overflow_ml=float(volume_ml), **base)
+    volume_mm3 = float(volume_ml) * 1000.0
+    r_eq = (3.0 * volume_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+    if t0 in VESSEL:
+        # Carried away by the blood: the connected lumen near the tip, diluted.
+        half = np.ceil(WASHOUT_RADIUS_MM / spacing).astype(np.int64)
+        lo, hi = _box(ijk, half, shape)
+        sub_t = anatomy.tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        sub_l = anatomy.labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        same = (sub_t == int(t0)) if lab0 == 0 else (sub_l == lab0)
+        from scipy import ndimage
+
+        comp, _ = ndimage.label(same)
+        c0 = comp[tuple(ijk - lo)]
+        sel = np.argwhere(comp == c0)
+        pts = anatomy.origin_mm + (sel + lo) * spacing
+        sel = sel[np.linalg.norm(pts - tip, axis=1) <= WASHOUT_RADIUS_MM]
+        idx = (sel + lo).astype(np.int32)
+        f = min(1.0, volume_mm3 / (len(idx) * vox_mm3))
+        frac = np.full(len(idx), f, np.float32)
+        dist = np.linalg.norm(anatomy.origin_mm + idx * spacing - tip, axis=1)
+        sp = Spread(indices=idx, fraction=frac, distance_mm=dist, mode="intravascular", washout=True, **base)
+        sp.overflow_ml = max(0.0, volume_ml - sp.deposited_ml)
+        sp.filled = _filled(anatomy, idx, frac)
+        return sp
+
+    if t0 in NEURAXIS:
+        mode = "intrathecal"
+        allowed_codes = {int(Tissue.CSF), int(Tissue.SPINAL_CORD)}
+    elif t0 in BONE:
+        mode = "intraosseous"
+        allowed_codes = {int(t0)}
+    elif TISSUE_INFO[t0].barrier:
+        mode = "intra_organ"
+        allowed_codes = {int(t0)}
+    else:
+        mode = "tissue"
+        allowed_codes = None
+
+    need = int(math.ceil(volume_mm3 / vox_mm3 - 1e-9))
+    half_mm = max(1.6 * r_eq, 6.0) + 2.0 * float(spacing.max())
+    for _attempt in range(6):
+        half = np.ceil(half_mm / spacing).astype(np.int64)
+        lo, hi = _box(ijk, half, shape)
+        sub_t = anatomy.tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        if allowed_codes is None:
+            cost = _COST[sub_t]
+        else:
+            if mode == "intra_organ" and lab0:
+                ok = anatomy.labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == lab0
+            else:
+                ok = np.isin(sub_t, list(allowed_codes))
+            cost = np.where(ok, 1.0, np.inf)
+        src = tuple(ijk - lo)
+        if not np.isfinite(cost[src]):
+            cost = cost.copy()
+            cost[src] = 1.0
+        limit = (DENSE_COST if mode == "tissue" else 1.0) * half_mm * 1.5
+        d = _geodesic(cost, spacing, src, limit)
+        finite = np.isfinite(d)
+        n_reach = int(finite.sum())
+        # Box faces touched (only where the box is not clipped by the grid itself).
+        border = np.zeros_like(finite)
+        for ax in range(3):
+            sl_lo = [slice(None)] * 3
+            sl_hi = [slice(None)] * 3
+            sl_lo[ax] = 0
+            sl_hi[ax] = -1
+            if lo[ax] > 0:
+                border[tuple(sl_lo)] = True
+            if hi[ax] < shape[ax]:
+                border[tuple(sl_hi)] = True
+        flat = d.ravel()
+        if n_reach >= need:
+            order = np.argpartition(np.where(np.isfinite(flat), flat, np.inf), need - 1)[:need]
+            thresh = float(flat[order].max())
+        else:
+            order = np.nonzero(np.isfinite(flat))[0]
+            thresh = float(flat[order].max()) if len(order) else 0.0
+        border_d = d[border & finite]
+        touching = len(border_d) > 0 and float(border_d.min()) <= thresh
+        hit_limit = n_reach < need and thresh >= 0.999 * limit
+        if not touching and not hit_limit:
+            break
+        half_mm *= 1.6
+    order = order[np.argsort(flat[order], kind="stable")]
+    sub_idx = np.stack(np.unravel_index(order, d.shape), axis=1)
+    idx = (sub_idx + lo).astype(np.int32)
+    dist = flat[order]
+    frac = np.ones(len(idx), np.float32)
+    overflow = 0.0
+    if len(idx) == need:
+        frac[-1] = np.float32((volume_mm3 - (need - 1) * vox_mm3) / vox_mm3)
+    else:
+        overflow = (volume_mm3 - len(idx) * vox_mm3) / 1000.0
+    sp = Spread(indices=idx, fraction=frac, distance_mm=dist, mode=mode, overflow_ml=max(0.0, overflow), **base)
+    sp.contacts = _contacts(anatomy, idx)
+    sp.filled = _filled(anatomy, idx, frac)
+    return sp
