@@ -90,7 +90,9 @@ def _show(value: Any, limit: int = 80) -> str:
             return v
         return str(v)
 
-    if isinstance(value, str):
+    if isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, str):
         text = repr(value)
     else:
         try:
@@ -362,6 +364,8 @@ def _message(err: dict, loc: tuple) -> str:
         return "expected a finite number (not .nan or .inf)"
     if kind == "value_error":
         return re.sub(r"^Value error, ", "", msg)
+    if msg.startswith("Input should be"):
+        return "must be" + msg[len("Input should be"):]
     if kind == "model_type" or kind == "dict_type":
         return "expected a mapping of fields (key: value lines)"
     if kind == "list_type":

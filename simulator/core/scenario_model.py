@@ -386,7 +386,10 @@ def _user_anatomy_folder(name: str) -> Path:
     from simulator.core import paths  # late: paths reads the environment when called
 
     root = paths.anatomies_dir().resolve()
-    folder = paths.safe_asset_path(name, base=root)
+    try:
+        folder = paths.safe_asset_path(name, base=root)
+    except ValueError as e:
+        raise ValueError(f"user anatomy {e}") from None
     try:
         folder.relative_to(root)
     except ValueError:
