@@ -251,7 +251,11 @@ class AnatomyScene:
         self.renderer.SetBackground(0.09, 0.10, 0.13)
         self.renderer.SetBackground2(0.26, 0.29, 0.34)
         self.renderer.GradientBackgroundOn()
-        self.renderer.SetUseOIT(True)
+        # Translucency without order-independent transparency: OIT's extra passes cost ~40-60 ms
+        # a frame in a software renderer. Every anatomy surface is closed and outward-oriented,
+        # so with back faces culled each translucent mesh adds one layer; the skin, drawn last,
+        # blends over everything inside it. (Overlapping translucent organs blend in draw order.)
+        self.renderer.SetUseOIT(False)
         self.render_window.AddRenderer(self.renderer)
         self.renderer.SetLayer(0)
         # Two lights (a key light above the camera and a headlight): enough to read shapes, and
@@ -353,9 +357,7 @@ class AnatomyScene:
             prop.SetAmbient(0.12)
             prop.SetSpecular(0.25 if group not in ("skin", "muscle", "fat") else 0.08)
             prop.SetSpecularPower(20)
-            if name == "skin":
-                # Only the near surface of the body: one translucent layer, no sorting artefacts.
-                prop.BackfaceCullingOn()
+            prop.BackfaceCullingOn()  # closed outward meshes: back faces are never seen
             self.renderer.AddActor(actor)
             info = StructureInfo(name, group, tissue, colour, actor, int(polys[name].GetNumberOfCells()))
             self.structures[name] = info

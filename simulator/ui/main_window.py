@@ -150,16 +150,20 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
-        self.resize(1500, 950)
+        self._default_geometry()
         self._restore_settings()
 
         self.refresh_scenarios()
-        initial = scenario
-        if initial is None:
-            from simulator.core.scenario import DEFAULT_SCENARIO_ID
+        QTimer.singleShot(0, self, lambda: self._open_initial(scenario))
 
-            initial = DEFAULT_SCENARIO_ID
-        QTimer.singleShot(0, self, lambda: self.open_scenario(initial))
+    def _open_initial(self, scenario: str | None) -> None:
+        """The requested scenario, else the default one (also when the requested one fails)."""
+        from simulator.core.scenario import DEFAULT_SCENARIO_ID
+
+        if scenario is not None and self.open_scenario(scenario):
+            return
+        if scenario != DEFAULT_SCENARIO_ID:
+            self.open_scenario(DEFAULT_SCENARIO_ID)
 
     # ----------------------------------------------------------------------------------------
     # construction
@@ -181,6 +185,15 @@ class MainWindow(QMainWindow):
         self.central_splitter.setStretchFactor(1, 2)
         self.central_splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self.central_splitter)
+
+    def _default_geometry(self) -> None:
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        w, h = 1500, 950
+        if screen is not None:
+            w, h = min(w, int(0.95 * screen.width())), min(h, int(0.92 * screen.height()))
+        self.resize(w, h)
+        side = 300 + 260  # the docks
+        self.central_splitter.setSizes([int(0.6 * (w - side)), int(0.4 * (w - side))])
 
     def _build_docks(self) -> None:
         self.scenario_panel = ScenarioPanel()
@@ -224,8 +237,12 @@ class MainWindow(QMainWindow):
         self.anatomy_label = QLabel("")
         self.anatomy_label.setObjectName("anatomy_label")
         self.mode_label = QLabel("")
+        self.render_label = QLabel("")
+        self.render_label.setToolTip("Time the last 3D frame took to render")
+        self.view3d.rendered.connect(lambda ms: self.render_label.setText(f"3D {ms:.0f} ms"))
         sb.addPermanentWidget(self.progress_bar)
         sb.addPermanentWidget(self.anatomy_label)
+        sb.addPermanentWidget(self.render_label)
         sb.addPermanentWidget(self.mode_label)
 
     def _action(self, menu, text, slot, shortcut=None, checkable=False, tip=None) -> QAction:

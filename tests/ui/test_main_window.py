@@ -332,9 +332,8 @@ def test_close_saves_the_state_and_releases_the_render_window(qtbot, user_data, 
 
 def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file):
     """The real default: celiac plexus neurolysis on the bundled patient (needs the built cache)."""
-    anatomy_mod = pytest.importorskip("simulator.anatomy")
-    ready = getattr(anatomy_mod, "bundled_cache_ready", None)
-    if ready is None or not ready():
+    bundled = pytest.importorskip("simulator.anatomy.bundled")
+    if not bundled.cache_is_valid():
         pytest.skip("the bundled patient's cache is not built (run `make test` or `python main.py setup-data`)")
     t0 = time.perf_counter()
     w = MainWindow(settings=QSettings(str(qsettings_file), QSettings.Format.IniFormat))
