@@ -1,0 +1,290 @@
+"""The scenario library is anatomically right.
+
+Without any anatomy: planned paths fit the needle, lead to their targets, lie in the ultrasound
+image plane, and the oblique C-arm presets look along them; the gel phantom's geometry.
+
+With the built bundled patient (skipped when `simulator.anatomy.load_anatomy` or the anatomy cache
+is missing; build it with `python main.py setup-data`): the label map is sampled every 0.25 mm
+along each planned path - it must not cross lung, kidney, aorta, IVC, spinal canal or cord, organs
+or bowel, bone only at the very tip - and the targets sit where the clinical texts put them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from simulator.core import paths
+from simulator.core.scenario import load_scenario
+from simulator.core.scenario_model import Modality, Scenario, Target
+from simulator.core.tissue import BONE, Tissue
+
+LIBRARY = ("needle_basics_gel", "celiac_plexus_posterior", "intercostal_ultrasound", "splanchnic_t11_t12")
+STEP_MM = 0.25
+
+
+def scenario(sid: str) -> Scenario:
+    return load_scenario(paths.SCENARIOS_DIR / f"{sid}.yaml")
+
+
+def distance_to_target(p, target: Target) -> float:
+    """Tip-to-target distance as the schema defines it (surface distance, 0 inside)."""
+    p = np.asarray(p, float)
+    pts = np.asarray(target.points_mm, float)
+    if target.kind == "polyline":
+        best = math.inf
+        for a, b in zip(pts[:-1], pts[1:]):
+            ab = b - a
+            t = np.clip(np.dot(p - a, ab) / np.dot(ab, ab), 0.0, 1.0)
+            best = min(best, float(np.linalg.norm(p - (a + t * ab))))
+        return max(0.0, best - target.radius_mm)
+    return max(0.0, float(np.linalg.norm(p - pts[0])) - (target.radius_mm if target.kind == "sphere" else 0.0))
+
+
+def samples(entry, target, step=STEP_MM):
+    entry, target = np.asarray(entry, float), np.asarray(target, float)
+    length = float(np.linalg.norm(target - entry))
+    n = int(length / step) + 1
+    s = np.linspace(0.0, length, n)
+    return entry + (s / length)[:, None] * (target - entry), s, length
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry that needs no anatomy
+
+
+@pytest.mark.parametrize("sid", LIBRARY)
+def test_planned_paths_fit_the_needle_and_reach_their_targets(sid):
+    sc = scenario(sid)
+    assert sc.trajectories, f"{sid}: every library scenario has a planned path"
+    for traj in sc.trajectories:
+        assert traj.target_id is not None
+        target = sc.target(traj.target_id)
+        assert distance_to_target(traj.target_mm, target) <= target.tolerance_mm
+        # the shaft must reach with at least 10 mm to spare at the hub
+        assert traj.length_mm <= sc.needle.length_mm - 10.0, (sid, traj.length_mm)
+        if sc.skin_entry_zone is not None and traj is sc.planned_trajectory:
+            assert np.linalg.norm(np.subtract(traj.entry_mm, sc.skin_entry_zone.center_mm)) <= sc.skin_entry_zone.radius_mm
+    for t in sc.targets:
+        assert t.proposal is not None or sc.anatomy.startswith("phantom:"), "patient targets name a proposal"
+        if t.side in ("left", "right"):
+            assert t.id.endswith(("_left", "_right")) or f"_{t.side}_" in t.id
+
+
+@pytest.mark.parametrize("sid", [s for s in LIBRARY if scenario(s).modality == Modality.ultrasound])
+def test_ultrasound_plan_lies_in_the_image(sid):
+    sc = scenario(sid)
+    us = sc.imaging.ultrasound
+    c = np.asarray(us.center_mm)
+    d = np.asarray(us.direction) / np.linalg.norm(us.direction)
+    m = np.asarray(us.marker, float) - d * np.dot(us.marker, d)
+    m /= np.linalg.norm(m)
+    normal = np.cross(m, d)
+    half_width = 19.0  # a 38 mm linear probe
+    traj = sc.planned_trajectory
+    for p in (traj.entry_mm, traj.target_mm):
+        assert abs(np.dot(np.subtract(p, c), normal)) < 1.0, "in-plane: the path lies in the image plane"
+    tip = np.subtract(traj.target_mm, c)
+    assert 0.0 < np.dot(tip, d) < us.depth_mm - 5.0
+    assert abs(np.dot(tip, m)) < half_width
+    entry = np.subtract(traj.entry_mm, c)
+    assert abs(np.dot(entry, d)) < 3.0, "the needle enters at the skin beside the probe"
+    assert abs(np.dot(entry, m)) >= half_width - 1.0, "...at the end of the probe, not under it"
+
+
+@pytest.mark.parametrize("sid", [s for s in LIBRARY if scenario(s).modality == Modality.fluoroscopy])
+def test_oblique_preset_looks_along_the_planned_needle(sid):
+    """carm convention: lao_deg > 0 turns the detector (above the prone patient's back) to the
+    patient's left, so a left-sided needle is seen end-on with lao = its angle from the vertical."""
+    sc = scenario(sid)
+    fl = sc.imaging.fluoroscopy
+    assert {"AP", "lateral"} <= set(fl.presets)
+    assert fl.presets["AP"] == (0.0, 0.0) and abs(fl.presets["lateral"][0]) == 90.0
+    traj = sc.planned_trajectory
+    v = np.subtract(traj.target_mm, traj.entry_mm)
+    side = "left" if v[0] > 0 else "right"  # moving towards +x (the patient's right) = entering on the left
+    angle = math.degrees(math.atan2(abs(v[0]), abs(v[1])))
+    lao, _ = fl.presets[f"oblique_{side}"]
+    assert np.sign(lao) == (1 if side == "left" else -1)
+    assert abs(abs(lao) - angle) < 5.0, (sid, lao, angle)
+    assert v[1] > 0, "posterior approach: the needle travels anteriorly"
+
+
+def test_gel_phantom_geometry():
+    sc = scenario("needle_basics_gel")
+    assert sc.anatomy == "phantom:gel_block"
+    (nerve,) = sc.targets
+    assert nerve.kind == "polyline" and nerve.radius_mm == 2.5
+    assert all(p[0] == 7.0 and p[1] == -20.0 for p in nerve.points_mm)
+    assert [c.structure for c in sc.critical_structures] == ["vessel"]
+    us = sc.imaging.ultrasound
+    assert (us.center_mm, us.direction, us.marker) == ((0, 0, 0), (0, -1, 0), (1, 0, 0))
+    assert sc.steps.neurolytic is None and sc.steps.test_dose.agent == "lidocaine"
+    # the planned needle keeps clear of the artery (radius 4 mm along z at x = -8, y = -20)
+    pts, _, _ = samples(sc.planned_trajectory.entry_mm, sc.planned_trajectory.target_mm)
+    to_artery = np.hypot(pts[:, 0] + 8.0, pts[:, 1] + 20.0) - 4.0
+    assert to_artery.min() > 10.0
+    # and never enters the nerve
+    to_nerve = np.hypot(pts[:, 0] - 7.0, pts[:, 1] + 20.0) - 2.5
+    assert to_nerve.min() > 0.0
+    # the whole path is inside the gel box
+    assert np.all((pts[:, 0] >= -40) & (pts[:, 0] <= 40) & (pts[:, 1] <= 0) & (pts[:, 1] >= -50))
+
+
+def test_clinical_values():
+    celiac = scenario("celiac_plexus_posterior")
+    assert (celiac.needle.gauge, celiac.needle.length_mm) == (22, 150)
+    assert {t.id for t in celiac.targets} == {"celiac_plexus_left", "celiac_plexus_right"}
+    assert {t.proposal for t in celiac.targets} == {"celiac_plexus_left", "celiac_plexus_right"}
+    crit = {c.structure or c.tissue: c.severity.value for c in celiac.critical_structures}
+    assert crit["aorta"] == crit["inferior_vena_cava"] == crit["spinal_canal"] == crit["lung"] == "critical"
+    assert crit["kidney_left"] == crit["kidney_right"] == crit["bowel"] == "major"
+    assert set(celiac.rubric.automatic_fails) >= {
+        "critical_contact", "intravascular_agent", "intrathecal_agent", "agent_without_aspiration",
+        "agent_without_local_anaesthetic", "agent_without_contrast"}
+    assert (celiac.steps.contrast.min_ml, celiac.steps.contrast.max_ml) == (3, 5)
+    assert celiac.steps.neurolytic.agent == "alcohol" and celiac.steps.neurolytic.volume_ml.max_ml == 15
+    assert celiac.steps.neurolytic_options[0].agent == "phenol"
+    assert celiac.trajectory_for("celiac_plexus_right") is celiac.additional_trajectories[0]
+
+    intercostal = scenario("intercostal_ultrasound")
+    assert (intercostal.needle.gauge, intercostal.needle.length_mm) == (22, 90)
+    assert intercostal.steps.neurolytic.agent == "phenol"
+    assert max(intercostal.steps.neurolytic.concentrations_pct) == 10
+    assert intercostal.steps.neurolytic.volume_ml.max_ml == 5
+    assert intercostal.targets[0].proposal == "intercostal_left_10"
+
+    splanchnic = scenario("splanchnic_t11_t12")
+    assert {t.proposal for t in splanchnic.targets} == {"splanchnic_left", "splanchnic_right"}
+    assert "pleural_breach" in splanchnic.rubric.automatic_fails
+
+
+# ---------------------------------------------------------------------------------------------
+# on the built bundled patient
+
+FORBIDDEN_TISSUE = {
+    Tissue.LUNG, Tissue.AIRWAY, Tissue.KIDNEY, Tissue.CSF, Tissue.SPINAL_CORD, Tissue.LIVER, Tissue.SPLEEN,
+    Tissue.STOMACH, Tissue.BOWEL, Tissue.PANCREAS, Tissue.GALLBLADDER, Tissue.HEART, Tissue.ARTERY,
+    Tissue.VEIN, Tissue.ESOPHAGUS, Tissue.ADRENAL,
+}
+FORBIDDEN_STRUCTURES = ("aorta", "inferior_vena_cava", "kidney_left", "kidney_right", "spinal_canal", "spinal_cord")
+BUNDLED_SCENARIOS = [s for s in LIBRARY if scenario(s).anatomy == "bundled"]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    import simulator.anatomy as anatomy_pkg
+
+    load_anatomy = getattr(anatomy_pkg, "load_anatomy", None)
+    if load_anatomy is None:
+        pytest.skip("simulator.anatomy.load_anatomy is not available yet")
+    try:
+        from simulator.anatomy.bundled import cache_is_valid
+    except ImportError:
+        pytest.skip("simulator.anatomy.bundled is not available")
+    if not cache_is_valid():
+        pytest.skip("the bundled patient is not built (python main.py setup-data)")
+    return load_anatomy("bundled")
+
+
+def path_problems(anatomy, entry, target) -> list[str]:
+    """What a straight needle from `entry` to `target` would cross that it must not."""
+    pts, s, length = samples(entry, target)
+    tissue = anatomy.tissue_at(pts)
+    labels = anatomy.label_at(pts)
+    names = {sid: st.name for sid, st in anatomy.structures.items()}
+    problems: list[str] = []
+    last = None
+    for i in range(len(pts)):
+        t = Tissue(int(tissue[i]))
+        name = names.get(int(labels[i]), "")
+        what = None
+        if t in FORBIDDEN_TISSUE or name in FORBIDDEN_STRUCTURES or name.startswith("lung_"):
+            what = "crosses"
+        elif t in BONE and s[i] < length - 2.0:
+            what = "bone blocks the needle"
+        elif t == Tissue.AIR and s[i] > 5.0:
+            what = "leaves the body"
+        key = (what, t, name)
+        if what is not None and key != last:  # one report per run of samples
+            problems.append(f"{what} at {s[i]:.1f} of {length:.1f} mm ({t.name.lower()}{', ' + name if name else ''})")
+        last = key
+    return problems
+
+
+@pytest.mark.parametrize("sid", BUNDLED_SCENARIOS)
+def test_planned_paths_cross_nothing_forbidden(bundled, sid):
+    sc = scenario(sid)
+    for traj in sc.trajectories:
+        assert path_problems(bundled, traj.entry_mm, traj.target_mm) == [], (sid, traj.target_id)
+        # the entry point is on the skin (within 5 mm): outside the body just before it
+        v = np.subtract(traj.target_mm, traj.entry_mm) / traj.length_mm
+        outside = np.asarray(traj.entry_mm) - 5.0 * v
+        assert Tissue(int(bundled.tissue_at(outside[None])[0])) == Tissue.AIR, (sid, "entry not on the skin")
+
+
+@pytest.mark.parametrize("sid", BUNDLED_SCENARIOS)
+def test_targets_are_not_inside_critical_structures(bundled, sid):
+    sc = scenario(sid)
+    names = {st.id: st.name for st in bundled.structures.values()}
+    for target in sc.targets:
+        pts = np.asarray(target.points_mm, float)
+        tissue = [Tissue(int(t)) for t in bundled.tissue_at(pts)]
+        labels = [names.get(int(l), "") for l in bundled.label_at(pts)]
+        for c in sc.critical_structures:
+            for t, name in zip(tissue, labels):
+                assert name != c.structure and t.name.lower() != c.tissue, (sid, target.id, c)
+        assert all(t not in BONE and t != Tissue.AIR for t in tissue)
+
+
+def _voxels(anatomy, name):
+    st = anatomy.structure_by_name(name)
+    assert st is not None, f"the bundled patient has no {name}"
+    return anatomy.origin_mm + np.argwhere(anatomy.labels == st.id) * anatomy.spacing_mm
+
+
+def test_celiac_targets_flank_the_aorta_at_t12_l1(bundled):
+    sc = scenario("celiac_plexus_posterior")
+    aorta = _voxels(bundled, "aorta")
+    l1, t12 = _voxels(bundled, "vertebrae_L1"), _voxels(bundled, "vertebrae_T12")
+    for t in sc.targets:
+        x, y, z = t.points_mm[0]
+        assert l1[:, 2].min() <= z <= t12[:, 2].max(), "at T12-L1"
+        ring = aorta[np.abs(aorta[:, 2] - z) < 1.3]
+        cx, cy = ring[:, 0].mean(), ring[:, 1].mean()
+        if t.side == "left":  # the patient's left is -x
+            assert x < ring[:, 0].min(), "left of the aorta"
+        else:
+            assert x > ring[:, 0].max(), "right of the aorta"
+        assert y >= cy, "anterolateral: not behind the aortic centre"
+        gap = np.hypot(ring[:, 0] - x, ring[:, 1] - y).min()
+        assert 2.0 <= gap <= 12.0, f"{t.id} is {gap:.1f} mm from the aortic wall"
+
+
+def test_splanchnic_targets_on_the_anterolateral_t12_body(bundled):
+    sc = scenario("splanchnic_t11_t12")
+    t12 = _voxels(bundled, "vertebrae_T12")
+    for t in sc.targets:
+        x, y, z = t.points_mm[0]
+        assert t12[:, 2].min() <= z <= t12[:, 2].max()
+        sl = t12[np.abs(t12[:, 2] - z) < 1.3]
+        near = np.hypot(sl[:, 0] - x, sl[:, 1] - y).min()
+        assert near <= 5.0, f"{t.id} is {near:.1f} mm from the T12 body"
+        body_front = sl[:, 1].max()
+        assert body_front - 20.0 < y < body_front, "in the front half of the body's depth"
+
+
+def test_intercostal_target_under_the_tenth_rib_above_the_pleura(bundled):
+    sc = scenario("intercostal_ultrasound")
+    rib = _voxels(bundled, "rib_left_10")
+    for p in sc.targets[0].points_mm:
+        x, y, z = p
+        column = rib[np.abs(rib[:, 0] - x) < 0.5]
+        posterior = column[column[:, 1] < column[:, 1].min() + 15.0]  # the rib near the back
+        assert 0.0 < posterior[:, 2].min() - z < 4.0, "just below the rib's lower border"
+        depth = np.arange(0.0, 15.0, 0.25)
+        probe = np.column_stack([np.full_like(depth, x), y + depth, np.full_like(depth, z)])
+        tissue = [Tissue(int(t)) for t in bundled.tissue_at(probe)]
+        assert Tissue.LUNG in tissue, "the pleura lies just deep to the nerve"
+        assert tissue.index(Tissue.LUNG) * 0.25 >= 2.0, "...but not at it"
