@@ -104,7 +104,9 @@ def synthetic_block_anatomy(spacing_mm=(1.0, 1.0, 2.0)) -> Anatomy:
 
 
 def synthetic_scenario(**overrides):
-    """A celiac-style fluoroscopy scenario on the test block (a `Scenario`)."""
+    """A celiac-style fluoroscopy scenario on the test block (a `Scenario`). Fields given as
+    keyword arguments replace the defaults; modality="ultrasound" also drops the contrast step
+    and scores the tip visibility instead of the fluoroscopy images."""
     from simulator.core.scenario_model import Scenario
 
     d = {
@@ -155,6 +157,13 @@ def synthetic_scenario(**overrides):
         "instructions": "Prone patient. Reach the left celiac plexus from a posterior left approach.",
     }
     d.update(overrides)
+    if d["modality"] == "ultrasound":
+        d["steps"] = dict(d["steps"], contrast=None)
+        d["rubric"] = dict(d["rubric"])
+        d["rubric"]["automatic_fails"] = [f for f in d["rubric"]["automatic_fails"] if f != "agent_without_contrast"]
+        d["rubric"]["items"] = [i if i["metric"] != "fluoro_shots" else
+                                {"metric": "tip_visible_pct", "weight": 5, "good": 90, "bad": 50}
+                                for i in d["rubric"]["items"]]
     return Scenario.model_validate(d)
 
 

@@ -564,12 +564,10 @@ class MeshLocator:
             if len(w):
                 wi, wj, wk = ci[w], cj[w], ck[w]
                 # Exit parameter of the current cell along each axis.
-                tx = (lo0 + (wi + (ux[w] > 0)) * cell - ox[w]) * ix_[w]
-                ty = (lo1 + (wj + (uy[w] > 0)) * cell - oy[w]) * iy_[w]
-                tz = (lo2 + (wk + (uz[w] > 0)) * cell - oz[w]) * iz_[w]
-                tx = np.where(np.isnan(tx), np.inf, tx)
-                ty = np.where(np.isnan(ty), np.inf, ty)
-                tz = np.where(np.isnan(tz), np.inf, tz)
+                with np.errstate(invalid="ignore"):
+                    tx = np.where(ux[w] != 0, (lo0 + (wi + (ux[w] > 0)) * cell - ox[w]) * ix_[w], np.inf)
+                    ty = np.where(uy[w] != 0, (lo1 + (wj + (uy[w] > 0)) * cell - oy[w]) * iy_[w], np.inf)
+                    tz = np.where(uz[w] != 0, (lo2 + (wk + (uz[w] > 0)) * cell - oz[w]) * iz_[w], np.inf)
                 s_exit = np.minimum(np.minimum(tx, ty), tz)
                 cw = cid[w]
                 cnt = self._g_count[cw]
