@@ -220,9 +220,13 @@ def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
         data = loader.construct_document(node)
         return data, node, _duplicate_keys(node)
     except yaml.constructor.ConstructorError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise _Fatal([FieldError("", line, f"not allowed in a scenario file: {e.problem} "
-                                           "(scenario files hold plain data only)")]) from None
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        if "constructor for the tag" in str(e.problem):
+            message = f"not allowed in a scenario file: {e.problem} (scenario files hold plain data only)"
+        else:
+            message = f"YAML error: {e.problem}" + (f" ({e.context})" if e.context else "")
+        raise _Fatal([FieldError("", line, message)]) from None
     except yaml.YAMLError as e:
         raise _Fatal([_yaml_error(e)]) from None
     finally:
@@ -364,12 +368,16 @@ def _message(err: dict, loc: tuple) -> str:
         return "expected a finite number (not .nan or .inf)"
     if kind == "value_error":
         return re.sub(r"^Value error, ", "", msg)
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a mapping of fields (key: value lines)"
+    if kind in ("list_type", "tuple_type"):
+        return "expected a list (lines starting with '- ', or [a, b])"
+    if loc and loc[-1] == "[key]":
+        return "this key must be text (put it in quotes)"
+    if msg == "Keys should be strings":
+        return "keys must be text (put the key in quotes)"
     if msg.startswith("Input should be"):
         return "must be" + msg[len("Input should be"):]
-    if kind == "model_type" or kind == "dict_type":
-        return "expected a mapping of fields (key: value lines)"
-    if kind == "list_type":
-        return "expected a list (lines starting with '- ', or [a, b])"
     return msg
 
 
@@ -387,6 +395,8 @@ def _field_errors(exc: ValidationError, data: Any, root: Optional[Node]) -> list
             continue
         line, _ = _locate(root, loc)
         value = NO_VALUE if err["type"] == "missing" else _data_at(data, loc)
+        if loc and loc[-1] == "[key]":  # a mapping key of the wrong type: show the key itself
+            value = loc[-2] if len(loc) > 1 else NO_VALUE
         if value is NO_VALUE and err["type"] not in ("missing",) and "input" in err:
             value = err["input"]
         out.append(FieldError(_field_name(loc), line, _message(err, loc), value))

@@ -169,6 +169,10 @@ BROKEN = {
     "fail_rule_without_its_step": (
         _replace("automatic_fails: [critical_contact]", "automatic_fails: [critical_contact, agent_without_test_dose]"),
         "rubric.automatic_fails[1]", ("automatic_fails:", 1), "needs steps.test_dose"),
+    "section_not_a_mapping": (_replace("needle:\n  gauge: 22\n  length_mm: 150\n", "needle: 5\n"), "needle",
+                              ("needle: 5", 1), "mapping"),
+    "list_expected": (_replace("indication: [cancer_pain]", "indication: cancer_pain"), "indication",
+                      ("indication:", 1), "expected a list"),
     "id_pattern": (_replace("id: test_case", "id: Test Case"), "id", ("id: Test Case", 1), "lower-case"),
 }
 

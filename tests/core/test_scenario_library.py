@@ -117,7 +117,7 @@ def test_gel_phantom_geometry():
     (nerve,) = sc.targets
     assert nerve.kind == "polyline" and nerve.radius_mm == 2.5
     assert all(p[0] == 7.0 and p[1] == -20.0 for p in nerve.points_mm)
-    assert [c.structure for c in sc.critical_structures] == ["vessel"]
+    assert [(c.tissue, c.severity.value) for c in sc.critical_structures] == [("artery", "critical")]
     us = sc.imaging.ultrasound
     assert (us.center_mm, us.direction, us.marker) == ((0, 0, 0), (0, -1, 0), (1, 0, 0))
     assert sc.steps.neurolytic is None and sc.steps.test_dose.agent == "lidocaine"
