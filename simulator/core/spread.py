@@ -150,33 +150,46 @@ def _box(center_ijk: np.ndarray, half_vox: np.ndarray, shape) -> tuple[np.ndarra
     return lo, hi
 
 
-def _geodesic(cost_box: np.ndarray, spacing: np.ndarray, src: tuple, limit: float) -> np.ndarray:
-    """Cost-weighted distance from src over finite-cost voxels of the box (inf elsewhere)."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import dijkstra
+class _Graph:
+    """The 18-connected voxel graph of a cost box (inf = impassable), for scipy's Dijkstra."""
 
-    # Pad by one impassable voxel so every neighbour index of a real voxel exists.
-    c = np.pad(cost_box, 1, constant_values=np.inf)
-    sh = c.shape
-    n = c.size
-    strides = np.array([sh[1] * sh[2], sh[2], 1], dtype=np.int64)
-    cf = c.ravel()
-    ids = np.arange(n, dtype=np.int64)
-    k = len(_OFFSETS)
-    ind = np.empty((n, k), dtype=np.int64)
-    dat = np.empty((n, k), dtype=np.float64)
-    ok_self = np.isfinite(cf)
-    for j, o in enumerate(_OFFSETS):
-        step = int(o @ strides)
-        nb = np.clip(ids + step, 0, n - 1)
-        length = float(np.sqrt(np.sum((o * spacing) ** 2)))
-        cn = cf[nb]
-        ind[:, j] = nb
-        dat[:, j] = np.where(ok_self & np.isfinite(cn), 0.5 * length * (cf + cn), np.inf)
-    g = csr_matrix((dat.ravel(), ind.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)), shape=(n, n))
-    s = int(np.ravel_multi_index(tuple(int(x) + 1 for x in src), sh))
-    d = dijkstra(g, directed=True, indices=s, limit=limit)
-    return d.reshape(sh)[1:-1, 1:-1, 1:-1]
+    def __init__(self, cost_box: np.ndarray, spacing: np.ndarray):
+        from scipy.sparse import csr_matrix
+
+        # Pad by one impassable voxel so every neighbour of a real voxel exists in the box; edges
+        # from or to an impassable voxel weigh inf (Dijkstra never takes them).
+        c = np.pad(cost_box, 1, constant_values=np.inf)
+        self.shape = c.shape
+        n = c.size
+        strides = np.array([self.shape[1] * self.shape[2], self.shape[2], 1], dtype=np.int64)
+        half = 0.5 * c.ravel()
+        k = len(_OFFSETS)
+        w = np.empty((k, n))
+        ind = np.empty((k, n), dtype=np.int32)
+        base = np.arange(n, dtype=np.int32)
+        shifted = np.empty(n)
+        for j, o in enumerate(_OFFSETS):
+            step = int(o @ strides)
+            if step > 0:
+                shifted[: n - step] = half[step:]
+                shifted[n - step:] = np.inf
+            else:
+                shifted[-step:] = half[: n + step]
+                shifted[:-step] = np.inf
+            np.add(half, shifted, out=w[j])
+            w[j] *= float(np.sqrt(np.sum((o * spacing) ** 2)))
+            np.add(base, step, out=ind[j])
+        np.clip(ind, 0, n - 1, out=ind)
+        self.graph = csr_matrix((w.T.ravel(), ind.T.ravel(), np.arange(0, n * k + 1, k, dtype=np.int32)),
+                                shape=(n, n))
+
+    def distances(self, src: tuple, limit: float) -> np.ndarray:
+        """Cost-weighted distance from src (box indices) up to `limit` (inf beyond)."""
+        from scipy.sparse.csgraph import dijkstra
+
+        s = int(np.ravel_multi_index(tuple(int(x) + 1 for x in src), self.shape))
+        d = dijkstra(self.graph, directed=True, indices=s, limit=limit)
+        return d.reshape(self.shape)[1:-1, 1:-1, 1:-1]
 
 
 def _contacts(anatomy: Anatomy, idx: np.ndarray) -> dict:
@@ -290,8 +303,11 @@ def compute_spread(anatomy: Anatomy, tip_mm, volume_ml: float) -> Spread:
         allowed_codes = None
 
     need = int(math.ceil(volume_mm3 / vox_mm3 - 1e-9))
-    half_mm = max(1.6 * r_eq, 6.0) + 2.0 * float(spacing.max())
-    for _attempt in range(6):
+    # Start with a box a little larger than the ball of the volume; grow it while the fill
+    # touches its faces. Inside a box, Dijkstra runs with a distance limit that grows until
+    # enough voxels are reached (it only explores within the limit).
+    half_mm = 1.25 * r_eq + 2.0 * float(spacing.max())
+    for _attempt in range(8):
         half = np.ceil(half_mm / spacing).astype(np.int64)
         lo, hi = _box(ijk, half, shape)
         sub_t = anatomy.tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
@@ -307,10 +323,18 @@ def compute_spread(anatomy: Anatomy, tip_mm, volume_ml: float) -> Spread:
         if not np.isfinite(cost[src]):
             cost = cost.copy()
             cost[src] = 1.0
-        limit = (DENSE_COST if mode == "tissue" else 1.0) * half_mm * 1.5
-        d = _geodesic(cost, spacing, src, limit)
-        finite = np.isfinite(d)
-        n_reach = int(finite.sum())
+        graph = _Graph(cost, spacing)
+        box_span = float(np.linalg.norm((hi - lo) * spacing)) * (DENSE_COST if mode == "tissue" else 1.0)
+        limit = 1.3 * r_eq + 2.0 * float(spacing.max())
+        prev_reach = -1
+        while True:
+            d = graph.distances(src, limit)
+            finite = np.isfinite(d)
+            n_reach = int(finite.sum())
+            if n_reach >= need or limit >= box_span or n_reach == prev_reach:
+                break
+            prev_reach = n_reach
+            limit *= 1.6
         # Box faces touched (only where the box is not clipped by the grid itself).
         border = np.zeros_like(finite)
         for ax in range(3):
@@ -324,17 +348,16 @@ def compute_spread(anatomy: Anatomy, tip_mm, volume_ml: float) -> Spread:
                 border[tuple(sl_hi)] = True
         flat = d.ravel()
         if n_reach >= need:
-            order = np.argpartition(np.where(np.isfinite(flat), flat, np.inf), need - 1)[:need]
+            order = np.argpartition(np.where(finite.ravel(), flat, np.inf), need - 1)[:need]
             thresh = float(flat[order].max())
         else:
-            order = np.nonzero(np.isfinite(flat))[0]
+            order = np.nonzero(finite.ravel())[0]
             thresh = float(flat[order].max()) if len(order) else 0.0
         border_d = d[border & finite]
         touching = len(border_d) > 0 and float(border_d.min()) <= thresh
-        hit_limit = n_reach < need and thresh >= 0.999 * limit
-        if not touching and not hit_limit:
+        if not touching:
             break
-        half_mm *= 1.6
+        half_mm *= 1.5
     order = order[np.argsort(flat[order], kind="stable")]
     sub_idx = np.stack(np.unravel_index(order, d.shape), axis=1)
     idx = (sub_idx + lo).astype(np.int32)

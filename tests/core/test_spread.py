@@ -1,0 +1,108 @@
+"""Injectate spread: volume kept, barriers respected, loose tissue preferred, special compartments."""
+import math
+import time
+
+import numpy as np
+import pytest
+
+from simulator.benchmarks.scoring import AORTA, CANAL, KIDNEY, TARGET, synthetic_block_anatomy
+from simulator.core.anatomy import Anatomy, Structure
+from simulator.core.spread import WASHOUT_S, compute_spread
+from simulator.core.tissue import TISSUE_INFO, Tissue
+
+
+@pytest.fixture(scope="module")
+def block():
+    return synthetic_block_anatomy()
+
+
+def slab_anatomy(shape=(60, 60, 60), spacing=1.0):
+    """Fat for y < 30 (voxels), muscle above; a bone wall at x >= 40."""
+    tissue = np.full(shape, int(Tissue.FAT), np.uint8)
+    tissue[:, 30:, :] = int(Tissue.MUSCLE)
+    tissue[40:, :, :] = int(Tissue.CORTICAL_BONE)
+    labels = np.zeros(shape, np.uint16)
+    labels[40:, :, :] = 1
+    hu = np.zeros(shape, np.int16)
+    return Anatomy("slab", hu, tissue, labels, np.full(3, spacing), np.zeros(3),
+                   structures={1: Structure(1, "vertebrae_L2", Tissue.CORTICAL_BONE, "spine")})
+
+
+def test_volume_is_kept_and_barriers_are_not_entered():
+    an = slab_anatomy()
+    sp = compute_spread(an, [30.0, 15.0, 30.0], 5.0)
+    assert sp.mode == "tissue"
+    assert sp.deposited_ml == pytest.approx(5.0, rel=1e-6)
+    tis = an.tissue[tuple(sp.indices.T)]
+    assert not np.any(tis == int(Tissue.CORTICAL_BONE))
+    assert "vertebrae_L2" in sp.contacts  # it spreads up to the bone and touches it
+    box, origin, spacing = sp.subgrid()
+    assert float(box.sum()) * np.prod(spacing) / 1000.0 == pytest.approx(5.0, rel=1e-6)
+    assert np.all(origin >= 0)
+
+
+def test_loose_tissue_is_preferred_to_muscle():
+    an = slab_anatomy()
+    # tip on the fat/muscle interface: most of the bolus stays in the fat
+    sp = compute_spread(an, [20.0, 29.0, 30.0], 3.0)
+    tis = an.tissue[tuple(sp.indices.T)]
+    fat = float(sp.fraction[tis == int(Tissue.FAT)].sum())
+    muscle = float(sp.fraction[tis == int(Tissue.MUSCLE)].sum())
+    assert fat > 3 * muscle > 0
+
+
+def test_in_uniform_fat_the_fill_is_round():
+    an = slab_anatomy()
+    v = 2.0
+    sp = compute_spread(an, [20.0, 12.0, 30.0], v)
+    r_eq = (3 * v * 1000 / (4 * math.pi)) ** (1 / 3)
+    r = np.linalg.norm(sp.points_mm() - [20.0, 12.0, 30.0], axis=1)
+    assert r.max() <= 1.25 * r_eq
+    assert np.mean(r) == pytest.approx(0.75 * r_eq, rel=0.15)  # mean radius of a ball is 3/4 of its radius
+
+
+def test_intravascular_injection_washes_out(block):
+    (ax, ay), _ = AORTA
+    sp = compute_spread(block, [ax, ay, 0.0], 10.0)
+    assert sp.intravascular and sp.washout
+    assert np.all(block.labels[tuple(sp.indices.T)] == 2)
+    assert sp.visible_at(sp.time_s + 1.0) and not sp.visible_at(sp.time_s + WASHOUT_S + 0.1)
+    assert sp.coverage_of(np.array([TARGET])) == 0.0
+
+
+def test_intrathecal_and_intra_organ_fills_stay_inside(block):
+    sp = compute_spread(block, [CANAL[0][0], CANAL[0][1], 0.0], 2.0)
+    assert sp.intrathecal
+    assert np.all(block.tissue[tuple(sp.indices.T)] == int(Tissue.CSF))
+    assert sp.deposited_ml == pytest.approx(2.0, rel=1e-6)
+    k = compute_spread(block, list(KIDNEY[0]), 1.0)
+    assert k.mode == "intra_organ" and np.all(block.labels[tuple(k.indices.T)] == 4)
+
+
+def test_injection_into_air_deposits_nothing(block):
+    sp = compute_spread(block, [0.0, -75.0, 0.0], 1.0)
+    assert sp.mode == "outside" and len(sp.indices) == 0 and sp.overflow_ml == 1.0
+    with pytest.raises(ValueError):
+        compute_spread(block, [0.0, 0.0, 0.0], 0.0)
+
+
+def test_coverage_of_a_nerve_partly_inside_the_fill():
+    an = slab_anatomy()
+    sp = compute_spread(an, [20.0, 12.0, 30.0], 2.0)
+    r_eq = (3 * 2000 / (4 * math.pi)) ** (1 / 3)
+    # a nerve along z through the tip: the part within the fill is covered
+    z = np.arange(0.0, 60.0, 1.0)
+    nerve = np.stack([np.full_like(z, 20.0), np.full_like(z, 12.0), z], axis=1)
+    cov = sp.coverage_of(nerve)
+    assert cov == pytest.approx(2 * r_eq / 60.0, abs=0.08)
+    assert sp.coverage_of(np.array([[20.0, 12.0, 30.0]])) == 1.0
+
+
+def test_twenty_ml_on_the_test_block_is_fast(block):
+    t = time.perf_counter()
+    sp = compute_spread(block, TARGET, 20.0)
+    elapsed = time.perf_counter() - t
+    assert sp.deposited_ml == pytest.approx(20.0, rel=1e-6)
+    assert elapsed < 1.0  # the benchmark reports the real figure (tens of ms)
+    assert all(TISSUE_INFO[Tissue(int(t))].barrier is False for t in np.unique(block.tissue[tuple(sp.indices.T)]))
+    assert "aorta" in sp.contacts  # the bolus beside the aorta flattens against its wall
