@@ -37,7 +37,7 @@ from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkStaticCellLocator
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkCommonTransforms import vtkTransform
-from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkTubeFilter
+from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkPolyDataNormals, vtkQuadricClustering, vtkTubeFilter
 from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkFiltersSources import (
     vtkConeSource,
@@ -80,6 +80,9 @@ SEVERITY_COLOURS = {
     "major": (1.0, 0.50, 0.0),
     "minor": (1.0, 0.90, 0.10),
 }
+#: How far a critical structure's colour moves towards its severity colour (keeps the organ's
+#: own hue readable for the milder levels).
+SEVERITY_TINT = {"critical": 0.7, "major": 0.4, "minor": 0.25}
 TARGET_COLOUR = (0.10, 1.0, 0.35)
 TOLERANCE_COLOUR = (0.20, 0.90, 0.40)
 PLAN_COLOUR = (0.20, 0.85, 1.0)
@@ -201,17 +204,61 @@ def polydata_from_mesh(mesh: TriMesh, normals: bool = True) -> vtkPolyData:
 
 # Polydata built once per anatomy object (the UI keeps anatomies cached by ref, and switching
 # back to a scenario must not rebuild half a million triangles).
-_POLY_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData]]] = {}
+_POLY_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData], dict[str, vtkPolyData] | None]] = {}
+
+#: Above this many triangles an anatomy also gets a coarse copy, drawn while the view moves.
+LOD_MIN_TRIANGLES = 150_000
+#: Cell size (mm) of the coarse copy (vertex clustering): about a quarter of the triangles.
+LOD_CELL_MM = 4.0
+
+
+def coarse_polydata(poly: vtkPolyData, cell_mm: float = LOD_CELL_MM) -> vtkPolyData:
+    """A coarse copy for interactive frames (quadric vertex clustering: fast, shape-preserving)."""
+    b = poly.GetBounds()
+    q = vtkQuadricClustering()
+    q.SetInputData(poly)
+    q.AutoAdjustNumberOfDivisionsOff()
+    q.SetNumberOfDivisions(*[max(2, int((b[2 * i + 1] - b[2 * i]) / cell_mm) + 1) for i in range(3)])
+    q.UseInputPointsOn()
+    q.CopyCellDataOff()
+    n = vtkPolyDataNormals()
+    n.SetInputConnection(q.GetOutputPort())
+    n.SplittingOff()
+    n.ConsistencyOff()
+    n.AutoOrientNormalsOff()
+    n.Update()
+    out = n.GetOutput()
+    return out if out.GetNumberOfCells() else poly
 
 
 def anatomy_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
+    """Polydata per mesh name, built once per anatomy object. Safe to call from a worker thread
+    (no rendering), to prepare a scene off the GUI thread."""
     key = id(anatomy)
     hit = _POLY_CACHE.get(key)
     if hit is not None and hit[0]() is anatomy:
         return hit[1]
     polys = {name: polydata_from_mesh(mesh) for name, mesh in anatomy.meshes.items() if mesh.n_triangles}
-    _POLY_CACHE[key] = (weakref.ref(anatomy, lambda _r, k=key: _POLY_CACHE.pop(k, None)), polys)
+    _POLY_CACHE[key] = (weakref.ref(anatomy, lambda _r, k=key: _POLY_CACHE.pop(k, None)), polys, None)
     return polys
+
+
+def anatomy_coarse_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
+    """Coarse copies per mesh name for interactive frames ({} below LOD_MIN_TRIANGLES); built
+    once per anatomy object; safe to call from a worker thread."""
+    polys = anatomy_polydata(anatomy)
+    ref, full, coarse = _POLY_CACHE[id(anatomy)]
+    if coarse is None:
+        coarse = {}
+        if sum(p.GetNumberOfCells() for p in full.values()) > LOD_MIN_TRIANGLES:
+            coarse = {name: coarse_polydata(p) for name, p in polys.items()}
+        _POLY_CACHE[id(anatomy)] = (ref, full, coarse)
+    return coarse
+
+
+def coarse_polydata_ready(anatomy: Anatomy) -> bool:
+    hit = _POLY_CACHE.get(id(anatomy))
+    return hit is not None and hit[0]() is anatomy and hit[2] is not None
 
 
 def make_render_window(size=(800, 600), offscreen: bool = True) -> vtkRenderWindow:
@@ -236,6 +283,7 @@ class StructureInfo:
     colour: tuple[float, float, float]
     actor: vtkActor
     triangles: int
+    lod_actor: vtkActor | None = None  # coarse copy (shares the actor's property)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +338,7 @@ class AnatomyScene:
         self._target_actors: list[vtkActor] = []
         self._plan_actors: list[vtkActor] = []
         self._locators: dict[str, vtkStaticCellLocator] = {}
+        self._lod = False
         self._closed = False
 
         self._needle_matrix = vtkMatrix4x4()
@@ -316,10 +365,14 @@ class AnatomyScene:
             self._add_orientation_cube()
 
     # --- anatomy ----------------------------------------------------------------------------
-    def set_anatomy(self, anatomy: Anatomy | None, patient_position=None) -> None:
-        """Show `anatomy` (one actor per mesh); keeps group settings; resets the camera."""
+    def set_anatomy(self, anatomy: Anatomy | None, patient_position=None, build_lod: bool = True) -> None:
+        """Show `anatomy` (one actor per mesh); keeps group settings; resets the camera.
+        Large anatomies also get coarse copies for interactive frames: built here when
+        `build_lod`, else attached later by `attach_lod` (the UI builds them on a worker thread)."""
         for info in self.structures.values():
             self.renderer.RemoveActor(info.actor)
+            if info.lod_actor is not None:
+                self.renderer.RemoveActor(info.lod_actor)
         self.structures.clear()
         self._actor_names.clear()
         self._locators.clear()
@@ -364,6 +417,8 @@ class AnatomyScene:
             self._actor_names[id(actor)] = name
             self._group_visible.setdefault(group, DEFAULT_GROUP_VISIBLE.get(group, True))
             self._group_opacity.setdefault(group, DEFAULT_GROUP_OPACITY.get(group, 1.0))
+        if build_lod or coarse_polydata_ready(anatomy):
+            self.attach_lod(anatomy)
         for group in self.groups():
             self._apply_group(group)
         if patient_position is not None:
@@ -382,6 +437,12 @@ class AnatomyScene:
     def triangle_count(self) -> int:
         return sum(info.triangles for info in self.structures.values())
 
+    def lod_triangle_count(self) -> int:
+        return sum(
+            (info.lod_actor.GetMapper().GetInput().GetNumberOfCells() if info.lod_actor is not None else info.triangles)
+            for info in self.structures.values()
+        )
+
     def set_group_visible(self, group: str, visible: bool) -> None:
         self._group_visible[group] = bool(visible)
         self._apply_group(group)
@@ -397,12 +458,63 @@ class AnatomyScene:
         return self._group_opacity.get(group, DEFAULT_GROUP_OPACITY.get(group, 1.0))
 
     def _apply_group(self, group: str) -> None:
-        visible = self.group_visible(group)
-        opacity = self.group_opacity(group)
+        visible = self.group_visible(group) and self.group_opacity(group) > 0.0
         for info in self.structures.values():
             if info.group == group:
-                info.actor.SetVisibility(visible and opacity > 0.0)
-                info.actor.GetProperty().SetOpacity(opacity)
+                info.actor.GetProperty().SetOpacity(self.group_opacity(group))
+                self._show_structure(info, visible)
+
+    def _show_structure(self, info: StructureInfo, visible: bool) -> None:
+        coarse = self._lod and info.lod_actor is not None
+        info.actor.SetVisibility(visible and not coarse)
+        if info.lod_actor is not None:
+            info.lod_actor.SetVisibility(visible and coarse)
+
+    # --- level of detail ----------------------------------------------------------------------
+    def attach_lod(self, anatomy: Anatomy) -> bool:
+        """Add the coarse copies of `anatomy` (if it is the one shown and is large enough)."""
+        if anatomy is not self.anatomy or self._closed:
+            return False
+        coarse = anatomy_coarse_polydata(anatomy)
+        added = False
+        for name, info in self.structures.items():
+            if info.lod_actor is not None or name not in coarse:
+                continue
+            mapper = vtkPolyDataMapper()
+            mapper.SetInputData(coarse[name])
+            mapper.ScalarVisibilityOff()
+            lod_actor = vtkActor()
+            lod_actor.SetMapper(mapper)
+            lod_actor.SetProperty(info.actor.GetProperty())  # tint and opacity stay in step
+            lod_actor.PickableOff()
+            lod_actor.VisibilityOff()
+            self.renderer.AddActor(lod_actor)
+            info.lod_actor = lod_actor
+            added = True
+        if added:
+            for group in self.groups():
+                self._apply_group(group)
+        return added
+
+    def has_lod(self) -> bool:
+        return any(info.lod_actor is not None for info in self.structures.values())
+
+    def set_lod(self, coarse: bool) -> bool:
+        """Draw the coarse copies (while the view moves) or the full meshes. Returns True if
+        this changed what is drawn (then a render is due)."""
+        coarse = bool(coarse)
+        if coarse == self._lod:
+            return False
+        self._lod = coarse
+        if not self.has_lod():
+            return False
+        for group in self.groups():
+            self._apply_group(group)
+        return True
+
+    @property
+    def lod(self) -> bool:
+        return self._lod
 
     # --- camera -------------------------------------------------------------------------------
     def set_camera_preset(self, name: str, patient_position=None, focal_point_mm=None) -> None:
@@ -588,11 +700,13 @@ class AnatomyScene:
             if visible:
                 info = self.structures[name]
                 tint = np.array(SEVERITY_COLOURS.get(severity, SEVERITY_COLOURS["major"]))
-                colour = 0.25 * np.array(info.colour) + 0.75 * tint
+                w = SEVERITY_TINT.get(severity, 0.4)
+                colour = (1.0 - w) * np.array(info.colour) + w * tint
                 p = info.actor.GetProperty()
                 p.SetColor(*colour)
+                p.SetSpecularColor(1.0, 1.0, 1.0)
                 p.SetAmbientColor(*tint)
-                p.SetAmbient(0.35)
+                p.SetAmbient(0.12 + 0.3 * w)
             else:
                 self._restore_colour(name)
 
@@ -637,6 +751,12 @@ class AnatomyScene:
         bottom-left corner). Returns (point_mm (3,), structure_name) or None.
         `structures` restricts the pick (e.g. ["skin"] to choose an entry point)."""
         names = list(structures) if structures is not None else list(self.structures)
+        if self._lod:  # pick on the full meshes (picking is geometry only: no render)
+            self.set_lod(False)
+            try:
+                return self.pick_surface(display_x, display_y, names)
+            finally:
+                self.set_lod(True)
         picker = vtkCellPicker()
         picker.SetTolerance(0.0005)
         picker.PickFromListOn()
@@ -748,6 +868,10 @@ class AnatomyScene:
     def _sync_cube(self, *_):
         if self._cube_renderer is None:
             return
+        w, h = self.render_window.GetSize()
+        if w > 0 and h > 0:  # a square of about 90 px in the lower-left corner
+            side = min(90, w // 4, h // 4)
+            self._cube_renderer.SetViewport(0.0, 0.0, side / w, side / h)
         cam = self.renderer.GetActiveCamera()
         c = self._cube_renderer.GetActiveCamera()
         fp = np.array(cam.GetFocalPoint())

@@ -32,9 +32,10 @@ class AnatomyLoader(QObject):
     loaded = Signal(str, object)
     failed = Signal(str, str)
 
-    def __init__(self, load_fn: Callable | None = None, parent=None):
+    def __init__(self, load_fn: Callable | None = None, prepare_fn: Callable | None = None, parent=None):
         super().__init__(parent)
         self.load_fn = load_fn or _default_load
+        self.prepare_fn = prepare_fn  # more work for the worker (e.g. building the VTK meshes)
         self.cache: dict[str, object] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
@@ -89,6 +90,12 @@ class AnatomyLoader(QObject):
                 msg = f"{msg}\n\n{traceback.format_exc(limit=4)}"
             self._emit(self.failed, ref, msg)
             return
+        if self.prepare_fn is not None:
+            progress(1.0, "preparing the 3D view")
+            try:
+                self.prepare_fn(anatomy)
+            except Exception:  # noqa: BLE001 - the GUI thread builds it again and reports then
+                pass
         self.load_seconds[ref] = time.perf_counter() - t0
         self.cache[ref] = anatomy
         with self._lock:

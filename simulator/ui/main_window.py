@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from simulator import __version__
 from simulator.render.scene import (
     CAMERA_PRESETS,
+    anatomy_polydata,
     PRESET_LABELS,
     default_preset,
     diameter_for_gauge,
@@ -141,7 +142,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self.startup_s: float | None = None
 
-        self.loader = AnatomyLoader(load_fn=load_anatomy, parent=self)
+        self.loader = AnatomyLoader(load_fn=load_anatomy, prepare_fn=anatomy_polydata, parent=self)
         self.loader.progress.connect(self._on_progress)
         self.loader.loaded.connect(self._on_anatomy_loaded)
         self.loader.failed.connect(self._on_anatomy_failed)
@@ -427,7 +428,7 @@ class MainWindow(QMainWindow):
         self._arrange_views(_value(scenario.modality))
         scene = self.view3d.scene
         if anatomy is not self.anatomy:
-            scene.set_anatomy(anatomy, scenario.patient_position)
+            self.view3d.set_anatomy(anatomy, scenario.patient_position)
             self.anatomy = anatomy
             self._rebuild_group_controls()
         else:
@@ -492,7 +493,7 @@ class MainWindow(QMainWindow):
 
     def _on_group_opacity(self, group: str, opacity: float) -> None:
         self.view3d.scene.set_group_opacity(group, opacity)
-        self.view3d.request_render()
+        self.view3d.request_render(interactive=True)  # a slider drag: coarse meshes until it stops
 
     def set_camera_preset(self, name: str) -> None:
         pos = self.scenario.patient_position if self.scenario is not None else None

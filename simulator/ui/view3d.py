@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -23,10 +24,12 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera  # noqa: E402
 
-from simulator.render.scene import AnatomyScene  # noqa: E402
+import simulator.render.scene as scene_mod  # noqa: E402
+from simulator.render.scene import AnatomyScene, anatomy_coarse_polydata  # noqa: E402
 
 CLICK_SLOP_PX = 4
 RENDER_COALESCE_MS = 8
+STILL_DELAY_MS = 250  # after the last interactive change, the full meshes come back
 
 
 class _InputFilter(QObject):
@@ -56,6 +59,7 @@ class _InputFilter(QObject):
 
 class View3D(QWidget):
     surface_picked = Signal(object, str)  # point_mm (np.ndarray (3,)), structure name
+    _lod_built = Signal(object)  # anatomy whose coarse copies a worker thread has built
     rendered = Signal(float)  # milliseconds the last render took
 
     def __init__(self, parent=None):
@@ -85,18 +89,74 @@ class View3D(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(RENDER_COALESCE_MS)
         self._timer.timeout.connect(self._render_now)
+        self._still_timer = QTimer(self)
+        self._still_timer.setSingleShot(True)
+        self._still_timer.setInterval(STILL_DELAY_MS)
+        self._still_timer.timeout.connect(self._render_still)
+        self._interacting = False
+        self._lod_built.connect(self._attach_lod)
+        self._style.AddObserver("StartInteractionEvent", self._on_interaction_start)
+        self._style.AddObserver("EndInteractionEvent", self._on_interaction_end)
         self._closed = False
 
     # --- rendering ----------------------------------------------------------------------------
-    def request_render(self) -> None:
-        """Ask for a render soon; many requests within a timer period make one render."""
-        if self._closed or self._timer.isActive():
+    def request_render(self, interactive: bool = False) -> None:
+        """Ask for a render soon; many requests within a timer period make one render.
+        `interactive=True` (a stream of changes: the needle moving, a slider dragged) draws the
+        coarse meshes now and the full ones once the stream has paused for STILL_DELAY_MS."""
+        if self._closed:
             return
-        self._timer.start()
+        if interactive and self.scene.has_lod():
+            self.scene.set_lod(True)
+            self._still_timer.start()
+        if not self._timer.isActive():
+            self._timer.start()
 
     def render_now(self) -> None:
+        """Render at once (full meshes)."""
         self._timer.stop()
+        self._still_timer.stop()
+        if not self._closed:
+            self.scene.set_lod(False)
         self._render_now()
+
+    def set_anatomy(self, anatomy, patient_position=None) -> None:
+        """Show an anatomy; its coarse copies (large anatomies) are built on a worker thread and
+        attached when ready, so the full meshes appear without waiting for them."""
+        self.scene.set_anatomy(anatomy, patient_position, build_lod=False)
+        if anatomy is not None and not self.scene.has_lod() and self.scene.triangle_count() > scene_mod.LOD_MIN_TRIANGLES:
+            threading.Thread(target=self._build_lod, args=(anatomy,), name="build-lod", daemon=True).start()
+
+    def _build_lod(self, anatomy) -> None:
+        try:
+            anatomy_coarse_polydata(anatomy)
+        except Exception:  # noqa: BLE001 - without coarse copies the view is only slower
+            return
+        if not self._closed:
+            try:
+                self._lod_built.emit(anatomy)
+            except RuntimeError:  # the widget is gone
+                pass
+
+    def _attach_lod(self, anatomy) -> None:
+        if not self._closed:
+            self.scene.attach_lod(anatomy)
+
+    def _on_interaction_start(self, *_):
+        self._interacting = True
+        self._still_timer.stop()
+        if self.scene.set_lod(True):
+            self.scene.render()  # the style renders the drag itself; this draws the coarse meshes now
+
+    def _on_interaction_end(self, *_):
+        self._interacting = False
+        self._still_timer.start()
+
+    def _render_still(self) -> None:
+        if self._closed or self._interacting:
+            return
+        if self.scene.set_lod(False):
+            self._render_now()
 
     def _render_now(self) -> None:
         if self._closed or not self.isVisible():
@@ -136,6 +196,7 @@ class View3D(QWidget):
             return
         self._closed = True
         self._timer.stop()
+        self._still_timer.stop()
         self.interactor.EnableRenderOff()
         self.scene.close()
         self.vtk_widget.Finalize()

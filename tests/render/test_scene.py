@@ -334,3 +334,43 @@ def test_switching_anatomy_and_closing(scene, synthetic_anatomy):
     scene.render()  # no-op after close
     with pytest.raises(RuntimeError):
         scene.screenshot()
+
+
+# --- level of detail ------------------------------------------------------------------------------------
+def test_coarse_copies_while_moving(monkeypatch):
+    """Above LOD_MIN_TRIANGLES an anatomy gets coarse copies; set_lod swaps them in and out."""
+    import simulator.render.scene as scene_mod
+    from tests.conftest import make_synthetic_anatomy
+
+    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "LOD_CELL_MM", 8.0)
+    anatomy = make_synthetic_anatomy()  # a fresh object: its polydata is built with the patched limits
+    s = AnatomyScene(size=(W, H))
+    try:
+        s.set_anatomy(anatomy, "supine")
+        s.set_group_visible("skin", False)
+        kidney = s.structures["kidney_left"]
+        assert kidney.lod_actor is not None
+        assert kidney.lod_actor.GetMapper().GetInput().GetNumberOfCells() < kidney.triangles
+        assert s.lod_triangle_count() < s.triangle_count()
+        assert s.set_lod(True) and s.lod
+        assert not kidney.actor.GetVisibility() and kidney.lod_actor.GetVisibility()
+        assert not s.structures["skin"].lod_actor.GetVisibility()  # hidden groups stay hidden
+        p = s.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
+        assert looks_like(pixel_at(s.screenshot(), p), Tissue.KIDNEY)
+        s.set_group_opacity("organs", 0.5)  # the property is shared
+        assert kidney.lod_actor.GetProperty().GetOpacity() == 0.5
+        d = s.world_to_display(KIDNEY_LEFT_C)
+        point, name = s.pick_surface(d[0], d[1])  # picks on the full mesh
+        assert name == "kidney_left" and abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5
+        assert s.lod
+        assert s.set_lod(False) and kidney.actor.GetVisibility() and not kidney.lod_actor.GetVisibility()
+        assert not s.set_lod(False)
+    finally:
+        s.close()
+
+
+def test_small_anatomies_have_no_coarse_copies(scene):
+    assert not scene.has_lod()
+    assert not scene.set_lod(True)  # nothing to swap: no extra render needed
+    assert scene.structures["kidney_left"].actor.GetVisibility()

@@ -100,3 +100,31 @@ def _qpoint(x, y):
     from PySide6.QtCore import QPoint
 
     return QPoint(int(x), int(y))
+
+
+def test_interactive_renders_use_the_coarse_meshes_then_the_full_ones(qtbot, monkeypatch):
+    import simulator.render.scene as scene_mod
+    from tests.conftest import make_synthetic_anatomy
+
+    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    v = View3D()
+    qtbot.addWidget(v)
+    v.resize(320, 240)
+    v.show()
+    qtbot.waitExposed(v)
+    v.set_anatomy(make_synthetic_anatomy(), "supine")  # coarse copies built on a worker thread
+    qtbot.waitUntil(v.scene.has_lod, timeout=5000)
+    v.render_now()
+    n = v.render_count
+    v.request_render(interactive=True)
+    assert v.scene.lod
+    qtbot.waitUntil(lambda: v.render_count > n)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)  # the still render follows the pause
+    qtbot.waitUntil(lambda: v.render_count > n + 1)
+    # a camera drag: coarse while the button is down, full after
+    c = v.vtk_widget.rect().center()
+    qtbot.mousePress(v.vtk_widget, Qt.MouseButton.LeftButton, pos=c)
+    assert v.scene.lod
+    qtbot.mouseRelease(v.vtk_widget, Qt.MouseButton.LeftButton, pos=c)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
+    v.shutdown()
