@@ -213,10 +213,10 @@ def read_sequence_metafile(path, skip_invalid: bool = False) -> TrackedRecording
                 fr.setdefault("status", {})[field_name[: -len("Status")]] = value
             elif "Transform" in field_name and "Status" not in field_name:
                 fr.setdefault("transforms", []).append((field_name, _parse_matrix(path, lineno, value), lineno))
-    if not saw_end and not frames:
-        raise TrackFileError(path, None, "no header fields and no ElementDataFile line: not a sequence metafile")
     if lineno == 0:
         raise TrackFileError(path, None, "the file is empty")
+    if not saw_end and not frames:
+        raise TrackFileError(path, None, "no ElementDataFile line and no frames: not a sequence metafile")
     seqs = _frames_to_sequences(path, frames, skip_invalid)
     if not seqs:
         raise TrackFileError(path, None, "no tracked transforms (no Seq_FrameNNNN_...Transform fields)")
