@@ -82,7 +82,7 @@ SEVERITY_COLOURS = {
 }
 #: How far a critical structure's colour moves towards its severity colour (keeps the organ's
 #: own hue readable for the milder levels).
-SEVERITY_TINT = {"critical": 0.7, "major": 0.4, "minor": 0.25}
+SEVERITY_TINT = {"critical": 0.5, "major": 0.2, "minor": 0.1}
 TARGET_COLOUR = (0.10, 1.0, 0.35)
 TOLERANCE_COLOUR = (0.20, 0.90, 0.40)
 PLAN_COLOUR = (0.20, 0.85, 1.0)
@@ -587,7 +587,7 @@ class AnatomyScene:
         self._target_actors = []
         for t in targets:
             points = getattr(t, "points_mm", None)
-            if not points:
+            if points is None or len(points) == 0:
                 continue
             pts = np.asarray(points, dtype=float).reshape(-1, 3)
             radius = float(getattr(t, "radius_mm", 0.0) or 0.0)

@@ -61,54 +61,30 @@ def _value(x) -> str:
     return str(getattr(x, "value", x))
 
 
-class _ResolvedTarget:
-    """A scenario target with its points resolved (from a label-based proposal if needed)."""
+def resolve_targets(scenario, anatomy) -> list:
+    """The scenario's targets with their points (their own, else the anatomy's proposal), as
+    the scoring sees them (`simulator.core.metrics.resolve_targets`). A target that cannot be
+    resolved is left out (and named in the returned list's `unresolved`)."""
+    from simulator.core.metrics import resolve_targets as resolve
 
-    def __init__(self, target, points):
-        self.id = target.id
-        self.name = target.name
-        self.kind = target.kind
-        self.radius_mm = target.radius_mm
-        self.tolerance_mm = target.tolerance_mm
-        self.points_mm = [tuple(map(float, p)) for p in points] if points is not None else None
-
-
-def resolve_targets(scenario, anatomy) -> list[_ResolvedTarget]:
-    """Targets with points: their own, or the anatomy's proposal of that name."""
-    out = []
-    proposals = None
+    try:
+        return _Targets(resolve(scenario, anatomy))
+    except ValueError:
+        pass
+    out = _Targets()
     for t in scenario.targets:
-        points = t.points_mm
-        if points is None and t.proposal:
-            if proposals is None:
-                proposals = _proposals(anatomy)
-            p = proposals.get(t.proposal)
-            points = getattr(p, "points_mm", p)
-            if points is not None:
-                points = np.asarray(points, dtype=float).reshape(-1, 3)
-                if t.kind in ("point", "sphere"):
-                    points = points[:1]
-        out.append(_ResolvedTarget(t, points))
+        one = scenario.model_copy(update={"targets": [t]})
+        try:
+            out.extend(resolve(one, anatomy))
+        except ValueError:
+            out.unresolved.append(t.id)
     return out
 
 
-def _proposals(anatomy) -> dict:
-    """The label-based target proposals of an anatomy, by name ({} when unavailable)."""
-    try:
-        from simulator.anatomy import targets as proposals_mod  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    for fn_name in ("propose_targets", "target_proposals", "proposals"):
-        fn = getattr(proposals_mod, fn_name, None)
-        if callable(fn):
-            try:
-                result = fn(anatomy)
-            except Exception:  # noqa: BLE001 - a failed proposal leaves that target unshown
-                return {}
-            if isinstance(result, dict):
-                return result
-            return {getattr(p, "name", getattr(p, "id", str(i))): p for i, p in enumerate(result)}
-    return {}
+class _Targets(list):
+    def __init__(self, items=()):
+        super().__init__(items)
+        self.unresolved: list[str] = []
 
 
 def _trajectories(scenario) -> list:
@@ -137,7 +113,7 @@ class MainWindow(QMainWindow):
         self.scenario_path: str | None = None
         self.anatomy = None
         self.anatomy_ref: str | None = None
-        self.targets: list[_ResolvedTarget] = []
+        self.targets: list = []
         self._pending: tuple | None = None  # (scenario, path) waiting for its anatomy
         self._closing = False
         self.startup_s: float | None = None
@@ -435,6 +411,9 @@ class MainWindow(QMainWindow):
             scene.patient_position = _value(scenario.patient_position)
         self.anatomy_ref = scenario.anatomy
         self.targets = resolve_targets(scenario, anatomy)
+        if self.targets.unresolved:
+            self.statusBar().showMessage(
+                f"No points for target(s) {', '.join(self.targets.unresolved)} on this anatomy", 10000)
         self._apply_overlays()
         self._place_needle()
         self.set_camera_preset(default_preset(scenario.patient_position))
@@ -546,7 +525,7 @@ class MainWindow(QMainWindow):
         if paths:
             entry = np.asarray(paths[0].entry_mm, float)
             target = np.asarray(paths[0].target_mm, float)
-        elif sc.skin_entry_zone is not None and self.targets and self.targets[0].points_mm:
+        elif sc.skin_entry_zone is not None and self.targets:
             entry = np.asarray(sc.skin_entry_zone.center_mm, float)
             target = np.asarray(self.targets[0].points_mm[0], float)
         if entry is None or np.linalg.norm(target - entry) < 1.0:

@@ -353,3 +353,21 @@ def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file):
     d_ivc = scene.world_to_display(w.anatomy.centroid_mm("inferior_vena_cava"))
     assert d_aorta[0] < d_ivc[0]
     assert scene.critical_structures()["aorta"] == "critical"
+
+
+def test_targets_without_points_are_left_out_and_named(synthetic_anatomy):
+    from simulator.core.scenario import parse_scenario_text
+    from simulator.ui.main_window import resolve_targets
+
+    text = SCENARIO.format(id="t", title="Targets", anatomy="phantom:gel_block", position="supine",
+                           modality="ultrasound")
+    text = text.replace("critical_structures:", """  - id: proposed
+    name: "From the labels"
+    kind: point
+    proposal: no_such_proposal
+critical_structures:""")
+    scenario = parse_scenario_text(text, "targets.yaml")
+    targets = resolve_targets(scenario, synthetic_anatomy)
+    assert [t.id for t in targets] == ["target"]
+    assert np.allclose(targets[0].points_mm, [[0.0, -15.0, 0.0]])
+    assert targets.unresolved == ["proposed"]
