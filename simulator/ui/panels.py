@@ -79,6 +79,8 @@ class ScenarioPanel(QWidget):
         self.model.clear()
         for e in entries:
             title = getattr(e, "title", None) or getattr(e, "id", None) or str(e.path)
+            if getattr(e, "source", "library") == "user":
+                title = f"{title}  [mine]"
             item = QStandardItem(title if e.error is None else f"\u26a0 {title} (invalid)")
             item.setData(str(e.path), PATH_ROLE)
             item.setData(getattr(e, "id", ""), ID_ROLE)

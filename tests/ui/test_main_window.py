@@ -159,7 +159,7 @@ def test_picker_switches_scenario_and_anatomy(qtbot, window):
     with qtbot.waitSignal(w.anatomy_shown, timeout=60_000):
         choose_in_picker(qtbot, w, "ui_gel")
     assert w.scenario.id == "ui_gel" and w.anatomy is not first
-    assert w.scenario_panel.picker.currentText() == "UI test, gel block"
+    assert w.scenario_panel.picker.currentText() == "UI test, gel block  [mine]"
     assert "UI test, gel block" in w.scenario_panel.instructions.toPlainText()
     # back again: the anatomy comes from the in-memory cache, not the loader
     calls = len(_LOAD_CALLS)
@@ -183,7 +183,7 @@ def test_broken_scenario_is_greyed_and_reports_file_and_field(qtbot, window):
     assert box is not None and box.isVisible() and "difficulty" in box.text()
     # the app stays on the previous scenario and stays usable
     assert w.scenario.id == "ui_layered"
-    assert panel.picker.currentText() == "UI test, layered block"
+    assert panel.picker.currentText() == "UI test, layered block  [mine]"
     qtbot.mouseClick(box.button(QMessageBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.error_box is None)
     with qtbot.waitSignal(w.anatomy_shown, timeout=60_000):
@@ -198,7 +198,7 @@ def test_missing_anatomy_reports_and_keeps_the_previous_scenario(qtbot, window):
     assert "ui_missing_anatomy.yaml" in w.last_error and "anatomy" in w.last_error
     assert "nobody_imported_this" in w.last_error
     assert w.scenario.id == "ui_layered"
-    assert w.scenario_panel.picker.currentText() == "UI test, layered block"
+    assert w.scenario_panel.picker.currentText() == "UI test, layered block  [mine]"
     assert not w.progress_bar.isVisible()
     w.error_box.close()
 
