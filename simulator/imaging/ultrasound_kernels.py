@@ -1,0 +1,721 @@
+"""Numba kernels of the B-mode simulator: pure functions of arrays (no Python objects).
+
+Beam-space arrays are (n_lines, n_samples), C order, so each scan line is contiguous. The stages:
+
+A `sample_beam`     acoustic code volume (tissue classes with gas and calcification from HU,
+                    see `acoustic_codes`) -> code per sample (central plane, label-interpolated) and the
+                    complex scatter signal: tissue-fixed speckle x backscatter amplitude
+                    (elevation planes Gaussian-weighted, structure textures for muscle/nerve/fat).
+  `splat`           needle / point reflectors added into the scatter signal (bilinear).
+B `propagate`       per line, along depth: attenuation (two-way, cumulative), interfaces
+                    (angle-dependent specular + diffuse echo from the 3-D label-gradient normal),
+                    transmission product (shadowing), total reflection at gas with A-line
+                    reverberation and lung haze; written transposed, (n_samples, n_lines).
+C `psf_envelope`    axial Gaussian and depth-dependent lateral Gaussian PSF, electronic noise,
+                    envelope |.| and dB (log compression with TGC and gain).
+D `scan_convert`    precomputed gather (bilinear) to the image, log compression with TGC and gain,
+                    8-bit display.
+E `doppler_beam` / `doppler_image`  colour-flow velocities in vessels and their RGBA overlay.
+
+The speckle is complex (random phase), so the envelope of the PSF-filtered field is Rayleigh.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_OPTS = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+AIR_CODE = 0
+GAS_CODE = 40
+CALC_CODE = 41
+COUPLING_CODE = 42
+LN10_OVER_10 = math.log(10.0) / 10.0
+LN10_OVER_20 = math.log(10.0) / 20.0
+NO_FLOW = 1.0e30  # velocity sentinel: no colour
+
+
+# --------------------------------------------------------------------------------------------
+# Volume and texture lookups
+# --------------------------------------------------------------------------------------------
+@njit(inline="always", **_OPTS)
+def _nearest_code(tissue, x, y, z):
+    i = int(math.floor(x + 0.5))
+    j = int(math.floor(y + 0.5))
+    k = int(math.floor(z + 0.5))
+    if i < 0 or j < 0 or k < 0 or i >= tissue.shape[0] or j >= tissue.shape[1] or k >= tissue.shape[2]:
+        return AIR_CODE
+    return int(tissue[i, j, k])
+
+
+@njit(inline="always", **_OPTS)
+def _nearest_index(shape0, shape1, shape2, x, y, z):
+    i = int(math.floor(x + 0.5))
+    j = int(math.floor(y + 0.5))
+    k = int(math.floor(z + 0.5))
+    if i < 0 or j < 0 or k < 0 or i >= shape0 or j >= shape1 or k >= shape2:
+        return -1, 0, 0
+    return i, j, k
+
+
+@njit(**_OPTS)
+def _interp_code(tissue, x, y, z):
+    """Tissue code at a fractional voxel position: the class with the largest trilinear weight
+    among the 8 surrounding voxels (a smooth boundary instead of a voxel staircase)."""
+    i0 = int(math.floor(x))
+    j0 = int(math.floor(y))
+    k0 = int(math.floor(z))
+    if i0 < 0 or j0 < 0 or k0 < 0 or i0 + 1 >= tissue.shape[0] or j0 + 1 >= tissue.shape[1] or k0 + 1 >= tissue.shape[2]:
+        return _nearest_code(tissue, x, y, z)
+    c0 = tissue[i0, j0, k0]
+    c1 = tissue[i0, j0, k0 + 1]
+    c2 = tissue[i0, j0 + 1, k0]
+    c3 = tissue[i0, j0 + 1, k0 + 1]
+    c4 = tissue[i0 + 1, j0, k0]
+    c5 = tissue[i0 + 1, j0, k0 + 1]
+    c6 = tissue[i0 + 1, j0 + 1, k0]
+    c7 = tissue[i0 + 1, j0 + 1, k0 + 1]
+    if c0 == c1 and c0 == c2 and c0 == c3 and c0 == c4 and c0 == c5 and c0 == c6 and c0 == c7:
+        return int(c0)
+    fx = x - i0
+    fy = y - j0
+    fz = z - k0
+    w0 = (1 - fx) * (1 - fy) * (1 - fz)
+    w1 = (1 - fx) * (1 - fy) * fz
+    w2 = (1 - fx) * fy * (1 - fz)
+    w3 = (1 - fx) * fy * fz
+    w4 = fx * (1 - fy) * (1 - fz)
+    w5 = fx * (1 - fy) * fz
+    w6 = fx * fy * (1 - fz)
+    w7 = fx * fy * fz
+    codes = (c0, c1, c2, c3, c4, c5, c6, c7)
+    ws = (w0, w1, w2, w3, w4, w5, w6, w7)
+    best = int(c0)
+    best_w = -1.0
+    for a in range(8):
+        ca = codes[a]
+        tot = 0.0
+        for b in range(8):
+            if codes[b] == ca:
+                tot += ws[b]
+        if tot > best_w:
+            best_w = tot
+            best = int(ca)
+    return best
+
+
+@njit(**_OPTS)
+def _indicator(codes, x, y, z, code):
+    """Trilinear interpolation of the indicator (acoustic code == code)."""
+    i0 = int(math.floor(x))
+    j0 = int(math.floor(y))
+    k0 = int(math.floor(z))
+    fx = x - i0
+    fy = y - j0
+    fz = z - k0
+    acc = 0.0
+    for di in range(2):
+        wi = fx if di == 1 else 1.0 - fx
+        ii = i0 + di
+        for dj in range(2):
+            wj = fy if dj == 1 else 1.0 - fy
+            jj = j0 + dj
+            for dk in range(2):
+                kk = k0 + dk
+                c = AIR_CODE
+                if 0 <= ii < codes.shape[0] and 0 <= jj < codes.shape[1] and 0 <= kk < codes.shape[2]:
+                    c = int(codes[ii, jj, kk])
+                if c == code:
+                    acc += wi * wj * (fz if dk == 1 else 1.0 - fz)
+    return acc
+
+
+@njit(inline="always", **_OPTS)
+def _speckle(tex, u, v, w):
+    """Trilinear interpolation of the periodic complex lattice (N a power of two)."""
+    n = tex.shape[0]
+    m = n - 1
+    i0 = int(math.floor(u))
+    j0 = int(math.floor(v))
+    k0 = int(math.floor(w))
+    fx = u - i0
+    fy = v - j0
+    fz = w - k0
+    i0 &= m
+    j0 &= m
+    k0 &= m
+    i1 = (i0 + 1) & m
+    j1 = (j0 + 1) & m
+    k1 = (k0 + 1) & m
+    a = tex[i0, j0, k0] * (1 - fz) + tex[i0, j0, k1] * fz
+    b = tex[i0, j1, k0] * (1 - fz) + tex[i0, j1, k1] * fz
+    c = tex[i1, j0, k0] * (1 - fz) + tex[i1, j0, k1] * fz
+    d = tex[i1, j1, k0] * (1 - fz) + tex[i1, j1, k1] * fz
+    ab = a * (1 - fy) + b * fy
+    cd = c * (1 - fy) + d * fy
+    return ab * (1 - fx) + cd * fx
+
+
+@njit(**_OPTS)
+def _speckle_line(tex, u0, v0, w0, du, dv, dw, stride, out_re, out_im):
+    """The speckle lattice along one line. When the lattice cell spans two samples or more
+    (stride 2), it is evaluated at even samples and linearly interpolated in between."""
+    ns = out_re.shape[0]
+    if stride == 1:
+        for s in range(ns):
+            sp = _speckle(tex, u0 + s * du, v0 + s * dv, w0 + s * dw)
+            out_re[s] = sp.real
+            out_im[s] = sp.imag
+        return
+    for s in range(0, ns, 2):
+        sp = _speckle(tex, u0 + s * du, v0 + s * dv, w0 + s * dw)
+        out_re[s] = sp.real
+        out_im[s] = sp.imag
+    for s in range(1, ns, 2):
+        if s + 1 < ns:
+            out_re[s] = 0.5 * (out_re[s - 1] + out_re[s + 1])
+            out_im[s] = 0.5 * (out_im[s - 1] + out_im[s + 1])
+        else:
+            sp = _speckle(tex, u0 + s * du, v0 + s * dv, w0 + s * dw)
+            out_re[s] = sp.real
+            out_im[s] = sp.imag
+
+
+@njit(inline="always", **_OPTS)
+def _septum(t, u, v):
+    """2-D uint8 septum texture: bilinear strength (0..1) and the nearest texel's normal (u, v)."""
+    n0 = t.shape[0]
+    n1 = t.shape[1]
+    i0 = int(math.floor(u))
+    j0 = int(math.floor(v))
+    fx = u - i0
+    fy = v - j0
+    i0 = i0 % n0
+    j0 = j0 % n1
+    i1 = (i0 + 1) % n0
+    j1 = (j0 + 1) % n1
+    m = ((t[i0, j0, 0] * (1 - fy) + t[i0, j1, 0] * fy) * (1 - fx)
+         + (t[i1, j0, 0] * (1 - fy) + t[i1, j1, 0] * fy) * fx) * (1.0 / 255.0)
+    ii = i1 if fx >= 0.5 else i0
+    jj = j1 if fy >= 0.5 else j0
+    return m, t[ii, jj, 1] * (1.0 / 127.0) - 1.0, t[ii, jj, 2] * (1.0 / 127.0) - 1.0
+
+
+@njit(inline="always", **_OPTS)
+def _septum3(t, u, v, w):
+    """3-D uint8 septum texture: trilinear strength (0..1) and the nearest texel's normal."""
+    n = t.shape[0]
+    i0 = int(math.floor(u))
+    j0 = int(math.floor(v))
+    k0 = int(math.floor(w))
+    fx = u - i0
+    fy = v - j0
+    fz = w - k0
+    i0 = i0 % n
+    j0 = j0 % n
+    k0 = k0 % n
+    i1 = (i0 + 1) % n
+    j1 = (j0 + 1) % n
+    k1 = (k0 + 1) % n
+    a = t[i0, j0, k0, 0] * (1 - fz) + t[i0, j0, k1, 0] * fz
+    b = t[i0, j1, k0, 0] * (1 - fz) + t[i0, j1, k1, 0] * fz
+    c = t[i1, j0, k0, 0] * (1 - fz) + t[i1, j0, k1, 0] * fz
+    d = t[i1, j1, k0, 0] * (1 - fz) + t[i1, j1, k1, 0] * fz
+    m = ((a * (1 - fy) + b * fy) * (1 - fx) + (c * (1 - fy) + d * fy) * fx) * (1.0 / 255.0)
+    ii = i1 if fx >= 0.5 else i0
+    jj = j1 if fy >= 0.5 else j0
+    kk = k1 if fz >= 0.5 else k0
+    return (m, t[ii, jj, kk, 1] * (1.0 / 127.0) - 1.0, t[ii, jj, kk, 2] * (1.0 / 127.0) - 1.0,
+            t[ii, jj, kk, 3] * (1.0 / 127.0) - 1.0)
+
+
+@njit(inline="always", **_OPTS)
+def _facing(c, diffuse):
+    """Angle weight of a specular sheet: diffuse + (1 - diffuse) |cos|^6."""
+    c2 = c * c
+    return diffuse + (1.0 - diffuse) * c2 * c2 * c2
+
+
+@njit(inline="always", **_OPTS)
+def _tex2(t, u, v):
+    n0 = t.shape[0]
+    n1 = t.shape[1]
+    i0 = int(math.floor(u))
+    j0 = int(math.floor(v))
+    fx = u - i0
+    fy = v - j0
+    i0 = i0 % n0
+    j0 = j0 % n1
+    i1 = (i0 + 1) % n0
+    j1 = (j0 + 1) % n1
+    return (t[i0, j0] * (1 - fy) + t[i0, j1] * fy) * (1 - fx) + (t[i1, j0] * (1 - fy) + t[i1, j1] * fy) * fx
+
+
+@njit(inline="always", **_OPTS)
+def _tex3(t, u, v, w):
+    n = t.shape[0]
+    i0 = int(math.floor(u))
+    j0 = int(math.floor(v))
+    k0 = int(math.floor(w))
+    fx = u - i0
+    fy = v - j0
+    fz = w - k0
+    i0 = i0 % n
+    j0 = j0 % n
+    k0 = k0 % n
+    i1 = (i0 + 1) % n
+    j1 = (j0 + 1) % n
+    k1 = (k0 + 1) % n
+    a = t[i0, j0, k0] * (1 - fz) + t[i0, j0, k1] * fz
+    b = t[i0, j1, k0] * (1 - fz) + t[i0, j1, k1] * fz
+    c = t[i1, j0, k0] * (1 - fz) + t[i1, j0, k1] * fz
+    d = t[i1, j1, k0] * (1 - fz) + t[i1, j1, k1] * fz
+    return (a * (1 - fy) + b * fy) * (1 - fx) + (c * (1 - fy) + d * fy) * fx
+
+
+# --------------------------------------------------------------------------------------------
+# A: sampling
+# --------------------------------------------------------------------------------------------
+@njit(parallel=True, **_OPTS)
+def sample_beam(
+    tissue, labels,
+    o_vox, d_vox, e_vox,
+    o_w, d_w, beam_w,
+    o_t, d_t,
+    elev_z, elev_w,
+    b_lo, b_hi, b_mean, tex_kind, gas, septum_diffuse,
+    label_axes,
+    speckle, muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv,
+    spk_scale, stride,
+    out_code, out_re, out_im,
+):
+    nl, ns = out_code.shape
+    n_planes = elev_z.shape[0]
+    n_lab = label_axes.shape[0]
+    for l in prange(nl):
+        sp_re = np.empty(ns, np.float32)
+        sp_im = np.empty(ns, np.float32)
+        _speckle_line(speckle, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2], stride, sp_re, sp_im)
+        for s in range(ns):
+            x = o_vox[l, 0] + s * d_vox[l, 0]
+            y = o_vox[l, 1] + s * d_vox[l, 1]
+            z = o_vox[l, 2] + s * d_vox[l, 2]
+            code = _interp_code(tissue, x, y, z)
+            out_code[l, s] = code
+            px = o_w[l, 0] + s * d_w[l, 0]
+            py = o_w[l, 1] + s * d_w[l, 1]
+            pz = o_w[l, 2] + s * d_w[l, 2]
+            kind = tex_kind[code]
+            if gas[code] != 0:
+                b = 1.0  # unit speckle: used for the lung haze below a gas interface
+            elif kind == 0:
+                b = b_lo[code]
+            else:
+                m = 0.0
+                bx = beam_w[l, 0]
+                by = beam_w[l, 1]
+                bz = beam_w[l, 2]
+                if kind == 3:
+                    m, nx, ny, nz = _septum3(fat, px * fat_inv, py * fat_inv, pz * fat_inv)
+                    m *= _facing(abs(nx * bx + ny * by + nz * bz), septum_diffuse)
+                else:
+                    i, j, k = _nearest_index(labels.shape[0], labels.shape[1], labels.shape[2], x, y, z)
+                    lab = 0
+                    if i >= 0:
+                        lab = int(labels[i, j, k])
+                    if lab >= n_lab:
+                        lab = 0
+                    e1x = label_axes[lab, 0]
+                    e1y = label_axes[lab, 1]
+                    e1z = label_axes[lab, 2]
+                    e2x = label_axes[lab, 3]
+                    e2y = label_axes[lab, 4]
+                    e2z = label_axes[lab, 5]
+                    u = px * e1x + py * e1y + pz * e1z
+                    v = px * e2x + py * e2y + pz * e2z
+                    if kind == 1:
+                        m, nu, nv = _septum(muscle, u * muscle_inv, v * muscle_inv)
+                        cb = (nu * e1x + nv * e2x) * bx + (nu * e1y + nv * e2y) * by + (nu * e1z + nv * e2z) * bz
+                        m *= _facing(abs(cb), septum_diffuse)
+                    else:
+                        m = _tex2(nerve, u * nerve_inv, v * nerve_inv)
+                b = b_lo[code] + (b_hi[code] - b_lo[code]) * m
+            if n_planes > 1 and gas[code] == 0:
+                acc = elev_w[0] * b
+                for q in range(1, n_planes):
+                    zz = elev_z[q, s]
+                    c2 = _nearest_code(tissue, x + zz * e_vox[0], y + zz * e_vox[1], z + zz * e_vox[2])
+                    if c2 == code:
+                        acc += elev_w[q] * b
+                    elif gas[c2] == 0:
+                        acc += elev_w[q] * b_mean[c2]
+                b = acc
+            g = b * spk_scale[s]
+            out_re[l, s] = g * sp_re[s]
+            out_im[l, s] = g * sp_im[s]
+
+
+@njit(parallel=True, **_OPTS)
+def speckle_beam(o_t, d_t, speckle, stride, out_re, out_im):
+    """Unit-amplitude speckle along lines (for calibrating the speckle level)."""
+    nl, ns = out_re.shape
+    for l in prange(nl):
+        _speckle_line(speckle, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2], stride, out_re[l], out_im[l])
+
+
+@njit(**_OPTS)
+def splat(line_f, sample_f, amp_re, amp_im, out_re, out_im):
+    """Add point contributions with bilinear weights at fractional (line, sample) positions."""
+    nl, ns = out_re.shape
+    for p in range(line_f.shape[0]):
+        lf = line_f[p]
+        sf = sample_f[p]
+        l0 = int(math.floor(lf))
+        s0 = int(math.floor(sf))
+        fl = lf - l0
+        fs = sf - s0
+        for dl in range(2):
+            ll = l0 + dl
+            if ll < 0 or ll >= nl:
+                continue
+            wl = fl if dl == 1 else 1.0 - fl
+            for ds in range(2):
+                ss = s0 + ds
+                if ss < 0 or ss >= ns:
+                    continue
+                w = wl * (fs if ds == 1 else 1.0 - fs)
+                out_re[ll, ss] += w * amp_re[p]
+                out_im[ll, ss] += w * amp_im[p]
+
+
+# --------------------------------------------------------------------------------------------
+# B: propagation along each line + axial PSF
+# --------------------------------------------------------------------------------------------
+@njit(parallel=True, **_OPTS)
+def transpose(in_re, in_im, out_re, out_im):
+    """(nl, ns) -> (ns, nl)."""
+    nl, ns = in_re.shape
+    for s in prange(ns):
+        for l in range(nl):
+            out_re[s, l] = in_re[l, s]
+            out_im[s, l] = in_im[l, s]
+
+
+@njit(parallel=True, **_OPTS)
+def propagate(
+    code_arr, sre, sim,
+    tissue,
+    o_vox, d_vox, beam_w, inv_spacing,
+    o_t, d_t, speckle,
+    z_lut, step_db_lut, half_lut, gas_lut, soft_lut, rough_lut, wall_lut,
+    n_coupling, soft_step_db,
+    lobe_sigma_rad, rough_coherent, rough_random,
+    probe_reflect, n_alines, haze_level, haze_decay_samples,
+    out_re, out_im, att_soft, alive,
+):
+    """Per line along depth. step_db_lut[c]: one-way attenuation (dB) across one sample of
+    tissue c at this frequency; half_lut[c] = 10^(-step_db/20), the two-way amplitude factor
+    across half a sample. Outputs (the echo signal before the PSF) are (ns, nl), transposed for
+    the PSF stage."""
+    nl, ns = code_arr.shape
+    inv2s2 = 0.5 / (lobe_sigma_rad * lobe_sigma_rad)
+    for l in prange(nl):
+        sig_re = np.zeros(ns, np.float32)
+        sig_im = np.zeros(ns, np.float32)
+        prev = COUPLING_CODE
+        tissue_seen = False
+        trans = 1.0  # two-way amplitude transmission through the interfaces above
+        amp_top = 1.0  # two-way amplitude (attenuation x transmission) at the top of sample s
+        soft = 0.0
+        dead = False
+        gas_s = -1
+        gas_amp = 0.0
+        gas_soft = 0.0
+        line_alive = 1
+        for s in range(ns):
+            c = int(code_arr[l, s])
+            if not tissue_seen:
+                if gas_lut[c] != 0 and c != GAS_CODE and s < n_coupling:
+                    c = COUPLING_CODE
+                elif gas_lut[c] != 0 and c == AIR_CODE:
+                    dead = True  # the probe face is in air beyond the coupling gel
+                    line_alive = 0
+                elif c != COUPLING_CODE:
+                    tissue_seen = True
+            step = step_db_lut[c]
+            soft += step if soft_lut[c] != 0 else soft_step_db
+            att_soft[l, s] = soft
+            if dead:
+                if gas_s >= 0:
+                    # Lung haze: faint reverberant noise below the pleura, fading with depth
+                    # faster than the soft-tissue attenuation the TGC compensates.
+                    hz = gas_amp * haze_level * math.exp(-(s - gas_s) / haze_decay_samples
+                                                         - (soft - gas_soft) * LN10_OVER_10)
+                    sig_re[s] += hz * sre[l, s]
+                    sig_im[s] += hz * sim[l, s]
+                continue
+            half = half_lut[c]
+            amp = amp_top * half
+            vr = sre[l, s] * amp
+            vi = sim[l, s] * amp
+            if c == COUPLING_CODE:
+                vr = 0.0  # gel between face and skin: anechoic
+                vi = 0.0
+            if c != prev:
+                z1 = z_lut[prev]
+                z2 = z_lut[c]
+                r = (z2 - z1) / (z2 + z1)
+                cos_t = 1.0
+                if prev != COUPLING_CODE:
+                    x = o_vox[l, 0] + s * d_vox[l, 0]
+                    y = o_vox[l, 1] + s * d_vox[l, 1]
+                    zz = o_vox[l, 2] + s * d_vox[l, 2]
+                    gx = (_indicator(tissue, x + 1.0, y, zz, c)
+                          - _indicator(tissue, x - 1.0, y, zz, c)) * inv_spacing[0]
+                    gy = (_indicator(tissue, x, y + 1.0, zz, c)
+                          - _indicator(tissue, x, y - 1.0, zz, c)) * inv_spacing[1]
+                    gz = (_indicator(tissue, x, y, zz + 1.0, c)
+                          - _indicator(tissue, x, y, zz - 1.0, c)) * inv_spacing[2]
+                    gn = math.sqrt(gx * gx + gy * gy + gz * gz)
+                    if gn > 1e-6:
+                        cos_t = abs(gx * beam_w[l, 0] + gy * beam_w[l, 1] + gz * beam_w[l, 2]) / gn
+                        if cos_t > 1.0:
+                            cos_t = 1.0
+                theta = math.acos(cos_t)
+                rough = max(rough_lut[c], rough_lut[prev])
+                ang = (1.0 - rough) * math.exp(-theta * theta * inv2s2) + rough * cos_t
+                refl = abs(r) + wall_lut[c] + wall_lut[prev]
+                echo = refl * ang * amp_top
+                sp = _speckle(speckle, o_t[l, 0] + s * d_t[l, 0], o_t[l, 1] + s * d_t[l, 1], o_t[l, 2] + s * d_t[l, 2])
+                vr += echo * (rough_coherent + rough_random * sp.real)
+                vi += echo * (rough_random * sp.imag)
+                trans_f = 1.0 - r * r
+                trans *= trans_f
+                amp_top *= trans_f
+                amp *= trans_f
+                if gas_lut[c] != 0:
+                    if prev == COUPLING_CODE:
+                        line_alive = 0  # probe coupled to nothing
+                    else:
+                        gas_s = s
+                        gas_amp = echo
+                        gas_soft = soft
+                    dead = True
+                    sig_re[s] = vr
+                    sig_im[s] = vi
+                    continue
+                prev = c
+            sig_re[s] = vr
+            sig_im[s] = vi
+            amp_top = amp * half
+        alive[l] = line_alive
+        if gas_s >= 0:
+            # A-lines: reverberation between probe face and pleura at multiples of its depth.
+            # Each extra round trip multiplies by the probe-face reflection and the pleural echo
+            # (which already holds the two-way attenuation and transmission to the pleura).
+            g = probe_reflect * gas_amp
+            a_k = gas_amp
+            for k in range(2, n_alines + 2):
+                a_k *= g
+                pos = k * (gas_s + 0.5) - 0.5
+                s0 = int(math.floor(pos))
+                f = pos - s0
+                if s0 + 1 >= ns:
+                    break
+                sig_re[s0] += (1 - f) * a_k
+                sig_re[s0 + 1] += f * a_k
+        for s in range(ns):
+            out_re[s, l] = sig_re[s]
+            out_im[s, l] = sig_im[s]
+
+
+# --------------------------------------------------------------------------------------------
+# C: lateral PSF + envelope + log compression (on the transposed (ns, nl) layout)
+# --------------------------------------------------------------------------------------------
+@njit(parallel=True, **_OPTS)
+def psf_envelope(in_re, in_im, axial, weights, noise_re, noise_im, noise_amp, tgc_db, env, db):
+    """The point-spread function and the envelope, on the (ns, nl) layout, row by row:
+    axial Gaussian across rows, then the depth-dependent lateral Gaussian along the row (zero
+    beyond the edges), electronic noise, env = |.|, db = 10 log10(env^2) + tgc_db[s]."""
+    ns, nl = in_re.shape
+    nk = weights.shape[0]
+    kl = (nk - 1) // 2
+    na = axial.shape[0]
+    ka = (na - 1) // 2
+    for s in prange(ns):
+        ax_re = np.zeros(nl, np.float32)
+        ax_im = np.zeros(nl, np.float32)
+        for j in range(na):
+            src = s + j - ka
+            if src < 0 or src >= ns:
+                continue
+            w = axial[j]
+            for l in range(nl):
+                ax_re[l] += w * in_re[src, l]
+                ax_im[l] += w * in_im[src, l]
+        acc_re = np.zeros(nl, np.float32)
+        acc_im = np.zeros(nl, np.float32)
+        for k in range(nk):
+            w = weights[k, s]
+            off = k - kl
+            l0 = max(0, -off)
+            l1 = min(nl, nl - off)
+            for l in range(l0, l1):
+                acc_re[l] += w * ax_re[l + off]
+                acc_im[l] += w * ax_im[l + off]
+        inten = np.empty(nl, np.float32)
+        for l in range(nl):
+            a = acc_re[l] + noise_amp * noise_re[s, l]
+            b = acc_im[l] + noise_amp * noise_im[s, l]
+            e2 = a * a + b * b
+            env[s, l] = math.sqrt(e2)
+            inten[l] = max(e2, np.float32(1e-30))
+        _db_row(inten, tgc_db[s], db[s])
+
+
+@njit(inline="always", **_OPTS)
+def _db_row(inten, offset, out):
+    """out = 10 log10(inten) + offset with a vectorisable log2 (exponent bits + polynomial on the
+    mantissa; error below 1e-5 dB)."""
+    bits = inten.view(np.int32)
+    mant = np.empty(inten.shape[0], np.int32)
+    for l in range(inten.shape[0]):
+        mant[l] = (bits[l] & 0x007FFFFF) | 0x3F800000
+    m = mant.view(np.float32)
+    for l in range(inten.shape[0]):
+        e = np.float32(((bits[l] >> 23) & 255) - 127)
+        x = m[l] - np.float32(1.0)
+        # log2(1 + x) on [0, 1): minimax-style polynomial.
+        p = x * (np.float32(1.44265926) + x * (np.float32(-0.72045839) + x * (np.float32(0.47289385)
+            + x * (np.float32(-0.32429639) + x * (np.float32(0.19230958) + x * (np.float32(-0.07835889)
+            + x * np.float32(0.01525167)))))))
+        out[l] = np.float32(3.0102999566) * (e + p) + offset
+
+
+# --------------------------------------------------------------------------------------------
+# D: scan conversion + display mapping
+# --------------------------------------------------------------------------------------------
+@njit(parallel=True, **_OPTS)
+def scan_convert(db, g_idx, g_fl, g_fs, white_db, dr_db, grey_lut, floor_db, out_db, out_u8):
+    """Bilinear gather of the (ns, nl) dB image: g_idx = s0 * nl + l0 (or -1 outside)."""
+    h, w = out_db.shape
+    nl = db.shape[1]
+    flat = db.ravel()
+    inv_dr = 1.0 / dr_db
+    nlut = grey_lut.shape[0]
+    for v in prange(h):
+        for u in range(w):
+            p = v * w + u
+            i = g_idx[p]
+            if i < 0:
+                out_db[v, u] = floor_db
+                out_u8[v, u] = 0
+                continue
+            fl = g_fl[p]
+            fs = g_fs[p]
+            d = (flat[i] * (1 - fl) + flat[i + 1] * fl) * (1 - fs) + (flat[i + nl] * (1 - fl) + flat[i + nl + 1] * fl) * fs
+            out_db[v, u] = d
+            x = (d - white_db) * inv_dr + 1.0
+            if x <= 0.0:
+                out_u8[v, u] = grey_lut[0]
+            elif x >= 1.0:
+                out_u8[v, u] = grey_lut[nlut - 1]
+            else:
+                out_u8[v, u] = grey_lut[int(x * (nlut - 1) + 0.5)]
+
+
+# --------------------------------------------------------------------------------------------
+# E: colour Doppler
+# --------------------------------------------------------------------------------------------
+@njit(parallel=True, **_OPTS)
+def doppler_beam(
+    code_arr, labels, o_vox, d_vox, dop_dir_w, flow_lut,
+    field_index, field_origin, field_shape, field_offset, field_data,
+    speed_scale, v_nyq, v_wall, l_range, s_range, alive, out_v,
+):
+    """Velocity component towards the probe along the (steered) Doppler beam, wrapped into the
+    Nyquist interval [-v_nyq, v_nyq) (aliasing); NO_FLOW where there is no colour (a sentinel,
+    not NaN: the kernels are compiled with fastmath). out_v is (ns, nl)."""
+    nl, ns = code_arr.shape
+    for l in prange(nl):
+        for s in range(ns):
+            out_v[s, l] = NO_FLOW
+        if l < l_range[0] or l >= l_range[1] or alive[l] == 0:
+            continue
+        for s in range(s_range[0], s_range[1]):
+            c = code_arr[l, s]
+            if flow_lut[c] == 0:
+                continue
+            x = o_vox[l, 0] + s * d_vox[l, 0]
+            y = o_vox[l, 1] + s * d_vox[l, 1]
+            z = o_vox[l, 2] + s * d_vox[l, 2]
+            i, j, k = _nearest_index(labels.shape[0], labels.shape[1], labels.shape[2], x, y, z)
+            if i < 0:
+                continue
+            lab = int(labels[i, j, k])
+            if lab >= field_index.shape[0]:
+                continue
+            f = field_index[lab]
+            if f < 0:
+                continue
+            a = i - field_origin[f, 0]
+            b = j - field_origin[f, 1]
+            cc = k - field_origin[f, 2]
+            if a < 0 or b < 0 or cc < 0 or a >= field_shape[f, 0] or b >= field_shape[f, 1] or cc >= field_shape[f, 2]:
+                continue
+            q = field_offset[f] + 3 * ((a * field_shape[f, 1] + b) * field_shape[f, 2] + cc)
+            vx = field_data[q]
+            vy = field_data[q + 1]
+            vz = field_data[q + 2]
+            # Towards the probe is positive: minus the component along the beam (into the patient).
+            vb = -(vx * dop_dir_w[l, 0] + vy * dop_dir_w[l, 1] + vz * dop_dir_w[l, 2]) * speed_scale
+            if abs(vb) < v_wall:
+                continue
+            two = 2.0 * v_nyq
+            wrapped = vb - two * math.floor((vb + v_nyq) / two)
+            if abs(wrapped) < v_wall:
+                continue
+            out_v[s, l] = wrapped
+
+
+@njit(parallel=True, **_OPTS)
+def doppler_image(vel, g_idx, g_fl, g_fs, v_nyq, out_v, out_rgba):
+    """Nearest-sample gather of the velocity and its colour map: towards the probe red->yellow,
+    away blue->cyan, brighter with speed; transparent where there is no colour."""
+    h, w = out_v.shape
+    nl = vel.shape[1]
+    flat = vel.ravel()
+    for v in prange(h):
+        for u in range(w):
+            p = v * w + u
+            idx = g_idx[p]
+            out_v[v, u] = NO_FLOW
+            out_rgba[v, u, 0] = 0
+            out_rgba[v, u, 1] = 0
+            out_rgba[v, u, 2] = 0
+            out_rgba[v, u, 3] = 0
+            if idx < 0:
+                continue
+            if g_fl[p] >= 0.5:
+                idx += 1
+            if g_fs[p] >= 0.5:
+                idx += nl
+            x = flat[idx]
+            if x >= NO_FLOW:
+                continue
+            out_v[v, u] = x
+            m = abs(x) / v_nyq
+            if m > 1.0:
+                m = 1.0
+            base = 90.0 + 165.0 * min(1.0, 1.6 * m)
+            hi = 255.0 * max(0.0, (m - 0.6) / 0.4)
+            if x > 0:
+                out_rgba[v, u, 0] = np.uint8(base)
+                out_rgba[v, u, 1] = np.uint8(hi)
+                out_rgba[v, u, 2] = 0
+            else:
+                out_rgba[v, u, 0] = 0
+                out_rgba[v, u, 1] = np.uint8(hi)
+                out_rgba[v, u, 2] = np.uint8(base)
+            out_rgba[v, u, 3] = 255
