@@ -212,8 +212,9 @@ LOD_MIN_TRIANGLES = 150_000
 LOD_CELL_MM = 4.0
 
 
-def coarse_polydata(poly: vtkPolyData, cell_mm: float = LOD_CELL_MM) -> vtkPolyData:
+def coarse_polydata(poly: vtkPolyData, cell_mm: float | None = None) -> vtkPolyData:
     """A coarse copy for interactive frames (quadric vertex clustering: fast, shape-preserving)."""
+    cell_mm = LOD_CELL_MM if cell_mm is None else cell_mm
     b = poly.GetBounds()
     q = vtkQuadricClustering()
     q.SetInputData(poly)
@@ -462,6 +463,7 @@ class AnatomyScene:
         for info in self.structures.values():
             if info.group == group:
                 info.actor.GetProperty().SetOpacity(self.group_opacity(group))
+                self._sync_lod_property(info)
                 self._show_structure(info, visible)
 
     def _show_structure(self, info: StructureInfo, visible: bool) -> None:
@@ -485,16 +487,35 @@ class AnatomyScene:
             mapper.ScalarVisibilityOff()
             lod_actor = vtkActor()
             lod_actor.SetMapper(mapper)
-            lod_actor.SetProperty(info.actor.GetProperty())  # tint and opacity stay in step
             lod_actor.PickableOff()
             lod_actor.VisibilityOff()
             self.renderer.AddActor(lod_actor)
             info.lod_actor = lod_actor
+            self._sync_lod_property(info)
             added = True
         if added:
             for group in self.groups():
                 self._apply_group(group)
         return added
+
+    @staticmethod
+    def _sync_lod_property(info: StructureInfo) -> None:
+        """The coarse copy looks like the full mesh; vertex clustering folds some triangles of
+        thin structures over, so opaque coarse copies show their back faces too."""
+        if info.lod_actor is None:
+            return
+        main = info.actor.GetProperty()
+        lod = info.lod_actor.GetProperty()
+        # (vtkProperty.DeepCopy goes through SetColor(GetColor()), which mixes the ambient colour)
+        lod.SetDiffuseColor(main.GetDiffuseColor())
+        lod.SetAmbientColor(main.GetAmbientColor())
+        lod.SetSpecularColor(main.GetSpecularColor())
+        lod.SetAmbient(main.GetAmbient())
+        lod.SetDiffuse(main.GetDiffuse())
+        lod.SetSpecular(main.GetSpecular())
+        lod.SetSpecularPower(main.GetSpecularPower())
+        lod.SetOpacity(main.GetOpacity())
+        lod.SetBackfaceCulling(main.GetOpacity() < 1.0)
 
     def has_lod(self) -> bool:
         return any(info.lod_actor is not None for info in self.structures.values())
@@ -707,6 +728,7 @@ class AnatomyScene:
                 p.SetSpecularColor(1.0, 1.0, 1.0)
                 p.SetAmbientColor(*tint)
                 p.SetAmbient(0.12 + 0.3 * w)
+                self._sync_lod_property(info)
             else:
                 self._restore_colour(name)
 
@@ -720,6 +742,7 @@ class AnatomyScene:
         p = info.actor.GetProperty()
         _set_colour(p, info.colour)
         p.SetAmbient(0.12)
+        self._sync_lod_property(info)
 
     # --- needle -------------------------------------------------------------------------------
     def set_needle(self, needle_tip_to_world, length_mm: float = 150.0, diameter_mm: float = 0.72,

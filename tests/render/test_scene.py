@@ -358,8 +358,14 @@ def test_coarse_copies_while_moving(monkeypatch):
         assert not s.structures["skin"].lod_actor.GetVisibility()  # hidden groups stay hidden
         p = s.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
         assert looks_like(pixel_at(s.screenshot(), p), Tissue.KIDNEY)
-        s.set_group_opacity("organs", 0.5)  # the property is shared
+        s.set_group_opacity("organs", 0.5)  # the coarse copy follows the full mesh's look
         assert kidney.lod_actor.GetProperty().GetOpacity() == 0.5
+        s.show_critical([("kidney_left", "critical")])
+        lod_p, full_p = kidney.lod_actor.GetProperty(), kidney.actor.GetProperty()
+        assert lod_p.GetDiffuseColor() == full_p.GetDiffuseColor() != pytest.approx(kidney.colour)
+        assert lod_p.GetAmbientColor() == full_p.GetAmbientColor()
+        s.set_critical_visible(False)
+        assert lod_p.GetDiffuseColor() == pytest.approx(kidney.colour)
         d = s.world_to_display(KIDNEY_LEFT_C)
         point, name = s.pick_surface(d[0], d[1])  # picks on the full mesh
         assert name == "kidney_left" and abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5
