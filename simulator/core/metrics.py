@@ -290,7 +290,9 @@ def perk_core_metrics(time_s, needle_tip_to_world, surface, axis=(0.0, 0.0, 1.0)
     axis = np.asarray(parse_axis(axis), dtype=np.float64)
     p = m[:, :3, 3]
     rep = _runs_of_equal(m)
-    uniq = np.unique(rep)
+    first = np.ones(n, dtype=bool)
+    first[1:] = rep[1:] != rep[:-1]
+    uniq = rep[first]  # rep is non-decreasing: its distinct values in order
     # tip and the +-1 mm points along the axis, inside tests on distinct poses only
     off = [x * PUNCTURE_OFFSET_MM for x in axis]
     fwd = m[:, :3, 0] * off[0] + m[:, :3, 1] * off[1] + m[:, :3, 2] * off[2] + m[:, :3, 3]
@@ -312,18 +314,19 @@ def perk_core_metrics(time_s, needle_tip_to_world, surface, axis=(0.0, 0.0, 1.0)
         out["time_in_tissue_s"] = _seq_sum(np.where(inn, dt, 0.0))
         both = np.nonzero(ins_tip[1:] & ins_tip[:-1])[0] + 1
         if len(both):
-            need = np.unique(np.concatenate([rep[both], rep[both - 1]]))
+            mark = np.zeros(n, dtype=bool)
+            mark[rep[both]] = True
+            mark[rep[both - 1]] = True
+            need = np.nonzero(mark)[0]
             base = needle_base(m[need], axis, base_mm)
             hit, _, ent = surface.first_intersection(p[need], base)
             ent = np.where(hit[:, None], ent, 0.0)  # Perk Tutor: no intersection leaves (0, 0, 0)
-            e_all = np.zeros((n, 3))
             e_idx = np.searchsorted(need, rep[both])
             e_prev = np.searchsorted(need, rep[both - 1])
             ei = ent[e_idx]
             ep = ent[e_prev]
             a1 = heron_area(p[both], p[both - 1], ei)
             a2 = heron_area(ei, ep, p[both - 1])
-            del e_all
             inter = np.empty(2 * len(both))
             inter[0::2] = a1
             inter[1::2] = a2
@@ -340,6 +343,23 @@ def perk_core_metrics(time_s, needle_tip_to_world, surface, axis=(0.0, 0.0, 1.0)
     return out
 
 
+def _dist(a, b) -> float:
+    dx = a[0] - b[0]
+    dy = a[1] - b[1]
+    dz = a[2] - b[2]
+    return math.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+def _heron(p, q, r) -> float:
+    """`geometry.heron_area` for one triangle, in plain floats."""
+    a = _dist(p, q)
+    b = _dist(p, r)
+    c = _dist(r, q)
+    s = (a + b + c) / 2
+    prod = s * (s - a) * (s - b) * (s - c)
+    return math.sqrt(prod) if prod > 0 else 0.0
+
+
 class PerkAccumulator:
     """Perk Tutor's core metrics one frame at a time (its AddTimestamp), for live display and as
     the per-sample baseline. `add` returns nothing; read `values()`."""
@@ -348,6 +368,8 @@ class PerkAccumulator:
         self.surface = surface
         self.axis = tuple(parse_axis(axis))
         self.base_mm = float(base_mm)
+        self._nb = [x * -self.base_mm for x in self.axis]
+        self._off = [x * PUNCTURE_OFFSET_MM for x in self.axis]
         self.reset()
 
     def reset(self) -> None:
@@ -365,36 +387,43 @@ class PerkAccumulator:
         self._e_prev = None  # entry of the previous frame, when computed
         self.last_inside = False
 
-    def _entry(self, m: np.ndarray) -> np.ndarray:
-        p = m[:3, 3]
-        b = needle_base(m, self.axis, self.base_mm)
+    def _entry(self, rows: list) -> tuple[float, float, float]:
+        """Perk Tutor's skin entry of a pose given as 4x4 nested lists ((0, 0, 0) if none)."""
+        nb = self._nb
+        p = (rows[0][3], rows[1][3], rows[2][3])
+        b = tuple(r[0] * nb[0] + r[1] * nb[1] + r[2] * nb[2] + r[3] * 1.0 for r in rows[:3])
         if hasattr(self.surface, "first_intersection_point"):
             hit, _, e = self.surface.first_intersection_point(p, b)
         else:
-            h, _, ee = self.surface.first_intersection(p[None], b[None])
+            h, _, ee = self.surface.first_intersection(np.array([p]), np.array([b]))
             hit, e = bool(h[0]), ee[0]
-        return np.asarray(e, dtype=np.float64) if hit else np.zeros(3)
+        if not hit:
+            return (0.0, 0.0, 0.0)
+        return (float(e[0]), float(e[1]), float(e[2]))
+
+    def _inside(self, pts: list) -> list[bool]:
+        if hasattr(self.surface, "contains_point"):
+            return [self.surface.contains_point(q) for q in pts]
+        return [bool(x) for x in self.surface.contains(np.array(pts))]
 
     def add(self, time_s: float, matrix) -> None:
+        """One frame (Perk Tutor's AddTimestamp for all core metrics), in plain floats with the
+        same operations, in the same order, as the vectorised `perk_core_metrics`."""
         time_s = float(time_s)
-        m = np.asarray(matrix, dtype=np.float64)
-        p = m[:3, 3]
-        ax = self.axis
-        off = [x * PUNCTURE_OFFSET_MM for x in ax]
-        fwd = m[:3, 0] * off[0] + m[:3, 1] * off[1] + m[:3, 2] * off[2] + m[:3, 3]
-        bwd = m[:3, 0] * -off[0] + m[:3, 1] * -off[1] + m[:3, 2] * -off[2] + m[:3, 3]
-        same_pose = self._m_prev is not None and np.array_equal(m, self._m_prev)
+        rows = np.asarray(matrix, dtype=np.float64).tolist()
+        p = (rows[0][3], rows[1][3], rows[2][3])
+        off = self._off
+        same_pose = self._m_prev is not None and rows == self._m_prev
         if same_pose:
             ins_tip, ins_f, ins_b = self._flags_prev
         else:
-            flags = self.surface.contains(np.stack([p, fwd, bwd]))
-            ins_tip, ins_f, ins_b = bool(flags[0]), bool(flags[1]), bool(flags[2])
+            fwd = tuple(r[0] * off[0] + r[1] * off[1] + r[2] * off[2] + r[3] for r in rows[:3])
+            bwd = tuple(r[0] * -off[0] + r[1] * -off[1] + r[2] * -off[2] + r[3] for r in rows[:3])
+            ins_tip, ins_f, ins_b = self._inside([p, fwd, bwd])
         if self._t_prev is not None:
             dt = time_s - self._t_prev
-            dx = p[0] - self._p_prev[0]
-            dy = p[1] - self._p_prev[1]
-            dz = p[2] - self._p_prev[2]
-            d = math.sqrt(dx * dx + dy * dy + dz * dz)
+            q = self._p_prev
+            d = _dist(p, q)
             self.elapsed_time_s = self.elapsed_time_s + dt
             self.path_length_mm = self.path_length_mm + d
             if ins_tip:
@@ -403,9 +432,9 @@ class PerkAccumulator:
             if ins_tip and self._in_prev:
                 if self._e_prev is None:
                     self._e_prev = self._entry(self._m_prev)
-                e_cur = self._e_prev if same_pose else self._entry(m)
-                a1 = float(heron_area(p, self._p_prev, e_cur))
-                a2 = float(heron_area(e_cur, self._e_prev, self._p_prev))
+                e_cur = self._e_prev if same_pose else self._entry(rows)
+                a1 = _heron(p, q, e_cur)
+                a2 = _heron(e_cur, self._e_prev, q)
                 self.tissue_damage_mm2 = self.tissue_damage_mm2 + a1 + a2
                 self._e_prev = e_cur
             else:
@@ -415,9 +444,9 @@ class PerkAccumulator:
             self._puncture_state = True
         elif self._puncture_state and not ins_tip and not ins_f and not ins_b:
             self._puncture_state = False
-        self._t_prev = float(time_s)
-        self._p_prev = p.copy()
-        self._m_prev = m.copy()
+        self._t_prev = time_s
+        self._p_prev = p
+        self._m_prev = rows
         self._in_prev = ins_tip
         self._flags_prev = (ins_tip, ins_f, ins_b)
         self.last_inside = ins_tip

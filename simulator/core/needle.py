@@ -41,6 +41,8 @@ PROPER_WITHDRAW_DEPTH_MM = 20.0
 PARK_MM = 0.5  # the tip rests this far outside the skin before a puncture
 
 _BONE_CODES = np.array(sorted(int(t) for t in BONE), dtype=np.uint8)
+_IS_BONE = np.zeros(256, dtype=bool)
+_IS_BONE[_BONE_CODES] = True
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,26 @@ class NeedleState:
     depth_mm: float = 0.0  # along the shaft from the skin entry to the tip
     tissue: Tissue = Tissue.AIR  # at the tip
     structure: str | None = None  # named structure at the tip
-    shaft_structures: tuple[str, ...] = ()  # named structures along the shaft, skin to tip
-    shaft_tissues: tuple[Tissue, ...] = ()  # tissue classes along the shaft, skin to tip (runs merged)
     bone_contact: bool = False  # the tip rests against bone
     target_distances_mm: dict = field(default_factory=dict)  # target id -> distance to the target
     tip_visible: bool | None = None  # ultrasound: tip in the image plane (None: not reported)
+    profile: object = field(default=None, repr=False, compare=False)  # () -> (structures, tissues), lazy
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def _profile(self) -> tuple[tuple[str, ...], tuple[Tissue, ...]]:
+        if "profile" not in self._cache:
+            self._cache["profile"] = self.profile() if callable(self.profile) else ((), ())
+        return self._cache["profile"]
+
+    @property
+    def shaft_structures(self) -> tuple[str, ...]:
+        """Named structures along the shaft, skin to tip (computed when first read)."""
+        return self._profile()[0]
+
+    @property
+    def shaft_tissues(self) -> tuple[Tissue, ...]:
+        """Tissue classes along the shaft, skin to tip, runs merged (computed when first read)."""
+        return self._profile()[1]
 
     @property
     def tip_mm(self) -> np.ndarray:
@@ -129,6 +146,7 @@ class TissueProbe:
         sp = float(np.min(anatomy.spacing_mm))
         self.step_mm = float(step_mm) if step_mm else min(max(0.5 * sp, 0.1), 1.0)
         self._names = {sid: s.name for sid, s in anatomy.structures.items()}
+        self._shape = np.asarray(anatomy.shape)
 
     def name_of(self, label: int) -> str | None:
         return self._names.get(int(label)) if label else None
@@ -143,7 +161,18 @@ class TissueProbe:
         return a + t[:, None] * (b - a), t
 
     def tissue_at(self, points) -> np.ndarray:
-        return self.anatomy.tissue_at(points)
+        """Tissue codes at points (nearest voxel, AIR outside the grid), like Anatomy.tissue_at."""
+        an = self.anatomy
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        ijk = np.rint((p - an.origin_mm) / an.spacing_mm).astype(np.int64)
+        shape = self._shape
+        inside = ((ijk >= 0) & (ijk < shape)).all(axis=1)
+        if inside.all():
+            return an.tissue[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        out = np.zeros(len(p), dtype=np.uint8)
+        q = ijk[inside]
+        out[inside] = an.tissue[q[:, 0], q[:, 1], q[:, 2]]
+        return out
 
     def tissue_label_at(self, points) -> tuple[np.ndarray, np.ndarray]:
         """Tissue codes and labels at points, one voxel lookup for both."""
@@ -181,18 +210,17 @@ class TissueProbe:
         Returns (stop point: the last non-bone point before the bone, within ~0.02 mm of it;
         first bone point; its label) or None if the path is free of bone."""
         pts, _ = self.line(a, b, include_start=True)
-        tis = self.tissue_at(pts)
-        bone = np.isin(tis, _BONE_CODES)
+        bone = _IS_BONE[self.tissue_at(pts)]
         bone[0] = False  # the start is where the tip already is
         if not bone.any():
             return None
         k = int(np.argmax(bone))
 
         def is_bone(p):
-            return np.isin(self.tissue_at(p), _BONE_CODES)
+            return _IS_BONE[self.tissue_at(p)]
 
         stop, first = self._refine(pts[k - 1], pts[k], is_bone)
-        label = int(self.anatomy.label_at(first[None])[0])
+        label = int(self.tissue_label_at(first[None])[1][0])
         return stop, first, label
 
     def skin_entry(self, hub, tip) -> np.ndarray | None:

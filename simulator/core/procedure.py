@@ -76,6 +76,7 @@ from simulator.core.spread import Spread, compute_spread
 from simulator.core.tissue import BONE, ORGAN, VESSEL, Tissue
 
 US_UNSEEN_ADVANCE_MM = 2.0
+_COS_REDIRECT = math.cos(math.radians(REDIRECT_DEG)) + 1e-12  # cheap pre-check of the redirection angle
 ASPIRATION_VALID_MM = 2.0
 INJECTION_KINDS = ("contrast", "test_dose", "neurolytic")
 STEP_NAMES = ("local_anaesthetic", "insertion", "target", "aspiration", "contrast", "test_dose", "neurolytic", "end")
@@ -89,15 +90,32 @@ def _input(fn):
     """Mark a method as an input: time-stamped, recorded after success, followed by a sample."""
     sig = inspect.signature(fn)
     name = fn.__name__
+    params = [(p.name, p.default) for p in list(sig.parameters.values())[1:]]
+    names = {p for p, _ in params}
+
+    def bind(args, kwargs) -> dict:
+        if len(args) > len(params):
+            raise TypeError(f"{name}() takes {len(params)} arguments, got {len(args)}")
+        call = {}
+        for (pname, _), value in zip(params, args):
+            call[pname] = value
+        for key in kwargs:
+            if key not in names or key in call:
+                raise TypeError(f"{name}() got an unexpected or repeated argument {key!r}")
+        for pname, default in params[len(args):]:
+            if pname in kwargs:
+                call[pname] = kwargs[pname]
+            elif default is inspect.Parameter.empty:
+                raise TypeError(f"{name}() missing argument {pname!r}")
+            else:
+                call[pname] = default
+        return call
 
     @functools.wraps(fn)
     def wrapper(self, *args, time_s: float | None = None, **kwargs):
         if self._ended:
             raise ProcedureError(f"the attempt has ended; {name} is not possible")
-        bound = sig.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        call = dict(bound.arguments)
-        call.pop("self")
+        call = bind(args, kwargs)
         t = self._resolve_time(time_s)
         self._now = t
         self._pose_dirty = False
@@ -324,7 +342,7 @@ class Procedure:
             if self._ref_dir is None:
                 self._ref_dir = axis.copy()
                 self._max_depth = depth
-            else:
+            elif float(np.dot(axis, self._ref_dir)) < _COS_REDIRECT:
                 ang = float(angle_between_deg(axis, self._ref_dir))
                 if ang > REDIRECT_DEG:
                     withdrawn = self._max_depth - depth
@@ -364,13 +382,16 @@ class Procedure:
                     self._nerve_armed[tg.id] = False
                 elif dd > 2 * NERVE_CONTACT_MM:
                     self._nerve_armed[tg.id] = True
-        shaft_names, shaft_tissues = self.probe_tissue.shaft_profile(entry, tip) if self._inserted else ((), ())
         tis, lab = self._tip_key
+        profile = None
+        if self._inserted:
+            probe, e0, t0 = self.probe_tissue, entry.copy(), tip.copy()
+            profile = lambda: probe.shaft_profile(e0, t0)  # noqa: E731 - computed when first read
         self._state = NeedleState(
             time_s=self._now, needle_tip_to_world=new_pose.copy(), spec=self.spec, inserted=self._inserted,
             skin_entry_mm=None if entry is None else entry.copy(), depth_mm=depth, tissue=Tissue(tis),
-            structure=self.probe_tissue.name_of(lab), shaft_structures=shaft_names, shaft_tissues=shaft_tissues,
-            bone_contact=self._bone_contact, target_distances_mm=dists, tip_visible=self._tip_visible,
+            structure=self.probe_tissue.name_of(lab), bone_contact=self._bone_contact, target_distances_mm=dists,
+            tip_visible=self._tip_visible, profile=profile,
         )
 
     def _skin_puncture(self, position) -> None:
