@@ -223,6 +223,29 @@ class TissueProbe:
         label = int(self.tissue_label_at(first[None])[1][0])
         return stop, first, label
 
+    def structure_near(self, point, radius_mm: float = 4.0, bone_only: bool = True) -> str | None:
+        """The named structure nearest to `point` within radius_mm (bone structures only by
+        default): names bone the label map leaves unlabelled (e.g. a cortical rim)."""
+        an = self.anatomy
+        c = np.rint((np.asarray(point, dtype=np.float64) - an.origin_mm) / an.spacing_mm).astype(np.int64)
+        r = np.ceil(radius_mm / an.spacing_mm).astype(np.int64)
+        lo = np.maximum(c - r, 0)
+        hi = np.minimum(c + r + 1, self._shape)
+        if np.any(hi <= lo):
+            return None
+        lab = an.labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        ok = lab > 0
+        if bone_only:
+            ok &= _IS_BONE[an.tissue[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]]
+        idx = np.argwhere(ok)
+        if len(idx) == 0:
+            return None
+        d = np.linalg.norm((idx + lo - c) * an.spacing_mm, axis=1)
+        j = int(np.argmin(d))
+        if d[j] > radius_mm:
+            return None
+        return self.name_of(int(lab[tuple(idx[j])]))
+
     def skin_entry(self, hub, tip) -> np.ndarray | None:
         """Where a shaft from hub to tip enters the body (first non-AIR point from the hub side),
         or None if the whole shaft is in air. If the hub itself is in the body, the hub."""

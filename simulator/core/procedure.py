@@ -454,7 +454,9 @@ class Procedure:
                 self._emit(EventKind.organ_puncture, f"{label_txt} punctured", structure=name, tissue=t.name.lower(),
                            position_mm=pos)
             elif t in BONE and not self._bone_contact:
-                self._emit(EventKind.bone_contact, f"bone contact ({label_txt})", structure=name, position_mm=pos,
+                near = name or self.probe_tissue.structure_near(pos)
+                self._emit(EventKind.bone_contact, f"bone contact ({(near or 'bone').replace('_', ' ')})",
+                           structure=near, position_mm=pos,
                            depth_mm=self._depth_along(pos, self._pose[:3, 2]) if self._entry is not None else 0.0)
             elif t == Tissue.NERVE:
                 self._emit(EventKind.nerve_contact, f"paraesthesia: the tip touches a nerve ({label_txt})",
@@ -521,8 +523,8 @@ class Procedure:
 
     @_input
     def advance(self, mm: float) -> float:
-        """Push the needle `mm` along its axis (negative: withdraw). Bone stops it. Returns the
-        distance actually moved."""
+        """Push the needle `mm` along its axis (negative: withdraw). Bone stops it, and the hub
+        stops at the skin (depth at most the needle's length). Returns the distance moved."""
         self._require_placed("advance")
         mm = float(mm)
         if not math.isfinite(mm):
@@ -531,8 +533,11 @@ class Procedure:
             return -self._withdraw(-mm)
         tip = self._pose[:3, 3].copy()
         axis = self._pose[:3, 2].copy()
+        if self._inserted:
+            # the hub stops at the skin: the needle goes in no deeper than its length
+            mm = max(0.0, min(mm, self.spec.length_mm - self._depth_along(tip, axis)))
         target = tip + mm * axis
-        fb = self.probe_tissue.first_bone(tip, target)
+        fb = self.probe_tissue.first_bone(tip, target) if mm > 0 else None
         hit_bone = fb is not None
         if hit_bone:
             target, first, label = fb
@@ -542,7 +547,7 @@ class Procedure:
         self._bone_contact = hit_bone
         self._apply(pose, path_from=tip, kinematic=True)
         if hit_bone and not was_contact:
-            name = self.probe_tissue.name_of(label)
+            name = self.probe_tissue.name_of(label) or self.probe_tissue.structure_near(first)
             self._emit(EventKind.bone_contact, f"bone contact ({(name or 'bone').replace('_', ' ')}) at "
                        f"{self._state.depth_mm:.0f} mm", structure=name, position_mm=first, depth_mm=self._state.depth_mm)
             self._state = _replace_state(self._state, bone_contact=True)
@@ -605,7 +610,7 @@ class Procedure:
             self._bone_contact = hit_bone
             self._apply(pose, path_from=tip, kinematic=True)
             if hit_bone and not was_contact:
-                name = self.probe_tissue.name_of(label)
+                name = self.probe_tissue.name_of(label) or self.probe_tissue.structure_near(first)
                 self._emit(EventKind.bone_contact, f"bone contact ({(name or 'bone').replace('_', ' ')})",
                            structure=name, position_mm=first, depth_mm=self._state.depth_mm)
                 self._state = _replace_state(self._state, bone_contact=True)
