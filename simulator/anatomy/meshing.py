@@ -198,8 +198,8 @@ def mask_to_mesh(mask: np.ndarray, spacing_mm, origin_mm, target_triangles: int 
 
 # --- binary STL ------------------------------------------------------------------------------
 
-def write_stl(mesh: TriMesh, path: str | Path, header: str = "neurolysis-trainer") -> None:
-    """Binary STL (little endian), normals from the right-hand rule."""
+def write_stl(mesh: TriMesh, path, header: str = "neurolysis-trainer") -> None:
+    """Binary STL (little endian), normals from the right-hand rule; `path` may be a file object."""
     tri = mesh.vertices.astype(np.float32)[mesh.faces]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norm = np.linalg.norm(n, axis=1, keepdims=True)
@@ -208,10 +208,11 @@ def write_stl(mesh: TriMesh, path: str | Path, header: str = "neurolysis-trainer
     rec["n"] = n
     rec["v"] = tri
     head = header.encode("ascii", "replace")[:80].ljust(80, b" ")
-    with open(path, "wb") as fh:
-        fh.write(head)
-        fh.write(struct.pack("<I", len(tri)))
-        fh.write(rec.tobytes())
+    data = head + struct.pack("<I", len(tri)) + rec.tobytes()
+    if hasattr(path, "write"):
+        path.write(data)
+    else:
+        Path(path).write_bytes(data)
 
 
 def read_stl(path: str | Path) -> TriMesh:
