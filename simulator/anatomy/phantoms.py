@@ -326,7 +326,7 @@ def make_phantom(name: str) -> Anatomy:
 
 def read_phantom_meshes(name: str, folder: Path | None = None) -> dict[str, TriMesh] | None:
     """The committed STL meshes of a phantom, or None if any is missing."""
-    from simulator.anatomy.meshing import read_stl
+    from simulator.anatomy.stl import read_stl
 
     folder = Path(folder) if folder is not None else MESHES_DIR
     spec = _spec(name)
@@ -343,7 +343,7 @@ def phantom_asset_files(name: str, folder: Path | None = None) -> dict[Path, byt
     """The exact bytes `write_phantom_assets` writes for a phantom, by path."""
     import io
 
-    from simulator.anatomy.meshing import write_stl
+    from simulator.anatomy.stl import write_stl
 
     folder = Path(folder) if folder is not None else MESHES_DIR
     spec = _spec(name)
