@@ -380,46 +380,73 @@ class MeshLocator:
             state = self._contains_exact(centres).astype(np.int8)
             first[1:] = state
             self._cell_state = np.where(flat > 0, first[flat], -1).astype(np.int8)
+        # For each cell and each axis direction, the index (along that axis) of the first empty,
+        # classified cell from it (-1 or dims[a] when there is none): inside tests cast their ray
+        # the shortest way to a cell whose side is known.
+        self._next_empty = []
+        for a in range(3):
+            da = int(self.dims[a])
+            shape = [1, 1, 1]
+            shape[a] = da
+            k = np.arange(da).reshape(shape)
+            up = np.where(occupied, da, k)
+            up = np.flip(np.minimum.accumulate(np.flip(up, axis=a), axis=a), axis=a)
+            down = np.where(occupied, -1, k)
+            down = np.maximum.accumulate(down, axis=a)
+            self._next_empty.append((up.astype(np.int32).ravel(), down.astype(np.int32).ravel()))
 
-    def _build_columns(self, tri):
-        # Projected triangles on XY, made counter-clockwise; degenerate projections dropped.
-        ax, ay = tri[:, 0, 0], tri[:, 0, 1]
-        bx, by = tri[:, 1, 0], tri[:, 1, 1]
-        cx, cy = tri[:, 2, 0], tri[:, 2, 1]
-        orient = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+    @staticmethod
+    def _projection(tri: np.ndarray, a: int) -> dict:
+        """Triangles projected along axis a on the plane of the other two axes (u, v), made
+        counter-clockwise there; zero-area projections dropped. For each directed edge u->v the
+        canonical endpoint order and sign (so both triangles of an edge compute the same number)
+        and the top-left inclusion flag; and the plane's coordinate w along a at (u, v)."""
+        b, c = (a + 1) % 3, (a + 2) % 3
+        t3 = tri[:, :, [b, c, a]]  # (u, v, w)
+        au, av = t3[:, 0, 0], t3[:, 0, 1]
+        orient = (t3[:, 1, 0] - au) * (t3[:, 2, 1] - av) - (t3[:, 1, 1] - av) * (t3[:, 2, 0] - au)
         keep = np.nonzero(orient != 0.0)[0]
-        t = tri[keep].copy()
+        t = t3[keep].copy()
         cw = orient[keep] < 0
-        t[cw, 1], t[cw, 2] = tri[keep][cw, 2], tri[keep][cw, 1]
-        # For each directed edge u->v (CCW), the canonical endpoint order and its sign.
+        t[cw, 1], t[cw, 2] = t3[keep][cw, 2], t3[keep][cw, 1]
+        proj_of = np.full(len(tri), -1, dtype=np.int64)
+        proj_of[keep] = np.arange(len(keep))
         us = t[:, [0, 1, 2], :2]
         vs = t[:, [1, 2, 0], :2]
         swap = (us[..., 0] > vs[..., 0]) | ((us[..., 0] == vs[..., 0]) & (us[..., 1] > vs[..., 1]))
-        p = np.where(swap[..., None], vs, us)
-        q = np.where(swap[..., None], us, vs)
+        p0 = np.where(swap[..., None], vs, us)
+        q0 = np.where(swap[..., None], us, vs)
         d = vs - us
-        # Top-left rule: a point on the edge belongs to the triangle when the CCW edge runs
-        # downwards in y, or exactly horizontally towards -x (a fixed infinitesimal shift of the
-        # query point, so edges and vertices are decided consistently for all triangles).
+        # Top-left rule: a point on an edge belongs to the triangle when the CCW edge runs towards
+        # -v, or exactly along -u (a fixed infinitesimal shift of the query point, so shared edges
+        # and vertices are decided consistently).
         incl = (d[..., 1] < 0) | ((d[..., 1] == 0) & (d[..., 0] < 0))
         sign = np.where(swap, -1.0, 1.0)
-        self._c_edges = []
-        for e in range(3):
-            self._c_edges.append(tuple(np.ascontiguousarray(x) for x in (
-                p[:, e, 0], p[:, e, 1], q[:, e, 0] - p[:, e, 0], q[:, e, 1] - p[:, e, 1], sign[:, e], incl[:, e])))
-        # Plane z(x, y) of each projected triangle, by its barycentric coordinates.
-        a = t[:, 0]
-        e1 = t[:, 1] - a
-        e2 = t[:, 2] - a
+        edges = [tuple(np.ascontiguousarray(x) for x in (p0[:, e, 0], p0[:, e, 1], q0[:, e, 0] - p0[:, e, 0],
+                                                          q0[:, e, 1] - p0[:, e, 1], sign[:, e], incl[:, e]))
+                 for e in range(3)]
+        o = t[:, 0]
+        e1 = t[:, 1] - o
+        e2 = t[:, 2] - o
         det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        self._c_plane = tuple(np.ascontiguousarray(x) for x in (
-            a[:, 0], a[:, 1], a[:, 2], e1[:, 0], e1[:, 1], e1[:, 2], e2[:, 0], e2[:, 1], e2[:, 2], det))
-        self._c_zmax = np.ascontiguousarray(t[:, :, 2].max(axis=1))
+        plane = tuple(np.ascontiguousarray(x) for x in (o[:, 0], o[:, 1], o[:, 2], e1[:, 0], e1[:, 1], e1[:, 2],
+                                                         e2[:, 0], e2[:, 1], e2[:, 2], det))
+        return {"axes": (b, c, a), "proj_of": proj_of, "edges": edges, "plane": plane, "t": t,
+                "wmax": np.ascontiguousarray(t[:, :, 2].max(axis=1)),
+                "wmin": np.ascontiguousarray(t[:, :, 2].min(axis=1))}
+
+    def _build_columns(self, tri):
+        self._proj = [self._projection(tri, a) for a in range(3)]
+        pz = self._proj[2]
+        # The +Z column index (used to classify the empty regions while the grid is built).
+        self._c_edges, self._c_plane, self._c_zmax = pz["edges"], pz["plane"], pz["wmax"]
+        t = pz["t"]
         bmin = t.min(axis=1) - 1e-9 * self.cell
         bmax = t.max(axis=1) + 1e-9 * self.cell
         n_cols = int(self.dims[0] * self.dims[1])
         cell_id, idx = self._cells_of_boxes(bmin, bmax, 2)
         self._col_start, self._col_count, self._col_tris = self._csr(cell_id, idx, n_cols)
+        del pz["t"], self._proj[0]["t"], self._proj[1]["t"]
 
     # -- inside test --------------------------------------------------------------------
     def contains(self, points, chunk: int = 16384) -> np.ndarray:
@@ -443,7 +470,97 @@ class MeshLocator:
         return out
 
     def _contains_exact(self, p: np.ndarray) -> np.ndarray:
-        """Ray parity along +Z for points inside the grid box (no cell shortcut)."""
+        """Ray parity for points inside the grid box, each ray cast along the axis direction
+        (+-X, +-Y, +-Z) that reaches an empty cell soonest.
+
+        The ray only needs to reach that empty cell, whose side is known: inside = its side XOR
+        (odd number of crossings between the point and it). Each crossing is counted in the one
+        cell whose range along the ray holds it, so a triangle binned in several cells counts
+        once. With no empty cell that way, the ray runs out of the grid (outside)."""
+        n = len(p)
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        if not hasattr(self, "_next_empty"):
+            return self._contains_column(p)
+        dims = self.dims
+        ijk = np.clip(np.floor((p - self.lo) / self.cell).astype(np.int64), 0, dims - 1)
+        cid0 = (ijk[:, 0] * dims[1] + ijk[:, 1]) * dims[2] + ijk[:, 2]
+        big = int(dims.sum()) + 1
+        cost = np.empty((6, n), dtype=np.int64)
+        for a in range(3):
+            up, down = self._next_empty[a]
+            nu = up[cid0].astype(np.int64)
+            nd = down[cid0].astype(np.int64)
+            k = ijk[:, a]
+            cost[2 * a] = np.where(nu < dims[a], nu - k, dims[a] - k + big)
+            cost[2 * a + 1] = np.where(nd >= 0, k - nd, k + 1 + big)
+        choice = np.argmin(cost, axis=0)
+        out = np.zeros(n, dtype=bool)
+        for ch in np.unique(choice):
+            sel = np.nonzero(choice == ch)[0]
+            out[sel] = self._parity_along(p[sel], ijk[sel], cid0[sel], int(ch) // 2, 1 if ch % 2 == 0 else -1)
+        return out
+
+    def _parity_along(self, p, ijk, cid0, a: int, sg: int) -> np.ndarray:
+        n = len(p)
+        dims = self.dims
+        da = int(dims[a])
+        stride = (int(dims[1] * dims[2]), int(dims[2]), 1)[a]
+        P = self._proj[a]
+        bu, bv, _ = P["axes"]
+        up, down = self._next_empty[a]
+        k0 = ijk[:, a]
+        if sg > 0:
+            nxt = up[cid0].astype(np.int64)
+            has_end = nxt < da
+            ncell = np.where(has_end, nxt, da) - k0
+        else:
+            nxt = down[cid0].astype(np.int64)
+            has_end = nxt >= 0
+            ncell = k0 - np.where(has_end, nxt, -1)
+        state = np.zeros(n, dtype=bool)
+        state[has_end] = self._cell_state[cid0[has_end] + (nxt[has_end] - k0[has_end]) * stride] == 1
+        rows, j = _expand_ranges(np.zeros(n, np.int64), ncell)
+        if len(rows) == 0:
+            return state
+        kk = k0[rows] + sg * j
+        cid = cid0[rows] + (kk - k0[rows]) * stride
+        prow, items = _expand_ranges(self._g_start[cid], self._g_count[cid])
+        if len(prow) == 0:
+            return state
+        k = P["proj_of"][self._g_tris[items]]
+        pt = rows[prow]
+        kc = kk[prow]
+        ok = k >= 0
+        k, pt, kc = k[ok], pt[ok], kc[ok]
+        pa = p[pt, a]
+        wlo = np.where(kc == 0, -np.inf, self.lo[a] + kc * self.cell)
+        whi = np.where(kc == da - 1, np.inf, self.lo[a] + (kc + 1) * self.cell)
+        if sg > 0:
+            ok = P["wmax"][k] > pa
+        else:
+            ok = P["wmin"][k] < pa
+        k, pt, pa, wlo, whi = k[ok], pt[ok], pa[ok], wlo[ok], whi[ok]
+        pu = p[pt, bu]
+        pv = p[pt, bv]
+        inside = np.ones(len(k), dtype=bool)
+        for P0, P1, DU, DV, S, INC in P["edges"]:
+            val = S[k] * (DU[k] * (pv - P1[k]) - DV[k] * (pu - P0[k]))
+            inside &= (val > 0) | ((val == 0) & INC[k])
+        k, pt, pa, wlo, whi, pu, pv = k[inside], pt[inside], pa[inside], wlo[inside], whi[inside], pu[inside], pv[inside]
+        ou, ov, ow, e1u, e1v, e1w, e2u, e2v, e2w, det = (c[k] for c in P["plane"])
+        du = pu - ou
+        dv = pv - ov
+        x = (du * e2v - dv * e2u) / det
+        y = (e1u * dv - e1v * du) / det
+        w = ow + x * e1w + y * e2w
+        ahead = (w > pa) if sg > 0 else (w < pa)
+        count = ahead & (w >= wlo) & (w < whi)
+        crossings = np.bincount(pt[count], minlength=n)
+        return state ^ ((crossings % 2) == 1)
+
+    def _contains_column(self, p: np.ndarray) -> np.ndarray:
+        """Ray parity along +Z over whole columns (used while the grid is being built)."""
         n = len(p)
         ij = np.minimum(np.floor((p[:, :2] - self.lo[:2]) / self.cell).astype(np.int64), self.dims[:2] - 1)
         ij = np.maximum(ij, 0)

@@ -8,16 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from simulator.benchmarks.scoring import expert_attempt, novice_attempt, synthetic_block_anatomy, synthetic_scenario
+from simulator.benchmarks.scoring import (
+    StepClock,
+    expert_attempt,
+    expert_side,
+    novice_attempt,
+    synthetic_block_anatomy,
+    synthetic_scenario,
+)
 from simulator.core.events import EventKind
 from simulator.core.geometry import normalize
 from simulator.core.paths import SCENARIOS_DIR
 from simulator.core.procedure import Procedure, replay
 from simulator.core.scoring import score_attempt
-from simulator.core.tissue import BONE, Tissue
-
-SHOT = dict(dap_gycm2=0.05, duration_s=0.2)
-
 
 # ------------------------------------------------------------------------------------------
 # the test block
@@ -66,95 +69,13 @@ def celiac():
     return load_scenario(path), anatomy
 
 
-class Clock:
-    def __init__(self, dt=1.5):
-        self.t, self.dt = 0.0, dt
-
-    def __call__(self):
-        self.t += self.dt
-        return self.t
-
-
-def _bone_aim(proc, entry, target, vertebra="vertebrae_L1"):
-    """A point on the vertebral body near the planned path whose line from the entry meets bone
-    before anything the scenario calls critical: where the expert first touches the body."""
-    an = proc.anatomy
-    s = an.structure_by_name(vertebra)
-    idx = np.argwhere(an.labels == s.id)
-    pts = an.origin_mm + idx * an.spacing_mm
-    d = normalize(target - entry)
-    along = (pts - entry) @ d
-    off = np.linalg.norm(pts - entry - along[:, None] * d, axis=1)
-    order = np.argsort(off)
-    probe = proc.probe_tissue
-    for i in order[:400:8]:
-        aim = pts[i]
-        seen_bad = False
-        for _, tis, lab in probe.runs(entry, aim):
-            if Tissue(tis) in BONE:
-                break
-            if proc._critical_matches(tis, lab):
-                seen_bad = True
-                break
-        else:
-            continue
-        if not seen_bad:
-            return aim
-    return None
-
-
-def _expert_side(proc, clock, entry, target, fluoro_every=9.5):
-    """One needle of the expert: local anaesthetic, bone contact, walk off, target, injections."""
-    aim = _bone_aim(proc, entry, target)
-    first_dir = normalize(aim - entry) if aim is not None else normalize(target - entry)
-    proc.set_entry(entry, first_dir, time_s=clock())
-    proc.local_anaesthetic(5.0, "lidocaine", 1.0, time_s=clock())
-    proc.record_fluoro_shot(**SHOT, time_s=clock())
-    moved = 0.0
-    limit = float(np.linalg.norm(target - entry)) + 10
-    while proc.state.depth_mm < limit and not proc.state.bone_contact:
-        moved += proc.advance(min(fluoro_every, fluoro_every - moved), time_s=clock())
-        if moved >= fluoro_every - 1e-6:
-            proc.record_fluoro_shot(**SHOT, time_s=clock())
-            moved = 0.0
-        if aim is None and proc.state.depth_mm >= float(np.linalg.norm(target - entry)) - 0.5:
-            break
-    proc.record_fluoro_shot(**SHOT, time_s=clock())
-    if proc.state.bone_contact:
-        # walk off: withdraw half way, turn towards the target, image
-        proc.withdraw(0.5 * proc.state.depth_mm, time_s=clock())
-    e = proc.state.skin_entry_mm
-    proc.set_direction(normalize(target - e), time_s=clock())
-    proc.record_fluoro_shot(**SHOT, time_s=clock())
-    moved = 0.0
-    for _ in range(100):
-        remaining = float(np.linalg.norm(target - e)) - proc.state.depth_mm
-        if remaining <= 0.2:
-            break
-        moved += proc.advance(min(remaining, fluoro_every - moved), time_s=clock())
-        if moved >= fluoro_every - 1e-6:
-            proc.record_fluoro_shot(**SHOT, time_s=clock())
-            moved = 0.0
-        if proc.state.bone_contact:
-            break
-    proc.record_fluoro_shot(**SHOT, time_s=clock())
-    assert proc.aspirate(time_s=clock()) == "nothing"
-    proc.inject("contrast", "iohexol", 0.0, 4.0, time_s=clock())
-    proc.record_fluoro_shot(**SHOT, time_s=clock())
-    proc.aspirate(time_s=clock())
-    proc.inject("test_dose", "lidocaine", 1.0, 3.0, time_s=clock())
-    proc.aspirate(time_s=clock())
-    proc.inject("neurolytic", "alcohol", 100.0, 10.0, time_s=clock())
-    proc.withdraw(time_s=clock())
-
-
 def test_celiac_expert_passes(celiac):
     scenario, anatomy = celiac
-    clock = Clock()
+    clock = StepClock(1.5)
     proc = Procedure(scenario, anatomy, clock=lambda: 0.0)
     plans = [scenario.planned_trajectory] + list(scenario.additional_trajectories)
     for plan in plans:
-        _expert_side(proc, clock, np.array(plan.entry_mm, float), np.array(plan.target_mm, float))
+        expert_side(proc, clock, plan.entry_mm, plan.target_mm)
     proc.end(time_s=clock())
     card = score_attempt(proc.recording, scenario, anatomy)
     kinds = [e.kind for e in proc.events]
@@ -166,6 +87,7 @@ def test_celiac_expert_passes(celiac):
     for t in card.targets:
         assert t["reached"] and t["final_distance_mm"] < 1.0
     assert card.metrics["advances_without_imaging"] == 0
+    assert [e.data["result"] for e in proc.events if e.kind == EventKind.aspiration] == ["nothing"] * 6
     assert card.metrics["target_coverage_pct"] == 100.0
     # replaying the recording gives the same score to the last digit
     again = replay(proc.recording, scenario, anatomy, silent=True)
@@ -175,7 +97,7 @@ def test_celiac_expert_passes(celiac):
 
 def test_celiac_novice_fails_with_reasons(celiac):
     scenario, anatomy = celiac
-    clock = Clock()
+    clock = StepClock(1.5)
     proc = Procedure(scenario, anatomy, clock=lambda: 0.0)
     plan = scenario.planned_trajectory
     entry = np.array(plan.entry_mm, float)
