@@ -82,7 +82,7 @@ SEVERITY_COLOURS = {
 }
 #: How far a critical structure's colour moves towards its severity colour (keeps the organ's
 #: own hue readable for the milder levels).
-SEVERITY_TINT = {"critical": 0.5, "major": 0.2, "minor": 0.1}
+SEVERITY_TINT = {"critical": 0.5, "major": 0.25, "minor": 0.12}
 TARGET_COLOUR = (0.10, 1.0, 0.35)
 TOLERANCE_COLOUR = (0.20, 0.90, 0.40)
 PLAN_COLOUR = (0.20, 0.85, 1.0)
@@ -340,6 +340,7 @@ class AnatomyScene:
         self._plan_actors: list[vtkActor] = []
         self._locators: dict[str, vtkStaticCellLocator] = {}
         self._lod = False
+        self._fit_points: np.ndarray | None = None
         self._closed = False
 
         self._needle_matrix = vtkMatrix4x4()
@@ -380,6 +381,7 @@ class AnatomyScene:
         self._critical.clear()
         self.clear_targets()
         self.anatomy = anatomy
+        self._fit_points = None
         if patient_position is not None:
             self.patient_position = _position_name(patient_position)
         if anatomy is None:
@@ -418,6 +420,9 @@ class AnatomyScene:
             self._actor_names[id(actor)] = name
             self._group_visible.setdefault(group, DEFAULT_GROUP_VISIBLE.get(group, True))
             self._group_opacity.setdefault(group, DEFAULT_GROUP_OPACITY.get(group, 1.0))
+        verts = [m.vertices for m in anatomy.meshes.values() if m.n_triangles]
+        allv = np.concatenate(verts) if verts else np.zeros((0, 3), np.float32)
+        self._fit_points = allv[:: max(1, len(allv) // 20000)].astype(np.float64)
         if build_lod or coarse_polydata_ready(anatomy):
             self.attach_lod(anatomy)
         for group in self.groups():
@@ -554,19 +559,22 @@ class AnatomyScene:
         cam.SetViewUp(*up)
         self._fit(bounds, centre, to_camera, up)
 
-    def _fit(self, bounds, centre, to_camera, up, margin: float = 1.08) -> None:
-        """Move the camera along its axis so the bounding box just fills the view."""
+    def _fit(self, bounds, centre, to_camera, up, margin: float = 1.06) -> None:
+        """Move the camera along its axis so the anatomy just fills the view (perspective-exact
+        for a sample of the surface points; the bounding box when there is no anatomy)."""
         cam = self.renderer.GetActiveCamera()
         right = np.cross(up, to_camera)
-        corners = np.array([[x, y, z] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]) - centre
-        half_w = np.max(np.abs(corners @ right))
-        half_h = np.max(np.abs(corners @ up))
-        depth = np.max(corners @ to_camera)  # the box's face nearest the camera
+        pts = self._fit_points
+        if pts is None or len(pts) == 0:
+            pts = np.array([[x, y, z] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]])
+        p = pts - centre
         w, h = self.render_window.GetSize()
         aspect = (w / h) if w > 0 and h > 0 else 1.0
-        tan_half = math.tan(math.radians(cam.GetViewAngle() / 2))
-        half = max(half_h, half_w / aspect) * margin
-        distance = depth + half / tan_half
+        tan_v = math.tan(math.radians(cam.GetViewAngle() / 2)) / margin
+        tan_h = tan_v * aspect
+        depth = p @ to_camera  # towards the camera
+        need = np.maximum(np.abs(p @ up) / tan_v, np.abs(p @ right) / tan_h) + depth
+        distance = max(float(np.max(need)), float(np.max(depth)) + 1.0)
         cam.SetPosition(*(centre + distance * to_camera))
         self.renderer.ResetCameraClippingRange()
 
@@ -726,8 +734,9 @@ class AnatomyScene:
                 p = info.actor.GetProperty()
                 p.SetColor(*colour)
                 p.SetSpecularColor(1.0, 1.0, 1.0)
-                p.SetAmbientColor(*tint)
-                p.SetAmbient(0.12 + 0.3 * w)
+                if severity == "critical":  # a glow, so the danger reads in the shadows too
+                    p.SetAmbientColor(*tint)
+                    p.SetAmbient(0.3)
                 self._sync_lod_property(info)
             else:
                 self._restore_colour(name)
