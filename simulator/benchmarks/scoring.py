@@ -44,7 +44,7 @@ KIDNEY = ((-52.0, 8.0, 0.0), 10.0)  # sphere
 CANAL = ((0.0, -31.0), 5.0)  # cylinder along z (CSF)
 LUNG = (-30.0, 40.0)  # x < -30 and z > 40
 TARGET = (-32.0, 30.0, 0.0)  # celiac plexus (left), anterolateral to the aorta
-ENTRY = (-60.0, SKIN_Y, 0.0)
+ENTRY = (-56.0, SKIN_Y, 0.0)
 
 STRUCTURES = {
     1: ("vertebrae_L1", Tissue.CANCELLOUS_BONE),

@@ -262,6 +262,10 @@ def triangle_area(p, q, r) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def _miss():
+    return False, math.inf, np.full(3, np.nan)
+
+
 def _expand_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For rows with `counts[i]` items starting at `starts[i]`: (row index, item index) of all items."""
     counts = counts.astype(np.int64)
@@ -641,7 +645,8 @@ class MeshLocator:
         frac = np.full(n, np.inf)
         point = np.full((n, 3), np.nan)
         seg = b - a
-        length = np.sqrt(np.einsum("ij,ij->i", seg, seg))
+        # |seg| summed x, y, z in that order, as the scalar query does (bit-identical results)
+        length = np.sqrt(seg[:, 0] * seg[:, 0] + seg[:, 1] * seg[:, 1] + seg[:, 2] * seg[:, 2])
         nz = length > 0
         u = np.zeros_like(seg)
         u[nz] = seg[nz] / length[nz, None]
@@ -760,12 +765,11 @@ class MeshLocator:
     def first_intersection_point(self, p0, p1) -> tuple[bool, float, np.ndarray]:
         """`first_intersection` for one segment, without numpy per step (for live updates).
         Returns (hit, fraction along the segment, point)."""
-        miss = (False, math.inf, np.full(3, np.nan))
         ax, ay, az = float(p0[0]), float(p0[1]), float(p0[2])
         dx, dy, dz = float(p1[0]) - ax, float(p1[1]) - ay, float(p1[2]) - az
         length = math.sqrt(dx * dx + dy * dy + dz * dz)
         if length == 0:
-            return miss
+            return _miss()
         ux, uy, uz = dx / length, dy / length, dz / length
         lo = [float(v) for v in self.lo]
         hi = [float(v) for v in self.hi]
@@ -776,7 +780,7 @@ class MeshLocator:
         for a in range(3):
             if u[a] == 0:
                 if not lo[a] <= o[a] <= hi[a]:
-                    return miss
+                    return _miss()
                 continue
             t1 = (lo[a] - o[a]) * inv[a]
             t2 = (hi[a] - o[a]) * inv[a]
@@ -785,7 +789,7 @@ class MeshLocator:
             s_in = max(s_in, t1)
             s_end = min(s_end, t2)
         if s_in > s_end:
-            return miss
+            return _miss()
         cell = self.cell
         d0, d1, d2 = (int(v) for v in self.dims)
         eps = 1e-9 * cell
@@ -808,7 +812,7 @@ class MeshLocator:
             if c >= cell:
                 s += c
                 if s > s_end:
-                    return miss
+                    return _miss()
                 ci, cj, ck = cell_at(s)
                 continue
             tx = (lo[0] + (ci + (ux > 0)) * cell - ax) * inv[0] if ux != 0 else math.inf
@@ -850,8 +854,8 @@ class MeshLocator:
                 ck += 1 if uz > 0 else -1
             s = max(s, s_exit)
             if not (0 <= ci < d0 and 0 <= cj < d1 and 0 <= ck < d2) or s > s_end:
-                return miss
-        return miss
+                return _miss()
+        return _miss()
 
     def first_intersection_brute(self, p0, p1):
         """Reference implementation: every segment against every triangle (for tests)."""

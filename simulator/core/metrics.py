@@ -370,6 +370,8 @@ class PerkAccumulator:
         self.base_mm = float(base_mm)
         self._nb = [x * -self.base_mm for x in self.axis]
         self._off = [x * PUNCTURE_OFFSET_MM for x in self.axis]
+        self._scalar_segment = hasattr(surface, "first_intersection_point")
+        self._scalar_inside = hasattr(surface, "contains_point")
         self.reset()
 
     def reset(self) -> None:
@@ -387,22 +389,26 @@ class PerkAccumulator:
         self._e_prev = None  # entry of the previous frame, when computed
         self.last_inside = False
 
-    def _entry(self, rows: list) -> tuple[float, float, float]:
-        """Perk Tutor's skin entry of a pose given as 4x4 nested lists ((0, 0, 0) if none)."""
-        nb = self._nb
-        p = (rows[0][3], rows[1][3], rows[2][3])
-        b = tuple(r[0] * nb[0] + r[1] * nb[1] + r[2] * nb[2] + r[3] * 1.0 for r in rows[:3])
-        if hasattr(self.surface, "first_intersection_point"):
+    def _segment_hit(self, p, b):
+        if self._scalar_segment:
             hit, _, e = self.surface.first_intersection_point(p, b)
         else:
             h, _, ee = self.surface.first_intersection(np.array([p]), np.array([b]))
             hit, e = bool(h[0]), ee[0]
-        if not hit:
-            return (0.0, 0.0, 0.0)
-        return (float(e[0]), float(e[1]), float(e[2]))
+        return (float(e[0]), float(e[1]), float(e[2])) if hit else None
+
+    def _entry(self, rows: list) -> tuple[float, float, float]:
+        """Perk Tutor's skin entry of a pose given as 4x4 nested lists ((0, 0, 0) if none).
+        (The same arithmetic as the vectorised search: the sums agree to the last bit, which
+        matters because Heron's formula magnifies the rounding of nearly flat triangles.)"""
+        nb = self._nb
+        p = (rows[0][3], rows[1][3], rows[2][3])
+        b = tuple(r[0] * nb[0] + r[1] * nb[1] + r[2] * nb[2] + r[3] * 1.0 for r in rows[:3])
+        e = self._segment_hit(p, b)
+        return (0.0, 0.0, 0.0) if e is None else e
 
     def _inside(self, pts: list) -> list[bool]:
-        if hasattr(self.surface, "contains_point"):
+        if self._scalar_inside:
             return [self.surface.contains_point(q) for q in pts]
         return [bool(x) for x in self.surface.contains(np.array(pts))]
 
