@@ -197,13 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_later_commands(sub) -> None:
-    """Commands whose implementations live in their own modules (snapshot, score, ...)."""
-    for module, name in (("simulator.commands.snapshot", "snapshot"), ("simulator.commands.score", "score")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        mod.add_parser(sub)
+    """Commands whose implementations live in their own modules: every module of
+    `simulator.commands` that defines `add_parser(subparsers)` (snapshot, score, records, ...)."""
+    import pkgutil
+
+    import simulator.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        mod = importlib.import_module(f"simulator.commands.{info.name}")
+        if hasattr(mod, "add_parser"):
+            mod.add_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
