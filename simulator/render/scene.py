@@ -207,7 +207,9 @@ def polydata_from_mesh(mesh: TriMesh, normals: bool = True) -> vtkPolyData:
 _POLY_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData], dict[str, vtkPolyData] | None]] = {}
 
 #: Above this many triangles an anatomy also gets a coarse copy, drawn while the view moves.
-LOD_MIN_TRIANGLES = 150_000
+#: (Measured with Mesa's software renderer: at the bundled patient's ~410k triangles a frame is
+#: bound by fragments, not triangles, and a coarse copy saves nothing; at ~760k it halved it.)
+LOD_MIN_TRIANGLES = 600_000
 #: Cell size (mm) of the coarse copy (vertex clustering): about a quarter of the triangles.
 LOD_CELL_MM = 4.0
 
@@ -341,6 +343,7 @@ class AnatomyScene:
         self._locators: dict[str, vtkStaticCellLocator] = {}
         self._lod = False
         self._fit_points: np.ndarray | None = None
+        self._last_order: list[int] = []
         self._closed = False
 
         self._needle_matrix = vtkMatrix4x4()
@@ -365,6 +368,9 @@ class AnatomyScene:
         self._cube_renderer = None
         if orientation_cube:
             self._add_orientation_cube()
+        # Before each frame: opaque surfaces front to back (a software renderer then skips the
+        # hidden fragments early), translucent ones back to front with the skin last.
+        self._order_tag = self.render_window.AddObserver("StartEvent", self._order_props)
 
     # --- anatomy ----------------------------------------------------------------------------
     def set_anatomy(self, anatomy: Anatomy | None, patient_position=None, build_lod: bool = True) -> None:
@@ -858,6 +864,7 @@ class AnatomyScene:
         self._closed = True
         self.renderer.RemoveAllViewProps()
         self.renderer.RemoveAllObservers()  # _sync_cube: a Python callable held by C++ (a cycle)
+        self.render_window.RemoveObserver(self._order_tag)
         self.render_window.RemoveRenderer(self.renderer)
         if self._cube_renderer is not None:
             self.render_window.RemoveRenderer(self._cube_renderer)
@@ -867,6 +874,38 @@ class AnatomyScene:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    # --- draw order ------------------------------------------------------------------------------
+    def _order_props(self, *_):
+        if self._closed or not self.structures:
+            return
+        pos = np.array(self.renderer.GetActiveCamera().GetPosition())
+        opaque, translucent = [], []
+        for info in self.structures.values():
+            for actor in (info.actor, info.lod_actor):
+                if actor is None or not actor.GetVisibility():
+                    continue
+                b = actor.GetBounds()
+                centre = np.array([(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2])
+                d = float(np.linalg.norm(centre - pos))
+                if actor.GetProperty().GetOpacity() < 1.0:
+                    translucent.append((info.name == "skin", -d, id(actor), actor))
+                else:
+                    opaque.append((d, id(actor), actor))
+        order = [a for *_k, a in sorted(opaque)] + [a for *_k, a in sorted(translucent)]
+        if [id(a) for a in order] == self._last_order:
+            return
+        for a in order:
+            self.renderer.RemoveActor(a)
+        for a in order:
+            self.renderer.AddActor(a)
+        self._last_order = [id(a) for a in order]
+
+    def draw_order(self) -> list[str]:
+        """Names of the visible anatomy actors in the order of the last frame (for tests)."""
+        names = {id(i.actor): n for n, i in self.structures.items()}
+        names.update({id(i.lod_actor): n for n, i in self.structures.items() if i.lod_actor is not None})
+        return [names[i] for i in self._last_order if i in names]
 
     # --- orientation cube -------------------------------------------------------------------------
     def _add_orientation_cube(self) -> None:

@@ -380,3 +380,20 @@ def test_small_anatomies_have_no_coarse_copies(scene):
     assert not scene.has_lod()
     assert not scene.set_lod(True)  # nothing to swap: no extra render needed
     assert scene.structures["kidney_left"].actor.GetVisibility()
+
+
+def test_draw_order_opaque_front_to_back_then_translucent_with_the_skin_last(scene):
+    scene.set_group_opacity("vessels", 0.5)
+    for preset, position in (("AP", "supine"), ("PA", "prone"), ("lateral_left", "supine")):
+        scene.set_camera_preset(preset, position)
+        scene.render()
+        order = scene.draw_order()
+        assert order[-2:] == ["aorta", "skin"]  # translucent after the opaque ones, skin last
+        cam = np.array(scene.camera_state()["position"])
+
+        def distance(name):
+            b = scene.structures[name].actor.GetBounds()
+            return np.linalg.norm(np.array([(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]) - cam)
+
+        opaque = [distance(n) for n in order[:-2]]
+        assert opaque == sorted(opaque) and len(opaque) == 3
