@@ -95,7 +95,11 @@ class TargetGeometry:
 
     def distance(self, points) -> np.ndarray:
         """Distance from each point to the target (0 inside a nerve or sphere)."""
-        p = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if self.kind == "point" and len(p) == 1:
+            c = self._c if hasattr(self, "_c") else self.points_mm[0].tolist()
+            x, y, z = p[0].tolist()
+            return np.array([math.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)])
         if self.kind == "polyline":
             return tube_distance(p, self.points_mm, self.radius_mm)
         if self.kind == "sphere":

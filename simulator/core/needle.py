@@ -155,10 +155,12 @@ class TissueProbe:
         """Points from a to b about `step_mm` apart (b included) and their parameters in [0, 1]."""
         a = np.asarray(a, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64)
-        length = float(np.linalg.norm(b - a))
+        d = b - a
+        dx, dy, dz = d.tolist()
+        length = math.sqrt(dx * dx + dy * dy + dz * dz)
         n = max(1, int(math.ceil(length / self.step_mm)))
         t = np.arange(0 if include_start else 1, n + 1) / n
-        return a + t[:, None] * (b - a), t
+        return a + t[:, None] * d, t
 
     def tissue_at(self, points) -> np.ndarray:
         """Tissue codes at points (nearest voxel, AIR outside the grid), like Anatomy.tissue_at."""
@@ -177,10 +179,9 @@ class TissueProbe:
     def tissue_label_at(self, points) -> tuple[np.ndarray, np.ndarray]:
         """Tissue codes and labels at points, one voxel lookup for both."""
         an = self.anatomy
-        p = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         ijk = np.rint((p - an.origin_mm) / an.spacing_mm).astype(np.int64)
-        shape = np.asarray(an.shape)
-        inside = np.all((ijk >= 0) & (ijk < shape), axis=1)
+        inside = ((ijk >= 0) & (ijk < self._shape)).all(axis=1)
         tis = np.zeros(len(p), dtype=np.uint8)
         lab = np.zeros(len(p), dtype=an.labels.dtype)
         if inside.all():
