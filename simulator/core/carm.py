@@ -168,6 +168,15 @@ class CArmPose:
 
     def _frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(beam direction source->detector, screen-right axis, screen-down axis), unit vectors."""
+        cached = self.__dict__.get("_frame_cache")
+        if cached is None:
+            cached = self._compute_frame()
+            for v in cached:
+                v.flags.writeable = False
+            object.__setattr__(self, "_frame_cache", cached)
+        return cached
+
+    def _compute_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = math.radians(self.lao_deg)
         c = math.radians(self.cranial_deg)
         pos = self.patient_position

@@ -91,6 +91,7 @@ _ENHANCING = (
     Tissue.PANCREAS, Tissue.ADRENAL,
 )
 _ENHANCEMENT_MARGIN_HU = 30.0
+BLOB_REACH_SIGMAS = 3.5  # a blob is drawn out to this many standard deviations (0.2 % of its peak)
 _PHANTOM_KINDS = ("phantom", "analytic", "mesh-phantom")
 
 
@@ -231,21 +232,17 @@ class AttenuationVolume:
         pad_hi = min(npad, k1 - k0_) if (k1 == nz and body_any_k[nz - 1] > 0.1 * big) else 0
         ci, cj, ck = i1 - i0, j1 - j0, k1 - k0_
         out = np.zeros((ck + pad_lo + pad_hi + 2, cj + 2, ci + 2), dtype=np.float32)
-        for s0 in range(k0_, k1, chunk):
-            s1 = min(s0 + chunk, k1)
-            tis = tissue[i0:i1, j0:j1, s0:s1]
-            if source == "hu":
-                h = np.asarray(anatomy.hu[i0:i1, j0:j1, s0:s1], dtype=np.float32)
-                if enhanced:
-                    for code, cap in caps.items():
-                        m = (tis == code) & (h > cap)
-                        if m.any():
-                            h[m] = cap
-                mu = hu_to_mu(h)
-            else:
-                mu = tissue_to_mu(tis)
-            mu[tis == int(Tissue.AIR)] = 0.0
-            out[1 + pad_lo + (s0 - k0_):1 + pad_lo + (s1 - k0_), 1:-1, 1:-1] = mu.transpose(2, 1, 0)
+        cap_lut = np.full(256, 1e9, dtype=np.float64)
+        if enhanced:
+            for code, cap in caps.items():
+                cap_lut[code] = cap
+        tissue_lut = np.zeros(256, dtype=np.float64)
+        for t in Tissue:
+            tissue_lut[int(t)] = MU_60KEV_PER_CM.get(t, 0.217) / 10.0
+        hu = anatomy.hu if source == "hu" else np.zeros((1, 1, 1), np.int16)
+        K.ct_to_mu_zyx(hu, tissue, cap_lut, tissue_lut, source == "tissue", MU_WATER_60KEV_PER_MM,
+                       BONE_SLOPE_60KEV, AIR_HU_THRESHOLD, int(Tissue.AIR), int(i0), int(i1), int(j0), int(j1),
+                       int(k0_), int(k1), out, 1 + pad_lo)
         core = slice(1 + pad_lo, 1 + pad_lo + ck)
         if pad_lo:
             out[1:1 + pad_lo] = out[core][:pad_lo][::-1]
@@ -259,17 +256,15 @@ class AttenuationVolume:
 
     def downsampled(self, fx: int, fy: int, fz: int = 1) -> "AttenuationVolume":
         """Block-averaged copy (mu preserved on average), with a fresh zero border."""
-        f = (int(fz), int(fy), int(fx))
         core = self.mu_zyx[1:-1, 1:-1, 1:-1]
-        shape = [int(math.ceil(s / q)) * q for s, q in zip(core.shape, f)]
-        padded = np.zeros(shape, dtype=np.float32)
-        padded[: core.shape[0], : core.shape[1], : core.shape[2]] = core
-        pooled = padded.reshape(shape[0] // f[0], f[0], shape[1] // f[1], f[1], shape[2] // f[2], f[2]).mean(axis=(1, 3, 5))
+        f = (int(fz), int(fy), int(fx))
+        shape = tuple(-(-s // q) for s, q in zip(core.shape, f))
+        pooled = np.zeros((shape[0] + 2, shape[1] + 2, shape[2] + 2), dtype=np.float32)
+        K.block_mean_3d(core, f[0], f[1], f[2], pooled[1:-1, 1:-1, 1:-1])
         sp_new = self.spacing_mm * np.array([fx, fy, fz])
         first = self.origin_mm + self.spacing_mm  # centre of the first core voxel
         origin = first + 0.5 * (np.array([fx, fy, fz]) - 1) * self.spacing_mm - sp_new
-        return AttenuationVolume(np.pad(pooled.astype(np.float32), 1), origin, sp_new,
-                                 dict(self.info, downsampled=[fx, fy, fz]))
+        return AttenuationVolume(pooled, origin, sp_new, dict(self.info, downsampled=[fx, fy, fz]))
 
     def _shear_setup(self, pose: CArmPose, row_factor: float = 0.5):
         """Principal axis, far plane and intermediate ray grid of the shear-warp projection."""
@@ -489,7 +484,10 @@ class ContrastBlob:
 @dataclass(frozen=True, eq=False)
 class ContrastGrid:
     """A small voxel grid of iodine concentration (mg/ml), (I, J, K) in RAS index order, voxel
-    (i, j, k) centre at origin_mm + (i, j, k) * spacing_mm (the spread model's output)."""
+    (i, j, k) centre at origin_mm + (i, j, k) * spacing_mm (the spread model's output).
+
+    smooth_mm: a Gaussian blur (standard deviation, mm) applied once, so that a voxel-wise fill
+    has the soft edges of contrast mixing with tissue fluid (0: none)."""
 
     iodine_mg_per_ml: np.ndarray
     origin_mm: tuple[float, float, float]
@@ -497,32 +495,58 @@ class ContrastGrid:
     intravascular: bool = False
     injected_at_s: float = 0.0
     washout_s: float = 3.0
+    smooth_mm: float = 0.0
 
     @classmethod
     def from_mask(cls, mask: np.ndarray, origin_mm, spacing_mm, iodine_mg_per_ml: float, **kw) -> "ContrastGrid":
         return cls(np.asarray(mask, dtype=np.float32) * float(iodine_mg_per_ml), tuple(origin_mm), tuple(spacing_mm), **kw)
 
     @classmethod
-    def from_spread(cls, spread, iodine_mg_per_ml: float = 240.0, washout_s: float | None = None) -> "ContrastGrid":
+    def from_spread(cls, spread, iodine_mg_per_ml: float = 240.0, washout_s: float | None = None,
+                    smooth_mm: float = 1.5) -> "ContrastGrid":
         """From a `simulator.core.spread.Spread` of contrast medium: each filled voxel holds its
         filled fraction times the medium's iodine concentration; an intravascular (washout) spread
-        flashes at its injection time and washes out."""
+        flashes at its injection time (`spread.time_s`) and washes out over `washout_s` (default 2 s)."""
         values, origin, spacing = spread.subgrid()
         wash = bool(getattr(spread, "washout", False))
-        if washout_s is None:
-            washout_s = 2.0
         return cls(np.asarray(values, dtype=np.float32) * float(iodine_mg_per_ml), tuple(map(float, origin)),
                    tuple(map(float, spacing)), intravascular=wash, injected_at_s=float(getattr(spread, "time_s", 0.0)),
-                   washout_s=float(washout_s))
+                   washout_s=2.0 if washout_s is None else float(washout_s), smooth_mm=float(smooth_mm))
+
+    def scale_at(self, time_s: float) -> float:
+        """Fraction of the iodine in view at a time (1 in tissue; the wash-out curve in a vessel)."""
+        if not self.intravascular:
+            return 1.0
+        return float(vascular_washout_fraction(float(time_s) - self.injected_at_s, self.washout_s))
+
+    def unit_volume(self) -> AttenuationVolume:
+        """The iodine's attenuation volume (made once, smoothed if asked)."""
+        vol = self.__dict__.get("_unit_volume")
+        if vol is None:
+            conc = np.asarray(self.iodine_mg_per_ml, dtype=np.float32)
+            origin = np.asarray(self.origin_mm, dtype=np.float64)
+            spacing = np.asarray(self.spacing_mm, dtype=np.float64)
+            if self.smooth_mm > 0:
+                from scipy.ndimage import gaussian_filter
+
+                sig = self.smooth_mm / spacing
+                pad = np.ceil(3 * sig).astype(int)
+                conc = gaussian_filter(np.pad(conc, [(p, p) for p in pad]), sig, mode="constant")
+                origin = origin - pad * spacing
+            vol = AttenuationVolume.from_xyz(iodine_mu_per_mm(conc).astype(np.float32), origin, spacing, border=True)
+            vol.use_x_major = False
+            object.__setattr__(self, "_unit_volume", vol)
+        return vol
 
     def volume_at(self, time_s: float) -> AttenuationVolume | None:
-        scale = 1.0
-        if self.intravascular:
-            scale = vascular_washout_fraction(float(time_s) - self.injected_at_s, self.washout_s)
-            if scale < 1e-4:
-                return None
-        mu = iodine_mu_per_mm(self.iodine_mg_per_ml).astype(np.float32) * np.float32(scale)
-        return AttenuationVolume.from_xyz(mu, self.origin_mm, self.spacing_mm, border=True)
+        """The attenuation volume at a time (None once washed out)."""
+        scale = self.scale_at(time_s)
+        if scale < 1e-4:
+            return None
+        unit = self.unit_volume()
+        if scale == 1.0:
+            return unit
+        return AttenuationVolume(unit.mu_zyx * np.float32(scale), unit.origin_mm, unit.spacing_mm)
 
 
 @dataclass
@@ -605,13 +629,14 @@ def add_contrast(out: np.ndarray, pose: CArmPose, contrast: ContrastScene | None
             sig_max = math.sqrt(float(np.max(np.linalg.eigvalsh(np.linalg.inv(prec[q])))))
             if not np.isfinite(u[q]):
                 continue
-            bboxes[q] = _bbox(u[q:q + 1], v[q:q + 1], 4.0 * sig_max * mag[q] / pitch, n)
+            bboxes[q] = _bbox(u[q:q + 1], v[q:q + 1], BLOB_REACH_SIGMAS * sig_max * mag[q] / pitch, n)
         K.add_gaussian_blobs(out, pose.source_mm, det_origin, du, dv, centers, prec, peaks, bboxes)
         boxes += [tuple(b) for b in bboxes if b[1] > b[0] and b[3] > b[2]]
     for g in contrast.grids:
-        vol = g.volume_at(time_s)
-        if vol is None:
+        amount = g.scale_at(time_s)
+        if amount < 1e-4:
             continue
+        vol = g.unit_volume()
         lo, hi = vol.bounds_mm()
         corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         u, v = pose.world_to_pixel(corners)
@@ -622,8 +647,12 @@ def add_contrast(out: np.ndarray, pose: CArmPose, contrast: ContrastScene | None
         b = _bbox(u, v, 1.0, n)
         if b[1] <= b[0] or b[3] <= b[2]:
             continue
-        vol.use_x_major = False  # small: not worth a second layout
-        vol.project_fast(pose, out=out, bbox=b, accumulate=True)
+        if amount == 1.0:
+            vol.project_fast(pose, out=out, bbox=b, accumulate=True)
+        else:
+            tmp = np.zeros_like(out)
+            vol.project_fast(pose, out=tmp, bbox=b)
+            out[b[0]:b[1], b[2]:b[3]] += np.float32(amount) * tmp[b[0]:b[1], b[2]:b[3]]
         boxes.append(tuple(b))
     return boxes
 
@@ -705,6 +734,14 @@ class FluoroscopyRenderer:
         self._rng = np.random.default_rng(seed)
         self._noise = self._rng.standard_normal(2 * 1024 * 1024 + 4099).astype(np.float32)
         self._exposed_cache: OrderedDict = OrderedDict()
+
+    def prepare(self) -> None:
+        """Build everything a first view would otherwise build on demand (the x-major copy of the
+        volume used by lateral-ish views); call it from a worker thread at start-up."""
+        if self.volume.use_x_major:
+            self.volume.x_major()
+        if self.preview_volume.use_x_major:
+            self.preview_volume.x_major()
 
     # ---- ray grids ------------------------------------------------------------------------------
     def full_rays(self, pose: CArmPose) -> int:

@@ -251,36 +251,37 @@ def add_gaussian_blobs(out, src, det_origin, du, dv, centers, precisions, peaks,
     """Add the line integral of anisotropic Gaussian blobs peak * exp(-1/2 (x-c)^T Q (x-c)).
 
     centers (n, 3) mm, precisions (n, 3, 3) = inverse covariance (1/mm^2), peaks (n,) in 1/mm
-    (attenuation at the centre), bboxes (n, 4) (r0, r1, c0, c1). Closed form along a unit ray d
-    from s, w = s - c: sqrt(2 pi / d'Qd) exp(-1/2 (w'Qw - (d'Qw)^2 / d'Qd))."""
+    (attenuation at the centre), bboxes (n, 4) (r0, r1, c0, c1). Along the ray s + t D (D from
+    the source to the pixel, not normalised), w = s - c, a = D'QD, b = D'Qw, k = w'Qw:
+    integral = peak |D| sqrt(2 pi / a) exp(-1/2 (k - b^2 / a))."""
     n = centers.shape[0]
+    e0 = det_origin - src
+    two_pi = 2.0 * math.pi
     for q in range(n):
         Q = precisions[q]
         wx = src[0] - centers[q, 0]
         wy = src[1] - centers[q, 1]
         wz = src[2] - centers[q, 2]
-        qwx = Q[0, 0] * wx + Q[0, 1] * wy + Q[0, 2] * wz
-        qwy = Q[1, 0] * wx + Q[1, 1] * wy + Q[1, 2] * wz
-        qwz = Q[2, 0] * wx + Q[2, 1] * wy + Q[2, 2] * wz
-        wqw = wx * qwx + wy * qwy + wz * qwz
+        qw = Q @ np.array([wx, wy, wz])
+        wqw = wx * qw[0] + wy * qw[1] + wz * qw[2]
+        qe0 = Q @ e0
+        qdu = Q @ du
+        qdv = Q @ dv
         pk = peaks[q]
         for r in range(bboxes[q, 0], bboxes[q, 1]):
             for c in range(bboxes[q, 2], bboxes[q, 3]):
-                px = det_origin[0] + c * du[0] + r * dv[0] - src[0]
-                py = det_origin[1] + c * du[1] + r * dv[1] - src[1]
-                pz = det_origin[2] + c * du[2] + r * dv[2] - src[2]
-                ln = math.sqrt(px * px + py * py + pz * pz)
-                px /= ln
-                py /= ln
-                pz /= ln
-                qdx = Q[0, 0] * px + Q[0, 1] * py + Q[0, 2] * pz
-                qdy = Q[1, 0] * px + Q[1, 1] * py + Q[1, 2] * pz
-                qdz = Q[2, 0] * px + Q[2, 1] * py + Q[2, 2] * pz
-                dqd = px * qdx + py * qdy + pz * qdz
-                dqw = px * qwx + py * qwy + pz * qwz
-                e = 0.5 * (wqw - dqw * dqw / dqd)
-                if e < 30.0:
-                    out[r, c] += pk * math.sqrt(2.0 * math.pi / dqd) * math.exp(-e)
+                dx = e0[0] + c * du[0] + r * dv[0]
+                dy = e0[1] + c * du[1] + r * dv[1]
+                dz = e0[2] + c * du[2] + r * dv[2]
+                qx = qe0[0] + c * qdu[0] + r * qdv[0]
+                qy = qe0[1] + c * qdu[1] + r * qdv[1]
+                qz = qe0[2] + c * qdu[2] + r * qdv[2]
+                a = dx * qx + dy * qy + dz * qz
+                b = dx * qw[0] + dy * qw[1] + dz * qw[2]
+                e = 0.5 * (wqw - b * b / a)
+                if e < 12.0:
+                    ln2 = dx * dx + dy * dy + dz * dz
+                    out[r, c] += pk * math.sqrt(two_pi * ln2 / a) * math.exp(-e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +411,7 @@ def compose_display(maps, p_add, exposed, noise, noise_offset, noise_scale, lo, 
         x0a[c] = i
         x1a[c] = min(i + 1, wm - 1)
         fxa[c] = x - i
+    idx = noise_offset % m
     for r in range(h):
         y = (r + 0.5) * hm / h - 0.5
         y = min(max(y, 0.0), hm - 1.0)
@@ -418,7 +420,9 @@ def compose_display(maps, p_add, exposed, noise, noise_offset, noise_scale, lo, 
         fy = np.float32(y - y0)
         for c in range(w):
             e = exposed[r, c]
-            idx = (noise_offset + r * w + c) % m
+            idx += 1
+            if idx >= m:
+                idx = 0
             if e == 0:
                 out[r, c] = 0
                 continue
@@ -672,3 +676,61 @@ def process_display(L, big, small, mid, p_ref, rc, ee, de, out):
         for c in range(w):
             l = L[r, c]
             out[r, c] = l - rc * (big[r, c] - p_ref) + ee * (l - small[r, c]) + de * (small[r, c] - mid[r, c])
+
+
+@njit(**_JIT)
+def ct_to_mu_zyx(hu, tissue, cap_lut, tissue_mu_lut, use_tissue, mu_water, bone_slope, air_hu, air_code,
+                 i0, i1, j0, j1, k0, k1, out, k_off):
+    """Attenuation (1/mm) of the box [i0, i1) x [j0, j1) x [k0, k1) of (I, J, K) volumes, written
+    transposed into out[k - k0 + k_off, j - j0 + 1, i - i0 + 1] (a one-voxel border left free).
+
+    CT numbers (use_tissue False): HU capped per tissue by cap_lut (contrast removal; a large value
+    means no cap); mu = mu_water (1 + HU/1000) below 0 HU, mu_water (1 + bone_slope HU/1000) above;
+    HU <= air_hu is air. Tissue classes (use_tissue True): mu = tissue_mu_lut[tissue]. Air tissue: 0."""
+    T = 32  # tiles over (i, k): the transpose reads along k and writes along i
+    for j in range(j0, j1):
+        for ib in range(i0, i1, T):
+            for kb in range(k0, k1, T):
+                for i in range(ib, min(ib + T, i1)):
+                    for k in range(kb, min(kb + T, k1)):
+                        t = tissue[i, j, k]
+                        if t == air_code:
+                            v = 0.0
+                        elif use_tissue:
+                            v = tissue_mu_lut[t]
+                        else:
+                            h = float(hu[i, j, k])
+                            cap = cap_lut[t]
+                            if h > cap:
+                                h = cap
+                            if h <= air_hu:
+                                v = 0.0
+                            elif h > 0.0:
+                                v = mu_water * (1.0 + bone_slope * h / 1000.0)
+                            else:
+                                v = mu_water * (1.0 + h / 1000.0)
+                        out[k - k0 + k_off, j - j0 + 1, i - i0 + 1] = v
+
+
+@njit(**_JIT)
+def block_mean_3d(vol, fz, fy, fx, out):
+    """Mean over fz x fy x fx blocks of a (Z, Y, X) volume; partial blocks at the far edges count
+    their missing voxels as zero. out: (ceil(Z/fz), ceil(Y/fy), ceil(X/fx))."""
+    Z, Y, X = vol.shape
+    inv = 1.0 / (fz * fy * fx)
+    for a in range(out.shape[0]):
+        for b in range(out.shape[1]):
+            for c in range(out.shape[2]):
+                out[a, b, c] = 0.0
+    for z in range(Z):
+        a = z // fz
+        for y in range(Y):
+            b = y // fy
+            row = out[a, b]
+            src = vol[z, y]
+            for x in range(X):
+                row[x // fx] += src[x]
+    for a in range(out.shape[0]):
+        for b in range(out.shape[1]):
+            for c in range(out.shape[2]):
+                out[a, b, c] *= inv

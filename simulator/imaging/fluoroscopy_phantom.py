@@ -146,16 +146,33 @@ def synthetic_torso_anatomy(shape_xyz=(512, 512, 133), spacing_mm=(0.703125, 0.7
     spine_y = -40.0
     noise = rng.normal(0.0, 12.0, size=(nx, ny)).astype(np.float32)
 
+    Xf, Yf = X, Y
+    # window around the spine for the vertebrae
+    ix = np.flatnonzero(np.abs(x) <= 110.0)
+    iy = np.flatnonzero((y >= -140.0) & (y <= 0.0))
+    SW = (slice(ix[0], ix[-1] + 1), slice(iy[0], iy[-1] + 1))
+    Xs, Ys = X[SW], Y[SW]
+    # the rib ring (a band inside the body wall) and the angle around it, per side
+    rx_, ry_ = 160.0, 112.0
+    rr_all = np.sqrt((X / (rx_ - 22)) ** 2 + ((Y + 5.0) / (ry_ - 22)) ** 2)
+    ring_ang, ring_i, ring_j = [], [], []
+    for sx in (-1, 1):
+        m = (np.abs(rr_all - 1.0) * 100.0 <= 5.5) & (sx * X > 10)
+        ii, jj = np.nonzero(m)
+        ring_i.append(ii)
+        ring_j.append(jj)
+        ring_ang.append(np.arctan2(Y[ii, jj] + 5.0, sx * X[ii, jj]))
     for k, z in enumerate(z_all):
         h = np.full((nx, ny), -1000.0, dtype=np.float32)
         t = np.zeros((nx, ny), dtype=np.uint8)
         lab = np.zeros((nx, ny), dtype=np.uint16)
 
-        def put(mask, value, tis, name=None):
-            h[mask] = value
-            t[mask] = tis
+        def put(mask, value, tis, name=None, win=(slice(None), slice(None))):
+            hv, tv, lv = h[win], t[win], lab[win]
+            hv[mask] = value
+            tv[mask] = tis
             if name is not None:
-                lab[mask] = sid(name, tis)
+                lv[mask] = sid(name, tis)
 
         # body outline: ellipse, fat layer and muscle
         rx, ry = 160.0, 112.0
@@ -198,7 +215,8 @@ def synthetic_torso_anatomy(shape_xyz=(512, 512, 133), spacing_mm=(0.703125, 0.7
         put(((X + 18) ** 2 + (Y + 8) ** 2) <= 12.0**2, 40.0, Tissue.ARTERY, "aorta")
         put(((X - 28) ** 2 + (Y + 5) ** 2) <= 11.0**2, 38.0, Tissue.VEIN, "inferior_vena_cava")
 
-        # vertebrae
+        # vertebrae (within a window around the spine)
+        X, Y = Xs, Ys
         for name, zc in centers.items():
             dz = z - zc
             if abs(dz) > level_h / 2 + 2:
@@ -213,12 +231,12 @@ def synthetic_torso_anatomy(shape_xyz=(512, 512, 133), spacing_mm=(0.703125, 0.7
                 outer = r <= 1.0
                 core = ((X / (bx * waist - 1.5)) ** 2 + ((Y - spine_y) / (by * waist - 1.5)) ** 2) <= 1.0
                 endplate = abs(dz) > body_h / 2 - 1.5
-                put(outer, 900.0, Tissue.CORTICAL_BONE, vname)
+                put(outer, 900.0, Tissue.CORTICAL_BONE, vname, win=SW)
                 if not endplate:
-                    put(core, 230.0, Tissue.CANCELLOUS_BONE, vname)
+                    put(core, 230.0, Tissue.CANCELLOUS_BONE, vname, win=SW)
             elif abs(dz) <= level_h / 2:
                 disc = ((X / bx) ** 2 + ((Y - spine_y) / by) ** 2) <= 1.0
-                put(disc, 80.0, Tissue.INTERVERTEBRAL_DISC, f"intervertebral_disc_{name}")
+                put(disc, 80.0, Tissue.INTERVERTEBRAL_DISC, f"intervertebral_disc_{name}", win=SW)
             # posterior elements (upper two thirds of each level)
             if -6.0 <= dz <= body_h / 2 + 2:
                 ped_x = bx * 0.62
@@ -226,36 +244,36 @@ def synthetic_torso_anatomy(shape_xyz=(512, 512, 133), spacing_mm=(0.703125, 0.7
                 canal_r = 9.5 if lumbar else 8.0
                 for sx in (-1, 1):
                     ped = (((X - sx * ped_x) / 5.0) ** 2 + ((Y - (y_back - 8)) / 9.0) ** 2) <= 1.0
-                    put(ped, 700.0, Tissue.CORTICAL_BONE, vname)
+                    put(ped, 700.0, Tissue.CORTICAL_BONE, vname, win=SW)
                     # transverse process
                     tp_len = 50.0 if lumbar else 32.0
                     tp_y = y_back - 14 if lumbar else y_back - 20
                     tp = (np.abs(X - sx * (ped_x + tp_len / 2)) <= tp_len / 2) & (np.abs(Y - tp_y) <= 4.0) & (abs(dz) <= 5.0)
-                    put(tp, 650.0, Tissue.CORTICAL_BONE, vname)
+                    put(tp, 650.0, Tissue.CORTICAL_BONE, vname, win=SW)
                 # lamina arch around the canal and spinous process
                 cy = y_back - canal_r - 2
                 ring = (((X ** 2 + (Y - cy) ** 2) <= (canal_r + 5) ** 2) & ((X ** 2 + (Y - cy) ** 2) > canal_r**2)
                         & (Y < y_back - 4))
-                put(ring, 700.0, Tissue.CORTICAL_BONE, vname)
+                put(ring, 700.0, Tissue.CORTICAL_BONE, vname, win=SW)
                 sp_len = 30.0 if lumbar else 38.0
                 spn = (np.abs(X) <= 3.5) & (Y <= cy - canal_r) & (Y >= cy - canal_r - sp_len) & (dz >= -4 + 0.2 * (cy - canal_r - Y) * (0 if lumbar else 1))
-                put(spn, 700.0, Tissue.CORTICAL_BONE, vname)
+                put(spn, 700.0, Tissue.CORTICAL_BONE, vname, win=SW)
         # spinal canal (CSF), all levels
-        put(((X ** 2 + (Y - (spine_y - 16 - 11)) ** 2) <= 8.0**2), 10.0, Tissue.CSF, "spinal_cord")
-        # ribs: thoracic levels, one pair per vertebra above L1, sloping down laterally
-        for i, name in enumerate(VERTEBRA_NAMES):
+        put(((X ** 2 + (Y - (spine_y - 16 - 11)) ** 2) <= 8.0**2), 10.0, Tissue.CSF, "spinal_cord", win=SW)
+        X, Y = Xf, Yf
+        # ribs: thoracic levels, one pair per vertebra above L1, sloping down laterally (on the ring)
+        for name in VERTEBRA_NAMES:
             if name.startswith("L"):
                 continue
             n = int(name[1:])
-            for sx, side in ((-1, "left"), (1, "right")):
-                rname = f"rib_{side}_{n}"
-                # rib as a curve: from the transverse process, around the body wall, dropping ~30 mm
-                ang = np.arctan2(Y + 5.0, sx * X)  # 0 at lateral, +pi/2 anterior
-                rr = np.sqrt((X / (rx - 22)) ** 2 + ((Y + 5.0) / (ry - 22)) ** 2)
+            for side_i, side in enumerate(("left", "right")):
+                ang, ri, rj = ring_ang[side_i], ring_i[side_i], ring_j[side_i]
                 zr = centers[name] + 10.0 - 18.0 * (ang + 1.9)
-                extent = (ang > -2.0) & (ang < (0.6 if n < 11 else -0.2))
-                tube = (np.abs(rr - 1.0) * 100.0 <= 5.5) & (np.abs(z - zr) <= 5.0) & extent & (sx * X > 10)
-                put(tube, 600.0, Tissue.CORTICAL_BONE, rname)
+                sel = (np.abs(z - zr) <= 5.0) & (ang > -2.0) & (ang < (0.6 if n < 11 else -0.2))
+                if sel.any():
+                    h[ri[sel], rj[sel]] = 600.0
+                    t[ri[sel], rj[sel]] = Tissue.CORTICAL_BONE
+                    lab[ri[sel], rj[sel]] = sid(f"rib_{side}_{n}", Tissue.CORTICAL_BONE)
         # fat and soft tissue noise, outside of air
         inside = t != int(Tissue.AIR)
         h[inside] += noise[inside] * 0.5

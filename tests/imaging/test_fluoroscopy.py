@@ -292,10 +292,34 @@ def test_contrast_grid_from_a_spread_like_object_and_its_washout():
             v[3:7, 3:7, 3:7] = 1.0
             return v, ISO - 4.5, np.array([1.0, 1.0, 1.0])
 
-    g = ContrastGrid.from_spread(FakeSpread(), iodine_mg_per_ml=240.0)
+    g = ContrastGrid.from_spread(FakeSpread(), iodine_mg_per_ml=240.0, smooth_mm=0.0)
     assert g.intravascular and g.injected_at_s == 3.0
     assert g.volume_at(3.5) is not None and g.volume_at(3.0 + 5.0) is None
     assert float(g.iodine_mg_per_ml.max()) == 240.0
+    pose = CArmPose(isocenter_mm=tuple(ISO), detector_pixels=128)
+
+    def peak(grid, t):
+        out = np.zeros((128, 128), np.float32)
+        add_contrast(out, pose, ContrastScene(grids=[grid]), time_s=t)
+        return float(out.max())
+
+    full = float(iodine_mu_per_mm(240.0)) * 4.0  # 4 voxels of 1 mm along the beam
+    assert peak(g, 3.0 + 0.15) == pytest.approx(full, rel=0.03)  # the flash
+    assert peak(g, 3.0 + 1.0) == pytest.approx(full * g.scale_at(4.0), rel=0.03)
+    assert peak(g, 3.0 + 2.0) < 0.011 * full  # washed out
+    # smoothing keeps the amount of iodine and softens the edges
+    soft = ContrastGrid.from_spread(FakeSpread(), iodine_mg_per_ml=240.0, smooth_mm=1.5)
+    soft.__dict__["intravascular"] = False  # frozen dataclass: only for this check, view it in tissue
+    sharp = ContrastGrid.from_spread(FakeSpread(), iodine_mg_per_ml=240.0, smooth_mm=0.0)
+    sharp.__dict__["intravascular"] = False
+    a, b = np.zeros((128, 128), np.float32), np.zeros((128, 128), np.float32)
+    add_contrast(a, pose, ContrastScene(grids=[sharp]))
+    add_contrast(b, pose, ContrastScene(grids=[soft]))
+    # the sum over pixels is the iodine's attenuation times the volume, magnified (64 voxels of 1 mm3)
+    expected = 64.0 * float(iodine_mu_per_mm(240.0)) * (1000.0 / 600.0) ** 2 / pose.pixel_pitch_mm**2
+    assert b.sum() == pytest.approx(expected, rel=0.01)
+    assert a.sum() == pytest.approx(expected, rel=0.06)  # a sharp 4 mm cube is undersampled by 2.3 mm pixels
+    assert b.max() < a.max()
 
 
 # ---- renderer, detector and display -------------------------------------------------------------------
