@@ -156,6 +156,11 @@ def run(args) -> int:
         if not sid:
             return _fail(f"{args.recording}: the recording names no scenario; give --scenario")
         scenario = load_scenario(find_scenario(sid))
+        from simulator.core.recording import scenario_version
+
+        if rec.scenario_version and rec.scenario_version != scenario_version(scenario):
+            sys.stderr.write(f"score: warning: {args.recording} was recorded with another version of scenario "
+                             f"{scenario.id!r}; scoring with the current rubric\n")
         anatomy = load_anatomy_ref(scenario.anatomy)
         if rec.anatomy_hash and rec.anatomy_hash != anatomy_hash(anatomy):
             sys.stderr.write(f"score: warning: {args.recording} was recorded on another build of anatomy "
