@@ -67,6 +67,13 @@ _LEFT = -_RIGHT
 _ANTERIOR = np.array([0.0, 1.0, 0.0])
 _POSTERIOR = -_ANTERIOR
 _SUPERIOR = np.array([0.0, 0.0, 1.0])
+# per patient position: (isocentre -> detector at zero angles, where a positive orbital angle turns it)
+_POSITION_AXES = {
+    "prone": (_POSTERIOR, _LEFT),
+    "supine": (_ANTERIOR, _LEFT),
+    "lateral_left": (_RIGHT, _ANTERIOR),  # lying on the left side: detector above the right side
+    "lateral_right": (_LEFT, _ANTERIOR),
+}
 
 
 def _vec3(value, name: str) -> tuple[float, float, float]:
@@ -160,6 +167,33 @@ class CArmPose:
         kw.update(overrides)
         return cls(**kw)
 
+    def aimed_along(self, direction) -> "CArmPose":
+        """This pose turned so that the beam runs along `direction` (RAS; either sense): the tunnel
+        (coaxial, "down the needle") view, in which a needle on that line shows as a dot. The beam
+        keeps the detector on the side away from the table; raises ValueError if the angles needed
+        exceed the C-arm's range (|cranial_deg| > 60)."""
+        b = np.asarray(direction, dtype=np.float64).reshape(3)
+        nb = np.linalg.norm(b)
+        if not np.isfinite(nb) or nb < 1e-9:
+            raise ValueError(f"CArmPose.aimed_along direction: not a direction: {direction!r}")
+        b = b / nb
+        d0, toward = _POSITION_AXES[self.patient_position]
+        if b @ d0 < 0:
+            b = -b
+        c = math.degrees(math.asin(max(-1.0, min(1.0, float(b @ _SUPERIOR)))))
+        a = math.degrees(math.atan2(float(b @ toward), float(b @ d0)))
+        if abs(c) > 60.0:
+            raise ValueError(f"CArmPose.aimed_along: the direction needs cranial_deg {c:.1f}, beyond +/-60")
+        return self.replace(lao_deg=a, cranial_deg=c)
+
+    def oblique(self, side: str, angle_deg: float) -> "CArmPose":
+        """An oblique view with the detector turned `angle_deg` towards the patient's `side`
+        ('left' or 'right'); for a prone patient the ipsilateral oblique of a left-sided block is
+        oblique('left', 20-35)."""
+        if side not in ("left", "right"):
+            raise ValueError(f"CArmPose.oblique side: {side!r} is not 'left' or 'right'")
+        return self.replace(lao_deg=abs(angle_deg) if side == "left" else -abs(angle_deg))
+
     # ---- frame --------------------------------------------------------------------------------
     @property
     def effective_isocenter_mm(self) -> np.ndarray:
@@ -179,15 +213,7 @@ class CArmPose:
     def _compute_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = math.radians(self.lao_deg)
         c = math.radians(self.cranial_deg)
-        pos = self.patient_position
-        if pos == "prone":
-            d0, toward = _POSTERIOR, _LEFT
-        elif pos == "supine":
-            d0, toward = _ANTERIOR, _LEFT
-        elif pos == "lateral_left":  # lying on the left side: detector above the right side
-            d0, toward = _RIGHT, _ANTERIOR
-        else:  # lateral_right
-            d0, toward = _LEFT, _ANTERIOR
+        d0, toward = _POSITION_AXES[self.patient_position]
         d_orb = math.cos(a) * d0 + math.sin(a) * toward
         beam = math.cos(c) * d_orb + math.sin(c) * _SUPERIOR
         up = math.cos(c) * _SUPERIOR - math.sin(c) * d_orb

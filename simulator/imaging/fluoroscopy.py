@@ -390,6 +390,17 @@ class NeedleModel:
             hub = np.asarray(hub_mm, dtype=np.float64).reshape(3)
         return cls(tuple(map(float, tip)), tuple(map(float, hub)), NEEDLE_OUTER_DIAMETER_MM[gauge], **kw)
 
+    @classmethod
+    def from_state(cls, state, **kw) -> "NeedleModel":
+        """From a `simulator.core.needle.NeedleState` (tip, hub and the spec's gauge)."""
+        return cls.from_gauge(int(state.spec.gauge), state.tip_mm, hub_mm=state.hub_mm, **kw)
+
+    @classmethod
+    def from_tip_to_world(cls, needle_tip_to_world, gauge: int = 22, length_mm: float = 150.0, **kw) -> "NeedleModel":
+        """From a `needle_tip_to_world` transform (origin at the tip, +Z the insertion direction)."""
+        m = np.asarray(needle_tip_to_world, dtype=np.float64).reshape(4, 4)
+        return cls.from_gauge(gauge, m[:3, 3], direction=m[:3, 2], length_mm=length_mm, **kw)
+
     @property
     def axis(self) -> np.ndarray:
         """Unit vector from the hub to the tip."""

@@ -251,3 +251,20 @@ def test_body_thickness_along_the_central_ray():
     assert body_thickness_mm(slab, pose, step_mm=1.0) == pytest.approx(200.0, abs=2.0)
     oblique = pose.replace(lao_deg=60.0)
     assert body_thickness_mm(slab, oblique, step_mm=1.0) == pytest.approx(400.0, abs=4.0)
+
+
+def test_tunnel_view_puts_a_line_on_the_beam():
+    entry = np.array([-92.0, -107.0, -277.0])
+    target = np.array([-44.0, 1.0, -285.0])
+    for position in ("prone", "supine"):
+        pose = CArmPose(isocenter_mm=tuple(target), patient_position=position).aimed_along(target - entry)
+        b = pose.beam_direction
+        d = (target - entry) / np.linalg.norm(target - entry)
+        assert abs(abs(b @ d) - 1.0) < 1e-9
+        u, v = pose.world_to_pixel([entry, target, 0.5 * (entry + target)])
+        assert np.ptp(u) < 1e-6 and np.ptp(v) < 1e-6  # the whole line projects to one point
+    prone = CArmPose(isocenter_mm=tuple(target)).aimed_along(target - entry)
+    assert prone.lao_deg > 0  # a left-sided posterior approach: detector turned towards the left
+    assert prone.oblique("left", 25).lao_deg == 25 and prone.oblique("right", 25).lao_deg == -25
+    with pytest.raises(ValueError, match="cranial_deg"):
+        CArmPose().aimed_along((0.0, 0.2, 1.0))

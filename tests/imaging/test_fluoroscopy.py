@@ -463,3 +463,19 @@ def test_bad_inputs_name_the_field():
     with pytest.raises(ValueError, match="quality"):
         FluoroscopyRenderer(volume=AttenuationVolume.from_xyz(np.zeros((4, 4, 4)), (0, 0, 0), (1, 1, 1))).render(
             CArmPose(detector_pixels=32), quality="ultra")
+
+
+def test_needle_model_from_the_needle_module_state():
+    from simulator.core.needle import NeedleSpec, NeedleState
+
+    m = np.eye(4)
+    m[:3, 2] = [0.0, 0.6, 0.8]
+    m[:3, 0] = [1.0, 0.0, 0.0]
+    m[:3, 1] = np.cross(m[:3, 2], m[:3, 0])
+    m[:3, 3] = ISO
+    state = NeedleState(time_s=0.0, needle_tip_to_world=m, spec=NeedleSpec(gauge=21, length_mm=90.0))
+    a = NeedleModel.from_state(state)
+    b = NeedleModel.from_tip_to_world(m, gauge=21, length_mm=90.0)
+    assert a == b
+    assert a.outer_diameter_mm == pytest.approx(0.82)
+    assert np.allclose(a.axis, [0.0, 0.6, 0.8]) and a.shaft_length_mm == pytest.approx(90.0)
