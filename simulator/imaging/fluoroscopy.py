@@ -680,6 +680,7 @@ class DisplaySettings:
     auto_percentiles: tuple[float, float] = (1.0, 99.5)  # of the central region
     auto_region: float = 0.3  # radius of the central region, fraction of the field
     auto_margin: tuple[float, float] = (0.12, 0.05)  # widening of the window below / above
+    min_window: float = 1.4  # narrowest automatic window (line-integral units)
     gamma: float = 0.9  # applied to the displayed brightness
     edge_enhance: float = 0.8  # unsharp-mask amount (fine detail, cortical edges)
     edge_sigma_mm: float = 1.2  # its radius at the isocentre
@@ -696,7 +697,8 @@ class DisplaySettings:
         """The settings that change the cached per-pose maps."""
         return (self.scatter_fraction, self.edge_enhance, self.edge_sigma_mm, self.detail_enhance,
                 self.detail_sigma_mm, self.range_compression,
-                self.range_sigma_mm, tuple(self.auto_percentiles), self.auto_region, tuple(self.auto_margin))
+                self.range_sigma_mm, tuple(self.auto_percentiles), self.auto_region, tuple(self.auto_margin),
+                self.min_window)
 
 
 @dataclass
@@ -849,6 +851,9 @@ class FluoroscopyRenderer:
         lo, hi = np.percentile(vals, display.auto_percentiles)
         w = max(hi - lo, 1e-3)
         lo, hi = lo - display.auto_margin[0] * w, hi + display.auto_margin[1] * w
+        if hi - lo < display.min_window:  # keep a clinical display's contrast: do not over-stretch
+            mid = float(np.median(vals))
+            lo, hi = mid - 0.55 * display.min_window, mid + 0.45 * display.min_window
         return _PoseImage(p, n, p_ref, (float(lo), float(hi)), maps, 0.0)
 
     # ---- public --------------------------------------------------------------------------------
@@ -930,7 +935,10 @@ class FluoroscopyRenderer:
             if display.psf_sigma_px > 0.05:
                 sub = K.gaussian_blur(sub, display.psf_sigma_px)
             if display.edge_enhance > 0:
-                sub = sub + np.float32(display.edge_enhance) * (sub - K.gaussian_blur(sub, sig_e))
+                # darken edges only (no bright halo around a dense needle): steel beyond a line
+                # integral of 6 is black anyway, so the enhancement sees at most that
+                capped = np.minimum(sub, np.float32(6.0))
+                sub = sub + np.float32(display.edge_enhance) * np.maximum(capped - K.gaussian_blur(capped, sig_e), 0.0)
             p_add[r0:r1, c0:c1] = sub
 
     def render(self, pose: CArmPose, needles: Sequence[NeedleModel] = (), contrast: ContrastScene | None = None,
