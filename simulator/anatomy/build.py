@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 from simulator.core.anatomy import Anatomy, Structure, TriMesh
 from simulator.core.tissue import BONE, Tissue, structure_group, tissue_for_structure
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 
 Progress = Callable[[float, str], None]
 

@@ -201,8 +201,8 @@ def _celiac(g: _Geometry, side: str) -> Proposal | None:
     else:
         return None
     aorta = g.voxels_mm("aorta")
-    dz = 0.5 * g.a.spacing_mm[2] + 1e-6
-    sl = aorta[np.abs(aorta[:, 2] - z) <= dz]
+    k_of = np.rint((aorta[:, 2] - g.a.origin_mm[2]) / g.a.spacing_mm[2])
+    sl = aorta[k_of == np.floor((z - g.a.origin_mm[2]) / g.a.spacing_mm[2] + 0.5)]  # the one nearest slice
     if len(sl) < 10:
         return None
     # the aortic lumen at this level (the descending aorta: the largest piece of the slice)
@@ -315,21 +315,36 @@ def _intercostal(g: _Geometry, side: str, n: int) -> Proposal | None:
     x_mid, y_body = ref
     lateral = _side_sign(side) * (pts[:, 0] - x_mid)
     posterior = pts[:, 1] < y_body + 15.0  # the rib's posterior segment (behind the body's front)
-    half_z = 0.5 * g.a.spacing_mm[2]
-    out: list[list[float]] = []
+    half = 0.5 * g.a.spacing_mm
+    out: list[np.ndarray] = []
     for start in (INTERCOSTAL_FROM_MM, INTERCOSTAL_FROM_MM - 20.0):  # short (first) ribs: start closer in
-        out = []
+        groups = []
         for d in np.arange(start, start + INTERCOSTAL_TO_MM - INTERCOSTAL_FROM_MM + 1e-6, INTERCOSTAL_STEP_MM):
             sel = posterior & (np.abs(lateral - d) <= 0.5 * INTERCOSTAL_STEP_MM)
-            if sel.sum() < 3:
-                continue
-            sub = pts[sel]
-            zmin = sub[:, 2].min()
-            low = sub[sub[:, 2] <= zmin + 1e-6]
-            # just below the rib's lower border (the costal groove's level)
-            out.append([low[:, 0].mean(), low[:, 1].mean(), zmin - half_z - INTERCOSTAL_BELOW_MM])
-        if len(out) >= 2:
+            if sel.sum() >= 3:
+                groups.append(pts[sel])
+        if len(groups) >= 2:
             break
+    if len(groups) < 2:
+        return None
+    centres = np.array([grp.mean(axis=0) for grp in groups])
+    ez = np.array([0.0, 0.0, 1.0])
+    for i, grp in enumerate(groups):
+        # the rib's local course, and "down" perpendicular to it (in the plane of the course and z)
+        t = centres[min(i + 1, len(groups) - 1)] - centres[max(i - 1, 0)]
+        t = t / (np.linalg.norm(t) or 1.0)
+        down = -(ez - (ez @ t) * t)
+        norm = np.linalg.norm(down)
+        down = down / norm if norm > 0.2 else -ez
+        reach = float(((grp - centres[i]) @ down).max()) + float(np.abs(half * down).sum())
+        p = centres[i] + down * (reach + INTERCOSTAL_BELOW_MM)
+        # keep it out of the pleura/lung and the bone: nudge outwards (away from the midline) if needed
+        outward = np.array([_side_sign(side), 0.0, 0.0])
+        for step in np.arange(0.0, 5.01, 1.0):
+            q = p + outward * step
+            if _is_soft(g, q):
+                out.append(q)
+                break
     if len(out) < 2:
         return None
     return Proposal(f"intercostal_{side}_{n}", "polyline", np.array(out), 1.0, side,
