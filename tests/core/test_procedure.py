@@ -257,3 +257,25 @@ def test_replay_rebuilds_the_attempt_bit_for_bit(scenario, block, tmp_path):
     assert set(input_names()) >= {"set_entry", "advance", "withdraw", "set_direction", "set_needle_tip_to_world",
                                   "local_anaesthetic", "aspirate", "inject", "record_fluoro_shot", "set_tip_visible",
                                   "record_imaging", "set_probe_to_world", "set_carm_pose", "tick", "end"}
+
+
+def test_an_anatomy_without_a_skin_mesh_uses_its_voxels(scenario):
+    from dataclasses import replace
+
+    from simulator.core.metrics import VoxelBody, perk_core_metrics
+
+    block = synthetic_block_anatomy()
+    bare = replace(block, meshes={})
+    proc = Procedure(scenario, bare, clock=lambda: 0.0)
+    assert isinstance(proc.surface, VoxelBody)
+    proc.set_entry(ENTRY, [0, 1, 0], time_s=0.0)
+    proc.advance(20.5, time_s=1.0)
+    proc.set_direction([0.2, 1.0, 0.0], time_s=2.0)
+    proc.withdraw(time_s=3.0)
+    live = proc.live.values()
+    batch = perk_core_metrics(proc.recording.samples.time_s, proc.recording.samples.needle_tip_to_world, proc.surface)
+    assert live["tissue_punctures"] == batch["tissue_punctures"] == 1
+    assert live["path_in_tissue_mm"] == pytest.approx(batch["path_in_tissue_mm"])
+    # the voxel surface puts the skin where the voxels change, within its 1e-3 mm search tolerance
+    assert live["tissue_damage_mm2"] == pytest.approx(batch["tissue_damage_mm2"], rel=1e-3)
+    assert batch["tissue_damage_mm2"] > 0
