@@ -169,3 +169,14 @@ def test_structure_table_quirks():
     assert table == {118: "costal_cartilages", 1: "spleen"}
     with pytest.raises(BundledDataError, match="structures.csv: line 2: field 'id'"):
         read_structure_table("group,original_idx,structure,id\nx,1,spleen,one\n", "structures.csv")
+
+
+def test_benchmark_reports_figures(bundled):
+    from types import SimpleNamespace
+
+    from simulator.benchmarks.anatomy import run
+
+    res = run(SimpleNamespace(quick=True, json=True))
+    assert res["load_s"] < 2.0 and res["build_s"] < 120
+    assert res["triangles"] == sum(m.n_triangles for m in bundled.meshes.values())
+    assert res["baseline_read_nifti_s"] > 0 and res["structures"] == len(bundled.structures)

@@ -97,3 +97,19 @@ def test_read_stl_rejects_truncated_file(tmp_path):
     p.write_bytes(b"x" * 80 + (5).to_bytes(4, "little") + b"y" * 10)
     with pytest.raises(ValueError, match="bad.stl"):
         read_stl(p)
+
+
+def test_helper_process_meshes_like_this_process():
+    from simulator.anatomy.mesh_worker import run_jobs
+
+    sp = np.array([1.0, 1.0, 1.0])
+    jobs = [(f"ball{r}", ball((30, 30, 30), sp, (15, 15, 15), r), np.zeros(3), 300, 1) for r in (4, 6, 8, 10, 12)]
+    seen = []
+    here = run_jobs(jobs, sp, lambda f, m: seen.append(f), workers=1)
+    both = run_jobs(jobs, sp, lambda f, m: seen.append(f), workers=2)
+    assert set(here) == set(both) == {j[0] for j in jobs}
+    for name in here:
+        assert np.array_equal(here[name].faces, both[name].faces)
+        assert np.allclose(here[name].vertices, both[name].vertices)
+        assert both[name].is_watertight()
+    assert seen[-1] == 1.0
