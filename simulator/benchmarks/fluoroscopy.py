@@ -229,7 +229,8 @@ def run(args) -> dict:
         "display_pixels": 512,
         "method": "per-pose cache; full: perspective shear-warp (Joseph rays through every CT voxel, "
                   "intermediate grid at the CT's resolution, bilinear warp to 512x512); preview: same on a "
-                  "2x2 in-plane downsampled volume at 256x256; needle and contrast analytic per frame",
+                  "3x3 in-plane block-averaged volume (2.1 mm) at 256x256 (rays one z-slice apart), shown at "
+                  "512x512; needle and contrast analytic per frame at 512x512; kernels single-threaded",
         "targets_ms": {"needle_or_contrast": 15, "carm_move": 33, "refine": 250},
         "repeats": reps,
         "quick": quick,

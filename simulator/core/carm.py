@@ -117,6 +117,7 @@ class CArmPose:
             raise ValueError(f"CArmPose.lao_deg: {self.lao_deg} outside [-180, 180]")
         if not -60.0 <= self.cranial_deg <= 60.0:
             raise ValueError(f"CArmPose.cranial_deg: {self.cranial_deg} outside [-60, 60]")
+        object.__setattr__(self, "patient_position", str(getattr(self.patient_position, "value", self.patient_position)))
         if self.patient_position not in PATIENT_POSITIONS:
             raise ValueError(
                 f"CArmPose.patient_position: {self.patient_position!r} is not one of {', '.join(PATIENT_POSITIONS)}"
@@ -154,14 +155,20 @@ class CArmPose:
         return replace(self, **changes)
 
     @classmethod
-    def from_settings(cls, settings, isocenter_mm, patient_position: str = "prone", **overrides) -> "CArmPose":
-        """From a scenario's `FluoroscopySettings` (lao_deg, cranial_deg, field_mm, isocenter_mm)."""
-        iso = getattr(settings, "isocenter_mm", None) or isocenter_mm
+    def from_settings(cls, settings, isocenter_mm=(0.0, 0.0, 0.0), patient_position: str = "prone",
+                      **overrides) -> "CArmPose":
+        """From a scenario's `FluoroscopySettings` (lao_deg, cranial_deg, field_mm, isocenter_mm; the
+        given `isocenter_mm` when the settings have none). Positions the C-arm cannot take (sitting)
+        fall back to prone."""
+        iso = getattr(settings, "isocenter_mm", None)
+        if iso is None:
+            iso = isocenter_mm
+        position = str(getattr(patient_position, "value", patient_position))
         kw = dict(
             lao_deg=float(settings.lao_deg),
             cranial_deg=float(settings.cranial_deg),
             isocenter_mm=tuple(iso),
-            patient_position=patient_position if patient_position in PATIENT_POSITIONS else "prone",
+            patient_position=position if position in PATIENT_POSITIONS else "prone",
             detector_size_mm=float(getattr(settings, "field_mm", 300.0)),
         )
         kw.update(overrides)

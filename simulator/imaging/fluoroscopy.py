@@ -17,10 +17,15 @@ Physics (effective energy 60 keV, Beer-Lambert, monochromatic):
   for bone-white), circular or square field, collimator shutters as dark edges.
 
 Speed (see `simulator/benchmarks/fluoroscopy.py`): the anatomy's line integrals are computed once per
-C-arm pose (Joseph's method through the voxel volume, numba) and cached; needle and contrast are
-added analytically per frame, touching only their projected bounding boxes. While the C-arm moves a
-coarse preview (a 4x in-plane downsampled volume, fewer rays) is shown; `refine(pose)` computes the
-full-quality image (every CT voxel sampled, rays at the CT's in-plane resolution at the isocentre).
+C-arm pose and cached; needle and contrast are added analytically per frame, touching only their
+projected bounding boxes. The projector is a perspective shear-warp: rays from the source through
+an intermediate grid on the volume's far plane, at the CT's resolution, each sampled once per
+slice of the principal axis with bilinear interpolation in the slice (Joseph's method), then
+resampled bilinearly onto the detector pixels. While the C-arm moves a coarse preview (a 3x3
+in-plane block-averaged volume, 256 x 256) is shown; `refine(pose)` computes the full-quality image
+(every CT voxel, 512 x 512) - call it from a worker thread once the C-arm stops (numba releases the
+GIL). Kernels run single-threaded by default: on a busy 2-core machine numba's thread team costs
+more than it gains, and the other core stays free for the GUI (`parallel_full` to change).
 """
 from __future__ import annotations
 
@@ -316,15 +321,18 @@ class AttenuationVolume:
                     d_a=d_a, d_b=d_b, na=na, nb=nb, src=src, flat=flat)
 
     def project_fast(self, pose: CArmPose, n_rays: int | None = None, out: np.ndarray | None = None,
-                     block: int = 8, parallel: bool = False, bbox=None, accumulate: bool = False) -> np.ndarray:
+                     block: int = 8, parallel: bool = False, bbox=None, accumulate: bool = False,
+                     row_factor: float = 0.5) -> np.ndarray:
         """Line integrals on an n x n detector grid by the perspective shear-warp: exact Joseph
         rays through an intermediate grid at the volume's resolution on its far plane, resampled
         bilinearly onto the detector pixels. `bbox` (r0, r1, c0, c1) limits the pixels written;
-        `accumulate` adds to `out` instead of overwriting it."""
+        `accumulate` adds to `out` instead of overwriting it. `row_factor`: spacing of the
+        intermediate rays across the slices' rows, as a fraction of the row voxel size (at most
+        one voxel; 0.5 for full quality, 1 for the preview)."""
         if out is not None:
             n_rays = out.shape[0]
         n_out = pose.detector_pixels if n_rays is None else int(n_rays)
-        g = self._shear_setup(pose)
+        g = self._shear_setup(pose, row_factor)
         sp = self.spacing_mm
         p, r, c = g["p"], g["r"], g["c"]
         st, nn, o, src = g["strides"], g["n"], self.origin_mm, g["src"]
@@ -728,7 +736,7 @@ class FluoroscopyRenderer:
     The anatomy image is cached per C-arm pose (`CArmPose.geometry_key()`: collimation does not
     invalidate it) and quality; needles and contrast are drawn per frame."""
 
-    def __init__(self, anatomy=None, *, volume: AttenuationVolume | None = None, preview_downsample: int = 2,
+    def __init__(self, anatomy=None, *, volume: AttenuationVolume | None = None, preview_downsample: int = 3,
                  preview_rays: int | None = None, cache_poses: int = 8,
                  pad_cut_ends_mm: float = 100.0, seed: int | None = None):
         if volume is None:
@@ -804,7 +812,7 @@ class FluoroscopyRenderer:
             p = self.volume.project_fast(pose, n, parallel=self.parallel_full)
         elif quality == "preview":
             n = self.preview_rays_for(pose)
-            p = self.preview_volume.project_fast(pose, n, parallel=self.parallel_preview)
+            p = self.preview_volume.project_fast(pose, n, parallel=self.parallel_preview, row_factor=1.0)
         else:
             raise ValueError(f"fluoroscopy quality: {quality!r} is not 'preview' or 'full'")
         img = self._derive(pose, p, quality, display)

@@ -268,3 +268,15 @@ def test_tunnel_view_puts_a_line_on_the_beam():
     assert prone.oblique("left", 25).lao_deg == 25 and prone.oblique("right", 25).lao_deg == -25
     with pytest.raises(ValueError, match="cranial_deg"):
         CArmPose().aimed_along((0.0, 0.2, 1.0))
+
+
+def test_pose_from_a_scenarios_fluoroscopy_settings():
+    from simulator.core.scenario_model import FluoroscopySettings, PatientPosition
+
+    st = FluoroscopySettings(lao_deg=25, cranial_deg=-10, isocenter_mm=[-30.0, -4.0, -275.0], field_mm=230)
+    pose = CArmPose.from_settings(st, patient_position=PatientPosition.prone)
+    assert pose.patient_position == "prone" and pose.isocenter_mm == (-30.0, -4.0, -275.0)
+    assert (pose.lao_deg, pose.cranial_deg, pose.detector_size_mm) == (25.0, -10.0, 230.0)
+    st2 = FluoroscopySettings()
+    pose2 = CArmPose.from_settings(st2, isocenter_mm=(1.0, 2.0, 3.0), patient_position="supine", detector_pixels=256)
+    assert pose2.isocenter_mm == (1.0, 2.0, 3.0) and pose2.patient_position == "supine" and pose2.detector_pixels == 256
