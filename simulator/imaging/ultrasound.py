@@ -220,15 +220,16 @@ class ModelParams:
     n_alines: int = 6
     lung_haze: float = 0.002  # relative level of the reverberant haze below the pleura
     lung_haze_decay_mm: float = 15.0
-    needle_lobe_deg: float = 18.0  # needle specular lobe sigma (angle off perpendicular incidence)
-    needle_diffuse: float = 0.004  # angle-independent part of the shaft echo
+    needle_lobe_deg: float = 22.0  # needle specular lobe sigma (angle off perpendicular incidence)
+    needle_diffuse: float = 0.02  # angle-independent part of the shaft echo
     needle_level: float = 0.12  # echo of the shaft at perpendicular incidence (a thin cylinder
     # returns far less than a plane: its reflection spreads cylindrically)
     needle_reverb: float = 0.35  # amplitude ratio of successive reverberation echoes
     needle_reverb_count: int = 5
     needle_tip_level: float = 0.03  # bevel/tip echo relative to a perfect reflector
     white_db: float = -18.0  # echo level shown white at 0 dB gain
-    speckle_cell_wavelengths: float = 0.6  # texture lattice cell in wavelengths
+    speckle_cell_wavelengths: float = 1.0  # texture lattice cell in wavelengths
+    speckle_planes: int = 3  # speckle evaluations across the slice
     soft_alpha_default: float = 0.7  # for automatic TGC under bone / gas
     septum_diffuse: float = 0.3  # muscle / fat septa: angle-independent part of their brightness
 
@@ -245,6 +246,7 @@ class _Config:
     cell_mm: float
     axial_kernel: np.ndarray
     lat_weights: np.ndarray  # (2K+1, ns) float32, unit sum per sample
+    lat_half: np.ndarray  # (ns,) int64 taps used each side
     lat_peak: np.ndarray  # (ns,) centre weight
     lat_sigma_mm: np.ndarray  # (ns,)
     elev_z: np.ndarray  # (planes, ns) float32 mm
@@ -257,6 +259,10 @@ class _Config:
     noise_im: np.ndarray
     buffers: dict
     speckle_stride: int = 1
+    sub_n: np.ndarray = None  # (ns,) lateral speckle sub-samples per beam sample
+    sub_step: np.ndarray = None  # (ns,) their spacing, mm
+    spk_z: np.ndarray = None  # (planes, ns) elevation offsets of the speckle samples, mm
+    spk_w: np.ndarray = None  # (planes, ns) their weights (sum 1)
 
 
 def _config_key(spec: ProbeSpec, s: ScannerSettings):
@@ -393,7 +399,9 @@ class UltrasoundSimulator:
         sig_lines = lat_sigma_mm / grid.lateral_spacing_mm()
         kl = int(min(32, max(1, math.ceil(3.0 * float(sig_lines.max())))))
         k = np.arange(-kl, kl + 1)[:, None]
+        half_width = np.clip(np.ceil(3.0 * sig_lines), 1, kl).astype(np.int64)
         wts = np.exp(-0.5 * (k / np.maximum(sig_lines[None, :], 1e-3)) ** 2)
+        wts[np.abs(k) > half_width[None, :]] = 0.0
         wts /= wts.sum(axis=0, keepdims=True)
         lat_weights = np.ascontiguousarray(wts, dtype=np.float32)
         # Elevation planes.
@@ -415,10 +423,21 @@ class UltrasoundSimulator:
         }
         cfg = _Config(
             spec, s, grid, geom, self.params.speckle_cell_wavelengths * spec.wavelength_mm(f), axial,
-            lat_weights, lat_weights[kl].copy(), lat_sigma_mm, elev_z, weights.astype(np.float32),
+            lat_weights, half_width, lat_weights[kl].copy(), lat_sigma_mm, elev_z, weights.astype(np.float32),
             np.ones(ns, np.float32), idx, fl, fs, noise_re, noise_im, buffers,
         )
         cfg.speckle_stride = 2 if cfg.cell_mm >= 1.8 * grid.dr_mm else 1
+        spacing = grid.lateral_spacing_mm()
+        cfg.sub_n = np.clip(np.ceil(spacing / cfg.cell_mm - 0.05), 1, 4).astype(np.int64)
+        cfg.sub_step = (spacing / cfg.sub_n).astype(np.float64)
+        # Speckle across the slice: planes one lattice cell apart, Gaussian-weighted by the
+        # elevation profile (the field then decorrelates over ~3 cells of elevational motion).
+        n_sp = self.params.speckle_planes
+        zk = (np.arange(n_sp) - 0.5 * (n_sp - 1)) * cfg.cell_mm
+        sig = np.maximum(spec.elevation_sigma_mm(depths, f), 1e-3)
+        wz = np.exp(-0.5 * (zk[:, None] / sig[None, :]) ** 2)
+        cfg.spk_z = np.ascontiguousarray(np.broadcast_to(zk[:, None], wz.shape), dtype=np.float64)
+        cfg.spk_w = np.ascontiguousarray(wz / wz.sum(axis=0, keepdims=True))
         cfg.spk_scale = self._calibrate_speckle(cfg)
         if len(self._configs) > 16:
             self._configs.pop(next(iter(self._configs)))
@@ -426,7 +445,8 @@ class UltrasoundSimulator:
         return cfg
 
     def _texture_lines(self, cfg: _Config, pose: ProbePose):
-        """Per line: world start + step, texture-lattice start + step, unit beam direction."""
+        """Per line: world start + step, texture-lattice start + step, unit beam direction, and
+        the lattice vector of 1 mm along the line's lateral direction."""
         grid = cfg.grid
         o_p, d_p = grid.lines_probe()
         start_p = o_p + 0.5 * grid.dr_mm * d_p
@@ -434,10 +454,14 @@ class UltrasoundSimulator:
         o_w = start_p @ rot.T + pose.center_mm
         beam_w = d_p @ rot.T
         d_w = beam_w * grid.dr_mm
+        lat_p = np.c_[d_p[:, 1], -d_p[:, 0], np.zeros(len(d_p))]  # in-plane, perpendicular to the line
         lat = self.textures.speckle_rotation
         o_t = (o_w @ lat) / cfg.cell_mm
         d_t = (d_w @ lat) / cfg.cell_mm
-        return o_w, d_w, beam_w, np.ascontiguousarray(o_t), np.ascontiguousarray(d_t)
+        lat_t = ((lat_p @ rot.T) @ lat) / cfg.cell_mm
+        elev_t = np.ascontiguousarray((pose.elevation @ lat) / cfg.cell_mm)
+        return (o_w, d_w, beam_w, np.ascontiguousarray(o_t), np.ascontiguousarray(d_t), np.ascontiguousarray(lat_t),
+                elev_t)
 
     def _calibrate_speckle(self, cfg: _Config) -> np.ndarray:
         """Per-depth scale making the filtered unit speckle's RMS envelope exactly 1 (so a
@@ -459,10 +483,10 @@ class UltrasoundSimulator:
 
             r = rotation_matrix(rng.normal(size=3), float(rng.uniform(0, 360)))
             pose = ProbePose.from_vectors(rng.uniform(-500, 500, 3), r[:, 1], r[:, 0])
-            _, _, _, o_t, d_t = self._texture_lines(cfg, pose)
-            K.speckle_beam(o_t, d_t, self.textures.speckle, cfg.speckle_stride, b["sre"], b["sim"])
+            _, _, _, o_t, d_t, lat_t, elev_t = self._texture_lines(cfg, pose)
+            K.speckle_beam(o_t, d_t, lat_t, cfg.sub_n, cfg.sub_step, elev_t, cfg.spk_z, cfg.spk_w, self.textures.speckle, self.textures.speckle_seed, cfg.speckle_stride, b["sre"], b["sim"])
             K.transpose(b["sre"], b["sim"], b["ore"], b["oim"])
-            K.psf_envelope(b["ore"], b["oim"], cfg.axial_kernel, cfg.lat_weights, zeros, zeros, 0.0, tgc0, env, db)
+            K.psf_envelope(b["ore"], b["oim"], cfg.axial_kernel, cfg.lat_weights, cfg.lat_half, zeros, zeros, 0.0, tgc0, env, db)
             acc += (env[:, keep].astype(np.float64) ** 2).mean(axis=1)
         inten = acc / n_pose
         x = (np.arange(ns) + 0.5) / ns * 2 - 1
@@ -497,7 +521,7 @@ class UltrasoundSimulator:
         tab = self.table
         tx = self.textures
         p = self.params
-        o_w, d_w, beam_w, o_t, d_t = self._texture_lines(cfg, pose)
+        o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = self._texture_lines(cfg, pose)
         o_vox = np.ascontiguousarray((o_w - self.origin) / self.spacing)
         d_vox = np.ascontiguousarray(d_w / self.spacing)
         e_vox = np.ascontiguousarray(pose.elevation / self.spacing)
@@ -507,10 +531,11 @@ class UltrasoundSimulator:
         t1 = time.perf_counter()
         K.sample_beam(
             self.codes, self.labels, o_vox, d_vox, e_vox, o_w, d_w, np.ascontiguousarray(beam_w), o_t, d_t,
+            lat_t, cfg.sub_n, cfg.sub_step, elev_t, cfg.spk_z, cfg.spk_w,
             cfg.elev_z, cfg.elev_w,
             tab.b_lo, tab.b_hi, tab.b_mean, tab.texture, tab.gas, p.septum_diffuse,
             self.label_axes,
-            tx.speckle, tx.muscle, 1.0 / tx.muscle_texel_mm, tx.nerve, 1.0 / tx.nerve_texel_mm,
+            tx.speckle, tx.speckle_seed, tx.muscle, 1.0 / tx.muscle_texel_mm, tx.nerve, 1.0 / tx.nerve_texel_mm,
             tx.fat, 1.0 / tx.fat_texel_mm,
             cfg.spk_scale, cfg.speckle_stride, b["code"], b["sre"], b["sim"],
         )
@@ -528,7 +553,7 @@ class UltrasoundSimulator:
             b["code"], b["sre"], b["sim"],
             self.codes,
             o_vox, d_vox, np.ascontiguousarray(beam_w), 1.0 / self.spacing,
-            o_t, d_t, tx.speckle,
+            o_t, d_t, tx.speckle, tx.speckle_seed,
             tab.z, step_db, half, tab.gas, tab.soft, tab.roughness, tab.wall,
             int(round(p.coupling_mm / grid.dr_mm)), p.soft_alpha_default * s.frequency_mhz * grid.dr_mm / 10.0,
             math.radians(p.specular_lobe_deg), p.interface_coherent, p.interface_random,
@@ -540,7 +565,7 @@ class UltrasoundSimulator:
         tgc = self._tgc_curve(cfg, s, b["att"], b["alive"])
         env = np.empty((ns, nl), np.float32)
         db = np.empty((ns, nl), np.float32)
-        K.psf_envelope(b["ore"], b["oim"], cfg.axial_kernel, cfg.lat_weights, cfg.noise_re, cfg.noise_im,
+        K.psf_envelope(b["ore"], b["oim"], cfg.axial_kernel, cfg.lat_weights, cfg.lat_half, cfg.noise_re, cfg.noise_im,
                        10 ** (s.noise_db / 20), tgc, env, db)
         t5 = time.perf_counter()
         timings["lateral_ms"] = (t5 - t4) * 1e3

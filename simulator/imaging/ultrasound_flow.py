@@ -3,8 +3,9 @@
 For every labelled artery or vein: the flow runs along the vessel, with a parabolic profile
 v = v_max (1 - (r/R)^2) across it. The direction comes from a geodesic distance inside the vessel
 measured from a seed: the voxels touching the heart when the anatomy has a heart label, otherwise
-the vessel's superior end. Arteries flow down that distance (away from the heart, or towards the
-feet), veins up it (towards the heart, or towards the head). The geodesic distance follows curved
+the vessel's upper end along its principal axis (superior; anterior or right for a horizontal
+vessel). Arteries flow down that distance (away from the heart, or towards the feet), veins up it
+(towards the heart, or towards the head). The geodesic distance follows curved
 vessels (the aortic arch, iliac bifurcation) where a single principal axis could not. The local
 radius R is the largest wall distance in the same geodesic slab (3 mm thick); r = R - wall distance.
 
@@ -99,7 +100,8 @@ def vessel_flow_field(
     direction = np.where(norm > 1e-9, grad / np.maximum(norm, 1e-9), 0.0)
     if towards_seed:
         direction = -direction
-    wall = ndimage.distance_transform_edt(mask, sampling=spacing)
+    # Distance to the wall: the boundary lies half a voxel beyond the last vessel voxel centre.
+    wall = np.clip(ndimage.distance_transform_edt(mask, sampling=spacing) - 0.5 * float(spacing.min()), 0.0, None)
     # Local radius: the largest wall distance within the same 3 mm geodesic slab.
     slab = np.zeros(mask.shape, np.int64)
     slab[reach] = (dist[reach] // 3.0).astype(np.int64)
@@ -110,6 +112,21 @@ def vessel_flow_field(
     speed = speed_m_s * (1.0 - (1.0 - u) ** 2)  # = v_max (1 - (r/R)^2) with r = R - wall
     v = direction * (speed * reach)[..., None]
     return v.astype(np.float32)
+
+
+def _upper_end(voxels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The voxels at the vessel's 'upper' end along its principal axis: the superior end, or
+    for a horizontal vessel the anterior end, else the right (+x) end."""
+    xyz = voxels * spacing
+    c = xyz - xyz.mean(axis=0)
+    _, vecs = np.linalg.eigh(c.T @ c)
+    a = vecs[:, -1]
+    for axis in (2, 1, 0):
+        if abs(a[axis]) > 0.1:
+            a = a * np.sign(a[axis])
+            break
+    proj = c @ a
+    return voxels[proj >= proj.max() - float(spacing.max())]
 
 
 def build_flow_fields(anatomy: Anatomy, speeds_m_s: dict[str, float] | None = None) -> FlowFields:
@@ -141,9 +158,7 @@ def build_flow_fields(anatomy: Anatomy, speeds_m_s: dict[str, float] | None = No
                 near_heart = ndimage.binary_dilation(heart, iterations=2) & mask
                 seeds = np.argwhere(near_heart)
         if len(seeds) == 0:
-            kk = np.argwhere(mask)
-            top = kk[:, 2].max()
-            seeds = kk[kk[:, 2] >= top]
+            seeds = _upper_end(np.argwhere(mask), spacing)
         speed = speeds_m_s.get(s.name, ARTERY_SPEED_M_S if s.tissue == Tissue.ARTERY else VEIN_SPEED_M_S)
         field = vessel_flow_field(mask, spacing, seeds, speed, towards_seed=(s.tissue == Tissue.VEIN))
         ff.index[s.id] = len(origins)

@@ -17,7 +17,7 @@ D `scan_convert`    precomputed gather (bilinear) to the image, log compression 
                     8-bit display.
 E `doppler_beam` / `doppler_image`  colour-flow velocities in vessels and their RGBA overlay.
 
-The speckle is complex (random phase), so the envelope of the PSF-filtered field is Rayleigh.
+The speckle is complex Gaussian (random phase), so the envelope of the PSF-filtered field is Rayleigh.
 """
 from __future__ import annotations
 
@@ -132,54 +132,128 @@ def _indicator(codes, x, y, z, code):
 
 
 @njit(inline="always", **_OPTS)
-def _speckle(tex, u, v, w):
-    """Trilinear interpolation of the periodic complex lattice (N a power of two)."""
-    n = tex.shape[0]
-    m = n - 1
-    i0 = int(math.floor(u))
-    j0 = int(math.floor(v))
-    k0 = int(math.floor(w))
-    fx = u - i0
-    fy = v - j0
-    fz = w - k0
-    i0 &= m
-    j0 &= m
-    k0 &= m
-    i1 = (i0 + 1) & m
-    j1 = (j0 + 1) & m
-    k1 = (k0 + 1) & m
-    a = tex[i0, j0, k0] * (1 - fz) + tex[i0, j0, k1] * fz
-    b = tex[i0, j1, k0] * (1 - fz) + tex[i0, j1, k1] * fz
-    c = tex[i1, j0, k0] * (1 - fz) + tex[i1, j0, k1] * fz
-    d = tex[i1, j1, k0] * (1 - fz) + tex[i1, j1, k1] * fz
-    ab = a * (1 - fy) + b * fy
-    cd = c * (1 - fy) + d * fy
-    return ab * (1 - fx) + cd * fx
+def _fmix(h):
+    """32-bit avalanche mix (MurmurHash3 finaliser); h in [0, 2^32)."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+@njit(inline="always", **_OPTS)
+def _speckle(gtab, seed, u, v, w):
+    """Complex scatterer amplitude at lattice coordinates (u, v, w): trilinear interpolation of
+    a random complex Gaussian value per lattice node. The node values come from a hash of the
+    node's integer coordinates (and the seed) indexing a table of Gaussian quantiles, so the
+    field is fixed in space, unbounded and aperiodic, and costs no memory traffic."""
+    fu = math.floor(u)
+    fv = math.floor(v)
+    fw = math.floor(w)
+    fx = u - fu
+    fy = v - fv
+    fz = w - fw
+    i = int(fu)
+    j = int(fv)
+    k = int(fw)
+    a0 = ((i * 0x8DA6B343) ^ seed) & 0xFFFFFFFF
+    a1 = (((i + 1) * 0x8DA6B343) ^ seed) & 0xFFFFFFFF
+    b0 = (j * 0xD8163841) & 0xFFFFFFFF
+    b1 = ((j + 1) * 0xD8163841) & 0xFFFFFFFF
+    c0 = (k * 0xCB1AB31F) & 0xFFFFFFFF
+    c1 = ((k + 1) * 0xCB1AB31F) & 0xFFFFFFFF
+    gx = 1.0 - fx
+    gy = 1.0 - fy
+    gz = 1.0 - fz
+    re = 0.0
+    im = 0.0
+    h = _fmix(a0 ^ b0 ^ c0)
+    q = gx * gy * gz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a0 ^ b0 ^ c1)
+    q = gx * gy * fz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a0 ^ b1 ^ c0)
+    q = gx * fy * gz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a0 ^ b1 ^ c1)
+    q = gx * fy * fz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a1 ^ b0 ^ c0)
+    q = fx * gy * gz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a1 ^ b0 ^ c1)
+    q = fx * gy * fz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a1 ^ b1 ^ c0)
+    q = fx * fy * gz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    h = _fmix(a1 ^ b1 ^ c1)
+    q = fx * fy * fz
+    re += q * gtab[h & 255]
+    im += q * gtab[(h >> 8) & 255]
+    return re, im
+
+
+@njit(inline="always", **_OPTS)
+def _speckle_beam_sample(gtab, seed, u, v, w, lu, lv, lw, n, step, eu, ev, ew, ez, ewt):
+    """The scatterer field seen by one beam sample: evaluations spread across the line's lateral
+    spacing (n of them, `step` mm apart, lateral lattice vector lu..) and across the slice (offsets
+    ez mm along the elevation lattice vector eu.., weights ewt). The beam integrates scatterers
+    over its width and thickness, so the sampled field changes smoothly when the probe moves by
+    less than a line or slides in elevation by less than the slice thickness."""
+    re = 0.0
+    im = 0.0
+    off = -0.5 * (n - 1) * step
+    for q in range(ez.shape[0]):
+        z = ez[q]
+        uq = u + z * eu
+        vq = v + z * ev
+        wq = w + z * ew
+        wt = ewt[q] / n
+        for k in range(n):
+            t = off + k * step
+            r, i = _speckle(gtab, seed, uq + t * lu, vq + t * lv, wq + t * lw)
+            re += wt * r
+            im += wt * i
+    return re, im
 
 
 @njit(**_OPTS)
-def _speckle_line(tex, u0, v0, w0, du, dv, dw, stride, out_re, out_im):
-    """The speckle lattice along one line. When the lattice cell spans two samples or more
-    (stride 2), it is evaluated at even samples and linearly interpolated in between."""
+def _speckle_line(gtab, seed, u0, v0, w0, du, dv, dw, lu, lv, lw, sub_n, sub_step, elev_t, spk_z, spk_w,
+                  stride, out_re, out_im):
+    """The speckle field along one line (lattice start u0.., step du.. per sample, lateral unit
+    lu.. per mm, elevation unit elev_t per mm, elevation offsets spk_z[:, s] mm with weights
+    spk_w[:, s]). When the lattice cell spans two samples or more (stride 2), the field is
+    evaluated at even samples and linearly interpolated in between."""
     ns = out_re.shape[0]
+    eu = elev_t[0]
+    ev = elev_t[1]
+    ew = elev_t[2]
+    for s in range(0, ns, stride):
+        re, im = _speckle_beam_sample(gtab, seed, u0 + s * du, v0 + s * dv, w0 + s * dw, lu, lv, lw,
+                                      sub_n[s], sub_step[s], eu, ev, ew, spk_z[:, s], spk_w[:, s])
+        out_re[s] = re
+        out_im[s] = im
     if stride == 1:
-        for s in range(ns):
-            sp = _speckle(tex, u0 + s * du, v0 + s * dv, w0 + s * dw)
-            out_re[s] = sp.real
-            out_im[s] = sp.imag
         return
-    for s in range(0, ns, 2):
-        sp = _speckle(tex, u0 + s * du, v0 + s * dv, w0 + s * dw)
-        out_re[s] = sp.real
-        out_im[s] = sp.imag
     for s in range(1, ns, 2):
         if s + 1 < ns:
             out_re[s] = 0.5 * (out_re[s - 1] + out_re[s + 1])
             out_im[s] = 0.5 * (out_im[s - 1] + out_im[s + 1])
         else:
-            sp = _speckle(tex, u0 + s * du, v0 + s * dv, w0 + s * dw)
-            out_re[s] = sp.real
-            out_im[s] = sp.imag
+            re, im = _speckle_beam_sample(gtab, seed, u0 + s * du, v0 + s * dv, w0 + s * dw, lu, lv, lw,
+                                          sub_n[s], sub_step[s], eu, ev, ew, spk_z[:, s], spk_w[:, s])
+            out_re[s] = re
+            out_im[s] = im
 
 
 @njit(inline="always", **_OPTS)
@@ -282,11 +356,11 @@ def sample_beam(
     tissue, labels,
     o_vox, d_vox, e_vox,
     o_w, d_w, beam_w,
-    o_t, d_t,
+    o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w,
     elev_z, elev_w,
     b_lo, b_hi, b_mean, tex_kind, gas, septum_diffuse,
     label_axes,
-    speckle, muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv,
+    speckle, seed, muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv,
     spk_scale, stride,
     out_code, out_re, out_im,
 ):
@@ -296,7 +370,8 @@ def sample_beam(
     for l in prange(nl):
         sp_re = np.empty(ns, np.float32)
         sp_im = np.empty(ns, np.float32)
-        _speckle_line(speckle, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2], stride, sp_re, sp_im)
+        _speckle_line(speckle, seed, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2],
+                      lat_t[l, 0], lat_t[l, 1], lat_t[l, 2], sub_n, sub_step, elev_t, spk_z, spk_w, stride, sp_re, sp_im)
         for s in range(ns):
             x = o_vox[l, 0] + s * d_vox[l, 0]
             y = o_vox[l, 1] + s * d_vox[l, 1]
@@ -357,11 +432,12 @@ def sample_beam(
 
 
 @njit(parallel=True, **_OPTS)
-def speckle_beam(o_t, d_t, speckle, stride, out_re, out_im):
+def speckle_beam(o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w, speckle, seed, stride, out_re, out_im):
     """Unit-amplitude speckle along lines (for calibrating the speckle level)."""
     nl, ns = out_re.shape
     for l in prange(nl):
-        _speckle_line(speckle, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2], stride, out_re[l], out_im[l])
+        _speckle_line(speckle, seed, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2],
+                      lat_t[l, 0], lat_t[l, 1], lat_t[l, 2], sub_n, sub_step, elev_t, spk_z, spk_w, stride, out_re[l], out_im[l])
 
 
 @njit(**_OPTS)
@@ -407,7 +483,7 @@ def propagate(
     code_arr, sre, sim,
     tissue,
     o_vox, d_vox, beam_w, inv_spacing,
-    o_t, d_t, speckle,
+    o_t, d_t, speckle, seed,
     z_lut, step_db_lut, half_lut, gas_lut, soft_lut, rough_lut, wall_lut,
     n_coupling, soft_step_db,
     lobe_sigma_rad, rough_coherent, rough_random,
@@ -487,9 +563,10 @@ def propagate(
                 ang = (1.0 - rough) * math.exp(-theta * theta * inv2s2) + rough * cos_t
                 refl = abs(r) + wall_lut[c] + wall_lut[prev]
                 echo = refl * ang * amp_top
-                sp = _speckle(speckle, o_t[l, 0] + s * d_t[l, 0], o_t[l, 1] + s * d_t[l, 1], o_t[l, 2] + s * d_t[l, 2])
-                vr += echo * (rough_coherent + rough_random * sp.real)
-                vi += echo * (rough_random * sp.imag)
+                sp_r, sp_i = _speckle(speckle, seed, o_t[l, 0] + s * d_t[l, 0], o_t[l, 1] + s * d_t[l, 1],
+                                      o_t[l, 2] + s * d_t[l, 2])
+                vr += echo * (rough_coherent + rough_random * sp_r)
+                vi += echo * (rough_random * sp_i)
                 trans_f = 1.0 - r * r
                 trans *= trans_f
                 amp_top *= trans_f
@@ -534,10 +611,11 @@ def propagate(
 # C: lateral PSF + envelope + log compression (on the transposed (ns, nl) layout)
 # --------------------------------------------------------------------------------------------
 @njit(parallel=True, **_OPTS)
-def psf_envelope(in_re, in_im, axial, weights, noise_re, noise_im, noise_amp, tgc_db, env, db):
+def psf_envelope(in_re, in_im, axial, weights, half_width, noise_re, noise_im, noise_amp, tgc_db, env, db):
     """The point-spread function and the envelope, on the (ns, nl) layout, row by row:
     axial Gaussian across rows, then the depth-dependent lateral Gaussian along the row (zero
-    beyond the edges), electronic noise, env = |.|, db = 10 log10(env^2) + tgc_db[s]."""
+    beyond the edges; row s uses taps kl - half_width[s] .. kl + half_width[s]), electronic noise,
+    env = |.|, db = 10 log10(env^2) + tgc_db[s]."""
     ns, nl = in_re.shape
     nk = weights.shape[0]
     kl = (nk - 1) // 2
@@ -556,7 +634,8 @@ def psf_envelope(in_re, in_im, axial, weights, noise_re, noise_im, noise_amp, tg
                 ax_im[l] += w * in_im[src, l]
         acc_re = np.zeros(nl, np.float32)
         acc_im = np.zeros(nl, np.float32)
-        for k in range(nk):
+        hw = half_width[s]
+        for k in range(kl - hw, kl + hw + 1):
             w = weights[k, s]
             off = k - kl
             l0 = max(0, -off)

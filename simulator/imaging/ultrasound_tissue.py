@@ -9,8 +9,9 @@ tuned for a believable picture (hypoechoic fat and muscle with bright septa, hon
 anechoic fluid and blood, bright skin and bone surfaces).
 
 Textures are generated from a seed, in patient (world) millimetres, so they move with the tissue:
-- speckle: a complex white-noise 3-D lattice (tiled; the lattice is rotated relative to the
-  world axes so its period never lines up with an image plane), trilinearly interpolated;
+- speckle: complex Gaussian values on an unbounded 3-D lattice (a hash of each node's integer
+  coordinates picks the value from a table of Gaussian quantiles - no memory, no period; the
+  lattice is rotated relative to the world axes), trilinearly interpolated;
 - muscle: a 2-D cross-section pattern of fibre-bundle septa extruded along the fibre axis (bright
   dots and streaks in transverse section, parallel striations in longitudinal section);
 - nerve: a 2-D fascicle pattern (dark round fascicles in bright epineurium) extruded along the
@@ -191,8 +192,9 @@ def calcification_hu_thresholds() -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Textures:
-    speckle: np.ndarray  # complex64 (N, N, N), unit mean power
-    speckle_rotation: np.ndarray  # 3x3: texture lattice axes in world (rows)
+    speckle: np.ndarray  # float32 (256,): Gaussian quantiles / sqrt(2) (unit complex power)
+    speckle_seed: int  # mixed into the lattice hash
+    speckle_rotation: np.ndarray  # 3x3: world -> lattice axes (p @ rotation)
     muscle: np.ndarray  # uint8 (P, P, 3): septum strength, normal (u, v) in the fibre cross-section
     muscle_texel_mm: float
     nerve: np.ndarray  # float32 (Q, Q), 1 epineurium, 0 fascicle
@@ -303,27 +305,27 @@ def _fat_texture(rng, size: int = 128, texel_mm: float = 0.1) -> np.ndarray:
     return _encode((sept * mask).reshape((size,) * 3), normal.reshape((size,) * 3 + (3,)))
 
 
-TEXTURE_VERSION = 4
+TEXTURE_VERSION = 6
 
 
 @lru_cache(maxsize=4)
-def make_textures(seed: int = 20240611, speckle_size: int = 128) -> Textures:
+def make_textures(seed: int = 20240611) -> Textures:
     """The tissue-fixed textures (deterministic for a seed). Cached per process and on disk in
     the user's data folder (`cache/us_textures_v*_SEED_N.npz`), since building them takes ~2 s."""
-    cache = user_data_dir() / "cache" / f"us_textures_v{TEXTURE_VERSION}_{seed}_{speckle_size}.npz"
+    cache = user_data_dir() / "cache" / f"us_textures_v{TEXTURE_VERSION}_{seed}.npz"
     try:
         with np.load(cache) as z:
             return Textures(
-                z["speckle"], z["rotation"], z["muscle"], float(z["muscle_texel"]), z["nerve"],
+                z["speckle"], int(z["speckle_seed"]), z["rotation"], z["muscle"], float(z["muscle_texel"]), z["nerve"],
                 float(z["nerve_texel"]), z["fat"], float(z["fat_texel"]),
             )
     except (OSError, KeyError, ValueError):
         pass
-    tex = _build_textures(seed, speckle_size)
+    tex = _build_textures(seed)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, speckle=tex.speckle, rotation=tex.speckle_rotation, muscle=tex.muscle,
+        np.savez(tmp, speckle=tex.speckle, speckle_seed=tex.speckle_seed, rotation=tex.speckle_rotation, muscle=tex.muscle,
                  muscle_texel=tex.muscle_texel_mm, nerve=tex.nerve, nerve_texel=tex.nerve_texel_mm,
                  fat=tex.fat, fat_texel=tex.fat_texel_mm)
         tmp.replace(cache)
@@ -332,16 +334,18 @@ def make_textures(seed: int = 20240611, speckle_size: int = 128) -> Textures:
     return tex
 
 
-def _build_textures(seed: int, speckle_size: int) -> Textures:
+def _build_textures(seed: int) -> Textures:
+    from scipy.special import ndtri
+
     rng = np.random.default_rng(seed)
-    n = speckle_size
-    sp = (rng.normal(size=(n, n, n)) + 1j * rng.normal(size=(n, n, n))) / math.sqrt(2.0)
-    speckle = sp.astype(np.complex64)
+    quantiles = (ndtri((np.arange(256) + 0.5) / 256) / math.sqrt(2.0)).astype(np.float32)
+    quantiles /= math.sqrt(2.0 * float(np.mean(quantiles.astype(np.float64) ** 2)))  # E|re + i im|^2 = 1
     rot = _random_rotation(rng)
+    hseed = int(rng.integers(0, 2**32))
     muscle = _muscle_texture(np.random.default_rng(seed + 1))
     nerve = _nerve_texture(np.random.default_rng(seed + 2))
     fat = _fat_texture(np.random.default_rng(seed + 3))
-    return Textures(speckle, rot, muscle, 0.06, nerve, 0.025, fat, 0.1)
+    return Textures(quantiles, hseed, rot, muscle, 0.06, nerve, 0.025, fat, 0.1)
 
 
 def with_overrides(base: dict[int, Acoustic], **changes) -> dict[int, Acoustic]:
