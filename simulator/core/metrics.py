@@ -92,6 +92,7 @@ class TargetGeometry:
     tolerance_mm: float = 5.0
     required: bool = True
     side: str = "midline"
+    somatic: bool | None = None
 
     def distance(self, points) -> np.ndarray:
         """Distance from each point to the target (0 inside a nerve or sphere)."""
@@ -122,7 +123,11 @@ class TargetGeometry:
 
     @property
     def is_nerve(self) -> bool:
-        return self.kind == "polyline"
+        """A somatic nerve whose touch gives paraesthesia (sympathetic plexus targets do not)."""
+        if self.somatic is not None:
+            return self.somatic
+        autonomic = any(w in f"{self.id} {self.name}".lower() for w in ("sympath", "splanchnic", "plexus", "ganglion"))
+        return self.kind == "polyline" and not autonomic
 
     @property
     def centre_mm(self) -> np.ndarray:
@@ -131,7 +136,7 @@ class TargetGeometry:
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "kind": self.kind, "points_mm": self.points_mm.tolist(),
                 "radius_mm": self.radius_mm, "tolerance_mm": self.tolerance_mm, "required": self.required,
-                "side": self.side}
+                "side": self.side, "somatic": self.somatic}
 
 
 def _proposal_points(anatomy: Anatomy, name: str):
@@ -176,7 +181,8 @@ def resolve_targets(scenario, anatomy: Anatomy, overrides: dict | None = None) -
         if kind in ("point", "sphere") and len(arr) > 1:
             arr = arr[:1] if kind == "sphere" else arr.mean(axis=0, keepdims=True)
         out.append(TargetGeometry(id=t.id, name=t.name, kind=kind, points_mm=arr, radius_mm=float(t.radius_mm),
-                                  tolerance_mm=float(t.tolerance_mm), required=bool(t.required), side=t.side))
+                                  tolerance_mm=float(t.tolerance_mm), required=bool(t.required), side=t.side,
+                                  somatic=getattr(t, "somatic", None)))
     return out
 
 

@@ -213,6 +213,10 @@ class Target(_Model):
         description="take the points from the label-based proposal of this name (e.g. celiac_plexus_left)",
     )
     required: bool = Field(True, description="must be reached (and covered by the agent) to pass")
+    somatic: Optional[bool] = Field(
+        None, description="a somatic nerve (touching it gives paraesthesia); default: true for polyline "
+        "targets except sympathetic/splanchnic/plexus ones, false otherwise",
+    )
 
     @model_validator(mode="after")
     def _points(self):

@@ -136,7 +136,8 @@ def _targets_from_recording(recording) -> list[TargetGeometry] | None:
         return None
     return [TargetGeometry(id=d["id"], name=d["name"], kind=d["kind"], points_mm=np.asarray(d["points_mm"], float),
                            radius_mm=float(d["radius_mm"]), tolerance_mm=float(d["tolerance_mm"]),
-                           required=bool(d["required"]), side=d.get("side", "midline")) for d in saved]
+                           required=bool(d["required"]), side=d.get("side", "midline"),
+                           somatic=d.get("somatic")) for d in saved]
 
 
 def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:

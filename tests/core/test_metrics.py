@@ -147,3 +147,15 @@ def test_accumulator_reset_and_targets():
     ball = TargetGeometry("b", "ball", "sphere", np.array([[0, 0, 0]], float), radius_mm=3.0)
     assert ball.distance([[0, 0, 5], [1, 0, 0]]).tolist() == [2.0, 0.0]
     assert len(ball.coverage_samples()[0]) > 10
+
+
+def test_only_somatic_nerve_targets_give_paraesthesia():
+    from simulator.core.metrics import TargetGeometry
+
+    line = np.array([[0.0, 0, 0], [0, 0, 10]])
+    intercostal = TargetGeometry(id="intercostal_left_10", name="intercostal nerve", kind="polyline", points_mm=line)
+    chain = TargetGeometry(id="chain_left", name="lumbar sympathetic chain", kind="polyline", points_mm=line)
+    forced = TargetGeometry(id="chain_left", name="sympathetic chain", kind="polyline", points_mm=line, somatic=True)
+    point = TargetGeometry(id="celiac", name="celiac plexus", kind="point", points_mm=line[:1])
+    assert intercostal.is_nerve and not chain.is_nerve and forced.is_nerve and not point.is_nerve
+    assert TargetGeometry(**{**intercostal.to_json(), "points_mm": line}).to_json() == intercostal.to_json()
