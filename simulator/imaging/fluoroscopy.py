@@ -692,8 +692,8 @@ class DisplaySettings:
     gamma: float = 0.9  # applied to the displayed brightness
     edge_enhance: float = 0.8  # unsharp-mask amount (fine detail, cortical edges)
     edge_sigma_mm: float = 1.2  # its radius at the isocentre
-    detail_enhance: float = 1.0  # boost of the middle band (ribs, pedicles, endplates)
-    detail_sigma_mm: float = 5.0
+    detail_enhance: float = 1.5  # boost of the middle band (ribs, pedicles, endplates)
+    detail_sigma_mm: float = 4.0
     range_compression: float = 0.8  # fraction of the broad background taken out
     range_sigma_mm: float = 12.0  # radius of that background at the isocentre
     scatter_fraction: float = 0.1  # scatter reaching the detector behind the grid, relative to primary
