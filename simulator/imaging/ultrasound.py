@@ -541,10 +541,9 @@ class UltrasoundSimulator:
         )
         t2 = time.perf_counter()
         timings["sample_ms"] = (t2 - t1) * 1e3
-        if needle is not None:
-            self._splat_needle(cfg, pose, needle, s)
-        if points_mm is not None:
-            self._splat_points(cfg, pose, np.atleast_2d(points_mm), point_amplitudes, s)
+        lf, sf, amp = self.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
+        if len(lf):
+            K.splat(lf, sf, amp, np.zeros_like(amp), b["sre"], b["sim"])
         t3 = time.perf_counter()
         timings["needle_ms"] = (t3 - t2) * 1e3
         step_db = (tab.alpha * (s.frequency_mhz * grid.dr_mm / 10.0)).astype(np.float32)
@@ -616,75 +615,77 @@ class UltrasoundSimulator:
         out[:, 1] = 1.0
         return out
 
-    def _splat_needle(self, cfg: _Config, pose: ProbePose, needle: NeedleGeometry, s: ScannerSettings) -> None:
+    def splats(self, cfg: _Config, pose: ProbePose, s: ScannerSettings, needle: NeedleGeometry | None,
+               points_mm=None, point_amplitudes=1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Point contributions (fractional line, fractional sample, amplitude) of the needle and
+        of point reflectors, added into the scatter signal before propagation."""
+        parts = []
+        if needle is not None:
+            parts += self._needle_splats(cfg, pose, needle, s)
+        if points_mm is not None:
+            parts += self._point_splats(cfg, pose, np.atleast_2d(np.asarray(points_mm, float)), point_amplitudes, s)
+        if not parts:
+            e = np.zeros(0)
+            return e, e, e
+        return tuple(np.ascontiguousarray(np.concatenate(x), dtype=np.float64) for x in zip(*parts))
+
+    def _needle_splats(self, cfg: _Config, pose: ProbePose, needle: NeedleGeometry, s: ScannerSettings) -> list:
+        """The shaft as a specular line reflector: per point, angle-dependent amplitude (brightest
+        when the beam meets the shaft at right angles), weighted by the elevation profile, with
+        reverberation echoes below it; then the bevel as a faint point at the tip."""
         grid = cfg.grid
         spec = grid.spec
         p = self.params
         tip = pose.points_to_probe(needle.tip_mm[None])[0]
         a = pose.points_to_probe((pose.center_mm + needle.axis)[None])[0]
+        out = []
         # Shaft samples: from the tip back along the axis, only where it can be imaged.
         step = 0.5 * min(grid.dr_mm, float(grid.lateral_spacing_mm().min()))
-        length = float(needle.length_mm)
-        # Clip to the slab [-1 mm, depth + 1 mm] in probe y to avoid sampling shaft outside the sector.
-        t_lo, t_hi = 0.0, length
+        t_lo, t_hi = 0.0, float(needle.length_mm)
         y_min = -spec.radius_mm - 1.0 if spec.is_curvilinear else -1.0
         y_max = s.depth_mm + 1.0
         if abs(a[1]) > 1e-9:
             ta = (tip[1] - y_min) / a[1]
             tb = (tip[1] - y_max) / a[1]
-            lo, hi = min(ta, tb), max(ta, tb)
-            t_lo, t_hi = max(t_lo, lo), min(t_hi, hi)
+            t_lo, t_hi = max(t_lo, min(ta, tb)), min(t_hi, max(ta, tb))
         elif not (y_min <= tip[1] <= y_max):
-            return
-        if t_hi <= t_lo:
-            return
-        n = int(min(20000, math.ceil((t_hi - t_lo) / step) + 1))
-        t = np.linspace(t_lo, t_hi, n)
-        ds = (t_hi - t_lo) / max(n - 1, 1)
-        pts = tip[None, :] - t[:, None] * a[None, :]
-        depth = spec.depth_of(pts)
-        inside = spec.fov_contains(pts, s.depth_mm)
-        w_el = spec.elevation_profile(pts[:, 2], np.clip(depth, 0, None), s.frequency_mhz)
-        keep = inside & (w_el > 0)
-        if not np.any(keep):
-            self._splat_tip(cfg, pose, needle, s, tip, a)
-            return
-        pts, depth, w_el = pts[keep], depth[keep], w_el[keep]
-        bdir = self._beam_dirs_probe(grid, pts)
-        sin_psi = np.clip(np.abs(bdir @ a), 0.0, 1.0)
-        psi = np.arcsin(sin_psi)
-        r_n = p.needle_level
-        lobe = math.radians(p.needle_lobe_deg)
-        ang = (1 - p.needle_diffuse) * np.exp(-0.5 * (psi / lobe) ** 2) + p.needle_diffuse
-        if spec.is_curvilinear:
-            dx = (spec.radius_mm + depth) * grid.line_pitch
-        else:
-            dx = np.full(len(depth), grid.line_pitch)
-        q = r_n * ang * w_el * ds / dx
-        bc = grid.probe_to_beam(pts)
-        lines, samples, amps = [bc[:, 0]], [bc[:, 1]], [q]
-        # Reverberation inside the shaft: echoes every diameter / cos(psi) below each point.
-        d_eff = needle.diameter_mm / np.maximum(np.cos(psi), 0.2)
-        for k in range(1, p.needle_reverb_count + 1):
-            lines.append(bc[:, 0])
-            samples.append(bc[:, 1] + k * d_eff / grid.dr_mm)
-            amps.append(q * p.needle_reverb**k)
-        lf = np.concatenate(lines)
-        sf = np.concatenate(samples)
-        amp = np.concatenate(amps).astype(np.float64)
-        K.splat(lf, sf, amp, np.zeros_like(amp), cfg.buffers["sre"], cfg.buffers["sim"])
-        self._splat_tip(cfg, pose, needle, s, tip, a)
+            t_hi = t_lo
+        if t_hi > t_lo:
+            n = int(min(20000, math.ceil((t_hi - t_lo) / step) + 1))
+            t = np.linspace(t_lo, t_hi, n)
+            ds = (t_hi - t_lo) / max(n - 1, 1)
+            pts = tip[None, :] - t[:, None] * a[None, :]
+            depth = spec.depth_of(pts)
+            w_el = spec.elevation_profile(pts[:, 2], np.clip(depth, 0, None), s.frequency_mhz)
+            keep = spec.fov_contains(pts, s.depth_mm) & (w_el > 0)
+            if np.any(keep):
+                pts, depth, w_el = pts[keep], depth[keep], w_el[keep]
+                bdir = self._beam_dirs_probe(grid, pts)
+                psi = np.arcsin(np.clip(np.abs(bdir @ a), 0.0, 1.0))
+                lobe = math.radians(p.needle_lobe_deg)
+                ang = (1 - p.needle_diffuse) * np.exp(-0.5 * (psi / lobe) ** 2) + p.needle_diffuse
+                dx = (spec.radius_mm + depth) * grid.line_pitch if spec.is_curvilinear else grid.line_pitch
+                # Line density: each scan line crossed by a flat shaft receives `needle_level`.
+                q = p.needle_level * ang * w_el * ds / dx
+                bc = grid.probe_to_beam(pts)
+                out.append((bc[:, 0], bc[:, 1], q))
+                # Reverberation inside the shaft: echoes every diameter / cos(psi) below each point.
+                d_eff = needle.diameter_mm / np.maximum(np.cos(psi), 0.2)
+                for k in range(1, p.needle_reverb_count + 1):
+                    out.append((bc[:, 0], bc[:, 1] + k * d_eff / grid.dr_mm, q * p.needle_reverb**k))
+        out += self._tip_splat(cfg, pose, needle, s, tip)
+        return out
 
-    def _splat_tip(self, cfg, pose, needle, s, tip, a) -> None:
+    def _tip_splat(self, cfg, pose, needle, s, tip) -> list:
         """The bevel: a faint diffuse point echo at the tip (brighter when the bevel faces the probe)."""
         grid = cfg.grid
         spec = grid.spec
         if not spec.fov_contains(tip[None], s.depth_mm)[0]:
-            return
+            return []
         depth = float(spec.depth_of(tip[None])[0])
         w = float(spec.elevation_profile(tip[2], max(depth, 0.0), s.frequency_mhz))
         if w <= 0:
-            return
+            return []
         level = self.params.needle_tip_level
         if needle.bevel_normal is not None:
             bn = pose.points_to_probe((pose.center_mm + np.asarray(needle.bevel_normal, float))[None])[0]
@@ -693,10 +694,9 @@ class UltrasoundSimulator:
             level *= 0.5 + 0.5 * max(0.0, float(-(bn @ bdir)))
         bc = grid.probe_to_beam(tip[None])
         s_idx = int(np.clip(round(bc[0, 1]), 0, grid.n_samples - 1))
-        amp = level * w / float(cfg.lat_peak[s_idx])
-        K.splat(bc[:, 0].copy(), bc[:, 1].copy(), np.array([amp]), np.zeros(1), cfg.buffers["sre"], cfg.buffers["sim"])
+        return [(bc[:, 0], bc[:, 1], np.array([level * w / float(cfg.lat_peak[s_idx])]))]
 
-    def _splat_points(self, cfg, pose, pts_w, amplitudes, s) -> None:
+    def _point_splats(self, cfg, pose, pts_w, amplitudes, s) -> list:
         grid = cfg.grid
         spec = grid.spec
         pts = pose.points_to_probe(pts_w)
@@ -705,11 +705,11 @@ class UltrasoundSimulator:
         w = spec.elevation_profile(pts[:, 2], np.clip(depth, 0, None), s.frequency_mhz)
         keep = spec.fov_contains(pts, s.depth_mm) & (w > 0)
         if not np.any(keep):
-            return
+            return []
         bc = grid.probe_to_beam(pts[keep])
         s_idx = np.clip(np.rint(bc[:, 1]).astype(int), 0, grid.n_samples - 1)
-        amp = amps[keep] * w[keep] / cfg.lat_peak[s_idx]
-        K.splat(bc[:, 0].copy(), bc[:, 1].copy(), amp, np.zeros_like(amp), cfg.buffers["sre"], cfg.buffers["sim"])
+        # Peak amplitude as given: divide by the lateral kernel's centre weight.
+        return [(bc[:, 0], bc[:, 1], amps[keep] * w[keep] / cfg.lat_peak[s_idx])]
 
     # --- colour Doppler ------------------------------------------------------------------------
     def _doppler(self, cfg: _Config, s: ScannerSettings, pose: ProbePose, o_vox, d_vox, beam_w):

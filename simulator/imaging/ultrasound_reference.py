@@ -1,0 +1,399 @@
+"""The B-mode model in plain numpy: every pixel and beam sample as whole-array operations.
+
+The same model as the numba kernels of `ultrasound_kernels` (same inputs, same tables, same
+formulae), written for clarity rather than speed. It serves as the benchmark's baseline and as an
+independent check of the kernels (`tests/imaging/test_ultrasound_reference.py`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from simulator.imaging import ultrasound_kernels as K
+from simulator.imaging.ultrasound import _GREY_LUT, ScannerSettings
+
+M32 = np.int64(0xFFFFFFFF)
+
+
+# --------------------------------------------------------------------------------------------
+# Lookups
+# --------------------------------------------------------------------------------------------
+def nearest_code(vol: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Nearest voxel value at fractional voxel positions (..., 3); AIR (0) outside."""
+    ijk = np.floor(x + 0.5).astype(np.int64)
+    inside = np.all((ijk >= 0) & (ijk < np.array(vol.shape)), axis=-1)
+    out = np.zeros(x.shape[:-1], np.int64)
+    q = ijk[inside]
+    out[inside] = vol[q[:, 0], q[:, 1], q[:, 2]]
+    return out
+
+
+def interp_code(vol: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The class with the largest trilinear weight among the 8 surrounding voxels."""
+    flat = x.reshape(-1, 3)
+    i0 = np.floor(flat).astype(np.int64)
+    f = flat - i0
+    shape = np.array(vol.shape)
+    ok = np.all((i0 >= 0) & (i0 + 1 < shape), axis=1)
+    out = nearest_code(vol, flat)
+    i0o, fo = i0[ok], f[ok]
+    codes, weights = [], []
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                codes.append(vol[i0o[:, 0] + di, i0o[:, 1] + dj, i0o[:, 2] + dk].astype(np.int64))
+                weights.append((fo[:, 0] if di else 1 - fo[:, 0]) * (fo[:, 1] if dj else 1 - fo[:, 1])
+                               * (fo[:, 2] if dk else 1 - fo[:, 2]))
+    c = np.stack(codes, 1)
+    w = np.stack(weights, 1)
+    tot = ((c[:, :, None] == c[:, None, :]) * w[:, None, :]).sum(-1)  # weight of each corner's class
+    # First corner with the largest total (as the kernel's strict '>' scan does).
+    best = np.argmax(tot >= tot.max(axis=1, keepdims=True) - 0.0, axis=1)
+    out[ok] = c[np.arange(len(c)), best]
+    return out.reshape(x.shape[:-1])
+
+
+def indicator(vol: np.ndarray, x: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Trilinear interpolation of (vol == code) at points (n, 3)."""
+    i0 = np.floor(x).astype(np.int64)
+    f = x - i0
+    acc = np.zeros(len(x))
+    shape = np.array(vol.shape)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                q = i0 + np.array([di, dj, dk])
+                ok = np.all((q >= 0) & (q < shape), axis=1)
+                c = np.zeros(len(x), np.int64)
+                c[ok] = vol[q[ok, 0], q[ok, 1], q[ok, 2]]
+                w = (f[:, 0] if di else 1 - f[:, 0]) * (f[:, 1] if dj else 1 - f[:, 1]) * (f[:, 2] if dk else 1 - f[:, 2])
+                acc += np.where(c == code, w, 0.0)
+    return acc
+
+
+def fmix(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> 16)
+    h = (h * np.int64(0x85EBCA6B)) & M32
+    h = h ^ (h >> 13)
+    h = (h * np.int64(0xC2B2AE35)) & M32
+    return h ^ (h >> 16)
+
+
+def speckle(gtab: np.ndarray, seed: int, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashed-lattice complex field at lattice coordinates u (..., 3) (see kernels._speckle)."""
+    fl = np.floor(u)
+    f = u - fl
+    i = fl.astype(np.int64)
+    seed = np.int64(seed)
+    a = [((i[..., 0] * np.int64(0x8DA6B343)) ^ seed) & M32, (((i[..., 0] + 1) * np.int64(0x8DA6B343)) ^ seed) & M32]
+    b = [(i[..., 1] * np.int64(0xD8163841)) & M32, ((i[..., 1] + 1) * np.int64(0xD8163841)) & M32]
+    c = [(i[..., 2] * np.int64(0xCB1AB31F)) & M32, ((i[..., 2] + 1) * np.int64(0xCB1AB31F)) & M32]
+    re = np.zeros(u.shape[:-1])
+    im = np.zeros(u.shape[:-1])
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                h = fmix(a[di] ^ b[dj] ^ c[dk])
+                w = ((f[..., 0] if di else 1 - f[..., 0]) * (f[..., 1] if dj else 1 - f[..., 1])
+                     * (f[..., 2] if dk else 1 - f[..., 2]))
+                re += w * gtab[h & 255]
+                im += w * gtab[(h >> 8) & 255]
+    return re, im
+
+
+def _tex2(t, u, v):
+    n0, n1 = t.shape[:2]
+    i0 = np.floor(u).astype(np.int64)
+    j0 = np.floor(v).astype(np.int64)
+    fx, fy = u - i0, v - j0
+    i0, j0 = i0 % n0, j0 % n1
+    i1, j1 = (i0 + 1) % n0, (j0 + 1) % n1
+    return (t[i0, j0] * (1 - fy) + t[i0, j1] * fy) * (1 - fx) + (t[i1, j0] * (1 - fy) + t[i1, j1] * fy) * fx, (i0, i1, j0, j1, fx, fy)
+
+
+def _septum2(t, u, v):
+    m, (i0, i1, j0, j1, fx, fy) = _tex2(t[..., 0].astype(np.float64), u, v)
+    ii = np.where(fx >= 0.5, i1, i0)
+    jj = np.where(fy >= 0.5, j1, j0)
+    return m / 255.0, t[ii, jj, 1] / 127.0 - 1.0, t[ii, jj, 2] / 127.0 - 1.0
+
+
+def _septum3(t, u, v, w):
+    n = t.shape[0]
+    i0, j0, k0 = (np.floor(x).astype(np.int64) for x in (u, v, w))
+    fx, fy, fz = u - i0, v - j0, w - k0
+    i0, j0, k0 = i0 % n, j0 % n, k0 % n
+    i1, j1, k1 = (i0 + 1) % n, (j0 + 1) % n, (k0 + 1) % n
+    s = t[..., 0].astype(np.float64)
+    a = s[i0, j0, k0] * (1 - fz) + s[i0, j0, k1] * fz
+    b = s[i0, j1, k0] * (1 - fz) + s[i0, j1, k1] * fz
+    c = s[i1, j0, k0] * (1 - fz) + s[i1, j0, k1] * fz
+    d = s[i1, j1, k0] * (1 - fz) + s[i1, j1, k1] * fz
+    m = ((a * (1 - fy) + b * fy) * (1 - fx) + (c * (1 - fy) + d * fy) * fx) / 255.0
+    ii, jj, kk = np.where(fx >= 0.5, i1, i0), np.where(fy >= 0.5, j1, j0), np.where(fz >= 0.5, k1, k0)
+    return m, t[ii, jj, kk, 1] / 127.0 - 1.0, t[ii, jj, kk, 2] / 127.0 - 1.0, t[ii, jj, kk, 3] / 127.0 - 1.0
+
+
+def _facing(c, diffuse):
+    return diffuse + (1.0 - diffuse) * c**6
+
+
+# --------------------------------------------------------------------------------------------
+# The stages
+# --------------------------------------------------------------------------------------------
+def sample_beam(sim, cfg, lines):
+    o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = lines
+    nl, ns = cfg.grid.n_lines, cfg.grid.n_samples
+    tab, tx, p = sim.table, sim.textures, sim.params
+    s = np.arange(ns)
+    X = o_vox[:, None, :] + s[None, :, None] * d_vox[:, None, :]
+    PW = o_w[:, None, :] + s[None, :, None] * d_w[:, None, :]
+    code = interp_code(sim.codes, X)
+    kind = tab.texture[code]
+    gas = tab.gas[code] != 0
+    b = tab.b_lo[code].astype(np.float64)
+    bw = beam_w[:, None, :]
+    fat = (kind == 3) & ~gas
+    if fat.any():
+        m, nx, ny, nz = _septum3(tx.fat, *(PW[fat] / tx.fat_texel_mm).T)
+        bb = np.broadcast_to(bw, PW.shape)[fat]
+        m *= _facing(np.abs(nx * bb[:, 0] + ny * bb[:, 1] + nz * bb[:, 2]), p.septum_diffuse)
+        b[fat] = tab.b_lo[code[fat]] + (tab.b_hi[code[fat]] - tab.b_lo[code[fat]]) * m
+    fib = ((kind == 1) | (kind == 2)) & ~gas
+    if fib.any():
+        lab = nearest_code(sim.labels, X[fib])
+        lab[lab >= len(sim.label_axes)] = 0
+        e1, e2 = sim.label_axes[lab, :3], sim.label_axes[lab, 3:]
+        pw = PW[fib]
+        u = (pw * e1).sum(1)
+        v = (pw * e2).sum(1)
+        m = np.zeros(len(pw))
+        mus = kind[fib] == 1
+        if mus.any():
+            mm, nu, nv = _septum2(tx.muscle, u[mus] / tx.muscle_texel_mm, v[mus] / tx.muscle_texel_mm)
+            bb = np.broadcast_to(bw, PW.shape)[fib][mus]
+            nvec = nu[:, None] * e1[mus] + nv[:, None] * e2[mus]
+            m[mus] = mm * _facing(np.abs((nvec * bb).sum(1)), p.septum_diffuse)
+        ner = ~mus
+        if ner.any():
+            m[ner] = _tex2(tx.nerve.astype(np.float64), u[ner] / tx.nerve_texel_mm, v[ner] / tx.nerve_texel_mm)[0]
+        cf = code[fib]
+        b[fib] = tab.b_lo[cf] + (tab.b_hi[cf] - tab.b_lo[cf]) * m
+    b = np.where(gas, 1.0, b)
+    if cfg.elev_z.shape[0] > 1:
+        acc = cfg.elev_w[0] * b
+        for q in range(1, cfg.elev_z.shape[0]):
+            c2 = nearest_code(sim.codes, X + cfg.elev_z[q][None, :, None] * e_vox)
+            acc = acc + cfg.elev_w[q] * np.where(c2 == code, b, np.where(tab.gas[c2] == 0, tab.b_mean[c2], 0.0))
+        b = np.where(gas, b, acc)
+    # Speckle: lateral sub-samples x elevation planes, at every `stride`-th sample.
+    stride = cfg.speckle_stride
+    se = np.arange(0, ns, stride)
+    U = o_t[:, None, :] + se[None, :, None] * d_t[:, None, :]
+    re = np.zeros(U.shape[:2])
+    im = np.zeros(U.shape[:2])
+    n = cfg.sub_n[se]
+    step = cfg.sub_step[se]
+    for q in range(cfg.spk_z.shape[0]):
+        z = cfg.spk_z[q, se]
+        wq = cfg.spk_w[q, se] / n
+        for k in range(int(n.max())):
+            use = k < n
+            t = -0.5 * (n - 1) * step + k * step
+            Uq = U + (z[None, :, None] * elev_t[None, None, :]) + t[None, :, None] * lat_t[:, None, :]
+            r, i = speckle(tx.speckle, tx.speckle_seed, Uq)
+            re += np.where(use, wq, 0.0)[None, :] * r
+            im += np.where(use, wq, 0.0)[None, :] * i
+    sp_re = np.zeros((nl, ns))
+    sp_im = np.zeros((nl, ns))
+    sp_re[:, se], sp_im[:, se] = re, im
+    if stride == 2:
+        odd = np.arange(1, ns, 2)
+        inner = odd[odd + 1 < ns]
+        sp_re[:, inner] = 0.5 * (sp_re[:, inner - 1] + sp_re[:, inner + 1])
+        sp_im[:, inner] = 0.5 * (sp_im[:, inner - 1] + sp_im[:, inner + 1])
+        if ns % 2 == 0:  # the last odd sample has no right neighbour: evaluate it
+            last = ns - 1
+            Ul = o_t + last * d_t
+            rr = np.zeros(nl)
+            ii = np.zeros(nl)
+            for q in range(cfg.spk_z.shape[0]):
+                for k in range(int(cfg.sub_n[last])):
+                    t = -0.5 * (cfg.sub_n[last] - 1) * cfg.sub_step[last] + k * cfg.sub_step[last]
+                    r, i = speckle(tx.speckle, tx.speckle_seed, Ul + cfg.spk_z[q, last] * elev_t + t * lat_t)
+                    rr += cfg.spk_w[q, last] / cfg.sub_n[last] * r
+                    ii += cfg.spk_w[q, last] / cfg.sub_n[last] * i
+            sp_re[:, last], sp_im[:, last] = rr, ii
+    g = b * cfg.spk_scale[None, :]
+    return code, g * sp_re, g * sp_im
+
+
+def splat(lf, sf, amp, out):
+    l0 = np.floor(lf).astype(np.int64)
+    s0 = np.floor(sf).astype(np.int64)
+    fl, fs = lf - l0, sf - s0
+    nl, ns = out.shape
+    for dl in (0, 1):
+        for ds in (0, 1):
+            ll, ss = l0 + dl, s0 + ds
+            ok = (ll >= 0) & (ll < nl) & (ss >= 0) & (ss < ns)
+            w = (fl if dl else 1 - fl) * (fs if ds else 1 - fs)
+            np.add.at(out, (ll[ok], ss[ok]), (w * amp)[ok])
+
+
+def propagate(sim, cfg, s_set: ScannerSettings, lines, code, sre, sim_):
+    """Along each line: attenuation, interfaces, shadowing, gas and reverberation (vectorised)."""
+    o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = lines
+    grid = cfg.grid
+    nl, ns = grid.n_lines, grid.n_samples
+    tab, p, tx = sim.table, sim.params, sim.textures
+    f = s_set.frequency_mhz
+    step_db = (tab.alpha * (f * grid.dr_mm / 10.0)).astype(np.float32)
+    half = (10.0 ** (-step_db / 20.0)).astype(np.float32).astype(np.float64)
+    step_db = step_db.astype(np.float64)
+    n_coupling = int(round(p.coupling_mm / grid.dr_mm))
+    soft_step = p.soft_alpha_default * f * grid.dr_mm / 10.0
+    s_idx = np.arange(ns)
+    gas = tab.gas[code] != 0
+    cond = gas & (code != K.GAS_CODE) & (s_idx[None, :] < n_coupling)
+    lead = np.logical_and.accumulate(cond, axis=1)
+    c = np.where(lead, K.COUPLING_CODE, code)
+    first = np.where(lead.all(axis=1), ns, np.argmin(lead, axis=1))
+    li = np.arange(nl)
+    c_first = c[li, np.minimum(first, ns - 1)]
+    dead_air = (first < ns) & (c_first == K.AIR_CODE)
+    att = np.cumsum(np.where(tab.soft[c] != 0, step_db[c], soft_step), axis=1)
+    # Interfaces and the first gas sample.
+    prev = np.concatenate([np.full((nl, 1), K.COUPLING_CODE), c[:, :-1]], axis=1)
+    gas_c = tab.gas[c] != 0
+    after_first = s_idx[None, :] >= first[:, None]
+    gmask = gas_c & after_first
+    g = np.where(gmask.any(axis=1), np.argmax(gmask, axis=1), ns)
+    valid = after_first & (s_idx[None, :] <= g[:, None]) & ~dead_air[:, None]
+    iface = valid & (c != prev)
+    z1, z2 = tab.z[prev].astype(np.float64), tab.z[c].astype(np.float64)
+    r = np.where(iface, (z2 - z1) / (z2 + z1), 0.0)
+    trans = 1.0 - r * r
+    # Two-way amplitude at the top of each sample: previous samples' attenuation and interfaces.
+    with np.errstate(divide="ignore"):
+        lstep = np.where(valid, 2 * np.log(half[c]) + np.log(trans), 0.0)
+    amp_top = np.exp(np.concatenate([np.zeros((nl, 1)), np.cumsum(lstep, axis=1)[:, :-1]], axis=1))
+    amp = amp_top * half[c]
+    vr = np.where(valid & (c != K.COUPLING_CODE), sre * amp, 0.0)
+    vi = np.where(valid & (c != K.COUPLING_CODE), sim_ * amp, 0.0)
+    # Interface echoes with the 3-D normal.
+    L, S = np.nonzero(iface)
+    X = o_vox[L] + S[:, None] * d_vox[L]
+    cc = c[L, S]
+    cos_t = np.ones(len(L))
+    inner = prev[L, S] != K.COUPLING_CODE
+    if inner.any():
+        Xi, ci = X[inner], cc[inner]
+        gvec = np.zeros((len(Xi), 3))
+        for a in range(3):
+            e = np.zeros(3)
+            e[a] = 1.0
+            gvec[:, a] = (indicator(sim.codes, Xi + e, ci) - indicator(sim.codes, Xi - e, ci)) / sim.spacing[a]
+        gn = np.linalg.norm(gvec, axis=1)
+        ct = np.abs((gvec * beam_w[L[inner]]).sum(1)) / np.maximum(gn, 1e-300)
+        cos_t[inner] = np.where(gn > 1e-6, np.minimum(ct, 1.0), 1.0)
+    theta = np.arccos(cos_t)
+    rough = np.maximum(tab.roughness[cc], tab.roughness[prev[L, S]])
+    lobe = math.radians(p.specular_lobe_deg)
+    ang = (1 - rough) * np.exp(-theta**2 / (2 * lobe**2)) + rough * cos_t
+    echo = (np.abs(r[L, S]) + tab.wall[cc] + tab.wall[prev[L, S]]) * ang * amp_top[L, S]
+    sp_r, sp_i = speckle(tx.speckle, tx.speckle_seed, o_t[L] + S[:, None] * d_t[L])
+    vr[L, S] += echo * (p.interface_coherent + p.interface_random * sp_r)
+    vi[L, S] += echo * (p.interface_random * sp_i)
+    alive = ~dead_air.copy()
+    # Gas: a line coupled straight onto gas shows nothing else; otherwise haze and A-lines below.
+    has_gas = (g < ns) & ~dead_air
+    gs = np.minimum(g, ns - 1)
+    coupled_to_gas = has_gas & (prev[li, gs] == K.COUPLING_CODE)
+    alive &= ~coupled_to_gas
+    gas_amp = np.zeros(nl)
+    sel = has_gas & ~coupled_to_gas
+    hit = {(a, b): k for k, (a, b) in enumerate(zip(L, S))}
+    for l in np.nonzero(sel)[0]:
+        gas_amp[l] = echo[hit[(l, g[l])]]
+    for l in np.nonzero(sel)[0]:
+        s0 = g[l]
+        ss = np.arange(s0 + 1, ns)
+        hz = gas_amp[l] * p.lung_haze * np.exp(-(ss - s0) / (p.lung_haze_decay_mm / grid.dr_mm)
+                                                 - (att[l, ss] - att[l, s0]) * K.LN10_OVER_10)
+        vr[l, ss] += hz * sre[l, ss]
+        vi[l, ss] += hz * sim_[l, ss]
+        gg = p.probe_face_reflection * gas_amp[l]
+        a_k = gas_amp[l]
+        for k in range(2, p.n_alines + 2):
+            a_k *= gg
+            pos = k * (s0 + 0.5) - 0.5
+            i0 = int(math.floor(pos))
+            fr = pos - i0
+            if i0 + 1 >= ns:
+                break
+            vr[l, i0] += (1 - fr) * a_k
+            vr[l, i0 + 1] += fr * a_k
+    return vr, vi, att, alive.astype(np.uint8)
+
+
+def psf_envelope(cfg, vr, vi, tgc, noise_amp):
+    """(nl, ns) signal -> envelope and dB, both (ns, nl)."""
+    a_re = ndimage.convolve1d(vr.T, cfg.axial_kernel.astype(np.float64), axis=0, mode="constant")
+    a_im = ndimage.convolve1d(vi.T, cfg.axial_kernel.astype(np.float64), axis=0, mode="constant")
+    ns, nl = a_re.shape
+    kl = (cfg.lat_weights.shape[0] - 1) // 2
+    acc_re = np.zeros_like(a_re)
+    acc_im = np.zeros_like(a_im)
+    for k in range(cfg.lat_weights.shape[0]):
+        off = k - kl
+        w = cfg.lat_weights[k][:, None].astype(np.float64)
+        lo, hi = max(0, -off), min(nl, nl - off)
+        acc_re[:, lo:hi] += w * a_re[:, lo + off : hi + off]
+        acc_im[:, lo:hi] += w * a_im[:, lo + off : hi + off]
+    er = acc_re + noise_amp * cfg.noise_re
+    ei = acc_im + noise_amp * cfg.noise_im
+    inten = er * er + ei * ei
+    env = np.sqrt(inten)
+    db = 10 * np.log10(np.maximum(inten, 1e-30)) + tgc[:, None]
+    return env, db
+
+
+def scan_convert(cfg, db, white_db, dr_db, floor_db=-300.0):
+    nl = db.shape[1]
+    flat = db.ravel()
+    idx = cfg.g_idx
+    inside = idx >= 0
+    i = np.where(inside, idx, 0)
+    fl, fs = cfg.g_fl.astype(np.float64), cfg.g_fs.astype(np.float64)
+    d = (flat[i] * (1 - fl) + flat[i + 1] * fl) * (1 - fs) + (flat[i + nl] * (1 - fl) + flat[i + nl + 1] * fl) * fs
+    d = np.where(inside, d, floor_db)
+    x = np.clip((d - white_db) / dr_db + 1.0, 0.0, 1.0)
+    u8 = _GREY_LUT[np.rint(x * (len(_GREY_LUT) - 1)).astype(np.int64)]
+    u8 = np.where(inside, u8, 0).astype(np.uint8)
+    h, w = cfg.geometry.shape
+    return d.reshape(h, w).astype(np.float32), u8.reshape(h, w)
+
+
+def render_reference(sim, pose, settings: ScannerSettings | None = None, needle=None, points_mm=None,
+                     point_amplitudes=1.0, spec=None):
+    """The numpy rendering of one frame: (bmode_db (H, W), display (H, W) uint8, envelope (nl, ns))."""
+    spec = spec or sim.spec
+    s = (settings or ScannerSettings()).resolve(spec)
+    cfg = sim._config(spec, s)
+    o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = sim._texture_lines(cfg, pose)
+    o_vox = (o_w - sim.origin) / sim.spacing
+    d_vox = d_w / sim.spacing
+    e_vox = pose.elevation / sim.spacing
+    lines = (o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t)
+    code, sre, sim_ = sample_beam(sim, cfg, lines)
+    lf, sf, amp = sim.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
+    if len(lf):
+        splat(lf, sf, amp, sre)
+    vr, vi, att, alive = propagate(sim, cfg, s, lines, code, sre, sim_)
+    tgc = sim._tgc_curve(cfg, s, att.astype(np.float32), alive).astype(np.float64)
+    env, db = psf_envelope(cfg, vr, vi, tgc, 10 ** (s.noise_db / 20))
+    bmode, u8 = scan_convert(cfg, db, sim.params.white_db, s.dynamic_range_db)
+    return bmode, u8, env.T
