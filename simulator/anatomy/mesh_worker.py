@@ -13,6 +13,7 @@ import selectors
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -110,13 +111,19 @@ def run_jobs(jobs, spacing, progress: Callable[[float, str], None], workers: int
                     except (OSError, KeyError, ValueError):
                         pass
 
+        t_start = time.perf_counter()
         for name, mask, origin, target, factor in mine:
             done[name] = _mesh(mask, spacing, origin, target, factor)
             report(name)
             collect(0.0)
         if child is not None:
-            while child.poll() is None:
+            # the child's share is about as big as ours: give it ample time, then do its rest here
+            deadline = time.perf_counter() + max(60.0, 3.0 * (time.perf_counter() - t_start))
+            while child.poll() is None and time.perf_counter() < deadline:
                 collect(0.2)
+            if child.poll() is None:
+                child.kill()
+                child.wait()
             collect(0.0)
             sel.close()
             child.stdout.close()
