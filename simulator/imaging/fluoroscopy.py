@@ -469,8 +469,18 @@ class ContrastBlob:
         sigma = (v_mm3 / (2 * math.pi) ** 1.5) ** (1.0 / 3.0)
         return cls(tuple(map(float, center_mm)), sigma, float(iodine_mg_per_ml), **kw)
 
-    def state_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """(centre, precision matrix 1/mm^2, peak mu 1/mm) at a time, or None if nothing shows."""
+    def state_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+        """(centre, precision matrix 1/mm^2, peak mu 1/mm, largest standard deviation mm) at a
+        time, or None if nothing shows. Contrast in tissue does not change: computed once."""
+        if not self.intravascular:
+            st = self.__dict__.get("_state")
+            if st is None:
+                st = self._state_at(time_s)
+                object.__setattr__(self, "_state", st)
+            return st
+        return self._state_at(time_s)
+
+    def _state_at(self, time_s: float):
         sig = np.broadcast_to(np.asarray(self.sigma_mm, dtype=np.float64), (3,)).astype(np.float64).copy()
         if np.any(sig <= 0):
             raise ValueError(f"ContrastBlob.sigma_mm: must be positive, got {self.sigma_mm!r}")
@@ -497,7 +507,7 @@ class ContrastBlob:
                     peak *= math.sqrt(np.linalg.det(R.T @ np.diag(sig**2) @ R) / np.linalg.det(cov))
         if peak <= 0:
             return None
-        return center, np.linalg.inv(cov), peak
+        return center, np.linalg.inv(cov), peak, math.sqrt(float(np.max(np.linalg.eigvalsh(cov))))
 
 
 @dataclass(frozen=True, eq=False)
@@ -645,7 +655,7 @@ def add_contrast(out: np.ndarray, pose: CArmPose, contrast: ContrastScene | None
         v = (v + 0.5) * scale - 0.5
         mag = pose.magnification_at(centers)
         for q in range(len(states)):
-            sig_max = math.sqrt(float(np.max(np.linalg.eigvalsh(np.linalg.inv(prec[q])))))
+            sig_max = states[q][3]
             if not np.isfinite(u[q]):
                 continue
             bboxes[q] = _bbox(u[q:q + 1], v[q:q + 1], BLOB_REACH_SIGMAS * sig_max * mag[q] / pitch, n)
@@ -964,8 +974,18 @@ class FluoroscopyRenderer:
         img = self._pose_image(pose, q, display)
         t1 = time.perf_counter()
         timings["anatomy_ms"] = 1000.0 * (t1 - t0)
-        p_add, boxes = self.overlay_line_integral(pose, needles, contrast, time_s)
+        n = pose.detector_pixels
+        p_add = np.zeros((n, n), dtype=np.float32)
+        # each layer gets the detector blur and edge enhancement on its own boxes (a needle far from
+        # the contrast does not make one big box)
+        boxes = add_needles(p_add, pose, needles)
         self._process_overlay(pose, p_add, boxes, display)
+        if contrast:
+            p_con = np.zeros((n, n), dtype=np.float32)
+            cboxes = add_contrast(p_con, pose, contrast, time_s)
+            self._process_overlay(pose, p_con, cboxes, display)
+            for (r0, r1, c0, c1) in merge_boxes(cboxes, int(math.ceil(3 * display.psf_sigma_px)) + 12, n):
+                p_add[r0:r1, c0:c1] += p_con[r0:r1, c0:c1]
         t2 = time.perf_counter()
         timings["overlay_ms"] = 1000.0 * (t2 - t1)
         water_mm = img.p_ref / MU_WATER_60KEV_PER_MM

@@ -253,11 +253,19 @@ def add_gaussian_blobs(out, src, det_origin, du, dv, centers, precisions, peaks,
     centers (n, 3) mm, precisions (n, 3, 3) = inverse covariance (1/mm^2), peaks (n,) in 1/mm
     (attenuation at the centre), bboxes (n, 4) (r0, r1, c0, c1). Along the ray s + t D (D from
     the source to the pixel, not normalised), w = s - c, a = D'QD, b = D'Qw, k = w'Qw:
-    integral = peak |D| sqrt(2 pi / a) exp(-1/2 (k - b^2 / a))."""
+    integral = peak |D| sqrt(2 pi / a) exp(-1/2 (k - b^2 / a)); the factor |D| sqrt(2 pi / a) is
+    taken on the ray through the blob's centre (it changes by far less than 0.1 % over the blob).
+    Pixels where the exponent passes 7 (0.1 % of the peak) are skipped."""
     n = centers.shape[0]
     e0 = det_origin - src
     two_pi = 2.0 * math.pi
     for q in range(n):
+        # |D| / sqrt(D'QD) hardly changes over a blob's footprint: take it on the ray to its centre
+        cx = centers[q, 0] - src[0]
+        cy = centers[q, 1] - src[1]
+        cz = centers[q, 2] - src[2]
+        Qc = precisions[q] @ np.array([cx, cy, cz])
+        norm_c = math.sqrt(two_pi * (cx * cx + cy * cy + cz * cz) / (cx * Qc[0] + cy * Qc[1] + cz * Qc[2]))
         Q = precisions[q]
         wx = src[0] - centers[q, 0]
         wy = src[1] - centers[q, 1]
@@ -279,9 +287,8 @@ def add_gaussian_blobs(out, src, det_origin, du, dv, centers, precisions, peaks,
                 a = dx * qx + dy * qy + dz * qz
                 b = dx * qw[0] + dy * qw[1] + dz * qw[2]
                 e = 0.5 * (wqw - b * b / a)
-                if e < 12.0:
-                    ln2 = dx * dx + dy * dy + dz * dz
-                    out[r, c] += pk * math.sqrt(two_pi * ln2 / a) * math.exp(-e)
+                if e < 7.0:
+                    out[r, c] += pk * norm_c * math.exp(-e)
 
 
 # ---------------------------------------------------------------------------------------------
