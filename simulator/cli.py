@@ -176,9 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "import-anatomy",
         help="build an anatomy from a CT and a TotalSegmentator segmentation",
-        description="Build an anatomy from a CT (NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr) and a "
-        "TotalSegmentator segmentation: its output folder of per-structure masks, or one multi-label "
-        "file with a name table (v1, v2 or a CSV of id,name).",
+        description="Build an anatomy from a CT (NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr; convert a DICOM "
+        "series first, e.g. with dcm2niix) and a TotalSegmentator segmentation: its output folder of "
+        "per-structure masks, or one multi-label file with a name table (v1, v2 or a CSV of id,name). "
+        "Unknown structure names are kept and reported. Contrast in the vessels is detected and removed "
+        "from the fluoroscopy volume automatically.",
     )
     s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI or NRRD)")
     s.add_argument("--labels", required=True, help="segmentation folder or multi-label file")
