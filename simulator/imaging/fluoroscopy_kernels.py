@@ -396,8 +396,10 @@ def compose_display(maps, p_add, exposed, noise, noise_offset, noise_scale, lo, 
     to the same level, [3] 1 / sqrt(primary + scatter).
     Per frame: `p_add` (h, w) the needle and contrast line integrals; where it is non-zero the
     signal is recomputed exactly: s' = prim exp(-p_add) + scatter, L = l_disp + log(s / s').
-    Quantum noise in the log domain: L += z / sqrt(n_ref s') with z from the standard-normal bank
-    `noise` (read from `noise_offset`) and noise_scale = 1 / sqrt(n_ref) (0: no noise).
+    Quantum noise (Poisson, in its Gaussian approximation): the expected quanta N = n_ref s' give
+    L += z / sqrt(N) in the log domain (z from the standard-normal bank `noise`, read from
+    `noise_offset`; noise_scale = 1 / sqrt(n_ref), 0: no noise); below 25 quanta the noisy count
+    N + sqrt(N) z (at least half a quantum) is used instead, so a pixel behind dense steel stays dark.
     Display: t = (L - lo) / (hi - lo) in [0, 1] looked up in `lut` (uint8, window/gamma/invert).
     `exposed`: 0 outside the field (black), 1 behind a collimator shutter (dark grey), 2 exposed."""
     h, w = out.shape
@@ -457,7 +459,16 @@ def compose_display(maps, p_add, exposed, noise, noise_offset, noise_scale, lo, 
                 L += math.log((pr + sc) / st)
                 isq = 1.0 / math.sqrt(st)
             if noise_scale > 0.0:
-                L += noise[idx] * isq * noise_scale
+                sd = isq * noise_scale  # 1 / sqrt(expected quanta)
+                if sd < 0.2:
+                    L += noise[idx] * sd  # many quanta: first order in the log domain
+                else:
+                    # few quanta (behind steel, no scatter): noisy count, never below half a quantum
+                    nq = 1.0 / (sd * sd)
+                    noisy = nq + math.sqrt(nq) * noise[idx]
+                    if noisy < 0.5:
+                        noisy = 0.5
+                    L += math.log(nq / noisy)
             k = int((L - lo) * scale)
             if k < 0:
                 k = 0

@@ -479,3 +479,14 @@ def test_needle_model_from_the_needle_module_state():
     assert a == b
     assert a.outer_diameter_mm == pytest.approx(0.82)
     assert np.allclose(a.axis, [0.0, 0.6, 0.8]) and a.shaft_length_mm == pytest.approx(90.0)
+
+
+def test_few_quanta_behind_steel_stay_dark_without_scatter(slab_renderer):
+    pose = CArmPose(isocenter_mm=tuple(ISO), detector_pixels=128)
+    axis = pose.beam_direction
+    nd = NeedleModel.from_gauge(18, ISO + 30 * axis, direction=axis, length_mm=60, hub_length_mm=0.0)
+    disp = DisplaySettings(scatter_fraction=0.0, frames_averaged=1.0)
+    for seed in range(3):
+        img = slab_renderer.render(pose, [nd], quanta_per_pixel=400.0, display=disp,
+                                   rng=np.random.default_rng(seed), quality="full").image
+        assert img[63:65, 63:65].max() < 40  # the dot: black, not speckled white
