@@ -1,0 +1,988 @@
+"""The record store: trainees, scenarios, attempts with their samples, events, inputs and scores.
+
+Interface
+---------
+`RecordStore` is the storage interface the rest of the program uses (the live recorder, the
+exchange formats, the reports, the command line, the GUI):
+
+    add_trainee(name, full_name="")               -> Trainee
+    list_trainees()                               -> [Trainee]
+    start_attempt(recording, scenario=None, ...)  -> attempt id (status "live")
+    append(id, samples=, inputs=, events=, tail=, images=)   one transaction
+    finish_attempt(id, card=None, status="finished", recording=None)
+    list_attempts(trainee=None, scenario=None, status=None)  -> [AttemptInfo], oldest first
+    attempt(id) -> AttemptInfo      score_card(id) -> dict | None      images(id) -> {name: png}
+    load_attempt(id) -> Recording   (samples bit for bit, events, inputs, meta)
+    recoverable_attempts() -> [AttemptInfo]   recover(id) -> Recording (status "recovered")
+    save_recording(recording, card=None, ...) -> id   (a whole attempt at once: imports)
+    copy_attempt(other_store, id)  (by UUID, for merging records between stores)
+    delete_attempt(id)
+    resolve(ref) -> id   (a number, or a UUID or a unique prefix of one, as typed on a command line)
+
+Attempts have a local number (`id`, for people) and a UUID (`uuid`, the identity that survives
+moving records between workstations: merging never duplicates an attempt).
+
+Storage
+-------
+`SQLRecordStore` implements the interface over any DB-API 2 connection with portable SQL (no
+SQLAlchemy): plain CREATE TABLE with a small `Dialect` for the few differences (the
+auto-numbered key, the floating point and binary column types, the parameter marker), `INSERT ...
+RETURNING` and `ON CONFLICT DO NOTHING` (SQLite >= 3.35 and PostgreSQL >= 9.5 both have them).
+`SQLiteRecordStore(path)` is the default: one file (`user_data_dir()/records.sqlite`) in WAL
+mode, one connection per thread (the live recorder writes from its own thread while the GUI
+reads).
+
+Samples are stored in chunks (one row per flush of the live recorder, compacted to rows of
+`COMPACT_SAMPLES` when the attempt finishes) encoded by `codec.encode_samples` (exact float64);
+inputs likewise in chunks of JSON lines; events one row each (so they can be queried by kind);
+images (PNG bytes: fluoroscopy shots, the ultrasound frame at injection) one row each.
+
+A PostgreSQL backend (a department's shared server) plugs in as
+`SQLRecordStore(lambda: psycopg.connect(dsn), POSTGRESQL)`: the same schema and statements run
+there (`%s` markers, BIGINT identity key, DOUBLE PRECISION, BYTEA). Nothing else changes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid as uuidlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from simulator.core.events import Event
+from simulator.core.recording import InputRecord, Recording, RecordingError
+from simulator.records.codec import (
+    INPUT_CODEC,
+    SAMPLE_CODEC,
+    CodecError,
+    concat_samples,
+    decode_inputs,
+    decode_samples,
+    encode_inputs,
+    encode_samples,
+    slice_samples,
+)
+
+SCHEMA_VERSION = 1
+DB_FILE_NAME = "records.sqlite"
+STATUSES = ("live", "finished", "recovered", "abandoned")
+COMPACT_SAMPLES = 1200  # samples per row after an attempt finishes (20 s at 60 Hz)
+MAX_CHUNK_SAMPLES = 1200  # an append splits longer runs of samples into rows of at most this
+MAX_CHUNK_INPUTS = 2000
+
+
+class RecordsError(ValueError):
+    """A record that does not exist or cannot be read; the message names it."""
+
+
+class UnknownAttempt(RecordsError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Plain data handed to callers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trainee:
+    name: str
+    full_name: str = ""
+    created_at: str = ""
+    attempts: int = 0
+    last_attempt_at: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AttemptInfo:
+    id: int
+    uuid: str
+    trainee: str
+    scenario_id: str
+    scenario_version: str
+    scenario_title: str
+    anatomy_ref: str
+    anatomy_hash: str
+    mode: str
+    status: str
+    started_at: str
+    ended_at: str
+    duration_s: float
+    n_samples: int
+    n_events: int
+    n_inputs: int
+    score: float | None
+    passed: bool | None
+    pass_mark: float | None
+
+    @property
+    def short_uuid(self) -> str:
+        return self.uuid[:8]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------------
+
+
+class RecordStore(ABC):
+    """Where trainees' attempts are kept (see the module notes)."""
+
+    @abstractmethod
+    def add_trainee(self, name: str, full_name: str = "") -> Trainee: ...
+
+    @abstractmethod
+    def list_trainees(self) -> list[Trainee]: ...
+
+    @abstractmethod
+    def add_scenario(self, scenario=None, *, scenario_id: str = "", version: str = "", title: str = "",
+                     scenario_json: str | None = None) -> None: ...
+
+    @abstractmethod
+    def scenario_json(self, scenario_id: str, version: str) -> str | None: ...
+
+    @abstractmethod
+    def start_attempt(self, recording: Recording, scenario=None, *, trainee: str | None = None,
+                      uuid: str | None = None) -> int: ...
+
+    @abstractmethod
+    def append(self, attempt_id: int, *, samples: dict | None = None, inputs: Sequence[InputRecord] = (),
+               events: Sequence[Event] = (), tail: dict | None = None, images: dict | None = None) -> None: ...
+
+    @abstractmethod
+    def finish_attempt(self, attempt_id: int, card=None, *, status: str = "finished",
+                       recording: Recording | None = None, compact: bool = True) -> AttemptInfo: ...
+
+    @abstractmethod
+    def set_score(self, attempt_id: int, card) -> None: ...
+
+    @abstractmethod
+    def list_attempts(self, trainee: str | None = None, scenario: str | None = None,
+                      status: str | Iterable[str] | None = None) -> list[AttemptInfo]: ...
+
+    @abstractmethod
+    def attempt(self, attempt_id: int) -> AttemptInfo: ...
+
+    @abstractmethod
+    def attempt_by_uuid(self, uuid: str) -> AttemptInfo | None: ...
+
+    @abstractmethod
+    def score_card(self, attempt_id: int) -> dict | None: ...
+
+    @abstractmethod
+    def images(self, attempt_id: int) -> dict[str, bytes]: ...
+
+    @abstractmethod
+    def load_attempt(self, attempt_id: int, *, inputs: bool = True) -> Recording: ...
+
+    @abstractmethod
+    def delete_attempt(self, attempt_id: int) -> None: ...
+
+    @abstractmethod
+    def raw_attempt(self, attempt_id: int) -> dict: ...
+
+    @abstractmethod
+    def copy_attempt(self, source: "RecordStore", attempt_id: int) -> int | None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- built on the above -------------------------------------------------------------
+    def score_cards(self, attempt_ids: Sequence[int]) -> dict[int, dict]:
+        """Score cards of many attempts (those that have one)."""
+        cards = {int(i): self.score_card(i) for i in attempt_ids}
+        return {i: c for i, c in cards.items() if c is not None}
+
+    def recoverable_attempts(self) -> list[AttemptInfo]:
+        """Attempts still marked live: their process ended without finishing them."""
+        return self.list_attempts(status="live")
+
+    def recover(self, attempt_id: int) -> Recording:
+        """Mark a live attempt recovered and return what was saved of it."""
+        info = self.attempt(attempt_id)
+        if info.status != "live":
+            raise RecordsError(f"attempt {attempt_id} is {info.status}, not live: nothing to recover")
+        rec = self.load_attempt(attempt_id)
+        self.finish_attempt(attempt_id, None, status="recovered")
+        return rec
+
+    def abandon(self, attempt_id: int) -> AttemptInfo:
+        return self.finish_attempt(attempt_id, None, status="abandoned")
+
+    def save_recording(self, recording: Recording, card=None, *, scenario=None, status: str = "finished",
+                       uuid: str | None = None, images: dict | None = None) -> int:
+        """Store a whole attempt at once (imports, tests)."""
+        aid = self.start_attempt(recording, scenario, uuid=uuid)
+        self.append(aid, samples=recording.samples.arrays(), inputs=recording.inputs, events=recording.events,
+                    images=images)
+        self.finish_attempt(aid, card, status=status, recording=recording)
+        return aid
+
+    def resolve(self, ref) -> int:
+        """An attempt id from what a person typed: its number, or its UUID or a unique prefix of it."""
+        text = str(ref).strip()
+        if text.isdigit():
+            aid = int(text)
+            self.attempt(aid)
+            return aid
+        low = text.lower()
+        if len(low) >= 4 and all(c in "0123456789abcdef-" for c in low):
+            hits = [a for a in self.list_attempts() if a.uuid.startswith(low)]
+            if len(hits) == 1:
+                return hits[0].id
+            if len(hits) > 1:
+                raise UnknownAttempt(f"attempt {text!r} is ambiguous: {len(hits)} attempts have UUIDs starting "
+                                     f"with it ({', '.join(h.short_uuid for h in hits[:5])})")
+        raise UnknownAttempt(f"no attempt {text!r} in {self.location}: give its number or (a prefix of) its UUID "
+                             f"as listed by `records attempts`")
+
+    @property
+    def location(self) -> str:
+        return type(self).__name__
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Portable SQL
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    paramstyle: str  # "qmark" (?) or "format" (%s)
+    autoid: str  # the auto-numbered primary key column type
+    real: str
+    blob: str
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self.paramstyle == "format" else text
+
+
+SQLITE = Dialect("sqlite", "qmark", "INTEGER PRIMARY KEY", "REAL", "BLOB")
+POSTGRESQL = Dialect("postgresql", "format", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                     "DOUBLE PRECISION", "BYTEA")
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS nt_schema (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS trainees (
+        name VARCHAR(200) PRIMARY KEY,
+        full_name TEXT NOT NULL DEFAULT '',
+        created_at VARCHAR(40) NOT NULL DEFAULT '')""",
+    """CREATE TABLE IF NOT EXISTS scenarios (
+        id VARCHAR(200) NOT NULL,
+        version VARCHAR(64) NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        scenario_json TEXT,
+        first_seen VARCHAR(40) NOT NULL DEFAULT '',
+        PRIMARY KEY (id, version))""",
+    """CREATE TABLE IF NOT EXISTS attempts (
+        id {autoid},
+        uuid VARCHAR(64) NOT NULL UNIQUE,
+        trainee VARCHAR(200) NOT NULL REFERENCES trainees (name),
+        scenario_id VARCHAR(200) NOT NULL,
+        scenario_version VARCHAR(64) NOT NULL,
+        anatomy_ref TEXT NOT NULL DEFAULT '',
+        anatomy_hash VARCHAR(64) NOT NULL DEFAULT '',
+        mode VARCHAR(32) NOT NULL DEFAULT 'practice',
+        status VARCHAR(16) NOT NULL,
+        started_at VARCHAR(40) NOT NULL DEFAULT '',
+        ended_at VARCHAR(40) NOT NULL DEFAULT '',
+        updated_at VARCHAR(40) NOT NULL DEFAULT '',
+        first_time_s {real},
+        last_time_s {real},
+        n_samples INTEGER NOT NULL DEFAULT 0,
+        n_events INTEGER NOT NULL DEFAULT 0,
+        n_inputs INTEGER NOT NULL DEFAULT 0,
+        score {real},
+        passed INTEGER,
+        pass_mark {real},
+        score_card_json TEXT,
+        meta_json TEXT NOT NULL,
+        tail_index INTEGER,
+        tail_data {blob},
+        FOREIGN KEY (scenario_id, scenario_version) REFERENCES scenarios (id, version))""",
+    "CREATE INDEX IF NOT EXISTS attempts_by_trainee ON attempts (trainee, scenario_id)",
+    "CREATE INDEX IF NOT EXISTS attempts_by_status ON attempts (status)",
+    """CREATE TABLE IF NOT EXISTS sample_chunks (
+        attempt_id INTEGER NOT NULL REFERENCES attempts (id),
+        first_index INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        t0 {real},
+        t1 {real},
+        codec VARCHAR(16) NOT NULL,
+        data {blob} NOT NULL,
+        PRIMARY KEY (attempt_id, first_index))""",
+    """CREATE TABLE IF NOT EXISTS input_chunks (
+        attempt_id INTEGER NOT NULL REFERENCES attempts (id),
+        first_index INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        codec VARCHAR(16) NOT NULL,
+        data {blob} NOT NULL,
+        PRIMARY KEY (attempt_id, first_index))""",
+    """CREATE TABLE IF NOT EXISTS events (
+        attempt_id INTEGER NOT NULL REFERENCES attempts (id),
+        seq INTEGER NOT NULL,
+        time_s {real} NOT NULL,
+        kind VARCHAR(40) NOT NULL,
+        message TEXT NOT NULL,
+        data_json TEXT NOT NULL,
+        PRIMARY KEY (attempt_id, seq))""",
+    """CREATE TABLE IF NOT EXISTS images (
+        attempt_id INTEGER NOT NULL REFERENCES attempts (id),
+        name VARCHAR(200) NOT NULL,
+        mime VARCHAR(40) NOT NULL,
+        data {blob} NOT NULL,
+        PRIMARY KEY (attempt_id, name))""",
+]
+
+ATTEMPT_COLUMNS = ("a.id, a.uuid, a.trainee, a.scenario_id, a.scenario_version, s.title, a.anatomy_ref, "
+                   "a.anatomy_hash, a.mode, a.status, a.started_at, a.ended_at, a.first_time_s, a.last_time_s, "
+                   "a.n_samples, a.n_events, a.n_inputs, a.score, a.passed, a.pass_mark")
+ATTEMPT_FROM = "attempts a LEFT JOIN scenarios s ON s.id = a.scenario_id AND s.version = a.scenario_version"
+
+
+def _info(row) -> AttemptInfo:
+    (aid, uid, trainee, sid, sver, title, aref, ahash, mode, status, started, ended, t0, t1, ns, ne, ni, score,
+     passed, mark) = row
+    return AttemptInfo(
+        id=int(aid), uuid=str(uid), trainee=str(trainee), scenario_id=str(sid), scenario_version=str(sver),
+        scenario_title=str(title or sid), anatomy_ref=str(aref or ""), anatomy_hash=str(ahash or ""),
+        mode=str(mode or ""), status=str(status), started_at=str(started or ""), ended_at=str(ended or ""),
+        duration_s=float(t1 - t0) if t0 is not None and t1 is not None else 0.0, n_samples=int(ns or 0),
+        n_events=int(ne or 0), n_inputs=int(ni or 0), score=None if score is None else float(score),
+        passed=None if passed is None else bool(passed), pass_mark=None if mark is None else float(mark))
+
+
+def _card_json(card) -> dict | None:
+    if card is None:
+        return None
+    if hasattr(card, "to_json"):
+        return card.to_json()
+    if isinstance(card, dict):
+        return card
+    raise TypeError(f"a score card must be a ScoreCard or its JSON dict, got {type(card).__name__}")
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class SQLRecordStore(RecordStore):
+    """`RecordStore` over DB-API 2 connections made by `connect()` (one per thread)."""
+
+    def __init__(self, connect: Callable[[], object], dialect: Dialect = SQLITE, *, location: str = "database"):
+        self._connect = connect
+        self.dialect = dialect
+        self._location = location
+        self._local = threading.local()
+        self._all: list = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._create_schema()
+
+    # -- connections and transactions ----------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self._location
+
+    def _conn(self):
+        if self._closed:
+            raise RecordsError(f"{self._location}: the record store is closed")
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._connect()
+            self._setup_connection(c)
+            self._local.conn = c
+            with self._all_lock:
+                self._all.append(c)
+        return c
+
+    def _setup_connection(self, conn) -> None:
+        """Per-connection settings (SQLite pragmas); nothing for other databases."""
+
+    def release_thread_connection(self) -> None:
+        """Close this thread's connection (a worker thread calls it before it ends)."""
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            self._local.conn = None
+            with self._all_lock:
+                if c in self._all:
+                    self._all.remove(c)
+            c.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - a connection of a thread that is gone
+                pass
+        self._local = threading.local()
+        self._closed = True
+
+    class _Tx:
+        def __init__(self, store):
+            self.store = store
+
+        def __enter__(self):
+            self.conn = self.store._conn()
+            self.cur = self.conn.cursor()
+            return self
+
+        def __exit__(self, exc_type, exc, tb):
+            try:
+                if exc_type is None:
+                    self.conn.commit()
+                else:
+                    self.conn.rollback()
+            finally:
+                self.cur.close()
+
+        def run(self, sql: str, params: Sequence = ()):
+            self.cur.execute(self.store.dialect.sql(sql), tuple(params))
+            return self.cur
+
+        def many(self, sql: str, rows: Iterable[Sequence]):
+            rows = [tuple(r) for r in rows]
+            if rows:
+                self.cur.executemany(self.store.dialect.sql(sql), rows)
+
+        def one(self, sql: str, params: Sequence = ()):
+            return self.run(sql, params).fetchone()
+
+        def all(self, sql: str, params: Sequence = ()):
+            return self.run(sql, params).fetchall()
+
+    def _tx(self) -> "_Tx":
+        return SQLRecordStore._Tx(self)
+
+    def _create_schema(self) -> None:
+        d = self.dialect
+        with self._tx() as tx:
+            for stmt in SCHEMA:
+                tx.run(stmt.format(autoid=d.autoid, real=d.real, blob=d.blob))
+            row = tx.one("SELECT value FROM nt_schema WHERE key = ?", ("schema_version",))
+            if row is None:
+                tx.run("INSERT INTO nt_schema (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                       ("schema_version", str(SCHEMA_VERSION)))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RecordsError(f"{self._location}: records written by a newer version of the trainer (schema "
+                                   f"{row[0]}; this version reads {SCHEMA_VERSION})")
+
+    # -- trainees and scenarios ----------------------------------------------------------
+    def add_trainee(self, name: str, full_name: str = "") -> Trainee:
+        name = str(name).strip()
+        if not name:
+            raise RecordsError("a trainee needs a name")
+        with self._tx() as tx:
+            self._ensure_trainee(tx, name, full_name)
+            if full_name:
+                tx.run("UPDATE trainees SET full_name = ? WHERE name = ?", (full_name, name))
+        return next(t for t in self.list_trainees() if t.name == name)
+
+    def _ensure_trainee(self, tx, name: str, full_name: str = "", created_at: str | None = None) -> None:
+        tx.run("INSERT INTO trainees (name, full_name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+               (name, full_name or "", created_at or now_iso()))
+
+    def list_trainees(self) -> list[Trainee]:
+        with self._tx() as tx:
+            rows = tx.all(
+                "SELECT t.name, t.full_name, t.created_at, COUNT(a.id), MAX(a.started_at) FROM trainees t "
+                "LEFT JOIN attempts a ON a.trainee = t.name GROUP BY t.name, t.full_name, t.created_at "
+                "ORDER BY t.name")
+        return [Trainee(str(r[0]), str(r[1] or ""), str(r[2] or ""), int(r[3] or 0), str(r[4] or "")) for r in rows]
+
+    def add_scenario(self, scenario=None, *, scenario_id: str = "", version: str = "", title: str = "",
+                     scenario_json: str | None = None) -> None:
+        with self._tx() as tx:
+            self._ensure_scenario(tx, scenario, scenario_id, version, title, scenario_json)
+
+    def _ensure_scenario(self, tx, scenario, scenario_id: str, version: str, title: str = "",
+                         scenario_json: str | None = None) -> tuple[str, str]:
+        if scenario is not None:
+            from simulator.core.recording import scenario_version
+
+            scenario_id = scenario_id or str(getattr(scenario, "id", ""))
+            version = version or scenario_version(scenario)
+            title = title or str(getattr(scenario, "title", ""))
+            if scenario_json is None and hasattr(scenario, "model_dump_json"):
+                scenario_json = scenario.model_dump_json()
+        scenario_id = scenario_id or "unknown"
+        tx.run("INSERT INTO scenarios (id, version, title, scenario_json, first_seen) VALUES (?, ?, ?, ?, ?) "
+               "ON CONFLICT (id, version) DO NOTHING", (scenario_id, version, title or scenario_id, scenario_json,
+                                                       now_iso()))
+        if scenario_json is not None:
+            tx.run("UPDATE scenarios SET scenario_json = ? WHERE id = ? AND version = ? AND scenario_json IS NULL",
+                   (scenario_json, scenario_id, version))
+        if title:
+            tx.run("UPDATE scenarios SET title = ? WHERE id = ? AND version = ? AND title = id",
+                   (title, scenario_id, version))
+        return scenario_id, version
+
+    def put_info(self, key: str, value: str) -> None:
+        """A note about the whole store (kept beside the schema version)."""
+        with self._tx() as tx:
+            tx.run("DELETE FROM nt_schema WHERE key = ?", (key,))
+            tx.run("INSERT INTO nt_schema (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def get_info(self, key: str) -> str | None:
+        with self._tx() as tx:
+            row = tx.one("SELECT value FROM nt_schema WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def scenario_json(self, scenario_id: str, version: str) -> str | None:
+        with self._tx() as tx:
+            row = tx.one("SELECT scenario_json FROM scenarios WHERE id = ? AND version = ?", (scenario_id, version))
+        return None if row is None or row[0] is None else str(row[0])
+
+    def list_scenarios(self) -> list[dict]:
+        """Every scenario version seen: id, version, title, has_json."""
+        with self._tx() as tx:
+            rows = tx.all("SELECT id, version, title, scenario_json IS NOT NULL, first_seen FROM scenarios "
+                          "ORDER BY id, first_seen")
+        return [{"id": r[0], "version": r[1], "title": r[2], "has_json": bool(r[3]), "first_seen": r[4]} for r in rows]
+
+    # -- attempts: writing ---------------------------------------------------------------
+    def start_attempt(self, recording: Recording, scenario=None, *, trainee: str | None = None,
+                      uuid: str | None = None, status: str = "live") -> int:
+        if status not in STATUSES:
+            raise RecordsError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        trainee = (trainee if trainee is not None else recording.trainee) or "anonymous"
+        uid = uuid or str(uuidlib.uuid4())
+        with self._tx() as tx:
+            self._ensure_trainee(tx, trainee)
+            sid, sver = self._ensure_scenario(tx, scenario, recording.scenario_id, recording.scenario_version)
+            row = tx.one(
+                "INSERT INTO attempts (uuid, trainee, scenario_id, scenario_version, anatomy_ref, anatomy_hash, mode, "
+                "status, started_at, updated_at, meta_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (uid, trainee, sid, sver, recording.anatomy_ref, recording.anatomy_hash, recording.mode, status,
+                 recording.started_at or now_iso(), now_iso(), _dumps(recording.meta_dict())))
+        return int(row[0])
+
+    def _counts(self, tx, attempt_id: int) -> tuple:
+        row = tx.one("SELECT n_samples, n_events, n_inputs, first_time_s, status FROM attempts WHERE id = ?",
+                     (attempt_id,))
+        if row is None:
+            raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+        return row
+
+    def append(self, attempt_id: int, *, samples: dict | None = None, inputs: Sequence[InputRecord] = (),
+               events: Sequence[Event] = (), tail: dict | None = None, images: dict | None = None) -> None:
+        """Add samples (final ones: they follow the stored ones), inputs and events, in one transaction.
+        `tail` is the newest sample, which may still be replaced (kept aside until it is final; a
+        recovered attempt includes it). `images`: name -> PNG bytes (a name already stored is replaced)."""
+        blobs = []
+        n_new = 0
+        if samples is not None:
+            n_new = len(samples["time_s"])
+            for a in range(0, n_new, MAX_CHUNK_SAMPLES):
+                part = slice_samples(samples, a, min(n_new, a + MAX_CHUNK_SAMPLES))
+                blobs.append((a, len(part["time_s"]), float(part["time_s"][0]), float(part["time_s"][-1]),
+                              encode_samples(part)))
+        in_blobs = [(a, len(inputs[a:a + MAX_CHUNK_INPUTS]), encode_inputs(inputs[a:a + MAX_CHUNK_INPUTS]))
+                    for a in range(0, len(inputs), MAX_CHUNK_INPUTS)]
+        tail_blob = None
+        if tail is not None and len(tail["time_s"]):
+            tail_blob = encode_samples(tail)
+        ev_rows = [(e.time_s, e.kind.value, e.message, _dumps(e.data)) for e in events]
+        with self._tx() as tx:
+            ns, ne, ni, t_first, status = self._counts(tx, attempt_id)
+            if status != "live":
+                raise RecordsError(f"attempt {attempt_id} is {status}: it takes no more samples")
+            tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(attempt_id, ns + a, n, t0, t1, SAMPLE_CODEC, b) for a, n, t0, t1, b in blobs])
+            tx.many("INSERT INTO input_chunks (attempt_id, first_index, n, codec, data) VALUES (?, ?, ?, ?, ?)",
+                    [(attempt_id, ni + a, n, INPUT_CODEC, b) for a, n, b in in_blobs])
+            tx.many("INSERT INTO events (attempt_id, seq, time_s, kind, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(attempt_id, ne + k, *r) for k, r in enumerate(ev_rows)])
+            for name, png in (images or {}).items():
+                tx.run("DELETE FROM images WHERE attempt_id = ? AND name = ?", (attempt_id, str(name)))
+                tx.run("INSERT INTO images (attempt_id, name, mime, data) VALUES (?, ?, ?, ?)",
+                       (attempt_id, str(name), _mime(png), bytes(png)))
+            first = t_first
+            last_t = None
+            if blobs:
+                last_t = blobs[-1][3]
+                first = blobs[0][2] if first is None else first
+            tail_index = None
+            if tail_blob is not None:
+                tail_index = ns + n_new
+                last_t = float(tail["time_s"][0])
+                first = last_t if first is None else first
+            sets = ["n_samples = ?", "n_events = ?", "n_inputs = ?", "updated_at = ?", "first_time_s = ?",
+                    "tail_index = ?", "tail_data = ?"]
+            params = [ns + n_new, ne + len(ev_rows), ni + len(inputs), now_iso(), first, tail_index, tail_blob]
+            if last_t is not None:
+                sets.append("last_time_s = ?")
+                params.append(last_t)
+            tx.run(f"UPDATE attempts SET {', '.join(sets)} WHERE id = ?", (*params, attempt_id))
+
+    def finish_attempt(self, attempt_id: int, card=None, *, status: str = "finished",
+                       recording: Recording | None = None, compact: bool = True) -> AttemptInfo:
+        """Close an attempt: its status, end time, score card (when given); `recording` refreshes the
+        stored meta; `compact` rewrites the sample rows into fewer, larger ones."""
+        if status not in STATUSES or status == "live":
+            raise RecordsError(f"an attempt finishes as finished, recovered or abandoned, not {status!r}")
+        cj = _card_json(card)
+        with self._tx() as tx:
+            self._counts(tx, attempt_id)
+            tx.run("UPDATE attempts SET status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
+                   (status, now_iso(), now_iso(), attempt_id))
+            if recording is not None:
+                tx.run("UPDATE attempts SET meta_json = ? WHERE id = ?", (_dumps(recording.meta_dict()), attempt_id))
+            if cj is not None:
+                self._write_card(tx, attempt_id, cj)
+        if compact:
+            self.compact(attempt_id)
+        return self.attempt(attempt_id)
+
+    def _write_card(self, tx, attempt_id: int, cj: dict) -> None:
+        tx.run("UPDATE attempts SET score = ?, passed = ?, pass_mark = ?, score_card_json = ? WHERE id = ?",
+               (float(cj.get("score", 0.0)), int(bool(cj.get("passed"))), cj.get("pass_mark"), _dumps(cj),
+                attempt_id))
+
+    def set_score(self, attempt_id: int, card) -> None:
+        with self._tx() as tx:
+            self._counts(tx, attempt_id)
+            self._write_card(tx, attempt_id, _card_json(card))
+
+    def set_status(self, attempt_id: int, status: str) -> None:
+        if status not in STATUSES:
+            raise RecordsError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        with self._tx() as tx:
+            self._counts(tx, attempt_id)
+            tx.run("UPDATE attempts SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(), attempt_id))
+
+    def compact(self, attempt_id: int, per_row: int = COMPACT_SAMPLES) -> None:
+        """Rewrite an attempt's sample rows as rows of `per_row` samples (smaller, faster to load)."""
+        with self._tx() as tx:
+            rows = tx.all("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
+                          "ORDER BY first_index", (attempt_id,))
+            if len(rows) <= 1 or all(r[1] >= per_row for r in rows[:-1]):
+                return
+            s = concat_samples(self._decode_chunks(attempt_id, rows))
+            n = len(s["time_s"])
+            tx.run("DELETE FROM sample_chunks WHERE attempt_id = ?", (attempt_id,))
+            new = []
+            for a in range(0, n, per_row):
+                part = slice_samples(s, a, min(n, a + per_row))
+                new.append((attempt_id, a, len(part["time_s"]), float(part["time_s"][0]), float(part["time_s"][-1]),
+                            SAMPLE_CODEC, encode_samples(part)))
+            tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", new)
+
+    # -- attempts: reading ---------------------------------------------------------------
+    def list_attempts(self, trainee: str | None = None, scenario: str | None = None,
+                      status: str | Iterable[str] | None = None) -> list[AttemptInfo]:
+        where, params = [], []
+        if trainee is not None:
+            where.append("a.trainee = ?")
+            params.append(trainee)
+        if scenario is not None:
+            where.append("a.scenario_id = ?")
+            params.append(scenario)
+        if status is not None:
+            sts = [status] if isinstance(status, str) else list(status)
+            where.append("a.status IN (" + ", ".join("?" * len(sts)) + ")")
+            params += sts
+        sql = f"SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPT_FROM}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY a.started_at, a.id"
+        with self._tx() as tx:
+            rows = tx.all(sql, params)
+        return [_info(r) for r in rows]
+
+    def attempt(self, attempt_id: int) -> AttemptInfo:
+        with self._tx() as tx:
+            row = tx.one(f"SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPT_FROM} WHERE a.id = ?", (int(attempt_id),))
+        if row is None:
+            raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+        return _info(row)
+
+    def attempt_by_uuid(self, uuid: str) -> AttemptInfo | None:
+        with self._tx() as tx:
+            row = tx.one(f"SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPT_FROM} WHERE a.uuid = ?", (str(uuid),))
+        return None if row is None else _info(row)
+
+    def score_card(self, attempt_id: int) -> dict | None:
+        with self._tx() as tx:
+            row = tx.one("SELECT score_card_json FROM attempts WHERE id = ?", (int(attempt_id),))
+        if row is None:
+            raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+        return None if row[0] is None else json.loads(row[0])
+
+    def score_cards(self, attempt_ids: Sequence[int]) -> dict[int, dict]:
+        """Score cards of many attempts at once (those that have one)."""
+        out: dict[int, dict] = {}
+        ids = [int(a) for a in attempt_ids]
+        with self._tx() as tx:
+            for k in range(0, len(ids), 500):
+                part = ids[k:k + 500]
+                rows = tx.all("SELECT id, score_card_json FROM attempts WHERE score_card_json IS NOT NULL AND id IN ("
+                              + ", ".join("?" * len(part)) + ")", part)
+                out.update({int(r[0]): json.loads(r[1]) for r in rows})
+        return out
+
+    def images(self, attempt_id: int) -> dict[str, bytes]:
+        with self._tx() as tx:
+            rows = tx.all("SELECT name, data FROM images WHERE attempt_id = ? ORDER BY name", (int(attempt_id),))
+        return {str(r[0]): bytes(r[1]) for r in rows}
+
+    def _decode_chunks(self, attempt_id: int, rows) -> list[dict]:
+        parts, expect = [], 0
+        for first, n, codec, data in rows:
+            if codec != SAMPLE_CODEC:
+                raise RecordsError(f"attempt {attempt_id}: samples stored with unknown codec {codec!r}")
+            if int(first) != expect:
+                raise RecordsError(f"attempt {attempt_id}: samples {expect}..{int(first) - 1} are missing")
+            try:
+                parts.append(decode_samples(data, int(n)))
+            except CodecError as e:
+                raise RecordsError(f"attempt {attempt_id}: damaged samples at {first}: {e}") from None
+            expect += int(n)
+        return parts
+
+    def load_attempt(self, attempt_id: int, *, inputs: bool = True) -> Recording:
+        """The attempt as a Recording: samples bit for bit (including the newest, provisional
+        sample of a live attempt), inputs, events and meta. `inputs=False` leaves the input log
+        out (what a replay viewer needs loads faster; rescoring needs the inputs)."""
+        aid = int(attempt_id)
+        with self._tx() as tx:
+            row = tx.one("SELECT meta_json, trainee, tail_index, tail_data, n_samples FROM attempts WHERE id = ?",
+                         (aid,))
+            if row is None:
+                raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+            chunks = tx.all("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
+                            "ORDER BY first_index", (aid,))
+            in_rows = tx.all("SELECT first_index, n, codec, data FROM input_chunks WHERE attempt_id = ? "
+                             "ORDER BY first_index", (aid,)) if inputs else []
+            ev_rows = tx.all("SELECT seq, time_s, kind, message, data_json FROM events WHERE attempt_id = ? "
+                             "ORDER BY seq", (aid,))
+        meta_json, trainee, tail_index, tail_data, n_samples = row
+        parts = self._decode_chunks(aid, chunks)
+        n = sum(len(p["time_s"]) for p in parts)
+        if tail_data is not None and tail_index is not None and int(tail_index) == n:
+            parts.append(decode_samples(tail_data, 1))
+        input_log: list[InputRecord] = []
+        for first, k, codec, data in in_rows:
+            if codec != INPUT_CODEC:
+                raise RecordsError(f"attempt {attempt_id}: inputs stored with unknown codec {codec!r}")
+            if int(first) != len(input_log):
+                raise RecordsError(f"attempt {attempt_id}: inputs {len(input_log)}..{int(first) - 1} are missing")
+            try:
+                input_log += decode_inputs(data, int(k))
+            except CodecError as e:
+                raise RecordsError(f"attempt {attempt_id}: damaged inputs at {first}: {e}") from None
+        try:
+            meta = json.loads(meta_json)
+            events = [Event.from_json({"time_s": r[1], "kind": r[2], "message": r[3], "data": json.loads(r[4])})
+                      for r in ev_rows]
+            meta["samples"] = concat_samples(parts)
+            rec = Recording.from_json_dict(meta, source=f"attempt {attempt_id}")
+        except (ValueError, KeyError, TypeError, RecordingError) as e:
+            raise RecordsError(f"attempt {attempt_id}: damaged record ({e})") from None
+        rec.inputs = input_log
+        rec.events = events
+        return rec
+
+    # -- deleting and copying ------------------------------------------------------------
+    def delete_attempt(self, attempt_id: int) -> None:
+        aid = int(attempt_id)
+        with self._tx() as tx:
+            self._counts(tx, aid)
+            for table in ("sample_chunks", "input_chunks", "events", "images"):
+                tx.run(f"DELETE FROM {table} WHERE attempt_id = ?", (aid,))
+            tx.run("DELETE FROM attempts WHERE id = ?", (aid,))
+
+    def delete_trainee(self, name: str) -> int:
+        """Delete a trainee and all their attempts; the number of attempts deleted."""
+        attempts = self.list_attempts(trainee=name)
+        for a in attempts:
+            self.delete_attempt(a.id)
+        with self._tx() as tx:
+            tx.run("DELETE FROM trainees WHERE name = ?", (name,))
+        return len(attempts)
+
+    def raw_attempt(self, attempt_id: int) -> dict:
+        """Every stored row of an attempt, undecoded (for copying between stores)."""
+        aid = int(attempt_id)
+        with self._tx() as tx:
+            cols = ("uuid", "trainee", "scenario_id", "scenario_version", "anatomy_ref", "anatomy_hash", "mode",
+                    "status", "started_at", "ended_at", "updated_at", "first_time_s", "last_time_s", "n_samples",
+                    "n_events", "n_inputs", "score", "passed", "pass_mark", "score_card_json", "meta_json",
+                    "tail_index", "tail_data")
+            row = tx.one(f"SELECT {', '.join(cols)} FROM attempts WHERE id = ?", (aid,))
+            if row is None:
+                raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+            att = dict(zip(cols, row))
+            if att["tail_data"] is not None:
+                att["tail_data"] = bytes(att["tail_data"])
+            trainee = tx.one("SELECT name, full_name, created_at FROM trainees WHERE name = ?", (att["trainee"],))
+            scen = tx.one("SELECT id, version, title, scenario_json FROM scenarios WHERE id = ? AND version = ?",
+                          (att["scenario_id"], att["scenario_version"]))
+            samples = [(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in tx.all(
+                "SELECT first_index, n, t0, t1, codec, data FROM sample_chunks WHERE attempt_id = ? "
+                "ORDER BY first_index", (aid,))]
+            inputs = [(r[0], r[1], r[2], bytes(r[3])) for r in tx.all(
+                "SELECT first_index, n, codec, data FROM input_chunks WHERE attempt_id = ? ORDER BY first_index",
+                (aid,))]
+            events = [tuple(r) for r in tx.all(
+                "SELECT seq, time_s, kind, message, data_json FROM events WHERE attempt_id = ? ORDER BY seq", (aid,))]
+            images = [(r[0], r[1], bytes(r[2])) for r in tx.all(
+                "SELECT name, mime, data FROM images WHERE attempt_id = ?", (aid,))]
+        return {"attempt": att, "trainee": tuple(trainee) if trainee else (att["trainee"], "", ""),
+                "scenario": tuple(scen) if scen else (att["scenario_id"], att["scenario_version"], "", None),
+                "samples": samples, "inputs": inputs, "events": events, "images": images}
+
+    def copy_attempt(self, source: RecordStore, attempt_id: int) -> int | None:
+        """Copy one attempt from another store; None (nothing copied) when an attempt with the same
+        UUID is already here."""
+        raw = source.raw_attempt(attempt_id)
+        att = raw["attempt"]
+        if self.attempt_by_uuid(att["uuid"]) is not None:
+            return None
+        with self._tx() as tx:
+            name, full, created = raw["trainee"]
+            self._ensure_trainee(tx, name, full, created)
+            sid, sver, title, sjson = raw["scenario"]
+            self._ensure_scenario(tx, None, sid, sver, title, sjson)
+            cols = [k for k in att]
+            row = tx.one(f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                         "RETURNING id", [att[k] for k in cols])
+            aid = int(row[0])
+            tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [(aid, *r) for r in raw["samples"]])
+            tx.many("INSERT INTO input_chunks (attempt_id, first_index, n, codec, data) VALUES (?, ?, ?, ?, ?)",
+                    [(aid, *r) for r in raw["inputs"]])
+            tx.many("INSERT INTO events (attempt_id, seq, time_s, kind, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(aid, *r) for r in raw["events"]])
+            tx.many("INSERT INTO images (attempt_id, name, mime, data) VALUES (?, ?, ?, ?)",
+                    [(aid, *r) for r in raw["images"]])
+        return aid
+
+
+def _mime(data: bytes) -> str:
+    b = bytes(data[:8])
+    if b.startswith(b"\x89PNG"):
+        return "image/png"
+    if b.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    return "application/octet-stream"
+
+
+class SQLiteRecordStore(SQLRecordStore):
+    """The default store: one SQLite file, WAL mode (readers never wait for the recorder)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, wal: bool = True, read_only: bool = False):
+        """`read_only`: open an existing file without changing it (importing records from it)."""
+        self.path = Path(path) if path is not None else default_db_path()
+        self.wal = wal
+        self.read_only = read_only
+        if read_only and not self.path.is_file():
+            raise RecordsError(f"{self.path}: no such file")
+        if self.path.is_file():
+            _check_sqlite_file(self.path)
+        elif self.path.exists():
+            raise RecordsError(f"{self.path}: is not a file")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            super().__init__(self._open, SQLITE, location=str(self.path))
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise RecordsError(f"{self.path}: not a records database ({e})") from None
+
+    def _open(self):
+        if self.read_only:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            return sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=True)
+        return sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=True)
+
+    def _create_schema(self) -> None:
+        if not self.read_only:
+            super()._create_schema()
+            return
+        with self._tx() as tx:
+            tables = {r[0] for r in tx.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"nt_schema", "attempts", "sample_chunks"} <= tables:
+                raise RecordsError(f"{self.path}: not a records file of this program (no attempts tables)")
+            row = tx.one("SELECT value FROM nt_schema WHERE key = ?", ("schema_version",))
+            if row is None or int(row[0]) > SCHEMA_VERSION:
+                raise RecordsError(f"{self.path}: records schema {row[0] if row else 'unknown'}; this version "
+                                   f"reads {SCHEMA_VERSION}")
+
+    def _setup_connection(self, conn) -> None:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if self.read_only:
+            return
+        if self.wal:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against a killed process
+        else:
+            conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the main file (for measuring or copying the file)."""
+        if self.wal:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                total += p.stat().st_size
+        return total
+
+
+def _check_sqlite_file(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise RecordsError(f"{path}: cannot open ({e.strerror or e})") from None
+    if head and head != b"SQLite format 3\x00":
+        raise RecordsError(f"{path}: not a records database (not an SQLite file)")
+
+
+def default_db_path() -> Path:
+    from simulator.core.paths import user_data_dir
+
+    return user_data_dir() / DB_FILE_NAME
+
+
+def open_store(path: str | os.PathLike | None = None) -> SQLiteRecordStore:
+    """The record store at `path` (default: the user's records.sqlite)."""
+    return SQLiteRecordStore(path)
+
+
+__all__ = ["AttemptInfo", "Dialect", "POSTGRESQL", "RecordStore", "RecordsError", "SQLITE", "SQLRecordStore",
+           "SQLiteRecordStore", "Trainee", "UnknownAttempt", "default_db_path", "open_store"]

@@ -1,0 +1,40 @@
+"""Fixtures for the record store tests: scripted attempts on the test block (fast, exact)."""
+from __future__ import annotations
+
+import pytest
+
+from simulator.benchmarks.scoring import expert_attempt, novice_attempt, synthetic_block_anatomy, synthetic_scenario
+from simulator.core.procedure import Procedure
+from simulator.core.scoring import score_attempt
+from simulator.records.store import SQLiteRecordStore
+
+
+@pytest.fixture(scope="session")
+def block():
+    return synthetic_block_anatomy()
+
+
+@pytest.fixture(scope="session")
+def scenario():
+    return synthetic_scenario()
+
+
+@pytest.fixture(scope="session")
+def expert(scenario, block):
+    """The scripted expert attempt (passes) and its score card."""
+    proc = expert_attempt(Procedure(scenario, block, clock=lambda: 0.0, trainee="ann"), t0=1.0)
+    return proc, score_attempt(proc.recording, scenario, block)
+
+
+@pytest.fixture(scope="session")
+def novice(scenario, block):
+    """The scripted novice attempt (fails: aorta, no aspiration, no local anaesthetic ...)."""
+    proc = novice_attempt(Procedure(scenario, block, clock=lambda: 0.0, trainee="ann"))
+    return proc, score_attempt(proc.recording, scenario, block)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteRecordStore(tmp_path / "records.sqlite")
+    yield s
+    s.close()
