@@ -31,7 +31,8 @@ CREATES = {"import-trainee", "import-attempt", "add-trainee"}
 
 def _common() -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
-    c.add_argument("--db", help="records database file (default: records.sqlite in the user's data folder)")
+    c.add_argument("--db", metavar="FILE",
+                   help="records database file (default: records.sqlite in the user's data folder)")
     return c
 
 
@@ -41,7 +42,8 @@ def add_parser(subparsers) -> None:
         description="Trainees' recorded attempts: list them, export an attempt (.igs.mha for 3D Slicer / Perk "
         "Tutor, CSV, JSON) or a trainee's records, import, produce a report (HTML or PDF), rescore by replay.",
         epilog="ATTEMPT is the number listed by `records attempts` or (a unique prefix of) the attempt's UUID.")
-    p.add_argument("--db", dest="db_top", help="records database file (default: the user's records.sqlite)")
+    p.add_argument("--db", dest="db_top", metavar="FILE",
+                   help="records database file (default: the user's records.sqlite)")
     sub = p.add_subparsers(dest="records_command", metavar="SUBCOMMAND")
     c = _common()
 

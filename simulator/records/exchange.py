@@ -315,7 +315,8 @@ def procedure_from_tracked(path, scenario, anatomy, *, needle: str | None = None
     for i in range(len(times)):
         t = float(times[i])
         try:
-            if probe_m is not None and probe_ok[i] and (last_probe is None or not np.array_equal(probe_m[i], last_probe)):
+            moved = last_probe is None or not np.array_equal(probe_m[i], last_probe) if probe_m is not None else False
+            if probe_m is not None and probe_ok[i] and moved:
                 proc.set_probe_to_world(probe_m[i], time_s=t)
                 last_probe = probe_m[i]
             proc.set_needle_tip_to_world(needle_m[i], time_s=t)

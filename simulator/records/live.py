@@ -204,7 +204,8 @@ class LiveRecorder:
             tail_key = None
             if not final and n_s > stop:
                 tail = _sample_arrays(s, stop, stop + 1)
-                tail_key = b"".join(np.ascontiguousarray(tail[k]).tobytes() for k in SAMPLE_KEYS) + stop.to_bytes(8, "little")
+                tail_key = (b"".join(np.ascontiguousarray(tail[k]).tobytes() for k in SAMPLE_KEYS)
+                            + stop.to_bytes(8, "little"))
             inputs = rec.inputs[self._w_inputs:n_in]
             events = rec.events[self._w_events:n_ev]
             with self._lock:

@@ -1,0 +1,115 @@
+"""Reports: self-contained HTML, a PDF that holds the score, and the plots' data."""
+import re
+import struct
+import zlib
+from html import escape
+
+import numpy as np
+import pytest
+
+from simulator.core.events import EventKind
+from simulator.core.procedure import Procedure
+from simulator.records.plots import attempt_plots, depth_below_skin, nice_ticks, svg
+from simulator.records.report import build_report, pdf_text, render_html, report_from_recording, write_report
+
+
+def tiny_png(w: int = 3, h: int = 2) -> bytes:
+    """A valid RGB PNG written by hand."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes([200, 30, 30] * w) for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def stored_novice(store, novice, scenario):
+    aid = store.save_recording(novice[0].recording, novice[1], scenario=scenario, images={"fluoro_1": tiny_png()})
+    return aid, novice[1]
+
+
+def test_html_report_is_self_contained_with_score_reasons_metrics_and_plots(tmp_path, store, stored_novice):
+    aid, card = stored_novice
+    path = write_report(build_report(store, aid, images={"us_at_injection": tiny_png(4, 4)}), tmp_path / "r.html")
+    html = path.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert f"Score {card.score:.1f} / 100" in html and "FAILED" in html
+    for reason in card.reasons:
+        assert escape(reason, quote=False) in html, reason
+    assert "aorta punctured at 00:06 - automatic fail" in html
+    for label in ("Perk Tutor core metrics", "Potential tissue damage", "Score items", "Targets", "Events"):
+        assert label in html, label
+    assert html.count("<svg") == 4
+    for title in ("Tip path, axial", "Tip path, sagittal", "Tip-to-target distance", "Tip depth below the skin"):
+        assert title in html, title
+    assert html.count('src="data:image/png;base64,') == 2 and "fluoro_1" in html and "us_at_injection" in html
+    assert not re.search(r'(src|href)="(https?:|file:|/)', html)  # nothing external
+
+
+def test_pdf_report_holds_the_score(qapp, tmp_path, store, stored_novice):
+    aid, card = stored_novice
+    path = write_report(build_report(store, aid), tmp_path / "r.pdf")
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")
+    text = pdf_text(path)
+    assert f"Score {card.score:.1f} / 100" in text and "FAILED" in text
+    assert "aorta punctured at 00:06 - automatic fail" in text
+    assert "Perk Tutor core metrics" in text and "ann" in text
+    assert len(re.findall(rb"/Subtype\s*/Image", data)) >= 5  # four plots and the key image
+
+
+def test_report_of_an_unstored_attempt(tmp_path, expert):
+    proc, card = expert
+    r = report_from_recording(proc.recording, card, scenario_title="Celiac block", images={"x": tiny_png()})
+    html = render_html(r)
+    assert f"Score {card.score:.1f} / 100" in html and "PASSED" in html and "Celiac block" in html
+    assert r.score_text == f"{card.score:.1f} / 100 - PASSED"
+    unscored = render_html(report_from_recording(proc.recording, None))
+    assert "Not scored" in unscored and unscored.count("<svg") == 4
+    with pytest.raises(ValueError, match="r.txt: a report is .html or .pdf"):
+        write_report(r, tmp_path / "r.txt")
+
+
+def test_depth_plot_data_equals_the_needle_depth(scenario, block):
+    """Depth below the skin along the needle, from the events only, equals the procedure's own."""
+    proc = Procedure(scenario, block, clock=lambda: 0.0)
+    proc.set_entry([-40.0, -70.0, 0.0], [0.0, 1.0, 0.0], time_s=1.0)
+    depths = []
+    for k in range(8):
+        proc.advance(4.0, time_s=2.0 + k)
+        depths.append(proc.state.depth_mm)
+    proc.withdraw(time_s=20.0)  # out to the skin ...
+    proc.withdraw(10.0, time_s=21.0)  # ... and out of it
+    d = depth_below_skin(proc.recording)
+    assert d[0] == 0.0
+    assert np.allclose(d[1:9], depths, atol=1e-9)
+    assert np.allclose(d[1:9], 4.0 * np.arange(1, 9) - 0.5, atol=1e-9)  # the tip starts 0.5 mm above the skin
+    assert d[-1] == 0.0
+    assert any(e.kind == EventKind.needle_out for e in proc.events)
+
+
+def test_plots_of_an_attempt(expert):
+    proc, card = expert
+    plots = attempt_plots(proc.recording)
+    assert [p.title for p in plots] == ["Tip path, axial (from the feet)", "Tip path, sagittal (from the left)",
+                                        "Tip-to-target distance", "Tip depth below the skin"]
+    axial = plots[0]
+    assert axial.equal_aspect and axial.flip_x
+    path = axial.series[0]
+    tips = proc.recording.samples.needle_tip_to_world[:, :3, 3]
+    assert set(map(tuple, np.c_[path.x, path.y])) == set(map(tuple, tips[:, :2]))  # rests collapsed
+    target = [s for s in axial.series if s.label.startswith("target")][0]
+    assert (target.x[0], target.y[0]) == (-32.0, 30.0)
+    dist = plots[2]
+    assert dist.series[0].y[-1] == pytest.approx(card.targets[0]["final_distance_mm"], abs=1e-9)
+    assert dist.hlines[0].y == 5.0
+    assert sum(1 for v in dist.vlines if v.group == "injection") == 3
+    doc = svg(dist)
+    assert doc.startswith("<svg") and doc.count("<polyline") == 1 and "tolerance 5 mm" in doc
+
+
+def test_nice_ticks():
+    assert nice_ticks(0.0, 100.0, 5) == [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+    assert nice_ticks(-72.3, 31.0, 5) == [-50.0, -25.0, 0.0, 25.0]
+    assert nice_ticks(0.0, 1.0, 4) == [0.0, 0.25, 0.5, 0.75, 1.0]
