@@ -164,11 +164,11 @@ def _event_lines(r: AttemptReport) -> list[str]:
     return summarize_events(r.recording)
 
 
-def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+def _table(head: list[str] | None, rows: list[list[str]], cls: str = "") -> str:
     out = [f'<table class="{cls}" border="1" cellspacing="0" cellpadding="4">' if cls else
-           '<table border="1" cellspacing="0" cellpadding="4">', "<tr>"]
-    out += [f"<th>{escape(h, quote=False)}</th>" for h in head]
-    out.append("</tr>")
+           '<table border="1" cellspacing="0" cellpadding="4">']
+    if head:
+        out.append("<tr>" + "".join(f"<th>{escape(h, quote=False)}</th>" for h in head) + "</tr>")
     for row in rows:
         out.append("<tr>" + "".join(f"<td>{escape(str(c), quote=False)}</td>" for c in row) + "</tr>")
     out.append("</table>")
@@ -185,8 +185,7 @@ def _sections(r: AttemptReport, plot_html, image_html) -> list[str]:
     """The body, as HTML fragments; `plot_html(index, plot)` and `image_html(name, png)` differ by target."""
     card = r.card
     parts = [f"<h1>Attempt report: {escape(r.scenario_title or r.scenario_id, quote=False)}</h1>"]
-    parts.append(_table(["", ""], [[k, v] for k, v in _summary_rows(r)], "summary").replace(
-        "<tr><th></th><th></th></tr>", ""))
+    parts.append(_table(None, [[k, v] for k, v in _summary_rows(r)], "summary"))
     if card:
         ok = bool(card.get("passed"))
         colour = "#1b7a2e" if ok else "#b3261e"
