@@ -38,6 +38,27 @@ LOOSE_COST = 1.0
 DENSE_COST = 4.0
 WASHOUT_RADIUS_MM = 25.0
 WASHOUT_S = 2.0  # how long intravascular contrast stays visible
+RIM_CONCENTRATION = 0.2  # share of injected medium at the front of a fill (mixed with tissue fluid)
+TEXTURE_AMPLITUDE = 0.45  # relative amplitude of the uneven filling of loose tissue
+
+
+def _texture(indices: np.ndarray, amplitude: float) -> np.ndarray:
+    """A smooth random field at the voxels `indices` (K, 3), mean 1, fixed to the anatomy grid:
+    hashed white noise per voxel, smoothed over about two voxels, scaled to `amplitude` (std)."""
+    from scipy.ndimage import gaussian_filter
+
+    lo = indices.min(axis=0) - 3
+    hi = indices.max(axis=0) + 4
+    ii, jj, kk = np.meshgrid(*[np.arange(a, b, dtype=np.uint64) for a, b in zip(lo, hi)], indexing="ij")
+    h = (ii * np.uint64(73856093)) ^ (jj * np.uint64(19349663)) ^ (kk * np.uint64(83492791))
+    h = (h ^ (h >> np.uint64(13))) * np.uint64(0x5BD1E995)
+    h = h ^ (h >> np.uint64(15))
+    white = (h & np.uint64(0xFFFF)).astype(np.float64) / 65535.0 - 0.5
+    field_ = gaussian_filter(white, (1.6, 1.6, 0.8))
+    q = indices - lo
+    v = field_[q[:, 0], q[:, 1], q[:, 2]]
+    sd = float(field_.std()) or 1.0
+    return np.clip(1.0 + amplitude * v / sd, 0.15, 2.0)
 
 _COST = np.full(256, np.inf)
 for _t, _info in TISSUE_INFO.items():
@@ -98,16 +119,41 @@ class Spread:
         """RAS centres of the filled voxels."""
         return self.grid_origin_mm + self.indices.astype(np.float64) * self.spacing_mm
 
-    def subgrid(self, margin: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def concentration(self, rim: float = RIM_CONCENTRATION, texture: float = TEXTURE_AMPLITUDE) -> np.ndarray:
+        """Relative concentration of the injected medium in each filled voxel (K,), in (0, 1].
+
+        A bolus mixes with the tissue fluid it pushes ahead of it, so the medium is undiluted at
+        the tip and thinner towards the front of the fill: by fill order (the share q of the
+        volume filled before a voxel; the equivalent radius grows as q^(1/3)) the share falls
+        smoothly from 1 to `rim` at the front. In loose tissue the medium runs between fat lobules
+        and along septa rather than filling every voxel evenly: a tissue-fixed smooth random
+        modulation of relative amplitude `texture` (the same for the same voxels, whatever the
+        order of injections) makes the fill a cloud with streaks instead of a uniform block."""
+        k = len(self.indices)
+        if k == 0:
+            return np.zeros(0, np.float32)
+        order = np.argsort(self.distance_mm, kind="stable")
+        q = np.empty(k, np.float64)
+        q[order] = (np.arange(k) + 0.5) / k
+        s = np.cbrt(q)
+        c = rim + (1.0 - rim) * (1.0 - s ** 1.5)
+        if texture > 0 and k > 8:
+            c = c * _texture(self.indices, float(texture))
+        return np.clip(c, 0.05 * rim, 1.0).astype(np.float32)
+
+    def subgrid(self, margin: int = 1, graded: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A dense box holding the filled fraction of each voxel: (values (a, b, c) float32,
-        origin_mm of values[0, 0, 0], spacing_mm). Empty spreads give a 1x1x1 zero box at the tip."""
+        origin_mm of values[0, 0, 0], spacing_mm). Empty spreads give a 1x1x1 zero box at the tip.
+        graded: the filled fraction times the medium's relative concentration (`concentration()`),
+        i.e. the share of each voxel that is injected medium, for imaging."""
         if len(self.indices) == 0:
             return np.zeros((1, 1, 1), np.float32), np.asarray(self.origin_mm, float), self.spacing_mm.copy()
         lo = self.indices.min(axis=0) - margin
         hi = self.indices.max(axis=0) + margin
         box = np.zeros(tuple(hi - lo + 1), np.float32)
         q = self.indices - lo
-        box[q[:, 0], q[:, 1], q[:, 2]] = self.fraction
+        vals = self.fraction * self.concentration() if graded else self.fraction
+        box[q[:, 0], q[:, 1], q[:, 2]] = vals
         return box, self.grid_origin_mm + lo * self.spacing_mm, self.spacing_mm.copy()
 
     def visible_at(self, time_s: float) -> bool:

@@ -532,11 +532,16 @@ class ContrastGrid:
 
     @classmethod
     def from_spread(cls, spread, iodine_mg_per_ml: float = 240.0, washout_s: float | None = None,
-                    smooth_mm: float = 1.5) -> "ContrastGrid":
+                    smooth_mm: float = 2.0) -> "ContrastGrid":
         """From a `simulator.core.spread.Spread` of contrast medium: each filled voxel holds its
-        filled fraction times the medium's iodine concentration; an intravascular (washout) spread
+        filled fraction times the medium's relative concentration there (`Spread.concentration`:
+        undiluted at the tip, mixed with tissue fluid towards the front, unevenly in loose tissue)
+        times the medium's iodine concentration; an intravascular (washout) spread
         flashes at its injection time (`spread.time_s`) and washes out over `washout_s` (default 2 s)."""
-        values, origin, spacing = spread.subgrid()
+        try:
+            values, origin, spacing = spread.subgrid(graded=True)
+        except TypeError:  # a spread-like object without graded output
+            values, origin, spacing = spread.subgrid()
         wash = bool(getattr(spread, "washout", False))
         return cls(np.asarray(values, dtype=np.float32) * float(iodine_mg_per_ml), tuple(map(float, origin)),
                    tuple(map(float, spacing)), intravascular=wash, injected_at_s=float(getattr(spread, "time_s", 0.0)),
@@ -695,19 +700,24 @@ class DisplaySettings:
 
     invert: bool = False  # False: dense = dark (the fluoroscopy display); True: bone white
     window: tuple[float, float] | None = None  # (lo, hi) apparent line integral; None: automatic
-    auto_percentiles: tuple[float, float] = (1.0, 99.5)  # of the central region
-    auto_region: float = 0.3  # radius of the central region, fraction of the field
-    auto_margin: tuple[float, float] = (0.12, 0.05)  # widening of the window below / above
-    min_window: float = 1.4  # narrowest automatic window (line-integral units)
-    gamma: float = 0.9  # applied to the displayed brightness
-    edge_enhance: float = 0.8  # unsharp-mask amount (fine detail, cortical edges)
-    edge_sigma_mm: float = 1.2  # its radius at the isocentre
-    detail_enhance: float = 1.5  # boost of the middle band (ribs, pedicles, endplates)
-    detail_sigma_mm: float = 4.0
-    range_compression: float = 0.8  # fraction of the broad background taken out
-    range_sigma_mm: float = 12.0  # radius of that background at the isocentre
-    scatter_fraction: float = 0.1  # scatter reaching the detector behind the grid, relative to primary
-    psf_sigma_px: float = 0.6  # detector blur of the needle and contrast layer
+    # automatic brightness/contrast: percentiles of the processed image over the whole exposed
+    # field; the low one lets the brightest few per cent (lung, gas, skin edge) burn out instead
+    # of compressing the rest, the high one keeps the densest bone just short of black
+    auto_percentiles: tuple[float, float] = (3.0, 99.8)
+    auto_region: float = 0.5  # radius of the region used, fraction of the field (0.5: all of it)
+    auto_margin: tuple[float, float] = (0.0, 0.12)  # widening of the window below / above
+    min_window: float = 0.8  # narrowest automatic window (line-integral units)
+    shoulder: float = 1.0  # the display curve runs on past the window's dense end by this many widths
+    shoulder_start: float = 0.2  # the share of the window's dense end where the shoulder begins
+    gamma: float = 1.25  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
+    edge_enhance: float = 0.9  # unsharp-mask amount, fine band (cortical outlines, endplates)
+    edge_sigma_mm: float = 1.5  # its radius at the isocentre
+    detail_enhance: float = 1.1  # boost of the middle band (pedicles, vertebral outlines, ribs)
+    detail_sigma_mm: float = 5.0
+    range_compression: float = 0.8  # fraction of the broad background taken out (thickness)
+    range_sigma_mm: float = 45.0  # radius of that background at the isocentre
+    scatter_fraction: float = 0.4  # scatter reaching the detector behind the grid, relative to primary
+    psf_sigma_px: float = 0.7  # detector blur of the needle and contrast layer
     shutter_level: float = 30.0  # grey level behind the collimator shutters
     frames_averaged: float = 4.0  # temporal (recursive) noise filter: noise as if this many pulses were averaged
 
@@ -933,8 +943,17 @@ class FluoroscopyRenderer:
 
     @staticmethod
     def display_lut(display: DisplaySettings, size: int = 4096) -> np.ndarray:
-        t = np.linspace(0.0, 1.0, size)
-        b = t if display.invert else 1.0 - t
+        """Brightness (uint8) over the apparent line integral from lo to lo + (1 + shoulder) (hi - lo):
+        linear over the window up to its dense end's last `shoulder_start` share, then a shoulder
+        (an exponential with the same slope) that darkens smoothly past the window, as a film's
+        or a display curve's toe does, so a dense contrast cloud keeps its gradient instead of
+        clipping to a solid black shape; then gamma; inverted for the bone-white display."""
+        t = np.linspace(0.0, 1.0 + display.shoulder, size)
+        t0 = 1.0 - display.shoulder_start
+        b0 = display.shoulder_start
+        b = np.where(t <= t0, 1.0 - t, b0 * np.exp(-(t - t0) / max(b0, 1e-6))) if b0 > 0 else np.clip(1.0 - t, 0, 1)
+        b = np.clip(b, 0.0, 1.0)
+        b = 1.0 - b if display.invert else b
         b = b ** (1.0 / display.gamma) if display.gamma != 1.0 else b
         return np.clip(np.rint(255.0 * b), 0, 255).astype(np.uint8)
 
@@ -999,7 +1018,8 @@ class FluoroscopyRenderer:
         n = pose.detector_pixels
         out = np.empty((n, n), dtype=np.uint8)
         K.compose_display(img.maps, p_add, self._exposed(pose), self._noise, offset, noise_scale,
-                          float(window[0]), float(window[1]), self.display_lut(display), float(display.shutter_level), out)
+                          float(window[0]), float(window[1] + display.shoulder * (window[1] - window[0])),
+                          self.display_lut(display), float(display.shutter_level), out)
         timings["display_ms"] = 1000.0 * (time.perf_counter() - t2)
         timings["total_ms"] = 1000.0 * (time.perf_counter() - t0)
         return FluoroFrame(out, q, pose, (float(window[0]), float(window[1])), water_mm, float(quanta_per_pixel), timings)
