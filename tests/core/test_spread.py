@@ -106,3 +106,19 @@ def test_twenty_ml_on_the_test_block_is_fast(block):
     assert elapsed < 1.0  # the benchmark reports the real figure (tens of ms)
     assert all(TISSUE_INFO[Tissue(int(t))].barrier is False for t in np.unique(block.tissue[tuple(sp.indices.T)]))
     assert "aorta" in sp.contacts  # the bolus beside the aorta flattens against its wall
+
+
+def test_graded_concentration_falls_from_tip_to_front():
+    an = slab_anatomy()
+    sp = compute_spread(an, [20.0, 12.0, 30.0], 2.0)
+    c = sp.concentration(texture=0.0)
+    assert c.max() <= 1.0 and c.min() > 0.0
+    near = c[sp.distance_mm <= np.percentile(sp.distance_mm, 10)].mean()
+    far = c[sp.distance_mm >= np.percentile(sp.distance_mm, 90)].mean()
+    assert near > 0.9 and far < 0.35  # undiluted at the tip, mixed with tissue fluid at the front
+    # the texture is fixed to the tissue: the same voxels get the same values
+    assert np.array_equal(sp.concentration(), compute_spread(an, [20.0, 12.0, 30.0], 2.0).concentration())
+    graded, _, spacing = sp.subgrid(graded=True)
+    plain, _, _ = sp.subgrid()
+    assert float(plain.sum()) * np.prod(spacing) / 1000.0 == pytest.approx(2.0, rel=1e-6)
+    assert 0.2 * plain.sum() < graded.sum() < plain.sum()
