@@ -11,8 +11,10 @@ feeding it as fast as the caller can (the recorder flushes from its thread meanw
   the same frames into a recording without a recorder (the difference is what recording costs
   the views);
 - flush_ms_median_60hz: one flush of half a second of attempt (30 samples and their inputs) at the
-  simulation rate, and recorder_samples_per_s, how many samples per second the recorder writes
-  (realtime_margin = that / 60);
+  simulation rate (on the recorder's thread), and recorder_samples_per_s, how many samples per
+  second the recorder writes (realtime_margin = that / 60); finish_ms_60hz: closing a one-minute
+  attempt recorded at that pace (finish_s is the same after the fast feed, where the last flush
+  holds most of the attempt);
 - file_mb_30min: the database file (after the attempt is finished and compacted); load_s: loading
   the attempt back (a new connection); load_without_inputs_s: the same without the input log (what
   a replay viewer needs);
@@ -196,7 +198,9 @@ def run(args) -> dict:
             f = time.perf_counter()
             r3.flush()
             flush_ms.append(1e3 * (time.perf_counter() - f))
+        f = time.perf_counter()
         r3.finish()
+        out["finish_ms_60hz"] = 1e3 * (time.perf_counter() - f)
         store3.close()
         med = statistics.median(flush_ms)
         out["flush_ms_median_60hz"] = med

@@ -22,7 +22,8 @@ from simulator.core.recording import CARM_DIM, InputRecord
 SAMPLE_CODEC = "xs1"
 INPUT_CODEC = "jl1"
 N_FLOAT_COLUMNS = 1 + 16 + 16 + CARM_DIM
-ZLIB_LEVEL = 6
+SAMPLE_ZLIB_LEVEL = 1  # fast: the recorder re-encodes the newest row at every flush
+INPUT_ZLIB_LEVEL = 6
 SAMPLE_KEYS = ("time_s", "needle_tip_to_world", "probe_to_world", "carm_pose", "tip_visible")
 
 
@@ -55,7 +56,7 @@ def encode_samples(samples: dict) -> bytes:
         x[:, 1:] ^= bits[:, :-1]
     shuffled = np.ascontiguousarray(x.reshape(-1).view(np.uint8).reshape(-1, 8).T)
     vis = np.asarray(samples["tip_visible"], dtype=np.int8).reshape(n)
-    return zlib.compress(shuffled.tobytes() + vis.tobytes(), ZLIB_LEVEL)
+    return zlib.compress(shuffled.tobytes() + vis.tobytes(), SAMPLE_ZLIB_LEVEL)
 
 
 def decode_samples(data: bytes, n: int) -> dict[str, np.ndarray]:
@@ -93,7 +94,7 @@ def slice_samples(samples: dict, start: int, stop: int) -> dict[str, np.ndarray]
 
 def encode_inputs(inputs) -> bytes:
     lines = [json.dumps([i.time_s, i.name, i.args], separators=(",", ":")) for i in inputs]
-    return zlib.compress("\n".join(lines).encode("utf-8"), ZLIB_LEVEL)
+    return zlib.compress("\n".join(lines).encode("utf-8"), INPUT_ZLIB_LEVEL)
 
 
 def decode_inputs(data: bytes, n: int) -> list[InputRecord]:

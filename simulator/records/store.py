@@ -32,8 +32,8 @@ RETURNING` and `ON CONFLICT DO NOTHING` (SQLite >= 3.35 and PostgreSQL >= 9.5 bo
 mode, one connection per thread (the live recorder writes from its own thread while the GUI
 reads).
 
-Samples are stored in chunks (one row per flush of the live recorder, compacted to rows of
-`COMPACT_SAMPLES` when the attempt finishes) encoded by `codec.encode_samples` (exact float64);
+Samples are stored in chunks of up to `MAX_CHUNK_SAMPLES` (each flush of the live recorder fills
+the newest row up, then starts a new one) encoded by `codec.encode_samples` (exact float64);
 inputs likewise in chunks of JSON lines; events one row each (so they can be queried by kind);
 images (PNG bytes: fluoroscopy shots, the ultrasound frame at injection) one row each.
 
@@ -71,8 +71,8 @@ from simulator.records.codec import (
 SCHEMA_VERSION = 1
 DB_FILE_NAME = "records.sqlite"
 STATUSES = ("live", "finished", "recovered", "abandoned")
-COMPACT_SAMPLES = 1200  # samples per row after an attempt finishes (20 s at 60 Hz)
-MAX_CHUNK_SAMPLES = 1200  # an append splits longer runs of samples into rows of at most this
+MAX_CHUNK_SAMPLES = 1200  # samples per row (20 s at 60 Hz): appends fill the last row up to this
+COMPACT_SAMPLES = MAX_CHUNK_SAMPLES
 MAX_CHUNK_INPUTS = 2000
 
 
@@ -166,6 +166,33 @@ class RecordStore(ABC):
                events: Sequence[Event] = (), tail: dict | None = None, images: dict | None = None) -> None: ...
 
     @abstractmethod
+    def _append_samples(self, tx, attempt_id: int, ns: int, samples: dict) -> None:
+        """Samples ns.. of an attempt: the last row is filled up to MAX_CHUNK_SAMPLES first (so the
+        live recorder's small flushes still end up in rows of that size), then new rows."""
+        n_new = len(samples["time_s"])
+        k = 0
+        last = tx.one("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
+                      "ORDER BY first_index DESC LIMIT 1", (attempt_id,))
+        if (last is not None and last[2] == SAMPLE_CODEC and int(last[1]) < MAX_CHUNK_SAMPLES
+                and int(last[0]) + int(last[1]) == ns):
+            try:
+                old = decode_samples(last[3], int(last[1]))
+            except CodecError:
+                old = None
+            if old is not None:
+                k = min(MAX_CHUNK_SAMPLES - int(last[1]), n_new)
+                merged = concat_samples([old, slice_samples(samples, 0, k)])
+                tx.run("UPDATE sample_chunks SET n = ?, t1 = ?, data = ? WHERE attempt_id = ? AND first_index = ?",
+                       (len(merged["time_s"]), float(merged["time_s"][-1]), encode_samples(merged), attempt_id,
+                        int(last[0])))
+        rows = []
+        for a in range(k, n_new, MAX_CHUNK_SAMPLES):
+            part = slice_samples(samples, a, min(n_new, a + MAX_CHUNK_SAMPLES))
+            rows.append((attempt_id, ns + a, len(part["time_s"]), float(part["time_s"][0]), float(part["time_s"][-1]),
+                         SAMPLE_CODEC, encode_samples(part)))
+        tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
     def finish_attempt(self, attempt_id: int, card=None, *, status: str = "finished",
                        recording: Recording | None = None, compact: bool = True) -> AttemptInfo: ...
 
@@ -596,14 +623,7 @@ class SQLRecordStore(RecordStore):
         """Add samples (final ones: they follow the stored ones), inputs and events, in one transaction.
         `tail` is the newest sample, which may still be replaced (kept aside until it is final; a
         recovered attempt includes it). `images`: name -> PNG bytes (a name already stored is replaced)."""
-        blobs = []
-        n_new = 0
-        if samples is not None:
-            n_new = len(samples["time_s"])
-            for a in range(0, n_new, MAX_CHUNK_SAMPLES):
-                part = slice_samples(samples, a, min(n_new, a + MAX_CHUNK_SAMPLES))
-                blobs.append((a, len(part["time_s"]), float(part["time_s"][0]), float(part["time_s"][-1]),
-                              encode_samples(part)))
+        n_new = 0 if samples is None else len(samples["time_s"])
         in_blobs = [(a, len(inputs[a:a + MAX_CHUNK_INPUTS]), encode_inputs(inputs[a:a + MAX_CHUNK_INPUTS]))
                     for a in range(0, len(inputs), MAX_CHUNK_INPUTS)]
         tail_blob = None
@@ -614,9 +634,8 @@ class SQLRecordStore(RecordStore):
             ns, ne, ni, t_first, status = self._counts(tx, attempt_id)
             if status != "live":
                 raise RecordsError(f"attempt {attempt_id} is {status}: it takes no more samples")
-            tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(attempt_id, ns + a, n, t0, t1, SAMPLE_CODEC, b) for a, n, t0, t1, b in blobs])
+            if n_new:
+                self._append_samples(tx, attempt_id, ns, samples)
             tx.many("INSERT INTO input_chunks (attempt_id, first_index, n, codec, data) VALUES (?, ?, ?, ?, ?)",
                     [(attempt_id, ni + a, n, INPUT_CODEC, b) for a, n, b in in_blobs])
             tx.many("INSERT INTO events (attempt_id, seq, time_s, kind, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
@@ -627,9 +646,9 @@ class SQLRecordStore(RecordStore):
                        (attempt_id, str(name), _mime(png), bytes(png)))
             first = t_first
             last_t = None
-            if blobs:
-                last_t = blobs[-1][3]
-                first = blobs[0][2] if first is None else first
+            if n_new:
+                last_t = float(samples["time_s"][-1])
+                first = float(samples["time_s"][0]) if first is None else first
             tail_index = None
             if tail_blob is not None:
                 tail_index = ns + n_new
@@ -642,6 +661,33 @@ class SQLRecordStore(RecordStore):
                 sets.append("last_time_s = ?")
                 params.append(last_t)
             tx.run(f"UPDATE attempts SET {', '.join(sets)} WHERE id = ?", (*params, attempt_id))
+
+    def _append_samples(self, tx, attempt_id: int, ns: int, samples: dict) -> None:
+        """Samples ns.. of an attempt: the last row is filled up to MAX_CHUNK_SAMPLES first (so the
+        live recorder's small flushes still end up in rows of that size), then new rows."""
+        n_new = len(samples["time_s"])
+        k = 0
+        last = tx.one("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
+                      "ORDER BY first_index DESC LIMIT 1", (attempt_id,))
+        if (last is not None and last[2] == SAMPLE_CODEC and int(last[1]) < MAX_CHUNK_SAMPLES
+                and int(last[0]) + int(last[1]) == ns):
+            try:
+                old = decode_samples(last[3], int(last[1]))
+            except CodecError:
+                old = None
+            if old is not None:
+                k = min(MAX_CHUNK_SAMPLES - int(last[1]), n_new)
+                merged = concat_samples([old, slice_samples(samples, 0, k)])
+                tx.run("UPDATE sample_chunks SET n = ?, t1 = ?, data = ? WHERE attempt_id = ? AND first_index = ?",
+                       (len(merged["time_s"]), float(merged["time_s"][-1]), encode_samples(merged), attempt_id,
+                        int(last[0])))
+        rows = []
+        for a in range(k, n_new, MAX_CHUNK_SAMPLES):
+            part = slice_samples(samples, a, min(n_new, a + MAX_CHUNK_SAMPLES))
+            rows.append((attempt_id, ns + a, len(part["time_s"]), float(part["time_s"][0]), float(part["time_s"][-1]),
+                         SAMPLE_CODEC, encode_samples(part)))
+        tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def finish_attempt(self, attempt_id: int, card=None, *, status: str = "finished",
                        recording: Recording | None = None, compact: bool = True) -> AttemptInfo:
@@ -682,10 +728,12 @@ class SQLRecordStore(RecordStore):
     def compact(self, attempt_id: int, per_row: int = COMPACT_SAMPLES) -> None:
         """Rewrite an attempt's sample rows as rows of `per_row` samples (smaller, faster to load)."""
         with self._tx() as tx:
+            sizes = [int(r[0]) for r in tx.all("SELECT n FROM sample_chunks WHERE attempt_id = ? ORDER BY first_index",
+                                                (attempt_id,))]
+            if len(sizes) <= 1 or all(n >= per_row for n in sizes[:-1]):
+                return
             rows = tx.all("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
                           "ORDER BY first_index", (attempt_id,))
-            if len(rows) <= 1 or all(r[1] >= per_row for r in rows[:-1]):
-                return
             s = concat_samples(self._decode_chunks(attempt_id, rows))
             n = len(s["time_s"])
             tx.run("DELETE FROM sample_chunks WHERE attempt_id = ?", (attempt_id,))

@@ -23,6 +23,7 @@ def scenario():
 def expert(scenario, block):
     """The scripted expert attempt (passes) and its score card."""
     proc = expert_attempt(Procedure(scenario, block, clock=lambda: 0.0, trainee="ann"), t0=1.0)
+    proc.recording.started_at = "2026-01-05T10:00:00+00:00"  # fixed, so listings have a known order
     return proc, score_attempt(proc.recording, scenario, block)
 
 
@@ -30,6 +31,7 @@ def expert(scenario, block):
 def novice(scenario, block):
     """The scripted novice attempt (fails: aorta, no aspiration, no local anaesthetic ...)."""
     proc = novice_attempt(Procedure(scenario, block, clock=lambda: 0.0, trainee="ann"))
+    proc.recording.started_at = "2026-01-05T09:00:00+00:00"  # an hour before the expert attempt
     return proc, score_attempt(proc.recording, scenario, block)
 
 

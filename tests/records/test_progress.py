@@ -8,24 +8,26 @@ from simulator.core.recording import Recording
 from simulator.records.progress import KEY_METRICS, instructor_overview, learning_curve, learning_curves
 
 
-def _as(rec, trainee):
+def _as(rec, trainee, day):
     r = Recording.from_json_dict(rec.to_json_dict())
     r.trainee = trainee
+    r.started_at = f"2026-02-{day:02d}T10:00:00+00:00"
     return r
 
 
 @pytest.fixture
 def course(store, expert, novice, scenario):
-    """ann: novice, novice, expert (learning); bob: expert; ann also one unscored (recovered) attempt."""
-    e, n = expert, novice
+    """ann: novice, novice, expert (learning), one day apart; bob: expert; ann also one unscored
+    (recovered) attempt and one still live."""
+    e, n = expert[0].recording, novice[0].recording
     ids = {
-        "ann": [store.save_recording(n[0].recording, n[1], scenario=scenario),
-                store.save_recording(n[0].recording, n[1], scenario=scenario),
-                store.save_recording(e[0].recording, e[1], scenario=scenario)],
-        "bob": [store.save_recording(_as(e[0].recording, "bob"), e[1], scenario=scenario)],
+        "ann": [store.save_recording(_as(n, "ann", 1), novice[1], scenario=scenario),
+                store.save_recording(_as(n, "ann", 2), novice[1], scenario=scenario),
+                store.save_recording(_as(e, "ann", 3), expert[1], scenario=scenario)],
+        "bob": [store.save_recording(_as(e, "bob", 2), expert[1], scenario=scenario)],
     }
-    store.save_recording(n[0].recording, None, status="recovered")
-    store.start_attempt(n[0].recording, scenario)  # live: not counted
+    store.save_recording(_as(n, "ann", 4), None, status="recovered")
+    store.start_attempt(_as(n, "ann", 5), scenario)  # live: not counted
     return ids
 
 

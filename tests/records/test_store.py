@@ -68,7 +68,7 @@ def test_trainees_attempts_filters_and_order(store, expert, novice, scenario):
     names = {t.name: t for t in store.list_trainees()}
     assert set(names) == {"ann", "bob", "cleo"}
     assert names["ann"].attempts == 2 and names["cleo"].attempts == 0 and names["cleo"].full_name == "Dr Cleo Example"
-    assert [a.id for a in store.list_attempts(trainee="ann")] == [a1, a2]
+    assert [a.id for a in store.list_attempts(trainee="ann")] == [a2, a1]  # by start time: the novice's first
     assert [a.id for a in store.list_attempts(status="abandoned")] == [a3]
     assert [a.id for a in store.list_attempts(scenario="no_such_scenario")] == []
     assert store.attempt(a3).score is None and store.score_card(a3) is None
@@ -279,3 +279,29 @@ def test_every_statement_goes_through_the_dialect(tmp_path, expert, novice, scen
     st.close()
     assert POSTGRESQL.sql("SELECT x FROM t WHERE a = ? AND b = ?") == "SELECT x FROM t WHERE a = %s AND b = %s"
     assert "IDENTITY" in POSTGRESQL.autoid and POSTGRESQL.blob == "BYTEA"
+
+
+def test_small_appends_fill_rows_of_fixed_size(store):
+    """The live recorder's flushes (about 30 samples each) end up in rows of MAX_CHUNK_SAMPLES."""
+    from simulator.records.store import MAX_CHUNK_SAMPLES
+
+    rec = Recording(scenario_id="rows", scenario_version="v")
+    n = 2 * MAX_CHUNK_SAMPLES + 200
+    for i in range(n):
+        m = np.eye(4)
+        m[:3, 3] = [i, 0.5 * i, -i]
+        rec.add_sample(i / 60.0, m)
+    aid = store.start_attempt(rec)
+    arrays = rec.samples.arrays()
+    for a in range(0, n, 37):
+        store.append(aid, samples={k: v[a:a + 37] for k, v in arrays.items()})
+    with store._tx() as tx:
+        rows = tx.all("SELECT first_index, n, t0, t1 FROM sample_chunks WHERE attempt_id = ? ORDER BY first_index",
+                      (aid,))
+    assert [(r[0], r[1]) for r in rows] == [(0, MAX_CHUNK_SAMPLES), (MAX_CHUNK_SAMPLES, MAX_CHUNK_SAMPLES),
+                                            (2 * MAX_CHUNK_SAMPLES, 200)]
+    t = arrays["time_s"]
+    assert rows[1][2] == t[MAX_CHUNK_SAMPLES] and rows[1][3] == t[2 * MAX_CHUNK_SAMPLES - 1]
+    back = store.load_attempt(aid)
+    assert np.array_equal(back.samples.needle_tip_to_world, arrays["needle_tip_to_world"])
+    assert np.array_equal(back.samples.time_s, arrays["time_s"])
