@@ -224,7 +224,7 @@ def rotation_matrix(axis, angle_deg: float) -> np.ndarray:
     return np.eye(3) + math.sin(a) * kx + (1 - math.cos(a)) * (kx @ kx)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProbePose:
     """Where the probe is: face centre on the skin, depth axis, lateral (marker) axis.
 
@@ -261,17 +261,25 @@ class ProbePose:
         m = np.asarray(probe_to_world, dtype=np.float64)
         return cls.from_vectors(m[:3, 3], m[:3, 1], m[:3, 0])
 
+    def __post_init__(self) -> None:
+        m, d = self.marker, self.direction
+        e = np.array([m[1] * d[2] - m[2] * d[1], m[2] * d[0] - m[0] * d[2], m[0] * d[1] - m[1] * d[0]])
+        object.__setattr__(self, "_rot", np.stack([m, d, e], axis=1))  # columns: probe axes in world
+
     @property
     def elevation(self) -> np.ndarray:
         """+z of the probe frame: marker x direction."""
-        return np.cross(self.marker, self.direction)
+        return self._rot[:, 2].copy()
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """3x3 whose columns are the marker, direction and elevation axes (probe to world)."""
+        return self._rot.copy()
 
     def probe_to_world(self) -> np.ndarray:
         """4x4: probe-frame mm (x lateral, y depth, z elevation) to world RAS mm."""
         m = np.eye(4)
-        m[:3, 0] = self.marker
-        m[:3, 1] = self.direction
-        m[:3, 2] = self.elevation
+        m[:3, :3] = self._rot
         m[:3, 3] = self.center_mm
         return m
 
@@ -284,13 +292,18 @@ class ProbePose:
 
     def points_to_probe(self, points_world) -> np.ndarray:
         p = np.atleast_2d(np.asarray(points_world, dtype=np.float64))
-        r = np.stack([self.marker, self.direction, self.elevation])  # rows
-        return (p - self.center_mm) @ r.T
+        return (p - self.center_mm) @ self._rot
 
     def points_to_world(self, points_probe) -> np.ndarray:
         p = np.atleast_2d(np.asarray(points_probe, dtype=np.float64))
-        r = np.stack([self.marker, self.direction, self.elevation], axis=1)  # columns
-        return p @ r.T + self.center_mm
+        return p @ self._rot.T + self.center_mm
+
+    def vectors_to_probe(self, vectors_world) -> np.ndarray:
+        return np.atleast_2d(np.asarray(vectors_world, dtype=np.float64)) @ self._rot
+
+    def allclose(self, other: "ProbePose", atol_mm: float = 1e-6) -> bool:
+        return (np.allclose(self.center_mm, other.center_mm, atol=atol_mm)
+                and np.allclose(self._rot, other._rot, atol=1e-9))
 
     # --- motion helpers ------------------------------------------------------------------------
     def _rotated_about(self, axis, angle_deg: float) -> "ProbePose":
@@ -525,7 +538,7 @@ def needle_visibility(
     depth_mm: float | None = None,
     frequency_mhz: float | None = None,
     shaft_length_mm: float | None = None,
-    step_mm: float = 0.25,
+    step_mm: float = 0.5,
 ) -> NeedleVisibility:
     """Is the needle tip in the imaged slice, how far is it from the plane, how much of the shaft
     is in the slice?
@@ -545,7 +558,7 @@ def needle_visibility(
         raise ValueError(f"needle_visibility: field 'axis' must not be the zero vector, got {axis!r}")
     a = a / na
     tip_p = pose.points_to_probe(np.asarray(tip_mm, dtype=np.float64).reshape(1, 3))[0]
-    a_p = pose.points_to_probe(pose.center_mm + a)[0]
+    a_p = pose.vectors_to_probe(a)[0]
 
     def half_width(points):
         if slice_thickness_mm is not None:

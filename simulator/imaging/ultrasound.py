@@ -41,6 +41,7 @@ from simulator.imaging.ultrasound_tissue import (
     CALCIFICATION,
     GAS,
     NEEDLE_IMPEDANCE_MRAYL,
+    TEX_FAT,
     TEX_MUSCLE,
     TEX_NERVE,
     Acoustic,
@@ -52,7 +53,7 @@ from simulator.imaging.ultrasound_tissue import (
 )
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-GAS_HU = -300.0  # below this, gut / soft-tissue voxels hold gas
+GAS_HU = -400.0  # below this, gut / soft-tissue voxels hold gas
 
 
 def acoustic_codes(tissue: np.ndarray, hu: np.ndarray) -> np.ndarray:
@@ -215,7 +216,11 @@ class ModelParams:
     specular_lobe_deg: float = 12.0  # tissue interfaces: Gaussian specular lobe sigma
     interface_coherent: float = 0.6  # interface echo = coherent part + random (rough) part
     interface_random: float = 0.6
-    coupling_mm: float = 3.0  # air within this depth under the face counts as coupling gel
+    coupling_mm: float = 3.0  # air within this depth under a linear face counts as coupling gel
+    coupling_convex_mm: float = 10.0  # the same for a convex face, pressed into the skin
+
+    def coupling_for(self, spec: ProbeSpec) -> float:
+        return self.coupling_convex_mm if spec.is_curvilinear else self.coupling_mm
     probe_face_reflection: float = 0.12  # for A-line reverberation
     n_alines: int = 6
     lung_haze: float = 0.002  # relative level of the reverberant haze below the pleura
@@ -224,7 +229,7 @@ class ModelParams:
     needle_diffuse: float = 0.02  # angle-independent part of the shaft echo
     needle_level: float = 0.12  # echo of the shaft at perpendicular incidence (a thin cylinder
     # returns far less than a plane: its reflection spreads cylindrically)
-    needle_reverb: float = 0.35  # amplitude ratio of successive reverberation echoes
+    needle_reverb: float = 0.25  # amplitude ratio of successive reverberation echoes
     needle_reverb_count: int = 5
     needle_tip_level: float = 0.03  # bevel/tip echo relative to a perfect reflector
     white_db: float = -18.0  # echo level shown white at 0 dB gain
@@ -341,7 +346,7 @@ class UltrasoundSimulator:
         axes[:, 0] = 1.0  # e1 = x
         axes[:, 4] = 1.0  # e2 = y  (fibres along z)
         wanted = [s for s in self.anatomy.structures.values()
-                  if self.table.texture[int(s.tissue)] in (TEX_MUSCLE, TEX_NERVE)]
+                  if self.table.texture[int(s.tissue)] in (TEX_MUSCLE, TEX_NERVE, TEX_FAT)]
         if not wanted:
             return axes
         objs = ndimage.find_objects(self.labels)
@@ -368,12 +373,24 @@ class UltrasoundSimulator:
             axes[s.id, 3:] = e2
         return axes
 
-    def flow_fields(self):
+    def _flow_cache(self):
         if self._flow is None:
-            from simulator.imaging.ultrasound_flow import build_flow_fields
+            from simulator.imaging.ultrasound_flow import FlowFieldCache
 
-            self._flow = build_flow_fields(self.anatomy, self._flow_speeds)
+            self._flow = FlowFieldCache(self.anatomy, self._flow_speeds)
         return self._flow
+
+    def prepare_doppler(self, structure_ids=None) -> None:
+        """Build the vessels' flow fields ahead of time (all vessels by default); otherwise each
+        is built the first time a Doppler frame shows it. Safe to call from a worker thread."""
+        from simulator.imaging.ultrasound_flow import vessel_ids
+
+        with self._lock:
+            self._flow_cache().ensure(vessel_ids(self.anatomy) if structure_ids is None else structure_ids)
+
+    def flow_fields(self):
+        """The packed flow fields built so far (all vessels after `prepare_doppler()`)."""
+        return self._flow_cache().packed()
 
     # --- per-configuration tables ---------------------------------------------------------------
     def _config(self, spec: ProbeSpec, s: ScannerSettings) -> _Config:
@@ -450,7 +467,7 @@ class UltrasoundSimulator:
         grid = cfg.grid
         o_p, d_p = grid.lines_probe()
         start_p = o_p + 0.5 * grid.dr_mm * d_p
-        rot = np.stack([pose.marker, pose.direction, pose.elevation], axis=1)
+        rot = pose.rotation
         o_w = start_p @ rot.T + pose.center_mm
         beam_w = d_p @ rot.T
         d_w = beam_w * grid.dr_mm
@@ -554,7 +571,7 @@ class UltrasoundSimulator:
             o_vox, d_vox, np.ascontiguousarray(beam_w), 1.0 / self.spacing,
             o_t, d_t, tx.speckle, tx.speckle_seed,
             tab.z, step_db, half, tab.gas, tab.soft, tab.roughness, tab.wall,
-            int(round(p.coupling_mm / grid.dr_mm)), p.soft_alpha_default * s.frequency_mhz * grid.dr_mm / 10.0,
+            int(round(p.coupling_for(spec) / grid.dr_mm)), p.soft_alpha_default * s.frequency_mhz * grid.dr_mm / 10.0,
             math.radians(p.specular_lobe_deg), p.interface_coherent, p.interface_random,
             p.probe_face_reflection, p.n_alines, p.lung_haze, p.lung_haze_decay_mm / grid.dr_mm,
             b["ore"], b["oim"], b["att"], b["alive"],
@@ -637,7 +654,7 @@ class UltrasoundSimulator:
         spec = grid.spec
         p = self.params
         tip = pose.points_to_probe(needle.tip_mm[None])[0]
-        a = pose.points_to_probe((pose.center_mm + needle.axis)[None])[0]
+        a = pose.vectors_to_probe(needle.axis)[0]
         out = []
         # Shaft samples: from the tip back along the axis, only where it can be imaged.
         step = 0.5 * min(grid.dr_mm, float(grid.lateral_spacing_mm().min()))
@@ -669,10 +686,13 @@ class UltrasoundSimulator:
                 q = p.needle_level * ang * w_el * ds / dx
                 bc = grid.probe_to_beam(pts)
                 out.append((bc[:, 0], bc[:, 1], q))
-                # Reverberation inside the shaft: echoes every diameter / cos(psi) below each point.
+                # Reverberation inside the shaft (comet tail): echoes every diameter / cos(psi) below
+                # each point. Each bounce must return along the beam, so it carries the specular
+                # lobe again: steep shafts lose their tail first.
                 d_eff = needle.diameter_mm / np.maximum(np.cos(psi), 0.2)
+                q_rev = q * np.exp(-0.5 * (psi / lobe) ** 2)
                 for k in range(1, p.needle_reverb_count + 1):
-                    out.append((bc[:, 0], bc[:, 1] + k * d_eff / grid.dr_mm, q * p.needle_reverb**k))
+                    out.append((bc[:, 0], bc[:, 1] + k * d_eff / grid.dr_mm, q_rev * p.needle_reverb**k))
         out += self._tip_splat(cfg, pose, needle, s, tip)
         return out
 
@@ -688,7 +708,7 @@ class UltrasoundSimulator:
             return []
         level = self.params.needle_tip_level
         if needle.bevel_normal is not None:
-            bn = pose.points_to_probe((pose.center_mm + np.asarray(needle.bevel_normal, float))[None])[0]
+            bn = pose.vectors_to_probe(np.asarray(needle.bevel_normal, float))[0]
             bn /= max(np.linalg.norm(bn), 1e-9)
             bdir = self._beam_dirs_probe(grid, tip[None])[0]
             level *= 0.5 + 0.5 * max(0.0, float(-(bn @ bdir)))
@@ -713,15 +733,22 @@ class UltrasoundSimulator:
 
     # --- colour Doppler ------------------------------------------------------------------------
     def _doppler(self, cfg: _Config, s: ScannerSettings, pose: ProbePose, o_vox, d_vox, beam_w):
-        ff = self.flow_fields()
         grid = cfg.grid
+        # Vessels in view (flow-coded samples): make sure their fields exist.
+        code = cfg.buffers["code"]
+        ls = np.nonzero(self.table.flow[code] != 0)
+        if len(ls[0]):
+            pts = o_vox[ls[0]] + ls[1][:, None] * d_vox[ls[0]]
+            ijk = np.clip(np.rint(pts).astype(np.int64), 0, np.array(self.labels.shape) - 1)
+            self._flow_cache().ensure(np.unique(self.labels[ijk[:, 0], ijk[:, 1], ijk[:, 2]]))
+        ff = self._flow_cache().packed()
         nl, ns = grid.n_lines, grid.n_samples
         dirs = beam_w.copy()
         if s.doppler_steer_deg and not grid.spec.is_curvilinear:
             # Steer in plane about the elevation axis (towards +x for positive angles).
             a = math.radians(s.doppler_steer_deg)
             d_p = np.array([math.sin(a), math.cos(a), 0.0])
-            dirs[:] = pose.points_to_world(d_p[None])[0] - pose.center_mm
+            dirs[:] = pose.rotation @ d_p
         v_nyq = s.nyquist_velocity_m_s()
         v_wall = s.wall_filter_m_s if s.wall_filter_m_s is not None else 0.06 * v_nyq
         l_range = np.array([0, nl], np.int64)

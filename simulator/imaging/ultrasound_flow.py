@@ -129,49 +129,86 @@ def _upper_end(voxels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return voxels[proj >= proj.max() - float(spacing.max())]
 
 
+def vessel_ids(anatomy: Anatomy) -> list[int]:
+    return sorted(s.id for s in anatomy.structures.values() if s.tissue in (Tissue.ARTERY, Tissue.VEIN))
+
+
+class FlowFieldCache:
+    """Velocity fields built on demand, one vessel at a time (the first Doppler frame that shows
+    a vessel pays for it: tens of ms for a small vessel, about a second for the aorta), packed
+    for the Doppler kernel."""
+
+    def __init__(self, anatomy: Anatomy, speeds_m_s: dict[str, float] | None = None):
+        self.anatomy = anatomy
+        self.speeds = speeds_m_s or {}
+        self.max_label = int(max(anatomy.structures.keys(), default=0))
+        self._fields: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (origin, field)
+        self._objs = None
+        self._packed: FlowFields | None = None
+        self._heart_ids = [s.id for s in anatomy.structures.values() if s.tissue == Tissue.HEART]
+
+    def ensure(self, ids) -> bool:
+        """Build the fields of these vessel ids if missing; True when something was added."""
+        todo = [int(i) for i in ids if int(i) in self.anatomy.structures and int(i) not in self._fields
+                and self.anatomy.structures[int(i)].tissue in (Tissue.ARTERY, Tissue.VEIN)]
+        if not todo:
+            return False
+        labels = self.anatomy.labels
+        if self._objs is None:
+            self._objs = ndimage.find_objects(labels)
+        spacing = self.anatomy.spacing_mm
+        for sid in todo:
+            st = self.anatomy.structures[sid]
+            self._fields[sid] = (np.zeros(3, np.int64), np.zeros((0, 0, 0, 3), np.float32))
+            if sid - 1 >= len(self._objs) or self._objs[sid - 1] is None:
+                continue
+            sl = self._objs[sid - 1]
+            lo = np.array([max(0, x.start - 2) for x in sl])
+            hi = np.array([min(n, x.stop + 2) for x, n in zip(sl, labels.shape)])
+            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            mask = labels[box] == sid
+            if mask.sum() < 8:
+                continue
+            seeds = np.empty((0, 3), np.int64)
+            if self._heart_ids:
+                heart = np.isin(labels[box], self._heart_ids)
+                if heart.any():
+                    seeds = np.argwhere(ndimage.binary_dilation(heart, iterations=2) & mask)
+            if len(seeds) == 0:
+                seeds = _upper_end(np.argwhere(mask), spacing)
+            speed = self.speeds.get(st.name, ARTERY_SPEED_M_S if st.tissue == Tissue.ARTERY else VEIN_SPEED_M_S)
+            field = vessel_flow_field(mask, spacing, seeds, speed, towards_seed=(st.tissue == Tissue.VEIN))
+            self._fields[sid] = (lo, field)
+        self._packed = None
+        return True
+
+    def packed(self) -> FlowFields:
+        if self._packed is None:
+            ff = FlowFields.empty(self.max_label)
+            origins, shapes, offsets, chunks, names = [], [], [], [], []
+            offset = 0
+            for sid, (lo, field) in sorted(self._fields.items()):
+                if field.size == 0:
+                    continue
+                ff.index[sid] = len(origins)
+                origins.append(lo)
+                shapes.append(np.array(field.shape[:3]))
+                offsets.append(offset)
+                chunks.append(field.reshape(-1))
+                offset += field.size
+                names.append(self.anatomy.structures[sid].name)
+            if origins:
+                ff.origin = np.array(origins, np.int64)
+                ff.shape = np.array(shapes, np.int64)
+                ff.offset = np.array(offsets, np.int64)
+                ff.data = np.concatenate(chunks).astype(np.float32)
+                ff.names = names
+            self._packed = ff
+        return self._packed
+
+
 def build_flow_fields(anatomy: Anatomy, speeds_m_s: dict[str, float] | None = None) -> FlowFields:
     """Velocity fields for every artery and vein structure of an anatomy."""
-    speeds_m_s = speeds_m_s or {}
-    max_label = int(max(anatomy.structures.keys(), default=0))
-    ff = FlowFields.empty(max_label)
-    heart_ids = [s.id for s in anatomy.structures.values() if s.tissue == Tissue.HEART]
-    origins, shapes, offsets, chunks, names = [], [], [], [], []
-    offset = 0
-    labels = anatomy.labels
-    spacing = anatomy.spacing_mm
-    vessels = [s for s in anatomy.structures.values() if s.tissue in (Tissue.ARTERY, Tissue.VEIN)]
-    objs = ndimage.find_objects(labels.astype(np.int32, copy=False)) if vessels else []
-    for s in sorted(vessels, key=lambda s: s.id):
-        if s.id - 1 >= len(objs) or objs[s.id - 1] is None:
-            continue
-        sl = objs[s.id - 1]
-        lo = np.array([max(0, x.start - 2) for x in sl])
-        hi = np.array([min(n, x.stop + 2) for x, n in zip(sl, labels.shape)])
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        mask = labels[box] == s.id
-        if mask.sum() < 8:
-            continue
-        seeds = np.empty((0, 3), np.int64)
-        if heart_ids:
-            heart = np.isin(labels[box], heart_ids)
-            if heart.any():
-                near_heart = ndimage.binary_dilation(heart, iterations=2) & mask
-                seeds = np.argwhere(near_heart)
-        if len(seeds) == 0:
-            seeds = _upper_end(np.argwhere(mask), spacing)
-        speed = speeds_m_s.get(s.name, ARTERY_SPEED_M_S if s.tissue == Tissue.ARTERY else VEIN_SPEED_M_S)
-        field = vessel_flow_field(mask, spacing, seeds, speed, towards_seed=(s.tissue == Tissue.VEIN))
-        ff.index[s.id] = len(origins)
-        origins.append(lo)
-        shapes.append(np.array(mask.shape))
-        offsets.append(offset)
-        chunks.append(field.reshape(-1))
-        offset += field.size
-        names.append(s.name)
-    if origins:
-        ff.origin = np.array(origins, np.int64)
-        ff.shape = np.array(shapes, np.int64)
-        ff.offset = np.array(offsets, np.int64)
-        ff.data = np.concatenate(chunks).astype(np.float32)
-        ff.names = names
-    return ff
+    cache = FlowFieldCache(anatomy, speeds_m_s)
+    cache.ensure(vessel_ids(anatomy))
+    return cache.packed()

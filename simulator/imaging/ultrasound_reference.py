@@ -20,18 +20,63 @@ M32 = np.int64(0xFFFFFFFF)
 # --------------------------------------------------------------------------------------------
 # Lookups
 # --------------------------------------------------------------------------------------------
-def nearest_code(vol: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Nearest voxel value at fractional voxel positions (..., 3); AIR (0) outside."""
+def nearest_code(vol: np.ndarray, x: np.ndarray, outside: int = K.OUTSIDE_CODE) -> np.ndarray:
+    """Nearest voxel value at fractional voxel positions (..., 3); `outside` beyond the volume."""
     ijk = np.floor(x + 0.5).astype(np.int64)
     inside = np.all((ijk >= 0) & (ijk < np.array(vol.shape)), axis=-1)
-    out = np.zeros(x.shape[:-1], np.int64)
+    out = np.full(x.shape[:-1], outside, np.int64)
     q = ijk[inside]
     out[inside] = vol[q[:, 0], q[:, 1], q[:, 2]]
     return out
 
 
+def _bspline(f):
+    g = 1.0 - f
+    return [g**3 / 6, (3 * f**3 - 6 * f**2 + 4) / 6, (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6, f**3 / 6]
+
+
+def _bspline_d(f):
+    g = 1.0 - f
+    return [-0.5 * g * g, 0.5 * (3 * f * f - 4 * f), 0.5 * (-3 * f * f + 2 * f + 1), 0.5 * f * f]
+
+
+def _neighbourhood(vol, x):
+    """The 4x4x4 codes around points (n, 3) and the B-spline bases; ok=False near the edge."""
+    i0 = np.floor(x).astype(np.int64)
+    f = x - i0
+    ok = np.all((i0 >= 1) & (i0 + 2 < np.array(vol.shape)), axis=1)
+    i0 = np.where(ok[:, None], i0, 1)
+    off = np.arange(-1, 3)
+    ii = i0[:, 0, None, None, None] + off[None, :, None, None]
+    jj = i0[:, 1, None, None, None] + off[None, None, :, None]
+    kk = i0[:, 2, None, None, None] + off[None, None, None, :]
+    return vol[ii, jj, kk].astype(np.int64), f, ok
+
+
+def smooth_votes(vol, x, ca, cb):
+    nb, f, ok = _neighbourhood(vol, x)
+    wx, wy, wz = (np.stack(_bspline(f[:, a]), 1) for a in range(3))
+    w = wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]
+    fa = (w * (nb == ca[:, None, None, None])).sum((1, 2, 3))
+    fb = (w * (nb == cb[:, None, None, None])).sum((1, 2, 3))
+    return fa, fb, ok
+
+
+def smooth_gradient(vol, x, code):
+    nb, f, ok = _neighbourhood(vol, x)
+    w = [np.stack(_bspline(f[:, a]), 1) for a in range(3)]
+    d = [np.stack(_bspline_d(f[:, a]), 1) for a in range(3)]
+    ind = nb == code[:, None, None, None]
+    gx = (d[0][:, :, None, None] * w[1][:, None, :, None] * w[2][:, None, None, :] * ind).sum((1, 2, 3))
+    gy = (w[0][:, :, None, None] * d[1][:, None, :, None] * w[2][:, None, None, :] * ind).sum((1, 2, 3))
+    gz = (w[0][:, :, None, None] * w[1][:, None, :, None] * d[2][:, None, None, :] * ind).sum((1, 2, 3))
+    g = np.stack([gx, gy, gz], 1)
+    return np.where(ok[:, None], g, 0.0)
+
+
 def interp_code(vol: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The class with the largest trilinear weight among the 8 surrounding voxels."""
+    """Inside a class: that class; at a boundary, of the two classes with the largest trilinear
+    weight, the one with the larger cubic-B-spline share of the 4x4x4 neighbourhood."""
     flat = x.reshape(-1, 3)
     i0 = np.floor(flat).astype(np.int64)
     f = flat - i0
@@ -49,28 +94,27 @@ def interp_code(vol: np.ndarray, x: np.ndarray) -> np.ndarray:
     c = np.stack(codes, 1)
     w = np.stack(weights, 1)
     tot = ((c[:, :, None] == c[:, None, :]) * w[:, None, :]).sum(-1)  # weight of each corner's class
-    # First corner with the largest total (as the kernel's strict '>' scan does).
-    best = np.argmax(tot >= tot.max(axis=1, keepdims=True) - 0.0, axis=1)
-    out[ok] = c[np.arange(len(c)), best]
+    # Mask later repeats of a class, then take the first maximum and the first runner-up (the
+    # kernel scans corners in order with strict comparisons).
+    first = np.ones_like(c, dtype=bool)
+    for a in range(1, 8):
+        first[:, a] = ~(c[:, :a] == c[:, a : a + 1]).any(axis=1)
+    t1 = np.where(first, tot, -1.0)
+    rows = np.arange(len(c))
+    ia = np.argmax(t1 >= t1.max(axis=1, keepdims=True), axis=1)
+    best = c[rows, ia]
+    t2 = t1.copy()
+    t2[rows, ia] = -1.0
+    t2[c == best[:, None]] = -1.0
+    ib = np.argmax(t2 >= t2.max(axis=1, keepdims=True), axis=1)
+    has2 = t2.max(axis=1) >= 0.0
+    second = c[rows, ib]
+    res = best.copy()
+    if has2.any():
+        fa, fb, okn = smooth_votes(vol, flat[ok][has2], best[has2], second[has2])
+        res[has2] = np.where(okn & (fb > fa), second[has2], best[has2])
+    out[ok] = res
     return out.reshape(x.shape[:-1])
-
-
-def indicator(vol: np.ndarray, x: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """Trilinear interpolation of (vol == code) at points (n, 3)."""
-    i0 = np.floor(x).astype(np.int64)
-    f = x - i0
-    acc = np.zeros(len(x))
-    shape = np.array(vol.shape)
-    for di in (0, 1):
-        for dj in (0, 1):
-            for dk in (0, 1):
-                q = i0 + np.array([di, dj, dk])
-                ok = np.all((q >= 0) & (q < shape), axis=1)
-                c = np.zeros(len(x), np.int64)
-                c[ok] = vol[q[ok, 0], q[ok, 1], q[ok, 2]]
-                w = (f[:, 0] if di else 1 - f[:, 0]) * (f[:, 1] if dj else 1 - f[:, 1]) * (f[:, 2] if dk else 1 - f[:, 2])
-                acc += np.where(c == code, w, 0.0)
-    return acc
 
 
 def fmix(h: np.ndarray) -> np.ndarray:
@@ -120,22 +164,6 @@ def _septum2(t, u, v):
     return m / 255.0, t[ii, jj, 1] / 127.0 - 1.0, t[ii, jj, 2] / 127.0 - 1.0
 
 
-def _septum3(t, u, v, w):
-    n = t.shape[0]
-    i0, j0, k0 = (np.floor(x).astype(np.int64) for x in (u, v, w))
-    fx, fy, fz = u - i0, v - j0, w - k0
-    i0, j0, k0 = i0 % n, j0 % n, k0 % n
-    i1, j1, k1 = (i0 + 1) % n, (j0 + 1) % n, (k0 + 1) % n
-    s = t[..., 0].astype(np.float64)
-    a = s[i0, j0, k0] * (1 - fz) + s[i0, j0, k1] * fz
-    b = s[i0, j1, k0] * (1 - fz) + s[i0, j1, k1] * fz
-    c = s[i1, j0, k0] * (1 - fz) + s[i1, j0, k1] * fz
-    d = s[i1, j1, k0] * (1 - fz) + s[i1, j1, k1] * fz
-    m = ((a * (1 - fy) + b * fy) * (1 - fx) + (c * (1 - fy) + d * fy) * fx) / 255.0
-    ii, jj, kk = np.where(fx >= 0.5, i1, i0), np.where(fy >= 0.5, j1, j0), np.where(fz >= 0.5, k1, k0)
-    return m, t[ii, jj, kk, 1] / 127.0 - 1.0, t[ii, jj, kk, 2] / 127.0 - 1.0, t[ii, jj, kk, 3] / 127.0 - 1.0
-
-
 def _facing(c, diffuse):
     return diffuse + (1.0 - diffuse) * c**6
 
@@ -155,32 +183,28 @@ def sample_beam(sim, cfg, lines):
     gas = tab.gas[code] != 0
     b = tab.b_lo[code].astype(np.float64)
     bw = beam_w[:, None, :]
-    fat = (kind == 3) & ~gas
-    if fat.any():
-        m, nx, ny, nz = _septum3(tx.fat, *(PW[fat] / tx.fat_texel_mm).T)
-        bb = np.broadcast_to(bw, PW.shape)[fat]
-        m *= _facing(np.abs(nx * bb[:, 0] + ny * bb[:, 1] + nz * bb[:, 2]), p.septum_diffuse)
-        b[fat] = tab.b_lo[code[fat]] + (tab.b_hi[code[fat]] - tab.b_lo[code[fat]]) * m
-    fib = ((kind == 1) | (kind == 2)) & ~gas
-    if fib.any():
-        lab = nearest_code(sim.labels, X[fib])
+    tex = (kind > 0) & ~gas
+    if tex.any():
+        lab = nearest_code(sim.labels, X[tex], outside=0)
         lab[lab >= len(sim.label_axes)] = 0
         e1, e2 = sim.label_axes[lab, :3], sim.label_axes[lab, 3:]
-        pw = PW[fib]
+        pw = PW[tex]
+        bb = np.broadcast_to(bw, PW.shape)[tex]
         u = (pw * e1).sum(1)
         v = (pw * e2).sum(1)
         m = np.zeros(len(pw))
-        mus = kind[fib] == 1
-        if mus.any():
-            mm, nu, nv = _septum2(tx.muscle, u[mus] / tx.muscle_texel_mm, v[mus] / tx.muscle_texel_mm)
-            bb = np.broadcast_to(bw, PW.shape)[fib][mus]
-            nvec = nu[:, None] * e1[mus] + nv[:, None] * e2[mus]
-            m[mus] = mm * _facing(np.abs((nvec * bb).sum(1)), p.septum_diffuse)
-        ner = ~mus
+        kt = kind[tex]
+        for k_id, t, texel in ((1, tx.muscle, tx.muscle_texel_mm), (3, tx.fat, tx.fat_texel_mm)):
+            sel = kt == k_id
+            if sel.any():
+                mm, nu, nv = _septum2(t, u[sel] / texel, v[sel] / texel)
+                nvec = nu[:, None] * e1[sel] + nv[:, None] * e2[sel]
+                m[sel] = mm * _facing(np.abs((nvec * bb[sel]).sum(1)), p.septum_diffuse)
+        ner = kt == 2
         if ner.any():
             m[ner] = _tex2(tx.nerve.astype(np.float64), u[ner] / tx.nerve_texel_mm, v[ner] / tx.nerve_texel_mm)[0]
-        cf = code[fib]
-        b[fib] = tab.b_lo[cf] + (tab.b_hi[cf] - tab.b_lo[cf]) * m
+        ct = code[tex]
+        b[tex] = tab.b_lo[ct] + (tab.b_hi[ct] - tab.b_lo[ct]) * m
     b = np.where(gas, 1.0, b)
     if cfg.elev_z.shape[0] > 1:
         acc = cfg.elev_w[0] * b
@@ -253,25 +277,29 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, sre, sim_):
     step_db = (tab.alpha * (f * grid.dr_mm / 10.0)).astype(np.float32)
     half = (10.0 ** (-step_db / 20.0)).astype(np.float32).astype(np.float64)
     step_db = step_db.astype(np.float64)
-    n_coupling = int(round(p.coupling_mm / grid.dr_mm))
+    n_coupling = int(round(p.coupling_for(grid.spec) / grid.dr_mm))
     soft_step = p.soft_alpha_default * f * grid.dr_mm / 10.0
     s_idx = np.arange(ns)
-    gas = tab.gas[code] != 0
-    cond = gas & (code != K.GAS_CODE) & (s_idx[None, :] < n_coupling)
+    air_like = np.where(code == K.OUTSIDE_CODE, K.AIR_CODE, code)  # before any tissue: air
+    gas = tab.gas[air_like] != 0
+    cond = gas & (s_idx[None, :] < n_coupling)
     lead = np.logical_and.accumulate(cond, axis=1)
     c = np.where(lead, K.COUPLING_CODE, code)
     first = np.where(lead.all(axis=1), ns, np.argmin(lead, axis=1))
     li = np.arange(nl)
-    c_first = c[li, np.minimum(first, ns - 1)]
+    c_first = air_like[li, np.minimum(first, ns - 1)]
+    c[li[first < ns], first[first < ns]] = c_first[first < ns]
     dead_air = (first < ns) & (c_first == K.AIR_CODE)
     att = np.cumsum(np.where(tab.soft[c] != 0, step_db[c], soft_step), axis=1)
     # Interfaces and the first gas sample.
     prev = np.concatenate([np.full((nl, 1), K.COUPLING_CODE), c[:, :-1]], axis=1)
     gas_c = tab.gas[c] != 0
     after_first = s_idx[None, :] >= first[:, None]
-    gmask = gas_c & after_first
+    omask = after_first & (c == K.OUTSIDE_CODE)  # the volume ends: the line stops there
+    o = np.where(omask.any(axis=1), np.argmax(omask, axis=1), ns)
+    gmask = gas_c & after_first & (s_idx[None, :] < o[:, None])
     g = np.where(gmask.any(axis=1), np.argmax(gmask, axis=1), ns)
-    valid = after_first & (s_idx[None, :] <= g[:, None]) & ~dead_air[:, None]
+    valid = after_first & (s_idx[None, :] <= g[:, None]) & (s_idx[None, :] < o[:, None]) & ~dead_air[:, None]
     iface = valid & (c != prev)
     z1, z2 = tab.z[prev].astype(np.float64), tab.z[c].astype(np.float64)
     r = np.where(iface, (z2 - z1) / (z2 + z1), 0.0)
@@ -291,11 +319,7 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, sre, sim_):
     inner = prev[L, S] != K.COUPLING_CODE
     if inner.any():
         Xi, ci = X[inner], cc[inner]
-        gvec = np.zeros((len(Xi), 3))
-        for a in range(3):
-            e = np.zeros(3)
-            e[a] = 1.0
-            gvec[:, a] = (indicator(sim.codes, Xi + e, ci) - indicator(sim.codes, Xi - e, ci)) / sim.spacing[a]
+        gvec = smooth_gradient(sim.codes, Xi, ci) / sim.spacing
         gn = np.linalg.norm(gvec, axis=1)
         ct = np.abs((gvec * beam_w[L[inner]]).sum(1)) / np.maximum(gn, 1e-300)
         cos_t[inner] = np.where(gn > 1e-6, np.minimum(ct, 1.0), 1.0)

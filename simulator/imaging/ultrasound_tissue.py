@@ -16,7 +16,7 @@ Textures are generated from a seed, in patient (world) millimetres, so they move
   dots and streaks in transverse section, parallel striations in longitudinal section);
 - nerve: a 2-D fascicle pattern (dark round fascicles in bright epineurium) extruded along the
   nerve axis (honeycomb in transverse, fascicular bands in longitudinal section);
-- fat: a 3-D lobule pattern (thin bright septa around dark lobules).
+- fat: a 2-D lobule pattern (thin bright septa around dark lobules), extruded like muscle.
 Muscle and fat septa are fibrous sheets and reflect specularly: each texel carries the sheet's
 normal, and the kernels weight its brightness by the angle to the beam (anisotropy), so sheets
 facing the probe are bright and steep ones fade.
@@ -37,6 +37,7 @@ from simulator.core.tissue import Tissue
 GAS = 40  # bowel / stomach / airway gas, air pockets (HU < -300 inside the body)
 CALCIFICATION = 41  # calcified soft tissue (HU above a threshold outside bone)
 COUPLING = 42  # coupling gel between the probe face and the skin
+OUTSIDE = 43  # beyond the anatomy's volume: no data - the line ends there without an echo
 N_CODES = 64
 
 TEX_NONE, TEX_MUSCLE, TEX_NERVE, TEX_FAT = 0, 1, 2, 3
@@ -98,6 +99,7 @@ DEFAULT_ACOUSTICS: dict[int, Acoustic] = {
     GAS: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.6),
     CALCIFICATION: Acoustic(3200, 1800, 12.0, -30.0, roughness=0.6),
     COUPLING: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0),
+    OUTSIDE: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0),
 }
 
 NEEDLE_IMPEDANCE_MRAYL = 45.0  # stainless steel
@@ -144,7 +146,7 @@ class AcousticTable:
             rough[code] = a.roughness
             gas[code] = 1 if a.gas else 0
             flow[code] = a.flow
-        for code in (T.CORTICAL_BONE, T.CANCELLOUS_BONE, CALCIFICATION, COUPLING, GAS, T.LUNG, T.AIRWAY, T.AIR):
+        for code in (T.CORTICAL_BONE, T.CANCELLOUS_BONE, CALCIFICATION, COUPLING, OUTSIDE, GAS, T.LUNG, T.AIRWAY, T.AIR):
             soft[code] = 0
         # Texture fill fractions (mean of the texture field) give the mean amplitude.
         fill = {TEX_MUSCLE: 0.06, TEX_NERVE: 0.55, TEX_FAT: 0.05}
@@ -169,9 +171,11 @@ class AcousticTable:
 
 
 def gas_hu_codes() -> np.ndarray:
-    """uint8[N_CODES]: tissue codes whose voxels become GAS below the gas HU threshold."""
+    """uint8[N_CODES]: tissue codes whose voxels become GAS below the gas HU threshold: the gut
+    and airway (their gas), and unlabelled soft tissue (air pockets). Not skin, fat or muscle:
+    their voxels at the body outline are partly air in the CT and would make a gas skin."""
     m = np.zeros(N_CODES, np.uint8)
-    for t in (T.STOMACH, T.BOWEL, T.ESOPHAGUS, T.SOFT_TISSUE, T.FAT, T.MUSCLE, T.SKIN, T.AIRWAY):
+    for t in (T.STOMACH, T.BOWEL, T.ESOPHAGUS, T.SOFT_TISSUE, T.AIRWAY):
         m[t] = 1
     return m
 
@@ -199,7 +203,7 @@ class Textures:
     muscle_texel_mm: float
     nerve: np.ndarray  # float32 (Q, Q), 1 epineurium, 0 fascicle
     nerve_texel_mm: float
-    fat: np.ndarray  # uint8 (R, R, R, 4): septum strength, normal (x, y, z)
+    fat: np.ndarray  # uint8 (P, P, 3): septum strength, normal (u, v) in the cross-section
     fat_texel_mm: float
 
 
@@ -293,19 +297,20 @@ def _nerve_texture(rng, size: int = 320, texel_mm: float = 0.025) -> np.ndarray:
     return tex.astype(np.float32)
 
 
-def _fat_texture(rng, size: int = 128, texel_mm: float = 0.1) -> np.ndarray:
-    """(R, R, R, 4) uint8: septum strength around ~3 mm lobules, and the septum's normal."""
+def _fat_texture(rng, size: int = 512, texel_mm: float = 0.06) -> np.ndarray:
+    """(P, P, 3) uint8: septum strength around ~3.5 mm lobules (a cross-section pattern extruded
+    along the structure's axis, like muscle), and the septum's in-plane normal."""
     period = size * texel_mm
-    g = (np.stack(np.meshgrid(*([np.arange(size)] * 3), indexing="ij"), -1).reshape(-1, 3) + 0.5) / size
-    seeds = _periodic_seeds(rng, max(2, int(round(period / 3.2))), 3)
-    dist, normal = _voronoi_border_distance(seeds, g)
+    uv = (np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij"), -1).reshape(-1, 2) + 0.5) / size
+    seeds = _periodic_seeds(rng, max(2, int(round(period / 3.5))), 2)
+    dist, normal = _voronoi_border_distance(seeds, uv)
     w = 0.06 / period
     sept = np.exp(-0.5 * (dist / w) ** 2)
-    mask = np.clip(_smooth_periodic_noise(rng, (size,) * 3, sigma_px=0.8 / texel_mm) + 0.3, 0.0, 1.0).ravel()
-    return _encode((sept * mask).reshape((size,) * 3), normal.reshape((size,) * 3 + (3,)))
+    mask = np.clip(_smooth_periodic_noise(rng, (size, size), sigma_px=0.8 / texel_mm) + 0.3, 0.0, 1.0).ravel()
+    return _encode((sept * mask).reshape(size, size), normal.reshape(size, size, 2))
 
 
-TEXTURE_VERSION = 6
+TEXTURE_VERSION = 7
 
 
 @lru_cache(maxsize=4)
@@ -345,7 +350,7 @@ def _build_textures(seed: int) -> Textures:
     muscle = _muscle_texture(np.random.default_rng(seed + 1))
     nerve = _nerve_texture(np.random.default_rng(seed + 2))
     fat = _fat_texture(np.random.default_rng(seed + 3))
-    return Textures(quantiles, hseed, rot, muscle, 0.06, nerve, 0.025, fat, 0.1)
+    return Textures(quantiles, hseed, rot, muscle, 0.06, nerve, 0.025, fat, 0.06)
 
 
 def with_overrides(base: dict[int, Acoustic], **changes) -> dict[int, Acoustic]:

@@ -27,6 +27,7 @@ def gel(**changes):
 
 
 def scatter_free_block(depth=60.0, half=60.0, spacing=1.0):
+    """A gel block (scatter-free when its backscatter is overridden) scanned from y = 0."""
     return P.block((-half, -depth, -half), (half, 0.0, half), spacing, Tissue.GEL)
 
 
@@ -63,7 +64,7 @@ def fwhm(profile, spacing):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec", [LINEAR, CURVED], ids=["linear", "curvilinear"])
 def test_point_reflector_position(spec):
-    anat = scatter_free_block(depth=130.0)
+    anat = scatter_free_block(depth=130.0, half=170.0)  # the fan never leaves the block
     sim = UltrasoundSimulator(anat, spec, acoustics=gel(backscatter_db=-300.0))
     pose = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0))
     depth = 40.0 if spec is LINEAR else 110.0
@@ -115,6 +116,19 @@ def test_psf_fwhm_matches_configuration():
     want_lateral = float(spec.lateral_fwhm_mm((s_idx + 0.5) * grid.dr_mm, f, focus))
     assert axial == pytest.approx(want_axial, rel=0.10)
     assert lateral == pytest.approx(want_lateral, rel=0.10)
+
+
+@pytest.mark.parametrize("spec", [LINEAR, CURVED], ids=["linear", "curvilinear"])
+def test_probe_lifted_off_the_skin_shows_nothing(spec):
+    sim = UltrasoundSimulator(P.block((-200, -100, -60), (200, 0, 60), 1.0, Tissue.GEL), spec)
+    st = ScannerSettings(depth_mm=40.0 if spec is LINEAR else 80.0)
+    touching = sim.render(ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0)), st)
+    # Lifted beyond the coupling gel's reach (3 mm linear, 10 mm convex): no echo on any line.
+    lift = 5.0 if spec is LINEAR else 12.0
+    lifted = sim.render(ProbePose.from_vectors((0, lift, 0), DOWN, (1, 0, 0)), st)
+    assert lifted.envelope_beam.max() < 1e-4 * touching.envelope_beam.max()
+    assert lifted.display.mean() < 1.0  # black but for faint electronic noise
+    assert touching.display[touching.fov_mask()].mean() > 40
 
 
 # --------------------------------------------------------------------------------------------

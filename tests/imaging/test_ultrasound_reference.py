@@ -44,6 +44,3 @@ def test_kernels_match_numpy_reference(chest_wall, kind):
     codes = set(np.unique(frame.tissue_beam).tolist())
     assert {int(Tissue.SKIN), int(Tissue.FAT), int(Tissue.MUSCLE), int(Tissue.CANCELLOUS_BONE),
             int(Tissue.LUNG), int(Tissue.NERVE)} <= codes
-    if kind == "curvilinear":
-        # The edge line starts in air: only electronic noise there.
-        assert frame.envelope_beam[0].max() < 1e-4 * frame.envelope_beam.max()
