@@ -100,6 +100,7 @@ def add_parser(subparsers) -> None:
 
     s = sub.add_parser("recover", parents=[c], help="list attempts left open by a crash, or recover one")
     s.add_argument("attempt", nargs="?")
+    s.add_argument("--force", action="store_true", help="recover even if its recorder still seems to be running")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("progress", parents=[c], help="a trainee's learning-curve data")
@@ -361,7 +362,7 @@ def cmd_recover(args, store, path) -> int:
             print(_table(ATTEMPT_HEAD, _attempt_rows(live)))
         return 0
     aid = _attempt(store, path, args.attempt)
-    rec = store.recover(aid)
+    rec = store.recover(aid, force=args.force)
     print(f"attempt {aid} recovered: {rec.n_samples} samples, {len(rec.events)} events, {len(rec.inputs)} inputs "
           f"({rec.duration_s:.1f} s); `records rescore {aid} --save` scores it")
     return 0

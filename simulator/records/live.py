@@ -7,7 +7,8 @@
     info = recorder.finish(card)                    # last flush, score card, status "finished"
 
 A background thread (or, with `thread=False`, the owner calling `poll()` on its timer) flushes
-what is new every `interval_s` (0.5 s by default) in one transaction: the inputs and events added
+what is new every `interval_s` (0.5 s by default) in one transaction (and marks the attempt
+alive every `HEARTBEAT_S` when nothing happens): the inputs and events added
 since the last flush and the samples that are final. A sample is final once a later one exists
 (the recording replaces the newest sample when the next input falls in the same millisecond);
 the newest one is written too, aside as the attempt's provisional "tail", so a killed process
@@ -16,7 +17,8 @@ recorder only reads the recording (appends only, newest sample excepted) from it
 with its own database connection. Harmful events and the end of the attempt wake the thread at
 once.
 
-After a crash, `store.recoverable_attempts()` lists the attempts still "live" and
+After a crash, `store.recoverable_attempts()` lists the attempts still "live" whose recording
+process is gone (another trainer running on the same database keeps its attempt) and
 `store.recover(id)` returns the Recording saved so far (status "recovered"). To go on with a
 recovered attempt, rebuild it with `simulator.core.procedure.replay` and continue recording into
 the same attempt with `LiveRecorder.resume(store, procedure, attempt_id)`.
@@ -32,7 +34,7 @@ import numpy as np
 from simulator.core.events import HARMFUL, EventKind
 from simulator.core.recording import Recording
 from simulator.records.codec import SAMPLE_KEYS
-from simulator.records.store import AttemptInfo, RecordsError, RecordStore
+from simulator.records.store import HEARTBEAT_S, AttemptInfo, RecordsError, RecordStore, mark_active
 
 DEFAULT_INTERVAL_S = 0.5
 _WAKE_KINDS = frozenset(HARMFUL) | {EventKind.end, EventKind.injection}
@@ -77,6 +79,7 @@ class LiveRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = 0.0
+        self._last_write = 0.0
         self._finished = False
         self.flushes = 0
         self.samples_written = 0
@@ -114,9 +117,10 @@ class LiveRecorder:
         return rec
 
     def _begin(self) -> None:
+        mark_active(self.uuid)
         if self.procedure is not None:
             self.procedure.event_added.subscribe(self._on_event)
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_write = time.monotonic()
         if self.use_thread:
             self._thread = threading.Thread(target=self._run, name=f"LiveRecorder-{self.attempt_id}", daemon=True)
             self._thread.start()
@@ -141,10 +145,14 @@ class LiveRecorder:
     def _safe_flush(self) -> None:
         try:
             self.flush()
+            if time.monotonic() - self._last_write >= HEARTBEAT_S:
+                self.store.touch(self.attempt_id)  # nothing new for a while: still alive
+                self._last_write = time.monotonic()
         except Exception as e:  # noqa: BLE001 - kept in memory, tried again at the next flush
             self.errors.append(f"{type(e).__name__}: {e}")
 
     def _stop_thread(self) -> None:
+        mark_active(self.uuid, False)
         if self.procedure is not None:
             self.procedure.event_added.unsubscribe(self._on_event)
         if self._thread is not None:
@@ -173,7 +181,11 @@ class LiveRecorder:
         if self.attempt_id is None:
             raise RecordsError("the recorder was not started")
         self._stop_thread()
-        self.flush(final=True)
+        mark_active(self.uuid)  # until it is closed
+        try:
+            self.flush(final=True)
+        finally:
+            mark_active(self.uuid, False)
         self._finished = True
         return self.store.finish_attempt(self.attempt_id, card, status=status, recording=self.recording,
                                          compact=compact)
@@ -222,6 +234,7 @@ class LiveRecorder:
                         self._images.setdefault(k, v)
                 raise
             written = 0 if samples is None else len(samples["time_s"])
+            self._last_write = time.monotonic()
             self._w_samples = stop
             self._w_inputs = n_in
             self._w_events = n_ev

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import uuid as uuidlib
@@ -74,6 +75,48 @@ STATUSES = ("live", "finished", "recovered", "abandoned")
 MAX_CHUNK_SAMPLES = 1200  # samples per row (20 s at 60 Hz): appends fill the last row up to this
 COMPACT_SAMPLES = MAX_CHUNK_SAMPLES
 MAX_CHUNK_INPUTS = 2000
+
+
+STALE_S = 60.0  # a live attempt not written for this long has lost its recorder
+HEARTBEAT_S = 10.0  # a live recorder writes at least this often, even when nothing happens
+_ACTIVE: set[str] = set()  # UUIDs of the attempts recorded by this process right now
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def mark_active(uuid: str, active: bool = True) -> None:
+    """The live recorder of this process registers the attempts it is recording."""
+    (_ACTIVE.add if active else _ACTIVE.discard)(uuid)
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def orphaned(info: "AttemptInfo", stale_s: float = STALE_S) -> bool:
+    """True when nobody is recording this live attempt any more (see `recoverable_attempts`)."""
+    if info.uuid in _ACTIVE:
+        return False
+    if info.owner == this_process():
+        return True  # ours, and not being recorded by us
+    host, _, pid = info.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _pid_running(int(pid)):
+        return True
+    try:
+        last = datetime.fromisoformat(info.updated_at)
+    except ValueError:
+        return True
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - last).total_seconds() > stale_s
 
 
 class RecordsError(ValueError):
@@ -127,6 +170,8 @@ class AttemptInfo:
     score: float | None
     passed: bool | None
     pass_mark: float | None
+    owner: str = ""  # "host:pid" of the process that recorded it
+    updated_at: str = ""  # last written (a live attempt's recorder writes at least every HEARTBEAT_S)
 
     @property
     def short_uuid(self) -> str:
@@ -159,7 +204,11 @@ class RecordStore(ABC):
 
     @abstractmethod
     def start_attempt(self, recording: Recording, scenario=None, *, trainee: str | None = None,
-                      uuid: str | None = None) -> int: ...
+                      uuid: str | None = None, status: str = "live", owner: str | None = None) -> int: ...
+
+    @abstractmethod
+    def touch(self, attempt_id: int) -> None:
+        """Mark a live attempt as still being recorded (its recorder's heartbeat)."""
 
     @abstractmethod
     def append(self, attempt_id: int, *, samples: dict | None = None, inputs: Sequence[InputRecord] = (),
@@ -236,15 +285,22 @@ class RecordStore(ABC):
         cards = {int(i): self.score_card(i) for i in attempt_ids}
         return {i: c for i, c in cards.items() if c is not None}
 
-    def recoverable_attempts(self) -> list[AttemptInfo]:
-        """Attempts still marked live: their process ended without finishing them."""
-        return self.list_attempts(status="live")
+    def recoverable_attempts(self, stale_s: float = STALE_S) -> list[AttemptInfo]:
+        """Attempts still marked live whose recording process is gone (it crashed or was killed):
+        not recorded by this process, and their recorder's process is not running on this machine
+        or has not written for `stale_s` seconds (another machine sharing the database, or a
+        process id since reused)."""
+        return [a for a in self.list_attempts(status="live") if orphaned(a, stale_s)]
 
-    def recover(self, attempt_id: int) -> Recording:
-        """Mark a live attempt recovered and return what was saved of it."""
+    def recover(self, attempt_id: int, force: bool = False) -> Recording:
+        """Mark a live attempt recovered and return what was saved of it. An attempt that is still
+        being recorded (see `recoverable_attempts`) is refused unless `force`."""
         info = self.attempt(attempt_id)
         if info.status != "live":
             raise RecordsError(f"attempt {attempt_id} is {info.status}, not live: nothing to recover")
+        if not force and not orphaned(info):
+            raise RecordsError(f"attempt {attempt_id} is still being recorded (by {info.owner or 'another process'}, "
+                               f"last written {info.updated_at}); recover it only if that process is gone")
         rec = self.load_attempt(attempt_id)
         self.finish_attempt(attempt_id, None, status="recovered")
         return rec
@@ -337,6 +393,7 @@ SCHEMA = [
         started_at VARCHAR(40) NOT NULL DEFAULT '',
         ended_at VARCHAR(40) NOT NULL DEFAULT '',
         updated_at VARCHAR(40) NOT NULL DEFAULT '',
+        owner VARCHAR(200) NOT NULL DEFAULT '',
         first_time_s {real},
         last_time_s {real},
         n_samples INTEGER NOT NULL DEFAULT 0,
@@ -386,20 +443,21 @@ SCHEMA = [
 
 ATTEMPT_COLUMNS = ("a.id, a.uuid, a.trainee, a.scenario_id, a.scenario_version, s.title, a.anatomy_ref, "
                    "a.anatomy_hash, a.mode, a.status, a.started_at, a.ended_at, a.first_time_s, a.last_time_s, "
-                   "a.n_samples, a.n_events, a.n_inputs, a.score, a.passed, a.pass_mark")
+                   "a.n_samples, a.n_events, a.n_inputs, a.score, a.passed, a.pass_mark, a.owner, a.updated_at")
 ATTEMPT_FROM = "attempts a LEFT JOIN scenarios s ON s.id = a.scenario_id AND s.version = a.scenario_version"
 
 
 def _info(row) -> AttemptInfo:
     (aid, uid, trainee, sid, sver, title, aref, ahash, mode, status, started, ended, t0, t1, ns, ne, ni, score,
-     passed, mark) = row
+     passed, mark, owner, updated) = row
     return AttemptInfo(
         id=int(aid), uuid=str(uid), trainee=str(trainee), scenario_id=str(sid), scenario_version=str(sver),
         scenario_title=str(title or sid), anatomy_ref=str(aref or ""), anatomy_hash=str(ahash or ""),
         mode=str(mode or ""), status=str(status), started_at=str(started or ""), ended_at=str(ended or ""),
         duration_s=float(t1 - t0) if t0 is not None and t1 is not None else 0.0, n_samples=int(ns or 0),
         n_events=int(ne or 0), n_inputs=int(ni or 0), score=None if score is None else float(score),
-        passed=None if passed is None else bool(passed), pass_mark=None if mark is None else float(mark))
+        passed=None if passed is None else bool(passed), pass_mark=None if mark is None else float(mark),
+        owner=str(owner or ""), updated_at=str(updated or ""))
 
 
 def _card_json(card) -> dict | None:
@@ -596,7 +654,7 @@ class SQLRecordStore(RecordStore):
 
     # -- attempts: writing ---------------------------------------------------------------
     def start_attempt(self, recording: Recording, scenario=None, *, trainee: str | None = None,
-                      uuid: str | None = None, status: str = "live") -> int:
+                      uuid: str | None = None, status: str = "live", owner: str | None = None) -> int:
         if status not in STATUSES:
             raise RecordsError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         trainee = (trainee if trainee is not None else recording.trainee) or "anonymous"
@@ -606,9 +664,11 @@ class SQLRecordStore(RecordStore):
             sid, sver = self._ensure_scenario(tx, scenario, recording.scenario_id, recording.scenario_version)
             row = tx.one(
                 "INSERT INTO attempts (uuid, trainee, scenario_id, scenario_version, anatomy_ref, anatomy_hash, mode, "
-                "status, started_at, updated_at, meta_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "status, started_at, updated_at, owner, meta_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (uid, trainee, sid, sver, recording.anatomy_ref, recording.anatomy_hash, recording.mode, status,
-                 recording.started_at or now_iso(), now_iso(), _dumps(recording.meta_dict())))
+                 recording.started_at or now_iso(), now_iso(), this_process() if owner is None else owner,
+                 _dumps(recording.meta_dict())))
         return int(row[0])
 
     def _counts(self, tx, attempt_id: int) -> tuple:
@@ -717,6 +777,10 @@ class SQLRecordStore(RecordStore):
         with self._tx() as tx:
             self._counts(tx, attempt_id)
             self._write_card(tx, attempt_id, _card_json(card))
+
+    def touch(self, attempt_id: int) -> None:
+        with self._tx() as tx:
+            tx.run("UPDATE attempts SET updated_at = ? WHERE id = ? AND status = 'live'", (now_iso(), int(attempt_id)))
 
     def set_status(self, attempt_id: int, status: str) -> None:
         if status not in STATUSES:
@@ -883,7 +947,7 @@ class SQLRecordStore(RecordStore):
         aid = int(attempt_id)
         with self._tx() as tx:
             cols = ("uuid", "trainee", "scenario_id", "scenario_version", "anatomy_ref", "anatomy_hash", "mode",
-                    "status", "started_at", "ended_at", "updated_at", "first_time_s", "last_time_s", "n_samples",
+                    "status", "started_at", "ended_at", "updated_at", "owner", "first_time_s", "last_time_s", "n_samples",
                     "n_events", "n_inputs", "score", "passed", "pass_mark", "score_card_json", "meta_json",
                     "tail_index", "tail_data")
             row = tx.one(f"SELECT {', '.join(cols)} FROM attempts WHERE id = ?", (aid,))

@@ -1,5 +1,6 @@
 """`main.py records ...` as an instructor runs it: subprocesses on a database in tmp_path."""
 import json
+import socket
 import subprocess
 import sys
 
@@ -104,8 +105,9 @@ def test_trainee_export_and_import(tmp_path, course):
 
 def test_recover_and_delete(course, expert):
     db, ids, uuids, _ = course
-    st = SQLiteRecordStore(db)
-    live = st.start_attempt(expert[0].recording)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    st = SQLiteRecordStore(db)  # an attempt left live by a process that is gone
+    live = st.start_attempt(expert[0].recording, owner=f"{socket.gethostname()}:{int(gone.stdout)}")
     st.append(live, samples=expert[0].recording.samples.arrays(), inputs=expert[0].recording.inputs)
     st.close()
     r = records("recover", "--db", db)

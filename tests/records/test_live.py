@@ -31,7 +31,8 @@ def test_live_recording_of_a_procedure_equals_the_attempt(store, scenario, block
     proc = Procedure(scenario, block, clock=lambda: 0.0, trainee="ann")
     rec = LiveRecorder(store, proc, interval_s=0.05)
     aid = rec.start()
-    assert store.attempt(aid).status == "live" and store.recoverable_attempts()[0].id == aid
+    assert store.attempt(aid).status == "live"
+    assert store.recoverable_attempts() == []  # being recorded: not offered for recovery
     from simulator.benchmarks.scoring import expert_attempt
 
     expert_attempt(proc, t0=1.0)
@@ -174,3 +175,41 @@ def test_going_on_with_a_recovered_attempt(tmp_path, scenario, block):
     full = _scripted(scenario, block, 199).recording
     assert store.load_attempt(aid).same_as(full)
     store.close()
+
+
+def test_attempts_still_being_recorded_are_not_offered(store, expert):
+    """Another trainer on the same database keeps its live attempt until its process is gone or
+    it has not written for a minute; this process's own live recorder likewise."""
+    import socket
+
+    rec = expert[0].recording
+    host = socket.gethostname()
+    running = store.start_attempt(rec, owner=f"{host}:{os.getppid()}")  # a live process on this machine
+    remote = store.start_attempt(rec, owner="another-workstation:4242")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = store.start_attempt(rec, owner=f"{host}:{int(gone.stdout)}")
+    mine = LiveRecorder(store, Recording(), thread=False)
+    own = mine.start()
+    assert [a.id for a in store.recoverable_attempts()] == [dead]
+    with pytest.raises(RecordsError, match=rf"attempt {running} is still being recorded \(by {host}:"):
+        store.recover(running)
+    with store._tx() as tx:  # nothing written for two minutes: its recorder is gone too
+        tx.run("UPDATE attempts SET updated_at = '2020-01-01T00:00:00+00:00' WHERE id IN (?, ?)", (running, remote))
+    assert [a.id for a in store.recoverable_attempts()] == [running, remote, dead]
+    mine.stop()  # this process no longer records it
+    assert own in [a.id for a in store.recoverable_attempts()]
+    assert store.recover(own, force=True).n_samples == 0
+
+
+def test_an_idle_recorder_keeps_its_attempt_alive(store, monkeypatch):
+    import simulator.records.live as live_mod
+
+    monkeypatch.setattr(live_mod, "HEARTBEAT_S", 0.0)
+    lr = LiveRecorder(store, Recording(), interval_s=0.01, thread=False)
+    aid = lr.start()
+    with store._tx() as tx:
+        tx.run("UPDATE attempts SET updated_at = '2020-01-01T00:00:00+00:00' WHERE id = ?", (aid,))
+    time.sleep(0.02)
+    assert lr.poll() and lr.flushes == 0  # nothing new to write ...
+    assert store.attempt(aid).updated_at > "2026"  # ... but the attempt is marked alive
+    lr.finish()
