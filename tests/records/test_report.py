@@ -113,3 +113,10 @@ def test_nice_ticks():
     assert nice_ticks(0.0, 100.0, 5) == [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
     assert nice_ticks(-72.3, 31.0, 5) == [-50.0, -25.0, 0.0, 25.0]
     assert nice_ticks(0.0, 1.0, 4) == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_report_of_an_attempt_without_samples():
+    from simulator.core.recording import Recording
+
+    html = render_html(report_from_recording(Recording(scenario_id="empty"), None))
+    assert "Not scored" in html and html.count("the needle was never placed") == 2 and html.count("<svg") == 4
