@@ -53,7 +53,9 @@ The trainer needs a graphical display, and this machine has none (DISPLAY and WA
 - Headless commands work without a display:
     python main.py validate scenarios/*.yaml
     python main.py import-anatomy --help
-    python main.py snapshot --help
+    python main.py snapshot --help      (fluoroscopy / ultrasound / 3D view of a scenario to PNG)
+    python main.py score --help         (score a recording, or Perk Tutor metrics of a tracked file)
+    python main.py records --help       (trainees, attempts, exports, reports, rescoring)
     python main.py bench --help
 """
 
