@@ -365,6 +365,32 @@ class AnatomyScene:
             a.VisibilityOff()
             self.renderer.AddActor(a)
 
+        # the ultrasound probe and its image plane (probe frame: x lateral towards the marker,
+        # y depth into the patient, z elevation; placed by `probe_to_world`)
+        self._probe_matrix = vtkMatrix4x4()
+        self._probe_key: tuple | None = None
+        self._probe_body = vtkActor()
+        self._probe_marker = vtkActor()
+        self._probe_plane = vtkActor()
+        for a in (self._probe_body, self._probe_marker, self._probe_plane):
+            a.SetMapper(vtkPolyDataMapper())
+            a.SetUserMatrix(self._probe_matrix)
+            a.PickableOff()
+            a.VisibilityOff()
+            self.renderer.AddActor(a)
+        self._probe_body.GetProperty().SetColor(0.55, 0.58, 0.64)
+        self._probe_body.GetProperty().SetSpecular(0.4)
+        self._probe_body.GetProperty().SetOpacity(0.7)  # the structures under it stay readable
+        self._probe_marker.GetProperty().SetColor(0.15, 0.55, 1.0)
+        self._probe_marker.GetProperty().SetAmbient(0.4)
+        pp = self._probe_plane.GetProperty()
+        pp.SetColor(0.35, 0.85, 1.0)
+        pp.SetOpacity(0.30)
+        pp.SetAmbient(0.6)
+        pp.BackfaceCullingOff()
+        pp.LightingOff()
+        self._exam_saved: dict | None = None  # group settings kept while the exam view is on
+
         self._cube_renderer = None
         if orientation_cube:
             self._add_orientation_cube()
@@ -783,6 +809,69 @@ class AnatomyScene:
     def needle_visible(self) -> bool:
         return bool(self._needle_shaft.GetVisibility())
 
+    # --- ultrasound probe -----------------------------------------------------------------------
+    def set_probe(self, probe_to_world, aperture_mm: float = 38.0, depth_mm: float = 40.0, radius_mm: float = 0.0,
+                  sector_deg: float = 0.0, elevation_mm: float = 10.0, visible: bool = True) -> None:
+        """Show the ultrasound probe and its image plane. `probe_to_world` (4x4): probe frame with
+        x lateral (towards the orientation marker), y depth into the patient, z elevation; the
+        face centre at the origin. Linear probe: radius_mm = 0 (the plane is a rectangle
+        aperture x depth); curvilinear: the fan of `sector_deg` from a face arc of `radius_mm`."""
+        key = tuple(round(float(v), 3) for v in (aperture_mm, depth_mm, radius_mm, sector_deg, elevation_mm))
+        if key != self._probe_key:
+            body, marker, plane = probe_polydata(aperture_mm, depth_mm, radius_mm, sector_deg, elevation_mm)
+            self._probe_body.GetMapper().SetInputData(body)
+            self._probe_marker.GetMapper().SetInputData(marker)
+            self._probe_plane.GetMapper().SetInputData(plane)
+            self._probe_key = key
+        self._probe_matrix.DeepCopy(np.asarray(probe_to_world, dtype=np.float64).ravel().tolist())
+        self._probe_matrix.Modified()
+        for a in (self._probe_body, self._probe_marker, self._probe_plane):
+            a.Modified()
+            a.SetVisibility(bool(visible))
+
+    def hide_probe(self) -> None:
+        for a in (self._probe_body, self._probe_marker, self._probe_plane):
+            a.VisibilityOff()
+
+    def probe_visible(self) -> bool:
+        return bool(self._probe_body.GetVisibility())
+
+    def set_probe_plane_visible(self, visible: bool) -> None:
+        """The image plane (a hint: exam mode hides it, the probe body stays)."""
+        if self.probe_visible():
+            self._probe_plane.SetVisibility(bool(visible))
+
+    # --- exam view --------------------------------------------------------------------------------
+    def set_exam_view(self, on: bool) -> None:
+        """Exam mode: only what the operator sees at the table - the opaque skin, the needle and
+        the probe outside it; every inner structure hidden (nothing reveals the target). Off: the
+        groups' visibility and opacity as they were."""
+        on = bool(on)
+        if on == (self._exam_saved is not None):
+            return
+        if on:
+            self._exam_saved = {g: (self.group_visible(g), self.group_opacity(g)) for g in self.groups()}
+            for g in self.groups():
+                self._group_visible[g] = g == "skin"
+                if g == "skin":
+                    self._group_opacity[g] = 1.0
+                self._apply_group(g)
+            if "skin" not in self.groups():  # no skin surface: show the outermost structures opaque
+                for g in self.groups():
+                    self._group_visible[g] = True
+                    self._group_opacity[g] = 1.0
+                    self._apply_group(g)
+        else:
+            saved, self._exam_saved = self._exam_saved, None
+            for g, (vis, op) in saved.items():
+                self._group_visible[g] = vis
+                self._group_opacity[g] = op
+                self._apply_group(g)
+
+    @property
+    def exam_view(self) -> bool:
+        return self._exam_saved is not None
+
     # --- picking and projection -------------------------------------------------------------------
     def pick_surface(self, display_x: float, display_y: float, structures: Iterable[str] | None = None):
         """The first visible surface under a display point (VTK display coordinates: pixels from the
@@ -1031,6 +1120,45 @@ def needle_polydata(length_mm: float, diameter_mm: float) -> tuple[vtkPolyData, 
     hub.SetHeight(hub_len)
     hub.SetResolution(24)
     return append.GetOutput(), along_z(hub, -length_mm - 0.5 * hub_len)
+
+
+def probe_polydata(aperture_mm: float, depth_mm: float, radius_mm: float = 0.0, sector_deg: float = 0.0,
+                   elevation_mm: float = 10.0) -> tuple[vtkPolyData, vtkPolyData, vtkPolyData]:
+    """(body, marker, image plane) of an ultrasound probe in its own frame (x lateral towards the
+    marker, y depth, z elevation; the face centre at the origin)."""
+    from vtkmodules.vtkFiltersSources import vtkCubeSource
+
+    half = 0.5 * float(aperture_mm)
+    handle_mm = 55.0
+    face_y = 0.0
+    if radius_mm > 0:  # the convex face bulges towards +y: its ends sit higher
+        face_y = -float(radius_mm) * (1.0 - math.cos(math.radians(0.5 * sector_deg)))
+    body = vtkCubeSource()
+    body.SetBounds(-half - 2.0, half + 2.0, face_y - handle_mm, face_y, -0.5 * elevation_mm - 1.0, 0.5 * elevation_mm + 1.0)
+    body.Update()
+    marker = vtkSphereSource()
+    marker.SetCenter(half + 3.5, face_y - 12.0, 0.0)
+    marker.SetRadius(2.5)
+    marker.SetThetaResolution(12)
+    marker.SetPhiResolution(12)
+    marker.Update()
+    # the image plane (z = 0): a rectangle (linear) or a fan (curvilinear)
+    if radius_mm > 0:
+        n = 48
+        th = np.linspace(-0.5 * math.radians(sector_deg), 0.5 * math.radians(sector_deg), n)
+        inner = np.stack([radius_mm * np.sin(th), radius_mm * np.cos(th) - radius_mm, np.zeros(n)], axis=1)
+        outer = np.stack([(radius_mm + depth_mm) * np.sin(th), (radius_mm + depth_mm) * np.cos(th) - radius_mm,
+                          np.zeros(n)], axis=1)
+    else:
+        inner = np.array([[-half, 0.0, 0.0], [half, 0.0, 0.0]])
+        outer = np.array([[-half, depth_mm, 0.0], [half, depth_mm, 0.0]])
+        n = 2
+    pts = np.vstack([inner, outer])
+    tris = []
+    for i in range(n - 1):
+        tris += [(i, i + 1, n + i + 1), (i, n + i + 1, n + i)]
+    plane = polydata_from_mesh(TriMesh(pts.astype(np.float32), np.array(tris, dtype=np.int32)), normals=False)
+    return body.GetOutput(), marker.GetOutput(), plane
 
 
 def hub_colour_for_gauge(gauge: int) -> tuple[float, float, float]:

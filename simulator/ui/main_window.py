@@ -13,6 +13,16 @@ scene is updated and a render is requested (coalesced by the 3D view). Anatomies
 thread (`AnatomyLoader`); the window stays responsive and shows the previous scenario meanwhile.
 Errors (a broken scenario file, a missing anatomy) go to `report_error`: a non-modal message box
 naming the file and field, the status bar, and `errors` (which tests read).
+
+The attempt: when a scenario is shown, an `AttemptController` creates its `Procedure` (real
+clock). Inputs (see the Needle, Procedure, Fluoroscopy and Ultrasound menus and F1) go through the
+controller; the 3D view, the imaging views and the procedure panel follow its Qt signals and never
+write the needle back. Renders are coalesced (3D: a timer; ultrasound: a timer and a worker
+thread; fluoroscopy: exposures only, on a worker thread).
+
+Questions (keep an attempt when the window closes or the scenario changes, exam to practice)
+go through `ask(key, text, choices)`: a modal message box, or `question_answer(key, text)` when
+set (tests answer programmatically).
 """
 from __future__ import annotations
 
@@ -20,10 +30,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
     QDialog,
+    QLineEdit,
+    QTextEdit,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -47,14 +62,21 @@ from simulator.render.scene import (
     hub_colour_for_gauge,
     needle_tip_to_world_from,
 )
+from simulator.ui.attempt import AttemptController
+from simulator.ui.fluoro_view import FluoroscopyView
 from simulator.ui.loader import AnatomyLoader
-from simulator.ui.panels import PRESET_KEYS, DisplayPanel, ImagingPane, ProcedurePanel, ScenarioPanel
+from simulator.ui.panels import PRESET_KEYS, DisplayPanel, ImagingPane, ScenarioPanel
+from simulator.ui.procedure_panel import ProcedurePanel
+from simulator.ui.us_view import UltrasoundView
 from simulator.ui.view3d import View3D
 
 ORGANISATION = "NeurolysisTrainer"
 APPLICATION = "Trainer"
 SETTINGS_VERSION = 1
 NEEDLE_STANDOFF_MM = 10.0  # the needle waits this far outside the planned entry point
+FINE_MM, COARSE_MM = 1.0, 5.0  # needle steps
+FINE_DEG, COARSE_DEG = 1.0, 5.0  # needle angle steps
+DRAG_DEG_PER_PX = 0.2  # Ctrl+drag in the 3D view
 
 
 def _value(x) -> str:
@@ -117,6 +139,11 @@ class MainWindow(QMainWindow):
         self._pending: tuple | None = None  # (scenario, path) waiting for its anatomy
         self._closing = False
         self.startup_s: float | None = None
+        self.question_answer = None  # callable(key, text) -> answer, for tests and scripts
+        self.kept_recordings: list[Path] = []
+        self.score_dialog = None
+        self.controller = AttemptController(self)
+        self._drag = np.zeros(2)
 
         self.loader = AnatomyLoader(load_fn=load_anatomy, prepare_fn=anatomy_polydata, parent=self)
         self.loader.progress.connect(self._on_progress)
@@ -127,8 +154,12 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
+        self._wire_attempt()
         self._default_geometry()
         self._restore_settings()
+        self._pedal_filter = _PedalFilter(self)
+        QApplication.instance().installEventFilter(self._pedal_filter)
+        QTimer.singleShot(0, self, self.procedure_panel.build_plots)
 
         self.refresh_scenarios()
         QTimer.singleShot(0, self, lambda: self._open_initial(scenario))
@@ -150,6 +181,10 @@ class MainWindow(QMainWindow):
         self.view3d.surface_picked.connect(self._on_surface_picked)
         self.fluoroscopy_pane = ImagingPane("Fluoroscopy", "Fluoroscopy image\n(C-arm view)")
         self.ultrasound_pane = ImagingPane("Ultrasound", "Ultrasound image\n(probe view)")
+        self.fluoro_view = FluoroscopyView()
+        self.fluoroscopy_pane.set_content(self.fluoro_view)
+        self.us_view = UltrasoundView()
+        self.ultrasound_pane.set_content(self.us_view)
         self.imaging_splitter = QSplitter(Qt.Orientation.Vertical)
         self.imaging_splitter.setObjectName("imaging_splitter")
         self.imaging_splitter.addWidget(self.fluoroscopy_pane)
@@ -169,8 +204,10 @@ class MainWindow(QMainWindow):
         if screen is not None:
             w, h = min(w, int(0.95 * screen.width())), min(h, int(0.92 * screen.height()))
         self.resize(w, h)
-        side = 300 + 260  # the docks
-        self.central_splitter.setSizes([int(0.6 * (w - side)), int(0.4 * (w - side))])
+        left, right = 270, 370
+        self.resizeDocks([self.left_dock, self.right_dock], [left, right], Qt.Orientation.Horizontal)
+        rest = max(400, w - left - right)
+        self.central_splitter.setSizes([int(0.45 * rest), int(0.55 * rest)])
 
     def _build_docks(self) -> None:
         self.scenario_panel = ScenarioPanel()
@@ -193,14 +230,14 @@ class MainWindow(QMainWindow):
         self.left_dock = QDockWidget("Scenario", self)
         self.left_dock.setObjectName("dock_scenario")
         self.left_dock.setWidget(scroll)
-        self.left_dock.setMinimumWidth(300)
+        self.left_dock.setMinimumWidth(250)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.left_dock)
 
         self.procedure_panel = ProcedurePanel()
         self.right_dock = QDockWidget("Procedure", self)
         self.right_dock.setObjectName("dock_procedure")
         self.right_dock.setWidget(self.procedure_panel)
-        self.right_dock.setMinimumWidth(260)
+        self.right_dock.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.right_dock)
 
     def _build_status_bar(self) -> None:
@@ -262,6 +299,64 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         v.addAction(self.left_dock.toggleViewAction())
         v.addAction(self.right_dock.toggleViewAction())
+
+        n = mb.addMenu("&Needle")
+        self.act_advance = self._action(n, "Advance 1 mm", lambda: self.advance(FINE_MM), "W",
+                                        tip="Push the needle 1 mm (the wheel: 1 mm a notch)")
+        self.act_advance_coarse = self._action(n, "Advance 5 mm", lambda: self.advance(COARSE_MM), "Shift+W")
+        self.act_withdraw = self._action(n, "Withdraw 1 mm", lambda: self.advance(-FINE_MM), "S")
+        self.act_withdraw_coarse = self._action(n, "Withdraw 5 mm", lambda: self.advance(-COARSE_MM), "Shift+S")
+        self.act_withdraw_out = self._action(n, "Withdraw out of the skin", self.withdraw_out, "X",
+                                             tip="Then click the skin to choose a new entry point")
+        n.addSeparator()
+        self.steer_actions = {}
+        for key, label in (("Left", "left"), ("Right", "right"), ("Up", "up"), ("Down", "down")):
+            self.steer_actions[(label, False)] = self._action(
+                n, f"Angle the tip {label} 1\u00b0", lambda _=False, d=label: self.steer(d, FINE_DEG), key)
+            self.steer_actions[(label, True)] = self._action(
+                n, f"Angle the tip {label} 5\u00b0", lambda _=False, d=label: self.steer(d, COARSE_DEG), f"Shift+{key}")
+        n.addSeparator()
+        self.act_aim_hint = QAction("Entry point: click the skin in the 3D view", self)
+        self.act_aim_hint.setEnabled(False)
+        n.addAction(self.act_aim_hint)
+
+        pm = mb.addMenu("&Procedure")
+        self.act_local = self._action(pm, "Local anaesthetic", self.procedure_panel.request_local_anaesthetic, "F2")
+        self.act_aspirate = self._action(pm, "Aspirate", self.aspirate, "F3")
+        self.act_contrast = self._action(pm, "Inject contrast", lambda: self.procedure_panel.request_inject("contrast"), "F4")
+        self.act_test_dose = self._action(pm, "Give the test dose", lambda: self.procedure_panel.request_inject("test_dose"), "F6")
+        self.act_agent = self._action(pm, "Inject the neurolytic agent", lambda: self.procedure_panel.request_inject("neurolytic"), "F7")
+        pm.addSeparator()
+        self.act_end = self._action(pm, "End attempt (score card)", self.end_attempt, "Ctrl+E")
+        self.act_new = self._action(pm, "New attempt", self.new_attempt, "Ctrl+N")
+
+        fm = mb.addMenu("F&luoroscopy")
+        self.act_shot = self._action(fm, "Single shot (tap Space; hold Space for live)", self.fluoro_view.single_shot)
+        self._action(fm, "C-arm towards LAO 5\u00b0", lambda: self.fluoro_view.nudge(d_lao=5.0), "Alt+Left")
+        self._action(fm, "C-arm towards RAO 5\u00b0", lambda: self.fluoro_view.nudge(d_lao=-5.0), "Alt+Right")
+        self._action(fm, "C-arm cranial 5\u00b0", lambda: self.fluoro_view.nudge(d_cranial=5.0), "Alt+Up")
+        self._action(fm, "C-arm caudal 5\u00b0", lambda: self.fluoro_view.nudge(d_cranial=-5.0), "Alt+Down")
+        self.act_tunnel = self._action(fm, "Tunnel view", self.fluoro_view.tunnel_view, "Alt+T")
+        self.carm_preset_menu = fm.addMenu("C-arm views")
+        self.carm_preset_actions: list[QAction] = []
+
+        um = mb.addMenu("&Ultrasound")
+        self._action(um, "Slide the probe towards the marker", lambda: self.us_view.slide(lateral_mm=1.0), "L")
+        self._action(um, "Slide the probe away from the marker", lambda: self.us_view.slide(lateral_mm=-1.0), "J")
+        self._action(um, "Slide the probe forwards (out of plane)", lambda: self.us_view.slide(elevation_mm=1.0), "I")
+        self._action(um, "Slide the probe backwards (out of plane)", lambda: self.us_view.slide(elevation_mm=-1.0), "K")
+        self._action(um, "Slide 5 mm towards the marker", lambda: self.us_view.slide(lateral_mm=5.0), "Shift+L")
+        self._action(um, "Slide 5 mm away from the marker", lambda: self.us_view.slide(lateral_mm=-5.0), "Shift+J")
+        self._action(um, "Rotate the probe clockwise 5\u00b0", lambda: self.us_view.rotate(5.0), "O")
+        self._action(um, "Rotate the probe anticlockwise 5\u00b0", lambda: self.us_view.rotate(-5.0), "U")
+        self._action(um, "Tilt the probe 2\u00b0", lambda: self.us_view.tilt(2.0), "M")
+        self._action(um, "Tilt the probe back 2\u00b0", lambda: self.us_view.tilt(-2.0), "N")
+        um.addSeparator()
+        self._action(um, "Deeper", lambda: self.us_view.change_depth(5.0), "Ctrl+Down")
+        self._action(um, "Shallower", lambda: self.us_view.change_depth(-5.0), "Ctrl+Up")
+        self._action(um, "More gain", lambda: self.us_view.change_gain(2.0), "Ctrl+Right")
+        self._action(um, "Less gain", lambda: self.us_view.change_gain(-2.0), "Ctrl+Left")
+        self._action(um, "Colour Doppler on/off", lambda: self.us_view.doppler_box.toggle(), "Ctrl+D")
 
         h = mb.addMenu("&Help")
         self.act_shortcuts = self._action(h, "&Keyboard shortcuts", self.show_shortcuts, "F1")
@@ -335,6 +430,9 @@ class MainWindow(QMainWindow):
             return False
         from simulator.core.scenario import ScenarioError, find_scenario, load_scenario
 
+        if not self._settle_attempt("switch"):
+            self.scenario_panel.select_path(self.scenario_path)
+            return False
         try:
             path = find_scenario(id_or_path)
             scenario = load_scenario(path)
@@ -404,6 +502,7 @@ class MainWindow(QMainWindow):
         self._arrange_views(_value(scenario.modality))
         scene = self.view3d.scene
         if anatomy is not self.anatomy:
+            scene.set_exam_view(False)
             self.view3d.set_anatomy(anatomy, scenario.patient_position)
             self.anatomy = anatomy
             self._rebuild_group_controls()
@@ -414,6 +513,9 @@ class MainWindow(QMainWindow):
         if self.targets.unresolved:
             self.statusBar().showMessage(
                 f"No points for target(s) {', '.join(self.targets.unresolved)} on this anatomy", 10000)
+        self.view3d.pick_structures = ["skin"] if "skin" in scene.structures else None
+        self._start_attempt()
+        self._apply_exam_view()
         self._apply_overlays()
         self._place_needle()
         self.set_camera_preset(default_preset(scenario.patient_position))
@@ -497,7 +599,25 @@ class MainWindow(QMainWindow):
                 w.blockSignals(False)
         self._apply_overlays()
         self.procedure_panel.set_instructor(on)
+        self.fluoro_view.set_instructor(on)
+        self._apply_exam_view()
         self._update_mode_label()
+        proc = self.controller.procedure
+        if on and proc is not None and not proc.ended and proc.recording.mode == "exam":
+            proc.recording.mode = "practice"  # the hints were shown: no longer an exam attempt
+            self.statusBar().showMessage("Hints shown: this attempt now counts as practice", 8000)
+
+    def _apply_exam_view(self) -> None:
+        """Exam mode: the 3D view shows only the skin, the needle and the probe (see the scene)."""
+        exam = not self.instructor_mode
+        scene = self.view3d.scene
+        scene.set_exam_view(exam)
+        scene.set_probe_plane_visible(not exam)
+        self.display_panel.groups_box.setEnabled(not exam)
+        for a in self.group_actions.values():
+            a.setEnabled(not exam)
+        self._place_needle()
+        self.view3d.request_render()
 
     def _update_mode_label(self) -> None:
         self.mode_label.setText("Instructor mode" if self.instructor_mode else "Exam mode")
@@ -520,6 +640,12 @@ class MainWindow(QMainWindow):
         the target; the procedure (later issues) moves it."""
         sc = self.scenario
         scene = self.view3d.scene
+        if self.controller.state is not None:
+            self._show_needle(self.controller.state)
+            return
+        if not self.instructor_mode:
+            scene.hide_needle()
+            return
         entry = target = None
         paths = _trajectories(sc)
         if paths:
@@ -541,9 +667,262 @@ class MainWindow(QMainWindow):
         )
 
     def _on_surface_picked(self, point, name: str) -> None:
+        c = self.controller
+        if c.active and (c.state is None or not c.state.inserted):
+            cam = self.view3d.scene.renderer.GetActiveCamera()
+            direction = np.asarray(point, float) - np.asarray(cam.GetPosition(), float)
+            c.stamp_event("click")
+            if c.place_entry(point, direction / np.linalg.norm(direction)) is not None:
+                self.statusBar().showMessage(
+                    "Needle on the skin: angle it (arrow keys, Ctrl+drag), then advance (W, wheel); "
+                    "local anaesthetic first (F2)", 8000)
+            return
         self.statusBar().showMessage(
             f"{name.replace('_', ' ')} at R {point[0]:.1f}, A {point[1]:.1f}, S {point[2]:.1f} mm", 8000
         )
+
+    # ----------------------------------------------------------------------------------------
+    # the attempt
+    # ----------------------------------------------------------------------------------------
+    def _wire_attempt(self) -> None:
+        c = self.controller
+        p = self.procedure_panel
+        c.needle_changed.connect(self._on_needle_changed)
+        c.event_added.connect(self._on_event)
+        c.step_changed.connect(p.on_step_changed)
+        c.spread_added.connect(p.on_spread)
+        c.spread_added.connect(lambda _sp: self.fluoro_view.canvas.update())
+        c.input_refused.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
+        c.ended.connect(self._on_ended)
+        p.local_anaesthetic_requested.connect(self.local_anaesthetic)
+        p.aspirate_requested.connect(self.aspirate)
+        p.inject_requested.connect(self.inject)
+        p.end_requested.connect(self.end_attempt)
+        p.new_requested.connect(self.new_attempt)
+        self.view3d.wheel_steps.connect(self._on_wheel)
+        self.view3d.needle_dragged.connect(self._on_needle_drag)
+        self.fluoro_view.canvas.wheel_steps.connect(self._on_wheel)
+        self.us_view.canvas.wheel_steps.connect(self._on_wheel)
+        self.fluoro_view.message.connect(lambda m: self.statusBar().showMessage(m, 6000))
+        self.us_view.message.connect(lambda m: self.statusBar().showMessage(m, 6000))
+        self.us_view.probe_moved.connect(self._on_probe_moved)
+        self._drag_timer = QTimer(self)
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.setInterval(30)
+        self._drag_timer.timeout.connect(self._apply_drag)
+
+    @property
+    def modality(self) -> str:
+        return _value(self.scenario.modality) if self.scenario is not None else ""
+
+    def _start_attempt(self) -> None:
+        """A new attempt on the current scenario and anatomy."""
+        sc, an = self.scenario, self.anatomy
+        mode = "practice" if self.instructor_mode else "exam"
+        proc = self.controller.start(sc, an, mode=mode)
+        if self.score_dialog is not None:
+            self.score_dialog.close()
+            self.score_dialog = None
+        self.procedure_panel.attach(proc)
+        modality = self.modality
+        if modality in ("fluoroscopy", "both"):
+            self.fluoro_view.set_context(self.controller, sc, an, self.targets, self.instructor_mode)
+            self._fill_carm_presets()
+        if modality in ("ultrasound", "both"):
+            self.us_view.set_context(self.controller, sc, an, self.targets)
+        else:
+            self.view3d.scene.hide_probe()
+        self._place_needle()
+        self.view3d.request_render()
+
+    def _fill_carm_presets(self) -> None:
+        for a in self.carm_preset_actions:
+            self.removeAction(a)
+        self.carm_preset_menu.clear()
+        self.carm_preset_actions = []
+        for i, name in enumerate(self.fluoro_view.presets):
+            a = self._action(self.carm_preset_menu, name.replace("_", " "),
+                             lambda _=False, n=name: self.fluoro_view.apply_preset(n),
+                             f"Alt+{i + 1}" if i < 9 else None)
+            self.carm_preset_actions.append(a)
+
+    def new_attempt(self) -> None:
+        if self.scenario is None or self.anatomy is None:
+            return
+        if not self._settle_attempt("new"):
+            return
+        self._start_attempt()
+        self.statusBar().showMessage("New attempt: click the skin to choose the entry point", 6000)
+
+    def end_attempt(self):
+        """End the attempt and show the score card."""
+        if not self.controller.active:
+            return self.controller.card
+        self.fluoro_view.pedal_release()
+        return self.controller.end()
+
+    def _on_ended(self, card) -> None:
+        self.procedure_panel.on_ended(card)
+        if card is None:
+            return
+        from simulator.ui.scorecard import ScoreCardDialog
+
+        if self.score_dialog is not None:
+            self.score_dialog.close()
+        dlg = ScoreCardDialog(card, self.scenario.title if self.scenario is not None else "", self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.destroyed.connect(lambda *_: setattr(self, "score_dialog", None))
+        self.score_dialog = dlg
+        if not self._closing:
+            dlg.show()
+        self.statusBar().showMessage(card.text().splitlines()[0], 15000)
+
+    # --- questions -----------------------------------------------------------------------------
+    def ask(self, key: str, text: str, choices: dict[str, str], default: str) -> str:
+        """Ask the user; `choices` maps answers to button texts. `question_answer(key, text)`
+        answers instead when set (tests, scripts)."""
+        if self.question_answer is not None:
+            answer = self.question_answer(key, text)
+            return answer if answer in choices else default
+        box = QMessageBox(QMessageBox.Icon.Question, "Neurolysis Trainer", text, QMessageBox.StandardButton.NoButton, self)
+        buttons = {}
+        roles = {"keep": QMessageBox.ButtonRole.AcceptRole, "discard": QMessageBox.ButtonRole.DestructiveRole,
+                 "cancel": QMessageBox.ButtonRole.RejectRole}
+        for answer, label in choices.items():
+            buttons[box.addButton(label, roles.get(answer, QMessageBox.ButtonRole.ActionRole))] = answer
+        box.exec()
+        return buttons.get(box.clickedButton(), default)
+
+    def _settle_attempt(self, why: str) -> bool:
+        """Before the attempt is dropped: ask whether to keep it. False: the user cancelled."""
+        c = self.controller
+        if not c.in_progress:
+            return True
+        what = {"close": "closing the trainer", "switch": "changing the scenario", "new": "starting a new attempt"}[why]
+        answer = self.ask("keep_attempt", f"An attempt is in progress. Keep it before {what}?\n\n"
+                          "Keep: end it, score it and save its recording. Discard: drop it.",
+                          {"keep": "Keep", "discard": "Discard", "cancel": "Cancel"}, "cancel")
+        if answer == "cancel":
+            return False
+        if answer == "keep":
+            self.keep_attempt()
+        return True
+
+    def keep_attempt(self) -> Path | None:
+        """End (and score) the attempt if it runs, and save its recording."""
+        from simulator.core.paths import user_data_dir
+
+        proc = self.controller.procedure
+        if proc is None:
+            return None
+        if not proc.ended:
+            self.end_attempt()
+        folder = user_data_dir() / "recordings"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = folder / f"{self.scenario.id}_{stamp}_{len(self.kept_recordings) + 1}.nlrec.npz"
+        try:
+            saved = proc.recording.save(path)
+        except (OSError, ValueError) as e:
+            self.report_error("Cannot save the attempt", f"{path}: {e}")
+            return None
+        self.kept_recordings.append(Path(saved))
+        self.statusBar().showMessage(f"Attempt saved: {saved}", 10000)
+        return Path(saved)
+
+    # --- needle inputs -----------------------------------------------------------------------------
+    def advance(self, mm: float) -> None:
+        self.controller.stamp_event("advance" if mm > 0 else "withdraw")
+        if mm >= 0:
+            self.controller.advance(mm)
+        else:
+            self.controller.withdraw(-mm)
+
+    def withdraw_out(self) -> None:
+        self.controller.stamp_event("withdraw")
+        self.controller.withdraw(None)
+
+    def camera_axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(forward, right, up) of the 3D camera, unit vectors (world)."""
+        cam = self.view3d.scene.renderer.GetActiveCamera()
+        f = np.asarray(cam.GetFocalPoint(), float) - np.asarray(cam.GetPosition(), float)
+        f /= np.linalg.norm(f)
+        up = np.asarray(cam.GetViewUp(), float)
+        up = up - (up @ f) * f
+        up /= np.linalg.norm(up)
+        return f, np.cross(f, up), up
+
+    def steer(self, direction: str, degrees: float) -> None:
+        """Angle the needle so its tip moves `direction` (left/right/up/down) on the 3D view."""
+        _, right, up = self.camera_axes()
+        axis, sign = {"left": (up, 1.0), "right": (up, -1.0), "up": (right, 1.0), "down": (right, -1.0)}[direction]
+        self.controller.stamp_event("steer")
+        self.controller.steer(axis, sign * degrees)
+
+    def _on_needle_drag(self, dx: float, dy: float) -> None:
+        self._drag += (dx, dy)
+        if not self._drag_timer.isActive():
+            self._drag_timer.start()
+
+    def _apply_drag(self) -> None:
+        dx, dy = self._drag
+        self._drag = np.zeros(2)
+        if self.controller.state is None or (dx == 0 and dy == 0):
+            return
+        _, right, up = self.camera_axes()
+        from simulator.ui.attempt import rotate
+
+        d = rotate(self.controller.state.axis, up, -dx * DRAG_DEG_PER_PX)
+        d = rotate(d, right, -dy * DRAG_DEG_PER_PX)
+        self.controller.stamp_event("steer")
+        self.controller.set_direction(d)
+
+    def _on_wheel(self, steps: float, modifiers) -> None:
+        coarse = bool(modifiers & Qt.KeyboardModifier.ShiftModifier)
+        self.advance(steps * (COARSE_MM if coarse else FINE_MM))
+
+    def local_anaesthetic(self, volume_ml: float) -> None:
+        if self.controller.local_anaesthetic(volume_ml) is not None:
+            self.statusBar().showMessage(f"Local anaesthetic: {volume_ml:g} ml lidocaine 1 % at the entry point", 6000)
+
+    def aspirate(self) -> None:
+        self.controller.stamp_event("aspirate")
+        self.controller.aspirate()
+
+    def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float) -> None:
+        self.controller.stamp_event("inject")
+        self.controller.inject(kind, agent, concentration_pct, volume_ml)
+
+    # --- the views follow the attempt ---------------------------------------------------------------
+    def _on_needle_changed(self, state) -> None:
+        self._show_needle(state)
+        self.fluoro_view.note_needle(state)
+        if self.modality in ("ultrasound", "both"):
+            self.us_view.note_needle(state)
+        self.procedure_panel.on_needle_changed(state)
+
+    def _show_needle(self, state) -> None:
+        sc = self.scenario
+        self.view3d.scene.set_needle(state.needle_tip_to_world, length_mm=sc.needle.length_mm,
+                                     diameter_mm=diameter_for_gauge(sc.needle.gauge),
+                                     hub_colour=hub_colour_for_gauge(sc.needle.gauge))
+        self.view3d.request_render(interactive=True)
+
+    def _on_event(self, ev) -> None:
+        self.procedure_panel.on_event(ev)
+        from simulator.core.events import HARMFUL
+
+        if self.instructor_mode and ev.kind in HARMFUL:
+            self.statusBar().showMessage(ev.message, 10000)
+
+    def _on_probe_moved(self, pose) -> None:
+        spec = self.us_view.spec
+        if spec is None or self.modality not in ("ultrasound", "both"):
+            return
+        self.view3d.scene.set_probe(pose.probe_to_world(), spec.aperture_mm, float(self.us_view.depth_spin.value()),
+                                    spec.radius_mm, spec.sector_deg, spec.face_elevation_mm)
+        self.view3d.scene.set_probe_plane_visible(self.instructor_mode)
+        self.view3d.request_render(interactive=True)
 
     # ----------------------------------------------------------------------------------------
     # messages and help
@@ -576,10 +955,15 @@ class MainWindow(QMainWindow):
             if seq:
                 rows.append((seq, a.text().replace("&", "").replace("\u2026", "")))
         rows += [
-            ("Left drag", "Rotate the 3D view"),
-            ("Right drag / wheel", "Zoom the 3D view"),
+            ("Space (tap / hold)", "Fluoroscopy pedal: one image / live fluoroscopy while held"),
+            ("Left click on the skin", "Choose the needle's entry point (it aims along your line of sight)"),
+            ("Wheel / Shift+wheel", "Advance or withdraw the needle 1 mm / 5 mm a notch"),
+            ("Ctrl+left drag (3D view)", "Angle the needle"),
+            ("Left drag (3D view)", "Rotate the 3D view"),
+            ("Right drag / Ctrl+wheel", "Zoom the 3D view"),
             ("Middle drag / Shift+left drag", "Pan the 3D view"),
-            ("Left click", "Pick a point on a surface (shown in the status bar)"),
+            ("Drag on the ultrasound image", "Slide the probe; Ctrl+drag rotates and tilts it"),
+            ("Double-click a saved image", "Review it on the fluoroscopy screen"),
         ]
         return rows
 
@@ -613,12 +997,57 @@ class MainWindow(QMainWindow):
     # lifetime
     # ----------------------------------------------------------------------------------------
     def closeEvent(self, event):  # noqa: N802 (Qt API)
+        if not self._closing and not self._settle_attempt("close"):
+            event.ignore()
+            return
         self._closing = True
         self.loader.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self._pedal_filter)
         try:
             self.save_settings()
         finally:
             if self.error_box is not None:
                 self.error_box.close()
+            if self.score_dialog is not None:
+                self.score_dialog.close()
+            self.fluoro_view.shutdown()
+            self.us_view.shutdown()
+            self.procedure_panel.release_plots()
+            self.controller.stop()
             self.view3d.shutdown()
         super().closeEvent(event)
+
+
+_TEXT_INPUTS = (QLineEdit, QAbstractSpinBox, QTextEdit)
+
+
+class _PedalFilter(QObject):
+    """Space is the fluoroscopy pedal anywhere in the window (press and release, no auto-repeat),
+    except while typing in a text or number field."""
+
+    def __init__(self, window: MainWindow):
+        super().__init__(window)
+        self.window = window
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        t = event.type()
+        if t not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) or event.key() != Qt.Key.Key_Space:
+            return False
+        w = self.window
+        if not isinstance(obj, QWidget) or obj.window() is not w or w._closing:
+            return False
+        if isinstance(obj, _TEXT_INPUTS) or (isinstance(obj, QComboBox) and obj.isEditable()):
+            return False
+        if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        if event.isAutoRepeat():
+            return True
+        if self.window.modality not in ("fluoroscopy", "both"):
+            return True
+        if t == QEvent.Type.KeyPress:
+            w.fluoro_view.pedal_press()
+        else:
+            w.fluoro_view.pedal_release()
+        return True

@@ -8,6 +8,8 @@
   `surface_picked(point_mm, structure_name)` (the entry point on the skin, later issues).
 - Keys are not passed to VTK's interactor style (whose single-letter keys toggle stereo,
   wireframe, quit, ...); the window's actions own the keyboard.
+- The wheel drives the needle (`wheel_steps`); Ctrl+wheel zooms the camera. Ctrl+left drag turns
+  the needle (`needle_dragged`); a plain left drag turns the camera.
 """
 from __future__ import annotations
 
@@ -41,12 +43,37 @@ class _InputFilter(QObject):
         super().__init__(view)
         self.view = view
         self.press_pos = None
+        self.drag_pos = None  # Ctrl+left drag: turning the needle
+        self.wheel_accum = 0.0
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
         t = event.type()
         if t in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
             event.ignore()
             return True
+        ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier) if hasattr(event, "modifiers") else False
+        if t == QEvent.Type.Wheel:
+            if ctrl or not self.view.wheel_advances:
+                return False  # Ctrl+wheel zooms the camera (VTK)
+            d = event.angleDelta()
+            self.wheel_accum += (d.y() if d.y() != 0 else d.x()) / 120.0
+            steps = int(self.wheel_accum) if abs(self.wheel_accum) >= 1 else 0
+            if steps:
+                self.wheel_accum -= steps
+                self.view.wheel_steps.emit(float(steps), event.modifiers())
+            return True
+        if t == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton and ctrl:
+            self.drag_pos = event.position()
+            return True
+        if self.drag_pos is not None:
+            if t == QEvent.Type.MouseMove:
+                p = event.position()
+                self.view.needle_dragged.emit(p.x() - self.drag_pos.x(), p.y() - self.drag_pos.y())
+                self.drag_pos = p
+                return True
+            if t == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
+                self.drag_pos = None
+                return True
         if t == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
             self.press_pos = event.position()
         elif t == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
@@ -61,6 +88,8 @@ class View3D(QWidget):
     surface_picked = Signal(object, str)  # point_mm (np.ndarray (3,)), structure name
     _lod_built = Signal(object)  # anatomy whose coarse copies a worker thread has built
     rendered = Signal(float)  # milliseconds the last render took
+    wheel_steps = Signal(float, object)  # wheel notches (+ away from the user), modifiers: the needle
+    needle_dragged = Signal(float, float)  # Ctrl+left drag (widget px): turn the needle
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -85,6 +114,8 @@ class View3D(QWidget):
         self.last_render_ms = float("nan")
         self.render_count = 0
         self.pick_structures: list[str] | None = None  # None: any visible structure
+        self.wheel_advances = True  # the wheel drives the needle; Ctrl+wheel zooms
+        self.last_render_end = 0.0  # perf_counter at the end of the last render
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(RENDER_COALESCE_MS)
@@ -167,7 +198,8 @@ class View3D(QWidget):
         self._t0 = time.perf_counter()
 
     def _on_render_end(self, *_):
-        self.last_render_ms = 1000.0 * (time.perf_counter() - self._t0)
+        self.last_render_end = time.perf_counter()
+        self.last_render_ms = 1000.0 * (self.last_render_end - self._t0)
         self.render_count += 1
         self.rendered.emit(self.last_render_ms)
 

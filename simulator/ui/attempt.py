@@ -1,0 +1,247 @@
+"""The attempt controller: the input adapter between the trainee's mouse and keyboard and the
+`Procedure` (the one owner of the attempt's state).
+
+    controller = AttemptController(parent)
+    controller.start(scenario, anatomy, mode="practice")      # a new Procedure with a real clock
+    controller.place_entry(point_mm, direction)               # a click on the skin
+    controller.advance(1.0); controller.withdraw(5.0); controller.steer(right, up, degrees)
+    controller.aspirate(); controller.inject("contrast", "iohexol", 0.0, 4.0)
+    controller.end()                                          # -> score card (`ended` signal)
+
+The Procedure's own signals (plain observer lists, called synchronously on the GUI thread where
+every input is made) are forwarded as Qt signals, so views connect to them the Qt way and never
+write back. A bad input raises `ProcedureError` inside the Procedure; the controller turns it into
+`input_refused(message)` (the status bar shows it) and the attempt goes on.
+
+Timing for the workstation benchmark: `last_input` holds (sequence number, perf_counter at the
+input event, perf_counter after the Procedure and every synchronous subscriber returned).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from simulator.core.procedure import Procedure, ProcedureError
+
+
+def rotate(vector, axis, angle_deg: float) -> np.ndarray:
+    """Right-handed rotation of `vector` about the unit `axis` (Rodrigues)."""
+    v = np.asarray(vector, dtype=np.float64)
+    k = np.asarray(axis, dtype=np.float64)
+    k = k / np.linalg.norm(k)
+    a = math.radians(angle_deg)
+    return v * math.cos(a) + np.cross(k, v) * math.sin(a) + k * float(k @ v) * (1.0 - math.cos(a))
+
+
+@dataclass
+class InputStamp:
+    seq: int
+    name: str
+    t_event: float  # perf_counter when the input event arrived
+    t_done: float = float("nan")  # perf_counter when the Procedure and its synchronous subscribers returned
+
+
+class AttemptController(QObject):
+    """Creates the Procedure of an attempt and feeds it the trainee's inputs (see the module notes)."""
+
+    started = Signal(object)  # Procedure
+    ended = Signal(object)  # ScoreCard (None if it could not be computed)
+    needle_changed = Signal(object)  # NeedleState
+    event_added = Signal(object)  # Event
+    step_changed = Signal(str)
+    sample_added = Signal(int)
+    spread_added = Signal(object)  # Spread
+    input_refused = Signal(str)  # a message for the trainee
+    input_done = Signal(object)  # InputStamp, after every successful input
+
+    def __init__(self, parent=None, clock=None):
+        super().__init__(parent)
+        self.procedure: Procedure | None = None
+        self.scenario = None
+        self.anatomy = None
+        self.mode = "practice"
+        self.card = None
+        self._clock = clock
+        self._seq = 0
+        self.last_input: InputStamp | None = None
+        self._pending_stamp: InputStamp | None = None
+        #: callables run before every needle motion input (the fluoroscopy view flushes a live run
+        #: there, so movement under live fluoroscopy counts as imaged)
+        self.before_needle_motion: list = []
+
+    # ------------------------------------------------------------------------------------
+    # lifetime
+    # ------------------------------------------------------------------------------------
+    def start(self, scenario, anatomy, mode: str = "practice", trainee: str = "") -> Procedure:
+        """A new attempt (the previous one, if any, is dropped: ask the user before)."""
+        self._disconnect()
+        self.scenario, self.anatomy, self.mode, self.card = scenario, anatomy, mode, None
+        proc = Procedure(scenario, anatomy, clock=self._clock, trainee=trainee, mode=mode)
+        self.procedure = proc
+        proc.needle_changed.subscribe(self.needle_changed.emit)
+        proc.event_added.subscribe(self.event_added.emit)
+        proc.step_changed.subscribe(self.step_changed.emit)
+        proc.sample_added.subscribe(self.sample_added.emit)
+        proc.spread_added.subscribe(self.spread_added.emit)
+        self.started.emit(proc)
+        return proc
+
+    def _disconnect(self) -> None:
+        proc = self.procedure
+        if proc is None:
+            return
+        proc.needle_changed.unsubscribe(self.needle_changed.emit)
+        proc.event_added.unsubscribe(self.event_added.emit)
+        proc.step_changed.unsubscribe(self.step_changed.emit)
+        proc.sample_added.unsubscribe(self.sample_added.emit)
+        proc.spread_added.unsubscribe(self.spread_added.emit)
+
+    def stop(self) -> None:
+        """Forget the attempt (the window closes or the scenario changes)."""
+        self._disconnect()
+        self.procedure = None
+
+    @property
+    def active(self) -> bool:
+        """An attempt is running (created and not ended)."""
+        return self.procedure is not None and not self.procedure.ended
+
+    @property
+    def in_progress(self) -> bool:
+        """An attempt the trainee has done something in and not ended (worth asking about)."""
+        p = self.procedure
+        return p is not None and not p.ended and any(i.name not in ("set_probe_to_world", "set_carm_pose")
+                                                      for i in p.recording.inputs)
+
+    @property
+    def state(self):
+        return None if self.procedure is None else self.procedure.state
+
+    def now(self) -> float:
+        """The attempt's clock (seconds since it started)."""
+        return self.procedure._clock() if self.procedure is not None else 0.0
+
+    # ------------------------------------------------------------------------------------
+    # the one way in
+    # ------------------------------------------------------------------------------------
+    def stamp_event(self, name: str, t_event: float | None = None) -> None:
+        """Note when the input event behind the next call arrived (for the latency figures)."""
+        self._pending_stamp = InputStamp(self._seq + 1, name, time.perf_counter() if t_event is None else t_event)
+
+    def call(self, name: str, *args, **kwargs):
+        """Call a Procedure input; a refused input becomes `input_refused` and returns None."""
+        proc = self.procedure
+        if proc is None:
+            self.input_refused.emit("No attempt: open a scenario first")
+            return None
+        if proc.ended:
+            self.input_refused.emit("The attempt has ended: start a new one (Attempt menu, Ctrl+N)")
+            return None
+        stamp = self._pending_stamp or InputStamp(self._seq + 1, name, time.perf_counter())
+        self._pending_stamp = None
+        try:
+            result = getattr(proc, name)(*args, **kwargs)
+        except ProcedureError as e:
+            self.input_refused.emit(str(e))
+            return None
+        self._seq += 1
+        stamp.seq, stamp.name, stamp.t_done = self._seq, name, time.perf_counter()
+        self.last_input = stamp
+        self.input_done.emit(stamp)
+        return result
+
+    def _motion(self) -> None:
+        for fn in list(self.before_needle_motion):
+            fn()
+
+    # ------------------------------------------------------------------------------------
+    # needle
+    # ------------------------------------------------------------------------------------
+    def place_entry(self, point_mm, direction):
+        """Rest the needle on the skin where the line through `point_mm` along `direction` enters."""
+        st = self.state
+        if st is not None and st.inserted:
+            self.input_refused.emit("Withdraw the needle out of the skin (X) before choosing a new entry point")
+            return None
+        return self.call("set_entry", np.asarray(point_mm, float), np.asarray(direction, float))
+
+    def advance(self, mm: float):
+        if self.state is None:
+            self.input_refused.emit("Click the skin in the 3D view to choose the entry point first")
+            return None
+        self._motion()
+        return self.call("advance", float(mm))
+
+    def withdraw(self, mm: float | None = None):
+        if self.state is None:
+            self.input_refused.emit("The needle is not placed yet")
+            return None
+        self._motion()
+        return self.call("withdraw", None if mm is None else float(mm))
+
+    def steer(self, axis, angle_deg: float):
+        """Turn the needle by `angle_deg` about `axis` (world; right-handed): about its tip on the
+        skin, about the skin entry once inserted."""
+        st = self.state
+        if st is None:
+            self.input_refused.emit("Click the skin in the 3D view to choose the entry point first")
+            return None
+        d = rotate(st.axis, axis, angle_deg)
+        self._motion()
+        return self.call("set_direction", d / np.linalg.norm(d))
+
+    def set_direction(self, direction):
+        if self.state is None:
+            self.input_refused.emit("Click the skin in the 3D view to choose the entry point first")
+            return None
+        self._motion()
+        return self.call("set_direction", np.asarray(direction, float))
+
+    # ------------------------------------------------------------------------------------
+    # procedure steps
+    # ------------------------------------------------------------------------------------
+    def local_anaesthetic(self, volume_ml: float = 5.0, agent: str = "lidocaine", concentration_pct: float = 1.0):
+        return self.call("local_anaesthetic", float(volume_ml), agent, float(concentration_pct))
+
+    def aspirate(self):
+        return self.call("aspirate")
+
+    def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float):
+        return self.call("inject", kind, agent, float(concentration_pct), float(volume_ml))
+
+    # imaging inputs (from the views)
+    def record_fluoro_shot(self, **kw):
+        return self.call("record_fluoro_shot", **kw)
+
+    def set_tip_visible(self, visible: bool, distance_to_plane_mm: float | None = None):
+        return self.call("set_tip_visible", bool(visible), None if distance_to_plane_mm is None else float(distance_to_plane_mm))
+
+    def set_probe_to_world(self, matrix):
+        return self.call("set_probe_to_world", np.asarray(matrix, float))
+
+    def set_carm_pose(self, lao_deg: float, cranial_deg: float, isocenter_mm=None):
+        return self.call("set_carm_pose", float(lao_deg), float(cranial_deg),
+                         None if isocenter_mm is None else [float(x) for x in isocenter_mm])
+
+    # ------------------------------------------------------------------------------------
+    def end(self):
+        """End the attempt and score it; `ended(card)` follows."""
+        proc = self.procedure
+        if proc is None or proc.ended:
+            return self.card
+        if self.call("end") is None and not proc.ended:
+            return None
+        from simulator.core.scoring import score_attempt
+
+        try:
+            self.card = score_attempt(proc.recording, self.scenario, self.anatomy, targets=proc.targets,
+                                      surface=proc.surface)
+        except Exception as e:  # noqa: BLE001 - the trainee still gets told
+            self.card = None
+            self.input_refused.emit(f"The score could not be computed: {e}")
+        self.ended.emit(self.card)
+        return self.card
