@@ -234,7 +234,7 @@ class ModelParams:
     needle_tip_level: float = 0.03  # bevel/tip echo relative to a perfect reflector
     white_db: float = -18.0  # echo level shown white at 0 dB gain
     speckle_cell_wavelengths: float = 1.0  # texture lattice cell in wavelengths
-    speckle_planes: int = 3  # speckle evaluations across the slice
+    speckle_planes: int = 2  # speckle evaluations across the slice
     soft_alpha_default: float = 0.7  # for automatic TGC under bone / gas
     septum_diffuse: float = 0.3  # muscle / fat septa: angle-independent part of their brightness
 
@@ -431,8 +431,9 @@ class UltrasoundSimulator:
         noise_im = rng.normal(size=(ns, nl)).astype(np.float32) / math.sqrt(2)
         buffers = {
             "code": np.zeros((nl, ns), np.uint8),
-            "sre": np.zeros((nl, ns), np.float32),
-            "sim": np.zeros((nl, ns), np.float32),
+            "bsc": np.zeros((nl, ns), np.float32),
+            "xre": np.zeros((nl, ns), np.float32),
+            "xim": np.zeros((nl, ns), np.float32),
             "ore": np.zeros((ns, nl), np.float32),
             "oim": np.zeros((ns, nl), np.float32),
             "att": np.zeros((nl, ns), np.float32),
@@ -443,7 +444,7 @@ class UltrasoundSimulator:
             lat_weights, half_width, lat_weights[kl].copy(), lat_sigma_mm, elev_z, weights.astype(np.float32),
             np.ones(ns, np.float32), idx, fl, fs, noise_re, noise_im, buffers,
         )
-        cfg.speckle_stride = 2 if cfg.cell_mm >= 1.8 * grid.dr_mm else 1
+        cfg.speckle_stride = 2 if cfg.cell_mm >= 1.4 * grid.dr_mm else 1
         spacing = grid.lateral_spacing_mm()
         cfg.sub_n = np.clip(np.ceil(spacing / cfg.cell_mm - 0.05), 1, 4).astype(np.int64)
         cfg.sub_step = (spacing / cfg.sub_n).astype(np.float64)
@@ -501,8 +502,8 @@ class UltrasoundSimulator:
             r = rotation_matrix(rng.normal(size=3), float(rng.uniform(0, 360)))
             pose = ProbePose.from_vectors(rng.uniform(-500, 500, 3), r[:, 1], r[:, 0])
             _, _, _, o_t, d_t, lat_t, elev_t = self._texture_lines(cfg, pose)
-            K.speckle_beam(o_t, d_t, lat_t, cfg.sub_n, cfg.sub_step, elev_t, cfg.spk_z, cfg.spk_w, self.textures.speckle, self.textures.speckle_seed, cfg.speckle_stride, b["sre"], b["sim"])
-            K.transpose(b["sre"], b["sim"], b["ore"], b["oim"])
+            K.speckle_beam(o_t, d_t, lat_t, cfg.sub_n, cfg.sub_step, elev_t, cfg.spk_z, cfg.spk_w, self.textures.speckle, self.textures.speckle_seed, cfg.speckle_stride, b["xre"], b["xim"])
+            K.transpose(b["xre"], b["xim"], b["ore"], b["oim"])
             K.psf_envelope(b["ore"], b["oim"], cfg.axial_kernel, cfg.lat_weights, cfg.lat_half, zeros, zeros, 0.0, tgc0, env, db)
             acc += (env[:, keep].astype(np.float64) ** 2).mean(axis=1)
         inten = acc / n_pose
@@ -546,45 +547,42 @@ class UltrasoundSimulator:
         d_w = np.ascontiguousarray(d_w)
         timings = {}
         t1 = time.perf_counter()
-        K.sample_beam(
-            self.codes, self.labels, o_vox, d_vox, e_vox, o_w, d_w, np.ascontiguousarray(beam_w), o_t, d_t,
-            lat_t, cfg.sub_n, cfg.sub_step, elev_t, cfg.spk_z, cfg.spk_w,
-            cfg.elev_z, cfg.elev_w,
-            tab.b_lo, tab.b_hi, tab.b_mean, tab.texture, tab.gas, p.septum_diffuse,
-            self.label_axes,
-            tx.speckle, tx.speckle_seed, tx.muscle, 1.0 / tx.muscle_texel_mm, tx.nerve, 1.0 / tx.nerve_texel_mm,
-            tx.fat, 1.0 / tx.fat_texel_mm,
-            cfg.spk_scale, cfg.speckle_stride, b["code"], b["sre"], b["sim"],
-        )
-        t2 = time.perf_counter()
-        timings["sample_ms"] = (t2 - t1) * 1e3
         lf, sf, amp = self.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
-        if len(lf):
-            K.splat(lf, sf, amp, np.zeros_like(amp), b["sre"], b["sim"])
+        has_extra = len(lf) > 0
+        if has_extra:
+            b["xre"].fill(0.0)
+            b["xim"].fill(0.0)
+            K.splat(lf, sf, amp, np.zeros_like(amp), b["xre"], b["xim"])
         t3 = time.perf_counter()
-        timings["needle_ms"] = (t3 - t2) * 1e3
+        timings["needle_ms"] = (t3 - t1) * 1e3
         step_db = (tab.alpha * (s.frequency_mhz * grid.dr_mm / 10.0)).astype(np.float32)
         half = (10.0 ** (-step_db / 20.0)).astype(np.float32)
-        K.propagate(
-            b["code"], b["sre"], b["sim"],
-            self.codes,
-            o_vox, d_vox, np.ascontiguousarray(beam_w), 1.0 / self.spacing,
-            o_t, d_t, tx.speckle, tx.speckle_seed,
+        K.beam_lines(
+            self.codes, self.labels,
+            o_vox, d_vox, e_vox, o_w, d_w, np.ascontiguousarray(beam_w), 1.0 / self.spacing,
+            cfg.elev_z, cfg.elev_w,
+            tab.b_lo, tab.b_hi, tab.b_mean, tab.texture, p.septum_diffuse,
+            self.label_axes, tx.muscle, 1.0 / tx.muscle_texel_mm, tx.nerve, 1.0 / tx.nerve_texel_mm,
+            tx.fat, 1.0 / tx.fat_texel_mm,
+            b["xre"], b["xim"], has_extra,
+            o_t, d_t, lat_t, cfg.sub_n, cfg.sub_step, elev_t, cfg.spk_z, cfg.spk_w, cfg.spk_scale,
+            cfg.speckle_stride, self.speckle_threshold(s),
+            tx.speckle, tx.speckle_seed,
             tab.z, step_db, half, tab.gas, tab.soft, tab.roughness, tab.wall,
             int(round(p.coupling_for(spec) / grid.dr_mm)), p.soft_alpha_default * s.frequency_mhz * grid.dr_mm / 10.0,
             math.radians(p.specular_lobe_deg), p.interface_coherent, p.interface_random,
             p.probe_face_reflection, p.n_alines, p.lung_haze, p.lung_haze_decay_mm / grid.dr_mm,
-            b["ore"], b["oim"], b["att"], b["alive"],
+            b["code"], b["bsc"], b["ore"], b["oim"], b["att"], b["alive"],
         )
         t4 = time.perf_counter()
-        timings["propagate_ms"] = (t4 - t3) * 1e3
+        timings["lines_ms"] = (t4 - t3) * 1e3
         tgc = self._tgc_curve(cfg, s, b["att"], b["alive"])
         env = np.empty((ns, nl), np.float32)
         db = np.empty((ns, nl), np.float32)
         K.psf_envelope(b["ore"], b["oim"], cfg.axial_kernel, cfg.lat_weights, cfg.lat_half, cfg.noise_re, cfg.noise_im,
                        10 ** (s.noise_db / 20), tgc, env, db)
         t5 = time.perf_counter()
-        timings["lateral_ms"] = (t5 - t4) * 1e3
+        timings["psf_ms"] = (t5 - t4) * 1e3
         h, w = s.image_shape
         out_db = np.empty((h, w), np.float32)
         out_u8 = np.empty((h, w), np.uint8)
@@ -605,6 +603,10 @@ class UltrasoundSimulator:
             out_db, out_u8, dop_rgba, dop_v, env.T, b["code"].copy(), cfg.geometry, grid, pose, s, vis, tgc,
             timings, floor_db,
         )
+
+    def speckle_threshold(self, s: ScannerSettings) -> float:
+        """Speckle echoes weaker than this (40 dB under the electronic noise) are not computed."""
+        return 10.0 ** ((s.noise_db - 40.0) / 20.0)
 
     def _tgc_curve(self, cfg: _Config, s: ScannerSettings, att: np.ndarray, alive: np.ndarray) -> np.ndarray:
         depths = cfg.grid.sample_depths_mm()

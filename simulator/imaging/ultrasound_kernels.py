@@ -2,12 +2,15 @@
 
 Beam-space arrays are (n_lines, n_samples), C order, so each scan line is contiguous. The stages:
 
-A `sample_beam`     acoustic code volume (tissue classes with gas and calcification from HU,
-                    see `acoustic_codes`) -> code per sample (central plane, label-interpolated) and the
-                    complex scatter signal: tissue-fixed speckle x backscatter amplitude
-                    (elevation planes Gaussian-weighted, structure textures for muscle/nerve/fat).
-  `splat`           needle / point reflectors added into the scatter signal (bilinear).
-B `propagate`       per line, along depth: attenuation (two-way, cumulative), interfaces
+A `_sample_line`    acoustic code volume (tissue classes with gas and calcification from HU,
+                    see `acoustic_codes`) -> code per sample (central plane, smooth boundaries)
+                    and backscatter amplitude (elevation planes Gaussian-weighted, structure
+                    textures for muscle/nerve/fat).
+  `splat`           needle / point reflectors into a point-signal array (bilinear).
+  `beam_lines`      A then B for every line (one parallel region).
+B `_propagate_line` per line, along depth: scatter signal = backscatter x tissue-fixed speckle
+                    (evaluated only where it can show) + point signal; attenuation (two-way,
+                    cumulative), interfaces
                     (angle-dependent specular + diffuse echo from the 3-D label-gradient normal),
                     transmission product (shadowing), total reflection at gas with A-line
                     reverberation and lung haze; written transposed, (n_samples, n_lines).
@@ -22,9 +25,15 @@ The speckle is complex Gaussian (random phase), so the envelope of the PSF-filte
 from __future__ import annotations
 
 import math
+import os
 
-import numpy as np
-from numba import njit, prange
+# Threads that wait for work sleep instead of spinning: on a busy 2-core machine (the GUI thread,
+# the 3-D view, other imaging) spinning workers steal the core the frame is waiting for. Set
+# before numba starts its OpenMP pool; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 _OPTS = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 AIR_CODE = 0
@@ -166,6 +175,105 @@ def _interp_code(tissue, x, y, z):
 
 
 @njit(**_OPTS)
+def _classify_line(l, tissue, o_vox, d_vox, out_code):
+    """The acoustic code of every sample of line l. Inside a class: that class. In a boundary
+    cell (the 8 voxels around the sample differ): of the classes among those 8, the one with the
+    largest cubic-B-spline-weighted share of the 4x4x4 neighbourhood - a smooth, rounded boundary
+    (about a 0.6-voxel Gaussian) rather than a voxel staircase or trilinear facets; it rounds thin
+    bones (ribs) cut by thick CT slices. Consecutive samples share a voxel cell, so each cell's
+    classes and neighbourhood bit patterns are gathered once. Within one voxel of the volume's
+    edge: trilinear class voting; outside: OUTSIDE_CODE."""
+    ns = out_code.shape[1]
+    n0, n1, n2 = tissue.shape
+    cls = np.empty(8, np.int64)
+    pat = np.zeros((8, 16), np.int64)
+    tz = np.empty(16)
+    ci = -(1 << 40)
+    cj = 0
+    ck = 0
+    mode = 0
+    ucode = 0
+    ncls = 0
+    for s in range(ns):
+        x = o_vox[l, 0] + s * d_vox[l, 0]
+        y = o_vox[l, 1] + s * d_vox[l, 1]
+        z = o_vox[l, 2] + s * d_vox[l, 2]
+        fi = math.floor(x)
+        fj = math.floor(y)
+        fk = math.floor(z)
+        i0 = int(fi)
+        j0 = int(fj)
+        k0 = int(fk)
+        if i0 != ci or j0 != cj or k0 != ck:
+            ci = i0
+            cj = j0
+            ck = k0
+            if i0 < 0 or j0 < 0 or k0 < 0 or i0 + 1 >= n0 or j0 + 1 >= n1 or k0 + 1 >= n2:
+                mode = 3
+            else:
+                c0 = tissue[i0, j0, k0]
+                c1 = tissue[i0, j0, k0 + 1]
+                c2 = tissue[i0, j0 + 1, k0]
+                c3 = tissue[i0, j0 + 1, k0 + 1]
+                c4 = tissue[i0 + 1, j0, k0]
+                c5 = tissue[i0 + 1, j0, k0 + 1]
+                c6 = tissue[i0 + 1, j0 + 1, k0]
+                c7 = tissue[i0 + 1, j0 + 1, k0 + 1]
+                if c0 == c1 and c0 == c2 and c0 == c3 and c0 == c4 and c0 == c5 and c0 == c6 and c0 == c7:
+                    mode = 0
+                    ucode = int(c0)
+                elif i0 < 1 or j0 < 1 or k0 < 1 or i0 + 2 >= n0 or j0 + 2 >= n1 or k0 + 2 >= n2:
+                    mode = 2
+                else:
+                    mode = 1
+                    corners = (c0, c1, c2, c3, c4, c5, c6, c7)
+                    ncls = 0
+                    for a in range(8):
+                        ca = int(corners[a])
+                        new = True
+                        for q in range(ncls):
+                            if cls[q] == ca:
+                                new = False
+                        if new:
+                            cls[ncls] = ca
+                            ncls += 1
+                    for q in range(ncls):
+                        for ab in range(16):
+                            pat[q, ab] = 0
+                    for a in range(4):
+                        for b in range(4):
+                            for c in range(4):
+                                v = tissue[i0 - 1 + a, j0 - 1 + b, k0 - 1 + c]
+                                for q in range(ncls):
+                                    if v == cls[q]:
+                                        pat[q, a * 4 + b] |= 1 << c
+                                        break
+        if mode == 0:
+            out_code[l, s] = ucode
+        elif mode == 3:
+            out_code[l, s] = _nearest_code(tissue, x, y, z)
+        elif mode == 2:
+            out_code[l, s] = _interp_code(tissue, x, y, z)
+        else:
+            wx0, wx1, wx2, wx3 = _bspline(x - fi)
+            wy0, wy1, wy2, wy3 = _bspline(y - fj)
+            wz0, wz1, wz2, wz3 = _bspline(z - fk)
+            for m in range(16):
+                tz[m] = (wz0 * (m & 1) + wz1 * ((m >> 1) & 1) + wz2 * ((m >> 2) & 1) + wz3 * ((m >> 3) & 1))
+            best = -1
+            best_f = -1.0
+            for q in range(ncls):
+                f = (wx0 * (wy0 * tz[pat[q, 0]] + wy1 * tz[pat[q, 1]] + wy2 * tz[pat[q, 2]] + wy3 * tz[pat[q, 3]])
+                     + wx1 * (wy0 * tz[pat[q, 4]] + wy1 * tz[pat[q, 5]] + wy2 * tz[pat[q, 6]] + wy3 * tz[pat[q, 7]])
+                     + wx2 * (wy0 * tz[pat[q, 8]] + wy1 * tz[pat[q, 9]] + wy2 * tz[pat[q, 10]] + wy3 * tz[pat[q, 11]])
+                     + wx3 * (wy0 * tz[pat[q, 12]] + wy1 * tz[pat[q, 13]] + wy2 * tz[pat[q, 14]] + wy3 * tz[pat[q, 15]]))
+                if f > best_f:
+                    best_f = f
+                    best = cls[q]
+            out_code[l, s] = best
+
+
+@njit(**_OPTS)
 def _smooth_gradient(tissue, x, y, z, code):
     """Gradient (per voxel) of the cubic-B-spline-smoothed indicator (class == code); zeros near
     the volume's edge."""
@@ -269,21 +377,29 @@ def _speckle(gtab, seed, u, v, w):
 
 
 @njit(inline="always", **_OPTS)
-def _speckle_beam_sample(gtab, seed, u, v, w, lu, lv, lw, n, step, eu, ev, ew, ez, ewt):
+def _speckle_beam_sample(gtab, seed, u, v, w, lu, lv, lw, n, step, eu, ev, ew, spk_z, spk_w, s):
     """The scatterer field seen by one beam sample: evaluations spread across the line's lateral
     spacing (n of them, `step` mm apart, lateral lattice vector lu..) and across the slice (offsets
-    ez mm along the elevation lattice vector eu.., weights ewt). The beam integrates scatterers
-    over its width and thickness, so the sampled field changes smoothly when the probe moves by
-    less than a line or slides in elevation by less than the slice thickness."""
+    spk_z[:, s] mm along the elevation lattice vector eu.., weights spk_w[:, s]). The beam
+    integrates scatterers over its width and thickness, so the sampled field changes smoothly
+    when the probe moves by less than a line or slides in elevation by less than the slice."""
     re = 0.0
     im = 0.0
+    nq = spk_z.shape[0]
+    if n == 1:
+        for q in range(nq):
+            z = spk_z[q, s]
+            r, i = _speckle(gtab, seed, u + z * eu, v + z * ev, w + z * ew)
+            re += spk_w[q, s] * r
+            im += spk_w[q, s] * i
+        return re, im
     off = -0.5 * (n - 1) * step
-    for q in range(ez.shape[0]):
-        z = ez[q]
+    for q in range(nq):
+        z = spk_z[q, s]
         uq = u + z * eu
         vq = v + z * ev
         wq = w + z * ew
-        wt = ewt[q] / n
+        wt = spk_w[q, s] / n
         for k in range(n):
             t = off + k * step
             r, i = _speckle(gtab, seed, uq + t * lu, vq + t * lv, wq + t * lw)
@@ -305,7 +421,7 @@ def _speckle_line(gtab, seed, u0, v0, w0, du, dv, dw, lu, lv, lw, sub_n, sub_ste
     ew = elev_t[2]
     for s in range(0, ns, stride):
         re, im = _speckle_beam_sample(gtab, seed, u0 + s * du, v0 + s * dv, w0 + s * dw, lu, lv, lw,
-                                      sub_n[s], sub_step[s], eu, ev, ew, spk_z[:, s], spk_w[:, s])
+                                      sub_n[s], sub_step[s], eu, ev, ew, spk_z, spk_w, s)
         out_re[s] = re
         out_im[s] = im
     if stride == 1:
@@ -316,7 +432,7 @@ def _speckle_line(gtab, seed, u0, v0, w0, du, dv, dw, lu, lv, lw, sub_n, sub_ste
             out_im[s] = 0.5 * (out_im[s - 1] + out_im[s + 1])
         else:
             re, im = _speckle_beam_sample(gtab, seed, u0 + s * du, v0 + s * dv, w0 + s * dw, lu, lv, lw,
-                                          sub_n[s], sub_step[s], eu, ev, ew, spk_z[:, s], spk_w[:, s])
+                                          sub_n[s], sub_step[s], eu, ev, ew, spk_z, spk_w, s)
             out_re[s] = re
             out_im[s] = im
 
@@ -388,83 +504,77 @@ def _tex3(t, u, v, w):
 # --------------------------------------------------------------------------------------------
 # A: sampling
 # --------------------------------------------------------------------------------------------
-@njit(parallel=True, **_OPTS)
-def sample_beam(
+@njit(**_OPTS)
+def _sample_line(
+    l,
     tissue, labels,
     o_vox, d_vox, e_vox,
     o_w, d_w, beam_w,
-    o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w,
     elev_z, elev_w,
     b_lo, b_hi, b_mean, tex_kind, gas, septum_diffuse,
     label_axes,
-    speckle, seed, muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv,
-    spk_scale, stride,
-    out_code, out_re, out_im,
+    muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv,
+    out_code, out_b,
 ):
+    """Per sample: the acoustic code on the central plane and the backscatter amplitude (tissue
+    level, structure texture, elevation planes); 1 for gas (the lung haze's unit level)."""
     nl, ns = out_code.shape
     n_planes = elev_z.shape[0]
     n_lab = label_axes.shape[0]
-    for l in prange(nl):
-        sp_re = np.empty(ns, np.float32)
-        sp_im = np.empty(ns, np.float32)
-        _speckle_line(speckle, seed, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2],
-                      lat_t[l, 0], lat_t[l, 1], lat_t[l, 2], sub_n, sub_step, elev_t, spk_z, spk_w, stride, sp_re, sp_im)
-        for s in range(ns):
-            x = o_vox[l, 0] + s * d_vox[l, 0]
-            y = o_vox[l, 1] + s * d_vox[l, 1]
-            z = o_vox[l, 2] + s * d_vox[l, 2]
-            code = _interp_code(tissue, x, y, z)
-            out_code[l, s] = code
-            px = o_w[l, 0] + s * d_w[l, 0]
-            py = o_w[l, 1] + s * d_w[l, 1]
-            pz = o_w[l, 2] + s * d_w[l, 2]
-            kind = tex_kind[code]
-            if gas[code] != 0:
-                b = 1.0  # unit speckle: used for the lung haze below a gas interface
-            elif kind == 0:
-                b = b_lo[code]
-            else:
-                m = 0.0
-                bx = beam_w[l, 0]
-                by = beam_w[l, 1]
-                bz = beam_w[l, 2]
-                i, j, k = _nearest_index(labels.shape[0], labels.shape[1], labels.shape[2], x, y, z)
+    _classify_line(l, tissue, o_vox, d_vox, out_code)
+    for s in range(ns):
+        x = o_vox[l, 0] + s * d_vox[l, 0]
+        y = o_vox[l, 1] + s * d_vox[l, 1]
+        z = o_vox[l, 2] + s * d_vox[l, 2]
+        code = int(out_code[l, s])
+        px = o_w[l, 0] + s * d_w[l, 0]
+        py = o_w[l, 1] + s * d_w[l, 1]
+        pz = o_w[l, 2] + s * d_w[l, 2]
+        kind = tex_kind[code]
+        if gas[code] != 0:
+            b = 1.0  # unit speckle: used for the lung haze below a gas interface
+        elif kind == 0:
+            b = b_lo[code]
+        else:
+            m = 0.0
+            bx = beam_w[l, 0]
+            by = beam_w[l, 1]
+            bz = beam_w[l, 2]
+            i, j, k = _nearest_index(labels.shape[0], labels.shape[1], labels.shape[2], x, y, z)
+            lab = 0
+            if i >= 0:
+                lab = int(labels[i, j, k])
+            if lab >= n_lab:
                 lab = 0
-                if i >= 0:
-                    lab = int(labels[i, j, k])
-                if lab >= n_lab:
-                    lab = 0
-                e1x = label_axes[lab, 0]
-                e1y = label_axes[lab, 1]
-                e1z = label_axes[lab, 2]
-                e2x = label_axes[lab, 3]
-                e2y = label_axes[lab, 4]
-                e2z = label_axes[lab, 5]
-                u = px * e1x + py * e1y + pz * e1z
-                v = px * e2x + py * e2y + pz * e2z
-                if kind == 2:
-                    m = _tex2(nerve, u * nerve_inv, v * nerve_inv)
+            e1x = label_axes[lab, 0]
+            e1y = label_axes[lab, 1]
+            e1z = label_axes[lab, 2]
+            e2x = label_axes[lab, 3]
+            e2y = label_axes[lab, 4]
+            e2z = label_axes[lab, 5]
+            u = px * e1x + py * e1y + pz * e1z
+            v = px * e2x + py * e2y + pz * e2z
+            if kind == 2:
+                m = _tex2(nerve, u * nerve_inv, v * nerve_inv)
+            else:
+                if kind == 1:
+                    m, nu, nv = _septum(muscle, u * muscle_inv, v * muscle_inv)
                 else:
-                    if kind == 1:
-                        m, nu, nv = _septum(muscle, u * muscle_inv, v * muscle_inv)
-                    else:
-                        m, nu, nv = _septum(fat, u * fat_inv, v * fat_inv)
-                    cb = (nu * e1x + nv * e2x) * bx + (nu * e1y + nv * e2y) * by + (nu * e1z + nv * e2z) * bz
-                    m *= _facing(abs(cb), septum_diffuse)
-                b = b_lo[code] + (b_hi[code] - b_lo[code]) * m
-            if n_planes > 1 and gas[code] == 0:
-                acc = elev_w[0] * b
-                for q in range(1, n_planes):
-                    zz = elev_z[q, s]
-                    c2 = _nearest_code(tissue, x + zz * e_vox[0], y + zz * e_vox[1], z + zz * e_vox[2])
-                    if c2 == code:
-                        acc += elev_w[q] * b
-                    elif gas[c2] == 0:
-                        acc += elev_w[q] * b_mean[c2]
-                b = acc
-            g = b * spk_scale[s]
-            out_re[l, s] = g * sp_re[s]
-            out_im[l, s] = g * sp_im[s]
+                    m, nu, nv = _septum(fat, u * fat_inv, v * fat_inv)
+                cb = (nu * e1x + nv * e2x) * bx + (nu * e1y + nv * e2y) * by + (nu * e1z + nv * e2z) * bz
+                m *= _facing(abs(cb), septum_diffuse)
+            b = b_lo[code] + (b_hi[code] - b_lo[code]) * m
+        if n_planes > 1 and gas[code] == 0:
+            acc = elev_w[0] * b
+            for q in range(1, n_planes):
+                zz = elev_z[q, s]
+                c2 = _nearest_code(tissue, x + zz * e_vox[0], y + zz * e_vox[1], z + zz * e_vox[2])
+                if c2 == code:
+                    acc += elev_w[q] * b
+                elif gas[c2] == 0:
+                    acc += elev_w[q] * b_mean[c2]
+            b = acc
+        out_b[l, s] = b
 
 
 @njit(parallel=True, **_OPTS)
@@ -514,12 +624,44 @@ def transpose(in_re, in_im, out_re, out_im):
             out_im[s, l] = in_im[l, s]
 
 
-@njit(parallel=True, **_OPTS)
-def propagate(
-    code_arr, sre, sim,
+@njit(inline="always", **_OPTS)
+def _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w):
+    return _speckle_beam_sample(gtab, seed, o_t[l, 0] + s * d_t[l, 0], o_t[l, 1] + s * d_t[l, 1],
+                                o_t[l, 2] + s * d_t[l, 2], lat_t[l, 0], lat_t[l, 1], lat_t[l, 2],
+                                sub_n[s], sub_step[s], elev_t[0], elev_t[1], elev_t[2], spk_z, spk_w, s)
+
+
+@njit(inline="always", **_OPTS)
+def _spk_at(s, ns, stride, ks, kr, ki, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w):
+    """The speckle field at sample s of line l (as `_speckle_line`), evaluated on demand while
+    walking down the line. (ks, kr, ki) is the last evaluated even sample and its value, kept by
+    the caller: the stride-2 interpolation needs each even sample twice. Returns the value and
+    the updated state."""
+    if stride == 1 or (s % 2 == 1 and s + 1 >= ns):
+        r, i = _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+        return r, i, ks, kr, ki
+    if s % 2 == 0:
+        if ks == s:
+            return kr, ki, ks, kr, ki
+        r, i = _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+        return r, i, s, r, i
+    if ks == s - 1:
+        r0 = kr
+        i0 = ki
+    else:
+        r0, i0 = _spk_eval(s - 1, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+    r1, i1 = _spk_eval(s + 1, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+    return 0.5 * (r0 + r1), 0.5 * (i0 + i1), s + 1, r1, i1
+
+
+@njit(**_OPTS)
+def _propagate_line(
+    l,
+    code_arr, bsc, extra_re, extra_im, has_extra,
     tissue,
     o_vox, d_vox, beam_w, inv_spacing,
-    o_t, d_t, speckle, seed,
+    o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w, spk_scale, stride, spk_thresh,
+    speckle, seed,
     z_lut, step_db_lut, half_lut, gas_lut, soft_lut, rough_lut, wall_lut,
     n_coupling, soft_step_db,
     lobe_sigma_rad, rough_coherent, rough_random,
@@ -528,121 +670,172 @@ def propagate(
 ):
     """Per line along depth. step_db_lut[c]: one-way attenuation (dB) across one sample of
     tissue c at this frequency; half_lut[c] = 10^(-step_db/20), the two-way amplitude factor
-    across half a sample. Outputs (the echo signal before the PSF) are (ns, nl), transposed for
-    the PSF stage."""
+    across half a sample. The scatter signal is backscatter (bsc) x tissue-fixed speckle x
+    spk_scale, plus point contributions (needle, reflectors) in extra_re/im; the speckle is only
+    evaluated where its echo would reach spk_thresh (not in shadows, below gas, or deeper than
+    the noise floor). Outputs (the echo signal before the PSF) are (ns, nl), transposed for the
+    PSF stage."""
     nl, ns = code_arr.shape
     inv2s2 = 0.5 / (lobe_sigma_rad * lobe_sigma_rad)
-    for l in prange(nl):
-        sig_re = np.zeros(ns, np.float32)
-        sig_im = np.zeros(ns, np.float32)
-        prev = COUPLING_CODE
-        tissue_seen = False
-        trans = 1.0  # two-way amplitude transmission through the interfaces above
-        amp_top = 1.0  # two-way amplitude (attenuation x transmission) at the top of sample s
-        soft = 0.0
-        dead = False
-        gas_s = -1
-        gas_amp = 0.0
-        gas_soft = 0.0
-        line_alive = 1
-        for s in range(ns):
-            c = int(code_arr[l, s])
-            if not tissue_seen:
-                if c == OUTSIDE_CODE:
-                    c = AIR_CODE  # a face beyond the volume's edge is in air
-                if gas_lut[c] != 0 and s < n_coupling:
-                    c = COUPLING_CODE
-                elif gas_lut[c] != 0 and c == AIR_CODE:
-                    dead = True  # the probe face is in air beyond the coupling gel
-                    line_alive = 0
-                elif c != COUPLING_CODE:
-                    tissue_seen = True
-            step = step_db_lut[c]
-            soft += step if soft_lut[c] != 0 else soft_step_db
-            att_soft[l, s] = soft
+    sig_re = np.zeros(ns, np.float32)
+    sig_im = np.zeros(ns, np.float32)
+    ks = -1  # last evaluated even speckle sample and its value
+    kr = 0.0
+    ki = 0.0
+    prev = COUPLING_CODE
+    tissue_seen = False
+    trans = 1.0  # two-way amplitude transmission through the interfaces above
+    amp_top = 1.0  # two-way amplitude (attenuation x transmission) at the top of sample s
+    soft = 0.0
+    dead = False
+    gas_s = -1
+    gas_amp = 0.0
+    gas_soft = 0.0
+    line_alive = 1
+    for s in range(ns):
+        c = int(code_arr[l, s])
+        if not tissue_seen:
             if c == OUTSIDE_CODE:
-                dead = True  # the anatomy's volume ends here: nothing more on this line
-            if dead:
-                if gas_s >= 0:
-                    # Lung haze: faint reverberant noise below the pleura, fading with depth
-                    # faster than the soft-tissue attenuation the TGC compensates.
-                    hz = gas_amp * haze_level * math.exp(-(s - gas_s) / haze_decay_samples
-                                                         - (soft - gas_soft) * LN10_OVER_10)
-                    sig_re[s] += hz * sre[l, s]
-                    sig_im[s] += hz * sim[l, s]
+                c = AIR_CODE  # a face beyond the volume's edge is in air
+            if gas_lut[c] != 0 and s < n_coupling:
+                c = COUPLING_CODE
+            elif gas_lut[c] != 0 and c == AIR_CODE:
+                dead = True  # the probe face is in air beyond the coupling gel
+                line_alive = 0
+            elif c != COUPLING_CODE:
+                tissue_seen = True
+        step = step_db_lut[c]
+        soft += step if soft_lut[c] != 0 else soft_step_db
+        att_soft[l, s] = soft
+        if c == OUTSIDE_CODE:
+            dead = True  # the anatomy's volume ends here: nothing more on this line
+        if dead:
+            if gas_s >= 0:
+                # Lung haze: faint reverberant noise below the pleura, fading with depth
+                # faster than the soft-tissue attenuation the TGC compensates.
+                hz = gas_amp * haze_level * math.exp(-(s - gas_s) / haze_decay_samples
+                                                     - (soft - gas_soft) * LN10_OVER_10)
+                g = hz * bsc[l, s] * spk_scale[s]
+                if g >= spk_thresh:
+                    sp_r, sp_i, ks, kr, ki = _spk_at(s, ns, stride, ks, kr, ki, speckle, seed, l, o_t, d_t, lat_t,
+                                                     sub_n, sub_step, elev_t, spk_z, spk_w)
+                    sig_re[s] += g * sp_r
+                    sig_im[s] += g * sp_i
+                if has_extra:
+                    sig_re[s] += hz * extra_re[l, s]
+                    sig_im[s] += hz * extra_im[l, s]
+            continue
+        half = half_lut[c]
+        amp = amp_top * half
+        vr = 0.0
+        vi = 0.0
+        if c != COUPLING_CODE:  # gel between face and skin: anechoic
+            g = bsc[l, s] * spk_scale[s] * amp
+            if g >= spk_thresh:
+                sp_r, sp_i, ks, kr, ki = _spk_at(s, ns, stride, ks, kr, ki, speckle, seed, l, o_t, d_t, lat_t,
+                                                 sub_n, sub_step, elev_t, spk_z, spk_w)
+                vr = g * sp_r
+                vi = g * sp_i
+            if has_extra:
+                vr += extra_re[l, s] * amp
+                vi += extra_im[l, s] * amp
+        if c != prev:
+            z1 = z_lut[prev]
+            z2 = z_lut[c]
+            r = (z2 - z1) / (z2 + z1)
+            cos_t = 1.0
+            if prev != COUPLING_CODE:
+                x = o_vox[l, 0] + s * d_vox[l, 0]
+                y = o_vox[l, 1] + s * d_vox[l, 1]
+                zz = o_vox[l, 2] + s * d_vox[l, 2]
+                gx, gy, gz = _smooth_gradient(tissue, x, y, zz, c)
+                gx *= inv_spacing[0]
+                gy *= inv_spacing[1]
+                gz *= inv_spacing[2]
+                gn = math.sqrt(gx * gx + gy * gy + gz * gz)
+                if gn > 1e-6:
+                    cos_t = abs(gx * beam_w[l, 0] + gy * beam_w[l, 1] + gz * beam_w[l, 2]) / gn
+                    if cos_t > 1.0:
+                        cos_t = 1.0
+            theta = math.acos(cos_t)
+            rough = max(rough_lut[c], rough_lut[prev])
+            ang = (1.0 - rough) * math.exp(-theta * theta * inv2s2) + rough * cos_t
+            refl = abs(r) + wall_lut[c] + wall_lut[prev]
+            echo = refl * ang * amp_top
+            sr, si = _speckle(speckle, seed, o_t[l, 0] + s * d_t[l, 0], o_t[l, 1] + s * d_t[l, 1],
+                              o_t[l, 2] + s * d_t[l, 2])
+            vr += echo * (rough_coherent + rough_random * sr)
+            vi += echo * (rough_random * si)
+            trans_f = 1.0 - r * r
+            trans *= trans_f
+            amp_top *= trans_f
+            amp *= trans_f
+            if gas_lut[c] != 0:
+                if prev == COUPLING_CODE:
+                    line_alive = 0  # probe coupled to nothing
+                else:
+                    gas_s = s
+                    gas_amp = echo
+                    gas_soft = soft
+                dead = True
+                sig_re[s] = vr
+                sig_im[s] = vi
                 continue
-            half = half_lut[c]
-            amp = amp_top * half
-            vr = sre[l, s] * amp
-            vi = sim[l, s] * amp
-            if c == COUPLING_CODE:
-                vr = 0.0  # gel between face and skin: anechoic
-                vi = 0.0
-            if c != prev:
-                z1 = z_lut[prev]
-                z2 = z_lut[c]
-                r = (z2 - z1) / (z2 + z1)
-                cos_t = 1.0
-                if prev != COUPLING_CODE:
-                    x = o_vox[l, 0] + s * d_vox[l, 0]
-                    y = o_vox[l, 1] + s * d_vox[l, 1]
-                    zz = o_vox[l, 2] + s * d_vox[l, 2]
-                    gx, gy, gz = _smooth_gradient(tissue, x, y, zz, c)
-                    gx *= inv_spacing[0]
-                    gy *= inv_spacing[1]
-                    gz *= inv_spacing[2]
-                    gn = math.sqrt(gx * gx + gy * gy + gz * gz)
-                    if gn > 1e-6:
-                        cos_t = abs(gx * beam_w[l, 0] + gy * beam_w[l, 1] + gz * beam_w[l, 2]) / gn
-                        if cos_t > 1.0:
-                            cos_t = 1.0
-                theta = math.acos(cos_t)
-                rough = max(rough_lut[c], rough_lut[prev])
-                ang = (1.0 - rough) * math.exp(-theta * theta * inv2s2) + rough * cos_t
-                refl = abs(r) + wall_lut[c] + wall_lut[prev]
-                echo = refl * ang * amp_top
-                sp_r, sp_i = _speckle(speckle, seed, o_t[l, 0] + s * d_t[l, 0], o_t[l, 1] + s * d_t[l, 1],
-                                      o_t[l, 2] + s * d_t[l, 2])
-                vr += echo * (rough_coherent + rough_random * sp_r)
-                vi += echo * (rough_random * sp_i)
-                trans_f = 1.0 - r * r
-                trans *= trans_f
-                amp_top *= trans_f
-                amp *= trans_f
-                if gas_lut[c] != 0:
-                    if prev == COUPLING_CODE:
-                        line_alive = 0  # probe coupled to nothing
-                    else:
-                        gas_s = s
-                        gas_amp = echo
-                        gas_soft = soft
-                    dead = True
-                    sig_re[s] = vr
-                    sig_im[s] = vi
-                    continue
-                prev = c
-            sig_re[s] = vr
-            sig_im[s] = vi
-            amp_top = amp * half
-        alive[l] = line_alive
-        if gas_s >= 0:
-            # A-lines: reverberation between probe face and pleura at multiples of its depth.
-            # Each extra round trip multiplies by the probe-face reflection and the pleural echo
-            # (which already holds the two-way attenuation and transmission to the pleura).
-            g = probe_reflect * gas_amp
-            a_k = gas_amp
-            for k in range(2, n_alines + 2):
-                a_k *= g
-                pos = k * (gas_s + 0.5) - 0.5
-                s0 = int(math.floor(pos))
-                f = pos - s0
-                if s0 + 1 >= ns:
-                    break
-                sig_re[s0] += (1 - f) * a_k
-                sig_re[s0 + 1] += f * a_k
-        for s in range(ns):
-            out_re[s, l] = sig_re[s]
-            out_im[s, l] = sig_im[s]
+            prev = c
+        sig_re[s] = vr
+        sig_im[s] = vi
+        amp_top = amp * half
+    alive[l] = line_alive
+    if gas_s >= 0:
+        # A-lines: reverberation between probe face and pleura at multiples of its depth.
+        # Each extra round trip multiplies by the probe-face reflection and the pleural echo
+        # (which already holds the two-way attenuation and transmission to the pleura).
+        g = probe_reflect * gas_amp
+        a_k = gas_amp
+        for k in range(2, n_alines + 2):
+            a_k *= g
+            pos = k * (gas_s + 0.5) - 0.5
+            s0 = int(math.floor(pos))
+            f = pos - s0
+            if s0 + 1 >= ns:
+                break
+            sig_re[s0] += (1 - f) * a_k
+            sig_re[s0 + 1] += f * a_k
+    for s in range(ns):
+        out_re[s, l] = sig_re[s]
+        out_im[s, l] = sig_im[s]
+
+
+@njit(parallel=True, **_OPTS)
+def beam_lines(
+    tissue, labels,
+    o_vox, d_vox, e_vox, o_w, d_w, beam_w, inv_spacing,
+    elev_z, elev_w,
+    b_lo, b_hi, b_mean, tex_kind, septum_diffuse,
+    label_axes, muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv,
+    extra_re, extra_im, has_extra,
+    o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w, spk_scale, stride, spk_thresh,
+    speckle, seed,
+    z_lut, step_db_lut, half_lut, gas_lut, soft_lut, rough_lut, wall_lut,
+    n_coupling, soft_step_db,
+    lobe_sigma_rad, rough_coherent, rough_random,
+    probe_reflect, n_alines, haze_level, haze_decay_samples,
+    out_code, out_b, out_re, out_im, att_soft, alive,
+):
+    """Stages A and B for every line, one line per task (one parallel region, line data stays
+    in cache)."""
+    nl = out_code.shape[0]
+    for l in prange(nl):
+        _sample_line(l, tissue, labels, o_vox, d_vox, e_vox, o_w, d_w, beam_w, elev_z, elev_w,
+                     b_lo, b_hi, b_mean, tex_kind, gas_lut, septum_diffuse, label_axes,
+                     muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv, out_code, out_b)
+        _propagate_line(l, out_code, out_b, extra_re, extra_im, has_extra, tissue,
+                        o_vox, d_vox, beam_w, inv_spacing,
+                        o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w, spk_scale, stride, spk_thresh,
+                        speckle, seed, z_lut, step_db_lut, half_lut, gas_lut, soft_lut, rough_lut, wall_lut,
+                        n_coupling, soft_step_db, lobe_sigma_rad, rough_coherent, rough_random,
+                        probe_reflect, n_alines, haze_level, haze_decay_samples,
+                        out_re, out_im, att_soft, alive)
 
 
 # --------------------------------------------------------------------------------------------

@@ -111,8 +111,17 @@ def interp_code(vol: np.ndarray, x: np.ndarray) -> np.ndarray:
     second = c[rows, ib]
     res = best.copy()
     if has2.any():
-        fa, fb, okn = smooth_votes(vol, flat[ok][has2], best[has2], second[has2])
-        res[has2] = np.where(okn & (fb > fa), second[has2], best[has2])
+        # Boundary cells away from the volume's edge: B-spline votes of every corner class.
+        pts = flat[ok][has2]
+        cc = c[has2]
+        ff = np.full(cc.shape, -1.0)
+        okn = None
+        for a in range(8):
+            fa, _, okn = smooth_votes(vol, pts, cc[:, a], cc[:, a])
+            fa = np.where(first[has2][:, a], fa, -1.0)
+            ff[:, a] = fa
+        pick = cc[np.arange(len(cc)), np.argmax(ff >= ff.max(axis=1, keepdims=True), axis=1)]
+        res[has2] = np.where(okn, pick, best[has2])
     out[ok] = res
     return out.reshape(x.shape[:-1])
 
@@ -250,8 +259,7 @@ def sample_beam(sim, cfg, lines):
                     rr += cfg.spk_w[q, last] / cfg.sub_n[last] * r
                     ii += cfg.spk_w[q, last] / cfg.sub_n[last] * i
             sp_re[:, last], sp_im[:, last] = rr, ii
-    g = b * cfg.spk_scale[None, :]
-    return code, g * sp_re, g * sp_im
+    return code, b, sp_re, sp_im
 
 
 def splat(lf, sf, amp, out):
@@ -267,8 +275,10 @@ def splat(lf, sf, amp, out):
             np.add.at(out, (ll[ok], ss[ok]), (w * amp)[ok])
 
 
-def propagate(sim, cfg, s_set: ScannerSettings, lines, code, sre, sim_):
+def propagate(sim, cfg, s_set: ScannerSettings, lines, code, bsc, sp_re, sp_im, xre, xim):
     """Along each line: attenuation, interfaces, shadowing, gas and reverberation (vectorised)."""
+    thresh = sim.speckle_threshold(s_set)
+    g_unit = bsc * cfg.spk_scale[None, :]
     o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = lines
     grid = cfg.grid
     nl, ns = grid.n_lines, grid.n_samples
@@ -309,8 +319,11 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, sre, sim_):
         lstep = np.where(valid, 2 * np.log(half[c]) + np.log(trans), 0.0)
     amp_top = np.exp(np.concatenate([np.zeros((nl, 1)), np.cumsum(lstep, axis=1)[:, :-1]], axis=1))
     amp = amp_top * half[c]
-    vr = np.where(valid & (c != K.COUPLING_CODE), sre * amp, 0.0)
-    vi = np.where(valid & (c != K.COUPLING_CODE), sim_ * amp, 0.0)
+    keep = valid & (c != K.COUPLING_CODE)
+    gsp = g_unit * amp
+    shown = keep & (gsp >= thresh)
+    vr = np.where(shown, gsp * sp_re, 0.0) + np.where(keep, xre * amp, 0.0)
+    vi = np.where(shown, gsp * sp_im, 0.0) + np.where(keep, xim * amp, 0.0)
     # Interface echoes with the 3-D normal.
     L, S = np.nonzero(iface)
     X = o_vox[L] + S[:, None] * d_vox[L]
@@ -347,8 +360,10 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, sre, sim_):
         ss = np.arange(s0 + 1, ns)
         hz = gas_amp[l] * p.lung_haze * np.exp(-(ss - s0) / (p.lung_haze_decay_mm / grid.dr_mm)
                                                  - (att[l, ss] - att[l, s0]) * K.LN10_OVER_10)
-        vr[l, ss] += hz * sre[l, ss]
-        vi[l, ss] += hz * sim_[l, ss]
+        gh = hz * g_unit[l, ss]
+        on = gh >= thresh
+        vr[l, ss] += np.where(on, gh * sp_re[l, ss], 0.0) + hz * xre[l, ss]
+        vi[l, ss] += np.where(on, gh * sp_im[l, ss], 0.0) + hz * xim[l, ss]
         gg = p.probe_face_reflection * gas_amp[l]
         a_k = gas_amp[l]
         for k in range(2, p.n_alines + 2):
@@ -412,11 +427,13 @@ def render_reference(sim, pose, settings: ScannerSettings | None = None, needle=
     d_vox = d_w / sim.spacing
     e_vox = pose.elevation / sim.spacing
     lines = (o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t)
-    code, sre, sim_ = sample_beam(sim, cfg, lines)
+    code, bsc, sp_re, sp_im = sample_beam(sim, cfg, lines)
+    xre = np.zeros_like(bsc)
+    xim = np.zeros_like(bsc)
     lf, sf, amp = sim.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
     if len(lf):
-        splat(lf, sf, amp, sre)
-    vr, vi, att, alive = propagate(sim, cfg, s, lines, code, sre, sim_)
+        splat(lf, sf, amp, xre)
+    vr, vi, att, alive = propagate(sim, cfg, s, lines, code, bsc, sp_re, sp_im, xre, xim)
     tgc = sim._tgc_curve(cfg, s, att.astype(np.float32), alive).astype(np.float64)
     env, db = psf_envelope(cfg, vr, vi, tgc, 10 ** (s.noise_db / 20))
     bmode, u8 = scan_convert(cfg, db, sim.params.white_db, s.dynamic_range_db)
