@@ -96,7 +96,7 @@ class ProbeSpec:
             axial_fwhm_wavelengths=1.5,
             elevation_focus_mm=65.0,
             elevation_fwhm_mm=3.5,
-            n_lines=256,
+            n_lines=192,
             face_elevation_mm=16.0,
         )
         return replace(spec, **overrides) if overrides else spec

@@ -1,0 +1,149 @@
+"""The simulator's interface: settings validation, frame geometry, needle visibility, Doppler
+on/off, scenario settings, the phantom refinement, the speckle's independence from the grid."""
+import math
+
+import numpy as np
+import pytest
+
+from simulator.core.probe import ProbePose, ProbeSpec, needle_visibility
+from simulator.core.scenario_model import UltrasoundSettings
+from simulator.core.tissue import Tissue
+from simulator.imaging import ultrasound_phantoms as P
+from simulator.imaging.ultrasound import (
+    NeedleGeometry,
+    ScannerSettings,
+    UltrasoundSimulator,
+    acoustic_codes,
+    refine_small_anatomy,
+)
+from simulator.imaging.ultrasound_tissue import GAS
+
+LINEAR = ProbeSpec.linear()
+DOWN = (0.0, -1.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def gel_sim():
+    return UltrasoundSimulator(P.gel_block(0.4), LINEAR, refine=False)
+
+
+def test_settings_errors_name_the_field():
+    with pytest.raises(ValueError, match="frequency_mhz.*3"):
+        ScannerSettings(frequency_mhz=3.0).resolve(LINEAR)
+    with pytest.raises(ValueError, match="depth_mm"):
+        ScannerSettings(depth_mm=500.0).resolve(LINEAR)
+    with pytest.raises(ValueError, match="dynamic_range_db"):
+        ScannerSettings(dynamic_range_db=5.0).resolve(LINEAR)
+    with pytest.raises(ValueError, match="elevation_planes"):
+        ScannerSettings(elevation_planes=4).resolve(LINEAR)
+    with pytest.raises(ValueError, match="image_shape"):
+        ScannerSettings(image_shape=(4, 512)).resolve(LINEAR)
+    with pytest.raises(ValueError, match="'axis'"):
+        NeedleGeometry((0, 0, 0), (0, 0, 0))
+    s = ScannerSettings().resolve(ProbeSpec.curvilinear())
+    assert s.depth_mm == 120.0 and s.frequency_mhz == 3.5 and s.focus_mm == 60.0
+    assert 2.0 <= s.doppler_frequency_mhz <= 5.0
+
+
+def test_from_scenario_settings():
+    us = UltrasoundSettings(probe="linear", depth_mm=35, frequency_mhz=12, gain_db=4, focus_mm=15, doppler=True)
+    s = ScannerSettings.from_scenario(us).resolve(LINEAR)
+    assert (s.depth_mm, s.frequency_mhz, s.gain_db, s.focus_mm, s.doppler) == (35, 12, 4, 15, True)
+
+
+def test_frame_geometry_matches_the_probe(gel_sim):
+    pose = ProbePose.from_vectors((1.0, 0.0, 2.0), DOWN, (1.0, 0.0, 0.0))
+    f = gel_sim.render(pose, ScannerSettings(depth_mm=40.0, image_shape=(300, 256)))
+    assert f.bmode_db.shape == f.display.shape == (300, 256) and f.display.dtype == np.uint8
+    assert f.bmode_db.dtype == np.float32 and f.doppler_rgba is None
+    # The artery centre (x = -8, y = -20) is dark, at the pixel world_to_pixel gives.
+    u, v, e = f.world_to_pixel([[-8.0, -20.0, 2.0]])[0]
+    assert abs(e) < 1e-9
+    assert f.display[int(v), int(u)] < 20
+    back = f.pixel_to_world([[u, v]])[0]
+    assert np.allclose(back, [-8.0, -20.0, 2.0])
+    h = f.image_to_world @ np.array([u, v, 0.0, 1.0])
+    assert np.allclose(h[:3], back)
+    assert f.tgc_db.shape == (f.grid.n_samples,)
+    assert set(f.timings_ms) >= {"lines_ms", "psf_ms", "scan_convert_ms", "total_ms"}
+
+
+def test_frame_reports_needle_visibility(gel_sim):
+    pose = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0))
+    needle = NeedleGeometry.from_points((-35.0, 0.0, 0.3), (2.0, -18.0, 0.3))
+    f = gel_sim.render(pose, ScannerSettings(depth_mm=40.0), needle)
+    want = needle_visibility(needle.tip_mm, needle.axis, pose, LINEAR, depth_mm=40.0, frequency_mhz=10.0,
+                             shaft_length_mm=needle.length_mm)
+    assert f.needle_visibility == want and f.tip_visible is True
+    off = NeedleGeometry.from_points((-35.0, 0.0, 4.0), (2.0, -18.0, 4.0))
+    g = gel_sim.render(pose, ScannerSettings(depth_mm=40.0), off)
+    assert g.tip_visible is False and g.needle_visibility.tip_distance_to_plane_mm == pytest.approx(4.0)
+    # Out of the slice the needle leaves no echo: the image equals the one without a needle.
+    none = gel_sim.render(pose, ScannerSettings(depth_mm=40.0))
+    assert np.array_equal(g.bmode_db, none.bmode_db)
+
+
+def test_gain_and_tgc_shift_the_float_image(gel_sim):
+    pose = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0))
+    a = gel_sim.render(pose, ScannerSettings(depth_mm=40.0, tgc_alpha_db_cm_mhz=0.5))
+    b = gel_sim.render(pose, ScannerSettings(depth_mm=40.0, tgc_alpha_db_cm_mhz=0.5, gain_db=6.0, tgc_db=(0.0, 10.0)))
+    m = a.fov_mask()
+    depth = b.geometry.pixel_to_probe(np.c_[np.zeros(a.bmode_db.shape[0]), np.arange(a.bmode_db.shape[0])])[:, 1]
+    want = 6.0 + 10.0 * np.clip(depth / 40.0, 0, 1)
+    diff = (b.bmode_db - a.bmode_db)[m]
+    rows = np.nonzero(m)[0]
+    assert np.allclose(diff, want[rows], atol=0.3)
+    assert b.display[m].mean() > a.display[m].mean()
+
+
+def test_gut_gas_and_calcification_from_hu():
+    tissue = np.full((4, 4, 4), int(Tissue.BOWEL), np.uint8)
+    tissue[0] = int(Tissue.SKIN)
+    hu = np.full((4, 4, 4), 30, np.int16)
+    hu[1, 1, 1] = -800  # gas in the bowel
+    hu[0, 1, 1] = -800  # skin at the body outline: partly air in CT, must stay skin
+    hu[2, 2, 2] = 700  # calcification
+    c = acoustic_codes(tissue, hu)
+    assert c[1, 1, 1] == GAS and c[0, 1, 1] == int(Tissue.SKIN) and c[2, 2, 2] != int(Tissue.BOWEL)
+    assert c[3, 3, 3] == int(Tissue.BOWEL)
+
+
+def test_small_phantoms_are_refined_to_round_boundaries():
+    a = P.block((-12, -12, -4), (12, 12, 4), 0.5, Tissue.GEL)
+    P.add_cylinder(a, (0, 0, -4), (0, 0, 4), 4.0, Tissue.ARTERY, "vessel")
+    r = refine_small_anatomy(a)
+    assert r is not a and np.allclose(r.spacing_mm, 0.25)
+    assert r.structures is a.structures
+    # World positions are preserved: voxel centres of the finer grid sit inside the old voxels.
+    assert np.allclose(r.origin_mm, a.origin_mm - 0.125)
+
+    def radius_spread(anat):
+        th = np.linspace(0, 2 * math.pi, 720, endpoint=False)
+        radii = []
+        for t in th:
+            rr = np.linspace(2.0, 6.0, 801)
+            pts = np.c_[rr * np.cos(t), rr * np.sin(t), np.zeros_like(rr)]
+            inside = anat.tissue_at(pts) == int(Tissue.ARTERY)
+            radii.append(rr[np.argmin(inside)])
+        return np.ptp(radii)
+
+    # (nearest-voxel sampling: +-half a voxel of quantisation remains in both)
+    assert radius_spread(r) < 0.7 * radius_spread(a) and radius_spread(r) <= 0.3
+    assert np.count_nonzero(r.labels == 1) == pytest.approx(8 * np.count_nonzero(a.labels == 1), rel=0.05)
+    # A CT-like anisotropic grid is left as it is.
+    ct = P.block((-10, -10, -10), (10, 10, 10), 1.0, Tissue.MUSCLE)
+    ct.spacing_mm = np.array([0.7, 0.7, 2.5])
+    assert refine_small_anatomy(ct) is ct
+
+
+def test_speckle_level_does_not_depend_on_the_grid():
+    """The calibrated speckle keeps a tissue's mean echo level whatever the beam grid."""
+    sim = UltrasoundSimulator(P.block((-30, -45, -30), (30, 0, 30), 0.5, Tissue.GEL), LINEAR, refine=False)
+    pose = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0))
+    levels = []
+    for lines, samples in ((256, 512), (128, 300), (400, 700)):
+        f = sim.render(pose, ScannerSettings(depth_mm=40.0, beam_lines=lines, beam_samples=samples, noise_db=-300,
+                                             tgc_alpha_db_cm_mhz=0.5))
+        m = f.fov_mask()
+        levels.append(10 * np.log10(np.mean(10 ** (f.bmode_db[m][::7] / 10))))
+    assert np.ptp(levels) < 1.0, levels
