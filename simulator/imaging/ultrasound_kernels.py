@@ -376,7 +376,7 @@ def _speckle(gtab, seed, u, v, w):
     return re, im
 
 
-@njit(inline="always", **_OPTS)
+@njit(**_OPTS)
 def _speckle_beam_sample(gtab, seed, u, v, w, lu, lv, lw, n, step, eu, ev, ew, spk_z, spk_w, s):
     """The scatterer field seen by one beam sample: evaluations spread across the line's lateral
     spacing (n of them, `step` mm apart, lateral lattice vector lu..) and across the slice (offsets
@@ -479,7 +479,7 @@ def _tex2(t, u, v):
     return (t[i0, j0] * (1 - fy) + t[i0, j1] * fy) * (1 - fx) + (t[i1, j0] * (1 - fy) + t[i1, j1] * fy) * fx
 
 
-@njit(inline="always", **_OPTS)
+@njit(**_OPTS)
 def _tex3(t, u, v, w):
     n = t.shape[0]
     i0 = int(math.floor(u))
@@ -631,7 +631,7 @@ def _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z,
                                 sub_n[s], sub_step[s], elev_t[0], elev_t[1], elev_t[2], spk_z, spk_w, s)
 
 
-@njit(inline="always", **_OPTS)
+@njit(**_OPTS)
 def _spk_at(s, ns, stride, ks, kr, ki, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w):
     """The speckle field at sample s of line l (as `_speckle_line`), evaluated on demand while
     walking down the line. (ks, kr, ki) is the last evaluated even sample and its value, kept by
@@ -884,7 +884,7 @@ def psf_envelope(in_re, in_im, axial, weights, half_width, noise_re, noise_im, n
         _db_row(inten, tgc_db[s], db[s])
 
 
-@njit(inline="always", **_OPTS)
+@njit(**_OPTS)
 def _db_row(inten, offset, out):
     """out = 10 log10(inten) + offset with a vectorisable log2 (exponent bits + polynomial on the
     mantissa; error below 1e-5 dB)."""
