@@ -1,20 +1,42 @@
 """Simulated B-mode ultrasound (and colour Doppler) of an `Anatomy`.
 
-    sim = UltrasoundSimulator(anatomy, ProbeSpec.linear())
+    sim = UltrasoundSimulator(anatomy, ProbeSpec.linear())       # per anatomy, ~1-2 s: off the GUI thread
     frame = sim.render(pose, ScannerSettings(depth_mm=40, frequency_mhz=10), needle=NeedleGeometry(...))
-    frame.display        # (H, W) uint8 B-mode for the screen
-    frame.bmode_db       # (H, W) float32 log-compressed echo level in dB incl. gain/TGC (tests)
-    frame.doppler_rgba   # (H, W, 4) uint8 colour-flow overlay, or None
+    frame.display        # (H, W) uint8 B-mode for the screen (orientation marker on the left)
+    frame.bmode_db       # (H, W) float32 echo level in dB incl. gain and TGC (before quantisation)
+    frame.doppler_rgba   # (H, W, 4) uint8 colour-flow overlay (alpha 0 where no colour), or None
+    frame.doppler_velocity_m_s  # (H, W) float32 velocity towards the probe, NaN where no colour
     frame.pixel_to_world([[u, v]]), frame.world_to_pixel(points), frame.image_to_world (4x4)
     frame.needle_visibility  # (tip_in_plane, tip_distance_to_plane_mm, shaft_fraction_in_plane)
+    frame.tip_visible, frame.fov_mask(), frame.geometry (ImageGeometry), frame.grid (BeamGrid)
 
-The simulator precomputes per anatomy (tissue-fixed textures, per-label fibre axes, vessel flow
-fields on first Doppler use) and per probe configuration (beam grid, PSF kernels, speckle level
-calibration, scan-conversion gather tables), then each frame runs the numba kernels of
-`ultrasound_kernels` on scan lines and scan-converts. See `ultrasound_kernels` for the stages and
-`simulator.core.probe` for frames and conventions. Echo amplitudes are relative to a perfect
-specular reflector at normal incidence (0 dB). A `render` call is thread-safe (one frame at a time
-per simulator); the returned arrays belong to the caller.
+Frames, poses and pixel mapping: `simulator.core.probe` (ImageToProbe / ProbeToWorld as in PLUS).
+`ScannerSettings` holds the knobs (depth, frequency, gain, TGC sliders, focus, dynamic range,
+Doppler PRF/steer/box); `ScannerSettings.from_scenario(scenario.imaging.ultrasound)` converts the
+scenario schema. `render(..., spec=ProbeSpec.curvilinear())` switches the probe per frame.
+
+The model, per scan line (numba kernels in `ultrasound_kernels`, the same model in plain numpy in
+`ultrasound_reference`): tissue classes sampled on the image plane with smooth (B-spline) boundaries
+and 3 Gaussian-weighted elevation planes; per-tissue acoustic table (`ultrasound_tissue`: Z, alpha,
+backscatter, structure textures - muscle and fat septa as angle-dependent sheets, nerve fascicles);
+tissue-fixed complex speckle hashed from world position, integrated across the line width and the
+slice; two-way attenuation; interface echoes R(theta) with a specular lobe around the 3-D boundary
+normal plus a diffuse part; transmission product (bone and gas shadows); gas total reflection
+with A-line reverberation and lung haze; the needle as a specular line reflector (brightest at
+right angles to the beam, fading when steep) with reverberation tail and a faint bevel echo,
+weighted by the elevation profile (an out-of-plane needle is a dot); point-spread function
+(Gaussian axial, depth-dependent lateral); electronic noise; log compression with gain, TGC
+(automatic soft-tissue compensation by default) and dynamic range; linear or curvilinear scan
+conversion by a precomputed gather; colour Doppler from per-vessel flow fields (parabolic profile,
+direction from the geodesic distance to the heart), wall filter, aliasing above PRF/2.
+
+Precomputed once per anatomy: the acoustic code volume (CT gas / calcification), per-label fibre
+axes, tissue textures (cached on disk), a twice-finer copy of small coarse phantoms
+(`refine_small_anatomy`); per probe configuration: beam grid, PSF kernels, speckle calibration,
+gather tables; per vessel on first Doppler use (or `prepare_doppler()`): its flow field.
+Echo amplitudes are relative to a perfect specular reflector at normal incidence (0 dB). A
+`render` call is thread-safe (one frame at a time per simulator; numba releases the GIL); the
+returned arrays belong to the caller.
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 For every labelled artery or vein: the flow runs along the vessel, with a parabolic profile
 v = v_max (1 - (r/R)^2) across it. The direction comes from a geodesic distance inside the vessel
-measured from a seed: the voxels touching the heart when the anatomy has a heart label, otherwise
-the vessel's upper end along its principal axis (superior; anterior or right for a horizontal
-vessel). Arteries flow down that distance (away from the heart, or towards the feet), veins up it
+measured from a seed: the voxels touching the heart when the anatomy has a heart label, else the
+end of the vessel's principal axis nearer the heart (carotids, subclavian, renal vessels...), and
+without a heart the vessel's upper end (superior; anterior or right for a horizontal vessel). Arteries flow down that distance (away from the heart, or towards the feet), veins up it
 (towards the heart, or towards the head). The geodesic distance follows curved
 vessels (the aortic arch, iliac bifurcation) where a single principal axis could not. The local
 radius R is the largest wall distance in the same geodesic slab (3 mm thick); r = R - wall distance.
@@ -129,6 +129,18 @@ def _upper_end(voxels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return voxels[proj >= proj.max() - float(spacing.max())]
 
 
+def _end_nearest(voxels: np.ndarray, spacing: np.ndarray, point_vox: np.ndarray) -> np.ndarray:
+    """The voxels at the end of the vessel's principal axis nearer to a point (voxel units)."""
+    xyz = voxels * spacing
+    c = xyz - xyz.mean(axis=0)
+    _, vecs = np.linalg.eigh(c.T @ c)
+    a = vecs[:, -1]
+    if float((point_vox * spacing - xyz.mean(axis=0)) @ a) < 0:
+        a = -a
+    proj = c @ a
+    return voxels[proj >= proj.max() - float(spacing.max())]
+
+
 def vessel_ids(anatomy: Anatomy) -> list[int]:
     return sorted(s.id for s in anatomy.structures.values() if s.tissue in (Tissue.ARTERY, Tissue.VEIN))
 
@@ -174,6 +186,8 @@ class FlowFieldCache:
                 heart = np.isin(labels[box], self._heart_ids)
                 if heart.any():
                     seeds = np.argwhere(ndimage.binary_dilation(heart, iterations=2) & mask)
+                if len(seeds) == 0:
+                    seeds = _end_nearest(np.argwhere(mask), spacing, self._heart_centre() / spacing - lo)
             if len(seeds) == 0:
                 seeds = _upper_end(np.argwhere(mask), spacing)
             speed = self.speeds.get(st.name, ARTERY_SPEED_M_S if st.tissue == Tissue.ARTERY else VEIN_SPEED_M_S)
@@ -181,6 +195,13 @@ class FlowFieldCache:
             self._fields[sid] = (lo, field)
         self._packed = None
         return True
+
+    def _heart_centre(self) -> np.ndarray:
+        """Voxel-index centre of the heart labels, times the spacing (mm from the grid origin)."""
+        if not hasattr(self, "_heart_c"):
+            pts = np.argwhere(np.isin(self.anatomy.labels, self._heart_ids))
+            self._heart_c = pts.mean(axis=0) * self.anatomy.spacing_mm
+        return self._heart_c
 
     def packed(self) -> FlowFields:
         if self._packed is None:

@@ -2,25 +2,25 @@
 
 Beam-space arrays are (n_lines, n_samples), C order, so each scan line is contiguous. The stages:
 
-A `_sample_line`    acoustic code volume (tissue classes with gas and calcification from HU,
-                    see `acoustic_codes`) -> code per sample (central plane, smooth boundaries)
-                    and backscatter amplitude (elevation planes Gaussian-weighted, structure
-                    textures for muscle/nerve/fat).
+A `_sample_line`    acoustic code volume (tissue classes with gas and calcification from HU, see
+                    `ultrasound.acoustic_codes`) -> code per sample on the central plane
+                    (`_classify_line`: smooth cubic-B-spline boundaries) and backscatter amplitude
+                    (3 Gaussian-weighted elevation planes, structure textures for muscle/fat/nerve).
   `splat`           needle / point reflectors into a point-signal array (bilinear).
+B `_propagate_line` along depth: scatter signal = backscatter x tissue-fixed speckle (evaluated
+                    only where it can show) + point signal; two-way attenuation; interface echoes
+                    (specular lobe around the smoothed 3-D boundary normal + diffuse part);
+                    transmission product (shadowing); gas: total reflection, A-lines, lung haze.
+                    Written transposed, (n_samples, n_lines).
   `beam_lines`      A then B for every line (one parallel region).
-B `_propagate_line` per line, along depth: scatter signal = backscatter x tissue-fixed speckle
-                    (evaluated only where it can show) + point signal; attenuation (two-way,
-                    cumulative), interfaces
-                    (angle-dependent specular + diffuse echo from the 3-D label-gradient normal),
-                    transmission product (shadowing), total reflection at gas with A-line
-                    reverberation and lung haze; written transposed, (n_samples, n_lines).
 C `psf_envelope`    axial Gaussian and depth-dependent lateral Gaussian PSF, electronic noise,
-                    envelope |.| and dB (log compression with TGC and gain).
-D `scan_convert`    precomputed gather (bilinear) to the image, log compression with TGC and gain,
-                    8-bit display.
+                    envelope |.| and dB (log compression with TGC and gain), row by row.
+D `scan_convert`    precomputed bilinear gather of the dB image to the display grid, dynamic range,
+                    grey map, 8-bit display.
 E `doppler_beam` / `doppler_image`  colour-flow velocities in vessels and their RGBA overlay.
 
-The speckle is complex Gaussian (random phase), so the envelope of the PSF-filtered field is Rayleigh.
+The speckle is complex Gaussian (random phase), so the envelope of the PSF-filtered field is
+Rayleigh. `ultrasound_reference` is the same model in plain numpy (baseline and cross-check).
 """
 from __future__ import annotations
 
