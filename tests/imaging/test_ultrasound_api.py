@@ -147,3 +147,34 @@ def test_speckle_level_does_not_depend_on_the_grid():
         m = f.fov_mask()
         levels.append(10 * np.log10(np.mean(10 ** (f.bmode_db[m][::7] / 10))))
     assert np.ptp(levels) < 1.0, levels
+
+
+def test_flow_direction_from_the_heart():
+    from simulator.imaging.ultrasound_flow import FlowFieldCache
+
+    a = P.block((-30, -30, -60), (30, 30, 60), 1.0, Tissue.SOFT_TISSUE)
+    P.add_box(a, (-10, -10, 20), (10, 10, 40), Tissue.HEART, "heart")
+    P.add_cylinder(a, (0, 0, 20), (0, 0, -55), 3.0, Tissue.ARTERY, "aorta")  # leaves the heart downwards
+    P.add_cylinder(a, (-20, 0, -50), (-20, 0, 50), 3.0, Tissue.VEIN, "vein")  # passes by, not touching
+    P.add_cylinder(a, (5, 0, 30), (25, 0, 30), 2.0, Tissue.ARTERY, "branch")  # starts at the heart, goes +x
+    cache = FlowFieldCache(a, {"aorta": 0.5})
+    ids = {s.name: s.id for s in a.structures.values()}
+    cache.ensure(ids.values())
+    mean = {}
+    for name in ("aorta", "vein", "branch"):
+        lo, f = cache._fields[ids[name]]
+        v = f[np.linalg.norm(f, axis=-1) > 0]
+        mean[name] = v.mean(axis=0)
+        speed = np.linalg.norm(v, axis=1)
+        assert speed.max() <= (0.5 if name == "aorta" else 0.6) + 1e-6
+    assert mean["aorta"][2] < -0.2  # away from the heart
+    assert mean["vein"][2] > 0.05  # towards the heart's end (superior)
+    assert mean["branch"][0] > 0.15  # away from the heart, along the branch
+    # Parabolic profile: fastest on the axis.
+    lo, f = cache._fields[ids["aorta"]]
+    s = np.linalg.norm(f, axis=-1)
+    k = int(round((-20 - a.origin_mm[2]) / a.spacing_mm[2])) - lo[2]
+    sl = s[:, :, k]
+    i, j = np.unravel_index(np.argmax(sl), sl.shape)
+    centre = (np.array([i, j]) + lo[:2]) * a.spacing_mm[:2] + a.origin_mm[:2]
+    assert np.linalg.norm(centre) < 1.5
