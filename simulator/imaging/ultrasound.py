@@ -753,7 +753,7 @@ class UltrasoundSimulator:
         a = pose.vectors_to_probe(needle.axis)[0]
         out = []
         # Shaft samples: from the tip back along the axis, only where it can be imaged.
-        step = 0.5 * min(grid.dr_mm, float(grid.lateral_spacing_mm().min()))
+        step = min(grid.dr_mm, float(grid.lateral_spacing_mm().min()))  # bilinear splats: one per cell
         t_lo, t_hi = 0.0, float(needle.length_mm)
         y_min = -spec.radius_mm - 1.0 if spec.is_curvilinear else -1.0
         y_max = s.depth_mm + 1.0

@@ -846,15 +846,18 @@ def psf_envelope(in_re, in_im, axial, weights, half_width, noise_re, noise_im, n
     """The point-spread function and the envelope, on the (ns, nl) layout, row by row:
     axial Gaussian across rows, then the depth-dependent lateral Gaussian along the row (zero
     beyond the edges; row s uses taps kl - half_width[s] .. kl + half_width[s]), electronic noise,
-    env = |.|, db = 10 log10(env^2) + tgc_db[s]."""
+    env = |.|, db = 10 log10(env^2) + tgc_db[s]. `db` doubles as scratch for the axial pass."""
     ns, nl = in_re.shape
     nk = weights.shape[0]
     kl = (nk - 1) // 2
     na = axial.shape[0]
     ka = (na - 1) // 2
     for s in prange(ns):
-        ax_re = np.zeros(nl, np.float32)
-        ax_im = np.zeros(nl, np.float32)
+        ax_re = env[s]  # scratch rows, overwritten by the results below
+        ax_im = db[s]
+        for l in range(nl):
+            ax_re[l] = 0.0
+            ax_im[l] = 0.0
         for j in range(na):
             src = s + j - ka
             if src < 0 or src >= ns:
@@ -874,14 +877,14 @@ def psf_envelope(in_re, in_im, axial, weights, half_width, noise_re, noise_im, n
             for l in range(l0, l1):
                 acc_re[l] += w * ax_re[l + off]
                 acc_im[l] += w * ax_im[l + off]
-        inten = np.empty(nl, np.float32)
+        t = tgc_db[s]
         for l in range(nl):
             a = acc_re[l] + noise_amp * noise_re[s, l]
             b = acc_im[l] + noise_amp * noise_im[s, l]
             e2 = a * a + b * b
             env[s, l] = math.sqrt(e2)
-            inten[l] = max(e2, np.float32(1e-30))
-        _db_row(inten, tgc_db[s], db[s])
+            acc_re[l] = max(e2, np.float32(1e-30))
+        _db_row(acc_re, t, db[s])
 
 
 @njit(**_OPTS)
