@@ -24,7 +24,7 @@ at range rho = (s + 0.5) * dr beyond the face arc.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import numpy as np

@@ -44,7 +44,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -57,12 +56,10 @@ from simulator.core.probe import (
     ProbeSpec,
     needle_visibility,
 )
-from simulator.core.tissue import Tissue
 from simulator.imaging import ultrasound_kernels as K
 from simulator.imaging.ultrasound_tissue import (
     CALCIFICATION,
     GAS,
-    NEEDLE_IMPEDANCE_MRAYL,
     TEX_FAT,
     TEX_MUSCLE,
     TEX_NERVE,

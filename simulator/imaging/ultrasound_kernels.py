@@ -479,28 +479,6 @@ def _tex2(t, u, v):
     return (t[i0, j0] * (1 - fy) + t[i0, j1] * fy) * (1 - fx) + (t[i1, j0] * (1 - fy) + t[i1, j1] * fy) * fx
 
 
-@njit(**_OPTS)
-def _tex3(t, u, v, w):
-    n = t.shape[0]
-    i0 = int(math.floor(u))
-    j0 = int(math.floor(v))
-    k0 = int(math.floor(w))
-    fx = u - i0
-    fy = v - j0
-    fz = w - k0
-    i0 = i0 % n
-    j0 = j0 % n
-    k0 = k0 % n
-    i1 = (i0 + 1) % n
-    j1 = (j0 + 1) % n
-    k1 = (k0 + 1) % n
-    a = t[i0, j0, k0] * (1 - fz) + t[i0, j0, k1] * fz
-    b = t[i0, j1, k0] * (1 - fz) + t[i0, j1, k1] * fz
-    c = t[i1, j0, k0] * (1 - fz) + t[i1, j0, k1] * fz
-    d = t[i1, j1, k0] * (1 - fz) + t[i1, j1, k1] * fz
-    return (a * (1 - fy) + b * fy) * (1 - fx) + (c * (1 - fy) + d * fy) * fx
-
-
 # --------------------------------------------------------------------------------------------
 # A: sampling
 # --------------------------------------------------------------------------------------------

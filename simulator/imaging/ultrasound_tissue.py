@@ -102,7 +102,6 @@ DEFAULT_ACOUSTICS: dict[int, Acoustic] = {
     OUTSIDE: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0),
 }
 
-NEEDLE_IMPEDANCE_MRAYL = 45.0  # stainless steel
 
 
 @dataclass
