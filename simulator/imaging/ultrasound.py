@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from simulator.core.anatomy import Anatomy
+from simulator.core.tissue import Tissue
 from simulator.core.probe import (
     BeamGrid,
     ImageGeometry,
@@ -463,6 +464,53 @@ class UltrasoundSimulator:
             axes[s.id, :3] = e1
             axes[s.id, 3:] = e2
         return axes
+
+    def add_nerve(self, points_mm, radius_mm: float, name: str = "nerve") -> int:
+        """Paint a nerve given as a polyline with a radius (scenario targets: CT segmentations have
+        no nerves) into the simulator's tissue, where the anatomy has fat, muscle, soft tissue or
+        skin, with its own fibre axis (the polyline's principal direction) so its fascicles run
+        along it. Returns the label id used. The anatomy itself is not modified."""
+        pts = np.atleast_2d(np.asarray(points_mm, dtype=np.float64))
+        if pts.shape[1] != 3 or len(pts) < 2 or not np.all(np.isfinite(pts)):
+            raise ValueError(f"add_nerve: field 'points_mm' needs two or more 3-D points, got {points_mm!r}")
+        if not (0.0 < radius_mm <= 20.0):
+            raise ValueError(f"add_nerve: field 'radius_mm' = {radius_mm} must be within 0-20 mm")
+        with self._lock:
+            if self.labels is self.anatomy.labels or np.shares_memory(self.labels, self.anatomy.labels):
+                self.labels = self.labels.copy()
+            lid = len(self.label_axes)
+            if lid > np.iinfo(np.uint16).max:
+                raise ValueError(f"add_nerve: too many structures to add {name!r}")
+            axis = pts[-1] - pts[0]
+            if len(pts) > 2:
+                c = pts - pts.mean(axis=0)
+                axis = np.linalg.eigh(c.T @ c)[1][:, -1]
+            axis = axis / max(float(np.linalg.norm(axis)), 1e-9)
+            ref = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+            e1 = np.cross(axis, ref)
+            e1 /= np.linalg.norm(e1)
+            self.label_axes = np.vstack([self.label_axes, np.r_[e1, np.cross(axis, e1)]])
+            soft = np.zeros(256, bool)
+            for t in (Tissue.FAT, Tissue.MUSCLE, Tissue.SOFT_TISSUE, Tissue.SKIN, Tissue.NERVE, Tissue.GEL):
+                soft[int(t)] = True
+            for p0, p1 in zip(pts[:-1], pts[1:]):
+                lo = np.floor((np.minimum(p0, p1) - radius_mm - self.origin) / self.spacing).astype(int)
+                hi = np.ceil((np.maximum(p0, p1) + radius_mm - self.origin) / self.spacing).astype(int) + 1
+                lo = np.clip(lo, 0, np.array(self.codes.shape))
+                hi = np.clip(hi, 0, np.array(self.codes.shape))
+                if np.any(hi <= lo):
+                    continue
+                g = [self.origin[a] + np.arange(lo[a], hi[a]) * self.spacing[a] for a in range(3)]
+                X, Y, Z = np.meshgrid(*g, indexing="ij")
+                q = np.stack([X, Y, Z], axis=-1) - p0
+                d = p1 - p0
+                t = np.clip((q @ d) / max(float(d @ d), 1e-12), 0.0, 1.0)
+                dist = np.linalg.norm(q - t[..., None] * d, axis=-1)
+                box = tuple(slice(a, b) for a, b in zip(lo, hi))
+                m = (dist <= radius_mm) & soft[self.codes[box]]
+                self.codes[box][m] = int(Tissue.NERVE)
+                self.labels[box][m] = lid
+            return lid
 
     def _flow_cache(self):
         if self._flow is None:

@@ -178,3 +178,25 @@ def test_flow_direction_from_the_heart():
     i, j = np.unravel_index(np.argmax(sl), sl.shape)
     centre = (np.array([i, j]) + lo[:2]) * a.spacing_mm[:2] + a.origin_mm[:2]
     assert np.linalg.norm(centre) < 1.5
+
+
+def test_scenario_nerve_painted_as_honeycomb():
+    anat = P.layered_block(0.25)  # fat, muscle, bone plate; no nerve in the volume
+    sim = UltrasoundSimulator(anat, LINEAR)
+    pose = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0))  # transverse: the nerve (along z) in section
+    st = ScannerSettings(depth_mm=30.0, frequency_mhz=12.0)
+    before = sim.render(pose, st)
+    lid = sim.add_nerve([[4.0, -18.0, -30.0], [4.0, -18.0, 30.0]], 2.5, "median")
+    after = sim.render(pose, st)
+    assert lid == len(sim.label_axes) - 1 and anat.tissue.max() < int(Tissue.NERVE)  # anatomy untouched
+    u, v, _ = after.world_to_pixel([[4.0, -18.0, 0.0]])[0]
+    r = int(2.0 / after.geometry.spacing_mm)
+    patch = after.bmode_db[int(v) - r:int(v) + r, int(u) - r:int(u) + r]
+    old = before.bmode_db[int(v) - r:int(v) + r, int(u) - r:int(u) + r]
+    codes = after.tissue_beam
+    assert (codes == int(Tissue.NERVE)).sum() > 100
+    # Brighter epineurium with dark fascicles: a brighter and more contrasted patch than muscle.
+    assert patch.mean() > old.mean() + 3.0
+    assert np.percentile(patch, 90) - np.percentile(patch, 10) > np.percentile(old, 90) - np.percentile(old, 10)
+    with pytest.raises(ValueError, match="points_mm"):
+        sim.add_nerve([[0, 0, 0]], 1.0)
