@@ -40,10 +40,16 @@ def open_window(scenario: str, settings_path, question="discard") -> MainWindow:
 
 
 def close_window(w: MainWindow) -> None:
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
     w.question_answer = lambda key, text: "discard"
     w.close()
     w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     process(50)
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +119,7 @@ def test_expert_celiac_attempt_passes_and_the_score_card_says_so(celiac):
     # the panel followed: steps ticked, the aspiration result shown, the plots hold the attempt
     assert "Negative" in w.procedure_panel.aspiration_label.text()
     assert all(w.procedure_panel.steps.item(i).text().startswith("\u2714") for i in range(w.procedure_panel.steps.count() - 1))
-    t, depth = w.procedure_panel.depth_curve.getData()
+    t, depth = (np.asarray(w.procedure_panel._series[k], float) for k in ("t", "depth"))
     assert len(t) > 20 and np.nanmax(depth) > 100.0
     # saved images: one thumbnail per exposure
     assert w.fluoro_view.strip.count() == len(shots)
