@@ -316,6 +316,7 @@ class ModelParams:
     white_db: float = -18.0  # echo level shown white at 0 dB gain
     speckle_cell_wavelengths: float = 1.0  # texture lattice cell in wavelengths
     speckle_planes: int = 2  # speckle evaluations across the slice
+    speckle_lateral_cells: float = 1.6  # lattice cells one speckle evaluation covers across a line
     soft_alpha_default: float = 0.7  # for automatic TGC under bone / gas
     septum_diffuse: float = 0.3  # muscle / fat septa: angle-independent part of their brightness
 
@@ -585,7 +586,7 @@ class UltrasoundSimulator:
         )
         cfg.speckle_stride = 2 if cfg.cell_mm >= 1.4 * grid.dr_mm else 1
         spacing = grid.lateral_spacing_mm()
-        cfg.sub_n = np.clip(np.ceil(spacing / (1.3 * cfg.cell_mm) - 0.05), 1, 4).astype(np.int64)
+        cfg.sub_n = np.clip(np.ceil(spacing / (self.params.speckle_lateral_cells * cfg.cell_mm) - 0.05), 1, 4).astype(np.int64)
         cfg.sub_step = (spacing / cfg.sub_n).astype(np.float64)
         # Speckle across the slice: planes one lattice cell apart, Gaussian-weighted by the
         # elevation profile (the field then decorrelates over ~3 cells of elevational motion).
