@@ -66,18 +66,39 @@ def _ensure_display() -> tuple[bool, object]:
 
 
 def run(args) -> dict:
+    """Measure in a child process (under `xvfb-run` when there is no DISPLAY, else on the display),
+    which prints one JSON line and leaves with os._exit (no X or finalization trouble here)."""
+    import json
+
     quick = bool(getattr(args, "quick", False))
-    ok, xvfb = _ensure_display()
-    if not ok:
-        return {"error": "no display: install Xvfb (apt-get install xvfb) or set DISPLAY"}
+    cmd = [sys.executable, "-m", "simulator.benchmarks.workstation"] + (["--quick"] if quick else [])
+    if not os.environ.get("DISPLAY"):
+        xvfb_run = shutil.which("xvfb-run")
+        if xvfb_run is None:
+            ok, _ = _ensure_display()
+            if not ok:
+                return {"error": "no display: install Xvfb (apt-get install xvfb) or set DISPLAY"}
+        else:
+            cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24 -ac +extension GLX +render"] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"error": f"the measuring process failed (exit {proc.returncode})", "stderr": proc.stderr[-2000:]}
+
+
+def _child(quick: bool) -> None:
+    import json
+
     data = tempfile.mkdtemp(prefix="nt-bench-")
-    os.environ.setdefault("NEUROLYSIS_DATA", data)
     try:
-        return _run(quick, data)
-    finally:
-        if xvfb is not None:
-            xvfb.terminate()
-        shutil.rmtree(data, ignore_errors=True)
+        out = _run(quick, data)
+    except Exception as e:  # noqa: BLE001 - reported in the JSON
+        out = {"error": f"{e.__class__.__name__}: {e}"}
+    shutil.rmtree(data, ignore_errors=True)
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def _run(quick: bool, data: str) -> dict:
@@ -236,3 +257,7 @@ def _run(quick: bool, data: str) -> dict:
     out["baseline"] = "bare Procedure.advance (no window), same run"
     out["baseline_ms_median"] = out.get("procedure_input_ms_median")
     return out
+
+
+if __name__ == "__main__":
+    _child("--quick" in sys.argv)

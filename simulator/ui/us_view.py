@@ -273,9 +273,12 @@ class UltrasoundView(QWidget):
         self.request_frame()
 
     def request_frame(self) -> None:
+        """A new frame: at once when the worker is free, else the latest request when it is."""
         if self._closed or self.pose is None:
             return
-        if not self._frame_timer.isActive():
+        if self._worker.idle() and not self._frame_timer.isActive():
+            self._submit()
+        elif not self._frame_timer.isActive():
             self._frame_timer.start()
 
     def _submit(self) -> None:
