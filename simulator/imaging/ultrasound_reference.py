@@ -135,24 +135,45 @@ def fmix(h: np.ndarray) -> np.ndarray:
 
 
 def speckle(gtab: np.ndarray, seed: int, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashed-lattice complex field at lattice coordinates u (..., 3) (see kernels._speckle)."""
+    """Hashed-lattice complex field at lattice coordinates u (..., 3), interpolated over the Kuhn
+    tetrahedron holding each point (see kernels._speckle)."""
     fl = np.floor(u)
     f = u - fl
     i = fl.astype(np.int64)
     seed = np.int64(seed)
-    a = [((i[..., 0] * np.int64(0x8DA6B343)) ^ seed) & M32, (((i[..., 0] + 1) * np.int64(0x8DA6B343)) ^ seed) & M32]
-    b = [(i[..., 1] * np.int64(0xD8163841)) & M32, ((i[..., 1] + 1) * np.int64(0xD8163841)) & M32]
-    c = [(i[..., 2] * np.int64(0xCB1AB31F)) & M32, ((i[..., 2] + 1) * np.int64(0xCB1AB31F)) & M32]
+    primes = (np.int64(0x8DA6B343), np.int64(0xD8163841), np.int64(0xCB1AB31F))
+
+    def node(di, dj, dk):
+        a = (((i[..., 0] + di) * primes[0]) ^ seed) & M32
+        b = ((i[..., 1] + dj) * primes[1]) & M32
+        c = ((i[..., 2] + dk) * primes[2]) & M32
+        h = fmix(a ^ b ^ c)
+        return gtab[h & 255], gtab[(h >> 8) & 255]
+
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    # The six orderings (as the kernel's branches, ties resolved the same way).
+    xy = fx >= fy
+    yz = fy >= fz
+    xz = fx >= fz
+    cases = [
+        (xy & yz, (1, 0, 0), (1, 1, 0), fx, fy, fz),
+        (xy & ~yz & xz, (1, 0, 0), (1, 0, 1), fx, fz, fy),
+        (xy & ~yz & ~xz, (0, 0, 1), (1, 0, 1), fz, fx, fy),
+        (~xy & xz, (0, 1, 0), (1, 1, 0), fy, fx, fz),
+        (~xy & ~xz & yz, (0, 1, 0), (0, 1, 1), fy, fz, fx),
+        (~xy & ~xz & ~yz, (0, 0, 1), (0, 1, 1), fz, fy, fx),
+    ]
+    r0, q0 = node(0, 0, 0)
+    r3, q3 = node(1, 1, 1)
     re = np.zeros(u.shape[:-1])
     im = np.zeros(u.shape[:-1])
-    for di in (0, 1):
-        for dj in (0, 1):
-            for dk in (0, 1):
-                h = fmix(a[di] ^ b[dj] ^ c[dk])
-                w = ((f[..., 0] if di else 1 - f[..., 0]) * (f[..., 1] if dj else 1 - f[..., 1])
-                     * (f[..., 2] if dk else 1 - f[..., 2]))
-                re += w * gtab[h & 255]
-                im += w * gtab[(h >> 8) & 255]
+    for sel, v1, v2, fa, fb, fc in cases:
+        if not sel.any():
+            continue
+        r1, q1 = node(*v1)
+        r2, q2 = node(*v2)
+        re = np.where(sel, (1 - fa) * r0 + (fa - fb) * r1 + (fb - fc) * r2 + fc * r3, re)
+        im = np.where(sel, (1 - fa) * q0 + (fa - fb) * q1 + (fb - fc) * q2 + fc * q3, im)
     return re, im
 
 
