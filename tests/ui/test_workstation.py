@@ -285,7 +285,7 @@ def gel(qapp, tmp_path, monkeypatch):
 def test_ultrasound_shows_speckle_and_the_needle_in_plane(gel):
     w = gel
     uv_view = w.us_view
-    wait_until(lambda: uv_view.frames_shown > 0, 120, "the first ultrasound frame")
+    wait_until(lambda: uv_view.frames_shown > 0, 300, "the first ultrasound frame")
     assert w.ultrasound_pane.isVisible() and not w.fluoroscopy_pane.isVisible()
     frame = uv_view.last_result["frame"]
     img = uv_view.canvas.image_array().astype(float)
@@ -302,7 +302,7 @@ def test_ultrasound_shows_speckle_and_the_needle_in_plane(gel):
     d.aim_at(plan.target_mm)
     n = uv_view.frames_shown
     d.advance_to(plan.target_mm, stop_mm=3.0)
-    wait_until(lambda: uv_view.frames_shown > n and not uv_view.busy(), 60, "a frame with the needle")
+    wait_until(lambda: uv_view.frames_shown > n and not uv_view.busy(), 180, "a frame with the needle")
     st = w.controller.state
     frame = uv_view.last_result["frame"]
     img = uv_view.canvas.image_array().astype(float)
