@@ -44,6 +44,7 @@ OUTSIDE_CODE = 43
 LN10_OVER_10 = math.log(10.0) / 10.0
 LN10_OVER_20 = math.log(10.0) / 20.0
 NO_FLOW = 1.0e30  # velocity sentinel: no colour
+ELEV_STEP = 4  # samples between lookups of the side elevation planes' classes
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,6 +504,7 @@ def _sample_line(
     n_planes = elev_z.shape[0]
     n_lab = label_axes.shape[0]
     _classify_line(l, tissue, o_vox, d_vox, out_code)
+    side = np.zeros(max(n_planes, 1), np.int64)
     for s in range(ns):
         x = o_vox[l, 0] + s * d_vox[l, 0]
         y = o_vox[l, 1] + s * d_vox[l, 1]
@@ -545,16 +547,22 @@ def _sample_line(
                 cb = (nu * e1x + nv * e2x) * bx + (nu * e1y + nv * e2y) * by + (nu * e1z + nv * e2z) * bz
                 m *= _facing(abs(cb), septum_diffuse)
             b = b_lo[code] + (b_hi[code] - b_lo[code]) * m
-        if n_planes > 1 and gas[code] == 0:
-            acc = elev_w[0] * b
-            for q in range(1, n_planes):
-                zz = elev_z[q, s]
-                c2 = _nearest_code(tissue, x + zz * e_vox[0], y + zz * e_vox[1], z + zz * e_vox[2])
-                if c2 == code:
-                    acc += elev_w[q] * b
-                elif gas[c2] == 0:
-                    acc += elev_w[q] * b_mean[c2]
-            b = acc
+        if n_planes > 1:
+            # The side planes' classes are looked up every ELEV_STEP samples (they only shade the
+            # backscatter level; partial volume varies over the slice thickness, not per sample).
+            if s % ELEV_STEP == 0:
+                for q in range(1, n_planes):
+                    zz = elev_z[q, s]
+                    side[q] = _nearest_code(tissue, x + zz * e_vox[0], y + zz * e_vox[1], z + zz * e_vox[2])
+            if gas[code] == 0:
+                acc = elev_w[0] * b
+                for q in range(1, n_planes):
+                    c2 = side[q]
+                    if c2 == code:
+                        acc += elev_w[q] * b
+                    elif gas[c2] == 0:
+                        acc += elev_w[q] * b_mean[c2]
+                b = acc
         out_b[l, s] = b
 
 

@@ -238,8 +238,9 @@ def sample_beam(sim, cfg, lines):
     b = np.where(gas, 1.0, b)
     if cfg.elev_z.shape[0] > 1:
         acc = cfg.elev_w[0] * b
+        held = (s // K.ELEV_STEP) * K.ELEV_STEP  # side planes looked up every ELEV_STEP samples
         for q in range(1, cfg.elev_z.shape[0]):
-            c2 = nearest_code(sim.codes, X + cfg.elev_z[q][None, :, None] * e_vox)
+            c2 = nearest_code(sim.codes, X[:, held] + cfg.elev_z[q][None, held, None] * e_vox)
             acc = acc + cfg.elev_w[q] * np.where(c2 == code, b, np.where(tab.gas[c2] == 0, tab.b_mean[c2], 0.0))
         b = np.where(gas, b, acc)
     # Speckle: lateral sub-samples x elevation planes, at every `stride`-th sample.
