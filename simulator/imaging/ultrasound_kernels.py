@@ -306,6 +306,17 @@ def _smooth_gradient(tissue, x, y, z, code):
 
 
 @njit(inline="always", **_OPTS)
+def _interleave(k, n):
+    """Task k of n -> item: the first half of the tasks take the even items, the second half the
+    odd ones. The threads' static halves of a prange then get every other line / row, which
+    balances them when the cost varies across the image (shadows, deep rows, the fan's corners)."""
+    half = (n + 1) // 2
+    if k < half:
+        return 2 * k
+    return 2 * (k - half) + 1
+
+
+@njit(inline="always", **_OPTS)
 def _fmix(h):
     """32-bit avalanche mix (MurmurHash3 finaliser); h in [0, 2^32)."""
     h ^= h >> 16
@@ -570,7 +581,8 @@ def _sample_line(
 def speckle_beam(o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w, speckle, seed, stride, out_re, out_im):
     """Unit-amplitude speckle along lines (for calibrating the speckle level)."""
     nl, ns = out_re.shape
-    for l in prange(nl):
+    for _k in prange(nl):
+        l = _interleave(_k, nl)
         _speckle_line(speckle, seed, o_t[l, 0], o_t[l, 1], o_t[l, 2], d_t[l, 0], d_t[l, 1], d_t[l, 2],
                       lat_t[l, 0], lat_t[l, 1], lat_t[l, 2], sub_n, sub_step, elev_t, spk_z, spk_w, stride, out_re[l], out_im[l])
 
@@ -607,7 +619,8 @@ def splat(line_f, sample_f, amp_re, amp_im, out_re, out_im):
 def transpose(in_re, in_im, out_re, out_im):
     """(nl, ns) -> (ns, nl)."""
     nl, ns = in_re.shape
-    for s in prange(ns):
+    for _k in prange(ns):
+        s = _interleave(_k, ns)
         for l in range(nl):
             out_re[s, l] = in_re[l, s]
             out_im[s, l] = in_im[l, s]
@@ -814,7 +827,8 @@ def beam_lines(
     """Stages A and B for every line, one line per task (one parallel region, line data stays
     in cache)."""
     nl = out_code.shape[0]
-    for l in prange(nl):
+    for _k in prange(nl):
+        l = _interleave(_k, nl)
         _sample_line(l, tissue, labels, o_vox, d_vox, e_vox, o_w, d_w, beam_w, elev_z, elev_w,
                      b_lo, b_hi, b_mean, tex_kind, gas_lut, septum_diffuse, label_axes,
                      muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv, out_code, out_b)
@@ -841,7 +855,8 @@ def psf_envelope(in_re, in_im, axial, weights, half_width, noise_re, noise_im, n
     kl = (nk - 1) // 2
     na = axial.shape[0]
     ka = (na - 1) // 2
-    for s in prange(ns):
+    for _k in prange(ns):
+        s = _interleave(_k, ns)
         ax_re = env[s]  # scratch rows, overwritten by the results below
         ax_im = db[s]
         for l in range(nl):
@@ -906,7 +921,8 @@ def scan_convert(db, g_idx, g_fl, g_fs, white_db, dr_db, grey_lut, floor_db, out
     flat = db.ravel()
     inv_dr = 1.0 / dr_db
     nlut = grey_lut.shape[0]
-    for v in prange(h):
+    for _k in prange(h):
+        v = _interleave(_k, h)
         for u in range(w):
             p = v * w + u
             i = g_idx[p]
@@ -940,7 +956,8 @@ def doppler_beam(
     Nyquist interval [-v_nyq, v_nyq) (aliasing); NO_FLOW where there is no colour (a sentinel,
     not NaN: the kernels are compiled with fastmath). out_v is (ns, nl)."""
     nl, ns = code_arr.shape
-    for l in prange(nl):
+    for _k in prange(nl):
+        l = _interleave(_k, nl)
         for s in range(ns):
             out_v[s, l] = NO_FLOW
         if l < l_range[0] or l >= l_range[1] or alive[l] == 0:
@@ -988,7 +1005,8 @@ def doppler_image(vel, g_idx, g_fl, g_fs, v_nyq, out_v, out_rgba):
     h, w = out_v.shape
     nl = vel.shape[1]
     flat = vel.ravel()
-    for v in prange(h):
+    for _k in prange(h):
+        v = _interleave(_k, h)
         for u in range(w):
             p = v * w + u
             idx = g_idx[p]
