@@ -346,6 +346,7 @@ class _Config:
     noise_im: np.ndarray
     buffers: dict
     speckle_stride: int = 1
+    line_order: np.ndarray = None  # thread-balanced order of the lines
     sub_n: np.ndarray = None  # (ns,) lateral speckle sub-samples per beam sample
     sub_step: np.ndarray = None  # (ns,) their spacing, mm
     spk_z: np.ndarray = None  # (planes, ns) elevation offsets of the speckle samples, mm
@@ -585,6 +586,7 @@ class UltrasoundSimulator:
             np.ones(ns, np.float32), idx, fl, fs, noise_re, noise_im, buffers,
         )
         cfg.speckle_stride = 2 if cfg.cell_mm >= 1.4 * grid.dr_mm else 1
+        cfg.line_order = K.block_interleaved_order(nl)
         spacing = grid.lateral_spacing_mm()
         cfg.sub_n = np.clip(np.ceil(spacing / (self.params.speckle_lateral_cells * cfg.cell_mm) - 0.05), 1, 4).astype(np.int64)
         cfg.sub_step = (spacing / cfg.sub_n).astype(np.float64)
@@ -712,7 +714,7 @@ class UltrasoundSimulator:
             int(round(p.coupling_for(spec) / grid.dr_mm)), p.soft_alpha_default * s.frequency_mhz * grid.dr_mm / 10.0,
             math.radians(p.specular_lobe_deg), p.interface_coherent, p.interface_random,
             p.probe_face_reflection, p.n_alines, p.lung_haze, p.lung_haze_decay_mm / grid.dr_mm,
-            b["code"], b["bsc"], b["ore"], b["oim"], b["att"], b["alive"],
+            cfg.line_order, b["code"], b["bsc"], b["ore"], b["oim"], b["att"], b["alive"],
         )
         t4 = time.perf_counter()
         timings["lines_ms"] = (t4 - t3) * 1e3
@@ -913,7 +915,7 @@ class UltrasoundSimulator:
         K.doppler_beam(
             cfg.buffers["code"], self.labels, o_vox, d_vox, np.ascontiguousarray(dirs), self.table.flow,
             ff.index, ff.origin, ff.shape, ff.offset, ff.data,
-            scale, v_nyq, v_wall, l_range, s_range, cfg.buffers["alive"], vel,
+            scale, v_nyq, v_wall, l_range, s_range, cfg.buffers["alive"], cfg.line_order, vel,
         )
         h, w = s.image_shape
         out_v = np.empty((h, w), np.float32)

@@ -305,8 +305,15 @@ def _smooth_gradient(tissue, x, y, z, code):
     return gx, gy, gz
 
 
+def block_interleaved_order(n: int, block: int = 16) -> np.ndarray:
+    """Lines in blocks of `block` (a cache line of float32 in the transposed arrays): even blocks
+    first, then odd ones - each thread's static half gets every other block."""
+    idx = np.arange(n)
+    return np.concatenate([idx[(idx // block) % 2 == 0], idx[(idx // block) % 2 == 1]]).astype(np.int64)
+
+
 @njit(inline="always", **_OPTS)
-def _interleave(k, n):
+def _interleave(k, n):  # rows: each row is its own cache lines
     """Task k of n -> item: the first half of the tasks take the even items, the second half the
     odd ones. The threads' static halves of a prange then get every other line / row, which
     balances them when the cost varies across the image (shadows, deep rows, the fan's corners)."""
@@ -822,13 +829,14 @@ def beam_lines(
     n_coupling, soft_step_db,
     lobe_sigma_rad, rough_coherent, rough_random,
     probe_reflect, n_alines, haze_level, haze_decay_samples,
-    out_code, out_b, out_re, out_im, att_soft, alive,
+    line_order, out_code, out_b, out_re, out_im, att_soft, alive,
 ):
     """Stages A and B for every line, one line per task (one parallel region, line data stays
-    in cache)."""
+    in cache). `line_order` (see `block_interleaved_order`) balances the threads without two of
+    them writing into the same cache line of the transposed outputs."""
     nl = out_code.shape[0]
     for _k in prange(nl):
-        l = _interleave(_k, nl)
+        l = line_order[_k]
         _sample_line(l, tissue, labels, o_vox, d_vox, e_vox, o_w, d_w, beam_w, elev_z, elev_w,
                      b_lo, b_hi, b_mean, tex_kind, gas_lut, septum_diffuse, label_axes,
                      muscle, muscle_inv, nerve, nerve_inv, fat, fat_inv, out_code, out_b)
@@ -950,14 +958,14 @@ def scan_convert(db, g_idx, g_fl, g_fs, white_db, dr_db, grey_lut, floor_db, out
 def doppler_beam(
     code_arr, labels, o_vox, d_vox, dop_dir_w, flow_lut,
     field_index, field_origin, field_shape, field_offset, field_data,
-    speed_scale, v_nyq, v_wall, l_range, s_range, alive, out_v,
+    speed_scale, v_nyq, v_wall, l_range, s_range, alive, line_order, out_v,
 ):
     """Velocity component towards the probe along the (steered) Doppler beam, wrapped into the
     Nyquist interval [-v_nyq, v_nyq) (aliasing); NO_FLOW where there is no colour (a sentinel,
     not NaN: the kernels are compiled with fastmath). out_v is (ns, nl)."""
     nl, ns = code_arr.shape
     for _k in prange(nl):
-        l = _interleave(_k, nl)
+        l = line_order[_k]
         for s in range(ns):
             out_v[s, l] = NO_FLOW
         if l < l_range[0] or l >= l_range[1] or alive[l] == 0:
