@@ -175,7 +175,7 @@ def test_lumbar_screening_gives_a_dap_of_the_published_order():
     assert s["fluoro_time_s"] == pytest.approx(34.0)
     assert s["images"] == 510 and s["shots"] == 1
     assert 0.3 <= s["dap_gycm2"] <= 3.0
-    assert 1.0 <= s["air_kerma_mgy"] <= 30.0
+    assert s["air_kerma_mgy"] >= 1.0 and s["air_kerma_mgy"] <= 30.0
     assert s["air_kerma_rate_mgy_min"] < AIR_KERMA_RATE_LIMIT_MGY_MIN
     # DAP is kerma times the beam area at the reference point
     e = d.last_exposure
