@@ -170,7 +170,7 @@ class ScannerSettings:
     marker_left: bool = True
     elevation_planes: int = 3  # 1, 3 or 5 Gaussian-weighted planes across the slice
     beam_lines: int | None = None  # default: the probe's n_lines
-    beam_samples: int | None = None  # default: the image height
+    beam_samples: int | None = None  # default: ~2.4 per axial FWHM, at most the image height
     doppler: bool = False
     doppler_frequency_mhz: float | None = None  # default: 0.6 x B-mode frequency (within range)
     prf_hz: float = 6000.0
@@ -541,7 +541,9 @@ class UltrasoundSimulator:
             return cfg
         h, w = s.image_shape
         nl = int(s.beam_lines or spec.n_lines)
-        ns = int(s.beam_samples or h)
+        # Beam samples: about 2.4 per axial FWHM (the envelope's Nyquist rate with margin), at most
+        # one per image row.
+        ns = int(s.beam_samples or min(h, max(256, math.ceil(2.4 * s.depth_mm / spec.axial_fwhm_mm(s.frequency_mhz)))))
         grid = BeamGrid(spec, s.depth_mm, nl, ns)
         geom = ImageGeometry.for_probe(spec, s.depth_mm, (h, w), s.marker_left)
         f = s.frequency_mhz

@@ -641,26 +641,44 @@ def _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z,
 
 
 @njit(**_OPTS)
-def _spk_at(s, ns, stride, ks, kr, ki, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w):
-    """The speckle field at sample s of line l (as `_speckle_line`), evaluated on demand while
-    walking down the line. (ks, kr, ki) is the last evaluated even sample and its value, kept by
-    the caller: the stride-2 interpolation needs each even sample twice. Returns the value and
-    the updated state."""
-    if stride == 1 or (s % 2 == 1 and s + 1 >= ns):
+def _add_speckle(gbuf, sig_re, sig_im, stride, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w):
+    """sig += gbuf x speckle along line l, evaluating the speckle field (as `_speckle_line`) only
+    where gbuf is non-zero: at the samples themselves (stride 1) or at the even samples around
+    them, interpolated at odd ones (stride 2)."""
+    ns = gbuf.shape[0]
+    if stride == 1:
+        for s in range(ns):
+            if gbuf[s] > 0.0:
+                r, i = _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+                sig_re[s] += gbuf[s] * r
+                sig_im[s] += gbuf[s] * i
+        return
+    last_r = 0.0
+    last_i = 0.0
+    last_s = -10
+    for s in range(0, ns, 2):
+        need = gbuf[s] > 0.0 or (s >= 1 and gbuf[s - 1] > 0.0) or (s + 1 < ns and gbuf[s + 1] > 0.0)
+        if not need:
+            continue
         r, i = _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
-        return r, i, ks, kr, ki
-    if s % 2 == 0:
-        if ks == s:
-            return kr, ki, ks, kr, ki
-        r, i = _spk_eval(s, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
-        return r, i, s, r, i
-    if ks == s - 1:
-        r0 = kr
-        i0 = ki
-    else:
-        r0, i0 = _spk_eval(s - 1, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
-    r1, i1 = _spk_eval(s + 1, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
-    return 0.5 * (r0 + r1), 0.5 * (i0 + i1), s + 1, r1, i1
+        if gbuf[s] > 0.0:
+            sig_re[s] += gbuf[s] * r
+            sig_im[s] += gbuf[s] * i
+        if s >= 1 and gbuf[s - 1] > 0.0:
+            if last_s == s - 2:
+                r0 = last_r
+                i0 = last_i
+            else:
+                r0, i0 = _spk_eval(s - 2, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+            sig_re[s - 1] += gbuf[s - 1] * 0.5 * (r0 + r)
+            sig_im[s - 1] += gbuf[s - 1] * 0.5 * (i0 + i)
+        last_r = r
+        last_i = i
+        last_s = s
+    if ns % 2 == 0 and gbuf[ns - 1] > 0.0:  # the last odd sample has no right neighbour
+        r, i = _spk_eval(ns - 1, gtab, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t, spk_z, spk_w)
+        sig_re[ns - 1] += gbuf[ns - 1] * r
+        sig_im[ns - 1] += gbuf[ns - 1] * i
 
 
 @njit(**_OPTS)
@@ -688,9 +706,7 @@ def _propagate_line(
     inv2s2 = 0.5 / (lobe_sigma_rad * lobe_sigma_rad)
     sig_re = np.zeros(ns, np.float32)
     sig_im = np.zeros(ns, np.float32)
-    ks = -1  # last evaluated even speckle sample and its value
-    kr = 0.0
-    ki = 0.0
+    gbuf = np.zeros(ns)  # speckle multiplier of each sample (0: the speckle does not show)
     prev = COUPLING_CODE
     tissue_seen = False
     trans = 1.0  # two-way amplitude transmission through the interfaces above
@@ -726,10 +742,7 @@ def _propagate_line(
                                                      - (soft - gas_soft) * LN10_OVER_10)
                 g = hz * bsc[l, s] * spk_scale[s]
                 if g >= spk_thresh:
-                    sp_r, sp_i, ks, kr, ki = _spk_at(s, ns, stride, ks, kr, ki, speckle, seed, l, o_t, d_t, lat_t,
-                                                     sub_n, sub_step, elev_t, spk_z, spk_w)
-                    sig_re[s] += g * sp_r
-                    sig_im[s] += g * sp_i
+                    gbuf[s] = g
                 if has_extra:
                     sig_re[s] += hz * extra_re[l, s]
                     sig_im[s] += hz * extra_im[l, s]
@@ -741,10 +754,7 @@ def _propagate_line(
         if c != COUPLING_CODE:  # gel between face and skin: anechoic
             g = bsc[l, s] * spk_scale[s] * amp
             if g >= spk_thresh:
-                sp_r, sp_i, ks, kr, ki = _spk_at(s, ns, stride, ks, kr, ki, speckle, seed, l, o_t, d_t, lat_t,
-                                                 sub_n, sub_step, elev_t, spk_z, spk_w)
-                vr = g * sp_r
-                vi = g * sp_i
+                gbuf[s] = g
             if has_extra:
                 vr += extra_re[l, s] * amp
                 vi += extra_im[l, s] * amp
@@ -810,6 +820,8 @@ def _propagate_line(
                 break
             sig_re[s0] += (1 - f) * a_k
             sig_re[s0 + 1] += f * a_k
+    _add_speckle(gbuf, sig_re, sig_im, stride, speckle, seed, l, o_t, d_t, lat_t, sub_n, sub_step, elev_t,
+                 spk_z, spk_w)
     for s in range(ns):
         out_re[s, l] = sig_re[s]
         out_im[s, l] = sig_im[s]
