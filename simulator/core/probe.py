@@ -562,12 +562,12 @@ def needle_visibility(
 
     def half_width(points):
         if slice_thickness_mm is not None:
-            return np.full(len(points), 0.5 * float(slice_thickness_mm))
-        d = np.clip(spec.depth_of(points), 0.0, None)
+            return 0.5 * float(slice_thickness_mm)
+        d = np.maximum(spec.depth_of(points), 0.0)
         return spec.slice_half_width_mm(d, frequency_mhz)
 
     tip_dist = float(abs(tip_p[2]))
-    tip_in = bool(spec.fov_contains(tip_p[None], depth)[0] and tip_dist <= half_width(tip_p[None])[0])
+    tip_in = bool(spec.fov_contains(tip_p[None], depth)[0] and tip_dist <= np.max(half_width(tip_p[None])))
 
     # Shaft: P(t) = tip - t a, t in [0, L]; keep the part below the face plane (y >= 0).
     if shaft_length_mm is None:

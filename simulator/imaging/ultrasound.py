@@ -759,9 +759,10 @@ class UltrasoundSimulator:
             xs = np.linspace(0.0, s.depth_mm, len(s.tgc_db)) if len(s.tgc_db) > 1 else np.array([0.0])
             tgc += np.interp(depths, xs, np.asarray(s.tgc_db, dtype=np.float64))
         if s.tgc_alpha_db_cm_mhz is None:
-            live = alive.astype(bool)
-            if live.any():
-                tgc += 2.0 * att[live].mean(axis=0)
+            live = alive.astype(np.float32)
+            n_live = float(live.sum())
+            if n_live > 0:
+                tgc += 2.0 * (live @ att) / n_live  # mean over the coupled lines
             else:
                 tgc += 2.0 * self.params.soft_alpha_default * s.frequency_mhz * depths / 10.0
         else:
