@@ -218,29 +218,7 @@ class RecordStore(ABC):
     def _append_samples(self, tx, attempt_id: int, ns: int, samples: dict) -> None:
         """Samples ns.. of an attempt: the last row is filled up to MAX_CHUNK_SAMPLES first (so the
         live recorder's small flushes still end up in rows of that size), then new rows."""
-        n_new = len(samples["time_s"])
-        k = 0
-        last = tx.one("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
-                      "ORDER BY first_index DESC LIMIT 1", (attempt_id,))
-        if (last is not None and last[2] == SAMPLE_CODEC and int(last[1]) < MAX_CHUNK_SAMPLES
-                and int(last[0]) + int(last[1]) == ns):
-            try:
-                old = decode_samples(last[3], int(last[1]))
-            except CodecError:
-                old = None
-            if old is not None:
-                k = min(MAX_CHUNK_SAMPLES - int(last[1]), n_new)
-                merged = concat_samples([old, slice_samples(samples, 0, k)])
-                tx.run("UPDATE sample_chunks SET n = ?, t1 = ?, data = ? WHERE attempt_id = ? AND first_index = ?",
-                       (len(merged["time_s"]), float(merged["time_s"][-1]), encode_samples(merged), attempt_id,
-                        int(last[0])))
-        rows = []
-        for a in range(k, n_new, MAX_CHUNK_SAMPLES):
-            part = slice_samples(samples, a, min(n_new, a + MAX_CHUNK_SAMPLES))
-            rows.append((attempt_id, ns + a, len(part["time_s"]), float(part["time_s"][0]), float(part["time_s"][-1]),
-                         SAMPLE_CODEC, encode_samples(part)))
-        tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        ...
 
     def finish_attempt(self, attempt_id: int, card=None, *, status: str = "finished",
                        recording: Recording | None = None, compact: bool = True) -> AttemptInfo: ...
