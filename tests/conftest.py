@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simulator.core import geometry
 from simulator.core.anatomy import Anatomy, Structure, TriMesh
 from simulator.core.tissue import Tissue
 
@@ -29,54 +30,14 @@ KIDNEY_RIGHT_R = 15.0
 
 def box_mesh(lo, hi) -> TriMesh:
     """Axis-aligned box with outward-oriented faces (watertight)."""
-    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    v = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    # vertex index = 4*ix + 2*iy + iz
-    quads = [
-        (0, 1, 3, 2),  # x = lo (normal -x)
-        (4, 6, 7, 5),  # x = hi
-        (0, 4, 5, 1),  # y = lo
-        (2, 3, 7, 6),  # y = hi
-        (0, 2, 6, 4),  # z = lo
-        (1, 5, 7, 3),  # z = hi
-    ]
-    faces = []
-    for a, b, c, d in quads:
-        faces += [(a, b, c), (a, c, d)]
-    mesh = TriMesh(v, np.array(faces))
+    mesh = geometry.box_mesh(lo, hi)
     assert mesh.signed_volume_mm3() > 0
     return mesh
 
 
 def sphere_mesh(centre, radius, subdivisions: int = 3) -> TriMesh:
     """Icosphere, outward oriented."""
-    t = (1 + 5**0.5) / 2
-    v = np.array(
-        [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
-         [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], dtype=float)
-    f = np.array(
-        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
-         [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
-         [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]])
-    verts = list(v / np.linalg.norm(v, axis=1, keepdims=True))
-    faces = f
-    for _ in range(subdivisions):
-        cache: dict[tuple[int, int], int] = {}
-
-        def mid(a, b):
-            key = (min(a, b), max(a, b))
-            if key not in cache:
-                m = verts[a] + verts[b]
-                verts.append(m / np.linalg.norm(m))
-                cache[key] = len(verts) - 1
-            return cache[key]
-
-        new = []
-        for a, b, c in faces:
-            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
-            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-        faces = np.array(new)
-    mesh = TriMesh(np.asarray(centre, float) + radius * np.array(verts), faces)
+    mesh = geometry.icosphere(centre, radius, subdivisions)
     assert mesh.signed_volume_mm3() > 0
     return mesh
 

@@ -5,22 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from simulator.benchmarks.scoring import ENTRY, SKIN_Y, synthetic_block_anatomy, synthetic_scenario
+from simulator.benchmarks.scoring import ENTRY, SKIN_Y, synthetic_scenario
 from simulator.core.events import EventKind
 from simulator.core.geometry import normalize
 from simulator.core.needle import GAUGE_OD_MM, REDIRECT_DEG, NeedleSpec, TissueProbe
 from simulator.core.procedure import Procedure
 from simulator.core.tissue import BONE, Tissue
-
-
-@pytest.fixture(scope="module")
-def block():
-    return synthetic_block_anatomy()
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return synthetic_scenario()
 
 
 def new(scenario, block):

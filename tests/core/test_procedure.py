@@ -9,16 +9,6 @@ from simulator.core.metrics import attempt_metrics
 from simulator.core.procedure import Procedure, ProcedureError, input_names, replay
 
 
-@pytest.fixture(scope="module")
-def block():
-    return synthetic_block_anatomy()
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return synthetic_scenario()
-
-
 def new(scenario, block, **kw):
     return Procedure(scenario, block, clock=lambda: 0.0, **kw)
 

@@ -5,20 +5,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from simulator.benchmarks.scoring import expert_attempt, synthetic_block_anatomy, synthetic_scenario
+from simulator.benchmarks.scoring import expert_attempt
 from simulator.core.events import EventKind
 from simulator.core.procedure import Procedure, replay
 from simulator.core.recording import CARM_FIELDS, FORMAT_VERSION, Recording, RecordingError, scenario_version
-
-
-@pytest.fixture(scope="module")
-def block():
-    return synthetic_block_anatomy()
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return synthetic_scenario()
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from simulator.benchmarks.scoring import TARGET, expert_attempt, novice_attempt, synthetic_block_anatomy, synthetic_scenario
+from simulator.benchmarks.scoring import TARGET, expert_attempt, novice_attempt, synthetic_scenario
 from simulator.core.geometry import pose_from_tip_axis
 from simulator.core.procedure import Procedure, replay
 from simulator.core.recording import Recording
 from simulator.core.scoring import item_fraction, score_attempt
-
-
-@pytest.fixture(scope="module")
-def block():
-    return synthetic_block_anatomy()
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return synthetic_scenario()
 
 
 @pytest.fixture(scope="module")
