@@ -163,13 +163,30 @@ def _frames_to_sequences(path, frames: dict[int, dict], skip_invalid: bool) -> d
     return b.build(skip_invalid)
 
 
+def _open(path: Path):
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise TrackFileError(path, None, f"cannot open ({e.strerror or e})") from None
+
+
+def _frame_field(path: Path, lineno: int, frames: dict[int, dict], mt: re.Match, value: str) -> None:
+    """One `Seq_FrameNNNN_<field>` header entry (metafile and NRRD spell them the same) into `frames`."""
+    fn = int(mt.group(1))
+    field_name = mt.group(2)
+    fr = frames.setdefault(fn, {})
+    if field_name == "Timestamp":
+        fr["time"] = _parse_time(path, lineno, value)
+    elif field_name.endswith("TransformStatus"):
+        fr.setdefault("status", {})[field_name[: -len("Status")]] = value
+    elif "Transform" in field_name and "Status" not in field_name:
+        fr.setdefault("transforms", []).append((field_name, _parse_matrix(path, lineno, value), lineno))
+
+
 def read_sequence_metafile(path, skip_invalid: bool = False) -> TrackedRecording:
     """Read a PLUS / Slicer tracked-sequence metafile (.mha, .igs.mha, .seq.mha)."""
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise TrackFileError(path, None, f"cannot open ({e.strerror or e})") from None
+    f = _open(path)
     header: dict[str, str] = {}
     frames: dict[int, dict] = {}
     n_read = 0
@@ -204,15 +221,7 @@ def read_sequence_metafile(path, skip_invalid: bool = False) -> TrackedRecording
                     if not parts or not all(p.isdigit() for p in parts):
                         raise TrackFileError(path, lineno, f"DimSize must be whole numbers, got {value!r}")
                 continue
-            fn = int(mt.group(1))
-            field_name = mt.group(2)
-            fr = frames.setdefault(fn, {})
-            if field_name == "Timestamp":
-                fr["time"] = _parse_time(path, lineno, value)
-            elif field_name.endswith("TransformStatus"):
-                fr.setdefault("status", {})[field_name[: -len("Status")]] = value
-            elif "Transform" in field_name and "Status" not in field_name:
-                fr.setdefault("transforms", []).append((field_name, _parse_matrix(path, lineno, value), lineno))
+            _frame_field(path, lineno, frames, mt, value)
     if lineno == 0:
         raise TrackFileError(path, None, "the file is empty")
     if not saw_end and not frames:
@@ -226,10 +235,7 @@ def read_sequence_metafile(path, skip_invalid: bool = False) -> TrackedRecording
 def read_sequence_nrrd(path, skip_invalid: bool = False) -> TrackedRecording:
     """Read the NRRD variant (.igs.nrrd, .seq.nrrd): frame fields as `key:=value` header lines."""
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise TrackFileError(path, None, f"cannot open ({e.strerror or e})") from None
+    f = _open(path)
     header: dict[str, str] = {}
     frames: dict[int, dict] = {}
     lineno = 0
@@ -259,15 +265,7 @@ def read_sequence_nrrd(path, skip_invalid: bool = False) -> TrackedRecording:
             if not mt:
                 header[key] = value
                 continue
-            fn = int(mt.group(1))
-            field_name = mt.group(2)
-            fr = frames.setdefault(fn, {})
-            if field_name == "Timestamp":
-                fr["time"] = _parse_time(path, lineno, value)
-            elif field_name.endswith("TransformStatus"):
-                fr.setdefault("status", {})[field_name[: -len("Status")]] = value
-            elif "Transform" in field_name and "Status" not in field_name:
-                fr.setdefault("transforms", []).append((field_name, _parse_matrix(path, lineno, value), lineno))
+            _frame_field(path, lineno, frames, mt, value)
     seqs = _frames_to_sequences(path, frames, skip_invalid)
     if not seqs:
         raise TrackFileError(path, None, "no tracked transforms (no Seq_FrameNNNN_...Transform fields)")
