@@ -1,0 +1,931 @@
+"""A scenario being edited: its YAML text, edited field by field with undo and redo.
+
+The editor (simulator/ui/editor) works on a `ScenarioDocument`. The text is the document's state:
+edits go through a ruamel.yaml round-trip tree, so comments, key order, quoting and flow-style
+lists (`[12.3, -4.5, 100.0]`) survive, and a field set by the editor changes that field's line only.
+Opening a file and reading `text()` gives the file back byte for byte.
+
+Validation is the `validate` command's own (`simulator.core.scenario.parse_scenario_text`): the
+errors of a document are exactly what `main.py validate` prints for the same text (field, line,
+message, value), and `save` refuses a document that does not validate.
+
+Fields are addressed by paths: tuples of keys and list indices,
+
+    ("targets", 0, "tolerance_mm")      ("rubric", "pass_mark")      ("imaging", "fluoroscopy")
+
+Coordinates (keys ending in `_mm` that hold points: entry_mm, target_mm, points_mm, center_mm,
+isocenter_mm) are written rounded to 0.1 mm as flow lists; any list of numbers is written as a flow
+list. Every edit is one undo step; `with doc.batch("label"):` makes several edits one step.
+
+Helpers for the editor's tools: `add_target`, `target_from_proposal`, `set_planned_trajectory`,
+`add_critical_structure`.
+
+No Qt here: `subscribe(callback)` tells listeners which paths changed (the Qt layer turns it into
+a signal).
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import enum
+import io
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Any, Callable, Iterator, Optional, Union
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError as RuamelYAMLError
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    FoldedScalarString,
+    LiteralScalarString,
+    ScalarString,
+    SingleQuotedScalarString,
+)
+
+from simulator.core import paths as project_paths
+from simulator.core.scenario import (
+    FieldError,
+    ScenarioError,
+    _Fatal,
+    _model_at,
+    _read_text,
+    find_scenario,
+    parse_scenario_text,
+)
+from simulator.core.scenario_model import Scenario
+
+__all__ = [
+    "Path",
+    "ScenarioDocument",
+    "ScenarioDocError",
+    "field_name",
+    "add_target",
+    "target_from_proposal",
+    "set_planned_trajectory",
+    "add_critical_structure",
+    "COORDINATE_KEYS",
+    "round_mm",
+]
+
+Path = tuple  # tuple[str | int, ...]; the name the interface uses (not pathlib.Path)
+
+COORDINATE_KEYS = frozenset({"center_mm", "isocenter_mm", "entry_mm", "target_mm", "points_mm"})
+COORDINATE_DECIMALS = 1  # 0.1 mm
+UNIT_VECTOR_KEYS = frozenset({"direction", "marker"})
+UNIT_VECTOR_DECIMALS = 4
+FLOW_MAPPING_KEYS = frozenset({"volume_ml"})  # written {min_ml: 3, max_ml: 5} as in the library
+FLOW_POINTS_MAX = 2  # a list of up to 2 points is one flow line; longer lists one point per line
+
+# Indentation styles tried on open (the one that gives the file back unchanged is kept):
+# (mapping, sequence, offset). The library uses "  - item" under a key: (2, 4, 2).
+_INDENT_STYLES = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (2, 4, 0), (4, 4, 0), (3, 5, 2))
+_DEFAULT_INDENT = (2, 4, 2)
+
+
+class ScenarioDocError(ValueError):
+    """An edit that cannot be applied (a path that does not exist, text that is not YAML)."""
+
+
+def field_name(path: Path) -> str:
+    """A path as `validate` names fields: ("targets", 1, "points_mm") -> "targets[1].points_mm"."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def round_mm(value: float, decimals: int = COORDINATE_DECIMALS) -> float:
+    v = round(float(value), decimals)
+    return 0.0 if v == 0 else v  # no "-0.0" in the file
+
+
+# --------------------------------------------------------------------------------------------
+# ruamel.yaml set-up
+# --------------------------------------------------------------------------------------------
+
+def _represent_none(representer, data):
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def _make_yaml(indent: tuple[int, int, int]) -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096  # never fold long lines the instructor wrote
+    y.allow_duplicate_keys = True  # validation reports them; the editor must still open the file
+    y.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
+    y.representer.add_representer(type(None), _represent_none)
+    return y
+
+
+def _dump(y: YAML, tree: Any) -> str:
+    s = io.StringIO()
+    y.dump(tree, s)
+    return s.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    """A round-trip value as plain Python (dict, list, str, int, float, bool, None)."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _normalise(value: Any) -> Any:
+    """Values from the UI (numpy scalars and arrays, tuples, enums) as plain Python."""
+    if isinstance(value, enum.Enum):
+        return _normalise(value.value)
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy array or scalar
+        return _normalise(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+def _key_of(path: Path) -> Optional[str]:
+    """The mapping key a value at `path` belongs to (the last key, skipping list indices)."""
+    for part in reversed(path):
+        if isinstance(part, str):
+            return part
+    return None
+
+
+def _round_for(path: Path, value: Any) -> Any:
+    """Round coordinates (0.1 mm) and unit vectors (1e-4) in a value written at `path`."""
+    if isinstance(value, dict):
+        return {k: _round_for(path + (k,), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round_for(path + (i,), v) for i, v in enumerate(value)]
+    if not (_is_number(value) and math.isfinite(value)):
+        return value
+    key = _key_of(path)
+    if key in COORDINATE_KEYS:
+        return round_mm(value, COORDINATE_DECIMALS)
+    if key in UNIT_VECTOR_KEYS:
+        return round_mm(value, UNIT_VECTOR_DECIMALS)
+    return value
+
+
+def _to_node(value: Any, path: Path, like: Any = None) -> Any:
+    """A plain value as a round-trip node for `path`, styled after the node `like` it replaces."""
+    if isinstance(value, dict):
+        m = CommentedMap()
+        for k, v in value.items():
+            m[k] = _to_node(v, path + (k,))
+        if _key_of(path) in FLOW_MAPPING_KEYS and all(not isinstance(v, (dict, list)) for v in value.values()):
+            m.fa.set_flow_style()
+        elif isinstance(like, CommentedMap) and like.fa.flow_style() and all(not isinstance(v, (dict, list)) for v in value.values()):
+            m.fa.set_flow_style()
+        return m
+    if isinstance(value, list):
+        s = CommentedSeq(_to_node(v, path + (i,)) for i, v in enumerate(value))
+        if all(_is_number(v) for v in value):
+            s.fa.set_flow_style()
+        elif value and all(isinstance(v, list) and all(_is_number(x) for x in v) for v in value):
+            if isinstance(like, CommentedSeq):
+                flow = like.fa.flow_style()
+            else:
+                flow = len(value) <= FLOW_POINTS_MAX
+            if flow:
+                s.fa.set_flow_style()
+            else:
+                s.fa.set_block_style()
+        return s
+    if isinstance(value, str):
+        if isinstance(like, (DoubleQuotedScalarString, SingleQuotedScalarString, LiteralScalarString, FoldedScalarString)):
+            if isinstance(like, (LiteralScalarString, FoldedScalarString)) and "\n" not in value:
+                return DoubleQuotedScalarString(value) if _needs_quotes(value) else value
+            return type(like)(value)
+        if "\n" in value:
+            return LiteralScalarString(value if value.endswith("\n") else value + "\n")
+        return value
+    return value
+
+
+def _needs_quotes(text: str) -> bool:
+    return text != text.strip() or any(c in text for c in ":#{}[],&*!|>'\"%@`")
+
+
+def _same_shape(a: Any, b: Any) -> bool:
+    return (isinstance(a, dict) and isinstance(b, CommentedMap)) or (isinstance(a, list) and isinstance(b, CommentedSeq))
+
+
+# --------------------------------------------------------------------------------------------
+# The document
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Step:
+    label: str
+    before: str
+    after: str
+    paths: list
+
+
+class _Batch:
+    def __init__(self, label: str, before: str):
+        self.label = label
+        self.before = before
+        self.paths: list = []
+        self.depth = 1
+
+
+class ScenarioDocument:
+    """One scenario's YAML, edited by undoable commands. See the module doc."""
+
+    def __init__(self, text: str, file: Union[str, FilePath, None] = None, *, dirty: bool = False):
+        self.path: Optional[FilePath] = FilePath(file) if file is not None and str(file) != "<new>" else None
+        self._file_label = str(file) if file is not None else "<new>"
+        self._text = text
+        self._clean_text: Optional[str] = None if dirty else text
+        self._indent = _DEFAULT_INDENT
+        self._yaml = _make_yaml(self._indent)
+        self._tree: Any = None
+        self._tree_text: Optional[str] = None  # the text _tree was parsed from
+        self._tree_error: Optional[str] = None
+        self._undo: list[_Step] = []
+        self._redo: list[_Step] = []
+        self._batch: Optional[_Batch] = None
+        self._listeners: list[Callable[[list], None]] = []
+        self._validated: tuple[Optional[str], list[FieldError], Optional[Scenario]] = (None, [], None)
+        self._choose_indent()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, path) -> "ScenarioDocument":
+        """Read a scenario file. A file that does not validate still opens (see `errors()`);
+        a file that cannot be read as text raises ScenarioError naming it."""
+        p = FilePath(path)
+        try:
+            text = _read_text(p)
+        except _Fatal as f:
+            raise ScenarioError(p, f.errors) from None
+        return cls(text, p)
+
+    @classmethod
+    def from_text(cls, text: str, file: str = "<new>") -> "ScenarioDocument":
+        return cls(text, file)
+
+    @classmethod
+    def new(cls, *, scenario_id: str, title: str, anatomy: str = "bundled",
+            template: str = "celiac_plexus_posterior") -> "ScenarioDocument":
+        """A new scenario from a library scenario (id or path) as template, with id, title and
+        anatomy set. On the template's own anatomy everything is kept. On another anatomy the
+        points are anatomy-specific and are dropped: targets that name a proposal keep it (a
+        labelled patient, bundled or user:, gets the proposal's points) and lose their points;
+        other targets, the planned trajectories, the skin entry zone and the imaging centres are
+        removed. The new document is unsaved (`path` None, dirty) and lists what is left to fill
+        in its errors (e.g. targets when none is left)."""
+        source = find_scenario(template)
+        try:
+            text = _read_text(source)
+        except _Fatal as f:
+            raise ScenarioError(source, f.errors) from None
+        doc = cls(text, None, dirty=True)
+        tree = doc._require_tree()
+        if not isinstance(tree, CommentedMap):
+            raise ScenarioError(source, doc.errors() or [FieldError("", 1, "the template is not a mapping of fields")])
+        own_anatomy = str(tree.get("anatomy", "")) == anatomy
+        labelled_patient = anatomy == "bundled" or anatomy.startswith("user:")
+        header = (f"# yaml-language-server: $schema=scenario.schema.json\n#\n# {title}\n"
+                  f"# Made in the scenario editor from the template {source.stem} "
+                  f"(anatomy {anatomy}).\n\n")
+        # the template's header comment describes the template: replace it with ours
+        tree.ca.comment = None
+        with doc.batch("New scenario"):
+            doc.set(("id",), scenario_id)
+            doc.set(("title",), title)
+            doc.set(("anatomy",), anatomy)
+            if not own_anatomy:
+                for key in ("planned_trajectory", "additional_trajectories", "skin_entry_zone"):
+                    doc.unset((key,))
+                for key in ("isocenter_mm",):
+                    doc.unset(("imaging", "fluoroscopy", key))
+                for key in ("center_mm", "direction", "marker"):
+                    doc.unset(("imaging", "ultrasound", key))
+                targets = tree.get("targets")
+                if isinstance(targets, CommentedSeq):
+                    for i in reversed(range(len(targets))):
+                        t = targets[i]
+                        if labelled_patient and isinstance(t, CommentedMap) and t.get("proposal"):
+                            doc.unset(("targets", i, "points_mm"))
+                        else:
+                            doc.remove(("targets",), i)
+        doc._text = header + doc._text.lstrip("\n") if not doc._text.startswith("#") else doc._text
+        doc._tree_text = None  # reparse lazily (the header changed the text)
+        doc._undo.clear()
+        doc._redo.clear()
+        doc._clean_text = None
+        return doc
+
+    # -- state ----------------------------------------------------------------------------
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def file_label(self) -> str:
+        """How errors name this document: its path, or "<new>"."""
+        return str(self.path) if self.path is not None else self._file_label
+
+    @property
+    def dirty(self) -> bool:
+        return self._text != self._clean_text
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def undo_label(self) -> Optional[str]:
+        return self._undo[-1].label if self._undo else None
+
+    @property
+    def redo_label(self) -> Optional[str]:
+        return self._redo[-1].label if self._redo else None
+
+    @property
+    def yaml_error(self) -> Optional[str]:
+        """Why the text cannot be edited field by field (not YAML), else None."""
+        self._current_tree()
+        return self._tree_error
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, path: Path, default=None):
+        """The value at `path` as plain Python (dicts, lists, str, float, int, bool, None)."""
+        node = self._current_tree()
+        for part in tuple(path):
+            if isinstance(node, CommentedMap) and not isinstance(part, int) and part in node:
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and -len(node) <= part < len(node):
+                node = node[part]
+            else:
+                return default
+        return _plain(node)
+
+    def has(self, path: Path) -> bool:
+        marker = object()
+        return self.get(path, marker) is not marker
+
+    # -- validation -----------------------------------------------------------------------
+    def _validate(self) -> tuple[list[FieldError], Optional[Scenario]]:
+        if self._validated[0] != self._text:
+            try:
+                sc = parse_scenario_text(self._text, self.file_label)
+                self._validated = (self._text, [], sc)
+            except ScenarioError as e:
+                self._validated = (self._text, list(e.errors), None)
+        return self._validated[1], self._validated[2]
+
+    def errors(self) -> list[FieldError]:
+        """Every problem, exactly as `main.py validate` reports it for this text."""
+        return list(self._validate()[0])
+
+    def errors_at(self, path: Path) -> list[FieldError]:
+        """The errors of the field at `path` and of the fields below it (all errors for ())."""
+        name = field_name(tuple(path))
+        if not name:
+            return self.errors()
+        return [e for e in self.errors()
+                if e.field == name or e.field.startswith(name + ".") or e.field.startswith(name + "[")]
+
+    def formatted_errors(self) -> list[str]:
+        """The errors as the `validate` command prints them (file:line: field: message)."""
+        return [e.format(self.file_label) for e in self.errors()]
+
+    def scenario(self) -> Optional[Scenario]:
+        """The validated scenario, None while the document has errors."""
+        return self._validate()[1]
+
+    # -- editing --------------------------------------------------------------------------
+    def set(self, path: Path, value, label: Optional[str] = None) -> None:
+        """Set the value at `path` (creating missing mappings on the way); one undo step.
+        Mappings and lists replacing mappings and lists are updated in place, so their comments
+        and style stay."""
+        path = tuple(path)
+        if not path:
+            raise ScenarioDocError("set needs a field path, e.g. ('title',)")
+        value = _round_for(path, _normalise(value))
+        with self._edit(label or f"Set {field_name(path)}", [path]):
+            tree = self._require_tree()
+            parent = self._container(tree, path[:-1], create=True)
+            self._assign(parent, path, value)
+
+    def unset(self, path: Path, label: Optional[str] = None) -> None:
+        """Remove a mapping key (a field goes back to its default); nothing if it is absent."""
+        path = tuple(path)
+        if not self.has(path) or not path or isinstance(path[-1], int):
+            if path and isinstance(path[-1], int):
+                raise ScenarioDocError(f"{field_name(path)}: use remove() for list items")
+            return
+        with self._edit(label or f"Remove {field_name(path)}", [path]):
+            parent = self._container(self._require_tree(), path[:-1], create=False)
+            self._delete_key(parent, path[-1])
+
+    def insert(self, list_path: Path, index: int, value, label: Optional[str] = None) -> None:
+        """Insert `value` into the list at `list_path` before `index` (-1: append). A missing
+        list is created."""
+        list_path = tuple(list_path)
+        value = _normalise(value)
+        with self._edit(label or f"Add to {field_name(list_path)}", [list_path]):
+            tree = self._require_tree()
+            seq = self._container(tree, list_path, create=True, leaf_list=True)
+            if not isinstance(seq, CommentedSeq):
+                raise ScenarioDocError(f"{field_name(list_path)} is not a list")
+            n = len(seq)
+            i = n if index == -1 or index >= n else (max(0, n + index + 1) if index < 0 else index)
+            node = _to_node(_round_for(list_path + (i,), value), list_path + (i,))
+            if i == n:
+                seq.append(node)
+            else:
+                seq.insert(i, node)
+
+    def remove(self, list_path: Path, index: int, label: Optional[str] = None) -> None:
+        """Remove item `index` of the list at `list_path`."""
+        list_path = tuple(list_path)
+        seq = self._container(self._require_tree(), list_path, create=False)
+        if not isinstance(seq, CommentedSeq):
+            raise ScenarioDocError(f"{field_name(list_path)} is not a list")
+        if not -len(seq) <= index < len(seq):
+            raise ScenarioDocError(f"{field_name(list_path)} has {len(seq)} items, no item {index}")
+        with self._edit(label or f"Remove {field_name(list_path + (index,))}", [list_path]):
+            seq = self._container(self._require_tree(), list_path, create=False)
+            self._delete_item(seq, index % len(seq))
+
+    def move(self, list_path: Path, index: int, new_index: int, label: Optional[str] = None) -> None:
+        """Move list item `index` to `new_index` (comments travel with it where ruamel keeps them)."""
+        list_path = tuple(list_path)
+        value = self.get(list_path + (index,))
+        if value is None and not self.has(list_path + (index,)):
+            raise ScenarioDocError(f"{field_name(list_path)} has no item {index}")
+        with self.batch(label or f"Move {field_name(list_path + (index,))}"):
+            self.remove(list_path, index)
+            self.insert(list_path, new_index, value)
+
+    def set_text(self, text: str, label: str = "Edit text") -> None:
+        """Replace the whole text (a raw-text edit); one undo step. The text need not be valid
+        YAML: such a document lists the syntax error and takes field edits again once fixed."""
+        if self._batch is not None:
+            raise ScenarioDocError("set_text cannot be part of a batch")
+        if text == self._text:
+            return
+        before = self._text
+        self._text = text
+        self._tree_text = None
+        self._choose_indent()
+        self._push(_Step(label, before, text, [()]))
+        self._notify([()])
+
+    @contextlib.contextmanager
+    def batch(self, label: str) -> Iterator["ScenarioDocument"]:
+        """Several edits as one undo step (nested batches join the outermost). If the block
+        raises, its edits are undone and the exception propagates."""
+        if self._batch is not None:
+            self._batch.depth += 1
+            try:
+                yield self
+            finally:
+                self._batch.depth -= 1
+            return
+        self._batch = _Batch(label, self._text)
+        try:
+            yield self
+        except BaseException:
+            b, self._batch = self._batch, None
+            self._restore(b.before)
+            raise
+        b, self._batch = self._batch, None
+        if self._text != b.before:
+            self._push(_Step(b.label, b.before, self._text, b.paths))
+            self._notify(b.paths)
+
+    def undo(self) -> bool:
+        if not self._undo or self._batch is not None:
+            return False
+        step = self._undo.pop()
+        self._restore(step.before)
+        self._redo.append(step)
+        self._notify(step.paths)
+        return True
+
+    def redo(self) -> bool:
+        if not self._redo or self._batch is not None:
+            return False
+        step = self._redo.pop()
+        self._restore(step.after)
+        self._undo.append(step)
+        self._notify(step.paths)
+        return True
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self, path=None) -> FilePath:
+        """Write the text (atomically: a temporary file renamed over the target). Refuses a
+        document that does not validate: raises ScenarioError with its FieldErrors."""
+        target = FilePath(path) if path is not None else self.path
+        if target is None:
+            raise ScenarioDocError("this scenario has no file yet: save it with a path")
+        errs = self.errors()
+        if errs:
+            raise ScenarioError(target, errs)
+        target = target.expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(self._text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.path = target
+        self._file_label = str(target)
+        self._clean_text = self._text
+        self._validated = (None, [], None)  # errors name the new file
+        return target
+
+    def default_save_path(self) -> FilePath:
+        """Where a new scenario goes: the user's scenarios folder, named by its id."""
+        sid = self.get(("id",)) or "new_scenario"
+        return project_paths.user_scenarios_dir() / f"{sid}.yaml"
+
+    # -- listeners ------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[list], None]) -> None:
+        """callback(paths) after every change, undo and redo; paths are the changed fields
+        (() = the whole document)."""
+        self._listeners.append(callback)
+
+    def unsubscribe(self, callback: Callable[[list], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    # -- internals ------------------------------------------------------------------------
+    def _choose_indent(self) -> None:
+        """Pick the indentation style that writes this text back unchanged."""
+        tree = self._current_tree()
+        if tree is None or self._tree_error is not None:
+            return
+        best, best_ratio = None, -1.0
+        for style in _INDENT_STYLES:
+            try:
+                out = _dump(_make_yaml(style), tree)
+            except Exception:  # noqa: BLE001 - a style that ruamel cannot write is just skipped
+                continue
+            if out == self._text:
+                best = style
+                break
+            # none exact (yet): the one that changes the fewest lines
+            ratio = difflib.SequenceMatcher(None, self._text.splitlines(), out.splitlines(), autojunk=False).ratio()
+            if ratio > best_ratio:
+                best, best_ratio = style, ratio
+        self._indent = best or _DEFAULT_INDENT
+        self._yaml = _make_yaml(self._indent)
+
+    def _current_tree(self) -> Any:
+        if self._tree_text != self._text:
+            try:
+                self._tree = self._yaml.load(self._text)
+                self._tree_error = None
+            except (RuamelYAMLError, ValueError, TypeError) as e:
+                self._tree = None
+                self._tree_error = f"the text is not valid YAML: {e}"
+            self._tree_text = self._text
+        return self._tree
+
+    def _require_tree(self) -> Any:
+        tree = self._current_tree()
+        if self._tree_error is not None:
+            raise ScenarioDocError(f"{self.file_label}: {self._tree_error}; fix the text first")
+        if tree is None:  # empty text: start a mapping
+            self._tree = tree = CommentedMap()
+        return tree
+
+    def _dump_tree(self) -> str:
+        return _dump(self._yaml, self._tree)
+
+    def _restore(self, text: str) -> None:
+        self._text = text
+        self._tree_text = None
+
+    def _push(self, step: _Step) -> None:
+        self._undo.append(step)
+        self._redo.clear()
+
+    def _notify(self, paths: list) -> None:
+        for cb in list(self._listeners):
+            cb(list(paths))
+
+    @contextlib.contextmanager
+    def _edit(self, label: str, paths: list):
+        if self._batch is not None:
+            self._batch.paths.extend(p for p in paths if p not in self._batch.paths)
+            yield
+            # keep the tree authoritative within the batch
+            self._tree_text = self._text = self._dump_tree()
+            return
+        before = self._text
+        self._require_tree()
+        try:
+            yield
+        except BaseException:
+            self._restore(before)
+            raise
+        after = self._dump_tree()
+        self._text = after
+        self._tree_text = after
+        if after != before:
+            self._push(_Step(label, before, after, list(paths)))
+            self._notify(list(paths))
+
+    def _container(self, tree: Any, path: Path, *, create: bool, leaf_list: bool = False) -> Any:
+        node = tree
+        for depth, part in enumerate(path):
+            here = path[: depth + 1]
+            if isinstance(node, CommentedMap):
+                if isinstance(part, int):
+                    raise ScenarioDocError(f"{field_name(path[:depth]) or 'the document'} is a mapping: no item {part}")
+                if part not in node or node[part] is None:
+                    if not create:
+                        raise ScenarioDocError(f"{field_name(here)} is not in the scenario")
+                    last = depth == len(path) - 1
+                    fresh = CommentedSeq() if (last and leaf_list) else CommentedMap()
+                    if part in node:
+                        node[part] = fresh
+                    else:
+                        self._insert_key(node, path[:depth], part, fresh)
+                node = node[part]
+            elif isinstance(node, CommentedSeq):
+                if not isinstance(part, int) or not -len(node) <= part < len(node):
+                    raise ScenarioDocError(f"{field_name(path[:depth])} has {len(node)} items: no item {part!r}")
+                node = node[part]
+            else:
+                raise ScenarioDocError(f"{field_name(path[:depth]) or 'the document'} is not a mapping or a list")
+        return node
+
+    def _assign(self, parent: Any, path: Path, value: Any) -> None:
+        key = path[-1]
+        if isinstance(parent, CommentedSeq):
+            if not isinstance(key, int) or not -len(parent) <= key < len(parent):
+                raise ScenarioDocError(f"{field_name(path[:-1])} has {len(parent)} items: no item {key!r}")
+            old = parent[key]
+            if _same_shape(value, old):
+                self._update(old, value, path)
+            else:
+                parent[key] = _to_node(value, path, old)
+            return
+        if not isinstance(parent, CommentedMap):
+            raise ScenarioDocError(f"{field_name(path[:-1]) or 'the document'} is not a mapping")
+        if isinstance(key, int):
+            raise ScenarioDocError(f"{field_name(path[:-1])} is a mapping: no item {key}")
+        if key in parent:
+            old = parent[key]
+            if _same_shape(value, old):
+                self._update(old, value, path)
+            else:
+                parent[key] = _to_node(value, path, old)
+        else:
+            self._insert_key(parent, path[:-1], key, _to_node(value, path))
+
+    def _update(self, node: Any, value: Any, path: Path) -> None:
+        """Update a mapping or list in place (its comments and style stay)."""
+        if isinstance(node, CommentedMap):
+            for k in [k for k in node if k not in value]:
+                self._delete_key(node, k)
+            for k, v in value.items():
+                self._assign(node, path + (k,), v)
+            return
+        # a list: update the common items, then cut or extend
+        n = min(len(node), len(value))
+        for i in range(n):
+            self._assign(node, path + (i,), value[i])
+        while len(node) > len(value):
+            self._delete_item(node, len(node) - 1)
+        for i in range(n, len(value)):
+            node.append(_to_node(value[i], path + (i,)))
+        if len(value) > FLOW_POINTS_MAX and all(isinstance(v, list) and v and all(_is_number(x) for x in v) for v in value):
+            node.fa.set_block_style()  # three or more points: one per line
+
+    def _insert_key(self, node: CommentedMap, node_path: Path, key: str, value: Any) -> None:
+        """Add a key where the schema puts it (after the fields that precede it in the model)."""
+        model = _model_at(tuple(node_path))
+        pos = len(node)
+        if model is not None and key in model.model_fields:
+            order = list(model.model_fields)
+            rank = order.index(key)
+            keys = list(node.keys())
+            pos = 0
+            for i, k in enumerate(keys):
+                if k in order and order.index(k) < rank:
+                    pos = i + 1
+            if pos == 0 and keys and keys[0] not in order:
+                pos = len(keys)
+        if pos >= len(node):
+            node[key] = value
+            return
+        # the comment lines above the next key are kept by ruamel on the previous item's tail;
+        # move them so they stay above that key, not above the new one
+        node.insert(pos, key, value)
+        if pos > 0:
+            prev = list(node.keys())[pos - 1]
+            _move_tail_comment(node, prev, key)
+
+    def _delete_key(self, node: CommentedMap, key: str) -> None:
+        keys = list(node.keys())
+        i = keys.index(key)
+        # keep the comment lines that stood above the next key (they sit on this item's tail)
+        if i + 1 < len(keys):
+            tail = _tail_comment(node, key)
+            if tail and i > 0:
+                _append_tail(node, keys[i - 1], tail)
+        del node[key]
+
+    def _delete_item(self, seq: CommentedSeq, index: int) -> None:
+        del seq[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Comment bookkeeping (ruamel keeps the comment lines between two entries on the first one)
+# ---------------------------------------------------------------------------------------------
+
+def _last_leaf(node: Any, key: Any) -> tuple[Any, Any]:
+    """(container, key) of the deepest last entry of node[key], where a trailing comment lives."""
+    value = node[key]
+    while True:
+        if isinstance(value, CommentedMap) and len(value) and not value.fa.flow_style():
+            node, key = value, list(value.keys())[-1]
+        elif isinstance(value, CommentedSeq) and len(value) and not value.fa.flow_style():
+            node, key = value, len(value) - 1
+        else:
+            return node, key
+        value = node[key]
+
+
+def _tail_comment(node: CommentedMap, key: str) -> Optional[str]:
+    """The full-line comments after node[key]'s value (above the next key), if any."""
+    holder, k = _last_leaf(node, key)
+    entry = holder.ca.items.get(k)
+    if not entry:
+        return None
+    idx = 2 if isinstance(holder, CommentedMap) else 0
+    tok = entry[idx] if len(entry) > idx else None
+    if tok is None or not hasattr(tok, "value"):
+        return None
+    text = tok.value
+    first_nl = text.find("\n")
+    if first_nl < 0 or not text[first_nl + 1:].strip():
+        return None
+    return text[first_nl + 1:]
+
+
+def _append_tail(node: CommentedMap, key: str, tail: str) -> None:
+    holder, k = _last_leaf(node, key)
+    entry = holder.ca.items.get(k)
+    idx = 2 if isinstance(holder, CommentedMap) else 0
+    if entry and len(entry) > idx and entry[idx] is not None and hasattr(entry[idx], "value"):
+        tok = entry[idx]
+        base = tok.value if tok.value.endswith("\n") else tok.value + "\n"
+        tok.value = base + tail
+        return
+    from ruamel.yaml.tokens import CommentToken
+    from ruamel.yaml.error import CommentMark
+
+    tok = CommentToken("\n" + tail, CommentMark(0), None)
+    if entry is None:
+        entry = [None, None, None, None] if isinstance(holder, CommentedMap) else [None, None]
+        holder.ca.items[k] = entry
+    entry[idx] = tok
+
+
+def _move_tail_comment(node: CommentedMap, from_key: str, to_key: str) -> None:
+    """Move the comment lines after node[from_key] to after node[to_key]."""
+    tail = _tail_comment(node, from_key)
+    if not tail:
+        return
+    holder, k = _last_leaf(node, from_key)
+    idx = 2 if isinstance(holder, CommentedMap) else 0
+    tok = holder.ca.items[k][idx]
+    first_nl = tok.value.find("\n")
+    tok.value = tok.value[: first_nl + 1]
+    if not tok.value.strip():
+        if tok.value == "\n" and first_nl == 0:
+            holder.ca.items[k][idx] = None
+    _append_tail(node, to_key, tail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the editor's tools
+# ---------------------------------------------------------------------------------------------
+
+def _points(points_mm) -> list[list[float]]:
+    pts = _normalise(points_mm)
+    if pts and _is_number(pts[0]):
+        pts = [pts]
+    out = []
+    for p in pts:
+        if len(p) != 3:
+            raise ScenarioDocError(f"a point has three coordinates [r, a, s] in mm, got {p!r}")
+        out.append([round_mm(v) for v in p])
+    return out
+
+
+def add_target(doc: ScenarioDocument, *, id: str, name: str, kind: str = "point", points_mm,
+               radius_mm: float = 0.0, tolerance_mm: float = 5.0, side: str = "midline",
+               proposal: Optional[str] = None) -> int:
+    """Append a target (points rounded to 0.1 mm); returns its index."""
+    target: dict[str, Any] = {"id": id, "name": name, "kind": kind}
+    if points_mm is not None:
+        target["points_mm"] = _points(points_mm)
+    if radius_mm:
+        target["radius_mm"] = float(radius_mm)
+    target["tolerance_mm"] = tolerance_mm
+    target["side"] = side
+    if proposal:
+        target["proposal"] = proposal
+    n = len(doc.get(("targets",), None) or [])
+    doc.insert(("targets",), -1, target, label=f"Add target {id}")
+    return n
+
+
+def target_from_proposal(doc: ScenarioDocument, anatomy, proposal_name: str, *,
+                         target_id: Optional[str] = None, tolerance_mm: float = 5.0) -> int:
+    """Append the label-based proposal `proposal_name` of `anatomy` (simulator.anatomy.nerves)
+    as a target with its points (rounded to 0.1 mm) and the proposal's name; returns its index.
+    Raises ScenarioDocError when the anatomy's labels do not support that proposal."""
+    from simulator.anatomy.nerves import propose, propose_targets  # late: scipy label analysis
+
+    p = propose(anatomy, proposal_name)
+    if p is None:
+        known = ", ".join(sorted(propose_targets(anatomy))) or "none"
+        raise ScenarioDocError(f"anatomy {getattr(anatomy, 'name', '?')!r} has no proposal {proposal_name!r} "
+                               f"(its labels support: {known})")
+    existing = {t.get("id") for t in (doc.get(("targets",), None) or []) if isinstance(t, dict)}
+    tid = target_id or p.name
+    base, n = tid, 2
+    while tid in existing:
+        tid, n = f"{base}_{n}", n + 1
+    name = p.description.split(":")[0] if p.description else p.name.replace("_", " ")
+    return add_target(doc, id=tid, name=name, kind=p.kind, points_mm=p.points_mm,
+                      radius_mm=p.radius_mm if p.kind != "point" else 0.0,
+                      tolerance_mm=tolerance_mm, side=p.side, proposal=p.name)
+
+
+def set_planned_trajectory(doc: ScenarioDocument, entry_mm, target_mm, target_id: Optional[str] = None) -> None:
+    """Set planned_trajectory (entry and tip rounded to 0.1 mm); one undo step."""
+    traj: dict[str, Any] = {"entry_mm": _points(entry_mm)[0], "target_mm": _points(target_mm)[0]}
+    if target_id is not None:
+        traj["target_id"] = target_id
+    with doc.batch("Set the planned trajectory"):
+        doc.set(("planned_trajectory",), traj)
+        if target_id is None and doc.has(("planned_trajectory", "target_id")):
+            doc.unset(("planned_trajectory", "target_id"))
+
+
+def add_critical_structure(doc: ScenarioDocument, *, structure: Optional[str] = None, tissue: Optional[str] = None,
+                           severity: str = "major", message: Optional[str] = None) -> int:
+    """Append a critical structure (a structure name of the anatomy or a tissue class); returns
+    its index."""
+    item: dict[str, Any] = {}
+    if structure is not None:
+        item["structure"] = structure
+    if tissue is not None:
+        item["tissue"] = tissue
+    item["severity"] = _normalise(severity)
+    if message:
+        item["message"] = message
+    n = len(doc.get(("critical_structures",), None) or [])
+    doc.insert(("critical_structures",), -1, item, label=f"Add critical structure {structure or tissue}")
+    return n

@@ -1,0 +1,300 @@
+"""ScenarioDocument: round-trip editing of scenario YAML with undo, validation as `validate` does it."""
+from __future__ import annotations
+
+import difflib
+import io
+
+import pytest
+
+from simulator.core import paths
+from simulator.core.scenario import ScenarioError, load_scenario, validate_files
+from simulator.core.scenario_doc import (
+    ScenarioDocError,
+    ScenarioDocument,
+    add_critical_structure,
+    add_target,
+    field_name,
+    set_planned_trajectory,
+)
+
+LIBRARY = sorted(paths.SCENARIOS_DIR.glob("*.yaml"))
+CELIAC = paths.SCENARIOS_DIR / "celiac_plexus_posterior.yaml"
+
+
+def changed_lines(a: str, b: str) -> list[tuple[str, str]]:
+    """(old line, new line) pairs of a line-by-line edit; raises if lines were added or removed."""
+    sm = difflib.SequenceMatcher(None, a.splitlines(), b.splitlines(), autojunk=False)
+    out = []
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            continue
+        assert tag == "replace" and i2 - i1 == j2 - j1, (tag, a.splitlines()[i1:i2], b.splitlines()[j1:j2])
+        out += list(zip(a.splitlines()[i1:i2], b.splitlines()[j1:j2]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def celiac_text() -> str:
+    return CELIAC.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def doc(celiac_text) -> ScenarioDocument:
+    return ScenarioDocument.from_text(celiac_text, str(CELIAC))
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
+def test_library_scenario_opens_unchanged_and_valid(path):
+    d = ScenarioDocument.open(path)
+    assert d.text() == path.read_text(encoding="utf-8")
+    assert d.path == path and not d.dirty and not d.can_undo
+    assert d.errors() == []
+    assert d.scenario() == load_scenario(path)
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
+def test_setting_a_field_changes_only_its_line(path):
+    d = ScenarioDocument.open(path)
+    before = d.text()
+    d.set(("targets", 0, "tolerance_mm"), 1.5)
+    (old, new), = changed_lines(before, d.text())
+    assert old.strip().startswith("tolerance_mm:") and new.split("#")[0].strip() == "tolerance_mm: 1.5"
+    if "#" in old:  # the comment at the end of that line is kept
+        assert old[old.index("#"):] == new[new.index("#"):]
+    assert d.get(("targets", 0, "tolerance_mm")) == 1.5
+    assert d.scenario().targets[0].tolerance_mm == 1.5
+
+
+def test_set_keeps_comments_quotes_and_flow_lists(doc, celiac_text):
+    doc.set(("needle", "gauge"), 20)
+    doc.set(("title",), "Celiac plexus, edited")
+    doc.set(("imaging", "fluoroscopy", "isocenter_mm"), [-31.04, -4.06, -275.0])
+    pairs = changed_lines(celiac_text, doc.text())
+    assert pairs == [
+        ('title: "Celiac plexus neurolysis, bilateral posterior approach (fluoroscopy)"',
+         'title: "Celiac plexus, edited"'),
+        ("  gauge: 22                      # 20-22 G, 15 cm, with a stylet [ref 2]",
+         "  gauge: 20                      # 20-22 G, 15 cm, with a stylet [ref 2]"),
+        ("    isocenter_mm: [-30.0, -4.0, -275.0]   # in front of the aorta, between the two targets",
+         "    isocenter_mm: [-31.0, -4.1, -275.0]   # in front of the aorta, between the two targets"),
+    ]
+
+
+def test_coordinates_are_rounded_to_a_tenth_of_a_mm_in_flow_lists(doc):
+    import numpy as np
+
+    doc.set(("targets", 1, "points_mm"), np.array([[-16.04, 1.06, -274.96]]))
+    doc.set(("skin_entry_zone",), {"center_mm": (1, 2, 3), "radius_mm": 12})
+    text = doc.text()
+    assert "    points_mm: [[-16.0, 1.1, -275.0]]\n" in text
+    assert "  center_mm: [1.0, 2.0, 3.0]\n  radius_mm: 12\n" in text
+    doc.set(("targets", 0, "kind"), "polyline")
+    doc.set(("targets", 0, "points_mm"), [[1, 2, 3], [4, 5, 6], [7.77, 8, 9]])
+    assert "    points_mm:\n      - [1.0, 2.0, 3.0]\n      - [4.0, 5.0, 6.0]\n      - [7.8, 8.0, 9.0]\n" in doc.text()
+    assert doc.errors() == []
+
+
+def test_undo_restores_the_exact_text_and_redo_reapplies(doc, celiac_text):
+    doc.set(("targets", 0, "tolerance_mm"), 3)
+    after_first = doc.text()
+    doc.remove(("critical_structures",), 1)
+    doc.insert(("rubric", "automatic_fails"), -1, "target_not_reached")
+    assert doc.get(("critical_structures", 1, "structure")) == "spinal_canal"
+    assert doc.get(("rubric", "automatic_fails"))[-1] == "target_not_reached"
+    after_all = doc.text()
+    assert doc.undo_label == "Add to rubric.automatic_fails"
+    assert doc.undo() and doc.undo()
+    assert doc.text() == after_first
+    assert doc.undo()
+    assert doc.text() == celiac_text and not doc.dirty and not doc.can_undo
+    assert doc.undo() is False
+    assert doc.redo() and doc.redo() and doc.redo()
+    assert doc.text() == after_all and doc.dirty and not doc.can_redo
+    assert doc.get(("critical_structures", 1, "structure")) == "spinal_canal"
+    doc.undo()
+    doc.set(("difficulty",), 3)  # a new edit clears the redo history
+    assert not doc.can_redo
+
+
+def test_batch_is_one_undo_step_and_notifies_once(doc, celiac_text):
+    seen = []
+    doc.subscribe(seen.append)
+    with doc.batch("Move the left target"):
+        doc.set(("targets", 0, "points_mm"), [[-44.0, -4.0, -276.0]])
+        doc.set(("planned_trajectory", "target_mm"), [-44.0, -4.0, -276.0])
+        assert doc.get(("targets", 0, "points_mm")) == [[-44.0, -4.0, -276.0]]  # visible inside the batch
+    assert seen == [[("targets", 0, "points_mm"), ("planned_trajectory", "target_mm")]]
+    assert doc.undo_label == "Move the left target"
+    assert doc.undo()
+    assert doc.text() == celiac_text and not doc.can_undo
+    assert seen[-1] == [("targets", 0, "points_mm"), ("planned_trajectory", "target_mm")]
+    doc.redo()
+    assert doc.get(("planned_trajectory", "target_mm")) == [-44.0, -4.0, -276.0]
+
+
+def test_a_failing_batch_leaves_the_text_unchanged(doc, celiac_text):
+    with pytest.raises(ScenarioDocError):
+        with doc.batch("bad"):
+            doc.set(("difficulty",), 2)
+            doc.set(("targets", 7, "id"), "x")  # there is no target 7
+    assert doc.text() == celiac_text and not doc.can_undo
+    assert doc.get(("difficulty",)) == 4
+
+
+def _validate_output(tmp_path, text: str) -> list[str]:
+    f = tmp_path / "edited.yaml"
+    f.write_text(text, encoding="utf-8")
+    out = io.StringIO()
+    assert validate_files([f], out) == 1
+    return out.getvalue().splitlines(), f
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d.set(("targets", 0, "tolerance_mm"), -2), "targets[0].tolerance_mm"),
+    (lambda d: d.set(("critical_structures", 0, "structure"), "Aorta!"), "critical_structures[0].structure"),
+    (lambda d: d.unset(("targets",)), "targets"),
+    (lambda d: d.set(("targets", 1, "id"), "celiac_plexus_left"), "targets[1].id"),
+    (lambda d: d.unset(("targets", 0, "points_mm")) or d.unset(("targets", 0, "proposal")), "targets[0].points_mm"),
+    (lambda d: d.set(("rubric", "items", 0, "bad"), 2), "rubric.items[0].bad"),
+])
+def test_errors_are_what_validate_reports(tmp_path, celiac_text, edit, field):
+    f = tmp_path / "edited.yaml"
+    d = ScenarioDocument.from_text(celiac_text, str(f))
+    edit(d)
+    lines, _ = _validate_output(tmp_path, d.text())
+    errs = d.errors()
+    assert errs and field in [e.field for e in errs]
+    assert [e.format(f) for e in errs] == lines == d.formatted_errors()
+    assert d.scenario() is None
+    assert d.errors_at((field_name_root := (field.split(".")[0].split("[")[0],))) and all(
+        e.field.startswith(field_name_root[0]) for e in d.errors_at(field_name_root))
+    assert d.errors_at(("references",)) == []
+
+
+def test_errors_at_selects_the_field_and_below(doc):
+    doc.set(("targets", 1, "tolerance_mm"), 0)
+    doc.set(("rubric", "pass_mark"), 140)
+    assert [e.field for e in doc.errors_at(("targets", 1))] == ["targets[1].tolerance_mm"]
+    assert [e.field for e in doc.errors_at(("targets", 1, "tolerance_mm"))] == ["targets[1].tolerance_mm"]
+    assert doc.errors_at(("targets", 0)) == []
+    assert [e.field for e in doc.errors_at(("rubric",))] == ["rubric.pass_mark"]
+    assert len(doc.errors_at(())) == 2
+    assert field_name(("targets", 1, "points_mm")) == "targets[1].points_mm"
+
+
+def test_save_refuses_an_invalid_document_and_writes_a_valid_one(tmp_path, doc):
+    doc.set(("targets", 0, "tolerance_mm"), -1)
+    target = tmp_path / "out" / "celiac_copy.yaml"
+    with pytest.raises(ScenarioError) as e:
+        doc.save(target)
+    assert [x.field for x in e.value.errors] == ["targets[0].tolerance_mm"]
+    assert not target.exists()
+    doc.undo()
+    doc.set(("id",), "celiac_copy")
+    doc.set(("targets", 0, "tolerance_mm"), 4)
+    assert doc.dirty
+    saved = doc.save(target)
+    assert saved == target and doc.path == target and not doc.dirty
+    assert target.read_text(encoding="utf-8") == doc.text()
+    assert load_scenario(target) == doc.scenario()
+    assert [p.name for p in target.parent.iterdir()] == ["celiac_copy.yaml"]  # no temporary left
+    doc.undo()
+    assert doc.dirty
+    doc.redo()
+    assert not doc.dirty
+
+
+def test_new_scenario_on_the_templates_anatomy_keeps_its_points():
+    d = ScenarioDocument.new(scenario_id="my_celiac", title="My celiac exercise")
+    assert d.path is None and d.dirty and not d.can_undo
+    assert d.errors() == []
+    sc = d.scenario()
+    assert (sc.id, sc.title, sc.anatomy) == ("my_celiac", "My celiac exercise", "bundled")
+    assert [t.points_mm for t in sc.targets] == [t.points_mm for t in load_scenario(CELIAC).targets]
+    assert sc.planned_trajectory is not None and sc.skin_entry_zone is not None
+    assert d.text().startswith("# yaml-language-server: $schema=scenario.schema.json\n")
+    assert "# My celiac exercise" in d.text() and "Bilateral posterior celiac plexus" not in d.text()[:300]
+
+
+def test_new_scenario_on_another_anatomy_lists_what_to_fill():
+    d = ScenarioDocument.new(scenario_id="gel_try", title="Gel try", anatomy="phantom:gel_block")
+    assert d.get(("anatomy",)) == "phantom:gel_block"
+    assert d.get(("targets",)) == []
+    for key in ("planned_trajectory", "additional_trajectories", "skin_entry_zone"):
+        assert not d.has((key,))
+    assert not d.has(("imaging", "fluoroscopy", "isocenter_mm"))
+    assert [e.field for e in d.errors()] == ["targets"]
+    assert d.scenario() is None
+    # filling the target makes it valid
+    add_target(d, id="nerve", name="Nerve", kind="polyline", points_mm=[[7, -20, -35], [7, -20, 35]], radius_mm=2.5)
+    assert d.errors() == []
+
+
+def test_new_scenario_on_a_user_patient_keeps_proposals_without_points():
+    d = ScenarioDocument.new(scenario_id="celiac_p1", title="Celiac on patient 1", anatomy="user:patient_1")
+    targets = d.get(("targets",))
+    assert [t["proposal"] for t in targets] == ["celiac_plexus_left", "celiac_plexus_right"]
+    assert all("points_mm" not in t for t in targets)
+    assert d.errors() == []
+
+
+def test_a_file_that_is_not_yaml_opens_and_can_be_fixed_as_text(tmp_path, celiac_text):
+    broken = celiac_text.replace("difficulty: 4", "difficulty: [4", 1)
+    f = tmp_path / "broken.yaml"
+    f.write_text(broken, encoding="utf-8")
+    d = ScenarioDocument.open(f)
+    assert d.text() == broken
+    lines, _ = _validate_output(tmp_path, broken)
+    assert d.errors() and "YAML syntax error" in d.errors()[0].message
+    assert d.yaml_error is not None
+    with pytest.raises(ScenarioDocError):
+        d.set(("difficulty",), 3)
+    d.set_text(celiac_text)
+    assert d.errors() == [] and d.yaml_error is None
+    d.set(("difficulty",), 3)
+    assert d.get(("difficulty",)) == 3
+    d.undo()
+    d.undo()
+    assert d.text() == broken
+
+
+def test_subscribers_hear_every_change_undo_and_redo(doc):
+    seen = []
+    doc.subscribe(seen.append)
+    doc.set(("rubric", "pass_mark"), 75)
+    doc.set(("rubric", "pass_mark"), 75)  # no change: no step, no notice
+    doc.insert(("references",), 0, {"id": "new", "citation": "A new reference."})
+    doc.undo()
+    doc.redo()
+    assert seen == [[("rubric", "pass_mark")], [("references",)], [("references",)], [("references",)]]
+    assert doc.get(("references", 0)) == {"id": "new", "citation": "A new reference."}
+    doc.unsubscribe(seen.append)
+    doc.undo()
+    assert len(seen) == 4
+
+
+def test_helpers_add_targets_trajectories_and_critical_structures(doc):
+    i = add_target(doc, id="extra", name="Extra point", points_mm=[-40.04, -5.0, -270.06], tolerance_mm=4)
+    assert i == 2
+    assert doc.get(("targets", 2)) == {"id": "extra", "name": "Extra point", "kind": "point",
+                                       "points_mm": [[-40.0, -5.0, -270.1]], "tolerance_mm": 4, "side": "midline"}
+    set_planned_trajectory(doc, (-90.04, -110.0, -300.0), (-40.0, -5.0, -270.1), target_id="extra")
+    assert doc.get(("planned_trajectory",)) == {"entry_mm": [-90.0, -110.0, -300.0],
+                                                "target_mm": [-40.0, -5.0, -270.1], "target_id": "extra"}
+    assert doc.undo_label == "Set the planned trajectory"
+    j = add_critical_structure(doc, structure="rib_left_12", severity="minor", message="Rib contact.")
+    assert doc.get(("critical_structures", j)) == {"structure": "rib_left_12", "severity": "minor",
+                                                   "message": "Rib contact."}
+    assert doc.errors() == []
+    sc = doc.scenario()
+    assert sc.trajectory_for("extra").entry_mm == (-90.0, -110.0, -300.0)
+
+
+def test_new_keys_go_where_the_schema_puts_them():
+    d = ScenarioDocument.new(scenario_id="gel_try", title="Gel try", anatomy="phantom:gel_block")
+    set_planned_trajectory(d, (0, 0, 0), (10, -20, 0))
+    keys = list(d.get(()).keys())
+    assert keys.index("imaging") < keys.index("planned_trajectory") < keys.index("targets")
+    d.set(("skin_entry_zone",), {"center_mm": [0, 0, 0], "radius_mm": 8})
+    keys = list(d.get(()).keys())
+    assert keys.index("imaging") < keys.index("skin_entry_zone") < keys.index("planned_trajectory")
