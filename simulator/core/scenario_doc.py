@@ -265,7 +265,8 @@ class ScenarioDocument:
     def __init__(self, text: str, file: Union[str, FilePath, None] = None, *, dirty: bool = False):
         self.path: Optional[FilePath] = FilePath(file) if file is not None and str(file) != "<new>" else None
         self._file_label = str(file) if file is not None else "<new>"
-        self._text = text
+        self._stale = False  # inside a batch the tree is ahead of the text until it is read
+        self._raw_text = text
         self._clean_text: Optional[str] = None if dirty else text
         self._indent = _DEFAULT_INDENT
         self._yaml = _make_yaml(self._indent)
@@ -348,6 +349,18 @@ class ScenarioDocument:
         return doc
 
     # -- state ----------------------------------------------------------------------------
+    @property
+    def _text(self) -> str:
+        if self._stale:  # edits inside a batch: write the tree out when the text is needed
+            self._stale = False
+            self._raw_text = self._tree_text = self._dump_tree()
+        return self._raw_text
+
+    @_text.setter
+    def _text(self, value: str) -> None:
+        self._stale = False
+        self._raw_text = value
+
     def text(self) -> str:
         return self._text
 
@@ -616,6 +629,8 @@ class ScenarioDocument:
         self._yaml = _make_yaml(self._indent)
 
     def _current_tree(self) -> Any:
+        if self._stale:
+            return self._tree
         if self._tree_text != self._text:
             try:
                 self._tree = self._yaml.load(self._text)
@@ -654,8 +669,7 @@ class ScenarioDocument:
         if self._batch is not None:
             self._batch.paths.extend(p for p in paths if p not in self._batch.paths)
             yield
-            # keep the tree authoritative within the batch
-            self._tree_text = self._text = self._dump_tree()
+            self._stale = True  # written out at the end of the batch, or when the text is read
             return
         before = self._text
         self._require_tree()

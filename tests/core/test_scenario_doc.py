@@ -298,3 +298,53 @@ def test_new_keys_go_where_the_schema_puts_them():
     d.set(("skin_entry_zone",), {"center_mm": [0, 0, 0], "radius_mm": 8})
     keys = list(d.get(()).keys())
     assert keys.index("imaging") < keys.index("skin_entry_zone") < keys.index("planned_trajectory")
+
+
+# ---------------------------------------------------------------------------------------------
+# targets from the label-based proposals of the built bundled patient
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    import simulator.anatomy as anatomy_pkg
+
+    load_anatomy = getattr(anatomy_pkg, "load_anatomy", None)
+    if load_anatomy is None:
+        pytest.skip("simulator.anatomy.load_anatomy is not available yet")
+    try:
+        from simulator.anatomy.bundled import cache_is_valid
+    except ImportError:
+        pytest.skip("simulator.anatomy.bundled is not available")
+    if not cache_is_valid():
+        pytest.skip("the bundled patient is not built (python main.py setup-data)")
+    return load_anatomy("bundled")
+
+
+@pytest.mark.parametrize("name", ["celiac_plexus_left", "splanchnic_right", "intercostal_left_10"])
+def test_target_from_a_proposal_has_the_proposals_points_rounded(bundled, doc, name):
+    import numpy as np
+
+    from simulator.anatomy.nerves import propose
+    from simulator.core.scenario_doc import target_from_proposal
+
+    p = propose(bundled, name)
+    i = target_from_proposal(doc, bundled, name)
+    t = doc.get(("targets", i))
+    assert t["proposal"] == name and t["kind"] == p.kind and t["side"] == p.side
+    assert t["id"] == (name if name != "celiac_plexus_left" else "celiac_plexus_left_2")  # ids stay unique
+    assert t["points_mm"] == np.round(p.points_mm, 1).tolist()
+    assert np.abs(np.asarray(t["points_mm"]) - p.points_mm).max() <= 0.05 + 1e-9
+    if p.kind == "polyline":
+        assert t["radius_mm"] == p.radius_mm
+    assert doc.undo_label == f"Add target {t['id']}"
+    assert doc.errors() == []
+    sc = doc.scenario()
+    assert [tuple(x) for x in sc.targets[i].points_mm] == [tuple(x) for x in t["points_mm"]]
+
+
+def test_target_from_an_unsupported_proposal_names_the_ones_there_are(bundled, doc, celiac_text):
+    from simulator.core.scenario_doc import target_from_proposal
+
+    with pytest.raises(ScenarioDocError, match="celiac_plexus_left"):
+        target_from_proposal(doc, bundled, "stellate_left")
+    assert doc.text() == celiac_text
