@@ -450,7 +450,8 @@ class SlicePanel(QWidget):
         self.opacity.setObjectName("label_opacity")
         self.opacity.setRange(0, 100)
         self.opacity.setValue(100)
-        self.opacity.setMaximumWidth(120)
+        self.opacity.setMinimumWidth(90)
+        self.opacity.setMaximumWidth(140)
         self.opacity.valueChanged.connect(lambda v: [w.set_label_opacity(v / 100.0) for w in self.views.values()])
 
         grid = QGridLayout()

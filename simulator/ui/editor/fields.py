@@ -1,0 +1,428 @@
+"""Form fields bound to paths of a `ScenarioDocument`, validating as the instructor types.
+
+A field shows the document's value at its path and, under it, the document's validation errors
+for that path - the message the `validate` command prints for it (its full line, with file and
+line number, in the tooltip and in the editor's error list). Every change goes into the document
+as an undoable edit; the keystrokes of one visit to a field are one undo step.
+
+Numbers are typed in line edits, not spin boxes, so that a wrong value (a letter, a negative
+tolerance) reaches the document and gets the validator's own message instead of being refused
+silently. Ctrl+Z / Ctrl+Shift+Z in a field undo the document (not the field's own text history),
+so the editor has one undo history.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.core.scenario import NO_VALUE, _show
+
+ERROR_STYLE = "color: #c0161a;"
+BAD_FIELD_STYLE = "border: 1px solid #d01010; background: #fff0f0;"
+
+
+def field_name(path) -> str:
+    """("targets", 0, "points_mm") -> "targets[0].points_mm" (the validator's field names)."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def errors_under(errors, path) -> list:
+    name = field_name(path)
+    if not name:
+        return list(errors)
+    return [e for e in errors if e.field == name or e.field.startswith(name + ".") or e.field.startswith(name + "[")]
+
+
+def error_text(e) -> str:
+    """The validator's message for a field, as `validate` prints it after "file:line: field: "."""
+    got = f" (got {_show(e.value)})" if e.value is not NO_VALUE else ""
+    return f"{e.message}{got}"
+
+
+def format_value(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isfinite(v) and v == int(v) and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return ", ".join(format_value(x) for x in v)
+    return str(v)
+
+
+def parse_number(text: str):
+    """A typed number as int or float; anything else stays the text (the validator names it)."""
+    t = text.strip()
+    if t == "":
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        f = float(t)
+    except ValueError:
+        return t
+    return f if math.isfinite(f) else t
+
+
+def parse_numbers(text: str) -> list:
+    return [parse_number(x) for x in text.replace(";", ",").split(",") if x.strip() != ""]
+
+
+class _UndoKeysToDocument(QObject):
+    """Leave Ctrl+Z / Ctrl+Shift+Z to the window's Undo / Redo actions (the document's history)."""
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Type.ShortcutOverride:
+            if event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo):
+                event.ignore()
+                return True
+        return False
+
+
+class Binder(QObject):
+    """Owns the fields of the editor's forms; refreshes them when the document changes."""
+
+    edited = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.doc = None
+        self.fields: list["Field"] = []
+        self._source: "Field | None" = None
+        self._coalesce: tuple | None = None  # (field, path, text after the edit)
+        self._undo_keys = _UndoKeysToDocument(self)
+        self.errors: list = []
+
+    def set_document(self, doc) -> None:
+        self.doc = doc
+        self._coalesce = None
+        self.refresh()
+
+    def add(self, field: "Field") -> "Field":
+        field.binder = self
+        self.fields.append(field)
+        for w in field.inputs():
+            w.installEventFilter(self._undo_keys)
+        return field
+
+    def commit(self, field: "Field", path, value, *, unset: bool = False, label: str | None = None) -> None:
+        """One edit from a field; consecutive edits of the same field and path merge into one
+        undo step (until the field loses focus or another edit happens)."""
+        doc = self.doc
+        if doc is None or path is None:
+            return
+        label = label or f"Edit {field_name(path)}"
+        if unset and not doc.has(path):
+            return
+        if not unset and doc.has(path) and doc.get(path) == value:
+            return
+        self._source = field
+        try:
+            c = self._coalesce
+            merge = (c is not None and c[0] is field and c[1] == path and doc.text() == c[2]
+                     and doc.undo_label == label)
+            if merge:
+                doc.undo()
+            if unset:
+                doc.unset(path, label=label)
+            else:
+                doc.set(path, value, label=label)
+            self._coalesce = (field, path, doc.text())
+        finally:
+            self._source = None
+        self.edited.emit()
+
+    def end_merge(self) -> None:
+        self._coalesce = None
+
+    def refresh(self) -> None:
+        doc = self.doc
+        self.errors = doc.errors() if doc is not None else []
+        for f in self.fields:
+            f.refresh(doc, self.errors, update_value=f is not self._source)
+
+
+class Field:
+    """A widget bound to a document path (`path_fn()` gives the path, None: disabled)."""
+
+    def __init__(self, path, widget: QWidget, *, label: str = "", tip: str = "", optional: bool = False):
+        self.path_fn: Callable = path if callable(path) else (lambda p=tuple(path): p)
+        self.widget = widget
+        self.label = label
+        self.optional = optional
+        self.binder: Binder | None = None
+        self.error = QLabel("")
+        self.error.setStyleSheet(ERROR_STYLE)
+        self.error.setWordWrap(True)
+        self.error.hide()
+        if tip:
+            widget.setToolTip(tip)
+        self._tip = tip
+        self._updating = False
+
+    @property
+    def path(self):
+        return self.path_fn()
+
+    def inputs(self) -> list:
+        return [self.widget]
+
+    def container(self) -> QWidget:
+        """The widget and its error line, for a form layout."""
+        box = QWidget()
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(1)
+        lay.addWidget(self.widget)
+        lay.addWidget(self.error)
+        return box
+
+    def commit(self, value, unset: bool = False) -> None:
+        if self._updating or self.binder is None:
+            return
+        self.binder.commit(self, self.path, value, unset=unset)
+
+    def refresh(self, doc, errors, update_value: bool = True) -> None:
+        path = self.path
+        enabled = doc is not None and path is not None
+        self.widget.setEnabled(enabled)
+        if not enabled:
+            self.error.hide()
+            return
+        if update_value:
+            self._updating = True
+            try:
+                self.show_value(doc.get(path))
+            finally:
+                self._updating = False
+        errs = errors_under(errors, path)
+        if errs:
+            self.error.setText("\n".join(error_text(e) for e in errs))
+            self.error.setToolTip("\n".join(e.format(doc.file_label) for e in errs))
+            self.error.show()
+            self.widget.setStyleSheet(BAD_FIELD_STYLE if isinstance(self.widget, (QLineEdit, QPlainTextEdit)) else "")
+        else:
+            self.error.hide()
+            self.error.setText("")
+            self.widget.setStyleSheet("")
+
+    def show_value(self, value) -> None:
+        """Show the document's value (each kind of field shows it its own way)."""
+        self.widget.setToolTip(f"{self._tip}\n{format_value(value)}".strip())
+
+
+class LineField(Field):
+    """Text or numbers in a line edit. kind: str | number | numbers (comma-separated list)."""
+
+    def __init__(self, path, *, kind: str = "str", placeholder: str = "", **kw):
+        w = QLineEdit()
+        super().__init__(path, w, **kw)
+        self.kind = kind
+        w.setPlaceholderText(placeholder)
+        w.textEdited.connect(self._edited)
+        w.editingFinished.connect(lambda: self.binder.end_merge() if self.binder else None)
+
+    def _edited(self, text: str) -> None:
+        if self.kind == "number":
+            value = parse_number(text)
+        elif self.kind == "numbers":
+            value = parse_numbers(text)
+        else:
+            value = text if text != "" or not self.optional else None
+        if value is None and self.optional:
+            self.commit(None, unset=True)
+        else:
+            self.commit(value)
+
+    def show_value(self, value) -> None:
+        text = format_value(value)
+        if self.widget.text() != text:
+            self.widget.setText(text)
+
+
+class SpinField(Field):
+    """A bounded number in a spin box (radius, tolerance: values the schema's range allows)."""
+
+    def __init__(self, path, *, minimum: float, maximum: float, step: float = 0.5, decimals: int = 1,
+                 suffix: str = " mm", **kw):
+        w = QDoubleSpinBox()
+        w.setRange(minimum, maximum)
+        w.setSingleStep(step)
+        w.setDecimals(decimals)
+        w.setSuffix(suffix)
+        w.setKeyboardTracking(True)
+        super().__init__(path, w, **kw)
+        w.valueChanged.connect(self._changed)
+        w.editingFinished.connect(lambda: self.binder.end_merge() if self.binder else None)
+
+    def _changed(self, v: float) -> None:
+        self.commit(int(v) if float(v).is_integer() else float(v))
+
+    def show_value(self, value) -> None:
+        try:
+            v = float(value) if value is not None else self.widget.minimum()
+        except (TypeError, ValueError):
+            return
+        if abs(self.widget.value() - v) > 1e-9:
+            self.widget.setValue(v)
+
+
+class ComboField(Field):
+    """One of a set of values. `choices`: (value, text) pairs; optional: a "(none)" entry unsets."""
+
+    def __init__(self, path, choices: Iterable, **kw):
+        w = QComboBox()
+        super().__init__(path, w, **kw)
+        self.set_choices(choices)
+        w.activated.connect(self._activated)
+
+    def set_choices(self, choices) -> None:
+        w = self.widget
+        current = w.currentData()
+        w.blockSignals(True)
+        w.clear()
+        if self.optional:
+            w.addItem("(none)", None)
+        for value, text in choices:
+            w.addItem(text, value)
+        if current is not None:
+            self.show_value(current)
+        w.blockSignals(False)
+
+    def _activated(self, i: int) -> None:
+        value = self.widget.itemData(i)
+        if value is None:
+            self.commit(None, unset=True)
+        else:
+            self.commit(value)
+        if self.binder:
+            self.binder.end_merge()
+
+    def show_value(self, value) -> None:
+        w = self.widget
+        i = w.findData(value)
+        if i < 0 and value is not None:
+            w.addItem(f"{value} (not valid)", value)
+            i = w.count() - 1
+        w.setCurrentIndex(max(i, 0))
+
+
+class CheckField(Field):
+    def __init__(self, path, text: str, default: bool = False, **kw):
+        w = QCheckBox(text)
+        super().__init__(path, w, **kw)
+        self.default = default
+        w.toggled.connect(lambda on: (self.commit(bool(on)), self.binder.end_merge() if self.binder else None))
+
+    def show_value(self, value) -> None:
+        on = self.default if value is None else bool(value)
+        if self.widget.isChecked() != on:
+            self.widget.setChecked(on)
+
+
+class TextField(Field):
+    """Several lines of text (instructions)."""
+
+    def __init__(self, path, **kw):
+        w = QPlainTextEdit()
+        w.setTabChangesFocus(True)
+        super().__init__(path, w, **kw)
+        w.textChanged.connect(self._changed)
+
+    def _changed(self) -> None:
+        if self._updating:
+            return
+        text = self.widget.toPlainText()
+        if self.optional and not text:
+            self.commit(None, unset=True)
+        else:
+            self.commit(text if text.endswith("\n") or not text else text + "\n")
+
+    def show_value(self, value) -> None:
+        text = "" if value is None else str(value)
+        if self.widget.toPlainText().rstrip("\n") != text.rstrip("\n"):
+            self.widget.setPlainText(text.rstrip("\n"))
+
+
+class ChecklistField(Field):
+    """A list of choices (indications, automatic fails) as check boxes."""
+
+    def __init__(self, path, choices: Iterable, **kw):
+        w = QListWidget()
+        super().__init__(path, w, **kw)
+        self.values = []
+        for value, text in choices:
+            it = QListWidgetItem(text)
+            it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            it.setCheckState(Qt.CheckState.Unchecked)
+            it.setData(Qt.ItemDataRole.UserRole, value)
+            w.addItem(it)
+            self.values.append(value)
+        w.setMaximumHeight(min(22 * len(self.values) + 6, 180))
+        w.itemChanged.connect(self._changed)
+
+    def checked(self) -> list:
+        w = self.widget
+        return [w.item(i).data(Qt.ItemDataRole.UserRole) for i in range(w.count())
+                if w.item(i).checkState() == Qt.CheckState.Checked]
+
+    def _changed(self, _item) -> None:
+        if self._updating:
+            return
+        self.commit(self.checked())
+        if self.binder:
+            self.binder.end_merge()
+
+    def show_value(self, value) -> None:
+        chosen = set(value or [])
+        w = self.widget
+        w.blockSignals(True)
+        for i in range(w.count()):
+            it = w.item(i)
+            it.setCheckState(Qt.CheckState.Checked if it.data(Qt.ItemDataRole.UserRole) in chosen else Qt.CheckState.Unchecked)
+        w.blockSignals(False)
+
+
+def form(binder: Binder, rows: list, parent=None) -> QWidget:
+    """A form of (label, Field | QWidget) rows; fields are registered with the binder."""
+    box = QWidget(parent)
+    lay = QFormLayout(box)
+    lay.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    for label, item in rows:
+        if isinstance(item, Field):
+            binder.add(item)
+            if item.label == "":
+                item.label = label
+            lay.addRow(label, item.container())
+        elif label is None:
+            lay.addRow(item)
+        else:
+            lay.addRow(label, item)
+    return box
