@@ -479,11 +479,7 @@ class ScenarioDocument:
                 raise ScenarioDocError(f"{field_name(list_path)} is not a list")
             n = len(seq)
             i = n if index == -1 or index >= n else (max(0, n + index + 1) if index < 0 else index)
-            node = _to_node(_round_for(list_path + (i,), value), list_path + (i,))
-            if i == n:
-                seq.append(node)
-            else:
-                seq.insert(i, node)
+            self._insert_item(seq, i, _to_node(_round_for(list_path + (i,), value), list_path + (i,)))
 
     def remove(self, list_path: Path, index: int, label: Optional[str] = None) -> None:
         """Remove item `index` of the list at `list_path`."""
@@ -498,14 +494,24 @@ class ScenarioDocument:
             self._delete_item(seq, index % len(seq))
 
     def move(self, list_path: Path, index: int, new_index: int, label: Optional[str] = None) -> None:
-        """Move list item `index` to `new_index` (comments travel with it where ruamel keeps them)."""
+        """Move list item `index` to position `new_index` (-1: the end); its comments and quoting
+        travel with it."""
         list_path = tuple(list_path)
-        value = self.get(list_path + (index,))
-        if value is None and not self.has(list_path + (index,)):
-            raise ScenarioDocError(f"{field_name(list_path)} has no item {index}")
-        with self.batch(label or f"Move {field_name(list_path + (index,))}"):
-            self.remove(list_path, index)
-            self.insert(list_path, new_index, value)
+        seq = self._container(self._require_tree(), list_path, create=False)
+        if not isinstance(seq, CommentedSeq):
+            raise ScenarioDocError(f"{field_name(list_path)} is not a list")
+        n = len(seq)
+        if not -n <= index < n:
+            raise ScenarioDocError(f"{field_name(list_path)} has {n} items, no item {index}")
+        index %= n
+        new_index = n - 1 if new_index == -1 or new_index >= n else max(0, new_index % n)
+        if new_index == index:
+            return
+        with self._edit(label or f"Move {field_name(list_path + (index,))}", [list_path]):
+            seq = self._container(self._require_tree(), list_path, create=False)
+            node = seq[index]
+            self._delete_item(seq, index)
+            self._insert_item(seq, new_index, node)
 
     def set_text(self, text: str, label: str = "Edit text") -> None:
         """Replace the whole text (a raw-text edit); one undo step. The text need not be valid
@@ -716,10 +722,10 @@ class ScenarioDocument:
             if not isinstance(key, int) or not -len(parent) <= key < len(parent):
                 raise ScenarioDocError(f"{field_name(path[:-1])} has {len(parent)} items: no item {key!r}")
             old = parent[key]
-            if _same_shape(value, old):
+            if _same_shape(value, old) and len(value):
                 self._update(old, value, path)
             else:
-                parent[key] = _to_node(value, path, old)
+                _replace_value(parent, key, _to_node(value, path, old))
             return
         if not isinstance(parent, CommentedMap):
             raise ScenarioDocError(f"{field_name(path[:-1]) or 'the document'} is not a mapping")
@@ -727,10 +733,10 @@ class ScenarioDocument:
             raise ScenarioDocError(f"{field_name(path[:-1])} is a mapping: no item {key}")
         if key in parent:
             old = parent[key]
-            if _same_shape(value, old):
+            if _same_shape(value, old) and len(value):
                 self._update(old, value, path)
             else:
-                parent[key] = _to_node(value, path, old)
+                _replace_value(parent, key, _to_node(value, path, old))
         else:
             self._insert_key(parent, path[:-1], key, _to_node(value, path))
 
@@ -749,7 +755,7 @@ class ScenarioDocument:
         while len(node) > len(value):
             self._delete_item(node, len(node) - 1)
         for i in range(n, len(value)):
-            node.append(_to_node(value[i], path + (i,)))
+            self._insert_item(node, i, _to_node(value[i], path + (i,)))
         if len(value) > FLOW_POINTS_MAX and all(isinstance(v, list) and v and all(_is_number(x) for x in v) for v in value):
             node.fa.set_block_style()  # three or more points: one per line
 
@@ -767,28 +773,36 @@ class ScenarioDocument:
                     pos = i + 1
             if pos == 0 and keys and keys[0] not in order:
                 pos = len(keys)
+        # the lines above the next entry are kept by ruamel on the previous entry's tail: move
+        # them after the new one, so they stay where they were
         if pos >= len(node):
             node[key] = value
-            return
-        # the comment lines above the next key are kept by ruamel on the previous item's tail;
-        # move them so they stay above that key, not above the new one
-        node.insert(pos, key, value)
+        else:
+            node.insert(pos, key, value)
         if pos > 0:
-            prev = list(node.keys())[pos - 1]
-            _move_tail_comment(node, prev, key)
+            _move_tail_comment(node, list(node.keys())[pos - 1], key)
+
+    def _insert_item(self, seq: CommentedSeq, index: int, node: Any) -> None:
+        if index >= len(seq):
+            seq.append(node)
+        else:
+            seq.insert(index, node)
+        if index > 0 and not seq.fa.flow_style():
+            _move_tail_comment(seq, index - 1, index)
 
     def _delete_key(self, node: CommentedMap, key: str) -> None:
         keys = list(node.keys())
         i = keys.index(key)
-        # keep the comment lines that stood above the next key (they sit on this item's tail)
-        if i + 1 < len(keys):
-            tail = _tail_comment(node, key)
-            if tail and i > 0:
-                _append_tail(node, keys[i - 1], tail)
+        tail = _take_tail(node, key)  # the lines above the next entry stay there
         del node[key]
+        if tail and i > 0:
+            _append_tail(node, keys[i - 1], tail)
 
     def _delete_item(self, seq: CommentedSeq, index: int) -> None:
+        tail = _take_tail(seq, index) if not seq.fa.flow_style() else None
         del seq[index]
+        if tail and index > 0:
+            _append_tail(seq, index - 1, tail)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -808,56 +822,73 @@ def _last_leaf(node: Any, key: Any) -> tuple[Any, Any]:
         value = node[key]
 
 
-def _tail_comment(node: CommentedMap, key: str) -> Optional[str]:
-    """The full-line comments after node[key]'s value (above the next key), if any."""
-    holder, k = _last_leaf(node, key)
-    entry = holder.ca.items.get(k)
-    if not entry:
-        return None
-    idx = 2 if isinstance(holder, CommentedMap) else 0
-    tok = entry[idx] if len(entry) > idx else None
-    if tok is None or not hasattr(tok, "value"):
-        return None
-    text = tok.value
-    first_nl = text.find("\n")
-    if first_nl < 0 or not text[first_nl + 1:].strip():
-        return None
-    return text[first_nl + 1:]
+def _slot(holder: Any) -> int:
+    return 2 if isinstance(holder, CommentedMap) else 0
 
 
-def _append_tail(node: CommentedMap, key: str, tail: str) -> None:
+def _leaf_token(node: Any, key: Any):
     holder, k = _last_leaf(node, key)
     entry = holder.ca.items.get(k)
-    idx = 2 if isinstance(holder, CommentedMap) else 0
-    if entry and len(entry) > idx and entry[idx] is not None and hasattr(entry[idx], "value"):
-        tok = entry[idx]
-        base = tok.value if tok.value.endswith("\n") else tok.value + "\n"
-        tok.value = base + tail
-        return
-    from ruamel.yaml.tokens import CommentToken
+    idx = _slot(holder)
+    tok = entry[idx] if entry and len(entry) > idx else None
+    return holder, k, (tok if tok is not None and hasattr(tok, "value") else None)
+
+
+def _take_tail(node: Any, key: Any) -> Optional[str]:
+    """Remove and return the lines after node[key]'s value (comment and blank lines above the
+    next entry), keeping the comment at the end of the value's own line."""
+    holder, k, tok = _leaf_token(node, key)
+    if tok is None:
+        return None
+    first_nl = tok.value.find("\n")
+    if first_nl < 0 or not tok.value[first_nl + 1:]:
+        return None
+    tail = tok.value[first_nl + 1:]
+    eol = tok.value[: first_nl + 1]
+    if eol.strip():
+        tok.value = eol
+    else:
+        holder.ca.items[k][_slot(holder)] = None
+    return tail
+
+
+def _append_tail(node: Any, key: Any, tail: str) -> None:
+    """Put `tail` (whole lines) after node[key]'s value."""
     from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
 
-    tok = CommentToken("\n" + tail, CommentMark(0), None)
+    holder, k, tok = _leaf_token(node, key)
+    if tok is not None:
+        tok.value = (tok.value if tok.value.endswith("\n") else tok.value + "\n") + tail
+        return
+    entry = holder.ca.items.get(k)
     if entry is None:
         entry = [None, None, None, None] if isinstance(holder, CommentedMap) else [None, None]
         holder.ca.items[k] = entry
-    entry[idx] = tok
+    entry[_slot(holder)] = CommentToken("\n" + tail, CommentMark(0), None)
 
 
-def _move_tail_comment(node: CommentedMap, from_key: str, to_key: str) -> None:
-    """Move the comment lines after node[from_key] to after node[to_key]."""
-    tail = _tail_comment(node, from_key)
-    if not tail:
-        return
-    holder, k = _last_leaf(node, from_key)
-    idx = 2 if isinstance(holder, CommentedMap) else 0
-    tok = holder.ca.items[k][idx]
-    first_nl = tok.value.find("\n")
-    tok.value = tok.value[: first_nl + 1]
-    if not tok.value.strip():
-        if tok.value == "\n" and first_nl == 0:
-            holder.ca.items[k][idx] = None
-    _append_tail(node, to_key, tail)
+def _move_tail_comment(node: Any, from_key: Any, to_key: Any) -> None:
+    """Move the lines after node[from_key] to after node[to_key]."""
+    tail = _take_tail(node, from_key)
+    if tail:
+        _append_tail(node, to_key, tail)
+
+
+def _replace_value(parent: Any, key: Any, new: Any) -> None:
+    """parent[key] = new, keeping the comment at the end of the key's line and the lines that
+    follow the old value (they belong above the next entry)."""
+    tail = _take_tail(parent, key)
+    entry = parent.ca.items.get(key)
+    idx = _slot(parent)
+    eol = entry[idx] if entry and len(entry) > idx else None
+    old = parent[key]
+    parent[key] = new
+    if isinstance(new, (CommentedMap, CommentedSeq)) and not new.fa.flow_style() and len(new):
+        if eol is not None and hasattr(eol, "value") and eol.value.strip():
+            new.ca.comment = [eol, None]  # the key line's comment, as ruamel keeps it for a block value
+    if tail:
+        _append_tail(parent, key, tail)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,6 +80,42 @@ def test_set_keeps_comments_quotes_and_flow_lists(doc, celiac_text):
     ]
 
 
+def test_adding_and_removing_keeps_comments_and_blank_lines_in_place(doc, celiac_text):
+    add_target(doc, id="extra", name="Extra", points_mm=[1, 2, 3])
+    assert "    proposal: celiac_plexus_right\n  - id: extra\n" in doc.text()
+    assert "    side: midline\n\ncritical_structures:\n" in doc.text()
+    doc.undo()
+    doc.remove(("targets",), 1)
+    assert "    proposal: celiac_plexus_left\n\ncritical_structures:\n" in doc.text()
+    doc.undo()
+    doc.set(("additional_trajectories",), [])
+    assert "#   liver/duodenum 12 mm; IVC 5 mm and aorta 8 mm only at the tip.\nadditional_trajectories: []\n\ntargets:\n" in doc.text()
+    doc.undo()
+    doc.unset(("planned_trajectory", "target_id"))
+    assert "  target_mm: [-43.0, -4.0, -275.0]\n\n# Right needle:" in doc.text()
+    doc.undo()
+    doc.move(("targets",), 1, 0)  # the moved target keeps its comment lines and quotes
+    moved = doc.text()
+    assert moved.index("  - id: celiac_plexus_right") < moved.index("  - id: celiac_plexus_left")
+    assert '    name: "Celiac plexus, right (between the aorta and the IVC)"\n    kind: point\n    # right anterolateral' in moved
+    assert "    proposal: celiac_plexus_left\n\ncritical_structures:\n" in moved
+    assert doc.undo_label == "Move targets[1]"
+    doc.undo()
+    assert doc.text() == celiac_text
+
+
+def test_a_null_becomes_a_mapping_under_its_comment_and_back():
+    gel = ScenarioDocument.open(paths.SCENARIOS_DIR / "needle_basics_gel.yaml")
+    gel.set(("steps", "contrast"), {"min_ml": 1, "max_ml": 2})
+    assert ("  contrast:                     # ultrasound only\n    min_ml: 1\n    max_ml: 2\n"
+            "  # The only injection:") in gel.text()
+    celiac = ScenarioDocument.open(CELIAC)
+    celiac.set(("steps", "contrast"), None)
+    assert "  contrast: null                   # per needle, checked in AP and lateral" in celiac.text()
+    assert celiac.get(("steps", "contrast"), "absent") is None
+    assert [e.field for e in celiac.errors()] == ["rubric.automatic_fails[5]"]  # agent_without_contrast needs it
+
+
 def test_coordinates_are_rounded_to_a_tenth_of_a_mm_in_flow_lists(doc):
     import numpy as np
 
