@@ -7,6 +7,11 @@
     controller.advance(1.0); controller.withdraw(5.0); controller.steer(right, up, degrees)
     controller.aspirate(); controller.inject("contrast", "iohexol", 0.0, 4.0)
     controller.end()                                          # -> score card (`ended` signal)
+    controller.attach_replay(procedure)                       # host a replayed attempt (read-only)
+
+During a replay (`replaying`) the controller hosts a Procedure that `simulator.ui.replay` feeds
+with the recorded inputs; the views follow its signals exactly as in a live attempt, and every
+live input is refused (`input_refused`), so nothing the trainee presses changes the replay.
 
 The Procedure's own signals (plain observer lists, called synchronously on the GUI thread where
 every input is made) are forwarded as Qt signals, so views connect to them the Qt way and never
@@ -69,6 +74,9 @@ class AttemptController(QObject):
         self._seq = 0
         self.last_input: InputStamp | None = None
         self._pending_stamp: InputStamp | None = None
+        self.replaying = False
+        #: the replay's clock (seconds of the recorded attempt) while replaying
+        self.replay_time_s = 0.0
         #: callables run before every needle motion input (the fluoroscopy view flushes a live run
         #: there, so movement under live fluoroscopy counts as imaged)
         self.before_needle_motion: list = []
@@ -81,6 +89,20 @@ class AttemptController(QObject):
         self._disconnect()
         self.scenario, self.anatomy, self.mode, self.card = scenario, anatomy, mode, None
         proc = Procedure(scenario, anatomy, clock=self._clock, trainee=trainee, mode=mode)
+        self.replaying = False
+        self._connect(proc)
+        return proc
+
+    def attach_replay(self, proc: Procedure) -> Procedure:
+        """Host a replayed attempt: the views follow `proc` as if it were live; inputs are refused."""
+        self._disconnect()
+        self.scenario, self.anatomy, self.mode, self.card = proc.scenario, proc.anatomy, proc.recording.mode, None
+        self.replaying = True
+        self.replay_time_s = 0.0
+        self._connect(proc)
+        return proc
+
+    def _connect(self, proc: Procedure) -> None:
         self.procedure = proc
         proc.needle_changed.subscribe(self.needle_changed.emit)
         proc.event_added.subscribe(self.event_added.emit)
@@ -88,7 +110,6 @@ class AttemptController(QObject):
         proc.sample_added.subscribe(self.sample_added.emit)
         proc.spread_added.subscribe(self.spread_added.emit)
         self.started.emit(proc)
-        return proc
 
     def _disconnect(self) -> None:
         proc = self.procedure
@@ -104,17 +125,18 @@ class AttemptController(QObject):
         """Forget the attempt (the window closes or the scenario changes)."""
         self._disconnect()
         self.procedure = None
+        self.replaying = False
 
     @property
     def active(self) -> bool:
-        """An attempt is running (created and not ended)."""
-        return self.procedure is not None and not self.procedure.ended
+        """A live attempt is running (created, not ended, not a replay)."""
+        return self.procedure is not None and not self.procedure.ended and not self.replaying
 
     @property
     def in_progress(self) -> bool:
         """An attempt the trainee has done something in and not ended (worth asking about)."""
         p = self.procedure
-        return p is not None and not p.ended and any(i.name not in ("set_probe_to_world", "set_carm_pose")
+        return p is not None and not p.ended and not self.replaying and any(i.name not in ("set_probe_to_world", "set_carm_pose")
                                                       for i in p.recording.inputs)
 
     @property
@@ -122,7 +144,9 @@ class AttemptController(QObject):
         return None if self.procedure is None else self.procedure.state
 
     def now(self) -> float:
-        """The attempt's clock (seconds since it started)."""
+        """The attempt's clock (seconds since it started; the replay's position while replaying)."""
+        if self.replaying:
+            return self.replay_time_s
         return self.procedure._clock() if self.procedure is not None else 0.0
 
     # ------------------------------------------------------------------------------------
@@ -137,6 +161,9 @@ class AttemptController(QObject):
         proc = self.procedure
         if proc is None:
             self.input_refused.emit("No attempt: open a scenario first")
+            return None
+        if self.replaying:
+            self.input_refused.emit("Replaying a recorded attempt: inputs are off (stop the replay to train)")
             return None
         if proc.ended:
             self.input_refused.emit("The attempt has ended: start a new one (Attempt menu, Ctrl+N)")
@@ -231,7 +258,7 @@ class AttemptController(QObject):
     def end(self):
         """End the attempt and score it; `ended(card)` follows."""
         proc = self.procedure
-        if proc is None or proc.ended:
+        if proc is None or proc.ended or self.replaying:
             return self.card
         if self.call("end") is None and not proc.ended:
             return None

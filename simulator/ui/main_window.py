@@ -20,12 +20,25 @@ controller; the 3D view, the imaging views and the procedure panel follow its Qt
 write the needle back. Renders are coalesced (3D: a timer; ultrasound: a timer and a worker
 thread; fluoroscopy: exposures only, on a worker thread).
 
-Questions (keep an attempt when the window closes or the scenario changes, exam to practice)
-go through `ask(key, text, choices)`: a modal message box, or `question_answer(key, text)` when
-set (tests answer programmatically).
+Questions (keep an attempt when the window closes or the scenario changes, exam to practice,
+recover an attempt a crash interrupted) go through `ask(key, text, choices)`: a modal message box,
+or `question_answer(key, text)` when set (tests answer programmatically). File names likewise go
+through `choose_path(key, title, filters, save)`, or `path_answer(key, title)` when set.
+
+Records (issue 7): every attempt is recorded live into the record store (`simulator.records`,
+`user_data_dir()/records.sqlite`) by a `LiveRecorder` started with the attempt's first real input
+(a crash loses at most the last half second); the trainee's name is chosen in File > Trainee
+(remembered in the settings; the OS user name by default). Ending an attempt (Ctrl+E) or keeping
+it stores it finished with its score card; Discard deletes it. At start the window offers to
+recover attempts a crash left behind (they are replayed, ended, scored and kept as "recovered").
+The Records menu replays a stored attempt with a timeline (`simulator.ui.replay`: the recorded
+inputs go through the Procedure's own inputs, the views follow as in a live attempt, live input is
+refused) and opens the history with learning curves and the instructor's overview
+(`simulator.ui.history`).
 """
 from __future__ import annotations
 
+import getpass
 import time
 from pathlib import Path
 
@@ -41,6 +54,7 @@ from PySide6.QtWidgets import (
     QTextEdit,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -109,6 +123,32 @@ class _Targets(list):
         self.unresolved: list[str] = []
 
 
+def default_trainee() -> str:
+    """The OS user name (the trainee until one is chosen)."""
+    try:
+        return getpass.getuser() or "trainee"
+    except (KeyError, OSError):
+        return "trainee"
+
+
+def png_bytes(image) -> bytes:
+    """PNG bytes of an 8-bit greyscale (H, W) or RGB (H, W, 3) image."""
+    from PySide6.QtCore import QBuffer, QIODevice
+    from PySide6.QtGui import QImage
+
+    arr = np.ascontiguousarray(image, dtype=np.uint8)
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        img = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_Grayscale8)
+    else:
+        arr = np.ascontiguousarray(arr[..., :3])
+        img = QImage(arr.data, w, h, arr.strides[0], QImage.Format.Format_RGB888)
+    buf = QBuffer()
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    img.save(buf, "PNG")
+    return bytes(buf.data())
+
+
 def _trajectories(scenario) -> list:
     paths = getattr(scenario, "trajectories", None)
     if paths is None:
@@ -122,7 +162,7 @@ class MainWindow(QMainWindow):
     error_reported = Signal(str)
 
     def __init__(self, scenario: str | None = None, settings: QSettings | None = None,
-                 load_anatomy=None, show_dialogs: bool = True, parent=None):
+                 load_anatomy=None, show_dialogs: bool = True, store=None, parent=None):
         super().__init__(parent)
         self._t_start = time.perf_counter()
         self.setWindowTitle("Neurolysis Trainer")
@@ -144,6 +184,22 @@ class MainWindow(QMainWindow):
         self.score_dialog = None
         self.controller = AttemptController(self)
         self._drag = np.zeros(2)
+        # records
+        self._store = store  # opened on first use (user_data_dir()/records.sqlite) unless given
+        self._store_failed = False
+        self.recorder = None  # LiveRecorder of the current live attempt (from its first real input)
+        self.last_attempt_id: int | None = None  # the attempt last stored (kept or ended)
+        self.path_answer = None  # callable(key, title) -> path, for tests and scripts
+        self.player = None  # ReplayPlayer while replaying
+        self.timeline = None  # TimelineDock (created for the first replay)
+        self.replay_info = None  # AttemptInfo of the attempt replayed
+        self.replay_card = None  # the rescored card (Rescore)
+        self.replay_identical: bool | None = None
+        self._replay_request = None  # (player args) waiting for the anatomy
+        self.history_window = None
+        self.attempt_picker = None
+        self._fluoro_images = 0
+        self._trainee = str(self.settings.value("trainee", "", str) or "") or default_trainee()
 
         self.loader = AnatomyLoader(load_fn=load_anatomy, prepare_fn=anatomy_polydata, parent=self)
         self.loader.progress.connect(self._on_progress)
@@ -163,6 +219,7 @@ class MainWindow(QMainWindow):
 
         self.refresh_scenarios()
         QTimer.singleShot(0, self, lambda: self._open_initial(scenario))
+        QTimer.singleShot(0, self, self.offer_recovery)
 
     def _open_initial(self, scenario: str | None) -> None:
         """The requested scenario, else the default one (also when the requested one fails)."""
@@ -251,13 +308,17 @@ class MainWindow(QMainWindow):
         self.anatomy_label = QLabel("")
         self.anatomy_label.setObjectName("anatomy_label")
         self.mode_label = QLabel("")
+        self.trainee_label = QLabel("")
+        self.trainee_label.setObjectName("trainee_label")
         self.render_label = QLabel("")
         self.render_label.setToolTip("Time the last 3D frame took to render")
         self.view3d.rendered.connect(lambda ms: self.render_label.setText(f"3D {ms:.0f} ms"))
         sb.addPermanentWidget(self.progress_bar)
         sb.addPermanentWidget(self.anatomy_label)
         sb.addPermanentWidget(self.render_label)
+        sb.addPermanentWidget(self.trainee_label)
         sb.addPermanentWidget(self.mode_label)
+        self.trainee_label.setText(f"Trainee: {self._trainee}")
 
     def _action(self, menu, text, slot, shortcut=None, checkable=False, tip=None) -> QAction:
         a = QAction(text, self)
@@ -273,16 +334,31 @@ class MainWindow(QMainWindow):
         return a
 
     def _build_menus(self) -> None:
+        """One method per menu (a new menu: a method and a line here)."""
         mb = self.menuBar()
-        m = mb.addMenu("&File")
+        self._build_file_menu(mb)
+        self._build_view_menu(mb)
+        self._build_needle_menu(mb)
+        self._build_procedure_menu(mb)
+        self._build_fluoroscopy_menu(mb)
+        self._build_ultrasound_menu(mb)
+        self._build_records_menu(mb)
+        self._build_help_menu(mb)
+
+    def _build_file_menu(self, mb) -> None:
+        m = self.file_menu = mb.addMenu("&File")
         self.act_open = self._action(m, "&Open scenario\u2026", self.open_scenario_dialog, QKeySequence.StandardKey.Open)
         self.act_reload = self._action(m, "&Reload scenario", self.reload_scenario, "F5",
                                        tip="Read the scenario file again (after editing it)")
         self.act_rescan = self._action(m, "Re&scan scenario library", self.refresh_scenarios)
         m.addSeparator()
+        self.act_trainee = self._action(m, "&Trainee\u2026", self.choose_trainee, "Ctrl+T",
+                                        tip="Who is training: attempts are stored under this name")
+        m.addSeparator()
         self.act_quit = self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
-        v = mb.addMenu("&View")
+    def _build_view_menu(self, mb) -> None:
+        v = self.view_menu = mb.addMenu("&View")
         self.preset_actions: dict[str, QAction] = {}
         cam = v.addMenu("&Camera")
         for name in CAMERA_PRESETS:
@@ -300,7 +376,8 @@ class MainWindow(QMainWindow):
         v.addAction(self.left_dock.toggleViewAction())
         v.addAction(self.right_dock.toggleViewAction())
 
-        n = mb.addMenu("&Needle")
+    def _build_needle_menu(self, mb) -> None:
+        n = self.needle_menu = mb.addMenu("&Needle")
         self.act_advance = self._action(n, "Advance 1 mm", lambda: self.advance(FINE_MM), "W",
                                         tip="Push the needle 1 mm (the wheel: 1 mm a notch)")
         self.act_advance_coarse = self._action(n, "Advance 5 mm", lambda: self.advance(COARSE_MM), "Shift+W")
@@ -320,7 +397,8 @@ class MainWindow(QMainWindow):
         self.act_aim_hint.setEnabled(False)
         n.addAction(self.act_aim_hint)
 
-        pm = mb.addMenu("&Procedure")
+    def _build_procedure_menu(self, mb) -> None:
+        pm = self.procedure_menu = mb.addMenu("&Procedure")
         self.act_local = self._action(pm, "Local anaesthetic", self.procedure_panel.request_local_anaesthetic, "F2")
         self.act_aspirate = self._action(pm, "Aspirate", self.aspirate, "F3")
         self.act_contrast = self._action(pm, "Inject contrast", lambda: self.procedure_panel.request_inject("contrast"), "F4")
@@ -330,7 +408,8 @@ class MainWindow(QMainWindow):
         self.act_end = self._action(pm, "End attempt (score card)", self.end_attempt, "Ctrl+E")
         self.act_new = self._action(pm, "New attempt", self.new_attempt, "Ctrl+N")
 
-        fm = mb.addMenu("F&luoroscopy")
+    def _build_fluoroscopy_menu(self, mb) -> None:
+        fm = self.fluoroscopy_menu = mb.addMenu("F&luoroscopy")
         self.act_shot = self._action(fm, "Single shot (tap Space; hold Space for live)", self.fluoro_view.single_shot)
         self._action(fm, "C-arm towards LAO 5\u00b0", lambda: self.fluoro_view.nudge(d_lao=5.0), "Alt+Left")
         self._action(fm, "C-arm towards RAO 5\u00b0", lambda: self.fluoro_view.nudge(d_lao=-5.0), "Alt+Right")
@@ -340,7 +419,8 @@ class MainWindow(QMainWindow):
         self.carm_preset_menu = fm.addMenu("C-arm views")
         self.carm_preset_actions: list[QAction] = []
 
-        um = mb.addMenu("&Ultrasound")
+    def _build_ultrasound_menu(self, mb) -> None:
+        um = self.ultrasound_menu = mb.addMenu("&Ultrasound")
         self._action(um, "Slide the probe towards the marker", lambda: self.us_view.slide(lateral_mm=1.0), "L")
         self._action(um, "Slide the probe away from the marker", lambda: self.us_view.slide(lateral_mm=-1.0), "J")
         self._action(um, "Slide the probe forwards (out of plane)", lambda: self.us_view.slide(elevation_mm=1.0), "I")
@@ -358,7 +438,25 @@ class MainWindow(QMainWindow):
         self._action(um, "Less gain", lambda: self.us_view.change_gain(-2.0), "Ctrl+Left")
         self._action(um, "Colour Doppler on/off", lambda: self.us_view.doppler_box.toggle(), "Ctrl+D")
 
-        h = mb.addMenu("&Help")
+    def _build_records_menu(self, mb) -> None:
+        r = self.records_menu = mb.addMenu("&Records")
+        self.act_replay = self._action(r, "&Replay attempt\u2026", self.replay_attempt_dialog, "Ctrl+R",
+                                       tip="Replay a stored attempt with a timeline")
+        self.act_replay_last = self._action(r, "Replay the &last attempt", self.replay_last_attempt, "Ctrl+Shift+R")
+        self.act_history = self._action(r, "&History and learning curves\u2026", self.show_history, "Ctrl+H",
+                                        tip="Your attempts per scenario, scores and learning curves")
+        self.act_overview = self._action(r, "&Instructor overview\u2026", lambda: self.show_history(overview=True),
+                                         "Ctrl+Shift+H", tip="All trainees and scenarios")
+        r.addSeparator()
+        self.act_play = self._action(r, "Replay: play / pause", self._replay_toggle, "P")
+        self.act_replay_start = self._action(r, "Replay: back to the start", self._replay_to_start, "Home")
+        self.act_replay_faster = self._action(r, "Replay: faster", lambda: self._replay_speed_step(1), "]")
+        self.act_replay_slower = self._action(r, "Replay: slower", lambda: self._replay_speed_step(-1), "[")
+        self.act_stop_replay = self._action(r, "Stop replay", self.stop_replay, "Esc")
+        self._update_replay_actions()
+
+    def _build_help_menu(self, mb) -> None:
+        h = self.help_menu = mb.addMenu("&Help")
         self.act_shortcuts = self._action(h, "&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = self._action(h, "&About", self.show_about)
 
@@ -433,6 +531,7 @@ class MainWindow(QMainWindow):
         if not self._settle_attempt("switch"):
             self.scenario_panel.select_path(self.scenario_path)
             return False
+        self._replay_request = None
         try:
             path = find_scenario(id_or_path)
             scenario = load_scenario(path)
@@ -526,6 +625,8 @@ class MainWindow(QMainWindow):
             self.startup_s = time.perf_counter() - self._t_start
         self.scenario_changed.emit(scenario)
         self.anatomy_shown.emit(scenario.anatomy)
+        if self._replay_request is not None and self._replay_request[2] is scenario:
+            self._begin_replay()
 
     def _arrange_views(self, modality: str) -> None:
         """Fluoroscopy, ultrasound or both beside the 3D view."""
@@ -694,6 +795,8 @@ class MainWindow(QMainWindow):
         c.spread_added.connect(lambda _sp: self.fluoro_view.canvas.update())
         c.input_refused.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
         c.ended.connect(self._on_ended)
+        c.input_done.connect(self._on_input_done)
+        self.fluoro_view.frame_shown.connect(self._on_fluoro_frame)
         p.local_anaesthetic_requested.connect(self.local_anaesthetic)
         p.aspirate_requested.connect(self.aspirate)
         p.inject_requested.connect(self.inject)
@@ -715,11 +818,19 @@ class MainWindow(QMainWindow):
     def modality(self) -> str:
         return _value(self.scenario.modality) if self.scenario is not None else ""
 
-    def _start_attempt(self) -> None:
-        """A new attempt on the current scenario and anatomy."""
+    def _start_attempt(self, replay_proc=None) -> None:
+        """A new attempt on the current scenario and anatomy (or host a replayed one)."""
         sc, an = self.scenario, self.anatomy
-        mode = "practice" if self.instructor_mode else "exam"
-        proc = self.controller.start(sc, an, mode=mode)
+        self._drop_recorder()
+        self._fluoro_images = 0
+        if replay_proc is None:
+            if self.player is not None:
+                self._close_replay()
+            mode = "practice" if self.instructor_mode else "exam"
+            proc = self.controller.start(sc, an, mode=mode, trainee=self._trainee)
+        else:
+            proc = self.controller.attach_replay(replay_proc)
+        self._update_replay_actions()
         if self.score_dialog is not None:
             self.score_dialog.close()
             self.score_dialog = None
@@ -763,6 +874,7 @@ class MainWindow(QMainWindow):
 
     def _on_ended(self, card) -> None:
         self.procedure_panel.on_ended(card)
+        self._finish_recorder(card)
         if card is None:
             return
         from simulator.ui.scorecard import ScoreCardDialog
@@ -798,7 +910,8 @@ class MainWindow(QMainWindow):
         c = self.controller
         if not c.in_progress:
             return True
-        what = {"close": "closing the trainer", "switch": "changing the scenario", "new": "starting a new attempt"}[why]
+        what = {"close": "closing the trainer", "switch": "changing the scenario", "new": "starting a new attempt",
+                "replay": "replaying a recorded attempt"}[why]
         answer = self.ask("keep_attempt", f"An attempt is in progress. Keep it before {what}?\n\n"
                           "Keep: end it, score it and save its recording. Discard: drop it.",
                           {"keep": "Keep", "discard": "Discard", "cancel": "Cancel"}, "cancel")
@@ -806,6 +919,8 @@ class MainWindow(QMainWindow):
             return False
         if answer == "keep":
             self.keep_attempt()
+        else:
+            self.discard_attempt()
         return True
 
     def keep_attempt(self) -> Path | None:
@@ -813,7 +928,7 @@ class MainWindow(QMainWindow):
         from simulator.core.paths import user_data_dir
 
         proc = self.controller.procedure
-        if proc is None:
+        if proc is None or self.controller.replaying:
             return None
         if not proc.ended:
             self.end_attempt()
@@ -827,8 +942,23 @@ class MainWindow(QMainWindow):
             self.report_error("Cannot save the attempt", f"{path}: {e}")
             return None
         self.kept_recordings.append(Path(saved))
-        self.statusBar().showMessage(f"Attempt saved: {saved}", 10000)
+        where = f" (records: attempt {self.last_attempt_id})" if self.last_attempt_id is not None else ""
+        self.statusBar().showMessage(f"Attempt saved: {saved}{where}", 10000)
         return Path(saved)
+
+    def discard_attempt(self) -> None:
+        """Drop the attempt in progress: its live record is deleted from the store."""
+        rec = self.recorder
+        self.recorder = None
+        if rec is None:
+            return
+        try:
+            rec.stop()
+            rec.store.delete_attempt(rec.attempt_id)
+        except Exception as e:  # noqa: BLE001 - the store is not essential to training
+            self.report_error("Records", f"Cannot delete the discarded attempt {rec.attempt_id} from "
+                                         f"{rec.store.location}: {e}")
+        self.statusBar().showMessage("Attempt discarded", 6000)
 
     # --- needle inputs -----------------------------------------------------------------------------
     def advance(self, mm: float) -> None:
@@ -895,11 +1025,17 @@ class MainWindow(QMainWindow):
 
     # --- the views follow the attempt ---------------------------------------------------------------
     def _on_needle_changed(self, state) -> None:
+        if self.player is not None and self.player.seeking:  # the views follow once the seek is done
+            self.procedure_panel.on_needle_changed(state)
+            return
+        self._views_follow_needle(state)
+        self.procedure_panel.on_needle_changed(state)
+
+    def _views_follow_needle(self, state) -> None:
         self._show_needle(state)
         self.fluoro_view.note_needle(state)
         if self.modality in ("ultrasound", "both"):
             self.us_view.note_needle(state)
-        self.procedure_panel.on_needle_changed(state)
 
     def _show_needle(self, state) -> None:
         sc = self.scenario
@@ -910,7 +1046,10 @@ class MainWindow(QMainWindow):
 
     def _on_event(self, ev) -> None:
         self.procedure_panel.on_event(ev)
-        from simulator.core.events import HARMFUL
+        from simulator.core.events import HARMFUL, EventKind
+
+        if ev.kind == EventKind.injection and self.recorder is not None:
+            self._keep_ultrasound_image(f"ultrasound_{ev.data.get('kind', 'injection')}_{ev.time_s:.0f}s")
 
         if self.instructor_mode and ev.kind in HARMFUL:
             self.statusBar().showMessage(ev.message, 10000)
@@ -923,6 +1062,441 @@ class MainWindow(QMainWindow):
                                     spec.radius_mm, spec.sector_deg, spec.face_elevation_mm)
         self.view3d.scene.set_probe_plane_visible(self.instructor_mode)
         self.view3d.request_render(interactive=True)
+
+    # ----------------------------------------------------------------------------------------
+    # records: the store, the trainee, live recording, recovery
+    # ----------------------------------------------------------------------------------------
+    @property
+    def store(self):
+        """The record store (opened on first use); None if it cannot be opened (reported once)."""
+        if self._store is None and not self._store_failed:
+            from simulator.records import open_store
+
+            try:
+                self._store = open_store()
+            except Exception as e:  # noqa: BLE001 - training goes on without records
+                self._store_failed = True
+                self.report_error("Records", f"Cannot open the record store: {e}\n"
+                                             "Attempts are not recorded in this session.")
+        return self._store
+
+    @property
+    def trainee(self) -> str:
+        return self._trainee
+
+    def set_trainee(self, name: str) -> bool:
+        """Who is training (remembered in the settings); the attempt not yet stored becomes theirs."""
+        name = " ".join(str(name or "").split())
+        if not name:
+            self.statusBar().showMessage("A trainee needs a name", 6000)
+            return False
+        self._trainee = name
+        self.settings.setValue("trainee", name)
+        self.trainee_label.setText(f"Trainee: {name}")
+        proc = self.controller.procedure
+        if proc is not None and self.recorder is None and not self.controller.replaying and not proc.ended:
+            proc.recording.trainee = name
+        if self.history_window is not None:
+            self.history_window.set_trainee(name)
+        self.statusBar().showMessage(f"Trainee: {name}", 5000)
+        return True
+
+    def choose_trainee(self) -> None:
+        """File > Trainee: pick a known trainee or type a new name."""
+        if self.question_answer is not None:
+            answer = self.question_answer("trainee", "Who is training?")
+            if isinstance(answer, str) and answer not in ("", "cancel"):
+                self.set_trainee(answer)
+            return
+        names = []
+        st = self.store
+        if st is not None:
+            try:
+                names = [t.name for t in st.list_trainees()]
+            except Exception:  # noqa: BLE001 - the list is a convenience
+                names = []
+        if self._trainee not in names:
+            names.insert(0, self._trainee)
+        name, ok = QInputDialog.getItem(self, "Trainee", "Who is training? (attempts are stored under this name)",
+                                        names, names.index(self._trainee), True)
+        if ok:
+            self.set_trainee(name)
+
+    def choose_path(self, key: str, title: str, filters: str, save: bool = True, suggested: str = "") -> str | None:
+        """A file name from the user (`path_answer(key, title)` answers instead when set)."""
+        if self.path_answer is not None:
+            answer = self.path_answer(key, title)
+            return str(answer) if answer else None
+        fn = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+        path, _ = fn(self, title, suggested, filters)
+        return path or None
+
+    def _on_input_done(self, _stamp) -> None:
+        if self.recorder is None and self.controller.in_progress:
+            self._start_recorder()
+
+    def _start_recorder(self) -> None:
+        st = self.store
+        proc = self.controller.procedure
+        if st is None or proc is None:
+            return
+        from simulator.records import LiveRecorder
+
+        try:
+            rec = LiveRecorder(st, proc, scenario=self.scenario, trainee=self._trainee)
+            rec.start()
+        except Exception as e:  # noqa: BLE001 - training goes on without records
+            self.report_error("Records", f"Cannot record the attempt in {st.location}: {e}")
+            return
+        self.recorder = rec
+
+    def _finish_recorder(self, card, status: str = "finished"):
+        rec = self.recorder
+        self.recorder = None
+        if rec is None:
+            return None
+        try:
+            info = rec.finish(card, status=status)
+        except Exception as e:  # noqa: BLE001
+            self.report_error("Records", f"Cannot store attempt {rec.attempt_id} in {rec.store.location}: {e}")
+            return None
+        self.last_attempt_id = info.id
+        if self.history_window is not None:
+            self.history_window.refresh()
+        return info
+
+    def _drop_recorder(self) -> None:
+        """The attempt is replaced without being settled (nothing was asked): drop its record."""
+        if self.recorder is not None:
+            self.discard_attempt()
+
+    def _on_fluoro_frame(self, res: dict) -> None:
+        """Fluoroscopy shots are key images of the attempt's report."""
+        if self.recorder is None or res.get("kind") != "shot" or res.get("frame") is None:
+            return
+        self._fluoro_images += 1
+        try:
+            self.recorder.add_image(f"fluoro_{self._fluoro_images:02d}", png_bytes(res["frame"].image))
+        except Exception as e:  # noqa: BLE001 - an image less in the report
+            self.statusBar().showMessage(f"The fluoroscopy image was not kept for the report: {e}", 6000)
+
+    def _keep_ultrasound_image(self, name: str) -> None:
+        res = self.us_view.last_result
+        if res is None or self.modality not in ("ultrasound", "both"):
+            return
+        try:
+            self.recorder.add_image(name, png_bytes(res["image"]))
+        except Exception as e:  # noqa: BLE001
+            self.statusBar().showMessage(f"The ultrasound image was not kept for the report: {e}", 6000)
+
+    def offer_recovery(self) -> list[int]:
+        """Attempts a crash left "live" in the store: ask whether to recover them (replayed,
+        ended, scored and kept as "recovered"), delete them or ask again at the next start.
+        Returns the ids recovered or deleted."""
+        st = self.store
+        if st is None or self._closing:
+            return []
+        try:
+            orphans = st.recoverable_attempts()
+        except Exception as e:  # noqa: BLE001
+            self.report_error("Records", f"Cannot look for interrupted attempts in {st.location}: {e}")
+            return []
+        if not orphans:
+            return []
+        lines = [f"\u2022 {a.trainee}: {a.scenario_title or a.scenario_id}, started "
+                 f"{a.started_at[:16].replace('T', ' ')} ({a.n_inputs} inputs)" for a in orphans[:8]]
+        what = "an attempt" if len(orphans) == 1 else f"{len(orphans)} attempts"
+        text = (f"The trainer stopped while recording {what}:\n" + "\n".join(lines) + "\n\n"
+                "Recover: replay what was recorded (all but at most the last second), end and score it, and keep "
+                "it in the records. Delete: remove it. Later: ask again at the next start.")
+        answer = self.ask("recover_attempt", text, {"recover": "Recover", "delete": "Delete", "later": "Later"}, "later")
+        done = []
+        for a in orphans:
+            if answer == "recover":
+                if self.recover_attempt(a.id) is not None:
+                    done.append(a.id)
+            elif answer == "delete":
+                try:
+                    st.delete_attempt(a.id)
+                    done.append(a.id)
+                except Exception as e:  # noqa: BLE001
+                    self.report_error("Records", f"Cannot delete attempt {a.id}: {e}")
+        if done and self.history_window is not None:
+            self.history_window.refresh()
+        return done
+
+    def recover_attempt(self, attempt_id: int):
+        """Rebuild an interrupted attempt from its record, end it, score it, keep it ("recovered")."""
+        from simulator.core.procedure import replay
+        from simulator.core.scoring import score_attempt
+        from simulator.records import LiveRecorder
+        from simulator.records.rescore import anatomy_for, scenario_for
+
+        st = self.store
+        try:
+            info = st.attempt(attempt_id)
+            rec = st.load_attempt(attempt_id)
+            sc, _notes = scenario_for(st, info)
+            ref = sc.anatomy
+            self.statusBar().showMessage(f"Recovering attempt {attempt_id}\u2026")
+            an = self.loader.cache[ref] if ref in self.loader.cache else anatomy_for(ref)
+            proc = replay(rec, sc, an, silent=True)
+            recorder = LiveRecorder.resume(st, proc, attempt_id, thread=False)
+            if not proc.ended:
+                proc.end()
+            card = score_attempt(proc.recording, sc, an)
+            done = recorder.finish(card, status="recovered")
+        except Exception as e:  # noqa: BLE001 - reported by name, the others go on
+            self.report_error("Cannot recover the attempt", f"attempt {attempt_id}: {e}")
+            return None
+        self.last_attempt_id = done.id
+        self.statusBar().showMessage(f"Recovered attempt {done.id} ({done.scenario_title}): score {card.score:.1f}",
+                                     10000)
+        return done
+
+    # ----------------------------------------------------------------------------------------
+    # records: replay with a timeline
+    # ----------------------------------------------------------------------------------------
+    def replay_attempt_dialog(self) -> None:
+        """Records > Replay attempt: a list of the stored attempts to choose from."""
+        st = self.store
+        if st is None:
+            return
+        from simulator.ui.replay import AttemptPicker
+
+        if self.attempt_picker is not None:
+            self.attempt_picker.close()
+        dlg = AttemptPicker(st, parent=self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.accepted.connect(lambda: dlg.chosen is not None and self.replay_attempt(dlg.chosen))
+        dlg.destroyed.connect(lambda *_: setattr(self, "attempt_picker", None))
+        self.attempt_picker = dlg
+        dlg.open()
+
+    def replay_last_attempt(self) -> None:
+        if self.last_attempt_id is None:
+            self.statusBar().showMessage("No attempt stored in this session yet (Records > Replay attempt)", 6000)
+            return
+        self.replay_attempt(self.last_attempt_id)
+
+    def replay_attempt(self, attempt_id: int) -> bool:
+        """Replay a stored attempt: its scenario (the version it was recorded on) and anatomy, then
+        the timeline. False if it cannot be replayed (reported) or the user cancelled."""
+        st = self.store
+        if st is None or self._closing:
+            return False
+        if not self._settle_attempt("replay"):
+            return False
+        from simulator.core.scenario import find_scenario
+        from simulator.records.rescore import scenario_for
+
+        try:
+            info = st.attempt(int(attempt_id))
+            rec = st.load_attempt(info.id)
+            sc, notes = scenario_for(st, info)
+        except Exception as e:  # noqa: BLE001
+            self.report_error("Cannot replay the attempt", f"attempt {attempt_id}: {e}")
+            return False
+        if not rec.inputs:
+            self.report_error("Cannot replay the attempt", f"attempt {info.id} has no recorded inputs")
+            return False
+        try:
+            path = str(find_scenario(sc.id))
+        except Exception:  # noqa: BLE001 - a scenario only the store knows
+            path = ""
+        self._replay_request = (info, rec, sc, st.score_card(info.id), notes)
+        self._pending = (sc, path)
+        if sc.anatomy in self.loader.cache:
+            self._show(sc, path, self.loader.cache[sc.anatomy])
+        else:
+            self.statusBar().showMessage(f"Loading anatomy {sc.anatomy}\u2026")
+            self.progress_bar.setValue(0)
+            self.progress_bar.setFormat(f"{sc.anatomy} %p%")
+            self.progress_bar.show()
+            self.loader.request(sc.anatomy)
+        return True
+
+    def _begin_replay(self) -> None:
+        from simulator.core.recording import anatomy_hash
+        from simulator.ui.replay import ReplayPlayer, TimelineDock, fmt_clock
+
+        info, rec, sc, card, notes = self._replay_request
+        self._replay_request = None
+        if self.timeline is None:
+            self.timeline = TimelineDock(self)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline)
+            self.timeline.rescore_requested.connect(self.rescore_replay)
+            self.timeline.stop_requested.connect(self.stop_replay)
+        player = ReplayPlayer(rec, sc, self.anatomy, attempt_id=info.id, stored_card=card, parent=self)
+        player.rebuilt.connect(self._on_replay_rebuilt)
+        player.input_applied.connect(self._on_replay_input)
+        player.seek_done.connect(self._on_replay_seek_done)
+        player.position_changed.connect(self._on_replay_position)
+        player.failed.connect(lambda m: self.report_error("Replay", m))
+        self.player = player
+        self.replay_info = info
+        self.replay_card = None
+        self.replay_identical = None
+        score = "" if info.score is None else f", score {info.score:.1f}"
+        self.timeline.set_player(player, f"<b>Replay</b> of attempt {info.id}: {info.trainee}, "
+                                         f"{info.scenario_title or info.scenario_id}, "
+                                         f"{info.started_at[:16].replace('T', ' ')}{score} "
+                                         f"({fmt_clock(player.duration_s)})")
+        self.timeline.show()
+        player.start()
+        self.setWindowTitle(f"Neurolysis Trainer \u2014 replay of attempt {info.id}")
+        if rec.anatomy_hash and rec.anatomy_hash != anatomy_hash(self.anatomy):
+            notes = [*notes, f"recorded on another build of anatomy {rec.anatomy_ref!r}"]
+        self.statusBar().showMessage("Replay: play (P), scrub with the slider; inputs are off"
+                                     + (f" ({'; '.join(notes)})" if notes else ""), 10000)
+        self._update_replay_actions()
+
+    def _on_replay_rebuilt(self, proc) -> None:
+        if not self.controller.replaying:  # the first build: the views take the replayed attempt
+            self._start_attempt(replay_proc=proc)
+        else:  # a seek backwards: the same views, a fresh procedure
+            self.controller.attach_replay(proc)
+            self.procedure_panel.attach(proc)
+            self.procedure_panel.status.setText("Replay")
+            self._place_needle()
+        self.controller.replay_time_s = 0.0
+
+    def _on_replay_input(self, inp) -> None:
+        if self.player is None or self.player.seeking:
+            return
+        self.controller.replay_time_s = inp.time_s
+        self._replay_imaging(inp)
+
+    def _replay_imaging(self, inp) -> None:
+        """The imaging views follow the recorded probe, C-arm and exposures."""
+        name, a = inp.name, inp.args
+        if name == "set_probe_to_world" and self.modality in ("ultrasound", "both"):
+            from simulator.core.probe import ProbePose
+
+            self.us_view.set_pose(ProbePose.from_matrix(np.asarray(a["matrix"], float)))
+        elif name == "set_carm_pose" and self.modality in ("fluoroscopy", "both"):
+            self.fluoro_view.set_angles(float(a["lao_deg"]), float(a["cranial_deg"]), exact=True)
+        elif name == "record_fluoro_shot" and self.modality in ("fluoroscopy", "both"):
+            if a.get("lao_deg") is not None and a.get("cranial_deg") is not None:
+                self.fluoro_view.set_angles(float(a["lao_deg"]), float(a["cranial_deg"]), exact=True)
+            self.fluoro_view.single_shot()
+
+    def _on_replay_seek_done(self, proc) -> None:
+        p = self.player
+        self.controller.replay_time_s = p.time_s
+        applied = p.inputs[:p.index]
+        for name in ("set_probe_to_world", "set_carm_pose"):
+            last = next((i for i in reversed(applied) if i.name == name), None)
+            if last is not None:
+                self._replay_imaging(last)
+        st = proc.state
+        if st is not None:
+            self._views_follow_needle(st)
+        else:
+            self._place_needle()
+        self.procedure_panel._fill_steps()
+        self.view3d.request_render()
+
+    def _on_replay_position(self, t: float) -> None:
+        self.controller.replay_time_s = float(t)
+
+    def rescore_replay(self):
+        """Score the replayed attempt (to its end) and show the card beside the stored score."""
+        p = self.player
+        if p is None or p.procedure is None:
+            return None
+        if not p.at_end:
+            p.seek(p.duration_s)
+        from simulator.core.scoring import score_attempt
+        from simulator.ui.replay import canonical_card
+        from simulator.ui.scorecard import ScoreCardDialog
+
+        try:
+            card = score_attempt(p.procedure.recording, p.scenario, p.anatomy)
+        except Exception as e:  # noqa: BLE001
+            self.report_error("Rescore", f"attempt {p.attempt_id}: the score could not be computed: {e}")
+            return None
+        self.replay_card = card
+        stored = p.stored_card
+        self.replay_identical = stored is not None and canonical_card(card) == canonical_card(stored)
+        if stored is None:
+            note = "No stored score to compare with."
+        elif self.replay_identical:
+            note = f"Identical to the stored score card ({stored.get('score'):.1f}), to the last digit."
+        else:
+            note = f"Differs from the stored score card (stored {stored.get('score')}, now {card.score})."
+        if self.score_dialog is not None:
+            self.score_dialog.close()
+        dlg = ScoreCardDialog(card, f"Rescored: {p.scenario.title}", self, note=note)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.destroyed.connect(lambda *_: setattr(self, "score_dialog", None))
+        self.score_dialog = dlg
+        dlg.show()
+        return card
+
+    def stop_replay(self) -> None:
+        """Leave the replay: a new live attempt on the same scenario."""
+        if self.player is None:
+            return
+        self._close_replay()
+        if self.scenario is not None and self.anatomy is not None:
+            self._start_attempt()
+            self.setWindowTitle(f"Neurolysis Trainer \u2014 {self.scenario.title}")
+        self.statusBar().showMessage("Replay stopped: a new attempt", 6000)
+
+    def _close_replay(self) -> None:
+        p, self.player = self.player, None
+        if p is not None:
+            p.stop()
+            p.deleteLater()
+        if self.timeline is not None:
+            self.timeline.player = None
+            self.timeline.hide()
+        self.controller.stop()
+        self._update_replay_actions()
+
+    def _update_replay_actions(self) -> None:
+        on = self.player is not None
+        for a in (self.act_play, self.act_replay_start, self.act_replay_faster, self.act_replay_slower,
+                  self.act_stop_replay):
+            a.setEnabled(on)
+
+    def _replay_toggle(self) -> None:
+        if self.player is not None:
+            self.player.toggle()
+
+    def _replay_to_start(self) -> None:
+        if self.player is not None:
+            self.player.pause()
+            self.player.seek(0.0)
+
+    def _replay_speed_step(self, step: int) -> None:
+        if self.player is None or self.timeline is None:
+            return
+        combo = self.timeline.speed_combo
+        combo.setCurrentIndex(min(max(combo.currentIndex() + step, 0), combo.count() - 1))
+
+    # ----------------------------------------------------------------------------------------
+    # records: history, learning curves, the instructor's overview
+    # ----------------------------------------------------------------------------------------
+    def show_history(self, overview: bool = False):
+        st = self.store
+        if st is None:
+            return None
+        from simulator.ui.history import HistoryWindow
+
+        if self.history_window is None:
+            hw = HistoryWindow(st, trainee=self._trainee, parent=self, choose_path=self.choose_path)
+            hw.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            hw.replay_requested.connect(self.replay_attempt)
+            hw.destroyed.connect(lambda *_: setattr(self, "history_window", None))
+            self.history_window = hw
+        hw = self.history_window
+        hw.refresh()
+        hw.show_tab("overview" if overview else "trainee")
+        hw.show()
+        hw.raise_()
+        return hw
 
     # ----------------------------------------------------------------------------------------
     # messages and help
@@ -964,6 +1538,8 @@ class MainWindow(QMainWindow):
             ("Middle drag / Shift+left drag", "Pan the 3D view"),
             ("Drag on the ultrasound image", "Slide the probe; Ctrl+drag rotates and tilts it"),
             ("Double-click a saved image", "Review it on the fluoroscopy screen"),
+            ("Drag the replay slider", "Replay: go to that moment of the recorded attempt (all views follow)"),
+            ("Double-click an attempt (history)", "Replay it"),
         ]
         return rows
 
@@ -1001,6 +1577,12 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._closing = True
+        if self.player is not None:
+            self.player.stop()
+        if self.recorder is not None:  # ended attempts are finished already: nothing in progress here
+            self._finish_recorder(None, status="abandoned")
+        if self.history_window is not None:
+            self.history_window.close()
         self.loader.stop()
         app = QApplication.instance()
         if app is not None:

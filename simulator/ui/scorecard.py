@@ -1,7 +1,8 @@
 """The score card of an ended attempt: score, pass or fail, the reasons, the rubric items.
 
 A non-modal dialog (the trainee can look at the images and the events beside it). Its widgets
-have object names the tests read: `score_verdict`, `score_value`, `score_reasons`, `score_items`.
+have object names the tests read: `score_verdict`, `score_value`, `score_reasons`, `score_items`,
+and `score_note` (a line under the score, e.g. how a rescore compares with the stored score).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from PySide6.QtWidgets import (
 
 
 class ScoreCardDialog(QDialog):
-    def __init__(self, card, scenario_title: str = "", parent=None):
+    def __init__(self, card, scenario_title: str = "", parent=None, note: str = ""):
         super().__init__(parent)
         self.setObjectName("score_card")
         self.setWindowTitle("Score card")
@@ -41,6 +42,12 @@ class ScoreCardDialog(QDialog):
         self.value.setObjectName("score_value")
         self.value.setAlignment(Qt.AlignmentFlag.AlignCenter)
         lay.addWidget(self.value)
+        self.note = QLabel(html.escape(note))
+        self.note.setObjectName("score_note")
+        self.note.setWordWrap(True)
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.note.setVisible(bool(note))
+        lay.addWidget(self.note)
         lay.addWidget(QLabel("Why:"))
         self.reasons = QListWidget()
         self.reasons.setObjectName("score_reasons")

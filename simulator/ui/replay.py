@@ -1,0 +1,448 @@
+"""Replay of a stored attempt in the trainer, with a timeline.
+
+    player = ReplayPlayer(recording, scenario, anatomy)      # nothing applied yet (time 0)
+    player.rebuilt.connect(...)      # a fresh Procedure (the start, or a seek backwards)
+    player.play(); player.pause(); player.set_speed(2.0); player.seek(42.0)
+
+The player feeds the recorded inputs, in order and with their recorded times, through the
+Procedure's own input methods: the same entry point as live input and as
+`simulator.core.procedure.replay` (whose builder it uses for the fresh Procedure, so the replayed
+attempt is rebuilt bit for bit). The main window hosts that Procedure in its `AttemptController`
+(`attach_replay`), so the 3D view, the imaging views and the procedure panel follow its signals as
+they follow a live attempt; live inputs are refused meanwhile.
+
+Seeking backwards re-runs the inputs from the start up to the new time; while it seeks
+(`seeking`, `seek_started` / `seek_done`) the window skips the views' per-input work and
+refreshes them once at the end.
+
+`TimelineDock`: play / pause, back to the start, speed (0.5x to 4x), a slider to scrub with the
+recorded events marked on it, the time read-out, "Rescore" (the score card of the replayed attempt,
+compared with the stored one) and "Stop replay". `AttemptPicker`: the stored attempts (trainee,
+scenario, date, score) to choose one from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QStyle,
+    QStyleOptionSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from simulator.core.events import HARMFUL, EventKind, format_time
+
+SPEEDS = (0.5, 1.0, 2.0, 4.0)
+TICK_MS = 30
+
+
+def canonical_card(card) -> str:
+    """A score card (object or stored JSON dict) as canonical JSON text, for comparing to the
+    last digit (as `simulator.records.rescore` compares)."""
+    d = card if isinstance(card, dict) or card is None else json.loads(json.dumps(card.to_json()))
+    return json.dumps(d, sort_keys=True)
+
+
+class ReplayPlayer(QObject):
+    """Feeds a recording's inputs to a Procedure against a clock (see the module notes)."""
+
+    rebuilt = Signal(object)  # a fresh Procedure, nothing applied yet
+    input_applied = Signal(object)  # InputRecord, after the Procedure took it
+    seek_started = Signal()
+    seek_done = Signal(object)  # the Procedure, after a seek
+    position_changed = Signal(float)  # seconds
+    state_changed = Signal(str)  # "playing" | "paused" | "ended"
+    failed = Signal(str)
+
+    def __init__(self, recording, scenario, anatomy, *, attempt_id: int | None = None, stored_card=None,
+                 parent=None):
+        super().__init__(parent)
+        self.recording = recording
+        self.scenario = scenario
+        self.anatomy = anatomy
+        self.attempt_id = attempt_id
+        self.stored_card = stored_card
+        self.inputs = list(recording.inputs)
+        self.duration_s = float(self.inputs[-1].time_s) if self.inputs else 0.0
+        self.procedure = None
+        self.index = 0  # inputs applied
+        self.time_s = 0.0
+        self.speed = 1.0
+        self.seeking = False
+        self.state = "paused"
+        self._timer = QTimer(self)
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(self._tick)
+        self._last_tick = 0.0
+
+    # -- building --------------------------------------------------------------------------
+    def start(self) -> None:
+        """The attempt at its start (time 0): a fresh Procedure."""
+        self._fresh()
+        self.position_changed.emit(self.time_s)
+
+    def _fresh(self) -> None:
+        from simulator.core.procedure import replay
+
+        empty = dataclasses.replace(self.recording, inputs=[])
+        self.procedure = replay(empty, self.scenario, self.anatomy)
+        self.index = 0
+        self.time_s = 0.0
+        self.rebuilt.emit(self.procedure)
+
+    def _apply_until(self, t: float) -> bool:
+        proc = self.procedure
+        while self.index < len(self.inputs) and self.inputs[self.index].time_s <= t:
+            inp = self.inputs[self.index]
+            try:
+                getattr(proc, inp.name)(**inp.args, time_s=inp.time_s)
+            except Exception as e:  # noqa: BLE001 - a recording that does not replay: say so, stop
+                self.pause()
+                self.failed.emit(f"input {self.index + 1} ({inp.name} at {inp.time_s:.3f} s) did not replay: {e}")
+                self.index = len(self.inputs)
+                return False
+            self.index += 1
+            self.input_applied.emit(inp)
+        self.time_s = min(max(t, 0.0), self.duration_s)
+        return True
+
+    # -- control ---------------------------------------------------------------------------
+    @property
+    def at_end(self) -> bool:
+        return self.index >= len(self.inputs)
+
+    def seek(self, t: float) -> None:
+        """Go to `t` seconds: forwards from here, backwards by re-running from the start."""
+        if self.procedure is None:
+            self._fresh()
+        t = min(max(float(t), 0.0), self.duration_s)
+        self.seeking = True
+        self.seek_started.emit()
+        try:
+            if self.index > 0 and self.inputs[self.index - 1].time_s > t:
+                self._fresh()
+            self._apply_until(t)
+        finally:
+            self.seeking = False
+            self.seek_done.emit(self.procedure)
+        self.position_changed.emit(self.time_s)
+        if self.at_end and self.state != "ended":
+            self._set_state("ended")
+        elif not self.at_end and self.state == "ended":
+            self._set_state("paused")
+
+    def play(self) -> None:
+        if self.procedure is None:
+            self.start()
+        if self.at_end:
+            self.seek(0.0)
+        self._last_tick = time.perf_counter()
+        self._timer.start()
+        self._set_state("playing")
+
+    def pause(self) -> None:
+        self._timer.stop()
+        if self.state == "playing":
+            self._set_state("paused")
+
+    def toggle(self) -> None:
+        self.pause() if self.state == "playing" else self.play()
+
+    def set_speed(self, speed: float) -> None:
+        self.speed = float(speed)
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        dt = (now - self._last_tick) * self.speed
+        self._last_tick = now
+        target = self.time_s + dt
+        if target >= self.duration_s:
+            target = self.duration_s
+        ok = self._apply_until(target)
+        self.position_changed.emit(self.time_s)
+        if not ok or self.at_end:
+            self._timer.stop()
+            self._set_state("ended")
+
+    # -- markers ---------------------------------------------------------------------------
+    def markers(self) -> list[tuple[float, str, str]]:
+        """(time s, colour, text) of the recorded events worth a mark on the timeline."""
+        out = []
+        for ev in self.recording.events:
+            if ev.kind in HARMFUL:
+                colour = "#e03030"
+            elif ev.kind == EventKind.fluoro_shot:
+                colour = "#4080ff"
+            elif ev.kind in (EventKind.injection, EventKind.local_anaesthetic):
+                colour = "#30b050"
+            elif ev.kind in (EventKind.aspiration, EventKind.target_reached, EventKind.skin_puncture,
+                             EventKind.bone_contact, EventKind.end):
+                colour = "#e0a020"
+            else:
+                continue
+            out.append((float(ev.time_s), colour, f"{format_time(ev.time_s)} {ev.message}"))
+        return out
+
+
+class MarkedSlider(QSlider):
+    """A horizontal slider (milliseconds) with event marks drawn under its groove."""
+
+    def __init__(self, parent=None):
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.marks: list[tuple[int, str, str]] = []  # (value, colour, tooltip)
+        self.setMinimumHeight(30)
+
+    def set_marks(self, marks) -> None:
+        self.marks = list(marks)
+        self.setToolTip("\n".join(m[2] for m in self.marks[:30]))
+        self.update()
+
+    def x_of(self, value: int) -> int:
+        opt = QStyleOptionSlider()
+        self.initStyleOption(opt)
+        groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                             QStyle.SubControl.SC_SliderGroove, self)
+        handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                             QStyle.SubControl.SC_SliderHandle, self)
+        span = groove.width() - handle.width()
+        x0 = groove.x() + handle.width() // 2
+        return x0 + QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), value, max(span, 1))
+
+    def paintEvent(self, event):  # noqa: N802 (Qt API)
+        super().paintEvent(event)
+        if not self.marks:
+            return
+        p = QPainter(self)
+        h = self.height()
+        for value, colour, _ in self.marks:
+            x = self.x_of(value)
+            p.setPen(QPen(QColor(colour), 2))
+            p.drawLine(x, h - 7, x, h - 1)
+        p.end()
+
+
+def fmt_clock(t: float) -> str:
+    m, s = divmod(max(t, 0.0), 60.0)
+    return f"{int(m)}:{s:04.1f}"
+
+
+class TimelineDock(QDockWidget):
+    """The replay's controls (see the module notes). Object names for tests: `replay_play`,
+    `replay_slider`, `replay_speed`, `replay_time`, `replay_rescore`, `replay_stop`."""
+
+    rescore_requested = Signal()
+    stop_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Replay", parent)
+        self.setObjectName("dock_replay")
+        self.player: ReplayPlayer | None = None
+        self._updating = False
+        self._pending_ms: int | None = None
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(6, 2, 6, 4)
+        lay.setSpacing(2)
+        self.title = QLabel("")
+        self.title.setObjectName("replay_title")
+        lay.addWidget(self.title)
+        row = QHBoxLayout()
+        self.start_button = QPushButton("\u23ee")
+        self.start_button.setObjectName("replay_to_start")
+        self.start_button.setToolTip("Back to the start (Home)")
+        self.play_button = QPushButton("\u25b6 Play")
+        self.play_button.setObjectName("replay_play")
+        self.play_button.setToolTip("Play / pause (P)")
+        self.play_button.setMinimumWidth(90)
+        self.slider = MarkedSlider()
+        self.slider.setObjectName("replay_slider")
+        self.time_label = QLabel("0:00.0 / 0:00.0")
+        self.time_label.setObjectName("replay_time")
+        self.time_label.setMinimumWidth(130)
+        self.speed_combo = QComboBox()
+        self.speed_combo.setObjectName("replay_speed")
+        for s in SPEEDS:
+            self.speed_combo.addItem(f"{s:g}\u00d7", s)
+        self.speed_combo.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed_combo.setToolTip("Replay speed")
+        self.rescore_button = QPushButton("Rescore")
+        self.rescore_button.setObjectName("replay_rescore")
+        self.rescore_button.setToolTip("Score the replayed attempt again and compare with the stored score")
+        self.stop_button = QPushButton("Stop replay")
+        self.stop_button.setObjectName("replay_stop")
+        self.stop_button.setToolTip("Back to training (a new attempt)")
+        for x in (self.start_button, self.play_button):
+            row.addWidget(x)
+        row.addWidget(self.slider, 1)
+        for x in (self.time_label, self.speed_combo, self.rescore_button, self.stop_button):
+            row.addWidget(x)
+        lay.addLayout(row)
+        self.setWidget(w)
+        self.start_button.clicked.connect(lambda: self.player and self.player.seek(0.0))
+        self.play_button.clicked.connect(lambda: self.player and self.player.toggle())
+        self.speed_combo.currentIndexChanged.connect(
+            lambda _i: self.player and self.player.set_speed(float(self.speed_combo.currentData())))
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.slider.sliderReleased.connect(self._flush_drag)
+        self.rescore_button.clicked.connect(self.rescore_requested.emit)
+        self.stop_button.clicked.connect(self.stop_requested.emit)
+        self._drag_timer = QTimer(self)
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.setInterval(40)
+        self._drag_timer.timeout.connect(self._flush_drag)
+
+    def set_player(self, player: ReplayPlayer, title: str) -> None:
+        self.player = player
+        self.title.setText(title)
+        self._updating = True
+        self.slider.setRange(0, int(round(player.duration_s * 1000)))
+        self.slider.setValue(0)
+        self._updating = False
+        self.slider.set_marks([(int(round(t * 1000)), c, txt) for t, c, txt in player.markers()])
+        self.speed_combo.setCurrentIndex(SPEEDS.index(1.0))
+        player.set_speed(1.0)
+        player.position_changed.connect(self._on_position)
+        player.state_changed.connect(self._on_state)
+        self._on_position(player.time_s)
+        self._on_state(player.state)
+
+    def _on_position(self, t: float) -> None:
+        p = self.player
+        if p is None:
+            return
+        self.time_label.setText(f"{fmt_clock(t)} / {fmt_clock(p.duration_s)}")
+        if not self.slider.isSliderDown():
+            self._updating = True
+            self.slider.setValue(int(round(t * 1000)))
+            self._updating = False
+
+    def _on_state(self, state: str) -> None:
+        self.play_button.setText("\u23f8 Pause" if state == "playing" else "\u25b6 Play")
+        self.rescore_button.setEnabled(state == "ended")
+
+    def _slider_moved(self, value: int) -> None:
+        if self._updating or self.player is None:
+            return
+        if self.slider.isSliderDown():  # a drag: seek at most every 40 ms
+            self._pending_ms = value
+            if not self._drag_timer.isActive():
+                self._drag_timer.start()
+            return
+        self.player.pause()
+        self.player.seek(value / 1000.0)
+
+    def _flush_drag(self) -> None:
+        if self._pending_ms is None or self.player is None:
+            return
+        value, self._pending_ms = self._pending_ms, None
+        self.player.pause()
+        self.player.seek(value / 1000.0)
+
+
+class AttemptPicker(QDialog):
+    """The stored attempts, newest first: choose one to replay. Object names: `attempt_table`,
+    `attempt_trainee_filter`."""
+
+    COLUMNS = ("#", "Trainee", "Scenario", "Date", "Mode", "Status", "Duration", "Score")
+
+    def __init__(self, store, trainee: str | None = None, parent=None, title: str = "Replay an attempt"):
+        super().__init__(parent)
+        self.setObjectName("attempt_picker")
+        self.setWindowTitle(title)
+        self.store = store
+        self.chosen: int | None = None
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Trainee:"))
+        self.trainee_filter = QComboBox()
+        self.trainee_filter.setObjectName("attempt_trainee_filter")
+        self.trainee_filter.addItem("All trainees", None)
+        for t in store.list_trainees():
+            self.trainee_filter.addItem(t.name, t.name)
+        top.addWidget(self.trainee_filter, 1)
+        lay.addLayout(top)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setObjectName("attempt_table")
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.doubleClicked.connect(lambda _i: self._accept())
+        lay.addWidget(self.table, 1)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.replay_button = self.buttons.addButton("Replay", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.replay_button.setObjectName("attempt_replay")
+        self.buttons.accepted.connect(self._accept)
+        self.buttons.rejected.connect(self.reject)
+        lay.addWidget(self.buttons)
+        if trainee is not None:
+            i = self.trainee_filter.findData(trainee)
+            if i >= 0:
+                self.trainee_filter.setCurrentIndex(i)
+        self.trainee_filter.currentIndexChanged.connect(lambda _i: self.fill())
+        self.fill()
+        self.resize(820, 420)
+
+    def fill(self) -> None:
+        trainee = self.trainee_filter.currentData()
+        rows = [a for a in self.store.list_attempts(trainee=trainee) if a.status != "live" and a.n_inputs > 0]
+        rows.reverse()
+        self.table.setRowCount(len(rows))
+        for r, a in enumerate(rows):
+            score = "" if a.score is None else f"{a.score:.1f} {'passed' if a.passed else 'failed'}"
+            cells = (str(a.id), a.trainee, a.scenario_title or a.scenario_id, a.started_at.replace("T", " ")[:16],
+                     a.mode, a.status, fmt_clock(a.duration_s), score)
+            for c, text in enumerate(cells):
+                it = QTableWidgetItem(text)
+                it.setData(Qt.ItemDataRole.UserRole, a.id)
+                self.table.setItem(r, c, it)
+        self.table.resizeColumnsToContents()
+        if rows:
+            self.table.selectRow(0)
+        self.replay_button.setEnabled(bool(rows))
+
+    def row_of(self, attempt_id: int) -> int:
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == attempt_id:
+                return r
+        return -1
+
+    def selected_id(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+    def _accept(self) -> None:
+        self.chosen = self.selected_id()
+        if self.chosen is not None:
+            self.accept()
+
+
+__all__ = ["AttemptPicker", "MarkedSlider", "ReplayPlayer", "SPEEDS", "TimelineDock", "canonical_card", "fmt_clock"]

@@ -1,0 +1,239 @@
+"""Records in the trainer, driven as a user (clicks and keys through the real widgets): an attempt
+on the gel phantom is recorded live and kept; it shows in the store and the history; it replays with
+the timeline (play to the end: the needle where it was; rescore: the stored score to the last digit;
+scrub back: the needle where it was then); an attempt a crash left behind is offered for recovery
+at the next start.
+
+The gel phantom scenario (needle_basics_gel) keeps these fast: no bundled patient needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtTest import QTest
+
+from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
+from simulator.ui.main_window import MainWindow
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+SCENARIO = "needle_basics_gel"
+
+
+def open_window(settings_path, answers: dict, scenario: str = SCENARIO) -> MainWindow:
+    w = MainWindow(scenario=scenario, settings=QSettings(str(settings_path), QSettings.Format.IniFormat))
+    w.asked = []
+    w.question_answer = lambda key, text: w.asked.append((key, text)) or answers.get(key, "cancel")
+    w.resize(1400, 900)
+    w.show()
+    wait_until(lambda: w.scenario is not None and w.scenario.id == scenario and w.anatomy is not None, 60, "the scenario")
+    wait_until(lambda: w.procedure_panel.plots_ready, 20, "the plots")
+    w.view3d.render_now()
+    return w
+
+
+def close_window(w: MainWindow) -> None:
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    w.question_answer = lambda key, text: "discard"
+    w.close()
+    w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    process(50)
+    gc.collect()
+
+
+def needle_in_scene(w: MainWindow) -> np.ndarray:
+    m = w.view3d.scene._needle_matrix
+    return np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)])
+
+
+def gel_attempt(w: MainWindow) -> WindowDriver:
+    """Entry click, local anaesthetic, aim, advance beside the nerve, aspirate, test dose."""
+    d = WindowDriver(w)
+    plan = w.scenario.planned_trajectory
+    d.click_skin(plan.entry_mm)
+    d.key(Qt.Key.Key_F2)
+    d.aim_at(plan.target_mm)
+    d.advance_to(plan.target_mm, stop_mm=3.0)
+    d.key(Qt.Key.Key_F3)
+    d.key(Qt.Key.Key_F6)
+    return d
+
+
+@pytest.fixture(scope="module")
+def trainer(qapp, tmp_path_factory):
+    """A trainer window on the gel phantom with its own records folder, and one attempt made by
+    trainee "ann" and kept (Ctrl+N -> Keep)."""
+    mp = pytest.MonkeyPatch()
+    data = tmp_path_factory.mktemp("records_data")
+    mp.setenv("NEUROLYSIS_DATA", str(data))
+    w = open_window(data / "settings.ini", {"trainee": "ann", "keep_attempt": "keep"})
+    d = WindowDriver(w)
+    d.key(Qt.Key.Key_T, CTRL)  # File > Trainee...
+    assert w.trainee == "ann" and "ann" in w.trainee_label.text()
+    cards = []
+    w.controller.ended.connect(cards.append)
+    gel_attempt(w)
+    proc = w.controller.procedure
+    # recorded live: the store follows the attempt within a second
+    assert w.recorder is not None
+    aid = w.recorder.attempt_id
+    wait_until(lambda: w.store.attempt(aid).n_inputs == len(proc.recording.inputs), 3.0, "the live record")
+    assert w.store.attempt(aid).status == "live"
+    d.key(Qt.Key.Key_N, CTRL)  # New attempt -> "Keep it?" -> Keep
+    assert [k for k, _ in w.asked] == ["trainee", "keep_attempt"]
+    assert len(cards) == 1 and cards[0] is not None
+    w.kept = {"id": aid, "card": cards[0], "recording": proc.recording}
+    yield w
+    close_window(w)
+    mp.undo()
+
+
+def test_a_kept_attempt_is_stored_with_its_score_and_listed_in_the_history(trainer):
+    w = trainer
+    card, aid = w.kept["card"], w.kept["id"]
+    info = w.store.attempt(aid)
+    assert (info.status, info.trainee, info.scenario_id) == ("finished", "ann", SCENARIO)
+    assert info.score == card.score and info.passed == card.passed
+    assert w.store.score_card(aid)["score"] == card.score
+    stored = w.store.load_attempt(aid)
+    assert stored.same_as(w.kept["recording"])  # every input, event and sample, bit for bit
+    assert len(w.kept_recordings) == 1 and w.kept_recordings[0].exists()  # the .nlrec.npz as before
+    # Discard drops an attempt from the records
+    d = WindowDriver(w)
+    d.click_skin(w.scenario.planned_trajectory.entry_mm)
+    d.key(Qt.Key.Key_W, SHIFT)
+    assert w.recorder is not None
+    dropped = w.recorder.attempt_id
+    w.question_answer = lambda key, text: "discard"
+    d.key(Qt.Key.Key_N, CTRL)
+    assert [a.id for a in w.store.list_attempts()] == [aid] and dropped != aid
+    # Records > History (Ctrl+H): the attempt with its score, the curve, the pass mark
+    d.key(Qt.Key.Key_H, CTRL)
+    wait_until(lambda: w.history_window is not None and w.history_window.isVisible(), 5, "the history window")
+    hw = w.history_window
+    assert hw.trainee_combo.currentText() == "ann"
+    assert hw.attempt_ids() == [aid]
+    row = hw.row_texts(0)
+    assert f"{card.score:.1f}" in row and ("PASSED" if card.passed else "FAILED") in row
+    x, y = hw.curve_data("score")
+    assert list(x) == [1.0] and list(y) == [card.score]
+    assert hw.threshold_values("score") == {"pass mark": float(w.scenario.rubric.pass_mark)}
+    x, y = hw.curve_data("elapsed_time_s")
+    assert list(y) == [pytest.approx(card.metrics["elapsed_time_s"])]
+    # the instructor's overview: the scenario with ann's row
+    rows = hw.overview_rows()
+    assert (SCENARIO, "ann") in [(s, t) for s, t, _ in rows]
+    ann = next(texts for s, t, texts in rows if t == "ann")
+    assert ann[2] == "1" and ann[3] == f"{card.score:.1f}"
+    hw.close()
+
+
+def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer):
+    from simulator.records.rescore import canonical
+
+    w = trainer
+    aid = w.kept["id"]
+    stored = w.store.load_attempt(aid)
+    d = WindowDriver(w)
+    d.key(Qt.Key.Key_R, CTRL)  # Records > Replay attempt...
+    wait_until(lambda: w.attempt_picker is not None and w.attempt_picker.isVisible(), 5, "the attempt list")
+    picker = w.attempt_picker
+    row = picker.row_of(aid)
+    assert row >= 0 and picker.table.item(row, 1).text() == "ann"
+    picker.table.selectRow(row)
+    QTest.mouseClick(picker.replay_button, Qt.MouseButton.LeftButton)
+    wait_until(lambda: w.player is not None, 10, "the replay")
+    tl, player = w.timeline, w.player
+    assert tl.isVisible() and w.controller.replaying and player.duration_s == stored.inputs[-1].time_s
+    assert tl.slider.marks  # the recorded events are marked on the timeline
+    # live input is off during the replay
+    d = WindowDriver(w)
+    d.key(Qt.Key.Key_W)
+    assert len(player.procedure.recording.inputs) == 0 and not tl.rescore_button.isEnabled()
+    # play at 4x to the end
+    tl.speed_combo.setCurrentIndex(tl.speed_combo.findData(4.0))
+    QTest.mouseClick(tl.play_button, Qt.MouseButton.LeftButton)
+    assert player.state == "playing" and "Pause" in tl.play_button.text()
+    wait_until(lambda: player.state == "ended", 60, "the end of the replay")
+    assert player.procedure.recording.same_as(stored)
+    assert tl.time_label.text().split(" / ")[0] == tl.time_label.text().split(" / ")[1]
+    np.testing.assert_array_equal(needle_in_scene(w), stored.samples.needle_tip_to_world[-1])
+    # Rescore: the stored card, to the last digit
+    QTest.mouseClick(tl.rescore_button, Qt.MouseButton.LeftButton)
+    wait_until(lambda: w.score_dialog is not None and w.score_dialog.isVisible(), 5, "the score card")
+    assert w.replay_identical is True
+    assert canonical(w.replay_card.to_json()) == canonical(w.store.score_card(aid))
+    assert "Identical" in w.score_dialog.note.text() and f"{w.replay_card.score:.1f}" in w.score_dialog.value.text()
+    w.score_dialog.close()
+    # scrub back to the middle: re-run from the start, one render at the end
+    # a moment in the middle, at least a millisecond clear of the inputs around it
+    t_in = np.array([i.time_s for i in stored.inputs])
+    k = next(k for k in range(len(t_in) // 2, len(t_in) - 1) if t_in[k + 1] - t_in[k] > 0.004
+             and stored.inputs[k].name in ("advance", "set_direction"))
+    value = int(np.ceil(t_in[k] * 1000.0)) + 1
+    times = stored.samples.time_s
+    expect = stored.samples.needle_tip_to_world[np.searchsorted(times, value / 1000.0, side="right") - 1]
+    renders = w.view3d.render_count
+    tl.slider.setValue(value)
+    assert w.view3d.render_count == renders  # no render while seeking
+    assert player.time_s == pytest.approx(value / 1000.0) and player.state == "paused"
+    np.testing.assert_array_equal(needle_in_scene(w), expect)
+    np.testing.assert_array_equal(w.controller.state.needle_tip_to_world, expect)
+    wait_until(lambda: w.view3d.render_count > renders, 10, "the render after the seek")
+    assert tl.time_label.text().startswith(f"{int(value / 60000)}:")
+    # the procedure panel followed the replayed attempt to that moment
+    n_events = sum(1 for e in stored.events if e.time_s <= value / 1000.0)
+    assert len(player.procedure.events) == n_events
+    # stop: back to training, a new live attempt
+    QTest.mouseClick(tl.stop_button, Qt.MouseButton.LeftButton)
+    assert w.player is None and not tl.isVisible() and w.controller.active and not w.controller.replaying
+
+
+def test_an_interrupted_attempt_is_offered_for_recovery_at_the_next_start(qapp, tmp_path, monkeypatch):
+    from simulator.core.procedure import Procedure
+    from simulator.core.scenario import find_scenario, load_scenario
+    from simulator.records import LiveRecorder, open_store
+    from simulator.records.rescore import anatomy_for, rescore
+
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path / "data"))
+    sc = load_scenario(find_scenario(SCENARIO))
+    an = anatomy_for(sc.anatomy)
+    plan = sc.planned_trajectory
+    store = open_store()
+    proc = Procedure(sc, an, clock=lambda: 0.0, trainee="bob")
+    rec = LiveRecorder(store, proc, thread=False)
+    entry, target = np.asarray(plan.entry_mm, float), np.asarray(plan.target_mm, float)
+    proc.set_entry(entry + (entry - target) * 0.2, (target - entry) / np.linalg.norm(target - entry), time_s=1.0)
+    rec.start()
+    for k in range(6):
+        proc.advance(3.0, time_s=2.0 + 0.5 * k)
+    rec.flush()
+    proc.advance(2.0, time_s=6.0)  # after the last flush: lost with the crash
+    rec.stop()  # the process "dies": the attempt stays live, nobody records it
+    aid = rec.attempt_id
+    n_kept = store.attempt(aid).n_inputs
+    assert store.attempt(aid).status == "live" and n_kept == 7
+    store.close()
+
+    w = open_window(tmp_path / "settings.ini", {"recover_attempt": "recover"})
+    try:
+        wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), 10, "the recovery question")
+        text = next(t for k, t in w.asked if k == "recover_attempt")
+        assert "bob" in text and sc.title in text
+        wait_until(lambda: w.store.attempt(aid).status == "recovered", 30, "the recovery")
+        info = w.store.attempt(aid)
+        assert info.score is not None and info.n_inputs == n_kept + 1  # what was flushed, and the end
+        got = w.store.load_attempt(aid)
+        assert [i.name for i in got.inputs] == ["set_entry"] + ["advance"] * 6 + ["end"]
+        # the needle where it was at the last flush (the advance after it is lost)
+        assert got.samples.time_s[-1] == 4.5
+        assert got.samples.needle_tip_to_world[-1].tolist() == proc.recording.samples.needle_tip_to_world[-2].tolist()
+        again = rescore(w.store, aid)
+        assert again.identical, again.differences
+        assert w.store.recoverable_attempts() == []
+    finally:
+        close_window(w)
