@@ -43,7 +43,6 @@ from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
     FoldedScalarString,
     LiteralScalarString,
-    ScalarString,
     SingleQuotedScalarString,
 )
 

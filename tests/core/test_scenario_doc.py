@@ -178,11 +178,12 @@ def test_a_failing_batch_leaves_the_text_unchanged(doc, celiac_text):
 
 
 def _validate_output(tmp_path, text: str) -> list[str]:
+    """What `main.py validate` prints for `text` saved as tmp_path/edited.yaml."""
     f = tmp_path / "edited.yaml"
     f.write_text(text, encoding="utf-8")
     out = io.StringIO()
     assert validate_files([f], out) == 1
-    return out.getvalue().splitlines(), f
+    return out.getvalue().splitlines()
 
 
 @pytest.mark.parametrize("edit, field", [
@@ -197,13 +198,13 @@ def test_errors_are_what_validate_reports(tmp_path, celiac_text, edit, field):
     f = tmp_path / "edited.yaml"
     d = ScenarioDocument.from_text(celiac_text, str(f))
     edit(d)
-    lines, _ = _validate_output(tmp_path, d.text())
+    lines = _validate_output(tmp_path, d.text())
     errs = d.errors()
     assert errs and field in [e.field for e in errs]
     assert [e.format(f) for e in errs] == lines == d.formatted_errors()
     assert d.scenario() is None
-    assert d.errors_at((field_name_root := (field.split(".")[0].split("[")[0],))) and all(
-        e.field.startswith(field_name_root[0]) for e in d.errors_at(field_name_root))
+    top = field.split(".")[0].split("[")[0]  # the top-level field holding the error
+    assert d.errors_at((top,)) and all(e.field.startswith(top) for e in d.errors_at((top,)))
     assert d.errors_at(("references",)) == []
 
 
@@ -276,12 +277,12 @@ def test_new_scenario_on_a_user_patient_keeps_proposals_without_points():
 
 def test_a_file_that_is_not_yaml_opens_and_can_be_fixed_as_text(tmp_path, celiac_text):
     broken = celiac_text.replace("difficulty: 4", "difficulty: [4", 1)
-    f = tmp_path / "broken.yaml"
+    f = tmp_path / "edited.yaml"
     f.write_text(broken, encoding="utf-8")
     d = ScenarioDocument.open(f)
     assert d.text() == broken
-    lines, _ = _validate_output(tmp_path, broken)
-    assert d.errors() and "YAML syntax error" in d.errors()[0].message
+    assert d.formatted_errors() == _validate_output(tmp_path, broken)
+    assert "YAML syntax error" in d.errors()[0].message
     assert d.yaml_error is not None
     with pytest.raises(ScenarioDocError):
         d.set(("difficulty",), 3)
