@@ -114,6 +114,21 @@ def _represent_none(representer, data):
     return representer.represent_scalar("tag:yaml.org,2002:null", "null")
 
 
+def _represent_float(representer, data: float):
+    """Plain floats as PyYAML (YAML 1.1, what `validate` reads) reads them back as numbers:
+    12 significant digits, and a mantissa with a dot (1.0e-05, not 1e-05, which is text there)."""
+    if math.isnan(data):
+        text = ".nan"
+    elif math.isinf(data):
+        text = ".inf" if data > 0 else "-.inf"
+    else:
+        text = repr(float(f"{data:.12g}"))
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
 def _make_yaml(indent: tuple[int, int, int]) -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
@@ -121,6 +136,7 @@ def _make_yaml(indent: tuple[int, int, int]) -> YAML:
     y.allow_duplicate_keys = True  # validation reports them; the editor must still open the file
     y.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
     y.representer.add_representer(type(None), _represent_none)
+    y.representer.add_representer(float, _represent_float)
     return y
 
 
@@ -166,7 +182,7 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return float(value)
+        return float(f"{value:.12g}") if math.isfinite(value) else float(value)  # as it is written
     return value
 
 

@@ -130,6 +130,15 @@ def test_coordinates_are_rounded_to_a_tenth_of_a_mm_in_flow_lists(doc):
     assert doc.errors() == []
 
 
+def test_numbers_are_written_so_that_validate_reads_numbers(doc):
+    doc.set(("rubric", "items", 5, "good"), 1e-5)  # PyYAML reads "1e-05" as text: written 1.0e-05
+    doc.set(("rubric", "items", 5, "bad"), 0.1 + 0.2)
+    assert "      good: 1.0e-05\n      bad: 0.3\n" in doc.text()
+    assert doc.errors() == []
+    assert doc.scenario().rubric.items[5].good == 1e-5
+    assert doc.get(("rubric", "items", 5, "bad")) == 0.3
+
+
 def test_undo_restores_the_exact_text_and_redo_reapplies(doc, celiac_text):
     doc.set(("targets", 0, "tolerance_mm"), 3)
     after_first = doc.text()
