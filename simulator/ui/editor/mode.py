@@ -347,7 +347,7 @@ class EditorMode(QObject):
         cam = w.view3d.scene.renderer.GetActiveCamera()
         self._saved = {
             "left": w.left_dock.isVisible(), "right": w.right_dock.isVisible(),
-            "splitter": w.central_splitter.saveState(), "title": w.windowTitle(),
+            "splitter": w.central_splitter.saveState(), "title": w.windowTitle(), "state": w.saveState(),
             "actions": {a: a.isEnabled() for a in w.actions() if a not in self._kept_actions()},
             "camera": (cam.GetPosition(), cam.GetFocalPoint(), cam.GetViewUp(), cam.GetParallelScale(), cam.GetViewAngle()),
             "restart": restart, "exam": not w.instructor_mode,
@@ -406,10 +406,13 @@ class EditorMode(QObject):
         if old is not None:
             old.setParent(self._park)
         back.show()
-        if "splitter" in s:
-            w.central_splitter.restoreState(s["splitter"])
+        if "state" in s:
+            w.restoreState(s["state"])
+        self.dock.hide()
         w.left_dock.setVisible(s.get("left", True))
         w.right_dock.setVisible(s.get("right", True))
+        if "splitter" in s:
+            w.central_splitter.restoreState(s["splitter"])
         for a, enabled in s.get("actions", {}).items():
             a.setEnabled(enabled)
         try:
@@ -1064,14 +1067,14 @@ class EditorMode(QObject):
 
     def _on_surface_picked(self, point, name: str) -> None:
         p = np.asarray(point, float)
+        if self.anatomy is not None:  # the slices go through the point clicked
+            self.slices.set_cursor(p)
+            self.slices.show_point_info(p)
         if self.mode == "entry":
             self.set_entry(p)
         elif self.mode == "zone":
             self.set_zone_centre(p)
-        elif self.anatomy is not None:
-            self.slices.set_cursor(p)
-            self.slices.show_point_info(p)
-            self._draw_slices()
+        self._draw_slices()
         self.window.statusBar().showMessage(
             f"{name.replace('_', ' ')} at R {p[0]:.1f}, A {p[1]:.1f}, S {p[2]:.1f} mm", 8000)
 

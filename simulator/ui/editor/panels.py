@@ -310,15 +310,15 @@ class CriticalPanel(QWidget):
         self.choice.clear()
         names = sorted(s.name for s in anatomy.structures.values())
         for n in names:
-            self.choice.addItem(n.replace("_", " "), ("structure", n))
+            self.choice.addItem(n.replace("_", " "), f"structure:{n}")
         for t in Tissue:
             if t == Tissue.AIR:
                 continue
-            self.choice.addItem(f"tissue: {t.name.lower().replace('_', ' ')}", ("tissue", t.name.lower()))
+            self.choice.addItem(f"tissue: {t.name.lower().replace('_', ' ')}", f"tissue:{t.name.lower()}")
         self.structure_field.set_choices([(n, n.replace("_", " ")) for n in names])
 
     def select_choice(self, kind: str, name: str) -> bool:
-        i = self.choice.findData((kind, name))
+        i = self.choice.findData(f"{kind}:{name}")
         if i >= 0:
             self.choice.setCurrentIndex(i)
         return i >= 0
@@ -330,7 +330,7 @@ class CriticalPanel(QWidget):
         data = self.choice.currentData()
         if doc is None or data is None:
             return
-        kind, name = data
+        kind, name = str(data).split(":", 1)
         msg = self.message.text().strip() or None
         i = add_critical_structure(doc, **{kind: name}, severity=self.severity.currentData(), message=msg)
         self.message.clear()
