@@ -87,6 +87,7 @@ class Severity(str, Enum):
 TissueName = Literal[tuple(t.name.lower() for t in Tissue)]  # type: ignore[valid-type]
 
 _NAME = r"^[a-z0-9_]+$"
+_STRUCTURE = r"^[A-Za-z0-9_]+$"  # anatomy structure names keep their segmentation's case (vertebrae_L1)
 
 
 def _check_vec(v: Vec3, what: str, *loc) -> None:
@@ -236,7 +237,7 @@ class Target(_Model):
 class CriticalStructure(_Model):
     """Something the needle must not touch: a named structure of the anatomy or a tissue class."""
 
-    structure: Optional[str] = Field(None, pattern=_NAME, description="structure name in the anatomy, e.g. aorta")
+    structure: Optional[str] = Field(None, pattern=_STRUCTURE, description="structure name in the anatomy, e.g. aorta")
     tissue: Optional[TissueName] = Field(None, description="or a tissue class, e.g. lung, csf, artery")  # type: ignore[valid-type]
     severity: Severity = Severity.major
     message: Optional[str] = Field(None, description="what the trainee is told on contact")
