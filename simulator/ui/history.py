@@ -98,6 +98,7 @@ class HistoryWindow(QWidget):
         self.plots: dict[str, object] = {}
         self.plot_items: dict[str, object] = {}
         self.threshold_lines: dict[str, list] = {}
+        self.plot_notes: dict[str, object] = {}
         self._filling = False
         self._build()
         self.resize(1250, 760)
@@ -157,6 +158,8 @@ class HistoryWindow(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        split.setSizes([520, 720])
+        self.splitter = split
         pl.addWidget(split)
         self.tabs.addTab(page, "Attempts and learning curves")
         for i, metric in enumerate(CURVE_METRICS):
@@ -169,6 +172,9 @@ class HistoryWindow(QWidget):
             self.plot_items[metric] = p.plot([], [], pen=pg.mkPen((30, 90, 200), width=2), symbol="o",
                                              symbolSize=7, symbolBrush=(30, 90, 200))
             self.threshold_lines[metric] = []
+            note = pg.TextItem("", color=(120, 120, 120), anchor=(0.5, 0.5))
+            p.addItem(note, ignoreBounds=True)
+            self.plot_notes[metric] = note
         # -- the instructor's overview
         self.tree = QTreeWidget()
         self.tree.setObjectName("history_overview")
@@ -284,7 +290,9 @@ class HistoryWindow(QWidget):
         return [a for a in self.store.list_attempts(trainee=self.trainee, scenario=scenario_id) if a.status != "live"]
 
     def _fill_table(self) -> None:
-        rows = list(reversed(self._attempts(self.scenario_combo.currentData())))
+        sid = self.scenario_combo.currentData()
+        rows = list(reversed(self._attempts(sid)))
+        self.table.setColumnHidden(2, sid is not None)  # one scenario: its name is in the combo
         self.table.setRowCount(len(rows))
         for r, a in enumerate(rows):
             result = "" if a.passed is None else ("PASSED" if a.passed else "FAILED")
@@ -362,12 +370,20 @@ class HistoryWindow(QWidget):
             else:
                 label, unit = metric.replace("_", " "), ""
             p.setTitle(f"{label} ({unit})" if unit else label, size="9pt")
+            note = self.plot_notes[metric]
             if c is None or not c.points:
                 self.plot_items[metric].setData([], [])
+                note.setText("no scored attempts")
+                note.setPos(0.5, 0.5)
                 continue
             x, y = c.x, c.series(metric)
             ok = np.isfinite(y)
             self.plot_items[metric].setData(x[ok], y[ok])
+            n = int(x.max())
+            step = max(1, int(np.ceil(n / 8)))
+            p.getAxis("bottom").setTickSpacing(step, step)
+            note.setText("" if ok.any() else "not applicable to this scenario")
+            note.setPos(0.5 * (1 + n), 0.5)
             lines = []
             if metric == "score" and c.pass_mark is not None:
                 lines.append(("pass mark", c.pass_mark, PASS_COLOUR))
@@ -378,15 +394,18 @@ class HistoryWindow(QWidget):
             for name, value, colour in lines:
                 line = pg.InfiniteLine(pos=float(value), angle=0,
                                        pen=pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DashLine),
-                                       label=f"{name} {value:g}", labelOpts={"color": colour, "position": 0.92})
+                                       label=f"{name} {value:g}",
+                                       labelOpts={"color": colour, "position": 0.98, "anchors": [(1, 1), (1, 1)]})
                 line.threshold_name = name
                 line.threshold_value = float(value)
                 p.addItem(line)
                 self.threshold_lines[metric].append(line)
             ys = [float(v) for v in y[ok]] + [v for _, v, _ in lines]
-            if ys:
+            if not ok.any():
+                p.setYRange(0.0, 1.0, padding=0)
+            elif ys:
                 lo, hi = min(ys), max(ys)
-                pad = 0.08 * (hi - lo) if hi > lo else 1.0
+                pad = 0.16 * (hi - lo) if hi > lo else 1.0  # room for the line labels
                 p.setYRange(lo - pad, hi + pad, padding=0)
             p.setXRange(0.5, max(float(x.max()), 1.0) + 0.5, padding=0)
 

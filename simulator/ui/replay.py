@@ -271,10 +271,11 @@ class TimelineDock(QDockWidget):
         self.title.setObjectName("replay_title")
         lay.addWidget(self.title)
         row = QHBoxLayout()
-        self.start_button = QPushButton("\u23ee")
+        self.start_button = QPushButton()
+        self.start_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaSkipBackward))
         self.start_button.setObjectName("replay_to_start")
         self.start_button.setToolTip("Back to the start (Home)")
-        self.play_button = QPushButton("\u25b6 Play")
+        self.play_button = QPushButton("Play")
         self.play_button.setObjectName("replay_play")
         self.play_button.setToolTip("Play / pause (P)")
         self.play_button.setMinimumWidth(90)
@@ -341,7 +342,10 @@ class TimelineDock(QDockWidget):
             self._updating = False
 
     def _on_state(self, state: str) -> None:
-        self.play_button.setText("\u23f8 Pause" if state == "playing" else "\u25b6 Play")
+        playing = state == "playing"
+        self.play_button.setText("Pause" if playing else "Play")
+        self.play_button.setIcon(self.style().standardIcon(
+            QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay))
         self.rescore_button.setEnabled(state == "ended")
 
     def _slider_moved(self, value: int) -> None:

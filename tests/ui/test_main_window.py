@@ -311,6 +311,25 @@ def test_shortcuts_are_listed_in_help(window):
     assert "Instructor mode" in rows.values()
 
 
+def test_records_menu_with_shortcuts_in_help(window):
+    w = window
+    texts = [a.text().replace("&", "") for a in w.records_menu.actions() if a.text()]
+    assert texts[:4] == ["Replay attempt\u2026", "Replay the last attempt", "History and learning curves\u2026",
+                         "Instructor overview\u2026"]
+    rows = dict(w.shortcut_rows())
+    assert rows["Ctrl+R"] == "Replay attempt" and rows["Ctrl+H"] == "History and learning curves"
+    assert rows["Ctrl+Shift+H"] == "Instructor overview" and rows["Ctrl+T"] == "Trainee"
+    assert rows["P"] == "Replay: play / pause" and "Drag the replay slider" in rows
+    # the replay's own keys work only during a replay
+    assert not w.act_play.isEnabled() and not w.act_stop_replay.isEnabled()
+    # the trainee: the OS user by default, shown in the status bar, remembered
+    from simulator.ui.main_window import default_trainee
+
+    assert w.trainee == default_trainee() and w.trainee in w.trainee_label.text()
+    assert w.set_trainee("  Dr  Lee ") and w.trainee == "Dr Lee"
+    assert w.settings.value("trainee") == "Dr Lee" and not w.set_trainee("  ")
+
+
 def test_close_saves_the_state_and_releases_the_render_window(qtbot, user_data, qsettings_file):
     w = make_window(qtbot, qsettings_file)
     w.resize(1100, 760)
@@ -330,8 +349,9 @@ def test_close_saves_the_state_and_releases_the_render_window(qtbot, user_data, 
     w2.close()
 
 
-def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file):
+def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file, tmp_path, monkeypatch):
     """The real default: celiac plexus neurolysis on the bundled patient (needs the built cache)."""
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path / "data"))  # records of its own
     bundled = pytest.importorskip("simulator.anatomy.bundled")
     if not bundled.cache_is_valid():
         pytest.skip("the bundled patient's cache is not built (run `make test` or `python main.py setup-data`)")
