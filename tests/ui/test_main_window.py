@@ -391,3 +391,47 @@ critical_structures:""")
     assert [t.id for t in targets] == ["target"]
     assert np.allclose(targets[0].points_mm, [[0.0, -15.0, 0.0]])
     assert targets.unresolved == ["proposed"]
+
+
+def test_a_fluoroscopy_attempt_replays_with_its_images_and_c_arm(qtbot, window):
+    """Ended with Ctrl+E: stored with its score; Records > Replay the last attempt (Ctrl+Shift+R)
+    replays it: the C-arm turns as recorded, each recorded exposure is taken again, and the
+    rescore equals the stored score."""
+    from simulator.core.events import EventKind
+    from simulator.records.rescore import canonical
+    from simulator.ui.driver import WindowDriver, wait_until
+
+    w = window
+    qtbot.waitUntil(lambda: w.fluoro_view.ready, timeout=60_000)
+    d = WindowDriver(w)
+    plan = w.scenario.planned_trajectory
+    d.click_skin(plan.entry_mm)
+    d.aim_at(plan.target_mm)
+    d.key(Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)  # C-arm 5 degrees towards LAO
+    qtbot.waitUntil(lambda: any(i.name == "set_carm_pose" for i in w.controller.procedure.recording.inputs), timeout=5000)
+    d.shot()
+    d.advance_to(plan.target_mm, shot_every_mm=6.0, stop_mm=2.0)
+    d.shot()
+    shots = sum(1 for e in w.controller.procedure.events if e.kind == EventKind.fluoro_shot)
+    d.key(Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: w.score_dialog is not None, timeout=10_000)
+    aid = w.last_attempt_id
+    info = w.store.attempt(aid)
+    assert info.status == "finished" and info.score == w.controller.card.score
+    assert len(w.store.images(aid)) == shots  # every exposure kept for the report
+    w.score_dialog.close()
+    d.key(Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: w.player is not None, timeout=10_000)
+    frames = w.fluoro_view.frames_shown
+    w.timeline.speed_combo.setCurrentIndex(w.timeline.speed_combo.findData(4.0))
+    d.key(Qt.Key.Key_P)  # play
+    qtbot.waitUntil(lambda: w.player.state == "ended", timeout=60_000)
+    qtbot.waitUntil(lambda: w.fluoro_view.frames_shown >= frames + shots and not w.fluoro_view.busy(), timeout=30_000)
+    carm = [i for i in w.store.load_attempt(aid).inputs if i.name == "set_carm_pose"][-1].args
+    assert w.fluoro_view.pose.lao_deg == pytest.approx(carm["lao_deg"])
+    assert w.controller.procedure.recording.n_samples == info.n_samples
+    assert w.timeline.rescore_button.isEnabled()
+    w.timeline.rescore_button.click()
+    assert w.replay_identical and canonical(w.replay_card.to_json()) == canonical(w.store.score_card(aid))
+    d.key(Qt.Key.Key_Escape)  # stop the replay
+    assert w.player is None and w.controller.active
