@@ -13,6 +13,13 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
   - view_3d_ms_median (key event -> 3D render finished) with view_3d_our_ms_median (our code:
     key event -> scene updated and the render requested) and vtk_render_ms_median (the render
     alone: Mesa software GL);
+  - the 3D view draws a moving frame while the needle moves (decimated meshes, the image at half
+    the pixels per side) and the still frame (full meshes, full resolution) once the input pauses:
+    vtk_render_ms_median is the moving frame's render (vtk_render_ms_median_moving, the same),
+    vtk_render_ms_median_still the still frame's (key -> moving frame -> pause -> still frame,
+    its render alone), with the triangles each draws (triangles_moving, triangles_still);
+    lod_ready_s: from the usable window until the decimated copies are attached (read from their
+    cache, or built on a worker thread); the advance measurements start after that;
   - panel_ms_median (key event -> procedure panel updated);
   - fluoroscopy_ms_median (pedal tap -> the image with the needle painted on the C-arm screen)
     and fluoroscopy_live_frame_ms_median (a live pulse requested -> its frame painted);
@@ -20,6 +27,7 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
     painted).
 - baseline: `procedure_input_ms_median`, the same advance as a bare `Procedure.advance` call
   (no window), measured in the same run.
+- loadavg_start / loadavg_end: the 1-minute load average around the run (the 2 cores are shared).
 """
 from __future__ import annotations
 
@@ -109,8 +117,9 @@ def _run(quick: bool, data: str) -> dict:
     from simulator.anatomy import bundled
     from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
     from simulator.ui.main_window import MainWindow
+    import simulator.render.scene as scene_mod
 
-    out: dict = {"display": os.environ.get("DISPLAY", "")}
+    out: dict = {"display": os.environ.get("DISPLAY", ""), "loadavg_start": round(os.getloadavg()[0], 2)}
     celiac = "celiac_plexus_posterior" if bundled.cache_is_valid() else None
     n_keys = 15 if quick else 40
 
@@ -124,6 +133,10 @@ def _run(quick: bool, data: str) -> dict:
         first = w.view3d.render_count
         wait_until(lambda: w.view3d.render_count > first or w.view3d.render_count > 0, 30, "the 3D view")
         t_usable = time.perf_counter() - t0
+        scene = w.view3d.scene
+        wait_until(lambda: scene.has_lod() or scene.triangle_count() <= scene_mod.LOD_MIN_TRIANGLES, 120,
+                   "the moving frame's meshes")
+        out[f"{scenario}_lod_ready_s"] = round(time.perf_counter() - t0 - t_usable, 3)
         wait_until(lambda: w.procedure_panel.plots_ready, 30, "the plots")
         if w.modality in ("fluoroscopy", "both"):
             wait_until(lambda: w.fluoro_view.ready, 120, "the fluoroscopy engine")
@@ -136,8 +149,23 @@ def _run(quick: bool, data: str) -> dict:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         process(50)
 
+    def still_renders(w, d, n):
+        """Key -> moving frame -> the pause -> the still frame: (still render ms, moving render ms)."""
+        v = w.view3d
+        rows = []
+        for i in range(n):
+            rc = v.render_count
+            d.key(Qt.Key.Key_S if i % 2 else Qt.Key.Key_W)
+            wait_until(lambda: v.render_count > rc, 10, "the moving frame")
+            moving = v.last_render_ms if v.scene.frame_reduction() > 1 or v.scene.lod else float("nan")
+            rc = v.render_count
+            wait_until(lambda: v.render_count > rc and not v.scene.lod, 10, "the still frame")
+            rows.append((v.last_render_ms, moving))
+            process(30)
+        return rows
+
     def advance_latencies(w, d, n, want_us=False):
-        """Per advance key: (3D ours, 3D with render, render alone, panel, all views, us)."""
+        """Per advance key: (3D ours, 3D with render, render alone, panel, all views, us, moving)."""
         rows = []
         for i in range(n):
             process(30)  # let the previous frame settle (a trainee's keys come ~100 ms apart)
@@ -160,8 +188,9 @@ def _run(quick: bool, data: str) -> dict:
             w.procedure_panel.updated.disconnect(conn)
             panel = (t_panel[0] - t_key) * 1e3 if t_panel else float("nan")
             done = max(x for x in (t_3d, t_us, t_panel[0] if t_panel else t_ours) if x == x)
+            moving = w.view3d.scene.frame_reduction() > 1 or w.view3d.scene.lod
             rows.append(((t_ours - t_key) * 1e3, (t_3d - t_key) * 1e3, render_ms, panel, (done - t_key) * 1e3,
-                         (t_us - t_key) * 1e3))
+                         (t_us - t_key) * 1e3, moving))
         return rows
 
     # ---- the celiac scenario on the bundled patient ----------------------------------------
@@ -177,14 +206,23 @@ def _run(quick: bool, data: str) -> dict:
         for _ in range(6):
             d.key(Qt.Key.Key_W, SHIFT)
         rows = advance_latencies(w, d, n_keys)
-        ours, v3d, vtk, panel, allv, _ = map(list, zip(*rows))
+        ours, v3d, vtk, panel, allv, _, moving = map(list, zip(*rows))
+        scene = w.view3d.scene
         out.update({
             "view_3d_ms_median": round(_median(v3d), 2),
             "view_3d_our_ms_median": round(_median(ours), 2),
             "vtk_render_ms_median": round(_median(vtk), 2),
+            "vtk_render_ms_median_moving": round(_median(vtk), 2),
+            "moving_frames": f"{sum(moving)}/{len(moving)}",
             "panel_ms_median": round(_median(panel), 2),
             "celiac_input_to_views_ms_median": round(_median(allv), 2),
+            "triangles_moving": scene.moving_triangle_count(),
+            "triangles_still": scene.still_triangle_count(),
+            "moving_image_reduction": scene.image_reduction,
+            "view_3d_size_px": list(w.view3d.render_window.GetSize()),
         })
+        still = still_renders(w, d, 4 if quick else 8)
+        out["vtk_render_ms_median_still"] = round(_median([r[0] for r in still]), 2)
         # fluoroscopy: pedal taps (single shots) and live frames
         fv = w.fluoro_view
         shots = []
@@ -241,7 +279,7 @@ def _run(quick: bool, data: str) -> dict:
     for _ in range(4):
         d.key(Qt.Key.Key_W, SHIFT)
     rows = advance_latencies(w, d, n_keys, want_us=True)
-    ours, v3d, vtk, panel, allv, us = map(list, zip(*rows))
+    ours, v3d, vtk, panel, allv, us, _ = map(list, zip(*rows))
     out["ultrasound_ms_median"] = round(_median(us), 2)
     out["ultrasound_ms_p95"] = round(_p95(us), 2)
     out["gel_view_3d_ms_median"] = round(_median(v3d), 2)
@@ -256,6 +294,7 @@ def _run(quick: bool, data: str) -> dict:
     out["input_to_views_our_ms_median"] = out.get("view_3d_our_ms_median")
     out["baseline"] = "bare Procedure.advance (no window), same run"
     out["baseline_ms_median"] = out.get("procedure_input_ms_median")
+    out["loadavg_end"] = round(os.getloadavg()[0], 2)
     return out
 
 

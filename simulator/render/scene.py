@@ -22,11 +22,14 @@ Conventions
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
+import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -37,7 +40,7 @@ from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData, vtkStaticCellLocator
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkCommonTransforms import vtkTransform
-from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkPolyDataNormals, vtkQuadricClustering, vtkTubeFilter
+from vtkmodules.vtkFiltersCore import vtkAppendPolyData, vtkQuadricDecimation, vtkTubeFilter
 from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkFiltersSources import (
     vtkConeSource,
@@ -108,6 +111,14 @@ PRESET_LABELS = {
 OBLIQUE_DEG = 35.0
 
 _R, _A, _S = np.eye(3)
+
+# OpenGL enums for the moving frame's scaled blit
+_GL_READ_FRAMEBUFFER = 0x8CA8
+_GL_DRAW_FRAMEBUFFER = 0x8CA9
+_GL_COLOR_BUFFER_BIT = 0x4000
+_GL_LINEAR = 0x2601
+_GL_BACK_LEFT = 0x0402
+_GL_FRONT_LEFT = 0x0400
 
 
 def _position_name(patient_position) -> str:
@@ -206,32 +217,111 @@ def polydata_from_mesh(mesh: TriMesh, normals: bool = True) -> vtkPolyData:
 # back to a scenario must not rebuild half a million triangles).
 _POLY_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData], dict[str, vtkPolyData] | None]] = {}
 
-#: Above this many triangles an anatomy also gets a coarse copy, drawn while the view moves.
-#: (Measured with Mesa's software renderer: at the bundled patient's ~410k triangles a frame is
-#: bound by fragments, not triangles, and a coarse copy saves nothing; at ~760k it halved it.)
-LOD_MIN_TRIANGLES = 600_000
-#: Cell size (mm) of the coarse copy (vertex clustering): about a quarter of the triangles.
-LOD_CELL_MM = 4.0
+# The moving frame (while the needle, the probe or the camera moves; the still frame follows
+# ~0.25 s after the input stops). Measured on this 2-core machine with Mesa's llvmpipe (bundled
+# patient, 410k triangles in 92 meshes, a 356x904 view): a still frame costs ~120-150 ms, about
+# half per-triangle work (vertex shading and triangle setup run on one thread) and half per-pixel
+# work (Phong shading of ~4 layers: the opaque organs, the translucent lungs, muscles and skin,
+# plus the full-size clears and blits). So the moving frame cuts both: decimated copies of the
+# meshes (quadric decimation, ~45k triangles in all) and an image drawn at 1/2 x 1/2 of the
+# view's pixels and scaled up (what ParaView calls the image reduction factor).
+
+#: Anatomies above this many triangles get decimated copies for the moving frame.
+LOD_MIN_TRIANGLES = 60_000
+#: Triangles in the moving frame's copies of a large anatomy (in all).
+LOD_TARGET_TRIANGLES = 45_000
+#: A structure keeps at least this many triangles in its copy (small ones stay recognisable).
+LOD_MIN_MESH_TRIANGLES = 160
+#: Pixels per side drawn as one while moving (1: full resolution).
+MOVING_IMAGE_REDUCTION = 2
+#: The needle's shaft is drawn at least this many pixels wide (of the image drawn: the moving
+#: frame's pixels are bigger), so that a 0.7 mm needle stays visible when the view shows the trunk.
+NEEDLE_MIN_WIDTH_PX = 1.6
+#: Bump when the decimation changes: cached copies of older versions are not used.
+_LOD_VERSION = 1
 
 
-def coarse_polydata(poly: vtkPolyData, cell_mm: float | None = None) -> vtkPolyData:
-    """A coarse copy for interactive frames (quadric vertex clustering: fast, shape-preserving)."""
-    cell_mm = LOD_CELL_MM if cell_mm is None else cell_mm
-    b = poly.GetBounds()
-    q = vtkQuadricClustering()
-    q.SetInputData(poly)
-    q.AutoAdjustNumberOfDivisionsOff()
-    q.SetNumberOfDivisions(*[max(2, int((b[2 * i + 1] - b[2 * i]) / cell_mm) + 1) for i in range(3)])
-    q.UseInputPointsOn()
-    q.CopyCellDataOff()
-    n = vtkPolyDataNormals()
-    n.SetInputConnection(q.GetOutputPort())
-    n.SplittingOff()
-    n.ConsistencyOff()
-    n.AutoOrientNormalsOff()
-    n.Update()
-    out = n.GetOutput()
-    return out if out.GetNumberOfCells() else poly
+def decimated_mesh(mesh: TriMesh, target_triangles: int) -> TriMesh:
+    """A copy of `mesh` with about `target_triangles` triangles (quadric decimation, volume
+    preserving; orientation kept). The mesh itself when it has no more than that."""
+    n = mesh.n_triangles
+    if n <= target_triangles or n == 0:
+        return mesh
+    q = vtkQuadricDecimation()
+    q.SetInputData(polydata_from_mesh(mesh, normals=False))
+    q.SetTargetReduction(1.0 - float(target_triangles) / n)
+    q.VolumePreservationOn()
+    q.Update()
+    out = q.GetOutput()
+    if out.GetNumberOfCells() == 0:
+        return mesh
+    verts = vtk_to_numpy(out.GetPoints().GetData()).astype(np.float32)
+    conn = vtk_to_numpy(out.GetPolys().GetConnectivityArray())
+    offsets = vtk_to_numpy(out.GetPolys().GetOffsetsArray())
+    if len(conn) != 3 * (len(offsets) - 1):  # not all triangles: keep the full mesh
+        return mesh
+    return TriMesh(verts, conn.reshape(-1, 3).astype(np.int32))
+
+
+def lod_targets(meshes: dict[str, TriMesh], total: int | None = None) -> dict[str, int]:
+    """Triangles per mesh in the moving frame: the same fraction of every mesh, so that the
+    copies hold about `total` triangles, but no fewer than LOD_MIN_MESH_TRIANGLES each."""
+    total = LOD_TARGET_TRIANGLES if total is None else int(total)
+    n_all = sum(m.n_triangles for m in meshes.values())
+    ratio = min(1.0, total / max(n_all, 1))
+    return {name: max(LOD_MIN_MESH_TRIANGLES, int(round(m.n_triangles * ratio))) for name, m in meshes.items()}
+
+
+def _meshes_key(meshes: dict[str, TriMesh], targets: dict[str, int]) -> str:
+    h = hashlib.sha1(f"lod v{_LOD_VERSION}".encode())
+    for name in sorted(meshes):
+        m = meshes[name]
+        h.update(f"|{name}|{m.vertices.shape}|{m.faces.shape}|{targets[name]}".encode())
+        h.update(m.vertices.tobytes())
+        h.update(m.faces.tobytes())
+    return h.hexdigest()[:24]
+
+
+def lod_cache_dir() -> Path:
+    """Where decimated copies are kept between runs (keyed by the meshes' content)."""
+    from simulator.core.paths import user_data_dir
+
+    return user_data_dir() / "cache" / "display-lod"
+
+
+def anatomy_lod_meshes(anatomy: Anatomy, cache: bool = True) -> dict[str, TriMesh]:
+    """Decimated copies of the anatomy's meshes for the moving frame ({} for small anatomies).
+    Read from the cache folder when this exact anatomy was decimated before, else decimated
+    (a few seconds for the bundled patient) and saved there. Safe on a worker thread."""
+    meshes = {name: m for name, m in anatomy.meshes.items() if m.n_triangles}
+    if sum(m.n_triangles for m in meshes.values()) <= LOD_MIN_TRIANGLES:
+        return {}
+    targets = lod_targets(meshes)
+    path = lod_cache_dir() / f"{_meshes_key(meshes, targets)}.npz" if cache else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = [str(s) for s in z["names"]]
+                out = {name: TriMesh(z[f"v{i}"], z[f"f{i}"]) for i, name in enumerate(names)}
+            if set(out) == set(meshes):
+                return out
+        except (OSError, ValueError, KeyError):  # a damaged cache file: decimate again
+            pass
+    out = {name: decimated_mesh(m, targets[name]) for name, m in meshes.items()}
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            names = sorted(out)
+            arrays = {"names": np.array(names)}
+            for i, name in enumerate(names):
+                arrays[f"v{i}"] = out[name].vertices
+                arrays[f"f{i}"] = out[name].faces
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        except OSError:  # a read-only data folder: decimate again next time
+            pass
+    return out
 
 
 def anatomy_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
@@ -247,14 +337,14 @@ def anatomy_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
 
 
 def anatomy_coarse_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
-    """Coarse copies per mesh name for interactive frames ({} below LOD_MIN_TRIANGLES); built
-    once per anatomy object; safe to call from a worker thread."""
+    """Polydata of the moving frame's decimated copies per mesh name ({} below
+    LOD_MIN_TRIANGLES); built once per anatomy object; safe to call from a worker thread."""
     polys = anatomy_polydata(anatomy)
     ref, full, coarse = _POLY_CACHE[id(anatomy)]
     if coarse is None:
-        coarse = {}
-        if sum(p.GetNumberOfCells() for p in full.values()) > LOD_MIN_TRIANGLES:
-            coarse = {name: coarse_polydata(p) for name, p in polys.items()}
+        lod = anatomy_lod_meshes(anatomy)
+        coarse = {name: (polydata_from_mesh(m) if m is not anatomy.meshes[name] else polys[name])
+                  for name, m in lod.items()}
         _POLY_CACHE[id(anatomy)] = (ref, full, coarse)
     return coarse
 
@@ -286,7 +376,11 @@ class StructureInfo:
     colour: tuple[float, float, float]
     actor: vtkActor
     triangles: int
-    lod_actor: vtkActor | None = None  # coarse copy (shares the actor's property)
+    #: The moving frame's actor of the structure's group: the decimated copies of the group's
+    #: structures merged into one mesh (one draw call per group), coloured per vertex.
+    lod_actor: vtkActor | None = None
+    lod_triangles: int = 0  # triangles of this structure's decimated copy
+    lod_points: tuple[int, int] = (0, 0)  # its points in the group mesh
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +435,13 @@ class AnatomyScene:
         self._target_actors: list[vtkActor] = []
         self._plan_actors: list[vtkActor] = []
         self._locators: dict[str, vtkStaticCellLocator] = {}
+        self._group_lod: dict[str, tuple[vtkActor, object]] = {}  # group -> (actor, its colour array)
         self._lod = False
+        #: Pixels per side drawn as one in the moving frame (see MOVING_IMAGE_REDUCTION).
+        self.image_reduction = MOVING_IMAGE_REDUCTION
+        self._frame_reduction = 1  # of the frame being drawn
+        self._shown_reduction = 1  # of the last frame drawn
+        self._reduced_size = (0, 0)  # its pixels
         self._fit_points: np.ndarray | None = None
         self._last_order: list[int] = []
         self._closed = False
@@ -397,6 +497,11 @@ class AnatomyScene:
         # Before each frame: opaque surfaces front to back (a software renderer then skips the
         # hidden fragments early), translucent ones back to front with the skin last.
         self._order_tag = self.render_window.AddObserver("StartEvent", self._order_props)
+        # The moving frame's reduced image: drawn into the lower-left part of the frame buffer and
+        # scaled up onto the window before the buffers swap (priority: before anyone else's
+        # EndEvent observer, so that a render's end means the image is on screen).
+        self._frame_tags = (self.render_window.AddObserver("StartEvent", self._begin_frame, 10.0),
+                            self.render_window.AddObserver("EndEvent", self._end_frame, 10.0))
 
     # --- anatomy ----------------------------------------------------------------------------
     def set_anatomy(self, anatomy: Anatomy | None, patient_position=None, build_lod: bool = True) -> None:
@@ -405,8 +510,9 @@ class AnatomyScene:
         `build_lod`, else attached later by `attach_lod` (the UI builds them on a worker thread)."""
         for info in self.structures.values():
             self.renderer.RemoveActor(info.actor)
-            if info.lod_actor is not None:
-                self.renderer.RemoveActor(info.lod_actor)
+        for actor, _colours in self._group_lod.values():
+            self.renderer.RemoveActor(actor)
+        self._group_lod.clear()
         self.structures.clear()
         self._actor_names.clear()
         self._locators.clear()
@@ -476,10 +582,8 @@ class AnatomyScene:
         return sum(info.triangles for info in self.structures.values())
 
     def lod_triangle_count(self) -> int:
-        return sum(
-            (info.lod_actor.GetMapper().GetInput().GetNumberOfCells() if info.lod_actor is not None else info.triangles)
-            for info in self.structures.values()
-        )
+        return sum((info.lod_triangles if info.lod_actor is not None else info.triangles)
+                   for info in self.structures.values())
 
     def set_group_visible(self, group: str, visible: bool) -> None:
         self._group_visible[group] = bool(visible)
@@ -511,64 +615,180 @@ class AnatomyScene:
 
     # --- level of detail ----------------------------------------------------------------------
     def attach_lod(self, anatomy: Anatomy) -> bool:
-        """Add the coarse copies of `anatomy` (if it is the one shown and is large enough)."""
-        if anatomy is not self.anatomy or self._closed:
+        """Add the moving frame's actors for `anatomy` (if it is the one shown and is large
+        enough): per structure group, the decimated copies of its structures in one mesh."""
+        if anatomy is not self.anatomy or self._closed or self._group_lod:
             return False
         coarse = anatomy_coarse_polydata(anatomy)
-        added = False
+        by_group: dict[str, list[StructureInfo]] = {}
         for name, info in self.structures.items():
-            if info.lod_actor is not None or name not in coarse:
-                continue
+            if name in coarse:
+                by_group.setdefault(info.group, []).append(info)
+        for group, infos in by_group.items():
+            append = vtkAppendPolyData()
+            start = 0
+            for info in infos:
+                part = vtkPolyData()
+                part.ShallowCopy(coarse[info.name])  # the colours go on the merged mesh only
+                n = part.GetNumberOfPoints()
+                info.lod_points = (start, start + n)
+                info.lod_triangles = int(part.GetNumberOfCells())
+                start += n
+                append.AddInputData(part)
+            append.Update()
+            merged = vtkPolyData()
+            merged.ShallowCopy(append.GetOutput())
+            colours = numpy_to_vtk(np.zeros((start, 3), np.uint8), deep=True)
+            colours.SetName("Colours")
+            merged.GetPointData().SetScalars(colours)
             mapper = vtkPolyDataMapper()
-            mapper.SetInputData(coarse[name])
-            mapper.ScalarVisibilityOff()
-            lod_actor = vtkActor()
-            lod_actor.SetMapper(mapper)
-            lod_actor.PickableOff()
-            lod_actor.VisibilityOff()
-            self.renderer.AddActor(lod_actor)
-            info.lod_actor = lod_actor
-            self._sync_lod_property(info)
-            added = True
-        if added:
+            mapper.SetInputData(merged)
+            mapper.ScalarVisibilityOn()
+            mapper.SetColorModeToDirectScalars()
+            mapper.SetScalarModeToUsePointData()
+            actor = vtkActor()
+            actor.SetMapper(mapper)
+            actor.PickableOff()
+            actor.VisibilityOff()
+            self.renderer.AddActor(actor)
+            self._group_lod[group] = (actor, colours)
+            for info in infos:
+                info.lod_actor = actor
+                self._sync_lod_property(info)
+        if by_group:
             for group in self.groups():
                 self._apply_group(group)
-        return added
+        return bool(by_group)
 
-    @staticmethod
-    def _sync_lod_property(info: StructureInfo) -> None:
-        """The coarse copy looks like the full mesh; vertex clustering folds some triangles of
-        thin structures over, so opaque coarse copies show their back faces too."""
+    def _sync_lod_property(self, info: StructureInfo) -> None:
+        """The moving frame looks like the still one: the group actor takes the structure's
+        opacity and lighting, its vertices the structure's colour (a critical structure's tint
+        too). Decimation keeps the meshes closed and outward-oriented: back faces are culled as
+        on the full meshes."""
         if info.lod_actor is None:
             return
         main = info.actor.GetProperty()
         lod = info.lod_actor.GetProperty()
-        # (vtkProperty.DeepCopy goes through SetColor(GetColor()), which mixes the ambient colour)
-        lod.SetDiffuseColor(main.GetDiffuseColor())
-        lod.SetAmbientColor(main.GetAmbientColor())
-        lod.SetSpecularColor(main.GetSpecularColor())
-        lod.SetAmbient(main.GetAmbient())
+        lod.SetAmbient(0.12)
         lod.SetDiffuse(main.GetDiffuse())
         lod.SetSpecular(main.GetSpecular())
         lod.SetSpecularPower(main.GetSpecularPower())
+        lod.SetSpecularColor(main.GetSpecularColor())
         lod.SetOpacity(main.GetOpacity())
-        lod.SetBackfaceCulling(main.GetOpacity() < 1.0)
+        lod.SetBackfaceCulling(main.GetBackfaceCulling())
+        _actor, colours = self._group_lod[info.group]
+        rgb = np.clip(np.round(np.array(main.GetDiffuseColor()) * 255.0), 0, 255).astype(np.uint8)
+        a, b = info.lod_points
+        view = vtk_to_numpy(colours)
+        if b > a and not np.array_equal(view[a], rgb):
+            view[a:b] = rgb
+            colours.Modified()
+
+    def lod_colour(self, name: str) -> tuple[float, float, float]:
+        """The colour (0-1) of a structure in the moving frame."""
+        info = self.structures[name]
+        _actor, colours = self._group_lod[info.group]
+        return tuple(float(c) / 255.0 for c in vtk_to_numpy(colours)[info.lod_points[0]])
 
     def has_lod(self) -> bool:
         return any(info.lod_actor is not None for info in self.structures.values())
 
     def set_lod(self, coarse: bool) -> bool:
-        """Draw the coarse copies (while the view moves) or the full meshes. Returns True if
-        this changed what is drawn (then a render is due)."""
+        """Draw the moving frame (the decimated copies of a large anatomy, and the image at
+        1/image_reduction of the window's pixels per side) or the still frame (full meshes, full
+        resolution). Returns True if this changed what is drawn (then a render is due)."""
         coarse = bool(coarse)
         if coarse == self._lod:
             return False
         self._lod = coarse
-        if not self.has_lod():
-            return False
-        for group in self.groups():
-            self._apply_group(group)
-        return True
+        if self.has_lod():
+            for group in self.groups():
+                self._apply_group(group)
+            return True
+        return bool(self.structures) and self.image_reduction > 1
+
+    def _shown(self, info: StructureInfo) -> bool:
+        return self.group_visible(info.group) and self.group_opacity(info.group) > 0.0
+
+    def moving_triangle_count(self) -> int:
+        """Triangles of the shown anatomy in the moving frame (the decimated copies)."""
+        return sum((info.lod_triangles if info.lod_actor is not None else info.triangles)
+                   for info in self.structures.values() if self._shown(info))
+
+    def still_triangle_count(self) -> int:
+        """Triangles of the shown anatomy in the still frame (the full meshes)."""
+        return sum(info.triangles for info in self.structures.values() if self._shown(info))
+
+    def frame_reduction(self) -> int:
+        """Pixels per side drawn as one in the last frame (1: full resolution)."""
+        return self._shown_reduction
+
+    # --- the moving frame's reduced image ---------------------------------------------------------
+    def _moving_reduction(self) -> int:
+        f = int(self.image_reduction) if self._lod and self.structures else 1
+        w, h = self.render_window.GetSize()
+        return f if f > 1 and min(w, h) >= 64 * f else 1
+
+    def _begin_frame(self, *_):
+        if self._closed:
+            return
+        f = self._moving_reduction()
+        self._frame_reduction = f
+        if f > 1:
+            self.renderer.SetViewport(0.0, 0.0, 1.0 / f, 1.0 / f)
+            self._reduced_size = tuple(self.renderer.GetSize())
+            if not self.render_window.GetOffScreenRendering():
+                self.render_window.SwapBuffersOff()  # _end_frame puts the scaled image up and swaps
+        self._fit_needle_width(f)
+
+    def needle_width_scale(self) -> float:
+        """How much wider than its gauge the shaft was drawn in the last frame (>= 1)."""
+        return float(self._needle_shaft.GetScale()[0])
+
+    def _fit_needle_width(self, reduction: int) -> None:
+        """Widen the shaft (across its axis only) to NEEDLE_MIN_WIDTH_PX pixels of the image drawn."""
+        if not self._needle_shaft.GetVisibility() or self._needle_key is None:
+            return
+        w, h = self.render_window.GetSize()
+        h_px = max(1.0, h / max(1, reduction))
+        cam = self.renderer.GetActiveCamera()
+        if cam.GetParallelProjection():
+            mm_per_px = 2.0 * cam.GetParallelScale() / h_px
+        else:
+            tip = np.array([self._needle_matrix.GetElement(i, 3) for i in range(3)])
+            depth = float(np.dot(tip - np.array(cam.GetPosition()), np.array(cam.GetDirectionOfProjection())))
+            mm_per_px = 2.0 * max(depth, 1.0) * math.tan(math.radians(cam.GetViewAngle() / 2.0)) / h_px
+        k = max(1.0, NEEDLE_MIN_WIDTH_PX * mm_per_px / max(self._needle_key[1], 1e-3))
+        if abs(k - self._needle_shaft.GetScale()[0]) > 1e-3:
+            self._needle_shaft.SetScale(k, k, 1.0)
+
+    def _end_frame(self, *_):
+        f, self._frame_reduction = self._frame_reduction, 1
+        self._shown_reduction = f
+        if f <= 1:
+            return
+        self.renderer.SetViewport(0.0, 0.0, 1.0, 1.0)
+        rw = self.render_window
+        if rw.GetOffScreenRendering():
+            return  # nothing on screen: screenshot() scales the reduced image itself
+        w, h = rw.GetSize()
+        w2, h2 = self._reduced_size
+        state = rw.GetState()
+        state.PushFramebufferBindings()
+        fb = rw.GetRenderFramebuffer()
+        fb.Bind(_GL_READ_FRAMEBUFFER)
+        fb.ActivateReadBuffer(0)
+        state.vtkglBindFramebuffer(_GL_DRAW_FRAMEBUFFER, 0)  # the window's own buffer
+        state.vtkglDrawBuffer(_GL_BACK_LEFT if rw.GetDoubleBuffer() else _GL_FRONT_LEFT)
+        state.vtkglViewport(0, 0, w, h)
+        state.vtkglScissor(0, 0, w, h)
+        state.vtkglBlitFramebuffer(0, 0, w2, h2, 0, 0, w, h, _GL_COLOR_BUFFER_BIT, _GL_LINEAR)
+        state.PopFramebufferBindings()
+        mode = rw.GetFrameBlitMode()
+        rw.SetFrameBlitModeToNoBlit()  # keep the scaled image: Frame() only swaps the buffers
+        rw.SwapBuffersOn()
+        rw.Frame()
+        rw.SetFrameBlitMode(mode)
 
     @property
     def lod(self) -> bool:
@@ -944,6 +1164,9 @@ class AnatomyScene:
         img = f.GetOutput()
         w, h, _ = img.GetDimensions()
         arr = vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[:, :, :3]
+        if self._shown_reduction > 1:  # the moving frame: its image scaled up as on screen
+            w2, h2 = self._reduced_size
+            arr = _scale_image(arr[:h2, :w2], w, h)
         return np.ascontiguousarray(arr[::-1])
 
     def close(self) -> None:
@@ -954,6 +1177,8 @@ class AnatomyScene:
         self.renderer.RemoveAllViewProps()
         self.renderer.RemoveAllObservers()  # _sync_cube: a Python callable held by C++ (a cycle)
         self.render_window.RemoveObserver(self._order_tag)
+        for tag in self._frame_tags:
+            self.render_window.RemoveObserver(tag)
         self.render_window.RemoveRenderer(self.renderer)
         if self._cube_renderer is not None:
             self.render_window.RemoveRenderer(self._cube_renderer)
@@ -970,24 +1195,31 @@ class AnatomyScene:
             return
         pos = np.array(self.renderer.GetActiveCamera().GetPosition())
         opaque, translucent = [], []
+        seen = set()
         for info in self.structures.values():
             for actor in (info.actor, info.lod_actor):
-                if actor is None or not actor.GetVisibility():
+                if actor is None or id(actor) in seen or not actor.GetVisibility():
                     continue
+                seen.add(id(actor))
                 b = actor.GetBounds()
                 centre = np.array([(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2])
                 d = float(np.linalg.norm(centre - pos))
                 if actor.GetProperty().GetOpacity() < 1.0:
-                    translucent.append((info.name == "skin", -d, id(actor), actor))
+                    skin = info.name == "skin" if actor is info.actor else info.group == "skin"
+                    translucent.append((skin, -d, id(actor), actor))
                 else:
                     opaque.append((d, id(actor), actor))
         order = [a for *_k, a in sorted(opaque)] + [a for *_k, a in sorted(translucent)]
         if [id(a) for a in order] == self._last_order:
             return
+        # Reorder the renderer's prop collection itself: vtkRenderer.RemoveActor would release
+        # each actor's graphics resources, and every reorder (a camera turn, the switch between
+        # the moving and the still frame) would upload all the meshes again.
+        props = self.renderer.GetViewProps()
         for a in order:
-            self.renderer.RemoveActor(a)
+            props.RemoveItem(a)
         for a in order:
-            self.renderer.AddActor(a)
+            props.AddItem(a)
         self._last_order = [id(a) for a in order]
 
     def draw_order(self) -> list[str]:
@@ -1031,7 +1263,8 @@ class AnatomyScene:
         w, h = self.render_window.GetSize()
         if w > 0 and h > 0:  # a square of about 90 px in the lower-left corner
             side = min(90, w // 4, h // 4)
-            self._cube_renderer.SetViewport(0.0, 0.0, side / w, side / h)
+            f = self._frame_reduction  # in the moving frame's reduced image: the same size on screen
+            self._cube_renderer.SetViewport(0.0, 0.0, side / w / f, side / h / f)
         cam = self.renderer.GetActiveCamera()
         c = self._cube_renderer.GetActiveCamera()
         fp = np.array(cam.GetFocalPoint())
@@ -1048,6 +1281,24 @@ class AnatomyScene:
 # --------------------------------------------------------------------------------------------
 # Geometry helpers
 # --------------------------------------------------------------------------------------------
+def _scale_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w, c) uint8 scaled to (height, width, c) with bilinear interpolation (pixel centres
+    aligned, edges clamped), as OpenGL's linear blit does."""
+    h, w = img.shape[:2]
+    ys = np.clip((np.arange(height) + 0.5) * h / height - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(width) + 0.5) * w / width - 0.5, 0, w - 1)
+    y0 = np.floor(ys).astype(int)
+    x0 = np.floor(xs).astype(int)
+    y1 = np.minimum(y0 + 1, h - 1)
+    x1 = np.minimum(x0 + 1, w - 1)
+    fy = (ys - y0)[:, None, None]
+    fx = (xs - x0)[None, :, None]
+    a = img.astype(np.float32)
+    top = a[y0][:, x0] * (1 - fx) + a[y0][:, x1] * fx
+    bottom = a[y1][:, x0] * (1 - fx) + a[y1][:, x1] * fx
+    return np.clip(top * (1 - fy) + bottom * fy + 0.5, 0, 255).astype(np.uint8)
+
+
 def _set_colour(prop, colour) -> None:
     """Ambient and diffuse colour; white specular highlights."""
     prop.SetColor(*colour)

@@ -8,9 +8,13 @@
 - The probe moves with the mouse on the image (drag: slide along the skin, in-plane left/right and
   out of plane up/down; Ctrl+drag: rotate and tilt) and with the keys of the Probe menu; it stays
   on the skin (its face is put back where its depth axis meets the body after each move).
-- After each frame showing the current needle, the engine's verdict on the tip (in the imaged
-  slice or not, distance to the plane) goes to the attempt with `set_tip_visible(...)`, so the
-  score knows whether the needle advanced unseen. The probe pose is recorded with
+- The verdict on the tip (in the imaged slice or not, distance to the plane) goes to the attempt
+  with `set_tip_visible(...)`, so the score knows whether the needle advanced unseen. It is the
+  geometry the frame's own verdict comes from (`needle_visibility` of the needle, the probe's pose
+  and the settings of the frame to come), sent at once when the needle moves (and when a probe
+  move changes it), not when the frame is back: a scanner shows the tip in real time, and an
+  advance made while a frame is still being computed (the first one compiles its kernels) is
+  judged by what the scanner shows, not counted unseen for want of a verdict. The probe pose is recorded with
   `set_probe_to_world(...)` once it has been still for `PROBE_RECORD_MS`.
 """
 from __future__ import annotations
@@ -102,6 +106,7 @@ class UltrasoundView(QWidget):
         self.last_result: dict | None = None
         self.frames_shown = 0
         self.reported = 0  # tip-visibility reports sent to the attempt
+        self._verdict_sent = None  # (weakref to the procedure, visible, distance) last sent
         self._worker = SerialWorker("ultrasound", self._work, self)
         self._worker.result.connect(self._on_result)
         self._worker.failed.connect(lambda m: self.message.emit(f"Ultrasound: {m.splitlines()[0]}"))
@@ -268,14 +273,50 @@ class UltrasoundView(QWidget):
     # frames
     # ------------------------------------------------------------------------------------
     def note_needle(self, state) -> None:
-        """The needle moved: a new frame (coalesced)."""
+        """The needle moved: its verdict now, a new frame (coalesced)."""
         self._needle_seq += 1
+        self._send_verdict(always=True)
         self.request_frame()
 
+    def current_verdict(self):
+        """`NeedleVisibility` of the attempt's needle in the frame to come (None without one)."""
+        from simulator.core.probe import needle_visibility
+
+        c = self.controller
+        if c is None or c.state is None or self.pose is None or self.spec is None:
+            return None
+        try:
+            s = self.settings().resolve(self.spec)
+        except ValueError:
+            return None
+        st = c.state
+        return needle_visibility(st.tip_mm, st.axis, self.pose, self.spec, None, depth_mm=s.depth_mm,
+                                 frequency_mhz=s.frequency_mhz, shaft_length_mm=float(st.spec.length_mm))
+
+    def _send_verdict(self, always: bool = False) -> None:
+        """Send the verdict to the attempt: `always` (the needle moved: the attempt judges the
+        next advance by it) or when it differs from the last one sent to this attempt."""
+        c = self.controller
+        if c is None or not c.active or c.state is None or c.procedure is None:
+            return
+        vis = self.current_verdict()
+        if vis is None:
+            return
+        visible, distance = bool(vis.tip_in_plane), round(float(vis.tip_distance_to_plane_mm), 1)
+        last = self._verdict_sent
+        same = last is not None and last[0]() is c.procedure and last[1] == visible
+        if same and not always and abs(last[2] - distance) < 1.0:
+            return
+        self._verdict_sent = (weakref.ref(c.procedure), visible, distance)
+        self.reported += 1
+        c.set_tip_visible(visible, float(vis.tip_distance_to_plane_mm))
+
     def request_frame(self) -> None:
-        """A new frame: at once when the worker is free, else the latest request when it is."""
+        """A new frame: at once when the worker is free, else the latest request when it is.
+        (A probe move or a setting may bring the tip into the slice or out of it: its verdict.)"""
         if self._closed or self.pose is None:
             return
+        self._send_verdict()
         if self._worker.idle() and not self._frame_timer.isActive():
             self._submit()
         elif not self._frame_timer.isActive():
@@ -331,12 +372,6 @@ class UltrasoundView(QWidget):
         self.canvas.edge_labels = {}
         self.canvas.set_image(res["image"], self.frames_shown)
         self.frame_shown.emit(res)
-        vis = frame.needle_visibility
-        c = self.controller
-        if (vis is not None and c is not None and c.active and c.state is not None
-                and res["needle_seq"] == self._needle_seq):
-            self.reported += 1
-            c.set_tip_visible(bool(vis.tip_in_plane), float(vis.tip_distance_to_plane_mm))
 
     def busy(self) -> bool:
         return self._frame_timer.isActive() or not self._worker.idle()

@@ -2,6 +2,10 @@
 
 - Renders are requested with `request_render()` and coalesced by a single-shot timer: a burst of
   changes (a slider drag, a stream of needle poses) costs one render per timer period.
+- While something moves (the needle, the probe, a slider, a camera drag) the view draws the
+  scene's moving frame (decimated meshes, an image at half the pixels per side, scaled up); once
+  the input has paused for STILL_DELAY_MS the still frame (full meshes, full resolution) follows,
+  one render for the whole pause.
 - Nothing renders after `shutdown()` (called by the main window's closeEvent): the timer stops,
   the interactor stops rendering and the render window is finalized.
 - A left click without a drag picks the visible surface under the cursor and emits
@@ -134,10 +138,11 @@ class View3D(QWidget):
     def request_render(self, interactive: bool = False) -> None:
         """Ask for a render soon; many requests within a timer period make one render.
         `interactive=True` (a stream of changes: the needle moving, a slider dragged) draws the
-        coarse meshes now and the full ones once the stream has paused for STILL_DELAY_MS."""
+        moving frame now (decimated meshes, reduced image: see `AnatomyScene.set_lod`) and the
+        still frame once the stream has paused for STILL_DELAY_MS."""
         if self._closed:
             return
-        if interactive and self.scene.has_lod():
+        if interactive:
             self.scene.set_lod(True)
             self._still_timer.start()
         if not self._timer.isActive():
@@ -152,8 +157,9 @@ class View3D(QWidget):
         self._render_now()
 
     def set_anatomy(self, anatomy, patient_position=None) -> None:
-        """Show an anatomy; its coarse copies (large anatomies) are built on a worker thread and
-        attached when ready, so the full meshes appear without waiting for them."""
+        """Show an anatomy; its decimated copies for the moving frame (large anatomies) are built
+        (or read from their cache) on a worker thread and attached when ready, so the full meshes
+        appear without waiting for them."""
         self.scene.set_anatomy(anatomy, patient_position, build_lod=False)
         if anatomy is not None and not self.scene.has_lod() and self.scene.triangle_count() > scene_mod.LOD_MIN_TRIANGLES:
             threading.Thread(target=self._build_lod, args=(anatomy,), name="build-lod", daemon=True).start()

@@ -336,50 +336,176 @@ def test_switching_anatomy_and_closing(scene, synthetic_anatomy):
         scene.screenshot()
 
 
-# --- level of detail ------------------------------------------------------------------------------------
-def test_coarse_copies_while_moving(monkeypatch):
-    """Above LOD_MIN_TRIANGLES an anatomy gets coarse copies; set_lod swaps them in and out."""
+# --- the moving frame (level of detail, reduced image) --------------------------------------------------
+@pytest.fixture
+def lod_scene(monkeypatch, tmp_path):
+    """The synthetic anatomy above the LOD limit (patched), its copies cached under tmp_path."""
     import simulator.render.scene as scene_mod
     from tests.conftest import make_synthetic_anatomy
 
     monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_CELL_MM", 8.0)
+    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
     anatomy = make_synthetic_anatomy()  # a fresh object: its polydata is built with the patched limits
     s = AnatomyScene(size=(W, H))
-    try:
-        s.set_anatomy(anatomy, "supine")
-        s.set_group_visible("skin", False)
-        kidney = s.structures["kidney_left"]
-        assert kidney.lod_actor is not None
-        assert kidney.lod_actor.GetMapper().GetInput().GetNumberOfCells() < kidney.triangles
-        assert s.lod_triangle_count() < s.triangle_count()
-        assert s.set_lod(True) and s.lod
-        assert not kidney.actor.GetVisibility() and kidney.lod_actor.GetVisibility()
-        assert not s.structures["skin"].lod_actor.GetVisibility()  # hidden groups stay hidden
-        p = s.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
-        assert looks_like(pixel_at(s.screenshot(), p), Tissue.KIDNEY)
-        s.set_group_opacity("organs", 0.5)  # the coarse copy follows the full mesh's look
-        assert kidney.lod_actor.GetProperty().GetOpacity() == 0.5
-        s.show_critical([("kidney_left", "critical")])
-        lod_p, full_p = kidney.lod_actor.GetProperty(), kidney.actor.GetProperty()
-        assert lod_p.GetDiffuseColor() == full_p.GetDiffuseColor() != pytest.approx(kidney.colour)
-        assert lod_p.GetAmbientColor() == full_p.GetAmbientColor()
-        s.set_critical_visible(False)
-        assert lod_p.GetDiffuseColor() == pytest.approx(kidney.colour)
-        d = s.world_to_display(KIDNEY_LEFT_C)
-        point, name = s.pick_surface(d[0], d[1])  # picks on the full mesh
-        assert name == "kidney_left" and abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5
-        assert s.lod
-        assert s.set_lod(False) and kidney.actor.GetVisibility() and not kidney.lod_actor.GetVisibility()
-        assert not s.set_lod(False)
-    finally:
-        s.close()
+    s.set_anatomy(anatomy, "supine")
+    s.set_group_visible("skin", False)
+    yield s
+    s.close()
 
 
-def test_small_anatomies_have_no_coarse_copies(scene):
+def test_decimated_mesh_keeps_the_shape_closed_and_outward():
+    from simulator.render.scene import decimated_mesh
+
+    sphere = sphere_mesh([10.0, -5.0, 3.0], 40.0, subdivisions=4)  # 5120 triangles
+    small = decimated_mesh(sphere, 500)
+    assert 400 <= small.n_triangles <= 520
+    assert small.is_watertight()
+    v0 = 4.0 / 3.0 * np.pi * 40.0 ** 3
+    assert small.signed_volume_mm3() == pytest.approx(sphere.signed_volume_mm3(), rel=0.05)
+    assert sphere.signed_volume_mm3() == pytest.approx(v0, rel=0.02)
+    r = np.linalg.norm(small.vertices - [10.0, -5.0, 3.0], axis=1)
+    assert np.all(np.abs(r - 40.0) < 1.5)
+    assert decimated_mesh(sphere, 10_000) is sphere  # nothing to remove
+
+
+def test_lod_targets_share_the_budget_with_a_floor():
+    from simulator.render.scene import LOD_MIN_MESH_TRIANGLES, lod_targets
+
+    meshes = {"big": sphere_mesh([0, 0, 0], 10.0, 4), "small": sphere_mesh([0, 0, 0], 10.0, 1)}  # 5120, 80
+    t = lod_targets(meshes, total=1000)
+    assert t["big"] == round(5120 * 1000 / 5200)
+    assert t["small"] == LOD_MIN_MESH_TRIANGLES
+
+
+def test_decimated_copies_are_read_back_from_their_cache(monkeypatch, tmp_path):
+    import simulator.render.scene as scene_mod
+    from tests.conftest import make_synthetic_anatomy
+
+    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path)
+    anatomy = make_synthetic_anatomy()
+    first = scene_mod.anatomy_lod_meshes(anatomy)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    assert first["kidney_left"].n_triangles < anatomy.meshes["kidney_left"].n_triangles
+
+    def no_decimation(*_a, **_k):
+        raise AssertionError("decimated again instead of reading the cache")
+
+    monkeypatch.setattr(scene_mod, "decimated_mesh", no_decimation)
+    again = scene_mod.anatomy_lod_meshes(make_synthetic_anatomy())
+    assert set(again) == set(first)
+    for name in first:
+        np.testing.assert_array_equal(again[name].faces, first[name].faces)
+        np.testing.assert_allclose(again[name].vertices, first[name].vertices)
+    anatomy.meshes["kidney_left"] = sphere_mesh(KIDNEY_LEFT_C, KIDNEY_LEFT_R + 1.0)  # other meshes: other key
+    monkeypatch.undo()
+    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path)
+    scene_mod.anatomy_lod_meshes(anatomy)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_moving_frame_draws_fewer_triangles_then_the_still_frame_comes_back(lod_scene):
+    s = lod_scene
+    kidney = s.structures["kidney_left"]
+    assert s.has_lod() and kidney.lod_actor is not None
+    assert kidney.lod_triangles < kidney.triangles
+    assert s.moving_triangle_count() < s.still_triangle_count()
+    # one merged actor per group (one draw call each), shared by the group's structures
+    assert kidney.lod_actor is s.structures["kidney_right"].lod_actor
+    assert kidney.lod_actor is not s.structures["aorta"].lod_actor
+    assert s.still_triangle_count() == sum(i.triangles for n, i in s.structures.items() if n != "skin")
+
+    still = s.screenshot()
+    assert s.frame_reduction() == 1
+    assert s.set_lod(True) and s.lod
+    assert not kidney.actor.GetVisibility() and kidney.lod_actor.GetVisibility()
+    assert not s.structures["skin"].lod_actor.GetVisibility()  # hidden groups stay hidden
+    moving = s.screenshot()
+    assert s.frame_reduction() == 2  # half the pixels per side, scaled up to the window
+    assert moving.shape == still.shape == (H, W, 3)
+    p = s.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])  # full-size display coordinates
+    assert looks_like(pixel_at(moving, p), Tissue.KIDNEY)
+    # the same picture, a little softer: most pixels agree with the still frame
+    diff = np.abs(moving.astype(int) - still.astype(int)).max(axis=2)
+    assert (diff < 40).mean() > 0.9 and diff.mean() > 0.1
+
+    d = s.world_to_display(KIDNEY_LEFT_C)
+    point, name = s.pick_surface(d[0], d[1])  # picks on the full mesh, at full-size coordinates
+    assert name == "kidney_left" and abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5
+    assert s.lod
+
+    assert s.set_lod(False) and not s.lod
+    assert kidney.actor.GetVisibility() and not kidney.lod_actor.GetVisibility()
+    again = s.screenshot()
+    assert s.frame_reduction() == 1
+    np.testing.assert_array_equal(again, still)  # the still frame exactly as before
+    assert not s.set_lod(False)
+
+
+def test_moving_frame_follows_the_groups_look(lod_scene):
+    s = lod_scene
+    kidney = s.structures["kidney_left"]
+    s.set_group_opacity("organs", 0.5)
+    assert kidney.lod_actor.GetProperty().GetOpacity() == 0.5
+    s.show_critical([("kidney_left", "critical")])
+    full = kidney.actor.GetProperty().GetDiffuseColor()
+    assert full != pytest.approx(kidney.colour)
+    assert s.lod_colour("kidney_left") == pytest.approx(full, abs=1 / 255)
+    assert s.lod_colour("kidney_right") == pytest.approx(kidney.colour, abs=1 / 255)  # not tinted
+    s.set_critical_visible(False)
+    assert s.lod_colour("kidney_left") == pytest.approx(kidney.colour, abs=1 / 255)
+    s.set_group_visible("organs", False)
+    s.set_lod(True)
+    assert not kidney.lod_actor.GetVisibility()
+    assert s.moving_triangle_count() < s.lod_triangle_count()
+
+
+def test_small_anatomies_have_no_coarse_copies_but_a_reduced_moving_image(scene):
     assert not scene.has_lod()
-    assert not scene.set_lod(True)  # nothing to swap: no extra render needed
+    assert scene.moving_triangle_count() == scene.still_triangle_count()
+    assert scene.set_lod(True)  # the image is reduced: a render is due
     assert scene.structures["kidney_left"].actor.GetVisibility()
+    scene.screenshot()
+    assert scene.frame_reduction() == 2
+    scene.set_lod(False)
+    scene.image_reduction = 1
+    assert not scene.set_lod(True)  # nothing changes: no extra render needed
+    scene.screenshot()
+    assert scene.frame_reduction() == 1
+
+
+def test_scaled_image_is_bilinear_with_aligned_centres():
+    from simulator.render.scene import _scale_image
+
+    img = np.array([[[0], [100]], [[200], [40]]], np.uint8)
+    big = _scale_image(img, 4, 4)[:, :, 0]
+    assert big.shape == (4, 4)
+    assert big[0, 0] == 0 and big[0, 3] == 100 and big[3, 0] == 200 and big[3, 3] == 40  # edges clamp
+    assert big[0, 1] == 25 and big[0, 2] == 75  # a quarter and three quarters of the way
+    flat = _scale_image(np.full((3, 5, 3), 77, np.uint8), 10, 6)
+    assert flat.shape == (6, 10, 3) and np.all(flat == 77)
+
+
+def test_the_needle_stays_visible_when_the_view_is_zoomed_out(scene):
+    from simulator.render.scene import needle_tip_to_world_from
+
+    scene.set_needle(needle_tip_to_world_from(KIDNEY_LEFT_C + [0, 60, 0], [0, -1, 0]), length_mm=90, diameter_mm=0.72)
+    scene.render()
+    still = scene.needle_width_scale()
+    assert still > 1.0  # the whole trunk in 240 px: a 0.72 mm shaft is well under a pixel
+    scene.set_lod(True)
+    scene.render()
+    assert scene.needle_width_scale() == pytest.approx(2 * still, rel=0.01)  # pixels twice as big
+    scene.set_lod(False)
+    cam = scene.renderer.GetActiveCamera()
+    cam.Dolly(8.0)  # close up: the real gauge is wide enough
+    scene.renderer.ResetCameraClippingRange()
+    scene.render_window.Render()
+    assert scene.needle_width_scale() < still
 
 
 def test_draw_order_opaque_front_to_back_then_translucent_with_the_skin_last(scene):

@@ -102,29 +102,115 @@ def _qpoint(x, y):
     return QPoint(int(x), int(y))
 
 
-def test_interactive_renders_use_the_coarse_meshes_then_the_full_ones(qtbot, monkeypatch):
+def _grab_from_x(view) -> np.ndarray:
+    """What the X server shows in the VTK widget (H, W, 3): the pixels a user sees, not VTK's
+    own frame buffers."""
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication
+
+    img = QApplication.primaryScreen().grabWindow(view.vtk_widget.winId()).toImage()
+    img = img.convertToFormat(QImage.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    arr = np.frombuffer(img.constBits(), np.uint8, count=img.bytesPerLine() * h).reshape(h, img.bytesPerLine())
+    return arr[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+@pytest.fixture
+def lod_view(qtbot, monkeypatch, tmp_path):
     import simulator.render.scene as scene_mod
     from tests.conftest import make_synthetic_anatomy
 
     monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
     v = View3D()
     qtbot.addWidget(v)
     v.resize(320, 240)
     v.show()
     qtbot.waitExposed(v)
-    v.set_anatomy(make_synthetic_anatomy(), "supine")  # coarse copies built on a worker thread
+    v.set_anatomy(make_synthetic_anatomy(), "supine")  # decimated copies built on a worker thread
     qtbot.waitUntil(v.scene.has_lod, timeout=5000)
+    v.scene.set_group_visible("skin", False)
     v.render_now()
+    yield v
+    v.shutdown()
+
+
+def test_interactive_renders_use_the_coarse_meshes_then_the_full_ones(qtbot, lod_view):
+    v = lod_view
     n = v.render_count
     v.request_render(interactive=True)
     assert v.scene.lod
     qtbot.waitUntil(lambda: v.render_count > n)
+    assert v.scene.frame_reduction() == 2
     qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)  # the still render follows the pause
     qtbot.waitUntil(lambda: v.render_count > n + 1)
+    assert v.scene.frame_reduction() == 1
     # a camera drag: coarse while the button is down, full after
     c = v.vtk_widget.rect().center()
     qtbot.mousePress(v.vtk_widget, Qt.MouseButton.LeftButton, pos=c)
     assert v.scene.lod
     qtbot.mouseRelease(v.vtk_widget, Qt.MouseButton.LeftButton, pos=c)
     qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
-    v.shutdown()
+
+
+def test_a_stream_of_moves_keeps_the_moving_frame_until_the_pause(qtbot, lod_view):
+    """Moves closer together than the still delay: every frame is a moving one, then exactly
+    one still frame once the input stops."""
+    from simulator.ui.view3d import STILL_DELAY_MS
+
+    v = lod_view
+    seen = []
+    v.rendered.connect(lambda _ms: seen.append((v.scene.frame_reduction(), v.scene.lod)))
+    for _ in range(8):
+        v.request_render(interactive=True)
+        qtbot.wait(STILL_DELAY_MS // 5)
+    assert seen and all(f == 2 and lod for f, lod in seen)
+    n = len(seen)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
+    qtbot.wait(STILL_DELAY_MS + 50)
+    assert seen[n:] == [(1, False)]
+
+
+def test_the_moving_frame_on_screen_is_the_scaled_image(qtbot, lod_view):
+    """The reduced image really reaches the window (scaled up over all of it), and the still
+    frame replaces it after the pause."""
+    v = lod_view
+    still_vtk = v.screenshot()
+    qtbot.wait(50)
+    still_x = _grab_from_x(v)
+    h, w = still_vtk.shape[:2]
+    assert still_x.shape == (h, w, 3)
+    assert np.abs(still_x.astype(int) - still_vtk.astype(int)).max(axis=2).mean() < 2.0
+
+    n = v.render_count
+    v.request_render(interactive=True)
+    qtbot.waitUntil(lambda: v.render_count > n)
+    assert v.scene.lod and v.scene.frame_reduction() == 2
+    moving_x = _grab_from_x(v)
+    # the kidney is where the full-size projection puts it (the image covers the whole window)
+    for centre, radius, tissue in ((KIDNEY_LEFT_C, KIDNEY_LEFT_R, Tissue.KIDNEY),):
+        d = v.scene.world_to_display(centre + [0, radius, 0])
+        x, y = widget_point_from_display(v, d[0], d[1])
+        assert _hue_distance(moving_x[y, x], tissue) < 0.2, moving_x[y, x]
+    diff = np.abs(moving_x.astype(int) - still_x.astype(int)).max(axis=2)
+    assert (diff < 40).mean() > 0.9  # the same picture, softer
+    assert diff.mean() > 0.1  # but not the still frame: the reduced one
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
+    qtbot.wait(50)
+    back = _grab_from_x(v)
+    assert np.abs(back.astype(int) - still_x.astype(int)).max(axis=2).mean() < 2.0
+
+
+def test_a_click_while_moving_picks_on_the_full_meshes(qtbot, lod_view):
+    v = lod_view
+    v.request_render(interactive=True)
+    assert v.scene.lod
+    d = v.scene.world_to_display(KIDNEY_LEFT_C)
+    x, y = widget_point_from_display(v, d[0], d[1])
+    with qtbot.waitSignal(v.surface_picked, timeout=3000) as blocker:
+        qtbot.mousePress(v.vtk_widget, Qt.MouseButton.LeftButton, pos=_qpoint(x, y))
+        qtbot.mouseRelease(v.vtk_widget, Qt.MouseButton.LeftButton, pos=_qpoint(x, y))
+    point, name = blocker.args
+    assert name == "kidney_left"
+    assert abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5  # the full sphere, not the copy
