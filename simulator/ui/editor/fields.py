@@ -61,6 +61,17 @@ def error_text(e) -> str:
     return f"{e.message}{got}"
 
 
+def set_text(widget, text: str) -> None:
+    """setText only when the text changes (fewer Qt calls on every keystroke's refresh)."""
+    if widget.text() != text:
+        widget.setText(text)
+
+
+def set_enabled(widget, on: bool) -> None:
+    if widget.isEnabled() != bool(on):
+        widget.setEnabled(bool(on))
+
+
 def format_value(v) -> str:
     if v is None:
         return ""
@@ -212,9 +223,9 @@ class Field:
     def refresh(self, doc, errors, update_value: bool = True) -> None:
         path = self.path
         enabled = doc is not None and path is not None
-        self.widget.setEnabled(enabled)
+        set_enabled(self.widget, enabled)
         if not enabled:
-            self.error.hide()
+            self._show_errors("", "")
             return
         if update_value:
             self._updating = True
@@ -223,19 +234,23 @@ class Field:
             finally:
                 self._updating = False
         errs = errors_under(errors, path)
-        if errs:
-            self.error.setText("\n".join(error_text(e) for e in errs))
-            self.error.setToolTip("\n".join(e.format(doc.file_label) for e in errs))
-            self.error.show()
-            self.widget.setStyleSheet(BAD_FIELD_STYLE if isinstance(self.widget, (QLineEdit, QPlainTextEdit)) else "")
-        else:
-            self.error.hide()
-            self.error.setText("")
-            self.widget.setStyleSheet("")
+        self._show_errors("\n".join(error_text(e) for e in errs), "\n".join(e.format(doc.file_label) for e in errs))
+
+    def _show_errors(self, text: str, tip: str) -> None:
+        if (text, tip) == getattr(self, "_shown", ("", "")):
+            return
+        self._shown = (text, tip)
+        self.error.setText(text)
+        self.error.setToolTip(tip)
+        self.error.setVisible(bool(text))
+        bad = bool(text) and isinstance(self.widget, (QLineEdit, QPlainTextEdit))
+        self.widget.setStyleSheet(BAD_FIELD_STYLE if bad else "")
 
     def show_value(self, value) -> None:
         """Show the document's value (each kind of field shows it its own way)."""
-        self.widget.setToolTip(f"{self._tip}\n{format_value(value)}".strip())
+        tip = f"{self._tip}\n{format_value(value)}".strip()
+        if self.widget.toolTip() != tip:
+            self.widget.setToolTip(tip)
 
 
 class LineField(Field):
@@ -304,6 +319,10 @@ class ComboField(Field):
         w.activated.connect(self._activated)
 
     def set_choices(self, choices) -> None:
+        choices = list(choices)
+        if choices == getattr(self, "_choices", None):
+            return
+        self._choices = choices
         w = self.widget
         current = w.currentData()
         w.blockSignals(True)
@@ -331,7 +350,8 @@ class ComboField(Field):
         if i < 0 and value is not None:
             w.addItem(f"{value} (not valid)", value)
             i = w.count() - 1
-        w.setCurrentIndex(max(i, 0))
+        if w.currentIndex() != max(i, 0):
+            w.setCurrentIndex(max(i, 0))
 
 
 class CheckField(Field):

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
+    QPushButton,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -78,6 +79,7 @@ FIELD_TABS = {
     "additional_trajectories": "Plan", "steps": "Steps", "imaging": "Imaging", "rubric": "Rubric",
     "instructions": "Text", "references": "Text",
 }
+SEVERITY_RANK = {"critical": 0, "fatal": 0, "major": 1, "minor": 2}
 SHAPE_PATHS = {"targets", "critical_structures", "skin_entry_zone", "planned_trajectory", "additional_trajectories",
                "anatomy", "patient_position"}
 
@@ -172,9 +174,16 @@ class _EditorFilter(QObject):
                 return True
             return False
         if t in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and m.active and event.key() == Qt.Key.Key_Space:
-            if isinstance(obj, QWidget) and obj.window() is m.window and not isinstance(
-                    obj, (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)):
+            if not isinstance(obj, QWidget) or obj.window() is not m.window:
+                return False
+            if isinstance(obj, QPlainTextEdit):
+                # the window's pedal filter does not know plain-text editors: type the space here
+                if t == QEvent.Type.KeyPress:
+                    obj.keyPressEvent(event)
+                else:
+                    obj.keyReleaseEvent(event)
                 return True
+            return not isinstance(obj, (QLineEdit, QAbstractSpinBox, QTextEdit))
         return False
 
 
@@ -242,15 +251,25 @@ class EditorMode(QObject):
         self.meta_panel = MetaPanel(b)
         self.yaml_view = QPlainTextEdit()
         self.yaml_view.setObjectName("yaml_view")
-        self.yaml_view.setReadOnly(True)
         self.yaml_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.yaml_view.modificationChanged.connect(lambda on: self.yaml_apply.setEnabled(on))
+        self.yaml_apply = QPushButton("Apply the text (undoable)")
+        self.yaml_apply.setObjectName("yaml_apply")
+        self.yaml_apply.setEnabled(False)
+        self.yaml_apply.clicked.connect(self.apply_yaml)
+        yaml_tab = QWidget()
+        yl = QVBoxLayout(yaml_tab)
+        yl.setContentsMargins(0, 0, 0, 0)
+        yl.addWidget(self.yaml_view)
+        yl.addWidget(self.yaml_apply)
+        self.yaml_tab = yaml_tab
         self.tabs = QTabWidget()
         self.tabs.setObjectName("editor_tabs")
         for panel, name in ((self.meta_panel, "Scenario"), (self.targets_panel, "Targets"),
                             (self.critical_panel, "Avoid"), (self.plan_panel, "Plan"), (self.steps_panel, "Steps"),
                             (self.rubric_panel, "Rubric"), (self.imaging_panel, "Imaging"), (self.text_panel, "Text")):
             self.tabs.addTab(scroll(panel), name)
-        self.tabs.addTab(self.yaml_view, "YAML")
+        self.tabs.addTab(yaml_tab, "YAML")
         self.tabs.currentChanged.connect(lambda _i: self._show_yaml())
         self.error_title = QLabel("")
         self.error_title.setObjectName("error_title")
@@ -498,9 +517,9 @@ class EditorMode(QObject):
         self.plan_panel.tunnel.set_image(None)
         self.plan_panel.tunnel_info.setText("")
         doc.subscribe(self._on_doc_change)
-        self.targets_panel.editor.index = 0 if doc.get(("targets",)) else -1
-        for ed in (self.critical_panel.editor, self.rubric_panel.editor, self.text_panel.editor):
-            ed.index = -1
+        self.yaml_view.document().setModified(False)
+        for ed in (self.targets_panel.editor, self.critical_panel.editor, self.rubric_panel.editor, self.text_panel.editor):
+            ed.index = 0 if doc.get(ed.list_path) else -1
         self.binder.set_document(doc)
         self._ensure_anatomy()
         self.refresh_all()
@@ -913,16 +932,20 @@ class EditorMode(QObject):
 
     def _show_errors(self) -> None:
         doc = self.doc
+        errs = doc.errors() if doc is not None else []
+        lines = doc.formatted_errors() if doc is not None else []
+        if (lines, doc is None) == getattr(self, "_errors_shown", None):
+            return
+        self._errors_shown = (lines, doc is None)
         self.error_list.clear()
+        for line, e in zip(lines, errs):
+            self.error_list.addItem(line)
+            it = self.error_list.item(self.error_list.count() - 1)
+            it.setData(Qt.ItemDataRole.UserRole, e.field)
+            it.setForeground(Qt.GlobalColor.red)
         if doc is None:
             self.error_title.setText("")
             return
-        lines = doc.formatted_errors()
-        for line in lines:
-            self.error_list.addItem(line)
-        for i, e in enumerate(doc.errors()):
-            self.error_list.item(i).setData(Qt.ItemDataRole.UserRole, e.field)
-            self.error_list.item(i).setForeground(Qt.GlobalColor.red)
         self.error_title.setText(f"{len(lines)} problem(s) to fix before saving:" if lines else
                                  "No errors: the scenario validates.")
         self.error_title.setStyleSheet("color: #c0161a; font-weight: bold;" if lines else "color: #1a7a1a;")
@@ -949,30 +972,49 @@ class EditorMode(QObject):
             ed.select(int(m.group(2)))
 
     def _show_yaml(self) -> None:
-        if self.doc is None or self.tabs.currentWidget() is not self.yaml_view:
+        """The document's text in the YAML tab (unless the instructor is typing there)."""
+        if self.doc is None or self.tabs.currentWidget() is not self.yaml_tab:
+            return
+        if self.yaml_view.document().isModified():
             return
         if self.yaml_view.toPlainText() != self.doc.text():
             bar = self.yaml_view.verticalScrollBar().value()
             self.yaml_view.setPlainText(self.doc.text())
             self.yaml_view.verticalScrollBar().setValue(bar)
+        self.yaml_view.document().setModified(False)
+
+    def apply_yaml(self) -> None:
+        """The text typed in the YAML tab becomes the document (one undo step)."""
+        if self.doc is None:
+            return
+        text = self.yaml_view.toPlainText()
+        if not text.endswith("\n"):
+            text += "\n"
+        self.yaml_view.document().setModified(False)
+        self.doc.set_text(text, label="Edit the YAML text")
+        self.refresh_all()
 
     def _update_actions(self) -> None:
         doc = self.doc
         has = doc is not None
-        self.act_save.setEnabled(has)
-        self.act_save_as.setEnabled(has)
-        self.act_try.setEnabled(has)
-        self.act_close.setEnabled(self.active)
-        self.act_undo.setEnabled(has and doc.can_undo)
-        self.act_redo.setEnabled(has and doc.can_redo)
-        self.act_undo.setText(f"&Undo {doc.undo_label}" if has and doc.undo_label else "&Undo")
-        self.act_redo.setText(f"&Redo {doc.redo_label}" if has and doc.redo_label else "&Redo")
-        self.act_edit.setText("&Edit current scenario" if not (has and self.practice_path) else
-                              "&Edit current scenario (back to the editor)")
+        states = {self.act_save: has, self.act_save_as: has, self.act_try: has, self.act_close: self.active,
+                  self.act_undo: has and doc.can_undo, self.act_redo: has and doc.can_redo}
+        for a, on in states.items():
+            if a.isEnabled() != bool(on):
+                a.setEnabled(bool(on))
+        texts = {self.act_undo: f"&Undo {doc.undo_label}" if has and doc.undo_label else "&Undo",
+                 self.act_redo: f"&Redo {doc.redo_label}" if has and doc.redo_label else "&Redo",
+                 self.act_edit: "&Edit current scenario" if not (has and self.practice_path) else
+                 "&Edit current scenario (back to the editor)"}
+        for a, text in texts.items():
+            if a.text() != text:
+                a.setText(text)
         if self.active and has:
             title = doc.get(("title",)) or doc.get(("id",)) or "new scenario"
             where = str(doc.path) if doc.path is not None else "not saved yet"
-            self.window.setWindowTitle(f"Scenario editor \u2014 {title} ({where}){' *' if doc.dirty else ''}")
+            text = f"Scenario editor \u2014 {title} ({where}){' *' if doc.dirty else ''}"
+            if self.window.windowTitle() != text:
+                self.window.setWindowTitle(text)
 
     # ------------------------------------------------------------------------------------
     # the plan check
@@ -1005,6 +1047,9 @@ class EditorMode(QObject):
         self.plan_panel.show_problems(lines, ok)
         b = self.slices.banner
         if lines:
+            worst = min((SEVERITY_RANK.get(str(getattr(p, "severity", "minor")), 2) for p in problems), default=2)
+            colour = ("#8b0d0d", "#a85400", "#7a6a00")[worst]
+            b.setStyleSheet(f"background: {colour}; color: white; font-weight: bold; padding: 4px;")
             b.setText("\u26a0 Plan check: " + "  \u2022  ".join(lines))
             b.show()
         else:

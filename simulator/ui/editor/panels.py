@@ -37,6 +37,8 @@ from simulator.ui.editor.fields import (
     TextField,
     form,
     format_value,
+    set_enabled,
+    set_text,
 )
 
 
@@ -119,22 +121,27 @@ class ListEditor(QWidget):
         return v if isinstance(v, list) else []
 
     def refresh(self) -> None:
-        items = self.items()
-        self.list.blockSignals(True)
-        self.list.clear()
-        for i, it in enumerate(items):
-            QListWidgetItem(self.describe(i, it), self.list)
-        if self.index >= len(items):
-            self.index = len(items) - 1
-        self.list.setCurrentRow(self.index)
-        self.list.blockSignals(False)
-        self.delete_button.setEnabled(self.index >= 0)
-        errs = self.binder.errors
         from simulator.ui.editor.fields import errors_under
 
-        for i in range(len(items)):
-            if errors_under(errs, self.list_path + (i,)):
-                self.list.item(i).setForeground(Qt.GlobalColor.red)
+        items = self.items()
+        errs = self.binder.errors
+        rows = [(self.describe(i, it), bool(errors_under(errs, self.list_path + (i,)))) for i, it in enumerate(items)]
+        if self.index >= len(items):
+            self.index = len(items) - 1
+        if rows != getattr(self, "_rows", None):
+            self._rows = rows
+            self.list.blockSignals(True)
+            self.list.clear()
+            for text, bad in rows:
+                it = QListWidgetItem(text, self.list)
+                if bad:
+                    it.setForeground(Qt.GlobalColor.red)
+            self.list.blockSignals(False)
+        if self.list.currentRow() != self.index:
+            self.list.blockSignals(True)
+            self.list.setCurrentRow(self.index)
+            self.list.blockSignals(False)
+        set_enabled(self.delete_button, self.index >= 0)
 
     def select(self, index: int) -> None:
         self.index = index
@@ -243,9 +250,9 @@ class TargetsPanel(QWidget):
         path = self.editor.item_path("points_mm")
         pts = doc.get(path) if doc is not None and path is not None else None
         if pts:
-            self.points_label.setText("Points: " + "; ".join(fmt_point(q) for q in pts[:6]) + (" \u2026" if len(pts) > 6 else ""))
+            set_text(self.points_label, "Points: " + "; ".join(fmt_point(q) for q in pts[:6]) + (" \u2026" if len(pts) > 6 else ""))
         else:
-            self.points_label.setText("")
+            set_text(self.points_label, "")
 
 
 # ------------------------------------------------------------------------------------------
@@ -441,24 +448,28 @@ class PlanPanel(QWidget):
         if doc is None:
             return
         z = doc.get(("skin_entry_zone",))
-        self.zone_label.setText("Centre: " + fmt_point(z.get("center_mm") if isinstance(z, dict) else None))
+        set_text(self.zone_label, "Centre: " + fmt_point(z.get("center_mm") if isinstance(z, dict) else None))
         t = doc.get(("planned_trajectory",))
         t = t if isinstance(t, dict) else {}
         entry = t.get("entry_mm", pending_entry)
-        self.entry_label.setText("Entry: " + fmt_point(entry) + ("  (waiting for the tip)" if not t and pending_entry is not None else ""))
-        self.target_label.setText("Tip: " + fmt_point(t.get("target_mm")))
+        set_text(self.entry_label, "Entry: " + fmt_point(entry)
+                 + ("  (waiting for the tip)" if not t and pending_entry is not None else ""))
+        set_text(self.target_label, "Tip: " + fmt_point(t.get("target_mm")))
         try:
             length = float(np.linalg.norm(np.subtract(t["target_mm"], t["entry_mm"])))
-            self.length_label.setText(f"Length {length:.0f} mm")
+            set_text(self.length_label, f"Length {length:.0f} mm")
         except (KeyError, TypeError, ValueError):
-            self.length_label.setText("")
+            set_text(self.length_label, "")
         ids = [x.get("id") for x in (doc.get(("targets",)) or []) if isinstance(x, dict) and x.get("id")]
         self.target_id.set_choices([(i, i) for i in ids])
         more = doc.get(("additional_trajectories",)) or []
-        self.more_label.setText(f"{len(more)} further planned needle(s) (see the YAML tab); the plan check covers them."
+        set_text(self.more_label, f"{len(more)} further planned needle(s) (edit them in the YAML tab); the plan check covers them."
                                 if more else "")
 
     def show_problems(self, lines: list[str], ok_text: str) -> None:
+        if (lines, ok_text) == getattr(self, "_shown", None):
+            return
+        self._shown = (lines, ok_text)
         self.problems.clear()
         for line in lines or [ok_text]:
             it = QListWidgetItem(line, self.problems)
@@ -497,10 +508,12 @@ class OptionalSection(QGroupBox):
     def refresh(self) -> None:
         doc = self.binder.doc
         present = doc is not None and isinstance(doc.get(self.path), dict)
-        self._updating = True
-        self.setChecked(present)
-        self._updating = False
-        self.body.setVisible(present)
+        if self.isChecked() != present:
+            self._updating = True
+            self.setChecked(present)
+            self._updating = False
+        if self.body.isVisibleTo(self) != present:
+            self.body.setVisible(present)
 
 
 def agent_rows(path: tuple) -> list:
@@ -535,7 +548,7 @@ class StepsPanel(QWidget):
         ]
         for s in self.sections:
             lay.addWidget(s)
-        note = QLabel("Alternative agents (neurolytic_options) are kept as they are; edit them in the YAML tab.")
+        note = QLabel("Alternative agents (neurolytic_options) are kept as written; edit them in the YAML tab (then Apply).")
         note.setWordWrap(True)
         lay.addWidget(note)
         lay.addStretch(1)
@@ -637,7 +650,7 @@ class RubricPanel(QWidget):
                 w += float(it.get("weight", 0))
             except (TypeError, ValueError, AttributeError):
                 pass
-        self.total.setText(f"Total weight {w:g} (the score is the weighted share, 0-100)")
+        set_text(self.total, f"Total weight {w:g} (the score is the weighted share, 0-100)")
 
 
 class TextPanel(QWidget):
@@ -705,4 +718,4 @@ class MetaPanel(QWidget):
 
     def refresh(self, doc) -> None:
         ref = doc.get(("anatomy",)) if doc is not None else ""
-        self.anatomy_label.setText(f"{ref}  (the anatomy is chosen when the scenario is made from a template)")
+        set_text(self.anatomy_label, f"{ref}  (the anatomy is chosen when the scenario is made from a template)")

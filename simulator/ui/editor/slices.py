@@ -148,7 +148,11 @@ class SliceView(pg.GraphicsView):
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pen)
         self.box.addItem(self.hline, ignoreBounds=True)
         self.box.addItem(self.vline, ignoreBounds=True)
-        self._overlay_items: list = []
+        self._curves: dict = {}
+        self._labels: list = []
+        self.dots = pg.ScatterPlotItem(pxMode=True)
+        self.box.addItem(self.dots, ignoreBounds=True)
+        self._begin()
         self._lut = None
         self._level = WINDOWS["Soft tissue"]
         self.title = QLabel(TITLES[name], self)
@@ -270,38 +274,84 @@ class SliceView(pg.GraphicsView):
         self.hline.setPos(v)
 
     # --- overlays --------------------------------------------------------------------------
-    def clear_overlays(self) -> None:
-        for it in self._overlay_items:
-            self.box.removeItem(it)
-        self._overlay_items = []
+    # The overlays are a few persistent items whose data is replaced on each redraw (lines with
+    # NaN breaks, one scatter of dots, a pool of labels): adding and removing graphics items for
+    # every edit would be slow.
+    def _begin(self) -> None:
+        self._curves_data: dict = {}
+        self._spots: list = []
+        self._texts: list = []
 
-    def _add(self, item) -> None:
-        self.box.addItem(item, ignoreBounds=True)
-        self._overlay_items.append(item)
+    def _curve_key(self, colour, width, style, alpha):
+        return (tuple(colour), int(width), int(style.value) if hasattr(style, "value") else int(style), int(alpha))
+
+    def _polyline(self, u, v, colour, width=2, style=Qt.PenStyle.SolidLine, alpha=255) -> None:
+        key = self._curve_key(colour, width, style, alpha)
+        us, vs = self._curves_data.setdefault(key, ([], []))
+        us.extend(list(u) + [np.nan])
+        vs.extend(list(v) + [np.nan])
+
+    def _flush(self) -> None:
+        used = set()
+        for key, (us, vs) in self._curves_data.items():
+            item = self._curves.get(key)
+            colour, width, style, alpha = key
+            if item is None:
+                item = pg.PlotCurveItem(pen=pg.mkPen((*colour, alpha), width=width, style=Qt.PenStyle(style)),
+                                        connect="finite")
+                self.box.addItem(item, ignoreBounds=True)
+                self._curves[key] = item
+            item.setData(np.asarray(us, float), np.asarray(vs, float), connect="finite")
+            used.add(key)
+        for key, item in self._curves.items():
+            if key not in used and item.xData is not None and len(item.xData):
+                item.setData([], [])
+        if self._spots:
+            self.dots.setData(spots=self._spots)
+        elif len(self.dots.data):
+            self.dots.setData([], [])
+        while len(self._labels) < len(self._texts):
+            t = pg.TextItem("", anchor=(0, 1))
+            self.box.addItem(t, ignoreBounds=True)
+            self._labels.append(t)
+        for i, t in enumerate(self._labels):
+            if i < len(self._texts):
+                text, (u, v), colour = self._texts[i]
+                t.setText(text, color=colour)
+                t.setPos(u, v)
+            elif t.textItem.toPlainText():
+                t.setText("")
+
+    def clear_overlays(self) -> None:
+        self._begin()
+        self._flush()
+
+    @property
+    def overlay_count(self) -> int:
+        """How many marks are drawn (dots, lines, labels): for tests."""
+        n = len(self.dots.data)
+        n += sum(1 for c in self._curves.values() if c.xData is not None and len(c.xData))
+        n += sum(1 for t in self._labels if t.textItem.toPlainText())
+        return n
 
     def _dist(self, p) -> float:
         return float(np.asarray(p, float)[self.normal_axis] - self.plane_mm())
 
-    def _circle(self, centre, radius, colour, width=2, style=Qt.PenStyle.SolidLine, fill=None) -> None:
+    def _circle(self, centre, radius, colour, width=2, style=Qt.PenStyle.SolidLine) -> None:
         t = np.linspace(0, 2 * np.pi, 49)
         u, v = self.view_from_ras(centre)
-        item = pg.PlotCurveItem(u + radius * np.cos(t), v + radius * np.sin(t),
-                                pen=pg.mkPen(colour, width=width, style=style),
-                                brush=pg.mkBrush(*fill) if fill else None, fillLevel=None)
-        self._add(item)
+        self._polyline(u + radius * np.cos(t), v + radius * np.sin(t), colour, width, style)
 
-    def _dot(self, ras, colour, symbol="o", size=9, text=None) -> None:
+    def _dot(self, ras, colour, symbol="o", size=9, text=None, alpha=255) -> None:
         u, v = self.view_from_ras(ras)
-        self._add(pg.ScatterPlotItem([u], [v], symbol=symbol, size=size, pen=pg.mkPen("k"), brush=pg.mkBrush(*colour)))
+        self._spots.append({"pos": (u, v), "symbol": symbol, "size": size, "pen": pg.mkPen((0, 0, 0, alpha)),
+                            "brush": pg.mkBrush(*colour, alpha)})
         if text:
-            t = pg.TextItem(text, color=colour, anchor=(0, 1))
-            t.setPos(u, v)
-            self._add(t)
+            self._texts.append((text, (u, v), colour))
 
     def _line(self, pts, colour, width=2, style=Qt.PenStyle.SolidLine, alpha=255) -> None:
         pts = np.asarray(pts, float).reshape(-1, 3)
-        self._add(pg.PlotCurveItem(pts[:, self.h_axis], pts[:, self.v_axis],
-                                   pen=pg.mkPen((*colour, alpha), width=width, style=style)))
+        self._polyline(pts[:, self.h_axis], pts[:, self.v_axis], colour, width, style, alpha)
 
     def _crossing(self, a, b):
         """The point where segment a-b crosses this slice's plane, or None."""
@@ -312,8 +362,9 @@ class SliceView(pg.GraphicsView):
         return np.asarray(a, float) + t * (np.asarray(b, float) - np.asarray(a, float))
 
     def draw_overlays(self, ov: SliceOverlays) -> None:
-        self.clear_overlays()
+        self._begin()
         if self.anatomy is None:
+            self._flush()
             return
         half = 0.5 * float(self.anatomy.spacing_mm[self.normal_axis])
         for t in ov.targets:
@@ -327,24 +378,23 @@ class SliceView(pg.GraphicsView):
                 for a, b in zip(pts[:-1], pts[1:]):
                     c = self._crossing(a, b)
                     if c is not None:
-                        self._circle(c, max(reach, 1.0), TARGET_COLOUR, width=width, fill=(*TARGET_COLOUR, 60))
+                        self._circle(c, max(reach, 1.0), TARGET_COLOUR, width=width)
                         self._dot(c, TARGET_COLOUR, size=6)
                 for p in pts:
                     if abs(self._dist(p)) <= half:
                         self._dot(p, TARGET_COLOUR, size=7)
-                self._label(pts[0], t["id"])
+                u, v = self.view_from_ras(pts[0])
+                self._texts.append((t["id"], (u, v), TARGET_COLOUR))
             else:
                 p = pts[0]
                 d = abs(self._dist(p))
                 if d <= max(reach, half):
                     r = np.sqrt(max(reach ** 2 - d ** 2, 0.0)) if reach > 0 else 0.0
                     if r > 0:
-                        self._circle(p, r, TARGET_COLOUR, width=width, fill=(*TARGET_COLOUR, 60))
+                        self._circle(p, r, TARGET_COLOUR, width=width)
                     self._dot(p, TARGET_COLOUR, size=9, text=t["id"])
                 else:  # elsewhere: a faint cross where it projects
-                    u, v = self.view_from_ras(p)
-                    self._add(pg.ScatterPlotItem([u], [v], symbol="+", size=10, pen=pg.mkPen((*TARGET_COLOUR, 140)),
-                                                 brush=None))
+                    self._dot(p, TARGET_COLOUR, symbol="+", size=10, alpha=140)
         for entry, target in ov.trajectories:
             e, g = np.asarray(entry, float), np.asarray(target, float)
             self._line([e, g], PLAN_COLOUR, width=2, style=Qt.PenStyle.DashLine, alpha=220)
@@ -366,12 +416,7 @@ class SliceView(pg.GraphicsView):
                 self._line(pts, PENDING_COLOUR, width=2)
             for p in pts:
                 self._dot(p, PENDING_COLOUR, size=7)
-
-    def _label(self, ras, text) -> None:
-        u, v = self.view_from_ras(ras)
-        t = pg.TextItem(text, color=TARGET_COLOUR, anchor=(0, 1))
-        t.setPos(u, v)
-        self._add(t)
+        self._flush()
 
     # --- events ----------------------------------------------------------------------------
     def _clicked(self, u: float, v: float, double: bool) -> None:
@@ -467,12 +512,19 @@ class SlicePanel(QWidget):
         bar.addWidget(QLabel("Labels"))
         bar.addWidget(self.opacity)
         bar.addWidget(self.status, 1)
+        self.legend = QLabel(
+            "<span style='color:#e61e1e'>\u25a0</span> critical / <span style='color:#ff8c00'>\u25a0</span> major / "
+            "<span style='color:#f0dc28'>\u25a0</span> minor structure to avoid; "
+            "<span style='color:#28e65a'>\u25cf</span> target (circle: tolerance); "
+            "<span style='color:#3cc8ff'>- -</span> planned needle; <span style='color:#ff78ff'>\u2715</span> entry zone")
+        self.legend.setObjectName("slice_legend")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.banner)
         lay.addWidget(self.hint)
         lay.addLayout(grid, 1)
         lay.addLayout(bar)
+        lay.addWidget(self.legend)
         for v in self.views.values():
             v.clicked.connect(lambda ras, dbl, n=v.name: self._on_click(ras, n, dbl))
             v.hovered.connect(self.show_point_info)
