@@ -1,10 +1,36 @@
-"""Start the trainer's window: `run_app(scenario=None) -> exit code`."""
+"""Start the trainer's window: `run_app(scenario=None) -> exit code`.
+
+`guard_bool_refcounts()` works around a reference-count bug of PySide6 6.12 on Python 3.11 (see
+its notes); the main window calls it at start and from a timer.
+"""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
 import sys
+
+#: True/False are topped up to this many extra references when they fall below BOOL_REFS_LOW
+BOOL_REFS_TOP_UP = 1 << 30
+BOOL_REFS_LOW = 1 << 29
+
+
+def guard_bool_refcounts() -> bool:
+    """PySide6 6.12 on Python 3.11: `SignalInstance.emit()` returns True without taking a new
+    reference to it, so every emit whose result is dropped steals one of True's references; after
+    a few thousand emits (a replay seek, a long session) the interpreter aborts with "Fatal Python
+    error: bool_dealloc: deallocating True or False". From Python 3.12 True and False are immortal
+    and nothing happens. Here their reference counts are raised far out of reach (a CPython 3.11
+    object starts with its reference count, `ob_refcnt`); calling this again tops them up.
+    Returns True when it raised them."""
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
+        return False
+    raised = False
+    for obj in (True, False):
+        if sys.getrefcount(obj) < BOOL_REFS_LOW:
+            ctypes.c_ssize_t.from_address(id(obj)).value += BOOL_REFS_TOP_UP
+            raised = True
+    return raised
 
 from simulator.ui.main_window import APPLICATION, ORGANISATION
 

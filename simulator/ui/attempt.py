@@ -104,11 +104,7 @@ class AttemptController(QObject):
 
     def _connect(self, proc: Procedure) -> None:
         self.procedure = proc
-        proc.needle_changed.subscribe(self.needle_changed.emit)
-        proc.event_added.subscribe(self.event_added.emit)
-        proc.step_changed.subscribe(self.step_changed.emit)
-        proc.sample_added.subscribe(self.sample_added.emit)
-        proc.spread_added.subscribe(self.spread_added.emit)
+        self.reattach_signals()
         self.started.emit(proc)
 
     def _disconnect(self) -> None:
@@ -120,6 +116,20 @@ class AttemptController(QObject):
         proc.step_changed.unsubscribe(self.step_changed.emit)
         proc.sample_added.unsubscribe(self.sample_added.emit)
         proc.spread_added.unsubscribe(self.spread_added.emit)
+
+    def detach_signals(self) -> None:
+        """Stop forwarding the procedure's signals (a replay seek: the window follows once, at the end)."""
+        self._disconnect()
+
+    def reattach_signals(self) -> None:
+        proc = self.procedure
+        if proc is None:
+            return
+        proc.needle_changed.subscribe(self.needle_changed.emit)
+        proc.event_added.subscribe(self.event_added.emit)
+        proc.step_changed.subscribe(self.step_changed.emit)
+        proc.sample_added.subscribe(self.sample_added.emit)
+        proc.spread_added.subscribe(self.spread_added.emit)
 
     def stop(self) -> None:
         """Forget the attempt (the window closes or the scenario changes)."""

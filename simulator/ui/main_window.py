@@ -164,6 +164,9 @@ class MainWindow(QMainWindow):
     def __init__(self, scenario: str | None = None, settings: QSettings | None = None,
                  load_anatomy=None, show_dialogs: bool = True, store=None, parent=None):
         super().__init__(parent)
+        from simulator.ui.app import guard_bool_refcounts
+
+        guard_bool_refcounts()  # PySide6 6.12 on Python 3.11: every signal emit steals a reference to True
         self._t_start = time.perf_counter()
         self.setWindowTitle("Neurolysis Trainer")
         self.setObjectName("main_window")
@@ -1330,6 +1333,7 @@ class MainWindow(QMainWindow):
         player = ReplayPlayer(rec, sc, self.anatomy, attempt_id=info.id, stored_card=card, parent=self)
         player.rebuilt.connect(self._on_replay_rebuilt)
         player.input_applied.connect(self._on_replay_input)
+        player.seek_started.connect(self._on_replay_seek_started)
         player.seek_done.connect(self._on_replay_seek_done)
         player.position_changed.connect(self._on_replay_position)
         player.failed.connect(lambda m: self.report_error("Replay", m))
@@ -1381,7 +1385,21 @@ class MainWindow(QMainWindow):
                 self.fluoro_view.set_angles(float(a["lao_deg"]), float(a["cranial_deg"]), exact=True)
             self.fluoro_view.single_shot()
 
+    def _on_replay_seek_started(self, proc) -> None:
+        """While seeking, the procedure panel takes the plots' data and the events directly; the
+        views and the labels follow once, at the end."""
+        self.controller.detach_signals()
+        panel = self.procedure_panel
+        proc.needle_changed.subscribe(panel.note_series)
+        proc.event_added.subscribe(panel.on_event)
+        proc.spread_added.subscribe(panel.on_spread)
+
     def _on_replay_seek_done(self, proc) -> None:
+        panel = self.procedure_panel
+        proc.needle_changed.unsubscribe(panel.note_series)
+        proc.event_added.unsubscribe(panel.on_event)
+        proc.spread_added.unsubscribe(panel.on_spread)
+        self.controller.reattach_signals()
         p = self.player
         self.controller.replay_time_s = p.time_s
         applied = p.inputs[:p.index]
@@ -1392,9 +1410,12 @@ class MainWindow(QMainWindow):
         st = proc.state
         if st is not None:
             self._views_follow_needle(st)
+            panel.show_state(st)
         else:
             self._place_needle()
-        self.procedure_panel._fill_steps()
+        panel._fill_steps()
+        panel._schedule_plots()
+        self.fluoro_view.canvas.update()
         self.view3d.request_render()
 
     def _on_replay_position(self, t: float) -> None:

@@ -131,6 +131,10 @@ class ProcedurePanel(QWidget):
         self._plot_timer.setSingleShot(True)
         self._plot_timer.setInterval(PLOT_MS)
         self._plot_timer.timeout.connect(self._redraw_plots)
+        self._scroll_timer = QTimer(self)
+        self._scroll_timer.setSingleShot(True)
+        self._scroll_timer.setInterval(0)
+        self._scroll_timer.timeout.connect(self.events.scrollToBottom)
 
     # ------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -437,13 +441,24 @@ class ProcedurePanel(QWidget):
     def on_needle_changed(self, state) -> None:
         if state is None:
             return
+        self.note_series(state)
+        self.show_state(state)
+        self._schedule_plots()
+        self.updated.emit(time.perf_counter())
+
+    def note_series(self, state) -> None:
+        """Only the plots' data (a replay seek: the labels follow once, at the end)."""
         if self._t0 is None:
             self._t0 = state.time_s
         dists = state.target_distances_mm or {}
-        dmin = min(dists.values()) if dists else float("nan")
         self._series["t"].append(state.time_s)
         self._series["depth"].append(state.depth_mm if state.inserted else 0.0)
-        self._series["dist"].append(dmin)
+        self._series["dist"].append(min(dists.values()) if dists else float("nan"))
+
+    def show_state(self, state) -> None:
+        """The status line: depth, bone contact, where the tip is (instructor mode)."""
+        dists = state.target_distances_mm or {}
+        dmin = min(dists.values()) if dists else float("nan")
         bits = [f"Depth <b>{state.depth_mm:.1f} mm</b>" if state.inserted else "Needle on the skin (not inserted)"]
         if state.bone_contact:
             bits.append("<span style='color:#ffd060'>bone contact</span>")
@@ -454,8 +469,6 @@ class ProcedurePanel(QWidget):
             if dists:
                 bits.append(f"target <b>{dmin:.1f} mm</b>")
         self.status.setText(" \u00b7 ".join(bits))
-        self._schedule_plots()
-        self.updated.emit(time.perf_counter())
 
     def on_event(self, ev) -> None:
         self._add_event_row(ev)
@@ -506,7 +519,8 @@ class ProcedurePanel(QWidget):
         elif ev.kind == EventKind.target_reached:
             item.setForeground(QBrush(QColor(100, 220, 120)))
         self.events.addItem(item)
-        self.events.scrollToBottom()
+        if not self._scroll_timer.isActive():  # a burst of events (a replay seek): one scroll
+            self._scroll_timer.start()
 
     def _refill_events(self) -> None:
         self.events.clear()

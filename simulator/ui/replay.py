@@ -12,8 +12,9 @@ attempt is rebuilt bit for bit). The main window hosts that Procedure in its `At
 they follow a live attempt; live inputs are refused meanwhile.
 
 Seeking backwards re-runs the inputs from the start up to the new time; while it seeks
-(`seeking`, `seek_started` / `seek_done`) the window skips the views' per-input work and
-refreshes them once at the end.
+(`seeking`, `seek_started(procedure)` / `seek_done(procedure)`) the window listens to the
+Procedure directly with cheap bookkeeping only (no Qt signal, no render per input) and refreshes
+the views once at the end.
 
 `TimelineDock`: play / pause, back to the start, speed (0.5x to 4x), a slider to scrub with the
 recorded events marked on it, the time read-out, "Rescore" (the score card of the replayed attempt,
@@ -64,8 +65,8 @@ class ReplayPlayer(QObject):
     """Feeds a recording's inputs to a Procedure against a clock (see the module notes)."""
 
     rebuilt = Signal(object)  # a fresh Procedure, nothing applied yet
-    input_applied = Signal(object)  # InputRecord, after the Procedure took it
-    seek_started = Signal()
+    input_applied = Signal(object)  # InputRecord, after the Procedure took it (not while seeking)
+    seek_started = Signal(object)  # the Procedure about to take the inputs of a seek
     seek_done = Signal(object)  # the Procedure, after a seek
     position_changed = Signal(float)  # seconds
     state_changed = Signal(str)  # "playing" | "paused" | "ended"
@@ -119,7 +120,8 @@ class ReplayPlayer(QObject):
                 self.index = len(self.inputs)
                 return False
             self.index += 1
-            self.input_applied.emit(inp)
+            if not self.seeking:
+                self.input_applied.emit(inp)
         self.time_s = min(max(t, 0.0), self.duration_s)
         return True
 
@@ -134,10 +136,10 @@ class ReplayPlayer(QObject):
             self._fresh()
         t = min(max(float(t), 0.0), self.duration_s)
         self.seeking = True
-        self.seek_started.emit()
         try:
             if self.index > 0 and self.inputs[self.index - 1].time_s > t:
                 self._fresh()
+            self.seek_started.emit(self.procedure)
             self._apply_until(t)
         finally:
             self.seeking = False

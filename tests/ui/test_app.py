@@ -56,3 +56,27 @@ def test_run_app_opens_the_scenario_and_returns_when_closed(qtbot, tmp_path, mon
     assert app_mod.run_app(scenario="app_gel") == 0
     assert seen == {"scenario": "app_gel", "organisation": "NeurolysisTrainer"}
     assert (tmp_path / "settings" / "NeurolysisTrainer" / "Trainer.conf").exists()
+
+
+def test_many_signal_emits_do_not_exhaust_the_references_to_true(qapp):
+    """PySide6 6.12 on Python 3.11: each `emit()` steals a reference to True (its result). Without
+    the guard the interpreter aborts after a few thousand emits ("bool_dealloc"); a replay seek
+    makes that many."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    from simulator.ui.app import BOOL_REFS_LOW, guard_bool_refcounts
+
+    class Emitter(QObject):
+        changed = Signal(object)
+
+    e = Emitter()
+    got = []
+    e.changed.connect(got.append)
+    guard_bool_refcounts()
+    for i in range(50_000):
+        e.changed.emit(i)
+    assert len(got) == 50_000
+    if sys.version_info < (3, 12):
+        assert sys.getrefcount(True) > BOOL_REFS_LOW

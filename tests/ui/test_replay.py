@@ -170,11 +170,13 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     assert "Identical" in w.score_dialog.note.text() and f"{w.replay_card.score:.1f}" in w.score_dialog.value.text()
     w.score_dialog.close()
     # scrub back to the middle: re-run from the start, one render at the end
-    # a moment in the middle, at least a millisecond clear of the inputs around it
+    # a moment in the middle of the attempt (a whole millisecond, as the slider has them), with the
+    # needle inserted; the recorded pose then: the last sample at or before it
     t_in = np.array([i.time_s for i in stored.inputs])
-    k = next(k for k in range(len(t_in) // 2, len(t_in) - 1) if t_in[k + 1] - t_in[k] > 0.004
-             and stored.inputs[k].name in ("advance", "set_direction"))
-    value = int(np.ceil(t_in[k] * 1000.0)) + 1
+    first = next(k for k, i in enumerate(stored.inputs) if i.name == "advance")
+    k = next(k for k in sorted(range(first, len(t_in) - 1), key=lambda k: abs(k - len(t_in) // 2))
+             if np.ceil(t_in[k] * 1000.0) < np.floor(t_in[k + 1] * 1000.0))
+    value = int(np.ceil(t_in[k] * 1000.0))
     times = stored.samples.time_s
     expect = stored.samples.needle_tip_to_world[np.searchsorted(times, value / 1000.0, side="right") - 1]
     renders = w.view3d.render_count
