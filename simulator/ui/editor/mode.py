@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -310,7 +311,13 @@ class EditorMode(QObject):
         return a
 
     def _build_menu(self) -> None:
-        m = self.window.menuBar().addMenu("Scenario &editor")
+        mb = self.window.menuBar()
+        help_action = next((a for a in mb.actions() if a.text().replace("&", "") == "Help"), None)
+        m = QMenu("Scenario &editor", mb)
+        if help_action is not None:  # before Help, the last menu by convention
+            mb.insertMenu(help_action, m)
+        else:
+            mb.addMenu(m)
         m.setObjectName("menu_editor")
         self.menu = m
         self.act_new = self._action(m, "&New scenario from template\u2026", self.new_scenario_dialog, "Ctrl+Shift+N")

@@ -416,7 +416,7 @@ class PlanPanel(QWidget):
         cl = QVBoxLayout(check)
         self.problems = QListWidget()
         self.problems.setObjectName("plan_problems")
-        self.problems.setMaximumHeight(120)
+        self.problems.setMaximumHeight(90)
         self.problems.setWordWrap(True)
         cl.addWidget(self.problems)
         lay.addWidget(check)

@@ -117,6 +117,13 @@ def test_entering_and_leaving_restores_the_trainee_layout(win, editor):
     w.answers = {"editor_unsaved": "cancel"}
     d.key(Qt.Key.Key_W, CTRL | SHIFT)
     assert ed.active and w.asked[-1] == "editor_unsaved"
+    w.asked.clear()
+    w.close()  # closing the window asks too; cancelled, the window and the editor stay
+    process(0)
+    assert w.isVisible() and ed.active and w.asked == ["editor_unsaved"]
+    # the menu sits before Help
+    titles = [a.text().replace("&", "") for a in w.menuBar().actions()]
+    assert titles.index("Scenario editor") == titles.index("Help") - 1
     w.answers = {"editor_unsaved": "discard"}
     d.key(Qt.Key.Key_W, CTRL | SHIFT)
     assert not ed.active
@@ -327,7 +334,7 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
 
 def test_yaml_tab_and_scrolling_the_slices(win, editor):
     """The raw text is editable (one undo step); the wheel moves a slice, the crosshair follows."""
-    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtCore import QEvent, QPoint, QPointF
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
 
@@ -358,6 +365,23 @@ def test_yaml_tab_and_scrolling_the_slices(win, editor):
     assert title_field.widget.text() == f"{old_title} (edited)"
     d.key(Qt.Key.Key_Z, CTRL)
     assert doc.text() == text and ed.yaml_view.toPlainText() == text
+    # the mouse over the nerve: the status line names it
+    from PySide6.QtGui import QMouseEvent
+
+    ax = ed.slices.views["axial"]
+
+    def hover(ras):
+        pt = QPointF(ax.widget_point(ras))
+        ev = QMouseEvent(QEvent.Type.MouseMove, pt, QPointF(ax.viewport().mapToGlobal(pt.toPoint())),
+                         Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, NO_MOD)
+        QApplication.sendEvent(ax.viewport(), ev)
+        process(0)
+        return ed.slices.status.text()
+
+    text = hover([NERVE_X, NERVE_Y, ax.plane_mm()])
+    assert "nerve" in text and abs(float(text.split()[1]) - NERVE_X) < 0.3
+    text = hover([ARTERY_X, NERVE_Y, ax.plane_mm()])
+    assert "vessel" in text and "artery" in text
     # the wheel over the axial view: one slice up per notch, the other views' crosshair follows
     ax = ed.slices.views["axial"]
     k0, z0 = ax.index, ax.plane_mm()
