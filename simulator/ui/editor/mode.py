@@ -296,7 +296,6 @@ class EditorMode(QObject):
         self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
-        self.binder.edited.connect(lambda: None)
 
     def _action(self, menu, text, slot, shortcut=None, tip=None) -> QAction:
         a = QAction(text, self.window)
@@ -401,7 +400,7 @@ class EditorMode(QObject):
         scene = w.view3d.scene
         scene.set_exam_view(False)
         scene.hide_needle()
-        self._pick_all_surfaces(True)
+        self._pick_skin()
         if self.anatomy is not None:
             self._show_anatomy_3d()
         self._update_actions()
@@ -457,7 +456,7 @@ class EditorMode(QObject):
     def _restore_scene(self, s: dict) -> None:
         w = self.window
         scene = w.view3d.scene
-        self._pick_all_surfaces(False)
+        self._pick_skin()
         if w.anatomy is not None and self._scene_anatomy is not None and self._scene_anatomy is not w.anatomy:
             w.view3d.set_anatomy(w.anatomy, w.scenario.patient_position if w.scenario is not None else None)
             if hasattr(w, "_rebuild_group_controls"):
@@ -486,8 +485,8 @@ class EditorMode(QObject):
             scene.renderer.ResetCameraClippingRange()
         w.view3d.request_render()
 
-    def _pick_all_surfaces(self, on: bool) -> None:
-        """In the editor a click picks the skin; the trainer picks the skin too (kept as is)."""
+    def _pick_skin(self) -> None:
+        """A click on the 3D view picks the skin (the entry; the trainer does the same)."""
         scene = self.window.view3d.scene
         self.window.view3d.pick_structures = ["skin"] if "skin" in scene.structures else None
 
@@ -776,7 +775,7 @@ class EditorMode(QObject):
         self._scene_anatomy = self.anatomy
         scene.set_exam_view(False)
         scene.hide_needle()
-        self._pick_all_surfaces(True)
+        self._pick_skin()
         self._draw_3d()
 
     def _centre_on_plan(self) -> None:
@@ -812,8 +811,6 @@ class EditorMode(QObject):
     # refreshing from the document
     # ------------------------------------------------------------------------------------
     def _on_doc_change(self, paths: list) -> None:
-        if self.binder._source is not None and self.binder._coalesce is None:
-            pass
         tops = {p[0] if p else "" for p in paths}
         if "" in tops or "anatomy" in tops:
             self._ensure_anatomy()
@@ -913,8 +910,6 @@ class EditorMode(QObject):
         if self.anatomy is None:
             return
         trajs = self._trajectories()
-        if self.pending_entry is not None and not trajs:
-            trajs = []
         zc, zr = self._zone()
         targets = [dict(id=t.id, kind=t.kind, points_mm=t.points_mm, radius_mm=t.radius_mm,
                         tolerance_mm=t.tolerance_mm, selected=t.selected) for t in self._resolved_targets()]
