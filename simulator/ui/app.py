@@ -10,23 +10,24 @@ import ctypes.util
 import os
 import sys
 
-#: True/False are topped up to this many extra references when they fall below BOOL_REFS_LOW
+#: True, False and None are topped up by this many references when they fall below BOOL_REFS_LOW
 BOOL_REFS_TOP_UP = 1 << 30
 BOOL_REFS_LOW = 1 << 29
 
 
 def guard_bool_refcounts() -> bool:
-    """PySide6 6.12 on Python 3.11: `SignalInstance.emit()` returns True without taking a new
-    reference to it, so every emit whose result is dropped steals one of True's references; after
-    a few thousand emits (a replay seek, a long session) the interpreter aborts with "Fatal Python
-    error: bool_dealloc: deallocating True or False". From Python 3.12 True and False are immortal
-    and nothing happens. Here their reference counts are raised far out of reach (a CPython 3.11
-    object starts with its reference count, `ob_refcnt`); calling this again tops them up.
-    Returns True when it raised them."""
+    """PySide6 6.12 on Python 3.11 returns singletons without taking a new reference to them:
+    `SignalInstance.emit()` returns True, and every Qt method returning nothing (`setText`,
+    `setValue`, `QTimer.start`, `processEvents` ...) returns None, so each such call steals one of
+    their references. After a few thousand calls (a replay seek, a long session, a test session)
+    the interpreter aborts with "Fatal Python error: bool_dealloc" / "none_dealloc". From Python
+    3.12 these objects are immortal and nothing happens. Here their reference counts are raised
+    far out of reach (a CPython 3.11 object starts with its reference count, `ob_refcnt`); calling
+    this again tops them up. Returns True when it raised them."""
     if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return False
     raised = False
-    for obj in (True, False):
+    for obj in (True, False, None):
         if sys.getrefcount(obj) < BOOL_REFS_LOW:
             ctypes.c_ssize_t.from_address(id(obj)).value += BOOL_REFS_TOP_UP
             raised = True

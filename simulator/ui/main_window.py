@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
         self.history_window = None
         self.attempt_picker = None
         self._fluoro_images = 0
+        self._us_image_pending: str | None = None  # an injection's ultrasound image, taken from the next frame
         self._trainee = str(self.settings.value("trainee", "", str) or "") or default_trainee()
 
         self.loader = AnatomyLoader(load_fn=load_anatomy, prepare_fn=anatomy_polydata, parent=self)
@@ -800,6 +801,7 @@ class MainWindow(QMainWindow):
         c.ended.connect(self._on_ended)
         c.input_done.connect(self._on_input_done)
         self.fluoro_view.frame_shown.connect(self._on_fluoro_frame)
+        self.us_view.frame_shown.connect(self._on_us_frame)
         p.local_anaesthetic_requested.connect(self.local_anaesthetic)
         p.aspirate_requested.connect(self.aspirate)
         p.inject_requested.connect(self.inject)
@@ -826,6 +828,7 @@ class MainWindow(QMainWindow):
         sc, an = self.scenario, self.anatomy
         self._drop_recorder()
         self._fluoro_images = 0
+        self._us_image_pending = None
         if replay_proc is None:
             if self.player is not None:
                 self._close_replay()
@@ -1184,12 +1187,25 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"The fluoroscopy image was not kept for the report: {e}", 6000)
 
     def _keep_ultrasound_image(self, name: str) -> None:
-        res = self.us_view.last_result
-        if res is None or self.modality not in ("ultrasound", "both"):
+        """The ultrasound frame at an injection: the one on screen now, replaced by the next one
+        (which shows the state after the injection)."""
+        if self.modality not in ("ultrasound", "both"):
             return
+        res = self.us_view.last_result
+        if res is not None:
+            self._add_us_image(name, res)
+        self._us_image_pending = name
+        self.us_view.request_frame()
+
+    def _on_us_frame(self, res: dict) -> None:
+        name, self._us_image_pending = self._us_image_pending, None
+        if name is not None and self.recorder is not None:
+            self._add_us_image(name, res)
+
+    def _add_us_image(self, name: str, res: dict) -> None:
         try:
             self.recorder.add_image(name, png_bytes(res["image"]))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - an image less in the report
             self.statusBar().showMessage(f"The ultrasound image was not kept for the report: {e}", 6000)
 
     def offer_recovery(self) -> list[int]:

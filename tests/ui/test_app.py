@@ -58,10 +58,10 @@ def test_run_app_opens_the_scenario_and_returns_when_closed(qtbot, tmp_path, mon
     assert (tmp_path / "settings" / "NeurolysisTrainer" / "Trainer.conf").exists()
 
 
-def test_many_signal_emits_do_not_exhaust_the_references_to_true(qapp):
-    """PySide6 6.12 on Python 3.11: each `emit()` steals a reference to True (its result). Without
-    the guard the interpreter aborts after a few thousand emits ("bool_dealloc"); a replay seek
-    makes that many."""
+def test_many_qt_calls_do_not_exhaust_the_references_to_true_and_none(qapp):
+    """PySide6 6.12 on Python 3.11: each `emit()` steals a reference to True (its result), each Qt
+    call returning nothing one to None. Without the guard the interpreter aborts after a few
+    thousand such calls ("bool_dealloc", "none_dealloc"); a replay seek makes that many."""
     import sys
 
     from PySide6.QtCore import QObject, Signal
@@ -75,8 +75,12 @@ def test_many_signal_emits_do_not_exhaust_the_references_to_true(qapp):
     got = []
     e.changed.connect(got.append)
     guard_bool_refcounts()
+    from PySide6.QtWidgets import QLabel
+
+    label = QLabel()
     for i in range(50_000):
         e.changed.emit(i)
-    assert len(got) == 50_000
+        label.setText(str(i))
+    assert len(got) == 50_000 and label.text() == "49999"
     if sys.version_info < (3, 12):
-        assert sys.getrefcount(True) > BOOL_REFS_LOW
+        assert sys.getrefcount(True) > BOOL_REFS_LOW and sys.getrefcount(None) > BOOL_REFS_LOW

@@ -77,6 +77,7 @@ def trainer(qapp, tmp_path_factory):
     cards = []
     w.controller.ended.connect(cards.append)
     gel_attempt(w)
+    wait_until(lambda: w._us_image_pending is None, 60, "the ultrasound frame after the injection")
     proc = w.controller.procedure
     # recorded live: the store follows the attempt within a second
     assert w.recorder is not None
@@ -102,6 +103,10 @@ def test_a_kept_attempt_is_stored_with_its_score_and_listed_in_the_history(train
     stored = w.store.load_attempt(aid)
     assert stored.same_as(w.kept["recording"])  # every input, event and sample, bit for bit
     assert len(w.kept_recordings) == 1 and w.kept_recordings[0].exists()  # the .nlrec.npz as before
+    # the ultrasound image at the injection, kept for the report
+    images = w.store.images(aid)
+    assert any(n.startswith("ultrasound_test_dose") for n in images), (list(images), [e.message for e in stored.events][-5:])
+    assert all(p[:4] == b"\x89PNG" for p in images.values())
     # Discard drops an attempt from the records
     d = WindowDriver(w)
     d.click_skin(w.scenario.planned_trajectory.entry_mm)
