@@ -2,7 +2,7 @@
 on the gel phantom is recorded live and kept; it shows in the store and the history; it replays with
 the timeline (play to the end: the needle where it was; rescore: the stored score to the last digit;
 scrub back: the needle where it was then); an attempt a crash left behind is offered for recovery
-at the next start.
+at the next start, and a trainer killed mid-attempt loses at most the last second.
 
 The gel phantom scenario (needle_basics_gel) keeps these fast: no bundled patient needed.
 """
@@ -242,5 +242,74 @@ def test_an_interrupted_attempt_is_offered_for_recovery_at_the_next_start(qapp, 
         again = rescore(w.store, aid)
         assert again.identical, again.differences
         assert w.store.recoverable_attempts() == []
+    finally:
+        close_window(w)
+
+
+CHILD = r"""
+import os, sys, time
+from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSettings, Qt
+app = QApplication(sys.argv[:1])
+from simulator.ui.driver import WindowDriver, wait_until, process
+from simulator.ui.main_window import MainWindow
+w = MainWindow(scenario="needle_basics_gel", settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
+w.question_answer = lambda key, text: "later"
+w.resize(1200, 800)
+w.show()
+wait_until(lambda: w.anatomy is not None and w.scenario.id == "needle_basics_gel", 60)
+w.set_trainee("crash")
+d = WindowDriver(w)
+plan = w.scenario.planned_trajectory
+d.click_skin(plan.entry_mm)
+proc = w.controller.procedure
+for k in range(400):
+    d.key(Qt.Key.Key_W if k % 2 == 0 else Qt.Key.Key_S)
+    process(20)
+    print(f"input {len(proc.recording.inputs)} {time.monotonic():.4f}", flush=True)
+"""
+
+
+def test_a_trainer_killed_mid_attempt_loses_at_most_the_last_second(qapp, tmp_path, monkeypatch):
+    """The trainer in another process, killed (SIGKILL) while the trainee works: the next start
+    offers the attempt; recovered, it holds every input made more than a second before the kill."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    env = dict(os.environ, NEUROLYSIS_DATA=str(data), PYTHONPATH=os.getcwd())
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "child.ini")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    made = []  # (inputs so far, monotonic time)
+    try:
+        for line in child.stdout:
+            if line.startswith("input "):
+                _, n, t = line.split()
+                made.append((int(n), float(t)))
+                if len(made) >= 30:
+                    break
+        assert len(made) >= 30, "the trainer did not start"
+        t_kill = time.monotonic()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    before = max(n for n, t in made if t <= t_kill - 1.0)
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(data))
+    w = open_window(tmp_path / "settings.ini", {"recover_attempt": "recover"})
+    try:
+        wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), 10, "the recovery question")
+        assert "crash" in next(t for k, t in w.asked if k == "recover_attempt")
+        (info,) = [a for a in w.store.list_attempts(trainee="crash")]
+        wait_until(lambda: w.store.attempt(info.id).status == "recovered", 30, "the recovery")
+        info = w.store.attempt(info.id)
+        kept = info.n_inputs - 1  # the recovery adds the end
+        assert kept >= before, (kept, before, made[-1])
+        assert info.score is not None
     finally:
         close_window(w)
