@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from simulator.core.scenario import NO_VALUE, _show
 
+TYPING_MS = 150  # typing goes into the document (and is validated) after this pause
 ERROR_STYLE = "color: #c0161a;"
 BAD_FIELD_STYLE = "border: 1px solid #d01010; background: #fff0f0;"
 
@@ -117,6 +118,22 @@ class _UndoKeysToDocument(QObject):
         return False
 
 
+def _merge_last_steps(doc, label: str) -> None:
+    """Make the document's last two undo steps (both `label`, from one visit to a field) one.
+    Without the document's step list (another implementation), the steps stay separate."""
+    steps = getattr(doc, "_undo", None)
+    if not isinstance(steps, list) or len(steps) < 2:
+        return
+    last, prev = steps[-1], steps[-2]
+    if getattr(last, "label", None) != label or getattr(prev, "label", None) != label:
+        return
+    try:
+        merged = type(last)(label, prev.before, last.after, list(prev.paths))
+    except (TypeError, AttributeError):
+        return
+    steps[-2:] = [merged]
+
+
 class Binder(QObject):
     """Owns the fields of the editor's forms; refreshes them when the document changes."""
 
@@ -130,8 +147,39 @@ class Binder(QObject):
         self._coalesce: tuple | None = None  # (field, path, text after the edit)
         self._undo_keys = _UndoKeysToDocument(self)
         self.errors: list = []
+        self._pending: dict = {}  # field -> (path, value, unset): typing not yet in the document
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(TYPING_MS)
+        self._timer.timeout.connect(self.flush)
+
+    @property
+    def pending(self) -> bool:
+        """Typing waits for a pause before it goes into the document."""
+        return bool(self._pending)
+
+    def schedule(self, field: "Field", path, value, unset: bool = False) -> None:
+        """Typing: the value goes into the document after a pause of TYPING_MS (or when the
+        field is left), so a fast typist is never slowed by validation."""
+        if path is None:
+            return
+        old = self._pending.get(field)
+        if old is not None and old[0] != path:
+            self.flush()
+        self._pending[field] = (path, value, unset)
+        self._timer.start()
+
+    def flush(self) -> None:
+        """Put waiting typing into the document now."""
+        self._timer.stop()
+        items = list(self._pending.items())
+        self._pending.clear()
+        for field, (path, value, unset) in items:
+            self.commit(field, path, value, unset=unset)
 
     def set_document(self, doc) -> None:
+        self._timer.stop()
+        self._pending.clear()
         self.doc = doc
         self._coalesce = None
         self.refresh()
@@ -159,12 +207,12 @@ class Binder(QObject):
             c = self._coalesce
             merge = (c is not None and c[0] is field and c[1] == path and doc.text() == c[2]
                      and doc.undo_label == label)
-            if merge:
-                doc.undo()
             if unset:
                 doc.unset(path, label=label)
             else:
                 doc.set(path, value, label=label)
+            if merge:
+                _merge_last_steps(doc, label)
             self._coalesce = (field, path, doc.text())
         finally:
             self._source = None
@@ -177,7 +225,7 @@ class Binder(QObject):
         doc = self.doc
         self.errors = doc.errors() if doc is not None else []
         for f in self.fields:
-            f.refresh(doc, self.errors, update_value=f is not self._source)
+            f.refresh(doc, self.errors, update_value=f is not self._source and f not in self._pending)
 
 
 class Field:
@@ -215,10 +263,20 @@ class Field:
         lay.addWidget(self.error)
         return box
 
+    typed = False  # typing fields wait for a pause (Binder.schedule)
+
     def commit(self, value, unset: bool = False) -> None:
         if self._updating or self.binder is None:
             return
-        self.binder.commit(self, self.path, value, unset=unset)
+        if self.typed:
+            self.binder.schedule(self, self.path, value, unset=unset)
+        else:
+            self.binder.commit(self, self.path, value, unset=unset)
+
+    def _finished(self) -> None:
+        if self.binder is not None:
+            self.binder.flush()
+            self.binder.end_merge()
 
     def refresh(self, doc, errors, update_value: bool = True) -> None:
         path = self.path
@@ -256,13 +314,15 @@ class Field:
 class LineField(Field):
     """Text or numbers in a line edit. kind: str | number | numbers (comma-separated list)."""
 
+    typed = True
+
     def __init__(self, path, *, kind: str = "str", placeholder: str = "", **kw):
         w = QLineEdit()
         super().__init__(path, w, **kw)
         self.kind = kind
         w.setPlaceholderText(placeholder)
         w.textEdited.connect(self._edited)
-        w.editingFinished.connect(lambda: self.binder.end_merge() if self.binder else None)
+        w.editingFinished.connect(self._finished)
 
     def _edited(self, text: str) -> None:
         if self.kind == "number":
@@ -285,6 +345,8 @@ class LineField(Field):
 class SpinField(Field):
     """A bounded number in a spin box (radius, tolerance: values the schema's range allows)."""
 
+    typed = True
+
     def __init__(self, path, *, minimum: float, maximum: float, step: float = 0.5, decimals: int = 1,
                  suffix: str = " mm", **kw):
         w = QDoubleSpinBox()
@@ -295,7 +357,7 @@ class SpinField(Field):
         w.setKeyboardTracking(True)
         super().__init__(path, w, **kw)
         w.valueChanged.connect(self._changed)
-        w.editingFinished.connect(lambda: self.binder.end_merge() if self.binder else None)
+        w.editingFinished.connect(self._finished)
 
     def _changed(self, v: float) -> None:
         self.commit(int(v) if float(v).is_integer() else float(v))
@@ -369,6 +431,8 @@ class CheckField(Field):
 
 class TextField(Field):
     """Several lines of text (instructions)."""
+
+    typed = True
 
     def __init__(self, path, **kw):
         w = QPlainTextEdit()

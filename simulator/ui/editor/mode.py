@@ -80,6 +80,7 @@ FIELD_TABS = {
     "additional_trajectories": "Plan", "steps": "Steps", "imaging": "Imaging", "rubric": "Rubric",
     "instructions": "Text", "references": "Text",
 }
+TEXT_KEYS = {"name", "message", "reason", "citation", "used_for", "required", "somatic"}
 SEVERITY_RANK = {"critical": 0, "fatal": 0, "major": 1, "minor": 2}
 SHAPE_PATHS = {"targets", "critical_structures", "skin_entry_zone", "planned_trajectory", "additional_trajectories",
                "anatomy", "patient_position"}
@@ -177,14 +178,14 @@ class _EditorFilter(QObject):
         if t in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and m.active and event.key() == Qt.Key.Key_Space:
             if not isinstance(obj, QWidget) or obj.window() is not m.window:
                 return False
-            if isinstance(obj, QPlainTextEdit):
-                # the window's pedal filter does not know plain-text editors: type the space here
-                if t == QEvent.Type.KeyPress:
-                    obj.keyPressEvent(event)
-                else:
-                    obj.keyReleaseEvent(event)
+            if isinstance(obj, (QLineEdit, QAbstractSpinBox, QTextEdit)):
+                return False  # the window's pedal filter lets these type
+            if m.dock.isAncestorOf(obj):
+                # the editor's own widgets (plain text, check lists, buttons): Space is theirs, not
+                # the fluoroscopy pedal's, so deliver it here, past the window's pedal filter
+                obj.event(event)
                 return True
-            return not isinstance(obj, (QLineEdit, QAbstractSpinBox, QTextEdit))
+            return True  # slice views, 3D view: no pedal in the editor
         return False
 
 
@@ -412,6 +413,7 @@ class EditorMode(QObject):
         """Back to the trainer's layout. With unsaved changes (and `ask`): save, discard or cancel."""
         if not self.active:
             return True
+        self.binder.flush()
         w = self.window
         if ask and self.doc is not None and self.doc.dirty:
             answer = w.ask("editor_unsaved", "The scenario has unsaved changes. Save them before leaving the editor?",
@@ -495,6 +497,7 @@ class EditorMode(QObject):
     # ------------------------------------------------------------------------------------
     def _confirm_replace(self) -> bool:
         """Before another document replaces a changed one."""
+        self.binder.flush()
         doc = self.doc
         if doc is None or not doc.dirty:
             return True
@@ -629,6 +632,7 @@ class EditorMode(QObject):
     def save(self) -> Path | None:
         """Save to the document's file; a new scenario, or one of the library's, goes to a file
         chosen in the user's scenarios folder (Save as)."""
+        self.binder.flush()
         doc = self.doc
         if doc is None:
             return None
@@ -637,6 +641,7 @@ class EditorMode(QObject):
         return self._save_to(doc.path)
 
     def save_as(self, path=None) -> Path | None:
+        self.binder.flush()
         doc = self.doc
         if doc is None:
             return None
@@ -674,11 +679,13 @@ class EditorMode(QObject):
 
     def undo(self) -> None:
         if self.doc is not None:
+            self.binder.flush()
             self.binder.end_merge()
             self.doc.undo()
 
     def redo(self) -> None:
         if self.doc is not None:
+            self.binder.flush()
             self.binder.end_merge()
             self.doc.redo()
 
@@ -688,6 +695,7 @@ class EditorMode(QObject):
         scenario" comes back to this document."""
         from simulator.core.paths import user_data_dir
 
+        self.binder.flush()
         doc = self.doc
         if doc is None or not self._refuse_invalid("tried"):
             return False
@@ -814,7 +822,8 @@ class EditorMode(QObject):
         tops = {p[0] if p else "" for p in paths}
         if "" in tops or "anatomy" in tops:
             self._ensure_anatomy()
-        self.refresh_all(shapes="" in tops or bool(tops & SHAPE_PATHS))
+        words = all(len(p) > 1 and p[-1] in TEXT_KEYS for p in paths)  # a name or message: nothing to redraw
+        self.refresh_all(shapes=not words and ("" in tops or bool(tops & SHAPE_PATHS)))
         self.document_changed.emit()
 
     def refresh_all(self, shapes: bool = True) -> None:

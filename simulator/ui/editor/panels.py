@@ -142,12 +142,14 @@ class ListEditor(QWidget):
         set_enabled(self.delete_button, self.index >= 0)
 
     def select(self, index: int) -> None:
+        self.binder.flush()
         self.index = index
         self.list.setCurrentRow(index)
         self.binder.refresh()
         self.selection_changed.emit(index)
 
     def _row_changed(self, row: int) -> None:
+        self.binder.flush()
         self.index = row
         self.delete_button.setEnabled(row >= 0)
         self.binder.end_merge()
@@ -155,6 +157,7 @@ class ListEditor(QWidget):
         self.selection_changed.emit(row)
 
     def delete_selected(self) -> None:
+        self.binder.flush()
         doc = self.binder.doc
         if doc is None or self.index < 0:
             return

@@ -13,66 +13,37 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDialogButtonBox
 
 from simulator.core.scenario import load_scenario
 from simulator.ui.driver import WindowDriver, process, wait_until
-from simulator.ui.editor import EditorMode, install_editor
-from simulator.ui.main_window import MainWindow
-
-CTRL = Qt.KeyboardModifier.ControlModifier
-SHIFT = Qt.KeyboardModifier.ShiftModifier
-NO_MOD = Qt.KeyboardModifier.NoModifier
-NERVE_X, NERVE_Y, NERVE_R = 7.0, -20.0, 2.5
-ARTERY_X = -8.0
+from simulator.ui.editor import EditorMode
+from tests.ui.editor.helpers import (
+    CTRL,
+    NO_MOD,
+    SHIFT,
+    click_slice,
+    close_window,
+    editor_of,
+    field_of,
+    open_gel_window,
+    retype,
+    tab,
+)
 
 
 @pytest.fixture(scope="module")
 def win(qapp, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    data = tmp_path_factory.mktemp("editor_data")
-    mp.setenv("NEUROLYSIS_DATA", str(data))
-    w = MainWindow(scenario="needle_basics_gel", settings=QSettings(str(data / "settings.ini"), QSettings.Format.IniFormat))
-    w.asked = []
-    w.answers = {}
-    w.question_answer = lambda key, text: w.asked.append(key) or w.answers.get(key, "discard")
-    w.resize(1500, 950)
-    w.show()
-    wait_until(lambda: w.scenario is not None and w.anatomy is not None, 60, "the gel scenario")
-    w.view3d.render_now()
-    w.data_dir = data
+    w, mp = open_gel_window(tmp_path_factory, "editor_data")
     yield w
-    from PySide6.QtCore import QCoreApplication, QEvent
-
-    w.answers = {}
-    w.close()
-    w.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    process(50)
-    mp.undo()
+    close_window(w, mp)
 
 
 @pytest.fixture(scope="module")
 def editor(win) -> EditorMode:
-    return install_editor(win)
-
-
-def click_slice(ed: EditorMode, view: str, ras, double: bool = False) -> None:
-    v = ed.slices.views[view]
-    pt = v.widget_point(ras)
-    if double:
-        QTest.mouseDClick(v.viewport(), Qt.MouseButton.LeftButton, NO_MOD, pt)
-    else:
-        QTest.mouseClick(v.viewport(), Qt.MouseButton.LeftButton, NO_MOD, pt)
-    process(0)
-
-
-def retype(widget, text: str) -> None:
-    widget.setFocus()
-    QTest.keyClick(widget, Qt.Key.Key_A, CTRL)
-    QTest.keyClicks(widget, text)
+    return editor_of(win)
 
 
 def advance_watching(w, d: WindowDriver, target_mm) -> None:
@@ -89,8 +60,8 @@ def advance_watching(w, d: WindowDriver, target_mm) -> None:
         wait_until(lambda: us.reported > n, 10, "the ultrasound image of the needle")
 
 
-def tab(ed: EditorMode, name: str) -> None:
-    ed.tabs.setCurrentIndex(ed._tab_index(name))
+NERVE_X, NERVE_Y, NERVE_R = 7.0, -20.0, 2.5
+ARTERY_X = -8.0
 
 
 def test_entering_and_leaving_restores_the_trainee_layout(win, editor):
@@ -112,7 +83,7 @@ def test_entering_and_leaving_restores_the_trainee_layout(win, editor):
     assert ax._edge["left"].text() == "R" and ax._edge["right"].text() == "L"
     assert ax.widget_point([30.0, -20.0, 0.0]).x() < ax.widget_point([-30.0, -20.0, 0.0]).x()
     # an edit, then Close editor: unsaved changes -> asked; cancel stays, discard leaves
-    retype(_field(ed, ("title",)).widget, "Changed title")
+    retype(ed, field_of(ed, ("title",)).widget, "Changed title")
     assert ed.doc.dirty
     w.answers = {"editor_unsaved": "cancel"}
     d.key(Qt.Key.Key_W, CTRL | SHIFT)
@@ -133,13 +104,6 @@ def test_entering_and_leaving_restores_the_trainee_layout(win, editor):
     assert after == before
     assert w.central_splitter.widget(1) is w.imaging_splitter and w.imaging_splitter.isVisible()
     assert load_scenario(w.scenario_path).title.startswith("Needle basics")  # the file was not touched
-
-
-def _field(ed: EditorMode, path):
-    for f in ed.binder.fields:
-        if f.path == tuple(path):
-            return f
-    raise LookupError(path)
 
 
 def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, editor, tmp_path):
@@ -204,8 +168,8 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     assert np.allclose(t[0]["points_mm"], [p1, p2], atol=0.5)
     assert abs(t[0]["points_mm"][0][1] - NERVE_Y) <= 0.3
     # radius and tolerance in their spin boxes (one undo step each)
-    retype(_field(ed, ("targets", 0, "radius_mm")).widget, "2.5")
-    retype(_field(ed, ("targets", 0, "tolerance_mm")).widget, "2")
+    retype(ed, field_of(ed, ("targets", 0, "radius_mm")).widget, "2.5")
+    retype(ed, field_of(ed, ("targets", 0, "tolerance_mm")).widget, "2")
     assert doc.get(("targets", 0, "radius_mm")) == 2.5 and doc.get(("targets", 0, "tolerance_mm")) == 2
     assert doc.undo_label == "Edit targets[0].tolerance_mm"
     # the nerve shows on the axial slice (its crossing drawn) and in 3D
@@ -260,26 +224,26 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
 
     # --- a wrong value: the field shows the validator's message; fixed, it goes ------------------
     tab(ed, "Rubric")
-    pm = _field(ed, ("rubric", "pass_mark"))
-    retype(pm.widget, "150")
+    pm = field_of(ed, ("rubric", "pass_mark"))
+    retype(ed, pm.widget, "150")
     errs = doc.errors_at(("rubric", "pass_mark"))
     assert errs and doc.get(("rubric", "pass_mark")) == 150
     assert pm.error.isVisible() and errs[0].message in pm.error.text()
     line = errs[0].format(doc.file_label)
     assert "rubric.pass_mark" in line and any(ed.error_list.item(i).text() == line for i in range(ed.error_list.count()))
-    retype(pm.widget, "abc")
+    retype(ed, pm.widget, "abc")
     assert "valid number" in pm.error.text()
     asked_files = []
     ed.choose_file = lambda caption, default, save: asked_files.append(default)
     d.key(Qt.Key.Key_S, CTRL)  # refused: the message names the field; no file asked for
     assert doc.path is None and asked_files == [] and "rubric.pass_mark" in w.last_error
-    retype(pm.widget, "70")
+    retype(ed, pm.widget, "70")
     assert not pm.error.isVisible() and doc.get(("rubric", "pass_mark")) == 70 and doc.errors() == []
     assert ed.error_list.count() == 0
 
     # --- imaging: the probe 12 mm towards the entry, so the whole path lies in the image ------------
     tab(ed, "Imaging")
-    retype(_field(ed, ("imaging", "ultrasound", "center_mm")).widget, "12, 0, 0")
+    retype(ed, field_of(ed, ("imaging", "ultrasound", "center_mm")).widget, "12, 0, 0")
     assert doc.get(("imaging", "ultrasound", "center_mm")) == [12.0, 0.0, 0.0]
 
     # --- save: refused while invalid, then into the user's scenarios folder ---------------------------
@@ -361,10 +325,29 @@ def test_yaml_tab_and_scrolling_the_slices(win, editor):
     assert ed.yaml_apply.isEnabled()
     QTest.mouseClick(ed.yaml_apply, Qt.MouseButton.LeftButton)
     assert doc.get(("title",)) == f"{old_title} (edited)" and doc.undo_label == "Edit the YAML text"
-    title_field = _field(ed, ("title",))
+    title_field = field_of(ed, ("title",))
     assert title_field.widget.text() == f"{old_title} (edited)"
     d.key(Qt.Key.Key_Z, CTRL)
     assert doc.text() == text and ed.yaml_view.toPlainText() == text
+    # rules across fields: an automatic fail that needs contrast, on an ultrasound scenario
+    tab(ed, "Rubric")
+    fails = field_of(ed, ("rubric", "automatic_fails")).widget
+    row = [fails.item(i).data(Qt.ItemDataRole.UserRole) for i in range(fails.count())].index("agent_without_contrast")
+    fails.setFocus()
+    fails.setCurrentRow(row)
+    QTest.keyClick(fails, Qt.Key.Key_Space)  # Space ticks the box (not the fluoroscopy pedal)
+    assert "agent_without_contrast" in doc.get(("rubric", "automatic_fails"))
+    fail_field = field_of(ed, ("rubric", "automatic_fails"))
+    assert "needs steps.contrast" in fail_field.error.text()
+    tab(ed, "Steps")
+    contrast = ed.steps_panel.sections[0]
+    QTest.mouseClick(contrast, Qt.MouseButton.LeftButton, NO_MOD, contrast.rect().topLeft() + QPoint(8, 8))
+    assert doc.get(("steps", "contrast")) == {"min_ml": 2, "max_ml": 5}
+    assert "needs fluoroscopy (modality is ultrasound)" in fail_field.error.text()
+    assert any("rubric.automatic_fails" in ed.error_list.item(i).text() for i in range(ed.error_list.count()))
+    d.key(Qt.Key.Key_Z, CTRL)
+    d.key(Qt.Key.Key_Z, CTRL)
+    assert doc.text() == text and doc.errors() == [] and not fail_field.error.isVisible()
     # the mouse over the nerve: the status line names it
     from PySide6.QtGui import QMouseEvent
 
@@ -395,69 +378,3 @@ def test_yaml_tab_and_scrolling_the_slices(win, editor):
     assert ed.slices.views["coronal"].hline.value() == pytest.approx(z0 + 1.5)
     w.answers = {"editor_unsaved": "discard"}
     assert ed.leave()
-
-
-def _bundled_ready() -> bool:
-    try:
-        from simulator.anatomy import bundled
-    except ImportError:
-        return False
-    return bundled.cache_is_valid()
-
-
-@pytest.mark.skipif(not _bundled_ready(), reason="the bundled patient is not built (make test builds it)")
-def test_bundled_patient_proposals_structures_and_the_plan_check(win, editor):
-    """On the bundled CT (a new scenario from the celiac template, made from the gel window: the
-    editor loads the patient itself): a target from the label-based proposals, a structure from the
-    anatomy's list, and the plan check warning when the planned tip is moved into the aorta.
-    Leaving puts the trainer's gel phantom back in the 3D view."""
-    from simulator.anatomy.nerves import propose
-
-    w, ed = win, editor
-    gel = w.anatomy
-    d = WindowDriver(w)
-    w.answers = {"editor_unsaved": "discard"}
-    assert ed.new_scenario(template="celiac_plexus_posterior", anatomy="bundled", scenario_id="celiac_copy",
-                           title="Celiac copy")
-    wait_until(lambda: ed.anatomy is not None and ed.anatomy_ref == "bundled", 90, "the bundled patient")
-    an = ed.anatomy
-    doc = ed.doc
-    assert w.view3d.scene.anatomy is an and ed.slices.views["axial"].anatomy is an
-    assert doc.errors() == [] and ed.plan_problems == []  # the library's plan is clean
-    wait_until(lambda: ed.targets_panel.add_proposal.isEnabled(), 30, "the proposals")
-    tab(ed, "Targets")
-    combo = ed.targets_panel.proposals
-    names = [combo.itemData(i) for i in range(combo.count())]
-    assert {"celiac_plexus_left", "splanchnic_left", "sympathetic_chain_right"} <= set(names)
-    assert any(n.startswith("intercostal_") for n in names)
-    combo.setCurrentIndex(names.index("splanchnic_left"))
-    n0 = len(doc.get(("targets",)))
-    QTest.mouseClick(ed.targets_panel.add_proposal, Qt.MouseButton.LeftButton)
-    t = doc.get(("targets",))[-1]
-    p = propose(an, "splanchnic_left")
-    assert len(doc.get(("targets",))) == n0 + 1 and t["proposal"] == "splanchnic_left" and t["kind"] == "polyline"
-    assert np.allclose(t["points_mm"], p.points_mm, atol=0.051) and t["side"] == "left"
-    # a structure of the anatomy's list
-    tab(ed, "Avoid")
-    cp = ed.critical_panel
-    assert cp.choice.findData("structure:vertebrae_L1") >= 0 and cp.choice.findData("structure:aorta") >= 0
-    assert cp.select_choice("structure", "kidney_left")
-    cp.severity.setCurrentText("minor")
-    QTest.mouseClick(cp.add_button, Qt.MouseButton.LeftButton)
-    assert doc.get(("critical_structures",))[-1] == {"structure": "kidney_left", "severity": "minor"}
-    # the planned tip clicked into the aorta: the banner names it
-    aorta = an.structure_by_name("aorta")
-    idx = np.argwhere(an.labels[:, :, 26:29] == aorta.id) + [0, 0, 26]
-    pts = an.origin_mm + idx * an.spacing_mm
-    centre = pts[np.abs(pts[:, 2] + 275.0) < 1.3].mean(axis=0)
-    tab(ed, "Plan")
-    ed.slices.set_cursor(centre)
-    QTest.mouseClick(ed.plan_panel.target_button, Qt.MouseButton.LeftButton)
-    click_slice(ed, "axial", centre)
-    assert np.allclose(doc.get(("planned_trajectory", "target_mm")), centre, atol=1.0)
-    assert ed.slices.banner.isVisible() and "aorta" in ed.slices.banner.text()
-    assert any(pr.what == "aorta" and pr.severity == "critical" for pr in ed.plan_problems)
-    d.key(Qt.Key.Key_Z, CTRL)
-    assert ed.plan_problems == [] and not ed.slices.banner.isVisible()
-    assert ed.leave()
-    assert w.view3d.scene.anatomy is gel and w.anatomy is gel
