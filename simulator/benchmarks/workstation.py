@@ -24,7 +24,9 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
   - fluoroscopy_ms_median (pedal tap -> the image with the needle painted on the C-arm screen)
     and fluoroscopy_live_frame_ms_median (a live pulse requested -> its frame painted);
   - ultrasound_ms_median (advance key on the gel scenario -> the B-mode frame with the needle
-    painted).
+    painted), split into ultrasound_submit_ms_median (key -> the frame's job submitted),
+    ultrasound_engine_ms_median (the B-mode on its worker thread) and ultrasound_paint_ms_median
+    (job done -> frame painted: the GUI thread's queue, e.g. a 3D render, plus the paint).
 - baseline: `procedure_input_ms_median`, the same advance as a bare `Procedure.advance` call
   (no window), measured in the same run.
 - loadavg_start / loadavg_end: the 1-minute load average around the run (the 2 cores are shared).
@@ -164,6 +166,8 @@ def _run(quick: bool, data: str) -> dict:
             process(30)
         return rows
 
+    us_parts: list[tuple[float, float, float]] = []  # key -> submitted, the engine, done -> painted
+
     def advance_latencies(w, d, n, want_us=False):
         """Per advance key: (3D ours, 3D with render, render alone, panel, all views, us, moving)."""
         rows = []
@@ -185,6 +189,9 @@ def _run(quick: bool, data: str) -> dict:
                            and w.us_view.last_result["needle_seq"] == w.us_view._needle_seq, 10, "the ultrasound frame")
                 wait_until(lambda: w.us_view.canvas.last_paint_t > w.us_view.last_result["t_done"], 5, "the paint")
                 t_us = w.us_view.canvas.last_paint_t
+                r = w.us_view.last_result
+                us_parts.append(((r["t_request"] - t_key) * 1e3, (r["t_done"] - r["t_request"]) * 1e3,
+                                 (t_us - r["t_done"]) * 1e3))
             w.procedure_panel.updated.disconnect(conn)
             panel = (t_panel[0] - t_key) * 1e3 if t_panel else float("nan")
             done = max(x for x in (t_3d, t_us, t_panel[0] if t_panel else t_ours) if x == x)
@@ -282,6 +289,11 @@ def _run(quick: bool, data: str) -> dict:
     ours, v3d, vtk, panel, allv, us, _ = map(list, zip(*rows))
     out["ultrasound_ms_median"] = round(_median(us), 2)
     out["ultrasound_ms_p95"] = round(_p95(us), 2)
+    if us_parts:
+        sub, eng, paint = map(list, zip(*us_parts))
+        out["ultrasound_submit_ms_median"] = round(_median(sub), 2)  # key -> the frame's job submitted
+        out["ultrasound_engine_ms_median"] = round(_median(eng), 2)  # the B-mode on the worker thread
+        out["ultrasound_paint_ms_median"] = round(_median(paint), 2)  # done -> painted (GUI thread busy?)
     out["gel_view_3d_ms_median"] = round(_median(v3d), 2)
     out["gel_vtk_render_ms_median"] = round(_median(vtk), 2)
     out["input_to_views_ms_median"] = round(_median(allv), 2)

@@ -223,13 +223,13 @@ _POLY_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData], dict[str, vtkP
 # half per-triangle work (vertex shading and triangle setup run on one thread) and half per-pixel
 # work (Phong shading of ~4 layers: the opaque organs, the translucent lungs, muscles and skin,
 # plus the full-size clears and blits). So the moving frame cuts both: decimated copies of the
-# meshes (quadric decimation, ~45k triangles in all) and an image drawn at 1/2 x 1/2 of the
+# meshes (quadric decimation, ~30k triangles in all) and an image drawn at 1/2 x 1/2 of the
 # view's pixels and scaled up (what ParaView calls the image reduction factor).
 
 #: Anatomies above this many triangles get decimated copies for the moving frame.
 LOD_MIN_TRIANGLES = 60_000
 #: Triangles in the moving frame's copies of a large anatomy (in all).
-LOD_TARGET_TRIANGLES = 45_000
+LOD_TARGET_TRIANGLES = 30_000
 #: A structure keeps at least this many triangles in its copy (small ones stay recognisable).
 LOD_MIN_MESH_TRIANGLES = 160
 #: Pixels per side drawn as one while moving (1: full resolution).
@@ -376,9 +376,12 @@ class StructureInfo:
     colour: tuple[float, float, float]
     actor: vtkActor
     triangles: int
-    #: The moving frame's actor of the structure's group: the decimated copies of the group's
-    #: structures merged into one mesh (one draw call per group), coloured per vertex.
+    #: The moving frame's actor: for an opaque group, the decimated copies of the group's
+    #: structures merged into one mesh (one draw call per group), coloured per vertex; for a
+    #: translucent group, the structure's own (translucent surfaces blend in draw order, which
+    #: follows each structure's distance as in the still frame).
     lod_actor: vtkActor | None = None
+    lod_key: str = ""  # the structure's group, or its own name
     lod_triangles: int = 0  # triangles of this structure's decimated copy
     lod_points: tuple[int, int] = (0, 0)  # its points in the group mesh
 
@@ -435,7 +438,7 @@ class AnatomyScene:
         self._target_actors: list[vtkActor] = []
         self._plan_actors: list[vtkActor] = []
         self._locators: dict[str, vtkStaticCellLocator] = {}
-        self._group_lod: dict[str, tuple[vtkActor, object]] = {}  # group -> (actor, its colour array)
+        self._group_lod: dict[str, tuple[vtkActor, object]] = {}  # lod_key -> (actor, its colour array)
         self._lod = False
         #: Pixels per side drawn as one in the moving frame (see MOVING_IMAGE_REDUCTION).
         self.image_reduction = MOVING_IMAGE_REDUCTION
@@ -623,8 +626,10 @@ class AnatomyScene:
         by_group: dict[str, list[StructureInfo]] = {}
         for name, info in self.structures.items():
             if name in coarse:
-                by_group.setdefault(info.group, []).append(info)
-        for group, infos in by_group.items():
+                merge = DEFAULT_GROUP_OPACITY.get(info.group, 1.0) >= 1.0
+                info.lod_key = f"group:{info.group}" if merge else f"structure:{name}"
+                by_group.setdefault(info.lod_key, []).append(info)
+        for key, infos in by_group.items():
             append = vtkAppendPolyData()
             start = 0
             for info in infos:
@@ -651,7 +656,7 @@ class AnatomyScene:
             actor.PickableOff()
             actor.VisibilityOff()
             self.renderer.AddActor(actor)
-            self._group_lod[group] = (actor, colours)
+            self._group_lod[key] = (actor, colours)
             for info in infos:
                 info.lod_actor = actor
                 self._sync_lod_property(info)
@@ -676,7 +681,7 @@ class AnatomyScene:
         lod.SetSpecularColor(main.GetSpecularColor())
         lod.SetOpacity(main.GetOpacity())
         lod.SetBackfaceCulling(main.GetBackfaceCulling())
-        _actor, colours = self._group_lod[info.group]
+        _actor, colours = self._group_lod[info.lod_key]
         rgb = np.clip(np.round(np.array(main.GetDiffuseColor()) * 255.0), 0, 255).astype(np.uint8)
         a, b = info.lod_points
         view = vtk_to_numpy(colours)
@@ -687,7 +692,7 @@ class AnatomyScene:
     def lod_colour(self, name: str) -> tuple[float, float, float]:
         """The colour (0-1) of a structure in the moving frame."""
         info = self.structures[name]
-        _actor, colours = self._group_lod[info.group]
+        _actor, colours = self._group_lod[info.lod_key]
         return tuple(float(c) / 255.0 for c in vtk_to_numpy(colours)[info.lod_points[0]])
 
     def has_lod(self) -> bool:

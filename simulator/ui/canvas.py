@@ -64,7 +64,12 @@ class ImageCanvas(QWidget):
         else:
             self._image, self._array = qimage_from_array(arr)
         self.frame_id = int(frame_id)
-        self.update()
+        if self.isVisible():
+            # a new frame goes on screen now, not with the window's next paint cycle (which
+            # also repaints whatever else is dirty: plots, labels)
+            self.repaint()
+        else:
+            self.update()
 
     def image_array(self) -> np.ndarray | None:
         """The array shown (H, W) or (H, W, C), uint8; None when the screen is blank."""

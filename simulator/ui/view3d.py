@@ -1,7 +1,7 @@
 """The 3D view: an `AnatomyScene` inside a QVTKRenderWindowInteractor (composed, not inherited).
 
-- Renders are requested with `request_render()` and coalesced by a single-shot timer: a burst of
-  changes (a slider drag, a stream of needle poses) costs one render per timer period.
+- Renders are requested with `request_render()` and coalesced by a zero-delay single-shot timer:
+  a burst of changes already queued (a slider drag, a stream of needle poses) costs one render.
 - While something moves (the needle, the probe, a slider, a camera drag) the view draws the
   scene's moving frame (decimated meshes, an image at half the pixels per side, scaled up); once
   the input has paused for STILL_DELAY_MS the still frame (full meshes, full resolution) follows,
@@ -34,7 +34,9 @@ import simulator.render.scene as scene_mod  # noqa: E402
 from simulator.render.scene import AnatomyScene, anatomy_coarse_polydata  # noqa: E402
 
 CLICK_SLOP_PX = 4
-RENDER_COALESCE_MS = 8
+#: A render request waits for the events already queued (a burst of changes makes one render),
+#: then renders: no fixed delay on top of the render itself.
+RENDER_COALESCE_MS = 0
 STILL_DELAY_MS = 250  # after the last interactive change, the full meshes come back
 
 
@@ -132,6 +134,7 @@ class View3D(QWidget):
         self._lod_built.connect(self._attach_lod)
         self._style.AddObserver("StartInteractionEvent", self._on_interaction_start)
         self._style.AddObserver("EndInteractionEvent", self._on_interaction_end)
+        self._lod_pending = None  # an anatomy whose copies are built after the first frame
         self._closed = False
 
     # --- rendering ----------------------------------------------------------------------------
@@ -161,8 +164,15 @@ class View3D(QWidget):
         (or read from their cache) on a worker thread and attached when ready, so the full meshes
         appear without waiting for them."""
         self.scene.set_anatomy(anatomy, patient_position, build_lod=False)
+        self._lod_pending = None
         if anatomy is not None and not self.scene.has_lod() and self.scene.triangle_count() > scene_mod.LOD_MIN_TRIANGLES:
-            threading.Thread(target=self._build_lod, args=(anatomy,), name="build-lod", daemon=True).start()
+            if self.render_count > 0:
+                self._start_lod(anatomy)
+            else:  # after the first frame: the window comes up without sharing the CPU with it
+                self._lod_pending = anatomy
+
+    def _start_lod(self, anatomy) -> None:
+        threading.Thread(target=self._build_lod, args=(anatomy,), name="build-lod", daemon=True).start()
 
     def _build_lod(self, anatomy) -> None:
         try:
@@ -207,6 +217,9 @@ class View3D(QWidget):
         self.last_render_end = time.perf_counter()
         self.last_render_ms = 1000.0 * (self.last_render_end - self._t0)
         self.render_count += 1
+        if self._lod_pending is not None:
+            anatomy, self._lod_pending = self._lod_pending, None
+            self._start_lod(anatomy)
         self.rendered.emit(self.last_render_ms)
 
     def screenshot(self) -> np.ndarray:
