@@ -23,6 +23,7 @@ scenario, date, score) to choose one from.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import time
@@ -52,6 +53,7 @@ from simulator.core.events import HARMFUL, EventKind, format_time
 
 SPEEDS = (0.5, 1.0, 2.0, 4.0)
 TICK_MS = 30
+BACK_DRAG_INPUTS = 1500  # a drag backwards seeks live while re-running fewer inputs than this
 
 
 def canonical_card(card) -> str:
@@ -81,6 +83,7 @@ class ReplayPlayer(QObject):
         self.attempt_id = attempt_id
         self.stored_card = stored_card
         self.inputs = list(recording.inputs)
+        self._times = [i.time_s for i in self.inputs]
         self.duration_s = float(self.inputs[-1].time_s) if self.inputs else 0.0
         self.procedure = None
         self.index = 0  # inputs applied
@@ -126,6 +129,10 @@ class ReplayPlayer(QObject):
         return True
 
     # -- control ---------------------------------------------------------------------------
+    def inputs_before(self, t: float) -> int:
+        """How many inputs a seek to `t` from the start re-runs."""
+        return bisect.bisect_right(self._times, t)
+
     @property
     def at_end(self) -> bool:
         return self.index >= len(self.inputs)
@@ -323,6 +330,8 @@ class TimelineDock(QDockWidget):
         self.title.setText(title)
         self._updating = True
         self.slider.setRange(0, int(round(player.duration_s * 1000)))
+        self.slider.setSingleStep(100)  # the arrow keys: 0.1 s
+        self.slider.setPageStep(max(1000, int(player.duration_s * 100)))  # Page Up/Down: a tenth
         self.slider.setValue(0)
         self._updating = False
         self.slider.set_marks([(int(round(t * 1000)), c, txt) for t, c, txt in player.markers()])
@@ -355,6 +364,7 @@ class TimelineDock(QDockWidget):
             return
         if self.slider.isSliderDown():  # a drag: seek at most every 40 ms
             self._pending_ms = value
+            self.time_label.setText(f"{fmt_clock(value / 1000.0)} / {fmt_clock(self.player.duration_s)}")
             if not self._drag_timer.isActive():
                 self._drag_timer.start()
             return
@@ -362,11 +372,18 @@ class TimelineDock(QDockWidget):
         self.player.seek(value / 1000.0)
 
     def _flush_drag(self) -> None:
+        """Seek to where the slider was dragged. While the handle is held, only forwards (cheap:
+        from here on); backwards re-runs the attempt from its start, so it waits for the release
+        when that is long (more than BACK_DRAG_INPUTS inputs to re-run)."""
         if self._pending_ms is None or self.player is None:
             return
-        value, self._pending_ms = self._pending_ms, None
-        self.player.pause()
-        self.player.seek(value / 1000.0)
+        t = self._pending_ms / 1000.0
+        p = self.player
+        if self.slider.isSliderDown() and t < p.time_s and p.inputs_before(t) > BACK_DRAG_INPUTS:
+            return  # sliderReleased calls again
+        self._pending_ms = None
+        p.pause()
+        p.seek(t)
 
 
 class AttemptPicker(QDialog):

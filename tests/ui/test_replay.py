@@ -313,3 +313,50 @@ def test_a_trainer_killed_mid_attempt_loses_at_most_the_last_second(qapp, tmp_pa
         assert info.score is not None
     finally:
         close_window(w)
+
+
+def test_timeline_drag_seeks_forwards_live_and_backwards_on_release(qapp, qtbot, monkeypatch):
+    """The slider's handle dragged: forwards the replay follows while the handle moves; a long way
+    backwards waits for the release (it re-runs the attempt from the start)."""
+    from simulator.core.procedure import Procedure
+    from simulator.core.scenario import find_scenario, load_scenario
+    from simulator.records.rescore import anatomy_for
+    from simulator.ui import replay as replay_mod
+    from simulator.ui.replay import ReplayPlayer, TimelineDock
+
+    sc = load_scenario(find_scenario(SCENARIO))
+    an = anatomy_for(sc.anatomy)
+    plan = sc.planned_trajectory
+    entry, target = np.asarray(plan.entry_mm, float), np.asarray(plan.target_mm, float)
+    proc = Procedure(sc, an, clock=lambda: 0.0)
+    proc.set_entry(entry, (target - entry) / np.linalg.norm(target - entry), time_s=0.1)
+    for k in range(2, 101):  # inputs at 0.1 s .. 10.0 s: in 1 mm, out 1 mm, ...
+        (proc.advance if k % 2 == 0 else proc.withdraw)(1.0, time_s=0.1 * k)
+    player = ReplayPlayer(proc.recording, sc, an)
+    player.start()
+    dock = TimelineDock()
+    qtbot.addWidget(dock)
+    dock.set_player(player, "test")
+    dock.show()
+    monkeypatch.setattr(replay_mod, "BACK_DRAG_INPUTS", 20)
+
+    def applied():
+        return len(player.procedure.recording.inputs)
+
+    dock.slider.setSliderDown(True)
+    dock.slider.setValue(5000)
+    qtbot.waitUntil(lambda: player.time_s == 5.0, timeout=2000)
+    assert applied() == 50
+    dock.slider.setValue(3000)  # backwards, 30 inputs to re-run: waits for the release
+    qtbot.wait(120)
+    assert player.time_s == 5.0 and applied() == 50 and dock.time_label.text().startswith("0:03.0")
+    dock.slider.setValue(1000)  # backwards, 10 inputs: at once
+    qtbot.waitUntil(lambda: player.time_s == 1.0, timeout=2000)
+    assert applied() == 10
+    dock.slider.setValue(6000)
+    dock.slider.setValue(2500)
+    dock.slider.setSliderDown(False)  # released: the seek happens
+    qtbot.waitUntil(lambda: player.time_s == 2.5, timeout=2000)
+    assert applied() == 25
+    np.testing.assert_array_equal(player.procedure.recording.samples.needle_tip_to_world,
+                                  proc.recording.samples.needle_tip_to_world[:25])
