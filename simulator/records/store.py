@@ -739,7 +739,9 @@ class SQLRecordStore(RecordStore):
             tx.run("UPDATE attempts SET status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
                    (status, now_iso(), now_iso(), attempt_id))
             if recording is not None:
-                tx.run("UPDATE attempts SET meta_json = ? WHERE id = ?", (_dumps(recording.meta_dict()), attempt_id))
+                # the mode can change during an attempt (hints shown: an exam attempt becomes practice)
+                tx.run("UPDATE attempts SET meta_json = ?, mode = ? WHERE id = ?",
+                       (_dumps(recording.meta_dict()), recording.mode, attempt_id))
             if cj is not None:
                 self._write_card(tx, attempt_id, cj)
         if compact:

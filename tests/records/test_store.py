@@ -102,6 +102,21 @@ def test_uuid_is_unique(store, expert):
         store.save_recording(expert[0].recording, expert[1], uuid="11111111-2222-4333-8444-555555555555")
 
 
+def test_finishing_stores_the_mode_the_attempt_ended_in(store, scenario, block):
+    from simulator.benchmarks.scoring import expert_attempt
+    from simulator.core.procedure import Procedure
+
+    proc = Procedure(scenario, block, clock=lambda: 0.0, trainee="ann", mode="exam")
+    aid = store.start_attempt(proc.recording, scenario)
+    assert store.attempt(aid).mode == "exam"
+    expert_attempt(proc, t0=1.0)
+    proc.recording.mode = "practice"  # the trainee showed the hints mid-attempt
+    store.append(aid, samples=proc.recording.samples.arrays(), inputs=proc.recording.inputs,
+                 events=proc.recording.events)
+    store.finish_attempt(aid, None, recording=proc.recording)
+    assert store.attempt(aid).mode == "practice" and store.load_attempt(aid).mode == "practice"
+
+
 def test_finished_attempts_take_no_more_samples(store, expert):
     aid = store.save_recording(expert[0].recording, expert[1])
     with pytest.raises(RecordsError, match=f"attempt {aid} is finished"):
