@@ -342,6 +342,13 @@ def test_closing_during_an_attempt_asks_and_keeps_it(qapp, tmp_path, monkeypatch
     names = [i.name for i in rec.inputs if i.name not in ("set_probe_to_world", "set_tip_visible")]
     assert names[:2] == ["set_entry", "advance"]
     assert rec.events[-1].kind == EventKind.end
+    # and in the records, finished and scored, identical to the saved recording
+    from simulator.records import open_store
+
+    with open_store() as store:
+        (info,) = store.list_attempts()
+        assert info.status == "finished" and info.score is not None and info.trainee == w.trainee
+        assert store.load_attempt(info.id).same_as(rec)
     w.deleteLater()
     process(50)
 
