@@ -237,6 +237,8 @@ MOVING_IMAGE_REDUCTION = 2
 #: The needle's shaft is drawn at least this many pixels wide (of the image drawn: the moving
 #: frame's pixels are bigger), so that a 0.7 mm needle stays visible when the view shows the trunk.
 NEEDLE_MIN_WIDTH_PX = 1.6
+#: Decimated copies kept in the cache folder (the most recently written).
+LOD_CACHE_KEEP = 12
 #: Bump when the decimation changes: cached copies of older versions are not used.
 _LOD_VERSION = 1
 
@@ -319,6 +321,9 @@ def anatomy_lod_meshes(anatomy: Anatomy, cache: bool = True) -> dict[str, TriMes
             tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
             np.savez(tmp, **arrays)
             os.replace(tmp, path)
+            old = sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)[:-LOD_CACHE_KEEP]
+            for stale in old:  # copies of anatomies (or decimation settings) not seen for a while
+                stale.unlink(missing_ok=True)
         except OSError:  # a read-only data folder: decimate again next time
             pass
     return out

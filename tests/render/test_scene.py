@@ -406,6 +406,10 @@ def test_decimated_copies_are_read_back_from_their_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path)
     scene_mod.anatomy_lod_meshes(anatomy)
     assert len(list(tmp_path.glob("*.npz"))) == 2
+    monkeypatch.setattr(scene_mod, "LOD_CACHE_KEEP", 1)  # only the newest stays
+    anatomy.meshes["kidney_left"] = sphere_mesh(KIDNEY_LEFT_C, KIDNEY_LEFT_R + 2.0)
+    scene_mod.anatomy_lod_meshes(anatomy)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
 
 
 def test_moving_frame_draws_fewer_triangles_then_the_still_frame_comes_back(lod_scene):
