@@ -246,6 +246,7 @@ class EditorMode(QObject):
         self.plan_panel.tunnel_requested.connect(self.preview_tunnel)
         self.plan_panel.clear_requested.connect(self._clear_plan_part)
         self.plan_panel.target_from_selection.connect(self.plan_to_selected_target)
+        self.plan_panel.needle_changed.connect(self._needle_changed)
         self.steps_panel = StepsPanel(b)
         self.imaging_panel = ImagingPanel(b)
         self.rubric_panel = RubricPanel(b)
@@ -522,6 +523,7 @@ class EditorMode(QObject):
         self.doc = doc
         self.pending = []
         self.pending_entry = self.pending_target = None
+        self.plan_panel.index = 0
         self.tunnel_frame = None
         self.plan_panel.tunnel.set_image(None)
         self.plan_panel.tunnel_info.setText("")
@@ -1204,12 +1206,30 @@ class EditorMode(QObject):
                 best, best_d = t.id, d
         return best
 
-    def set_entry(self, p) -> None:
+    def _write_trajectory(self, entry, target, target_id, label: str) -> None:
+        """Entry and tip of the chosen needle (planned_trajectory or an additional one)."""
         from simulator.core.scenario_doc import set_planned_trajectory
 
         doc = self.doc
+        i = self.plan_panel.index
+        if i == 0:
+            set_planned_trajectory(doc, entry, target, target_id=target_id)
+            return
+        traj = {"entry_mm": [round(float(x), 1) for x in entry], "target_mm": [round(float(x), 1) for x in target]}
+        if target_id is not None:
+            traj["target_id"] = target_id
+        n = len(doc.get(("additional_trajectories",)) or [])
+        if i - 1 < n:
+            doc.set(("additional_trajectories", i - 1), traj, label=label)
+        else:
+            doc.insert(("additional_trajectories",), -1, traj, label=label)
+            self.plan_panel.index = n + 1
+
+    def set_entry(self, p) -> None:
+        doc = self.doc
         p = np.asarray(p, float)
-        traj = doc.get(("planned_trajectory",))
+        first = self.plan_panel.index == 0
+        traj = doc.get(self.plan_panel.plan_path())
         target = self.pending_target
         if isinstance(traj, dict) and traj.get("target_mm") is not None:
             target = traj["target_mm"]
@@ -1218,10 +1238,10 @@ class EditorMode(QObject):
         with doc.batch("Set the entry point"):
             if target is not None:
                 tid = traj.get("target_id") if isinstance(traj, dict) else self._nearest_target_id(np.asarray(target, float))
-                set_planned_trajectory(doc, p, target, target_id=tid)
-            if zc is None:
+                self._write_trajectory(p, target, tid, "Set the entry point")
+            if first and zc is None:
                 doc.set(("skin_entry_zone",), {"center_mm": [float(x) for x in p], "radius_mm": ZONE_RADIUS_MM})
-            elif old_entry is not None and np.linalg.norm(zc - np.asarray(old_entry, float)) < 0.2:
+            elif first and old_entry is not None and np.linalg.norm(zc - np.asarray(old_entry, float)) < 0.2:
                 doc.set(("skin_entry_zone", "center_mm"), [float(x) for x in p])  # the zone follows the entry
         if target is None:
             self.pending_entry = p
@@ -1231,14 +1251,13 @@ class EditorMode(QObject):
         else:
             self.pending_entry = self.pending_target = None
             self.set_mode("")
+            self.plan_panel.refresh()
         self.window.statusBar().showMessage(f"Entry point: R {p[0]:.1f}, A {p[1]:.1f}, S {p[2]:.1f} mm", 6000)
 
     def set_plan_target(self, p) -> None:
-        from simulator.core.scenario_doc import set_planned_trajectory
-
         doc = self.doc
         p = np.asarray(p, float)
-        traj = doc.get(("planned_trajectory",))
+        traj = doc.get(self.plan_panel.plan_path())
         entry = self.pending_entry
         if isinstance(traj, dict) and traj.get("entry_mm") is not None:
             entry = traj["entry_mm"]
@@ -1246,9 +1265,20 @@ class EditorMode(QObject):
             self.pending_target = p
             self.set_mode("entry")
             return
-        set_planned_trajectory(doc, entry, p, target_id=self._nearest_target_id(p))
+        if self.plan_panel.index > 0 and self.plan_panel.needle_count() == 0:
+            self.plan_panel.index = 0  # the first needle is planned_trajectory
+        self._write_trajectory(entry, p, self._nearest_target_id(p), "Set the needle's tip")
         self.pending_entry = self.pending_target = None
         self.set_mode("")
+        self.plan_panel.refresh()
+
+    def _needle_changed(self, index: int) -> None:
+        """Another needle chosen on the Plan tab: the slices go to its tip."""
+        self.pending_entry = self.pending_target = None
+        trajs = self._trajectories()
+        if index < len(trajs) and self.anatomy is not None:
+            self.slices.set_cursor(trajs[index][1])
+        self._draw_slices()
 
     def plan_to_selected_target(self) -> None:
         i = self.targets_panel.editor.index
@@ -1277,10 +1307,25 @@ class EditorMode(QObject):
         if what == "zone":
             doc.unset(("skin_entry_zone",), label="Remove the entry zone")
         else:
-            with doc.batch("Remove the planned trajectory"):
-                doc.unset(("additional_trajectories",))
-                doc.unset(("planned_trajectory",))
+            i = self.plan_panel.index
+            more = list(doc.get(("additional_trajectories",)) or [])
+            with doc.batch("Remove a planned needle"):
+                if i > 0:
+                    if len(more) == 1 and i == 1:
+                        doc.unset(("additional_trajectories",))
+                    elif i - 1 < len(more):
+                        doc.remove(("additional_trajectories",), i - 1)
+                elif more:  # the second needle becomes the first
+                    doc.set(("planned_trajectory",), more[0])
+                    doc.remove(("additional_trajectories",), 0)
+                    if len(more) == 1:
+                        doc.unset(("additional_trajectories",))
+                else:
+                    doc.unset(("additional_trajectories",))
+                    doc.unset(("planned_trajectory",))
+            self.plan_panel.index = max(0, min(i, self.plan_panel.needle_count() - 1))
             self.pending_entry = self.pending_target = None
+            self.plan_panel.refresh()
 
     # ------------------------------------------------------------------------------------
     # tunnel view
@@ -1296,7 +1341,7 @@ class EditorMode(QObject):
         if not trajs or self.anatomy is None:
             info.setText("Set a planned trajectory first (entry and tip).")
             return False
-        entry, target = trajs[0]
+        entry, target = trajs[min(self.plan_panel.index, len(trajs) - 1)]
         doc = self.doc
         try:
             settings = FluoroscopySettings(**(doc.get(("imaging", "fluoroscopy")) or {}))

@@ -379,8 +379,21 @@ class PlanPanel(QWidget):
         zl.addWidget(rm)
         lay.addWidget(zone)
 
-        traj = QGroupBox("Planned trajectory (the first needle)")
+        traj = QGroupBox("Planned trajectories (one per needle)")
         tl = QVBoxLayout(traj)
+        self.index = 0  # 0: planned_trajectory; i > 0: additional_trajectories[i - 1]
+        row = QHBoxLayout()
+        self.needle_choice = QComboBox()
+        self.needle_choice.setObjectName("needle_choice")
+        self.needle_choice.activated.connect(self._needle_chosen)
+        self.add_needle = QPushButton("Add a needle")
+        self.add_needle.setObjectName("add_needle")
+        self.add_needle.setToolTip("A further planned needle, e.g. the other side of a bilateral block: "
+                                   "then set its entry and tip")
+        self.add_needle.clicked.connect(self._add_needle)
+        row.addWidget(self.needle_choice, 1)
+        row.addWidget(self.add_needle)
+        tl.addLayout(row)
         self.entry_button = QPushButton("Set the entry (click the skin in 3D, or a slice)")
         self.entry_button.setObjectName("set_entry")
         self.entry_button.setCheckable(True)
@@ -403,9 +416,9 @@ class PlanPanel(QWidget):
         tl.addWidget(self.entry_label)
         tl.addWidget(self.target_label)
         tl.addWidget(self.length_label)
-        self.target_id = ComboField(("planned_trajectory", "target_id"), [], optional=True)
+        self.target_id = ComboField(lambda: self.plan_path("target_id") if self._exists() else None, [], optional=True)
         tl.addWidget(form(binder, [("Leads to target", self.target_id)]))
-        rm2 = QPushButton("Remove the trajectory")
+        rm2 = QPushButton("Remove this needle's trajectory")
         rm2.clicked.connect(lambda: self.clear_requested.emit("trajectory"))
         tl.addWidget(rm2)
         self.more_label = QLabel("")
@@ -439,6 +452,42 @@ class PlanPanel(QWidget):
         lay.addWidget(tun)
         lay.addStretch(1)
 
+    needle_changed = Signal(int)
+
+    def plan_path(self, key=None, index=None) -> tuple:
+        """Document path of needle `index` (default: the one chosen) or of one of its keys."""
+        i = self.index if index is None else index
+        base = ("planned_trajectory",) if i == 0 else ("additional_trajectories", i - 1)
+        return base + ((key,) if key is not None else ())
+
+    def needle_count(self) -> int:
+        doc = self.binder.doc
+        if doc is None or not isinstance(doc.get(("planned_trajectory",)), dict):
+            return 0
+        return 1 + len(doc.get(("additional_trajectories",)) or [])
+
+    def _exists(self) -> bool:
+        doc = self.binder.doc
+        return doc is not None and isinstance(doc.get(self.plan_path()), dict)
+
+    def _needle_chosen(self, row: int) -> None:
+        self.choose_needle(row)
+
+    def choose_needle(self, index: int) -> None:
+        self.binder.flush()
+        self.index = max(0, int(index))
+        self.binder.refresh()
+        self.refresh()
+        self.needle_changed.emit(self.index)
+
+    def _add_needle(self) -> None:
+        n = self.needle_count()
+        if n == 0:  # the first one is planned_trajectory
+            self.choose_needle(0)
+        else:
+            self.choose_needle(n)
+        self.mode_requested.emit("entry")
+
     def set_mode(self, mode: str) -> None:
         self.zone_button.setChecked(mode == "zone")
         self.entry_button.setChecked(mode == "entry")
@@ -450,7 +499,17 @@ class PlanPanel(QWidget):
             return
         z = doc.get(("skin_entry_zone",))
         set_text(self.zone_label, "Centre: " + fmt_point(z.get("center_mm") if isinstance(z, dict) else None))
-        t = doc.get(("planned_trajectory",))
+        n = self.needle_count()
+        names = [f"Needle {i + 1}" + (" (planned_trajectory)" if i == 0 else f" (additional_trajectories[{i - 1}])")
+                 for i in range(max(n, self.index + 1))]
+        if self.index >= n:
+            names[self.index] += ": new, set its entry and tip"
+        if names != [self.needle_choice.itemText(i) for i in range(self.needle_choice.count())]:
+            self.needle_choice.clear()
+            self.needle_choice.addItems(names)
+        if names and self.needle_choice.currentIndex() != self.index:
+            self.needle_choice.setCurrentIndex(self.index)
+        t = doc.get(self.plan_path())
         t = t if isinstance(t, dict) else {}
         entry = t.get("entry_mm", pending_entry)
         set_text(self.entry_label, "Entry: " + fmt_point(entry)
@@ -463,9 +522,7 @@ class PlanPanel(QWidget):
             set_text(self.length_label, "")
         ids = [x.get("id") for x in (doc.get(("targets",)) or []) if isinstance(x, dict) and x.get("id")]
         self.target_id.set_choices([(i, i) for i in ids])
-        more = doc.get(("additional_trajectories",)) or []
-        set_text(self.more_label, f"{len(more)} further planned needle(s) (edit them in the YAML tab); the plan check covers them."
-                                if more else "")
+        set_text(self.more_label, "The plan check covers every needle." if n > 1 else "")
 
     def show_problems(self, lines: list[str], ok_text: str) -> None:
         if (lines, ok_text) == getattr(self, "_shown", None):

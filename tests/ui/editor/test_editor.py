@@ -125,7 +125,8 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     tab(ed, "Targets")
     QTest.mouseClick(ed.targets_panel.editor.delete_button, Qt.MouseButton.LeftButton)
     tab(ed, "Plan")
-    rm = [b for b in ed.plan_panel.findChildren(type(ed.plan_panel.entry_button)) if b.text() == "Remove the trajectory"][0]
+    rm = [b for b in ed.plan_panel.findChildren(type(ed.plan_panel.entry_button))
+          if b.text() == "Remove this needle's trajectory"][0]
     QTest.mouseClick(rm, Qt.MouseButton.LeftButton)
     assert doc.get(("targets",)) == [] and doc.get(("planned_trajectory",)) is None
     assert any(e.startswith("<new>") and "targets" in e for e in doc.formatted_errors())
@@ -214,6 +215,24 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     assert np.allclose(plan["target_mm"], tip, atol=0.5) and plan["target_id"] == "nerve_1"
     assert np.allclose(plan["entry_mm"], [30.0, 0.0, 0.0], atol=1.0)
     assert ed.plan_problems == [] and not ed.slices.banner.isVisible()
+    # a second needle (as for a bilateral block), from the gel's left face, crosses the artery:
+    # the check names that needle; removing it leaves the plan clean
+    QTest.mouseClick(ed.plan_panel.add_needle, Qt.MouseButton.LeftButton)
+    assert ed.mode == "entry" and ed.plan_panel.index == 1
+    side_entry = [-40.0, NERVE_Y, ax.plane_mm()]
+    click_slice(ed, "axial", side_entry)  # an entry may be clicked on a slice too
+    assert ed.mode == "target"
+    click_slice(ed, "axial", [NERVE_X - NERVE_R - 0.5, NERVE_Y, ax.plane_mm()])
+    more = doc.get(("additional_trajectories",))
+    assert len(more) == 1 and np.allclose(more[0]["entry_mm"], side_entry, atol=0.5)
+    assert np.allclose(doc.get(("planned_trajectory", "entry_mm")), [30.0, 0.0, 0.0], atol=1.0)  # the first kept
+    assert any(p.message.startswith("additional_trajectories[0]") and p.what == "vessel" for p in ed.plan_problems), [(p.message, p.what) for p in ed.plan_problems]
+    assert ed.plan_panel.needle_choice.count() == 2
+    rm = [b for b in ed.plan_panel.findChildren(type(ed.plan_panel.entry_button))
+          if b.text() == "Remove this needle's trajectory"][0]
+    QTest.mouseClick(rm, Qt.MouseButton.LeftButton)
+    assert doc.get(("additional_trajectories",)) is None and ed.plan_panel.index == 0
+    assert ed.plan_problems == [] and doc.get(("planned_trajectory", "target_id")) == "nerve_1"
     # the tunnel view along the plan (the fluoroscopy engine, off the GUI thread)
     QTest.mouseClick(ed.plan_panel.tunnel_button, Qt.MouseButton.LeftButton)
     wait_until(lambda: ed.tunnel_frame is not None, 30, "the tunnel view")
