@@ -66,6 +66,7 @@ MODE_HINTS = {
     "point_target": "Click a slice where the target is (a point target).",
     "polyline": "Click the nerve's points one after another on the slices; Enter or double-click finishes, "
                 "Backspace removes the last point, Escape cancels.",
+    "move_point": "Click a slice: the selected target's point (a nerve: its nearest point) moves there.",
     "entry": "Click the skin in the 3D view (or a slice) where the needle enters.",
     "target": "Click a slice where the needle's tip should end.",
     "zone": "Click the skin in the 3D view (or a slice) at the centre of the entry zone.",
@@ -1116,6 +1117,8 @@ class EditorMode(QObject):
                 self.pending.append(p)
                 self.slices.hint.setText(f"{len(self.pending)} point(s): click the next, Enter or double-click finishes")
                 self._draw_slices()
+        elif mode == "move_point":
+            self.move_target_point(p)
         elif mode == "entry":
             self.set_entry(p)
         elif mode == "target":
@@ -1157,6 +1160,18 @@ class EditorMode(QObject):
         self.set_mode("")
         self.targets_panel.editor.select(i)
         return i
+
+    def move_target_point(self, p) -> None:
+        """The selected target's point (a polyline: the point nearest the click) moves to `p`."""
+        i = self.targets_panel.editor.index
+        pts = self.doc.get(("targets", i, "points_mm")) if i >= 0 else None
+        if not pts:
+            self.window.statusBar().showMessage("Select a target with points first (Targets tab)", 6000)
+            return
+        k = int(np.argmin(np.linalg.norm(np.asarray(pts, float).reshape(-1, 3) - p, axis=1)))
+        tid = self.doc.get(("targets", i, "id"))
+        self.doc.set(("targets", i, "points_mm", k), [float(x) for x in p], label=f"Move a point of {tid}")
+        self.set_mode("")
 
     def finish_polyline(self) -> int | None:
         from simulator.core.scenario_doc import add_target

@@ -193,6 +193,11 @@ class TargetsPanel(QWidget):
         self.draw_line.setObjectName("draw_polyline")
         self.draw_line.setCheckable(True)
         self.draw_line.clicked.connect(lambda on: self.mode_requested.emit("polyline" if on else ""))
+        self.move_point = self.editor.add_button(QPushButton("Move a point (click)"))
+        self.move_point.setObjectName("move_target_point")
+        self.move_point.setToolTip("Click a slice: the selected target's point (a nerve: its nearest point) moves there")
+        self.move_point.setCheckable(True)
+        self.move_point.clicked.connect(lambda on: self.mode_requested.emit("move_point" if on else ""))
         lay.addWidget(self.editor)
         prop = QHBoxLayout()
         self.proposals = QComboBox()
@@ -244,6 +249,7 @@ class TargetsPanel(QWidget):
     def set_mode(self, mode: str) -> None:
         self.add_point.setChecked(mode == "point_target")
         self.draw_line.setChecked(mode == "polyline")
+        self.move_point.setChecked(mode == "move_point")
 
     def refresh(self) -> None:
         self.editor.refresh()

@@ -168,6 +168,11 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     assert len(t) == 1 and t[0]["kind"] == "polyline" and t[0]["id"] == "nerve_1"
     assert np.allclose(t[0]["points_mm"], [p1, p2], atol=0.5)
     assert abs(t[0]["points_mm"][0][1] - NERVE_Y) <= 0.3
+    # its upper end moved by a click (the nearest point of the selected nerve moves)
+    QTest.mouseClick(ed.targets_panel.move_point, Qt.MouseButton.LeftButton)
+    p3 = np.array([NERVE_X, y_cor, 35.0])
+    click_slice(ed, "coronal", p3)
+    assert np.allclose(doc.get(("targets", 0, "points_mm")), [p1, p3], atol=0.5) and ed.mode == ""
     # radius and tolerance in their spin boxes (one undo step each)
     retype(ed, field_of(ed, ("targets", 0, "radius_mm")).widget, "2.5")
     retype(ed, field_of(ed, ("targets", 0, "tolerance_mm")).widget, "2")
