@@ -480,14 +480,17 @@ class Procedure:
             self._unimaged_mm += moved_mm
         if us and self._tip_visible is not True:
             self._us_unseen_mm += forward_mm
+        # "more than" the allowance: sums of 1 mm steps must not count 2.0000000000000004 as more than 2
+        limit += 1e-6
+        us_limit = US_UNSEEN_ADVANCE_MM + 1e-6
         if self._modality == "fluoroscopy":
             unimaged = self._unimaged_mm > limit
             amount = self._unimaged_mm
         elif self._modality == "ultrasound":
-            unimaged = self._us_unseen_mm > US_UNSEEN_ADVANCE_MM
+            unimaged = self._us_unseen_mm > us_limit
             amount = self._us_unseen_mm
         else:
-            unimaged = self._unimaged_mm > limit and self._us_unseen_mm > US_UNSEEN_ADVANCE_MM
+            unimaged = self._unimaged_mm > limit and self._us_unseen_mm > us_limit
             amount = min(self._unimaged_mm, self._us_unseen_mm)
         if unimaged:
             what = {"fluoroscopy": "since the last fluoroscopy image", "ultrasound": "with the tip out of the ultrasound plane",
