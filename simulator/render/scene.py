@@ -18,7 +18,13 @@ Conventions
   turned 35 degrees towards the patient's left, "axial" from the feet. AP, PA and obliques keep
   the head up in the view; lateral and axial views keep the room's ceiling up (the patient's back
   for a prone patient, the front for a supine one), as the operator sees the patient on the table.
-- `screenshot()` returns rows top to bottom (row 0 is the top of the view).
+- `screenshot()` returns rows top to bottom (row 0 is the top of the view); in the moving frame,
+  the reduced image scaled up as the window shows it.
+- Two kinds of frame: the still frame (full meshes, full resolution) and the moving frame drawn
+  while something moves (`set_lod(True)`: a large anatomy's decimated copies, merged per opaque
+  group, and the image at 1/`image_reduction` of the pixels per side, scaled up onto the window
+  before the buffers swap). Picking and `world_to_display` always use the full meshes and the
+  full-size display coordinates.
 """
 from __future__ import annotations
 
