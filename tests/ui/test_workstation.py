@@ -302,7 +302,9 @@ def test_ultrasound_shows_speckle_and_the_needle_in_plane(gel):
     d.aim_at(plan.target_mm)
     n = uv_view.frames_shown
     d.advance_to(plan.target_mm, stop_mm=3.0)
-    wait_until(lambda: uv_view.frames_shown > n and not uv_view.busy(), 180, "a frame with the needle")
+    # the frame on screen is the one of the needle's last position (not an earlier one still in flight)
+    wait_until(lambda: uv_view.frames_shown > n and not uv_view.busy() and uv_view.last_result is not None
+               and uv_view.last_result["needle_seq"] == uv_view._needle_seq, 180, "a frame with the needle")
     st = w.controller.state
     frame = uv_view.last_result["frame"]
     img = uv_view.canvas.image_array().astype(float)
