@@ -51,9 +51,15 @@ def needle_in_scene(w: MainWindow) -> np.ndarray:
 
 
 def gel_attempt(w: MainWindow) -> WindowDriver:
-    """Entry click, local anaesthetic, aim, advance beside the nerve, aspirate, test dose."""
+    """The probe slid 2 mm towards the marker, then: entry click, local anaesthetic, aim, advance
+    beside the nerve, aspirate, test dose."""
     d = WindowDriver(w)
     plan = w.scenario.planned_trajectory
+    d.key(Qt.Key.Key_L)
+    d.key(Qt.Key.Key_L)
+    x = w.us_view.pose.center_mm[0]
+    wait_until(lambda: any(i.name == "set_probe_to_world" and i.args["matrix"][0][3] == x
+                           for i in w.controller.procedure.recording.inputs), 5, "the probe recorded")
     d.click_skin(plan.entry_mm)
     d.key(Qt.Key.Key_F2)
     d.aim_at(plan.target_mm)
@@ -167,6 +173,10 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     assert player.procedure.recording.same_as(stored)
     assert tl.time_label.text().split(" / ")[0] == tl.time_label.text().split(" / ")[1]
     np.testing.assert_array_equal(needle_in_scene(w), stored.samples.needle_tip_to_world[-1])
+    # the ultrasound probe where it was recorded (slid 2 mm)
+    probe = [i for i in stored.inputs if i.name == "set_probe_to_world"][-1].args["matrix"]
+    np.testing.assert_allclose(w.us_view.pose.probe_to_world(), probe, atol=1e-9)
+    assert probe[0][3] == pytest.approx(2.0)
     # Rescore: the stored card, to the last digit
     QTest.mouseClick(tl.rescore_button, Qt.MouseButton.LeftButton)
     wait_until(lambda: w.score_dialog is not None and w.score_dialog.isVisible(), 5, "the score card")
