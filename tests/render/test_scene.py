@@ -527,3 +527,28 @@ def test_draw_order_opaque_front_to_back_then_translucent_with_the_skin_last(sce
 
         opaque = [distance(n) for n in order[:-2]]
         assert opaque == sorted(opaque) and len(opaque) == 3
+
+
+def test_orientation_cube_shows_the_face_the_camera_looks_at(scene):
+    """One actor: faces and letters in one mesh; the letter of the face towards the camera shows
+    in its colour in the lower-left corner (A/P green, R/L red, S/I blue)."""
+    from simulator.render.scene import orientation_cube_polydata
+
+    poly = orientation_cube_polydata()
+    b = poly.GetBounds()
+    assert b == pytest.approx((-0.504, 0.504, -0.504, 0.504, -0.504, 0.504), abs=1e-3)
+    assert scene._cube_renderer.GetActors().GetNumberOfItems() == 1
+
+    def corner_letter_pixels(preset):
+        scene.set_camera_preset(preset, "supine")
+        img = scene.screenshot().astype(int)
+        side = min(90, W // 4, H // 4)
+        corner = img[H - side:, :side]
+        r, g, bl = corner[..., 0], corner[..., 1], corner[..., 2]
+        return {"green": int(((g > r + 60) & (g > bl + 40)).sum()), "red": int(((r > g + 60) & (r > bl + 60)).sum()),
+                "blue": int(((bl > r + 60) & (bl > g + 20)).sum())}
+
+    for preset, colour in (("AP", "green"), ("PA", "green"), ("lateral_left", "red"), ("axial", "blue")):
+        counts = corner_letter_pixels(preset)
+        assert counts[colour] > 20, (preset, counts)
+        assert all(v < counts[colour] / 4 for k, v in counts.items() if k != colour), (preset, counts)
