@@ -399,7 +399,7 @@ def test_a_fluoroscopy_attempt_replays_with_its_images_and_c_arm(qtbot, window):
     rescore equals the stored score."""
     from simulator.core.events import EventKind
     from simulator.records.rescore import canonical
-    from simulator.ui.driver import WindowDriver, wait_until
+    from simulator.ui.driver import WindowDriver
 
     w = window
     qtbot.waitUntil(lambda: w.fluoro_view.ready, timeout=60_000)
