@@ -28,9 +28,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from simulator.core.procedure import Procedure, ProcedureError
+
+#: the simulation rate: while a live attempt runs with the needle placed, the procedure records a
+#: sample of the needle, probe and C-arm poses this often even when nothing moves (as a tracker does)
+SAMPLE_RATE_HZ = 60.0
 
 
 def rotate(vector, axis, angle_deg: float) -> np.ndarray:
@@ -80,6 +84,10 @@ class AttemptController(QObject):
         #: callables run before every needle motion input (the fluoroscopy view flushes a live run
         #: there, so movement under live fluoroscopy counts as imaged)
         self.before_needle_motion: list = []
+        self._sampler = QTimer(self)
+        self._sampler.setTimerType(Qt.TimerType.PreciseTimer)
+        self._sampler.setInterval(int(1000.0 / SAMPLE_RATE_HZ))  # 16 ms: 62.5 samples per second
+        self._sampler.timeout.connect(self._sample)
 
     # ------------------------------------------------------------------------------------
     # lifetime
@@ -91,6 +99,7 @@ class AttemptController(QObject):
         proc = Procedure(scenario, anatomy, clock=self._clock, trainee=trainee, mode=mode)
         self.replaying = False
         self._connect(proc)
+        self._sampler.start()
         return proc
 
     def attach_replay(self, proc: Procedure) -> Procedure:
@@ -99,6 +108,7 @@ class AttemptController(QObject):
         self.scenario, self.anatomy, self.mode, self.card = proc.scenario, proc.anatomy, proc.recording.mode, None
         self.replaying = True
         self.replay_time_s = 0.0
+        self._sampler.stop()
         self._connect(proc)
         return proc
 
@@ -133,6 +143,7 @@ class AttemptController(QObject):
 
     def stop(self) -> None:
         """Forget the attempt (the window closes or the scenario changes)."""
+        self._sampler.stop()
         self._disconnect()
         self.procedure = None
         self.replaying = False
@@ -190,6 +201,20 @@ class AttemptController(QObject):
         self.last_input = stamp
         self.input_done.emit(stamp)
         return result
+
+    def _sample(self) -> None:
+        """The simulation clock: a sample of the current poses (the `tick` input) once the needle is
+        placed; nothing before (an untouched attempt stays empty) and nothing after the end."""
+        proc = self.procedure
+        if proc is None or self.replaying or proc.ended:
+            self._sampler.stop()
+            return
+        if proc.state is None:
+            return
+        try:
+            proc.tick()
+        except ProcedureError:
+            self._sampler.stop()
 
     def _motion(self) -> None:
         for fn in list(self.before_needle_motion):

@@ -217,6 +217,9 @@ class MainWindow(QMainWindow):
         self._wire_attempt()
         self._default_geometry()
         self._restore_settings()
+        from simulator.ui.editor import install_editor
+
+        self.editor = install_editor(self)  # the scenario editor mode (its own menu, before Help)
         self._pedal_filter = _PedalFilter(self)
         QApplication.instance().installEventFilter(self._pedal_filter)
         QTimer.singleShot(0, self, self.procedure_panel.build_plots)

@@ -351,7 +351,15 @@ def test_close_saves_the_state_and_releases_the_render_window(qtbot, user_data, 
 
 def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file, tmp_path, monkeypatch):
     """The real default: celiac plexus neurolysis on the bundled patient (needs the built cache)."""
-    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path / "data"))  # records of its own
+    from simulator.core.paths import user_data_dir
+
+    real = user_data_dir()
+    data = tmp_path / "data"  # records of its own; the built patient and caches shared
+    data.mkdir()
+    for name in ("anatomies", "cache", "downloads"):
+        if (real / name).exists():
+            (data / name).symlink_to(real / name, target_is_directory=True)
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(data))
     bundled = pytest.importorskip("simulator.anatomy.bundled")
     if not bundled.cache_is_valid():
         pytest.skip("the bundled patient's cache is not built (run `make test` or `python main.py setup-data`)")
