@@ -100,7 +100,11 @@ def run(args) -> dict:
 def _child(quick: bool) -> None:
     import json
 
+    from simulator.core.paths import link_shared_data
+
     data = tempfile.mkdtemp(prefix="nt-bench-")
+    # the trainer records every attempt: into a records store of the benchmark's own
+    os.environ["NEUROLYSIS_DATA"] = str(link_shared_data(data))
     try:
         out = _run(quick, data)
     except Exception as e:  # noqa: BLE001 - reported in the JSON

@@ -22,6 +22,22 @@ def user_data_dir() -> Path:
     return (Path(base) / "neurolysis-trainer").resolve()
 
 
+SHARED_DATA = ("anatomies", "cache", "downloads")
+
+
+def link_shared_data(folder: Path, source: Path | None = None) -> Path:
+    """Make `folder` a data folder of its own (records, editor files) that shares the built
+    anatomies, caches and downloads of `source` (default: the current user data folder) through
+    symbolic links; for benchmarks and tests that must not write into the user's records."""
+    source = user_data_dir() if source is None else Path(source)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SHARED_DATA:
+        if (source / name).exists() and not (folder / name).exists():
+            (folder / name).symlink_to((source / name).resolve(), target_is_directory=True)
+    return folder
+
+
 def downloads_dir() -> Path:
     return user_data_dir() / "downloads"
 

@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         from simulator.ui.app import guard_bool_refcounts
 
-        guard_bool_refcounts()  # PySide6 6.12 on Python 3.11: every signal emit steals a reference to True
+        guard_bool_refcounts()  # only with PySide6 6.12.0 (leaks references to True/None), see app.py
         self._t_start = time.perf_counter()
         self.setWindowTitle("Neurolysis Trainer")
         self.setObjectName("main_window")

@@ -59,14 +59,13 @@ def test_run_app_opens_the_scenario_and_returns_when_closed(qtbot, tmp_path, mon
 
 
 def test_many_qt_calls_do_not_exhaust_the_references_to_true_and_none(qapp):
-    """PySide6 6.12 on Python 3.11: each `emit()` steals a reference to True (its result), each Qt
-    call returning nothing one to None. Without the guard the interpreter aborts after a few
-    thousand such calls ("bool_dealloc", "none_dealloc"); a replay seek makes that many."""
+    """PySide6 6.12.0 on Python 3.11 lets each `emit()` steal a reference to True (its result) and
+    each Qt call returning nothing one to None: the interpreter aborts after a few thousand calls
+    ("bool_dealloc", "none_dealloc"). The PySide6 pyproject.toml asks for must not do that."""
     import sys
 
     from PySide6.QtCore import QObject, Signal
-
-    from simulator.ui.app import BOOL_REFS_LOW, guard_bool_refcounts
+    from PySide6.QtWidgets import QLabel
 
     class Emitter(QObject):
         changed = Signal(object)
@@ -74,13 +73,11 @@ def test_many_qt_calls_do_not_exhaust_the_references_to_true_and_none(qapp):
     e = Emitter()
     got = []
     e.changed.connect(got.append)
-    guard_bool_refcounts()
-    from PySide6.QtWidgets import QLabel
-
     label = QLabel()
-    for i in range(50_000):
+    true0, none0 = sys.getrefcount(True), sys.getrefcount(None)
+    for i in range(20_000):
         e.changed.emit(i)
         label.setText(str(i))
-    assert len(got) == 50_000 and label.text() == "49999"
-    if sys.version_info < (3, 12):
-        assert sys.getrefcount(True) > BOOL_REFS_LOW and sys.getrefcount(None) > BOOL_REFS_LOW
+    assert len(got) == 20_000 and label.text() == "19999"
+    if sys.version_info < (3, 12):  # immortal from 3.12 on
+        assert abs(sys.getrefcount(True) - true0) < 100 and abs(sys.getrefcount(None) - none0) < 100

@@ -351,14 +351,9 @@ def test_close_saves_the_state_and_releases_the_render_window(qtbot, user_data, 
 
 def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file, tmp_path, monkeypatch):
     """The real default: celiac plexus neurolysis on the bundled patient (needs the built cache)."""
-    from simulator.core.paths import user_data_dir
+    from simulator.core.paths import link_shared_data
 
-    real = user_data_dir()
-    data = tmp_path / "data"  # records of its own; the built patient and caches shared
-    data.mkdir()
-    for name in ("anatomies", "cache", "downloads"):
-        if (real / name).exists():
-            (data / name).symlink_to(real / name, target_is_directory=True)
+    data = link_shared_data(tmp_path / "data")  # records of its own; the built patient and caches shared
     monkeypatch.setenv("NEUROLYSIS_DATA", str(data))
     bundled = pytest.importorskip("simulator.anatomy.bundled")
     if not bundled.cache_is_valid():
