@@ -119,7 +119,7 @@ def test_gel_phantom_geometry():
     assert all(p[0] == 7.0 and p[1] == -20.0 for p in nerve.points_mm)
     assert [(c.tissue, c.severity.value) for c in sc.critical_structures] == [("artery", "critical")]
     us = sc.imaging.ultrasound
-    assert (us.center_mm, us.direction, us.marker) == ((0, 0, 0), (0, -1, 0), (1, 0, 0))
+    assert (us.center_mm, us.direction, us.marker) == ((10, 0, 0), (0, -1, 0), (1, 0, 0))
     assert sc.steps.neurolytic is None and sc.steps.test_dose.agent == "lidocaine"
     # the planned needle keeps clear of the artery (radius 4 mm along z at x = -8, y = -20)
     pts, _, _ = samples(sc.planned_trajectory.entry_mm, sc.planned_trajectory.target_mm)

@@ -176,7 +176,7 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     # the ultrasound probe where it was recorded (slid 2 mm)
     probe = [i for i in stored.inputs if i.name == "set_probe_to_world"][-1].args["matrix"]
     np.testing.assert_allclose(w.us_view.pose.probe_to_world(), probe, atol=1e-9)
-    assert probe[0][3] == pytest.approx(2.0)
+    assert probe[0][3] == pytest.approx(w.scenario.imaging.ultrasound.center_mm[0] + 2.0)  # two L presses
     # Rescore: the stored card, to the last digit
     QTest.mouseClick(tl.rescore_button, Qt.MouseButton.LeftButton)
     wait_until(lambda: w.score_dialog is not None and w.score_dialog.isVisible(), 5, "the score card")
