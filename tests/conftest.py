@@ -120,36 +120,3 @@ def _release_windows_before_the_display_goes():
             QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             QCoreApplication.processEvents()
     gc.collect()
-
-
-# --------------------------------------------------------------------------------------------
-# Leaving the interpreter after a GUI session
-# --------------------------------------------------------------------------------------------
-# After long GUI sessions (hundreds of renders, signals and key events) CPython's final garbage
-# collection at interpreter shutdown aborts with "none_dealloc / bool_dealloc: refcount error in a
-# C extension" (PySide6 6.12 + VTK + pyqtgraph; seen only at shutdown, after every test has
-# passed and the summary is printed). Until the extension at fault is pinned down, a session that
-# imported Qt ends with os._exit and pytest's own exit status, skipping that final collection.
-# NT_FULL_FINALIZE=1 keeps the normal shutdown (to hunt the bug).
-_EXIT_STATUS = {"code": None}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS["code"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    import os
-    import sys
-
-    if _EXIT_STATUS["code"] is None or "PySide6.QtWidgets" not in sys.modules:
-        return
-    if os.environ.get("NT_FULL_FINALIZE") == "1":
-        return
-    xvfb = sys.modules.get("pytest_xvfb")
-    if xvfb is not None:  # its atexit handler would stop the virtual display: os._exit skips it
-        xvfb.shutdown_xvfb()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_EXIT_STATUS["code"])
