@@ -8,7 +8,8 @@ refined by bisection to 0.05 mm). Problems, one per run of consecutive samples:
                       severity: the structure's own
     forbidden_tissue  lung/airway (pleura: pneumothorax), spinal cord, CSF, brain (critical); vessels,
                       heart and organs (major) that the scenario does not list itself
-    bone              bone before the last 2 mm of the path: the needle cannot pass (major)
+    bone              bone before the last 2 mm of the path: the needle cannot pass (major); only
+                      the first bone met (the needle stops there)
     leaves_body       air more than 5 mm after the entry (major)
     entry_off_skin    the entry is more than 5 mm above the skin, or inside the body (major)
     too_long          the path is longer than the needle (critical), or leaves less than 10 mm of
@@ -49,6 +50,8 @@ __all__ = [
 
 SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2}
 HUB_MARGIN_MM = 10.0  # shaft to spare at the hub
+_TISSUE_NAMES = frozenset(t.name.lower() for t in Tissue)
+BONE_NAME_WITHIN_MM = 5.0  # an unlabelled bone voxel takes the name of a labelled bone this close
 BONE_ALLOWED_LAST_MM = 2.0  # bone in the last 2 mm: the tip rests on it (walking off bone is a technique)
 AIR_ALLOWED_FIRST_MM = 5.0  # the entry may lie up to 5 mm above the skin
 REFINE_MM = 0.05
@@ -305,6 +308,21 @@ def check_trajectory(anatomy, scenario_or_doc_model, entry_mm, target_mm, step_m
             runs[-1] = (runs[-1][0], runs[-1][1], i)
         elif key is not None:
             runs.append((c, i, i))
+    # bone stops the needle: only the first bone met is reported, named by the first labelled
+    # bone structure within BONE_NAME_WITHIN_MM of it (cortex and marrow voxels may lack a label)
+    bone_runs = [r for r in runs if r[0][0] == "bone"]
+    if len(bone_runs) > 1:
+        first = bone_runs[0]
+        what = first[0][1]
+        if what in _TISSUE_NAMES:
+            for c, i0, _i1 in bone_runs[1:]:
+                if float(s[i0] - s[first[1]]) > BONE_NAME_WITHIN_MM:
+                    break
+                if c[1] not in _TISSUE_NAMES:
+                    what = c[1]
+                    break
+        runs = [r for r in runs if r[0][0] != "bone" or r is first]
+        runs[runs.index(first)] = ((first[0][0], what) + tuple(first[0][2:]), first[1], first[2])
     for c, i0, i1 in runs:
         kind, what, severity, note = c
         start = 0.0 if i0 == 0 else _refine(sampler, entry, v, length, float(s[i0 - 1]), float(s[i0]), c[:2])
@@ -333,7 +351,7 @@ def check_trajectory(anatomy, scenario_or_doc_model, entry_mm, target_mm, step_m
             msg = (f"Crosses {what.replace('_', ' ')} at {_fmt(start)} mm of {L} mm"
                    + (" (pleura: pneumothorax)." if what.startswith("lung") or what == "airway" else ".")
                    + " The scenario does not list it as a critical structure.")
-        else:  # bone
+        else:  # bone (only the first: the needle stops there)
             msg = (f"Bone ({what.replace('_', ' ')}) at {_fmt(start)} mm of {L} mm blocks the needle "
                    f"before the target.")
         problems.append(PathProblem(kind, round(start, 2), length, what, severity, msg, round(end, 2)))

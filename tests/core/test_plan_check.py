@@ -107,6 +107,30 @@ def test_bone_before_the_target_blocks_the_needle(phantom):
     assert check_trajectory(phantom, None, (15.0, -25.0, 0.0), (15.0, -11.0, 0.0)) == []
 
 
+def test_only_the_first_bone_is_reported_named_by_the_labelled_bone_behind_its_cortex(phantom):
+    """Cortex voxels without a label (y in [-14, -12.5)) in front of the slab, and a second slab
+    (y in [-5, -3]) further on: one problem, where the needle first meets bone (y = -14, 11 mm),
+    named after the labelled slab 1.5 mm behind; the second slab is not listed (the needle stopped)."""
+    a = Anatomy("bone_runs", phantom.hu.copy(), phantom.tissue.copy(), phantom.labels.copy(), phantom.spacing_mm,
+                phantom.origin_mm, dict(phantom.structures))
+    ax = np.arange(-HALF, HALF + 1e-9, SPACING)
+    x, y, z = np.meshgrid(ax, ax, ax, indexing="ij")
+    near = (x >= 10) & (x <= 25) & (np.abs(z) <= 10)
+    cortex = near & (y >= -14) & (y < -12.5)
+    a.tissue[cortex], a.labels[cortex] = Tissue.CORTICAL_BONE, 0
+    second = near & (y >= -5) & (y <= -3)
+    a.tissue[second], a.labels[second] = Tissue.CANCELLOUS_BONE, 2
+    problems = check_trajectory(a, scenario(), (15.0, -25.0, 0.0), (15.0, 0.0, 0.0))
+    assert [(p.kind, p.what) for p in problems] == [("bone", "vertebrae_l1")]
+    assert abs(problems[0].s_mm - 11.0) <= 0.5
+    assert problems[0].message.startswith("Bone (vertebrae l1) at 11.0 mm of 25.0 mm")
+    # cortex alone (no labelled bone within 5 mm): named by its tissue
+    a.tissue[near & (y >= -12.5) & (y <= -3)] = Tissue.FAT
+    a.labels[near & (y >= -12.5) & (y <= -3)] = 0
+    problems = check_trajectory(a, scenario(), (15.0, -25.0, 0.0), (15.0, 0.0, 0.0))
+    assert [(p.kind, p.what) for p in problems] == [("bone", "cortical_bone")]
+
+
 def test_lung_is_forbidden_even_when_the_scenario_does_not_list_it(phantom):
     problems = check_trajectory(phantom, None, (-20.0, -25.0, 0.0), (-20.0, 10.0, 0.0))
     assert [(p.kind, p.what, p.severity) for p in problems] == [("forbidden_tissue", "lung_left", "critical")]
