@@ -1580,6 +1580,9 @@ class MainWindow(QMainWindow):
             ("Double-click a saved image", "Review it on the fluoroscopy screen"),
             ("Drag the replay slider", "Replay: go to that moment of the recorded attempt (all views follow)"),
             ("Double-click an attempt (history)", "Replay it"),
+            ("Click a slice view (editor)", "Place the point being edited: a target, a nerve point, the needle's tip"),
+            ("Wheel / Page Up, Down (editor slices)", "Move through the slices; Ctrl+wheel zooms"),
+            ("Enter / double-click (editor)", "Finish the nerve being drawn; Backspace removes its last point"),
         ]
         return rows
 
