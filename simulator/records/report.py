@@ -209,7 +209,7 @@ def _sections(r: AttemptReport, plot_html, image_html) -> list[str]:
     for k, p in enumerate(attempt_plots(r.recording)):
         parts.append(plot_html(k, p))
     if r.images:
-        parts.append("<h3>Key images</h3>")
+        parts.append('<h3 style="page-break-before: always">Key images</h3>')
         for name, png in r.images.items():
             parts.append(image_html(name, png))
     lines = _event_lines(r)

@@ -8,8 +8,11 @@ Instructor overview, Ctrl+Shift+H) with two tabs:
   with the pass mark, and the key metrics (time taken, potential tissue damage, fluoroscopy
   images, advances without imaging), each with the scenario's thresholds from its rubric drawn as
   lines (green: full marks at or better; red: no marks at or worse).
+  The points are green for a passed attempt, red for a failed one; the list says why an attempt
+  failed (its first automatic fail, or a score below the pass mark; all reasons in the tooltip).
 - "Instructor overview": every scenario with its trainees (attempts, best and last score, pass
-  rate); double-click a trainee to open their curves.
+  rate); below, the chosen scenario's score curves of all its trainees on one plot with the pass
+  mark, to compare them; double-click a trainee to open their curves.
 
 Buttons act on the selected attempt: replay it in the trainer (`replay_requested`), a report
 (HTML or PDF, `simulator.records.report`), an export (.igs.mha for 3D Slicer / Perk Tutor, CSV,
@@ -47,11 +50,22 @@ from simulator.records.progress import instructor_overview, learning_curve
 
 #: what the curves show: the score, then the key metrics (issue 7)
 CURVE_METRICS = ("score", "elapsed_time_s", "tissue_damage_mm2", "fluoro_shots", "advances_without_imaging")
-ATTEMPT_COLUMNS = ("#", "Date", "Scenario", "Mode", "Status", "Duration", "Score", "Result")
+ATTEMPT_COLUMNS = ("#", "Date", "Scenario", "Mode", "Status", "Duration", "Score", "Result", "Why (first reason)")
 OVERVIEW_COLUMNS = ("Scenario / trainee", "Trainees", "Attempts", "Best", "Last / mean", "Pass rate", "Last attempt")
 GOOD_COLOUR = (40, 170, 70)
 BAD_COLOUR = (210, 50, 50)
 PASS_COLOUR = (230, 140, 0)
+LINE_COLOUR = (30, 90, 200)
+PASSED_COLOUR = (30, 150, 60)  # the points of the curves: a passed attempt
+FAILED_COLOUR = (215, 40, 40)  # a failed one
+
+
+#: the trainees' lines on the overview plot (neither the points' green/red nor the pass mark's orange)
+TRAINEE_COLOURS = ((30, 90, 200), (140, 60, 170), (0, 140, 150), (90, 90, 90), (160, 100, 40), (200, 60, 150))
+
+
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(rgb)
 
 
 def _fmt(x, nd: int = 1) -> str:
@@ -62,6 +76,18 @@ def _fmt(x, nd: int = 1) -> str:
 
 def _pct(x) -> str:
     return "\u2013" if x is None else f"{100.0 * x:.0f} %"
+
+
+def fail_reason(card: dict | None) -> str:
+    """Why an attempt failed, in a few words: its first automatic fail, else "below the pass mark"
+    ("" for a pass or an unscored attempt)."""
+    if not card or card.get("passed", True):
+        return ""
+    fails = card.get("automatic_fails") or []
+    if fails:
+        text = str(fails[0].get("reason", "")).strip() or str(fails[0].get("key", ""))
+        return f"{text} (automatic fail)" if "automatic" not in text else text
+    return f"score below the pass mark {float(card.get('pass_mark', 0)):g}"
 
 
 def _clock(t: float) -> str:
@@ -140,6 +166,8 @@ class HistoryWindow(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _i: self.replay_selected())
         self.table.itemSelectionChanged.connect(self._update_buttons)
@@ -182,7 +210,25 @@ class HistoryWindow(QWidget):
         self.tree.setHeaderLabels(OVERVIEW_COLUMNS)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.tree.itemDoubleClicked.connect(self._overview_open)
-        self.tabs.addTab(self.tree, "Instructor overview")
+        self.tree.currentItemChanged.connect(lambda item, _prev: item is not None and self.compare_scenario(
+            item.data(0, Qt.ItemDataRole.UserRole)[0]))
+        self.compare = pg.PlotWidget()
+        self.compare.setObjectName("history_compare")
+        self.compare.setBackground("w")
+        cp = self.compare.getPlotItem()
+        cp.showGrid(x=True, y=True, alpha=0.25)
+        cp.setLabel("bottom", "attempt")
+        cp.setLabel("left", "score (/ 100)")
+        cp.setMouseEnabled(x=False, y=False)
+        cp.hideButtons()
+        self.compare_legend = cp.addLegend(offset=(-10, 10))
+        self.compare_scenario_id: str | None = None
+        self.compare_items: dict[str, object] = {}
+        osplit = QSplitter(Qt.Orientation.Vertical)
+        osplit.addWidget(self.tree)
+        osplit.addWidget(self.compare)
+        osplit.setSizes([300, 420])
+        self.tabs.addTab(osplit, "Instructor overview")
         lay.addWidget(self.tabs, 1)
 
         buttons = QHBoxLayout()
@@ -292,19 +338,29 @@ class HistoryWindow(QWidget):
     def _fill_table(self) -> None:
         sid = self.scenario_combo.currentData()
         rows = list(reversed(self._attempts(sid)))
+        try:
+            cards = self.store.score_cards([a.id for a in rows if a.score is not None])
+        except Exception:  # noqa: BLE001 - the reasons are a help, the list still shows
+            cards = {}
         self.table.setColumnHidden(2, sid is not None)  # one scenario: its name is in the combo
         self.table.setRowCount(len(rows))
         for r, a in enumerate(rows):
             result = "" if a.passed is None else ("PASSED" if a.passed else "FAILED")
+            card = cards.get(a.id)
+            why = fail_reason(card)
             cells = (str(a.id), a.started_at.replace("T", " ")[:16], a.scenario_title or a.scenario_id, a.mode,
-                     a.status, _clock(a.duration_s), _fmt(a.score), result)
+                     a.status, _clock(a.duration_s), _fmt(a.score), result, why)
+            tip = "\n".join(f"\u2022 {x}" for x in (card or {}).get("reasons", [])[:12])
             for c, text in enumerate(cells):
                 it = QTableWidgetItem(text)
                 it.setData(Qt.ItemDataRole.UserRole, a.id)
-                if c == 7 and a.passed is not None:
+                if c in (7, 8) and a.passed is not None:
                     it.setForeground(Qt.GlobalColor.darkGreen if a.passed else Qt.GlobalColor.red)
+                if tip and c >= 6:
+                    it.setToolTip(tip)
                 self.table.setItem(r, c, it)
         self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(8, min(self.table.columnWidth(8), 320))
         if rows:
             self.table.selectRow(0)
         self._update_buttons()
@@ -357,7 +413,9 @@ class HistoryWindow(QWidget):
             best = _fmt(c.best_score)
             self.curve_title.setText(
                 f"<b>{c.scenario_title}</b> \u2014 {self.trainee}: {c.attempts} scored attempt(s), best {best}, "
-                f"last {_fmt(c.last_score)}, pass rate {_pct(c.pass_rate)}")
+                f"last {_fmt(c.last_score)}, pass rate {_pct(c.pass_rate)} "
+                f"&nbsp; <span style='color:{_hex(PASSED_COLOUR)}'>\u25cf passed</span> "
+                f"<span style='color:{_hex(FAILED_COLOUR)}'>\u25cf failed</span>")
         for metric in CURVE_METRICS:
             p = self.plots[metric]
             for line in self.threshold_lines[metric]:
@@ -378,7 +436,10 @@ class HistoryWindow(QWidget):
                 continue
             x, y = c.x, c.series(metric)
             ok = np.isfinite(y)
-            self.plot_items[metric].setData(x[ok], y[ok])
+            passed = c.series("passed")[ok]
+            brushes = [pg.mkBrush(PASSED_COLOUR if v == 1.0 else FAILED_COLOUR if v == 0.0 else LINE_COLOUR)
+                       for v in passed]
+            self.plot_items[metric].setData(x[ok], y[ok], symbolBrush=brushes)
             n = int(x.max())
             step = max(1, int(np.ceil(n / 8)))
             p.getAxis("bottom").setTickSpacing(step, step)
@@ -413,6 +474,14 @@ class HistoryWindow(QWidget):
         """The lines drawn on a metric's plot: {"pass mark" | "full marks" | "no marks": value}."""
         return {ln.threshold_name: ln.threshold_value for ln in self.threshold_lines.get(metric, [])}
 
+    def point_colours(self, metric: str) -> list[str]:
+        """"passed" / "failed" / "" per point drawn on a metric's curve (the points' colours)."""
+        names = {PASSED_COLOUR: "passed", FAILED_COLOUR: "failed"}
+        brushes = self.plot_items[metric].opts.get("symbolBrush")
+        if not isinstance(brushes, list):
+            return []
+        return [names.get(tuple(b.color().getRgb()[:3]), "") for b in brushes]
+
     def curve_data(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.plot_items[metric].getData()
         return (np.asarray([] if x is None else x, float), np.asarray([] if y is None else y, float))
@@ -438,6 +507,61 @@ class HistoryWindow(QWidget):
             top.setExpanded(True)
         for c in range(1, len(OVERVIEW_COLUMNS)):
             self.tree.resizeColumnToContents(c)
+        ids = [o.scenario_id for o in self.overview]
+        keep = self.compare_scenario_id if self.compare_scenario_id in ids else (ids[0] if ids else None)
+        self.compare_scenario(keep)
+
+    def compare_scenario(self, scenario_id: str | None) -> None:
+        """The overview's plot: every trainee's score curve on one scenario, with the pass mark, so
+        an instructor compares trainees (who improves, who is stuck below the mark)."""
+        import pyqtgraph as pg
+
+        cp = self.compare.getPlotItem()
+        for item in list(self.compare_items.values()):
+            cp.removeItem(item)
+        self.compare_items = {}
+        self.compare_legend.clear()
+        self.compare_scenario_id = scenario_id
+        ov = next((o for o in self.overview if o.scenario_id == scenario_id), None)
+        if ov is None:
+            cp.setTitle("Choose a scenario to compare its trainees", size="9pt")
+            return
+        cp.setTitle(f"{ov.scenario_title or ov.scenario_id}: score per attempt, by trainee", size="9pt")
+        top = 1.0
+        for i, row in enumerate(ov.rows):
+            c = learning_curve(self.store, row.trainee, scenario_id)
+            if c is None or not c.points:
+                continue
+            x, y = c.x, c.series("score")
+            ok = np.isfinite(y)
+            colour = TRAINEE_COLOURS[i % len(TRAINEE_COLOURS)]
+            brushes = [pg.mkBrush(PASSED_COLOUR if v == 1.0 else FAILED_COLOUR) for v in c.series("passed")[ok]]
+            item = cp.plot(x[ok], y[ok], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=8,
+                           symbolPen=pg.mkPen(colour, width=2), symbolBrush=brushes,
+                           name=f"{row.trainee} ({c.attempts}, best {_fmt(c.best_score)})")
+            self.compare_items[row.trainee] = item
+            if ok.any():
+                top = max(top, float(x[ok].max()))
+        if ov.pass_mark is not None:
+            line = pg.InfiniteLine(pos=float(ov.pass_mark), angle=0,
+                                   pen=pg.mkPen(PASS_COLOUR, width=1.5, style=Qt.PenStyle.DashLine),
+                                   label=f"pass mark {float(ov.pass_mark):g}",
+                                   labelOpts={"color": PASS_COLOUR, "position": 0.02, "anchors": [(0, 1), (0, 1)]})
+            cp.addItem(line)
+            self.compare_items["__pass_mark__"] = line
+        cp.setYRange(0.0, 105.0, padding=0)
+        cp.setXRange(0.5, top + 0.5, padding=0)
+        step = max(1, int(np.ceil(top / 10)))
+        cp.getAxis("bottom").setTickSpacing(step, step)
+
+    def comparison_data(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The overview plot's curves: trainee -> (attempt numbers, scores)."""
+        out = {}
+        for name, item in self.compare_items.items():
+            if name != "__pass_mark__":
+                x, y = item.getData()
+                out[name] = (np.asarray(x, float), np.asarray(y, float))
+        return out
 
     def overview_rows(self) -> list[tuple[str, str | None, list[str]]]:
         """(scenario id, trainee or None, the texts of the row) of every row of the overview."""

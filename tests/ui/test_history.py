@@ -53,8 +53,16 @@ def test_history_lists_the_attempts_and_draws_the_learning_curves_with_threshold
     novice, expert = hw.cards[0], hw.cards[1]
     assert not novice.passed and expert.passed
     assert hw.attempt_ids() == [hw.ids[1], hw.ids[0]]  # newest first
-    assert hw.row_texts(0)[6:] == [f"{expert.score:.1f}", "PASSED"]
-    assert hw.row_texts(1)[6:] == [f"{novice.score:.1f}", "FAILED"]
+    assert hw.row_texts(0)[6:] == [f"{expert.score:.1f}", "PASSED", ""]
+    assert hw.row_texts(1)[6:8] == [f"{novice.score:.1f}", "FAILED"]
+    # why the novice failed, in the list (all the reasons in the tooltip)
+    why = hw.row_texts(1)[8]
+    fails = novice.automatic_fails
+    assert (fails[0]["reason"] in why) if fails else (why == f"score below the pass mark {novice.pass_mark:g}")
+    assert novice.reasons[0] in hw.table.item(1, 7).toolTip()
+    # the curves' points: red for the failed attempt, green for the passed one
+    assert hw.point_colours("score") == ["failed", "passed"]
+    assert hw.point_colours("elapsed_time_s") == ["failed", "passed"]
     x, y = hw.curve_data("score")
     assert list(x) == [1.0, 2.0] and list(y) == [novice.score, expert.score]
     rubric = hw.curve.thresholds
@@ -84,6 +92,13 @@ def test_overview_lists_every_trainee_and_opens_their_curves(qtbot, history):
     assert ben[2] == "1" and ben[5] == "100 %"
     ann = next(texts for s, t, texts in rows if t == "ann")
     assert ann[2] == "2" and ann[5] == "50 %"
+    # the plot below compares the scenario's trainees: one score curve each, and the pass mark
+    assert hw.compare_scenario_id == sid and hw.compare.isVisible()
+    data = hw.comparison_data()
+    assert sorted(data) == ["ann", "ben"]
+    assert list(data["ann"][0]) == [1.0, 2.0] and list(data["ann"][1]) == [hw.cards[0].score, hw.cards[1].score]
+    assert list(data["ben"][1]) == [hw.cards[2].score]
+    assert hw.compare_items["__pass_mark__"].value() == float(synthetic_scenario().rubric.pass_mark)
     # double-click ben: his curves
     item = hw.tree.topLevelItem(0).child([t for s, t, _ in rows if t][:2].index("ben"))
     rect = hw.tree.visualItemRect(item)
