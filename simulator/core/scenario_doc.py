@@ -15,7 +15,9 @@ Fields are addressed by paths: tuples of keys and list indices,
 
 Coordinates (keys ending in `_mm` that hold points: entry_mm, target_mm, points_mm, center_mm,
 isocenter_mm) are written rounded to 0.1 mm as flow lists; any list of numbers is written as a flow
-list. Every edit is one undo step; `with doc.batch("label"):` makes several edits one step.
+list. Every edit is one undo step; `with doc.batch("label"):` makes several edits one step, and
+`set(path, value, merge_key=k)` joins consecutive edits with the same key (the keystrokes of one
+visit to a field) into one step until `end_merge()`, an undo or another edit.
 
 Helpers for the editor's tools: `add_target`, `target_from_proposal`, `set_planned_trajectory`,
 `add_critical_structure`.
@@ -264,6 +266,7 @@ class _Step:
     before: str
     after: str
     paths: list
+    merge_key: Any = None
 
 
 class _Batch:
@@ -458,27 +461,33 @@ class ScenarioDocument:
         return self._validate()[1]
 
     # -- editing --------------------------------------------------------------------------
-    def set(self, path: Path, value, label: Optional[str] = None) -> None:
+    def set(self, path: Path, value, label: Optional[str] = None, *, merge_key: Any = None) -> None:
         """Set the value at `path` (creating missing mappings on the way); one undo step.
         Mappings and lists replacing mappings and lists are updated in place, so their comments
-        and style stay."""
+        and style stay.
+
+        `merge_key` (any hashable, e.g. (field, visit)): an edit whose key equals the last undo
+        step's key, made straight after it (nothing undone or edited in between), joins that step,
+        so the keystrokes of one visit to a field undo at once. A step brought back to where it
+        started disappears from the history."""
         path = tuple(path)
         if not path:
             raise ScenarioDocError("set needs a field path, e.g. ('title',)")
         value = _round_for(path, _normalise(value))
-        with self._edit(label or f"Set {field_name(path)}", [path]):
+        with self._edit(label or f"Set {field_name(path)}", [path], merge_key=merge_key):
             tree = self._require_tree()
             parent = self._container(tree, path[:-1], create=True)
             self._assign(parent, path, value)
 
-    def unset(self, path: Path, label: Optional[str] = None) -> None:
-        """Remove a mapping key (a field goes back to its default); nothing if it is absent."""
+    def unset(self, path: Path, label: Optional[str] = None, *, merge_key: Any = None) -> None:
+        """Remove a mapping key (a field goes back to its default); nothing if it is absent.
+        `merge_key`: as for `set` (a field emptied while typing joins the same step)."""
         path = tuple(path)
         if not self.has(path) or not path or isinstance(path[-1], int):
             if path and isinstance(path[-1], int):
                 raise ScenarioDocError(f"{field_name(path)}: use remove() for list items")
             return
-        with self._edit(label or f"Remove {field_name(path)}", [path]):
+        with self._edit(label or f"Remove {field_name(path)}", [path], merge_key=merge_key):
             parent = self._container(self._require_tree(), path[:-1], create=False)
             self._delete_key(parent, path[-1])
 
@@ -570,7 +579,7 @@ class ScenarioDocument:
             return False
         step = self._undo.pop()
         self._restore(step.before)
-        self._redo.append(step)
+        self._redo.append(_Step(step.label, step.before, step.after, step.paths))  # merges no more
         self._notify(step.paths)
         return True
 
@@ -678,15 +687,29 @@ class ScenarioDocument:
         self._tree_text = None
 
     def _push(self, step: _Step) -> None:
+        last = self._undo[-1] if self._undo else None
+        if (step.merge_key is not None and last is not None and last.merge_key == step.merge_key
+                and last.after == step.before and not self._redo):
+            paths = list(last.paths) + [p for p in step.paths if p not in last.paths]
+            self._undo.pop()
+            if step.after != last.before:
+                self._undo.append(_Step(last.label, last.before, step.after, paths, step.merge_key))
+            return
         self._undo.append(step)
         self._redo.clear()
+
+    def end_merge(self) -> None:
+        """The next edit starts an undo step of its own, whatever its `merge_key`."""
+        if self._undo and self._undo[-1].merge_key is not None:
+            last = self._undo[-1]
+            self._undo[-1] = _Step(last.label, last.before, last.after, last.paths, None)
 
     def _notify(self, paths: list) -> None:
         for cb in list(self._listeners):
             cb(list(paths))
 
     @contextlib.contextmanager
-    def _edit(self, label: str, paths: list):
+    def _edit(self, label: str, paths: list, merge_key: Any = None):
         if self._batch is not None:
             self._batch.paths.extend(p for p in paths if p not in self._batch.paths)
             yield
@@ -703,7 +726,7 @@ class ScenarioDocument:
         self._text = after
         self._tree_text = after
         if after != before:
-            self._push(_Step(label, before, after, list(paths)))
+            self._push(_Step(label, before, after, list(paths), merge_key))
             self._notify(list(paths))
 
     def _container(self, tree: Any, path: Path, *, create: bool, leaf_list: bool = False) -> Any:

@@ -177,6 +177,38 @@ def test_batch_is_one_undo_step_and_notifies_once(doc, celiac_text):
     assert doc.get(("planned_trajectory", "target_mm")) == [-44.0, -4.0, -276.0]
 
 
+def test_edits_with_one_merge_key_are_one_undo_step(doc, celiac_text):
+    """Typing "Celiac" into the title, one keystroke per edit, with the field's merge key: one
+    undo step back to the template's title; another key, end_merge() or an undo start a new step."""
+    title0 = doc.get(("title",))
+    key = ("title_field", 1)
+    for n in range(1, 7):
+        doc.set(("title",), "Celiac"[:n], label="Edit title", merge_key=key)
+    assert doc.get(("title",)) == "Celiac" and doc.undo_label == "Edit title"
+    assert doc.undo() and doc.text() == celiac_text and not doc.can_undo
+    assert doc.redo() and doc.get(("title",)) == "Celiac"
+    doc.set(("title",), "Celiac 2", merge_key=key)  # after a redo: a step of its own
+    assert doc.undo() and doc.get(("title",)) == "Celiac"
+    # another field's key between: separate steps
+    d0 = doc.get(("difficulty",))
+    doc.set(("difficulty",), d0 % 5 + 1, merge_key=("difficulty_field", 1))
+    doc.set(("title",), "Celiac 3", merge_key=("title_field", 2))
+    doc.set(("title",), "Celiac 33", merge_key=("title_field", 2))
+    doc.end_merge()
+    doc.set(("title",), "Celiac 333", merge_key=("title_field", 2))
+    assert doc.undo() and doc.get(("title",)) == "Celiac 33"
+    assert doc.undo() and doc.get(("title",)) == "Celiac"
+    assert doc.undo() and doc.get(("difficulty",)) == d0
+    # typing back to where the step started leaves no step; unset joins the same step
+    doc.set(("title",), "x", merge_key=key)
+    doc.set(("title",), "Celiac", merge_key=key)
+    assert doc.undo_label != "Set title" and doc.get(("title",)) == "Celiac"
+    doc.set(("notes",), "n", merge_key=("notes", 1))
+    doc.unset(("notes",), merge_key=("notes", 1))
+    assert not doc.has(("notes",)) and doc.undo_label != "Set notes"
+    assert doc.undo() and doc.get(("title",)) == title0 and not doc.can_undo
+
+
 def test_a_failing_batch_leaves_the_text_unchanged(doc, celiac_text):
     with pytest.raises(ScenarioDocError):
         with doc.batch("bad"):

@@ -118,22 +118,6 @@ class _UndoKeysToDocument(QObject):
         return False
 
 
-def _merge_last_steps(doc, label: str) -> None:
-    """Make the document's last two undo steps (both `label`, from one visit to a field) one.
-    Without the document's step list (another implementation), the steps stay separate."""
-    steps = getattr(doc, "_undo", None)
-    if not isinstance(steps, list) or len(steps) < 2:
-        return
-    last, prev = steps[-1], steps[-2]
-    if getattr(last, "label", None) != label or getattr(prev, "label", None) != label:
-        return
-    try:
-        merged = type(last)(label, prev.before, last.after, list(prev.paths))
-    except (TypeError, AttributeError):
-        return
-    steps[-2:] = [merged]
-
-
 class Binder(QObject):
     """Owns the fields of the editor's forms; refreshes them when the document changes."""
 
@@ -144,7 +128,7 @@ class Binder(QObject):
         self.doc = None
         self.fields: list["Field"] = []
         self._source: "Field | None" = None
-        self._coalesce: tuple | None = None  # (field, path, text after the edit)
+        self._visit = 0  # a new number when a field is left: the next edit starts an undo step
         self._undo_keys = _UndoKeysToDocument(self)
         self.errors: list = []
         self._pending: dict = {}  # field -> (path, value, unset): typing not yet in the document
@@ -181,7 +165,7 @@ class Binder(QObject):
         self._timer.stop()
         self._pending.clear()
         self.doc = doc
-        self._coalesce = None
+        self._visit += 1
         self.refresh()
 
     def add(self, field: "Field") -> "Field":
@@ -203,23 +187,20 @@ class Binder(QObject):
         if not unset and doc.has(path) and doc.get(path) == value:
             return
         self._source = field
+        key = ("field", id(field), path, self._visit)  # this visit's keystrokes: one undo step
         try:
-            c = self._coalesce
-            merge = (c is not None and c[0] is field and c[1] == path and doc.text() == c[2]
-                     and doc.undo_label == label)
             if unset:
-                doc.unset(path, label=label)
+                doc.unset(path, label=label, merge_key=key)
             else:
-                doc.set(path, value, label=label)
-            if merge:
-                _merge_last_steps(doc, label)
-            self._coalesce = (field, path, doc.text())
+                doc.set(path, value, label=label, merge_key=key)
         finally:
             self._source = None
         self.edited.emit()
 
     def end_merge(self) -> None:
-        self._coalesce = None
+        self._visit += 1
+        if self.doc is not None:
+            self.doc.end_merge()
 
     def refresh(self) -> None:
         doc = self.doc

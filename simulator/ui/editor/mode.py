@@ -83,6 +83,7 @@ FIELD_TABS = {
 }
 TEXT_KEYS = {"name", "message", "reason", "citation", "used_for", "required", "somatic"}
 SEVERITY_RANK = {"critical": 0, "fatal": 0, "major": 1, "minor": 2}
+BANNER_LINES = 2  # plan problems written on the banner over the slices (all of them: Plan tab, tooltip)
 SHAPE_PATHS = {"targets", "critical_structures", "skin_entry_zone", "planned_trajectory", "additional_trajectories",
                "anatomy", "patient_position"}
 
@@ -749,6 +750,7 @@ class EditorMode(QObject):
     def _set_anatomy(self, ref: str, anatomy) -> None:
         self.anatomy_ref = ref
         self.anatomy = anatomy
+        self.slices.hint.setText(MODE_HINTS.get(self.mode, ""))
         self.slices.set_anatomy(anatomy, self._lut())
         self.critical_panel.set_anatomy(anatomy)
         self.targets_panel.set_proposals([])
@@ -1064,7 +1066,11 @@ class EditorMode(QObject):
             worst = min((SEVERITY_RANK.get(str(getattr(p, "severity", "minor")), 2) for p in problems), default=2)
             colour = ("#8b0d0d", "#a85400", "#7a6a00")[worst]
             b.setStyleSheet(f"background: {colour}; color: white; font-weight: bold; padding: 4px;")
-            b.setText("\u26a0 Plan check: " + "  \u2022  ".join(lines))
+            shown = lines[:BANNER_LINES]
+            more = len(lines) - len(shown)
+            b.setText("\u26a0 Plan check: " + "  \u2022  ".join(shown)
+                      + (f"  \u2022  and {more} more (Plan tab)" if more else ""))
+            b.setToolTip("\n".join(lines))
             b.show()
         else:
             b.hide()
@@ -1302,8 +1308,24 @@ class EditorMode(QObject):
             self.window.statusBar().showMessage("Select a target first (Targets tab)", 6000)
             return
         t = ts[i]
-        pts = t.points_mm
-        self.set_plan_target(pts[len(pts) // 2] if t.kind == "polyline" else pts[0])
+        pts = np.asarray(t.points_mm, float).reshape(-1, 3)
+        tip = pts[len(pts) // 2]
+        traj = self.doc.get(self.plan_panel.plan_path())
+        entry = traj.get("entry_mm") if isinstance(traj, dict) else self.pending_entry
+        if t.kind == "polyline" and entry is not None and len(pts) > 1:
+            # the point of the nerve nearest the entry: the needle's shortest way to it
+            e = np.asarray(entry, float)
+            a, b = pts[:-1], pts[1:]
+            ab = b - a
+            s = np.clip(np.einsum("ij,ij->i", e - a, ab) / np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12), 0, 1)
+            q = a + s[:, None] * ab
+            tip = q[int(np.argmin(np.linalg.norm(q - e, axis=1)))]
+        elif t.kind != "polyline":
+            tip = pts[0]
+        self.set_plan_target(tip)
+        if self.anatomy is not None:  # the slices go to the new tip
+            self.slices.set_cursor(tip)
+            self._draw_slices()
 
     def set_zone_centre(self, p) -> None:
         doc = self.doc

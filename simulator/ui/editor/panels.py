@@ -580,14 +580,85 @@ class OptionalSection(QGroupBox):
             self.body.setVisible(present)
 
 
-def agent_rows(path: tuple) -> list:
+def agent_rows(path) -> list:
+    """Agent, concentrations and volumes of the agent at `path` (a tuple, or a callable giving
+    the path of the item chosen in a list)."""
+    def at(*keys):
+        if callable(path):
+            return lambda: (None if path() is None else path() + keys)
+        return path + keys
+
     return [
-        ("Agent", ComboField(path + ("agent",), AGENTS)),
-        ("Concentrations (%)", LineField(path + ("concentrations_pct",), kind="numbers",
+        ("Agent", ComboField(at("agent"), AGENTS)),
+        ("Concentrations (%)", LineField(at("concentrations_pct"), kind="numbers",
                                           tip="allowed concentrations, comma-separated")),
-        ("Volume min (ml)", LineField(path + ("volume_ml", "min_ml"), kind="number")),
-        ("Volume max (ml)", LineField(path + ("volume_ml", "max_ml"), kind="number")),
+        ("Volume min (ml)", LineField(at("volume_ml", "min_ml"), kind="number")),
+        ("Volume max (ml)", LineField(at("volume_ml", "max_ml"), kind="number")),
     ]
+
+
+# usual strengths of the neurolytic agents offered when an alternative is added
+AGENT_DEFAULTS = {
+    "phenol": {"concentrations_pct": [6, 10], "volume_ml": {"min_ml": 5, "max_ml": 15}},
+    "alcohol": {"concentrations_pct": [50, 100], "volume_ml": {"min_ml": 10, "max_ml": 25}},
+    "glycerol": {"concentrations_pct": [100], "volume_ml": {"min_ml": 1, "max_ml": 5}},
+}
+
+
+class AgentOptionsEditor(ListEditor):
+    """steps.neurolytic_options: the alternative neurolytic agents, each with its limits."""
+
+    def __init__(self, binder: Binder, parent=None):
+        super().__init__(binder, ("steps", "neurolytic_options"), self._describe, "agent_options", parent)
+        self.add = self.add_button(QPushButton("Add an alternative agent"))
+        self.add.setObjectName("agent_option_add")
+        self.add.clicked.connect(self.add_option)
+        self.detail(agent_rows(self.item_path))
+
+    @staticmethod
+    def _describe(i, it) -> str:
+        if not isinstance(it, dict):
+            return f"{i + 1}: ?"
+        pct = ", ".join(format_value(c) for c in (it.get("concentrations_pct") or []))
+        vol = it.get("volume_ml") if isinstance(it.get("volume_ml"), dict) else {}
+        return (f"{it.get('agent', '?')} {pct} % \u2014 {format_value(vol.get('min_ml'))} to "
+                f"{format_value(vol.get('max_ml'))} ml")
+
+    def add_option(self) -> None:
+        """A neurolytic agent not offered yet, at its usual strength."""
+        doc = self.binder.doc
+        if doc is None:
+            return
+        self.binder.flush()
+        main = doc.get(("steps", "neurolytic"))
+        used = {main.get("agent")} if isinstance(main, dict) else set()
+        used |= {it.get("agent") for it in self.items() if isinstance(it, dict)}
+        agent = next((a for a in AGENT_DEFAULTS if a not in used), "phenol")
+        doc.insert(self.list_path, -1, {"agent": agent, **AGENT_DEFAULTS[agent]},
+                   label=f"Add the alternative agent {agent}")
+        self.select(len(self.items()) - 1)
+
+    def delete_selected(self) -> None:
+        """The last alternative removed takes the empty list with it (the file stays as it was)."""
+        self.binder.flush()
+        doc = self.binder.doc
+        if doc is None or self.index < 0:
+            return
+        i = self.index
+        agent = self.items()[i].get("agent", "?") if isinstance(self.items()[i], dict) else "?"
+        with doc.batch(f"Delete the alternative agent {agent}"):
+            doc.remove(self.list_path, i)
+            if not self.items():
+                doc.unset(self.list_path)
+        self.index = min(i, len(self.items()) - 1)
+        self.binder.refresh()
+
+    def refresh(self) -> None:
+        super().refresh()
+        doc = self.binder.doc
+        has_main = doc is not None and isinstance(doc.get(("steps", "neurolytic")), dict)
+        set_enabled(self.add, has_main)
+        self.add.setToolTip("" if has_main else "Give the neurolytic agent first: the alternatives are offered beside it")
 
 
 class StepsPanel(QWidget):
@@ -612,14 +683,17 @@ class StepsPanel(QWidget):
         ]
         for s in self.sections:
             lay.addWidget(s)
-        note = QLabel("Alternative agents (neurolytic_options) are kept as written; edit them in the YAML tab (then Apply).")
-        note.setWordWrap(True)
-        lay.addWidget(note)
+        alt = QGroupBox("Alternative neurolytic agents (the trainee may choose any of them)")
+        alt.setObjectName("section_neurolytic_options")
+        self.options = AgentOptionsEditor(binder)
+        QVBoxLayout(alt).addWidget(self.options)
+        lay.addWidget(alt)
         lay.addStretch(1)
 
     def refresh(self) -> None:
         for s in self.sections:
             s.refresh()
+        self.options.refresh()
 
 
 class ImagingPanel(QWidget):

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -487,6 +488,9 @@ class SlicePanel(QWidget):
         self.hint.setStyleSheet("background: #24425e; color: white; padding: 3px;")
         self.status = QLabel("Move the mouse over a slice: the structure under it shows here")
         self.status.setObjectName("slice_status")
+        # the text changes as the mouse moves: it must never resize the views under the mouse
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setMinimumWidth(40)
         self.window_combo = QComboBox()
         self.window_combo.setObjectName("ct_window")
         self.window_combo.addItems(list(WINDOWS))
