@@ -14,12 +14,21 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
     key event -> scene updated and the render requested) and vtk_render_ms_median (the render
     alone: Mesa software GL);
   - the 3D view draws a moving frame while the needle moves (decimated meshes, the image at half
-    the pixels per side) and the still frame (full meshes, full resolution) once the input pauses:
+    the pixels per side), the medium still frame (medium copies, full resolution) once the input
+    pauses and the full still frame (full meshes, full resolution) after a longer idle:
     vtk_render_ms_median is the moving frame's render (vtk_render_ms_median_moving, the same),
-    vtk_render_ms_median_still the still frame's (key -> moving frame -> pause -> still frame,
-    its render alone), with the triangles each draws (triangles_moving, triangles_still);
-    lod_ready_s: from the usable window until the decimated copies are attached (read from their
-    cache, or built on a worker thread); the advance measurements start after that;
+    vtk_render_ms_median_medium the medium frame's and vtk_render_ms_median_still the full
+    frame's (key -> moving frame -> pause -> medium -> idle -> full, each render alone), with the
+    triangles each draws (triangles_moving, triangles_medium, triangles_still);
+    lod_ready_s: from the usable window until the decimated copies (moving and medium) are
+    attached (read from their cache, or built on a worker thread); the advance measurements
+    start after that;
+  - first_key_after_pause_ms_median / _p95: an advance key pressed 260-400 ms after the previous
+    input (while or just after the still frame renders after the pause) -> its 3D frame on
+    screen, timed from the moment the key is pressed: when the GUI thread is busy rendering at
+    that moment, the key waits for it as a real key would (the key is sent once the event loop
+    runs again); first_key_after_long_pause_ms_median / _p95 the same 1.51-1.65 s after the
+    previous input (when the full still frame renders);
   - panel_ms_median (key event -> procedure panel updated);
   - fluoroscopy_ms_median (pedal tap -> the image with the needle painted on the C-arm screen)
     and fluoroscopy_live_frame_ms_median (a live pulse requested -> its frame painted);
@@ -142,6 +151,8 @@ def _run(quick: bool, data: str) -> dict:
         scene = w.view3d.scene
         wait_until(lambda: scene.has_lod() or scene.triangle_count() <= scene_mod.LOD_MIN_TRIANGLES, 120,
                    "the moving frame's meshes")
+        wait_until(lambda: scene.has_medium() or scene.triangle_count() <= scene_mod.MEDIUM_MIN_TRIANGLES, 120,
+                   "the medium still frame's meshes")
         out[f"{scenario}_lod_ready_s"] = round(time.perf_counter() - t0 - t_usable, 3)
         wait_until(lambda: w.procedure_panel.plots_ready, 30, "the plots")
         if w.modality in ("fluoroscopy", "both"):
@@ -156,7 +167,8 @@ def _run(quick: bool, data: str) -> dict:
         process(50)
 
     def still_renders(w, d, n):
-        """Key -> moving frame -> the pause -> the still frame: (still render ms, moving render ms)."""
+        """Key -> moving frame -> the pause -> the medium still frame -> the idle -> the full one:
+        (full render ms, moving render ms, medium render ms)."""
         v = w.view3d
         rows = []
         for i in range(n):
@@ -166,8 +178,34 @@ def _run(quick: bool, data: str) -> dict:
             moving = v.last_render_ms if v.scene.frame_reduction() > 1 or v.scene.lod else float("nan")
             rc = v.render_count
             wait_until(lambda: v.render_count > rc and not v.scene.lod, 10, "the still frame")
-            rows.append((v.last_render_ms, moving))
+            medium = float("nan")
+            if v.scene.detail == "medium":
+                medium = v.last_render_ms
+                rc = v.render_count
+                wait_until(lambda: v.render_count > rc and v.scene.detail == "full", 10, "the full still frame")
+            rows.append((v.last_render_ms, moving, medium))
             process(30)
+        return rows
+
+    def keys_after_pause(w, d, n, gap_ms):
+        """An advance key pressed a pause (drawn from `gap_ms`) after the previous input -> its 3D
+        frame on screen, timed from the moment of the press (see the module docs)."""
+        v = w.view3d
+        rng = np.random.default_rng(6)
+        rows = []
+        d.key(Qt.Key.Key_W)
+        t_prev = time.perf_counter()
+        for i in range(n):
+            t_press = t_prev + rng.uniform(*gap_ms) / 1000.0
+            while time.perf_counter() < t_press:  # a render in here delays the key like a real one
+                QCoreApplication.processEvents()
+                time.sleep(0.001)
+            t_sent = time.perf_counter()
+            rc = v.render_count
+            d.key(Qt.Key.Key_S if i % 2 else Qt.Key.Key_W)
+            t_prev = time.perf_counter()
+            wait_until(lambda: v.render_count > rc, 10, "the 3D render")
+            rows.append(((v.last_render_end - t_press) * 1e3, (t_sent - t_press) * 1e3, v.last_render_ms))
         return rows
 
     us_parts: list[tuple[float, float, float]] = []  # key -> submitted, the engine, done -> painted
@@ -234,6 +272,17 @@ def _run(quick: bool, data: str) -> dict:
         })
         still = still_renders(w, d, 4 if quick else 8)
         out["vtk_render_ms_median_still"] = round(_median([r[0] for r in still]), 2)
+        out["vtk_render_ms_median_medium"] = round(_median([r[2] for r in still]), 2)
+        out["triangles_medium"] = scene.medium_triangle_count()
+        from simulator.ui.view3d import FULL_DELAY_MS, STILL_DELAY_MS
+
+        for name, n, gap in (("first_key_after_pause", 8 if quick else 24, (STILL_DELAY_MS + 10, STILL_DELAY_MS + 150)),
+                             ("first_key_after_long_pause", 4 if quick else 10, (FULL_DELAY_MS + 10, FULL_DELAY_MS + 150))):
+            total, waited, render = map(list, zip(*keys_after_pause(w, d, n, gap)))
+            out[f"{name}_ms_median"] = round(_median(total), 2)
+            out[f"{name}_ms_p95"] = round(_p95(total), 2)
+            out[f"{name}_wait_ms_median"] = round(_median(waited), 2)  # press -> the GUI thread free again
+            out[f"{name}_render_ms_median"] = round(_median(render), 2)  # the key's own 3D render
         # fluoroscopy: pedal taps (single shots) and live frames
         fv = w.fluoro_view
         shots = []

@@ -25,6 +25,10 @@ Conventions
   group, and the image at 1/`image_reduction` of the pixels per side, scaled up onto the window
   before the buffers swap). Picking and `world_to_display` always use the full meshes and the
   full-size display coordinates.
+- Between them, for a large anatomy, the medium still frame (`set_detail("medium")`): full
+  resolution, each mesh decimated to about a third of its triangles (MEDIUM_TARGET_TRIANGLES in
+  all). The Qt view draws it first when the input pauses and the full meshes only after a longer
+  idle, so that a key pressed just after a pause does not wait for the full meshes' render.
 """
 from __future__ import annotations
 
@@ -246,6 +250,21 @@ NEEDLE_MIN_WIDTH_PX = 1.6
 LOD_CACHE_KEEP = 12
 #: Bump when the decimation changes: cached copies of older versions are not used.
 _LOD_VERSION = 1
+# The medium still frame. On this machine (bundled patient, 356x904 view, llvmpipe, load ~2.5,
+# interleaved renders, median/min ms): the moving frame 20-27/17-23, 150k triangles at full
+# resolution 60-93/58-80, the full 410k 100-147/96-143, 100k triangles about half the full frame.
+# The full meshes drawn at half resolution save about half: per-triangle and per-pixel work
+# (shading several translucent layers) both count, and the moving frame cuts both. At full
+# resolution 100k triangles look like the full meshes (quadric decimation keeps the silhouettes;
+# compared side by side on PNGs of the AP, PA and oblique views).
+#: Anatomies above this many triangles get medium copies for the first still frame.
+MEDIUM_MIN_TRIANGLES = 200_000
+#: Triangles in the medium copies of a large anatomy (in all).
+MEDIUM_TARGET_TRIANGLES = 100_000
+#: A structure keeps at least this many triangles in its medium copy.
+MEDIUM_MIN_MESH_TRIANGLES = 400
+#: The levels of detail, cheapest first.
+DETAILS = ("moving", "medium", "full")
 
 
 def decimated_mesh(mesh: TriMesh, target_triangles: int) -> TriMesh:
@@ -270,13 +289,14 @@ def decimated_mesh(mesh: TriMesh, target_triangles: int) -> TriMesh:
     return TriMesh(verts, conn.reshape(-1, 3).astype(np.int32))
 
 
-def lod_targets(meshes: dict[str, TriMesh], total: int | None = None) -> dict[str, int]:
+def lod_targets(meshes: dict[str, TriMesh], total: int | None = None, floor: int | None = None) -> dict[str, int]:
     """Triangles per mesh in the moving frame: the same fraction of every mesh, so that the
-    copies hold about `total` triangles, but no fewer than LOD_MIN_MESH_TRIANGLES each."""
+    copies hold about `total` triangles, but no fewer than LOD_MIN_MESH_TRIANGLES (`floor`) each."""
     total = LOD_TARGET_TRIANGLES if total is None else int(total)
+    floor = LOD_MIN_MESH_TRIANGLES if floor is None else int(floor)
     n_all = sum(m.n_triangles for m in meshes.values())
     ratio = min(1.0, total / max(n_all, 1))
-    return {name: max(LOD_MIN_MESH_TRIANGLES, int(round(m.n_triangles * ratio))) for name, m in meshes.items()}
+    return {name: max(floor, int(round(m.n_triangles * ratio))) for name, m in meshes.items()}
 
 
 def _meshes_key(meshes: dict[str, TriMesh], targets: dict[str, int]) -> str:
@@ -296,14 +316,23 @@ def lod_cache_dir() -> Path:
     return user_data_dir() / "cache" / "display-lod"
 
 
-def anatomy_lod_meshes(anatomy: Anatomy, cache: bool = True) -> dict[str, TriMesh]:
-    """Decimated copies of the anatomy's meshes for the moving frame ({} for small anatomies).
+def anatomy_lod_meshes(anatomy: Anatomy, cache: bool = True, level: str = "moving") -> dict[str, TriMesh]:
+    """Decimated copies of the anatomy's meshes for the moving frame ({} for small anatomies),
+    or with `level="medium"` for the medium still frame ({} below MEDIUM_MIN_TRIANGLES).
     Read from the cache folder when this exact anatomy was decimated before, else decimated
     (a few seconds for the bundled patient) and saved there. Safe on a worker thread."""
     meshes = {name: m for name, m in anatomy.meshes.items() if m.n_triangles}
-    if sum(m.n_triangles for m in meshes.values()) <= LOD_MIN_TRIANGLES:
-        return {}
-    targets = lod_targets(meshes)
+    n_all = sum(m.n_triangles for m in meshes.values())
+    if level == "medium":
+        if n_all <= MEDIUM_MIN_TRIANGLES:
+            return {}
+        targets = lod_targets(meshes, MEDIUM_TARGET_TRIANGLES, MEDIUM_MIN_MESH_TRIANGLES)
+    elif level == "moving":
+        if n_all <= LOD_MIN_TRIANGLES:
+            return {}
+        targets = lod_targets(meshes)
+    else:
+        raise ValueError(f"anatomy_lod_meshes: level {level!r} is neither 'moving' nor 'medium'")
     path = lod_cache_dir() / f"{_meshes_key(meshes, targets)}.npz" if cache else None
     if path is not None and path.is_file():
         try:
@@ -364,6 +393,28 @@ def coarse_polydata_ready(anatomy: Anatomy) -> bool:
     return hit is not None and hit[0]() is anatomy and hit[2] is not None
 
 
+_MEDIUM_CACHE: dict[int, tuple[weakref.ref, dict[str, vtkPolyData]]] = {}
+
+
+def anatomy_medium_polydata(anatomy: Anatomy) -> dict[str, vtkPolyData]:
+    """Polydata of the medium still frame's copies per mesh name ({} below MEDIUM_MIN_TRIANGLES;
+    meshes the decimation left whole are not in it); built once per anatomy object; safe to call
+    from a worker thread."""
+    key = id(anatomy)
+    hit = _MEDIUM_CACHE.get(key)
+    if hit is not None and hit[0]() is anatomy:
+        return hit[1]
+    mid = anatomy_lod_meshes(anatomy, level="medium")
+    polys = {name: polydata_from_mesh(m) for name, m in mid.items() if m is not anatomy.meshes[name]}
+    _MEDIUM_CACHE[key] = (weakref.ref(anatomy, lambda _r, k=key: _MEDIUM_CACHE.pop(k, None)), polys)
+    return polys
+
+
+def medium_polydata_ready(anatomy: Anatomy) -> bool:
+    hit = _MEDIUM_CACHE.get(id(anatomy))
+    return hit is not None and hit[0]() is anatomy
+
+
 def make_render_window(size=(800, 600), offscreen: bool = True) -> vtkRenderWindow:
     """A render window; offscreen without a display uses EGL directly (no X warning)."""
     if offscreen and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
@@ -394,6 +445,10 @@ class StructureInfo:
     lod_key: str = ""  # the structure's group, or its own name
     lod_triangles: int = 0  # triangles of this structure's decimated copy
     lod_points: tuple[int, int] = (0, 0)  # its points in the group mesh
+    #: The medium still frame's actor (a decimated copy; shares the full actor's property, so
+    #: colour, opacity and tint follow by themselves), None when the mesh is drawn whole.
+    mid_actor: vtkActor | None = None
+    mid_triangles: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,6 +505,7 @@ class AnatomyScene:
         self._locators: dict[str, vtkStaticCellLocator] = {}
         self._group_lod: dict[str, tuple[vtkActor, object]] = {}  # lod_key -> (actor, its colour array)
         self._lod = False
+        self._detail = "full"  # "moving" (self._lod), "medium" or "full"
         #: Pixels per side drawn as one in the moving frame (see MOVING_IMAGE_REDUCTION).
         self.image_reduction = MOVING_IMAGE_REDUCTION
         self._frame_reduction = 1  # of the frame being drawn
@@ -526,6 +582,9 @@ class AnatomyScene:
         for actor, _colours in self._group_lod.values():
             self.renderer.RemoveActor(actor)
         self._group_lod.clear()
+        for info in self.structures.values():
+            if info.mid_actor is not None:
+                self.renderer.RemoveActor(info.mid_actor)
         self.structures.clear()
         self._actor_names.clear()
         self._locators.clear()
@@ -576,6 +635,8 @@ class AnatomyScene:
         self._fit_points = allv[:: max(1, len(allv) // 20000)].astype(np.float64)
         if build_lod or coarse_polydata_ready(anatomy):
             self.attach_lod(anatomy)
+        if build_lod or medium_polydata_ready(anatomy):
+            self.attach_medium(anatomy)
         for group in self.groups():
             self._apply_group(group)
         if patient_position is not None:
@@ -621,10 +682,76 @@ class AnatomyScene:
                 self._show_structure(info, visible)
 
     def _show_structure(self, info: StructureInfo, visible: bool) -> None:
-        coarse = self._lod and info.lod_actor is not None
-        info.actor.SetVisibility(visible and not coarse)
+        coarse = self._detail == "moving" and info.lod_actor is not None
+        mid = self._detail == "medium" and info.mid_actor is not None
+        info.actor.SetVisibility(visible and not coarse and not mid)
         if info.lod_actor is not None:
             info.lod_actor.SetVisibility(visible and coarse)
+        if info.mid_actor is not None:
+            info.mid_actor.SetVisibility(visible and mid)
+
+    def attach_medium(self, anatomy: Anatomy) -> bool:
+        """Add the medium still frame's actors for `anatomy` (if it is the one shown and is large
+        enough): one per decimated structure, sharing the full actor's property."""
+        if anatomy is not self.anatomy or self._closed or self.has_medium():
+            return False
+        mid = anatomy_medium_polydata(anatomy)
+        for name, poly in mid.items():
+            info = self.structures.get(name)
+            if info is None:
+                continue
+            mapper = vtkPolyDataMapper()
+            mapper.SetInputData(poly)
+            mapper.ScalarVisibilityOff()
+            mapper.SetResolveCoincidentTopologyToPolygonOffset()
+            actor = vtkActor()
+            actor.SetMapper(mapper)
+            actor.SetProperty(info.actor.GetProperty())
+            actor.PickableOff()
+            actor.VisibilityOff()
+            self.renderer.AddActor(actor)
+            info.mid_actor = actor
+            info.mid_triangles = int(poly.GetNumberOfCells())
+        if self.has_medium():
+            for group in self.groups():
+                self._apply_group(group)
+        return self.has_medium()
+
+    def has_medium(self) -> bool:
+        return any(info.mid_actor is not None for info in self.structures.values())
+
+    def medium_triangle_count(self) -> int:
+        """Triangles of the shown anatomy in the medium still frame."""
+        return sum((info.mid_triangles if info.mid_actor is not None else info.triangles)
+                   for info in self.structures.values() if self._shown(info))
+
+    @property
+    def detail(self) -> str:
+        """What the next frame draws: "moving", "medium" or "full" (see `set_detail`)."""
+        return self._detail
+
+    def set_detail(self, detail: str) -> bool:
+        """Draw the moving frame, the medium still frame (its copies when the anatomy has them,
+        else the full meshes) or the full still frame. Returns True if this changed what is
+        drawn (then a render is due)."""
+        if detail not in DETAILS:
+            raise ValueError(f"set_detail: detail {detail!r} is not one of {DETAILS}")
+        if detail == self._detail:
+            return False
+        before = self._drawn_key()
+        self._detail = detail
+        self._lod = detail == "moving"
+        for group in self.groups():
+            self._apply_group(group)
+        return self._drawn_key() != before
+
+    def _drawn_key(self) -> tuple:
+        """What a frame at the current detail draws (which meshes, which image reduction)."""
+        coarse = self._detail == "moving"
+        meshes = ("moving" if coarse and self.has_lod() else
+                  "medium" if self._detail == "medium" and self.has_medium() else "full")
+        reduction = self.image_reduction if coarse and self.structures else 1
+        return meshes, reduction
 
     # --- level of detail ----------------------------------------------------------------------
     def attach_lod(self, anatomy: Anatomy) -> bool:
@@ -710,17 +837,9 @@ class AnatomyScene:
 
     def set_lod(self, coarse: bool) -> bool:
         """Draw the moving frame (the decimated copies of a large anatomy, and the image at
-        1/image_reduction of the window's pixels per side) or the still frame (full meshes, full
-        resolution). Returns True if this changed what is drawn (then a render is due)."""
-        coarse = bool(coarse)
-        if coarse == self._lod:
-            return False
-        self._lod = coarse
-        if self.has_lod():
-            for group in self.groups():
-                self._apply_group(group)
-            return True
-        return bool(self.structures) and self.image_reduction > 1
+        1/image_reduction of the window's pixels per side) or the full still frame (full meshes,
+        full resolution). Returns True if this changed what is drawn (then a render is due)."""
+        return self.set_detail("moving" if coarse else "full")
 
     def _shown(self, info: StructureInfo) -> bool:
         return self.group_visible(info.group) and self.group_opacity(info.group) > 0.0
@@ -1113,12 +1232,13 @@ class AnatomyScene:
         bottom-left corner). Returns (point_mm (3,), structure_name) or None.
         `structures` restricts the pick (e.g. ["skin"] to choose an entry point)."""
         names = list(structures) if structures is not None else list(self.structures)
-        if self._lod:  # pick on the full meshes (picking is geometry only: no render)
-            self.set_lod(False)
+        if self._detail != "full":  # pick on the full meshes (picking is geometry only: no render)
+            detail = self._detail
+            self.set_detail("full")
             try:
                 return self.pick_surface(display_x, display_y, names)
             finally:
-                self.set_lod(True)
+                self.set_detail(detail)
         picker = vtkCellPicker()
         picker.SetTolerance(0.0005)
         picker.PickFromListOn()
@@ -1212,7 +1332,7 @@ class AnatomyScene:
         opaque, translucent = [], []
         seen = set()
         for info in self.structures.values():
-            for actor in (info.actor, info.lod_actor):
+            for actor in (info.actor, info.lod_actor, info.mid_actor):
                 if actor is None or id(actor) in seen or not actor.GetVisibility():
                     continue
                 seen.add(id(actor))
@@ -1241,6 +1361,7 @@ class AnatomyScene:
         """Names of the visible anatomy actors in the order of the last frame (for tests)."""
         names = {id(i.actor): n for n, i in self.structures.items()}
         names.update({id(i.lod_actor): n for n, i in self.structures.items() if i.lod_actor is not None})
+        names.update({id(i.mid_actor): n for n, i in self.structures.items() if i.mid_actor is not None})
         return [names[i] for i in self._last_order if i in names]
 
     # --- orientation cube -------------------------------------------------------------------------

@@ -4,8 +4,13 @@
   a burst of changes already queued (a slider drag, a stream of needle poses) costs one render.
 - While something moves (the needle, the probe, a slider, a camera drag) the view draws the
   scene's moving frame (decimated meshes, an image at half the pixels per side, scaled up); once
-  the input has paused for STILL_DELAY_MS the still frame (full meshes, full resolution) follows,
-  one render for the whole pause.
+  the input has paused for STILL_DELAY_MS the medium still frame follows (full resolution, a large
+  anatomy's medium copies: about a third of the full frame's render time), and the full meshes
+  only once nothing has been input for FULL_DELAY_MS: a key pressed just after a pause waits
+  for a medium render at most, and the full render, the only long one, comes when the trainee has
+  stopped. Any input to the application (keys, mouse buttons, wheel, drags: an application event
+  filter keeps the time of the last one) postpones the full frame again; one render per level
+  for the whole pause.
 - Nothing renders after `shutdown()` (called by the main window's closeEvent): the timer stops,
   the interactor stops rendering and the render window is finalized.
 - A left click without a drag picks the visible surface under the cursor and emits
@@ -17,6 +22,7 @@
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -25,19 +31,39 @@ import vtkmodules.qt
 
 vtkmodules.qt.PyQtImpl = "PySide6"
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSize, Qt, QTimer, Signal  # noqa: E402
 from PySide6.QtWidgets import QVBoxLayout, QWidget  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera  # noqa: E402
 
 import simulator.render.scene as scene_mod  # noqa: E402
-from simulator.render.scene import AnatomyScene, anatomy_coarse_polydata  # noqa: E402
+from simulator.render.scene import AnatomyScene, anatomy_coarse_polydata, anatomy_medium_polydata  # noqa: E402
 
 CLICK_SLOP_PX = 4
 #: A render request waits for the events already queued (a burst of changes makes one render),
 #: then renders: no fixed delay on top of the render itself.
 RENDER_COALESCE_MS = 0
-STILL_DELAY_MS = 250  # after the last interactive change, the full meshes come back
+STILL_DELAY_MS = 250  # after the last interactive change, the medium still frame
+FULL_DELAY_MS = 1500  # after the last input of any kind, the full meshes
+
+_INPUT_EVENTS = frozenset({
+    QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
+    QEvent.Type.MouseButtonDblClick, QEvent.Type.Wheel,
+})
+
+
+class _InputClock(QObject):
+    """An application event filter keeping the time (perf_counter) of the last user input."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.last_input = 0.0
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        t = event.type()
+        if t in _INPUT_EVENTS or (t == QEvent.Type.MouseMove and event.buttons() != Qt.MouseButton.NoButton):
+            self.last_input = time.perf_counter()
+        return False
 
 
 class _InputFilter(QObject):
@@ -93,6 +119,7 @@ class _InputFilter(QObject):
 class View3D(QWidget):
     surface_picked = Signal(object, str)  # point_mm (np.ndarray (3,)), structure name
     _lod_built = Signal(object)  # anatomy whose coarse copies a worker thread has built
+    _medium_built = Signal(object)  # anatomy whose medium copies a worker thread has built
     rendered = Signal(float)  # milliseconds the last render took
     wheel_steps = Signal(float, object)  # wheel notches (+ away from the user), modifiers: the needle
     needle_dragged = Signal(float, float)  # Ctrl+left drag (widget px): turn the needle
@@ -130,8 +157,18 @@ class View3D(QWidget):
         self._still_timer.setSingleShot(True)
         self._still_timer.setInterval(STILL_DELAY_MS)
         self._still_timer.timeout.connect(self._render_still)
+        self._full_timer = QTimer(self)
+        self._full_timer.setSingleShot(True)
+        self._full_timer.setInterval(FULL_DELAY_MS)
+        self._full_timer.timeout.connect(self._render_full)
+        self.input_clock = _InputClock(self)
+        self._last_move = 0.0  # perf_counter of the last interactive change (a move, a drag's end)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.installEventFilter(self.input_clock)
         self._interacting = False
         self._lod_built.connect(self._attach_lod)
+        self._medium_built.connect(self._attach_medium)
         self._style.AddObserver("StartInteractionEvent", self._on_interaction_start)
         self._style.AddObserver("EndInteractionEvent", self._on_interaction_end)
         self._lod_pending = None  # an anatomy whose copies are built after the first frame
@@ -141,12 +178,15 @@ class View3D(QWidget):
     def request_render(self, interactive: bool = False) -> None:
         """Ask for a render soon; many requests within a timer period make one render.
         `interactive=True` (a stream of changes: the needle moving, a slider dragged) draws the
-        moving frame now (decimated meshes, reduced image: see `AnatomyScene.set_lod`) and the
-        still frame once the stream has paused for STILL_DELAY_MS."""
+        moving frame now (decimated meshes, reduced image: see `AnatomyScene.set_lod`), the
+        medium still frame once the stream has paused for STILL_DELAY_MS and the full one after
+        FULL_DELAY_MS without input."""
         if self._closed:
             return
         if interactive:
-            self.scene.set_lod(True)
+            self._last_move = time.perf_counter()
+            self.scene.set_detail("moving")
+            self._full_timer.stop()
             self._still_timer.start()
         if not self._timer.isActive():
             self._timer.start()
@@ -155,8 +195,9 @@ class View3D(QWidget):
         """Render at once (full meshes)."""
         self._timer.stop()
         self._still_timer.stop()
+        self._full_timer.stop()
         if not self._closed:
-            self.scene.set_lod(False)
+            self.scene.set_detail("full")
         self._render_now()
 
     def set_anatomy(self, anatomy, patient_position=None) -> None:
@@ -165,7 +206,9 @@ class View3D(QWidget):
         appear without waiting for them."""
         self.scene.set_anatomy(anatomy, patient_position, build_lod=False)
         self._lod_pending = None
-        if anatomy is not None and not self.scene.has_lod() and self.scene.triangle_count() > scene_mod.LOD_MIN_TRIANGLES:
+        n = self.scene.triangle_count() if anatomy is not None else 0
+        if anatomy is not None and ((not self.scene.has_lod() and n > scene_mod.LOD_MIN_TRIANGLES)
+                                    or (not self.scene.has_medium() and n > scene_mod.MEDIUM_MIN_TRIANGLES)):
             if self.render_count > 0:
                 self._start_lod(anatomy)
             else:  # after the first frame: the window comes up without sharing the CPU with it
@@ -175,34 +218,64 @@ class View3D(QWidget):
         threading.Thread(target=self._build_lod, args=(anatomy,), name="build-lod", daemon=True).start()
 
     def _build_lod(self, anatomy) -> None:
-        try:
-            anatomy_coarse_polydata(anatomy)
-        except Exception:  # noqa: BLE001 - without coarse copies the view is only slower
-            return
-        if not self._closed:
+        for build, signal_name in ((anatomy_coarse_polydata, "_lod_built"), (anatomy_medium_polydata, "_medium_built")):
             try:
-                self._lod_built.emit(anatomy)
+                build(anatomy)
+            except Exception:  # noqa: BLE001 - without the copies the view is only slower
+                continue
+            if self._closed:
+                return
+            try:
+                getattr(self, signal_name).emit(anatomy)
             except RuntimeError:  # the widget is gone
-                pass
+                return
 
     def _attach_lod(self, anatomy) -> None:
         if not self._closed:
             self.scene.attach_lod(anatomy)
 
+    def _attach_medium(self, anatomy) -> None:
+        if not self._closed:
+            self.scene.attach_medium(anatomy)  # used from the next pause on
+
     def _on_interaction_start(self, *_):
         self._interacting = True
         self._still_timer.stop()
-        if self.scene.set_lod(True):
+        self._full_timer.stop()
+        if self.scene.set_detail("moving"):
             self.scene.render()  # the style renders the drag itself; this draws the coarse meshes now
 
     def _on_interaction_end(self, *_):
         self._interacting = False
+        self._last_move = time.perf_counter()
         self._still_timer.start()
 
     def _render_still(self) -> None:
+        """The pause after a move: the medium still frame now, the full one after FULL_DELAY_MS."""
         if self._closed or self._interacting:
             return
-        if self.scene.set_lod(False):
+        medium = self.scene.has_medium()  # else (a small anatomy) the full frame at once
+        if self.scene.set_detail("medium" if medium else "full"):
+            self._render_now()
+        if medium:
+            self._start_full_timer()
+
+    def _start_full_timer(self) -> None:
+        """The full frame FULL_DELAY_MS after the last input (of any kind)."""
+        self._full_timer.start(max(1, int(math.ceil(FULL_DELAY_MS - self._idle_ms()))))
+
+    def _idle_ms(self) -> float:
+        """Milliseconds since the last input to the application or the last move shown here."""
+        return 1000.0 * (time.perf_counter() - max(self.input_clock.last_input, self._last_move))
+
+    def _render_full(self) -> None:
+        """The full still frame, unless something was input meanwhile (then later)."""
+        if self._closed or self._interacting or self.scene.detail != "medium":
+            return
+        if self._idle_ms() < FULL_DELAY_MS:
+            self._start_full_timer()
+            return
+        if self.scene.set_detail("full"):
             self._render_now()
 
     def _render_now(self) -> None:
@@ -248,6 +321,10 @@ class View3D(QWidget):
         self._closed = True
         self._timer.stop()
         self._still_timer.stop()
+        self._full_timer.stop()
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.input_clock)
         self.interactor.EnableRenderOff()
         self.scene.close()
         self.vtk_widget.Finalize()

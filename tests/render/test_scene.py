@@ -552,3 +552,82 @@ def test_orientation_cube_shows_the_face_the_camera_looks_at(scene):
         counts = corner_letter_pixels(preset)
         assert counts[colour] > 20, (preset, counts)
         assert all(v < counts[colour] / 4 for k, v in counts.items() if k != colour), (preset, counts)
+
+
+# --- the medium still frame ---------------------------------------------------------------------
+@pytest.fixture
+def medium_scene(monkeypatch, tmp_path):
+    """The synthetic anatomy with moving copies (800 triangles) and medium ones (1600), cached
+    under tmp_path."""
+    import simulator.render.scene as scene_mod
+    from tests.conftest import make_synthetic_anatomy
+
+    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
+    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
+    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    anatomy = make_synthetic_anatomy()
+    s = AnatomyScene(size=(W, H))
+    s.set_anatomy(anatomy, "supine")
+    s.set_group_visible("skin", False)
+    yield s
+    s.close()
+
+
+def test_medium_frame_draws_fewer_triangles_than_the_full_one_at_full_resolution(medium_scene, tmp_path):
+    s = medium_scene
+    kidney = s.structures["kidney_left"]
+    assert s.has_lod() and s.has_medium()
+    assert kidney.lod_triangles < kidney.mid_triangles < kidney.triangles
+    assert s.moving_triangle_count() < s.medium_triangle_count() < s.still_triangle_count()
+    assert s.structures["vertebrae_L1"].mid_actor is None  # 12 triangles, under the floor: drawn whole
+    assert len(list((tmp_path / "lod").glob("*.npz"))) == 2  # moving and medium copies, cached apart
+
+    assert s.detail == "full"
+    full = s.screenshot()
+    assert s.set_detail("medium") and s.detail == "medium" and not s.lod
+    assert kidney.mid_actor.GetVisibility() and not kidney.actor.GetVisibility()
+    assert not kidney.lod_actor.GetVisibility()
+    assert s.structures["vertebrae_L1"].actor.GetVisibility()
+    medium = s.screenshot()
+    assert s.frame_reduction() == 1  # full resolution
+    p = s.world_to_display(KIDNEY_LEFT_C + [0, KIDNEY_LEFT_R, 0])
+    assert looks_like(pixel_at(medium, p), Tissue.KIDNEY)
+    diff = np.abs(medium.astype(int) - full.astype(int)).max(axis=2)
+    assert (diff < 40).mean() > 0.95 and diff.mean() > 0.0  # the same picture from other meshes
+    assert "kidney_left" in s.draw_order()
+
+    assert s.set_detail("moving") and s.lod
+    s.screenshot()
+    assert s.frame_reduction() == 2
+    assert s.set_detail("full")
+    np.testing.assert_array_equal(s.screenshot(), full)  # the full frame exactly as before
+    with pytest.raises(ValueError, match="'fine'"):
+        s.set_detail("fine")
+
+
+def test_medium_frame_follows_the_look_and_picks_on_the_full_meshes(medium_scene):
+    s = medium_scene
+    kidney = s.structures["kidney_left"]
+    s.show_critical([("kidney_left", "critical")])
+    s.set_group_opacity("organs", 0.5)
+    assert kidney.mid_actor.GetProperty() is kidney.actor.GetProperty()  # tint and opacity shared
+    s.set_detail("medium")
+    d = s.world_to_display(KIDNEY_LEFT_C)
+    point, name = s.pick_surface(d[0], d[1])
+    assert name == "kidney_left"
+    assert s.detail == "medium" and kidney.mid_actor.GetVisibility()
+    s.set_detail("full")
+    full_point, _ = s.pick_surface(d[0], d[1])
+    np.testing.assert_array_equal(point, full_point)  # the same surface: the full sphere
+    s.set_group_visible("organs", False)
+    s.set_detail("medium")
+    assert not kidney.mid_actor.GetVisibility() and not kidney.actor.GetVisibility()
+
+
+def test_small_anatomies_have_no_medium_copies(scene):
+    assert not scene.has_medium()
+    assert scene.medium_triangle_count() == scene.still_triangle_count()
+    assert not scene.set_detail("medium")  # the same full meshes: nothing to redraw

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from simulator.core.tissue import TISSUE_INFO, Tissue
-from simulator.ui.view3d import View3D, widget_point_from_display
+from simulator.ui.view3d import View3D, display_point_from_widget, widget_point_from_display
 from tests.conftest import KIDNEY_LEFT_C, KIDNEY_LEFT_R
 
 
@@ -214,3 +214,100 @@ def test_a_click_while_moving_picks_on_the_full_meshes(qtbot, lod_view):
     point, name = blocker.args
     assert name == "kidney_left"
     assert abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5  # the full sphere, not the copy
+
+
+# --- the medium still frame, then the full one after a longer idle ---------------------------------
+@pytest.fixture
+def medium_view(qtbot, monkeypatch, tmp_path):
+    import simulator.render.scene as scene_mod
+    import simulator.ui.view3d as view_mod
+    from tests.conftest import make_synthetic_anatomy
+
+    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(scene_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
+    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
+    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    monkeypatch.setattr(view_mod, "FULL_DELAY_MS", 600)
+    v = View3D()
+    qtbot.addWidget(v)
+    v.resize(320, 240)
+    v.show()
+    qtbot.waitExposed(v)
+    v.set_anatomy(make_synthetic_anatomy(), "supine")  # both copies built on a worker thread
+    qtbot.waitUntil(lambda: v.scene.has_lod() and v.scene.has_medium(), timeout=5000)
+    v.scene.set_group_visible("skin", False)
+    v.render_now()
+    frames = []  # (perf_counter at the render's end, the detail drawn, triangles drawn)
+    triangles = {"moving": v.scene.moving_triangle_count, "medium": v.scene.medium_triangle_count,
+                 "full": v.scene.still_triangle_count}
+    v.rendered.connect(lambda _ms: frames.append((v.last_render_end, v.scene.detail, triangles[v.scene.detail]())))
+    yield v, frames
+    v.shutdown()
+
+
+def test_the_pause_draws_the_medium_frame_and_the_full_one_after_the_longer_idle(qtbot, medium_view):
+    import time
+
+    import simulator.ui.view3d as view_mod
+
+    v, frames = medium_view
+    t_move = time.perf_counter()
+    v.request_render(interactive=True)
+    qtbot.waitUntil(lambda: v.scene.detail == "full", timeout=5000)
+    qtbot.waitUntil(lambda: frames and frames[-1][1] == "full")
+    qtbot.wait(view_mod.STILL_DELAY_MS)
+    assert [f[1] for f in frames] == ["moving", "medium", "full"]  # one render per level
+    moving, medium, full = (f[2] for f in frames)
+    assert moving < medium < full
+    assert v.scene.frame_reduction() == 1
+    # the full frame waits for the longer idle, counted from the move
+    assert frames[2][0] - t_move >= view_mod.FULL_DELAY_MS / 1000.0
+    assert frames[1][0] - t_move < view_mod.FULL_DELAY_MS / 1000.0
+
+
+def test_an_input_during_the_idle_postpones_the_full_frame(qtbot, medium_view):
+    import time
+
+    from PySide6.QtTest import QTest
+
+    import simulator.ui.view3d as view_mod
+
+    v, frames = medium_view
+    v.request_render(interactive=True)
+    qtbot.waitUntil(lambda: v.scene.detail == "medium" and frames and frames[-1][1] == "medium", timeout=3000)
+    assert v._full_timer.isActive()
+    qtbot.wait(view_mod.FULL_DELAY_MS // 2)
+    assert v.scene.detail == "medium"
+    QTest.keyClick(v.vtk_widget, Qt.Key.Key_Shift)  # any input to the application, even one that moves nothing
+    t_key = time.perf_counter()
+    assert v.input_clock.last_input >= t_key - 0.05
+    qtbot.waitUntil(lambda: frames[-1][1] == "full", timeout=5000)
+    assert frames[-1][0] - t_key >= view_mod.FULL_DELAY_MS / 1000.0 - 0.01  # the full frame came after the idle
+    assert [f[1] for f in frames] == ["moving", "medium", "full"]  # the key itself drew nothing
+    # a move during the idle: the moving frame, the medium frame again, then the full one
+    n = len(frames)
+    v.request_render(interactive=True)
+    qtbot.waitUntil(lambda: frames[-1][1] == "full" and len(frames) >= n + 3, timeout=5000)
+    assert [f[1] for f in frames[n:]] == ["moving", "medium", "full"]
+
+
+def test_picking_in_the_medium_frame_uses_the_full_meshes(qtbot, medium_view):
+    v, frames = medium_view
+    v.request_render(interactive=True)
+    qtbot.waitUntil(lambda: v.scene.detail == "medium" and frames and frames[-1][1] == "medium", timeout=3000)
+    d = v.scene.world_to_display(KIDNEY_LEFT_C)
+    x, y = widget_point_from_display(v, d[0], d[1])
+    with qtbot.waitSignal(v.surface_picked, timeout=3000) as blocker:
+        qtbot.mousePress(v.vtk_widget, Qt.MouseButton.LeftButton, pos=_qpoint(x, y))
+        qtbot.mouseRelease(v.vtk_widget, Qt.MouseButton.LeftButton, pos=_qpoint(x, y))
+    point, name = blocker.args
+    assert name == "kidney_left"
+    kidney = v.scene.structures["kidney_left"]
+    assert kidney.mid_triangles < kidney.triangles
+    # on the full sphere (radius exact at its vertices, within the chord error between them)
+    assert abs(np.linalg.norm(point - KIDNEY_LEFT_C) - KIDNEY_LEFT_R) < 0.5
+    v.scene.set_detail("full")
+    again = v.scene.pick_surface(*display_point_from_widget(v, x, y))
+    np.testing.assert_allclose(point, again[0])
