@@ -11,7 +11,15 @@ attempt is rebuilt bit for bit). The main window hosts that Procedure in its `At
 (`attach_replay`), so the 3D view, the imaging views and the procedure panel follow its signals as
 they follow a live attempt; live inputs are refused meanwhile.
 
-Seeking backwards re-runs the inputs from the start up to the new time; while it seeks
+Seeking backwards restarts from the nearest checkpoint before the new time (or from the start) and
+re-runs the inputs from there: while inputs are applied the player keeps up to `MAX_CHECKPOINTS`
+copies of the Procedure (every `checkpoint_every` inputs, so a backwards seek re-runs at most that
+many; a 10-minute attempt at 60 samples per second has ~36k `tick` inputs). A checkpoint is a deep
+copy that shares what never changes (scenario, anatomy, targets, the recorded inputs and events)
+and has its own signals; the final state after a seek is the same as a run from the start (the
+rest of the attempt replays bit for bit, tested). After a restore the player emits `rebuilt`, then
+`seek_started`, then plays the restored Procedure's history to its listeners (the needle states,
+events and spreads so far), so the views' plots and event lists are whole. While it seeks
 (`seeking`, `seek_started(procedure)` / `seek_done(procedure)`) the window listens to the
 Procedure directly with cheap bookkeeping only (no Qt signal, no render per input) and refreshes
 the views once at the end.
@@ -24,8 +32,10 @@ scenario, date, score) to choose one from.
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import json
+import math
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
@@ -54,6 +64,31 @@ from simulator.core.events import HARMFUL, EventKind, format_time
 SPEEDS = (0.5, 1.0, 2.0, 4.0)
 TICK_MS = 30
 BACK_DRAG_INPUTS = 1500  # a drag backwards seeks live while re-running fewer inputs than this
+MAX_CHECKPOINTS = 10  # copies of the Procedure kept for seeking backwards
+MIN_CHECKPOINT_EVERY = 1200  # inputs (20 s of 60 Hz samples)
+FORWARD_JUMP_INPUTS = 1000  # a seek forwards past a checkpoint further than this starts from it
+PROCEDURE_SIGNALS = ("needle_changed", "event_added", "step_changed", "sample_added", "spread_added")
+
+
+def clone_procedure(proc):
+    """A deep copy of a Procedure that goes on exactly as the original would: it shares the
+    read-only parts (scenario, anatomy, needle spec, tissue probe, body surface, targets, clock,
+    the recorded inputs, events and spreads) and has signals of its own, without listeners."""
+    from simulator.core.events import Signal
+
+    memo = {}
+    for name in ("scenario", "anatomy", "spec", "probe_tissue", "surface", "targets", "_clock", "_crit"):
+        obj = getattr(proc, name, None)
+        if obj is not None:
+            memo[id(obj)] = obj
+    for seq in (proc.recording.inputs, proc.recording.events, getattr(proc, "spreads", [])):
+        for obj in seq:
+            memo[id(obj)] = obj
+    for name in PROCEDURE_SIGNALS:
+        sig = getattr(proc, name, None)
+        if sig is not None:
+            memo[id(sig)] = Signal(getattr(sig, "name", name))
+    return copy.deepcopy(proc, memo)
 
 
 def canonical_card(card) -> str:
@@ -95,6 +130,12 @@ class ReplayPlayer(QObject):
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
         self._last_tick = 0.0
+        n = len(self.inputs)
+        self.checkpoint_every = max(MIN_CHECKPOINT_EVERY, math.ceil(n / (MAX_CHECKPOINTS + 1)))
+        self.checkpoints: dict[int, tuple] = {}  # inputs applied -> (Procedure copy, needle states so far)
+        self._states: list = []  # the needle states the procedure emitted, in order
+        self._reemitting = False
+        self.restored_from: int | None = None  # the checkpoint the last backwards seek started from
 
     # -- building --------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,7 +150,42 @@ class ReplayPlayer(QObject):
         self.procedure = replay(empty, self.scenario, self.anatomy)
         self.index = 0
         self.time_s = 0.0
+        self._states = []
+        self.procedure.needle_changed.subscribe(self._note_state)
         self.rebuilt.emit(self.procedure)
+
+    def _note_state(self, state) -> None:
+        if not self._reemitting:
+            self._states.append(state)
+
+    def _checkpoint(self) -> None:
+        if self.index not in self.checkpoints:
+            self.checkpoints[self.index] = (clone_procedure(self.procedure), tuple(self._states))
+
+    def _restore(self, k: int) -> None:
+        """The procedure as it was after `k` inputs, from its checkpoint (see the module notes)."""
+        saved, states = self.checkpoints[k]
+        self.procedure = clone_procedure(saved)
+        self.index = k
+        self.time_s = self.inputs[k - 1].time_s
+        self._states = list(states)
+        self.procedure.needle_changed.subscribe(self._note_state)
+        self.restored_from = k
+        self.rebuilt.emit(self.procedure)
+
+    def _replay_history(self) -> None:
+        """A restored procedure's past, to the listeners that came with `seek_started`."""
+        proc = self.procedure
+        self._reemitting = True
+        try:
+            for st in self._states:
+                proc.needle_changed.emit(st)
+            for ev in proc.recording.events:
+                proc.event_added.emit(ev)
+            for sp in getattr(proc, "spreads", []):
+                proc.spread_added.emit(sp)
+        finally:
+            self._reemitting = False
 
     def _apply_until(self, t: float) -> bool:
         proc = self.procedure
@@ -123,6 +199,8 @@ class ReplayPlayer(QObject):
                 self.index = len(self.inputs)
                 return False
             self.index += 1
+            if self.index % self.checkpoint_every == 0:
+                self._checkpoint()
             if not self.seeking:
                 self.input_applied.emit(inp)
         self.time_s = min(max(t, 0.0), self.duration_s)
@@ -130,23 +208,46 @@ class ReplayPlayer(QObject):
 
     # -- control ---------------------------------------------------------------------------
     def inputs_before(self, t: float) -> int:
-        """How many inputs a seek to `t` from the start re-runs."""
+        """How many inputs the attempt has up to `t` (all applied after a seek to `t`)."""
         return bisect.bisect_right(self._times, t)
+
+    def checkpoint_before(self, t: float) -> int:
+        """The checkpoint (inputs applied) a backwards seek to `t` starts from; 0: the start."""
+        n = self.inputs_before(t)
+        return max((k for k in self.checkpoints if k <= n), default=0)
+
+    def rerun_inputs(self, t: float) -> int:
+        """How many inputs a backwards seek to `t` re-runs."""
+        return self.inputs_before(t) - self.checkpoint_before(t)
 
     @property
     def at_end(self) -> bool:
         return self.index >= len(self.inputs)
 
     def seek(self, t: float) -> None:
-        """Go to `t` seconds: forwards from here, backwards by re-running from the start."""
+        """Go to `t` seconds: forwards from here, backwards from the nearest checkpoint before `t`
+        (or the start)."""
         if self.procedure is None:
             self._fresh()
         t = min(max(float(t), 0.0), self.duration_s)
         self.seeking = True
         try:
-            if self.index > 0 and self.inputs[self.index - 1].time_s > t:
-                self._fresh()
+            restored = False
+            self.restored_from = None
+            k = self.checkpoint_before(t)
+            if self.index > 0 and self.inputs[self.index - 1].time_s > t:  # backwards
+                if k > 0:
+                    self._restore(k)
+                    restored = True
+                else:
+                    self._fresh()
+                    self.restored_from = 0
+            elif k - self.index > FORWARD_JUMP_INPUTS:  # far forwards, past a checkpoint: start there
+                self._restore(k)
+                restored = True
             self.seek_started.emit(self.procedure)
+            if restored:
+                self._replay_history()
             self._apply_until(t)
         finally:
             self.seeking = False
@@ -379,7 +480,7 @@ class TimelineDock(QDockWidget):
             return
         t = self._pending_ms / 1000.0
         p = self.player
-        if self.slider.isSliderDown() and t < p.time_s and p.inputs_before(t) > BACK_DRAG_INPUTS:
+        if self.slider.isSliderDown() and t < p.time_s and p.rerun_inputs(t) > BACK_DRAG_INPUTS:
             return  # sliderReleased calls again
         self._pending_ms = None
         p.pause()
@@ -468,4 +569,5 @@ class AttemptPicker(QDialog):
             self.accept()
 
 
-__all__ = ["AttemptPicker", "MarkedSlider", "ReplayPlayer", "SPEEDS", "TimelineDock", "canonical_card", "fmt_clock"]
+__all__ = ["AttemptPicker", "MarkedSlider", "ReplayPlayer", "SPEEDS", "TimelineDock", "canonical_card", "clone_procedure",
+           "fmt_clock"]

@@ -210,6 +210,85 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     assert w.player is None and not tl.isVisible() and w.controller.active and not w.controller.replaying
 
 
+def sampled_attempt(sc, an, seconds: float, trainee: str = "dan"):
+    """An attempt as the trainer records it: the needle placed, then 60 `tick` samples a second,
+    a 1 mm advance every 5 s, an aspiration and a test dose at the end."""
+    from simulator.core.procedure import Procedure
+
+    plan = sc.planned_trajectory
+    entry, target = np.asarray(plan.entry_mm, float), np.asarray(plan.target_mm, float)
+    axis = (target - entry) / np.linalg.norm(target - entry)
+    proc = Procedure(sc, an, clock=lambda: 0.0, trainee=trainee)
+    proc.set_entry(entry, axis, time_s=0.5)
+    n = int(seconds * 60)
+    for k in range(1, n + 1):
+        t = round(0.5 + k / 60.0, 4)
+        proc.tick(time_s=t)
+        if k % 300 == 0 and float((target - proc.state.tip_mm) @ axis) > 4.0:
+            proc.advance(1.0, time_s=t + 0.001)
+    t = round(0.5 + n / 60.0, 4)
+    proc.aspirate(time_s=t + 0.2)
+    proc.inject("test_dose", "lidocaine", 1.0, 2.0, time_s=t + 0.4)
+    proc.end(time_s=t + 1.0)
+    return proc
+
+
+def test_scrubbing_back_a_long_attempt_restarts_from_a_checkpoint_with_the_same_views(trainer):
+    """A 70-second attempt sampled at 60 Hz (4200 tick inputs), replayed: End, then Page Down back a
+    tenth at a time. Backwards seeks start from a checkpoint (a copy of the attempt kept on the way)
+    and re-run fewer inputs than the checkpoint spacing; the needle, the procedure panel's plot and
+    events, and the recording are those of a run from the start; the rescore is identical."""
+    from simulator.core.scoring import score_attempt
+    from simulator.records.rescore import canonical
+
+    w = trainer
+    proc = sampled_attempt(w.scenario, w.anatomy, 70.0)
+    card = score_attempt(proc.recording, w.scenario, w.anatomy)
+    aid = w.store.save_recording(proc.recording, card, scenario=w.scenario)
+    assert w.replay_attempt(aid)
+    wait_until(lambda: w.player is not None and w.player.attempt_id == aid, 10, "the replay")
+    tl, player = w.timeline, w.player
+    assert len(player.inputs) > 4200 and player.checkpoint_every < len(player.inputs)
+    tl.slider.setFocus()
+    QTest.keyClick(tl.slider, Qt.Key.Key_End)  # to the end: the checkpoints are made on the way
+    assert player.at_end and len(player.checkpoints) >= 3
+    assert player.procedure.recording.same_as(proc.recording)
+
+    def views():
+        panel = w.procedure_panel
+        return (needle_in_scene(w).copy(), {k: list(v) for k, v in panel._series.items()},
+                [panel.events.item(i).text() for i in range(panel.events.count())],
+                [s["done"] for s in player.procedure.steps_status()])
+
+    for _ in range(3):  # Page Down: a tenth back each time
+        QTest.keyClick(tl.slider, Qt.Key.Key_PageDown)
+        assert player.restored_from and player.restored_from > 0
+        assert player.rerun_inputs(player.time_s) < player.checkpoint_every
+    t = player.time_s
+    assert t == pytest.approx(player.duration_s - 3 * tl.slider.pageStep() / 1000.0, abs=1e-3)
+    got = views()
+    rec = player.procedure.recording
+    # the same moment reached from the start
+    player.checkpoints.clear()
+    player.seek(0.0)
+    player.seek(t)
+    assert player.restored_from is None  # forwards from the start
+    want = views()
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1] == want[1] and len(got[1]["t"]) >= 8
+    assert got[2] == want[2] and got[3] == want[3]
+    assert rec.same_as(player.procedure.recording)
+    # to the end again, rescored: the stored card to the last digit
+    QTest.keyClick(tl.slider, Qt.Key.Key_End)
+    assert player.at_end and player.restored_from is None  # forwards, from where it was
+    QTest.mouseClick(tl.rescore_button, Qt.MouseButton.LeftButton)
+    wait_until(lambda: w.score_dialog is not None and w.score_dialog.isVisible(), 5, "the score card")
+    assert w.replay_identical is True and canonical(w.replay_card.to_json()) == canonical(card.to_json())
+    w.score_dialog.close()
+    QTest.mouseClick(tl.stop_button, Qt.MouseButton.LeftButton)
+    w.store.delete_attempt(aid)
+
+
 def test_an_interrupted_attempt_is_offered_for_recovery_at_the_next_start(qapp, tmp_path, monkeypatch):
     from simulator.core.procedure import Procedure
     from simulator.core.scenario import find_scenario, load_scenario
