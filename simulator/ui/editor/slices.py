@@ -122,6 +122,14 @@ class _SliceBox(pg.ViewBox):
         self._view._clicked(p.x(), p.y(), bool(ev.double()))
 
 
+class _InertScatter(pg.ScatterPlotItem):
+    """Marks drawn on a slice (targets, entry, zone): a click on one is a click on the slice
+    (pyqtgraph's scatter would take it as a click on the spot and the slice would never see it)."""
+
+    def mouseClickEvent(self, ev):  # noqa: N802 (pyqtgraph API)
+        ev.ignore()
+
+
 class SliceView(pg.GraphicsView):
     """One plane of the anatomy. Signals carry RAS mm."""
 
@@ -151,7 +159,7 @@ class SliceView(pg.GraphicsView):
         self.box.addItem(self.vline, ignoreBounds=True)
         self._curves: dict = {}
         self._labels: list = []
-        self.dots = pg.ScatterPlotItem(pxMode=True)
+        self.dots = _InertScatter(pxMode=True)
         self.box.addItem(self.dots, ignoreBounds=True)
         self._begin()
         self._lut = None
@@ -171,7 +179,6 @@ class SliceView(pg.GraphicsView):
             self._edge[side] = lab
         self.slice_label = QLabel("", self)
         self.slice_label.setStyleSheet("color: #ccc; background: rgba(0,0,0,120); padding: 1px 4px;")
-        self.scene().sigMouseMoved.connect(self._mouse_moved)
 
     # --- geometry --------------------------------------------------------------------------
     def plane_mm(self) -> float:
@@ -425,6 +432,12 @@ class SliceView(pg.GraphicsView):
             return
         self.clicked.emit(self.ras_from_view(u, v), double)
 
+    def mouseMoveEvent(self, ev):  # noqa: N802 (Qt API)
+        # every move (pyqtgraph's scene signal drops moves closer than 10 ms: after a quick
+        # move the text would name a point the mouse has left)
+        super().mouseMoveEvent(ev)
+        self._mouse_moved(self.mapToScene(ev.position().toPoint()))
+
     def _mouse_moved(self, scene_pos) -> None:
         if self.anatomy is None:
             return
@@ -589,7 +602,8 @@ class SlicePanel(QWidget):
         tissue = Tissue(int(a.tissue_at(p[None])[0]))
         hu = int(a.hu_at(p[None])[0])
         what = s.name if s is not None else "(no structure)"
-        return (f"R {p[0]:.1f}  A {p[1]:.1f}  S {p[2]:.1f} mm:  {what}  "
+        r, a_, s_ = (round(float(x), 1) + 0.0 for x in p)  # + 0.0: no "-0.0"
+        return (f"R {r:.1f}  A {a_:.1f}  S {s_:.1f} mm:  {what}  "
                 f"[{TISSUE_INFO[tissue].label}, {hu} HU]")
 
     def show_point_info(self, ras) -> None:
