@@ -11,10 +11,12 @@ attempt is rebuilt bit for bit). The main window hosts that Procedure in its `At
 (`attach_replay`), so the 3D view, the imaging views and the procedure panel follow its signals as
 they follow a live attempt; live inputs are refused meanwhile.
 
-Seeking backwards restarts from the nearest checkpoint before the new time (or from the start) and
-re-runs the inputs from there: while inputs are applied the player keeps up to `MAX_CHECKPOINTS`
-copies of the Procedure (every `checkpoint_every` inputs, so a backwards seek re-runs at most that
-many; a 10-minute attempt at 60 samples per second has ~36k `tick` inputs). A checkpoint is a deep
+Seeking backwards (or far forwards) restarts from the nearest checkpoint before the new time (or
+from the start) and re-runs the inputs from there: the player keeps up to `MAX_CHECKPOINTS` copies
+of the Procedure, every `checkpoint_every` inputs, so a seek re-runs at most that many (a
+10-minute attempt at 60 samples per second has ~36k `tick` inputs). They are made while inputs are
+applied and, from `start()`, ahead by a second Procedure in slices of the event loop's idle time
+(`prepare`, `prepared`). A checkpoint is a deep
 copy that shares what never changes (scenario, anatomy, targets, the recorded inputs and events)
 and has its own signals; the final state after a seek is the same as a run from the start (the
 rest of the attempt replays bit for bit, tested). After a restore the player emits `rebuilt`, then
@@ -66,6 +68,7 @@ TICK_MS = 30
 BACK_DRAG_INPUTS = 1500  # a drag backwards seeks live while re-running fewer inputs than this
 MAX_CHECKPOINTS = 10  # copies of the Procedure kept for seeking backwards
 MIN_CHECKPOINT_EVERY = 1200  # inputs (20 s of 60 Hz samples)
+BUILD_SLICE_S = 0.012  # the checkpoints made ahead: at most this long per turn of the event loop
 FORWARD_JUMP_INPUTS = 1000  # a seek forwards past a checkpoint further than this starts from it
 PROCEDURE_SIGNALS = ("needle_changed", "event_added", "step_changed", "sample_added", "spread_added")
 
@@ -81,9 +84,9 @@ def clone_procedure(proc):
         obj = getattr(proc, name, None)
         if obj is not None:
             memo[id(obj)] = obj
-    for seq in (proc.recording.inputs, proc.recording.events, getattr(proc, "spreads", [])):
-        for obj in seq:
-            memo[id(obj)] = obj
+    for seq in (proc.recording.inputs, proc.recording.events, getattr(proc, "spreads", None)):
+        if seq is not None:  # a list of its own, the same (never modified) items
+            memo[id(seq)] = list(seq)
     for name in PROCEDURE_SIGNALS:
         sig = getattr(proc, name, None)
         if sig is not None:
@@ -136,12 +139,57 @@ class ReplayPlayer(QObject):
         self._states: list = []  # the needle states the procedure emitted, in order
         self._reemitting = False
         self.restored_from: int | None = None  # the checkpoint the last backwards seek started from
+        # the checkpoints are made ahead, in slices of the event loop's idle time (`prepare`)
+        self._builder = None  # (Procedure, states, inputs applied)
+        self.prepared = len(self.inputs) < 2 * self.checkpoint_every
+        self._build_timer = QTimer(self)
+        self._build_timer.setInterval(0)
+        self._build_timer.timeout.connect(self._build_slice)
 
     # -- building --------------------------------------------------------------------------
     def start(self) -> None:
-        """The attempt at its start (time 0): a fresh Procedure."""
+        """The attempt at its start (time 0): a fresh Procedure; the checkpoints are prepared
+        meanwhile (`prepare`)."""
         self._fresh()
         self.position_changed.emit(self.time_s)
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Make the checkpoints ahead: a second Procedure without listeners runs the attempt in
+        slices of BUILD_SLICE_S from the event loop, so the first seek far away is fast too.
+        `prepared` is True once it is done (or not needed: a short attempt)."""
+        if self.prepared or self._build_timer.isActive():
+            return
+        from simulator.core.procedure import replay
+
+        proc = replay(dataclasses.replace(self.recording, inputs=[]), self.scenario, self.anatomy)
+        states: list = []
+        proc.needle_changed.subscribe(states.append)
+        self._builder = [proc, states, 0]
+        self._build_timer.start()
+
+    def _build_slice(self) -> None:
+        b = self._builder
+        if b is None:
+            self._build_timer.stop()
+            return
+        proc, states, i = b
+        end = time.perf_counter() + BUILD_SLICE_S
+        n = len(self.inputs)
+        try:
+            while i < n and time.perf_counter() < end:
+                inp = self.inputs[i]
+                getattr(proc, inp.name)(**inp.args, time_s=inp.time_s)
+                i += 1
+                if i % self.checkpoint_every == 0 and i not in self.checkpoints:
+                    self.checkpoints[i] = (clone_procedure(proc), tuple(states))
+        except Exception:  # noqa: BLE001 - the replay itself reports an input that does not replay
+            i = n
+        b[2] = i
+        if i >= (n // self.checkpoint_every) * self.checkpoint_every:  # the last checkpoint is made
+            self._build_timer.stop()
+            self._builder = None
+            self.prepared = True
 
     def _fresh(self) -> None:
         from simulator.core.procedure import replay
@@ -280,6 +328,8 @@ class ReplayPlayer(QObject):
 
     def stop(self) -> None:
         self._timer.stop()
+        self._build_timer.stop()
+        self._builder = None
 
     def _set_state(self, state: str) -> None:
         self.state = state

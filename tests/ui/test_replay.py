@@ -235,8 +235,8 @@ def sampled_attempt(sc, an, seconds: float, trainee: str = "dan"):
 
 def test_scrubbing_back_a_long_attempt_restarts_from_a_checkpoint_with_the_same_views(trainer):
     """A 70-second attempt sampled at 60 Hz (4200 tick inputs), replayed: End, then Page Down back a
-    tenth at a time. Backwards seeks start from a checkpoint (a copy of the attempt kept on the way)
-    and re-run fewer inputs than the checkpoint spacing; the needle, the procedure panel's plot and
+    tenth at a time. Seeks start from a checkpoint (a copy of the attempt made ahead, while the
+    window is idle) and re-run fewer inputs than the checkpoint spacing; the needle, the procedure panel's plot and
     events, and the recording are those of a run from the start; the rescore is identical."""
     from simulator.core.scoring import score_attempt
     from simulator.records.rescore import canonical
@@ -249,9 +249,13 @@ def test_scrubbing_back_a_long_attempt_restarts_from_a_checkpoint_with_the_same_
     wait_until(lambda: w.player is not None and w.player.attempt_id == aid, 10, "the replay")
     tl, player = w.timeline, w.player
     assert len(player.inputs) > 4200 and player.checkpoint_every < len(player.inputs)
+    # the checkpoints are made ahead, while the trainer waits for the user
+    assert not player.prepared
+    wait_until(lambda: player.prepared, 30, "the checkpoints")
+    assert len(player.checkpoints) >= 3 and player.index == 0
     tl.slider.setFocus()
-    QTest.keyClick(tl.slider, Qt.Key.Key_End)  # to the end: the checkpoints are made on the way
-    assert player.at_end and len(player.checkpoints) >= 3
+    QTest.keyClick(tl.slider, Qt.Key.Key_End)  # to the end: from the last checkpoint
+    assert player.at_end and player.restored_from == max(player.checkpoints)
     assert player.procedure.recording.same_as(proc.recording)
 
     def views():
