@@ -26,7 +26,7 @@ Conventions
   before the buffers swap). Picking and `world_to_display` always use the full meshes and the
   full-size display coordinates.
 - Between them, for a large anatomy, the medium still frame (`set_detail("medium")`): full
-  resolution, each mesh decimated to about a third of its triangles (MEDIUM_TARGET_TRIANGLES in
+  resolution, each mesh decimated to about a quarter of its triangles (MEDIUM_TARGET_TRIANGLES in
   all). The Qt view draws it first when the input pauses and the full meshes only after a longer
   idle, so that a key pressed just after a pause does not wait for the full meshes' render.
 """

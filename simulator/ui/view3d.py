@@ -5,7 +5,7 @@
 - While something moves (the needle, the probe, a slider, a camera drag) the view draws the
   scene's moving frame (decimated meshes, an image at half the pixels per side, scaled up); once
   the input has paused for STILL_DELAY_MS the medium still frame follows (full resolution, a large
-  anatomy's medium copies: about a third of the full frame's render time), and the full meshes
+  anatomy's medium copies: about half the full frame's render time), and the full meshes
   only once nothing has been input for FULL_DELAY_MS: a key pressed just after a pause waits
   for a medium render at most, and the full render, the only long one, comes when the trainee has
   stopped. Any input to the application (keys, mouse buttons, wheel, drags: an application event
@@ -44,7 +44,7 @@ CLICK_SLOP_PX = 4
 #: then renders: no fixed delay on top of the render itself.
 RENDER_COALESCE_MS = 0
 STILL_DELAY_MS = 250  # after the last interactive change, the medium still frame
-FULL_DELAY_MS = 1500  # after the last input of any kind, the full meshes
+FULL_DELAY_MS = 2000  # after the last input of any kind, the full meshes
 
 _INPUT_EVENTS = frozenset({
     QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease,
