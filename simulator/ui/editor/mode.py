@@ -17,6 +17,7 @@ Questions (unsaved changes) go through `window.ask`, files through `choose_file`
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -70,7 +71,10 @@ MODE_HINTS = {
     "entry": "Click the skin in the 3D view (or a slice) where the needle enters.",
     "target": "Click a slice where the needle's tip should end.",
     "zone": "Click the skin in the 3D view (or a slice) at the centre of the entry zone.",
+    "probe": "Click the skin in the 3D view (or a slice) where the ultrasound probe sits: it looks towards "
+             "the planned tip (else the selected target).",
 }
+PROBE_MARGIN_MM = 15.0  # image depth beyond the point the probe looks at
 ZONE_RADIUS_MM = 15.0
 NEW_POLYLINE_RADIUS_MM = 2.0
 NEW_POLYLINE_TOLERANCE_MM = 3.0
@@ -251,6 +255,8 @@ class EditorMode(QObject):
         self.plan_panel.needle_changed.connect(self._needle_changed)
         self.steps_panel = StepsPanel(b)
         self.imaging_panel = ImagingPanel(b)
+        self.imaging_panel.mode_requested.connect(self.set_mode)
+        self.imaging_panel.turn_requested.connect(self.turn_probe)
         self.rubric_panel = RubricPanel(b)
         self.text_panel = TextPanel(b)
         self.meta_panel = MetaPanel(b)
@@ -531,10 +537,13 @@ class EditorMode(QObject):
         self.plan_panel.tunnel_info.setText("")
         doc.subscribe(self._on_doc_change)
         self.yaml_view.document().setModified(False)
-        for ed in (self.targets_panel.editor, self.critical_panel.editor, self.rubric_panel.editor, self.text_panel.editor):
+        for ed in (self.targets_panel.editor, self.critical_panel.editor, self.rubric_panel.editor, self.text_panel.editor,
+                   self.steps_panel.options):
             ed.index = 0 if doc.get(ed.list_path) else -1
         self.binder.set_document(doc)
         self._ensure_anatomy()
+        if self.anatomy is not None and self.anatomy_ref == doc.get(("anatomy",)):
+            self._centre_on_plan()  # the same patient: the slices go to this scenario's plan
         self.refresh_all()
         self.document_changed.emit()
 
@@ -837,6 +846,7 @@ class EditorMode(QObject):
         for p in (self.targets_panel, self.critical_panel, self.steps_panel, self.rubric_panel, self.text_panel):
             p.refresh()
         self.meta_panel.refresh(doc)
+        self.imaging_panel.refresh()
         self.plan_panel.refresh(self.pending_entry)
         self._show_errors()
         self._show_yaml()
@@ -1086,6 +1096,7 @@ class EditorMode(QObject):
         self.mode = mode
         self.targets_panel.set_mode(mode)
         self.plan_panel.set_mode(mode)
+        self.imaging_panel.set_mode(mode)
         self.slices.hint.setText(MODE_HINTS.get(mode, ""))
         self.slices.hint.setStyleSheet("background: %s; color: white; padding: 3px;" % ("#1f6b2a" if mode else "#24425e"))
         self._draw_slices()
@@ -1131,6 +1142,8 @@ class EditorMode(QObject):
             self.set_plan_target(p)
         elif mode == "zone":
             self.set_zone_centre(p)
+        elif mode == "probe":
+            self.set_probe(p)
 
     def _on_surface_picked(self, point, name: str) -> None:
         p = np.asarray(point, float)
@@ -1141,6 +1154,8 @@ class EditorMode(QObject):
             self.set_entry(p)
         elif self.mode == "zone":
             self.set_zone_centre(p)
+        elif self.mode == "probe":
+            self.set_probe(p)
         self._draw_slices()
         self.window.statusBar().showMessage(
             f"{name.replace('_', ' ')} at R {p[0]:.1f}, A {p[1]:.1f}, S {p[2]:.1f} mm", 8000)
@@ -1336,6 +1351,68 @@ class EditorMode(QObject):
         else:
             doc.set(("skin_entry_zone", "center_mm"), [float(x) for x in p], label="Move the entry zone")
         self.set_mode("")
+
+    # ------------------------------------------------------------------------------------
+    # the ultrasound probe
+    # ------------------------------------------------------------------------------------
+    def _probe_aim(self):
+        """What the probe looks at: the chosen needle's tip, else the selected target's middle."""
+        trajs = self._trajectories()
+        if trajs:
+            return np.asarray(trajs[min(self.plan_panel.index, len(trajs) - 1)][1], float)
+        ts = self._resolved_targets()
+        i = self.targets_panel.editor.index
+        if ts:
+            pts = np.asarray(ts[i if 0 <= i < len(ts) else 0].points_mm, float).reshape(-1, 3)
+            return pts[len(pts) // 2]
+        return None
+
+    def set_probe(self, p) -> None:
+        """The initial probe on the skin at `p`, its depth axis towards the planned tip (else the
+        selected target, else the middle of the anatomy), marker towards the head (or the marker
+        it had, kept perpendicular), deep enough to show that point."""
+        doc = self.doc
+        p = np.asarray(p, float)
+        aim = self._probe_aim()
+        if aim is None or np.linalg.norm(aim - p) < 1.0:
+            lo, hi = self.anatomy.bounds_mm()
+            aim = 0.5 * (np.asarray(lo, float) + np.asarray(hi, float))
+            aim[2] = p[2]
+        d = (aim - p) / max(float(np.linalg.norm(aim - p)), 1e-9)
+        old = doc.get(("imaging", "ultrasound", "marker"))
+        m = np.asarray(old, float) if isinstance(old, list) and len(old) == 3 else np.array([0.0, 0.0, 1.0])
+        m = m - d * float(m @ d)
+        if np.linalg.norm(m) < 1e-3:
+            m = np.array([1.0, 0.0, 0.0]) - d * d[0]
+        m /= np.linalg.norm(m)
+        u = ("imaging", "ultrasound")
+        depth = doc.get(u + ("depth_mm",))
+        need = float(np.linalg.norm(aim - p)) + PROBE_MARGIN_MM
+        with doc.batch("Place the ultrasound probe"):
+            doc.set(u + ("center_mm",), [float(x) for x in p])
+            doc.set(u + ("direction",), [round(float(x), 3) for x in d])
+            doc.set(u + ("marker",), [round(float(x), 3) for x in m])
+            if not isinstance(depth, (int, float)) or depth < need:
+                doc.set(u + ("depth_mm",), float(min(250, 10 * math.ceil(need / 10))))
+        self.set_mode("")
+        self.window.statusBar().showMessage(
+            f"Probe at R {p[0]:.1f}, A {p[1]:.1f}, S {p[2]:.1f} mm, looking {np.linalg.norm(aim - p):.0f} mm "
+            "deep to the point it aims at", 8000)
+
+    def turn_probe(self) -> None:
+        """The probe turned 90 degrees about its depth axis (long axis <-> transverse)."""
+        u = ("imaging", "ultrasound")
+        doc = self.doc
+        d, m = doc.get(u + ("direction",)), doc.get(u + ("marker",))
+        if not isinstance(d, list):
+            return
+        d = np.asarray(d, float) / np.linalg.norm(d)
+        m = np.asarray(m, float) if isinstance(m, list) else np.array([0.0, 0.0, 1.0])
+        t = np.cross(d, m)
+        if np.linalg.norm(t) < 1e-6:
+            return
+        t /= np.linalg.norm(t)
+        doc.set(u + ("marker",), [round(float(x), 3) for x in t], label="Turn the probe 90\u00b0")
 
     def _clear_plan_part(self, what: str) -> None:
         doc = self.doc

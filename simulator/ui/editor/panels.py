@@ -697,8 +697,14 @@ class StepsPanel(QWidget):
 
 
 class ImagingPanel(QWidget):
+    """Fluoroscopy's initial C-arm, the ultrasound's initial probe (placed by a click)."""
+
+    mode_requested = Signal(str)  # "probe" | ""
+    turn_requested = Signal()
+
     def __init__(self, binder: Binder, parent=None):
         super().__init__(parent)
+        self.binder = binder
         lay = QVBoxLayout(self)
         f = ("imaging", "fluoroscopy")
         fl = QGroupBox("Fluoroscopy (initial C-arm)")
@@ -714,7 +720,23 @@ class ImagingPanel(QWidget):
         lay.addWidget(fl)
         u = ("imaging", "ultrasound")
         ul = QGroupBox("Ultrasound (initial probe)")
-        QVBoxLayout(ul).addWidget(form(binder, [
+        ull = QVBoxLayout(ul)
+        self.probe_button = QPushButton("Place the probe (click the skin in 3D, or a slice)")
+        self.probe_button.setObjectName("place_probe")
+        self.probe_button.setCheckable(True)
+        self.probe_button.setToolTip("The probe sits where you click and looks towards the planned tip "
+                                     "(else the selected target); its marker points to the head")
+        self.probe_button.clicked.connect(lambda on: self.mode_requested.emit("probe" if on else ""))
+        self.turn_button = QPushButton("Turn the probe 90\u00b0 (sagittal \u2194 transverse)")
+        self.turn_button.setObjectName("turn_probe")
+        self.turn_button.clicked.connect(self.turn_requested)
+        self.probe_label = QLabel("")
+        self.probe_label.setObjectName("probe_label")
+        self.probe_label.setWordWrap(True)
+        ull.addWidget(self.probe_button)
+        ull.addWidget(self.turn_button)
+        ull.addWidget(self.probe_label)
+        ull.addWidget(form(binder, [
             ("Probe", ComboField(u + ("probe",), [("linear", "linear"), ("curvilinear", "curvilinear")])),
             ("Centre on the skin (mm)", LineField(u + ("center_mm",), kind="numbers", optional=True)),
             ("Depth axis", LineField(u + ("direction",), kind="numbers", optional=True)),
@@ -727,6 +749,37 @@ class ImagingPanel(QWidget):
         ]))
         lay.addWidget(ul)
         lay.addStretch(1)
+
+    def set_mode(self, mode: str) -> None:
+        self.probe_button.setChecked(mode == "probe")
+
+    def refresh(self) -> None:
+        doc = self.binder.doc
+        us = doc.get(("imaging", "ultrasound")) if doc is not None else None
+        set_text(self.probe_label, _probe_text(us))
+        set_enabled(self.turn_button, isinstance(us, dict) and us.get("direction") is not None)
+
+
+def _probe_text(us) -> str:
+    if not isinstance(us, dict) or us.get("center_mm") is None:
+        return "No initial probe position: the trainee places the probe."
+    text = "Centre " + fmt_point(us.get("center_mm"))
+    d, m = us.get("direction"), us.get("marker")
+    try:
+        d = np.asarray(d, float).reshape(3)
+        m = np.asarray(m, float).reshape(3)
+    except (TypeError, ValueError):
+        return text
+    d = d / max(float(np.linalg.norm(d)), 1e-9)
+    m = m - d * float(m @ d)
+    if not np.linalg.norm(m) > 1e-6:
+        return text
+    m /= np.linalg.norm(m)
+    towards = (("the patient's right", "the patient's left")[bool(m[0] < 0)], ("the front", "the back")[bool(m[1] < 0)],
+               ("the head", "the feet")[bool(m[2] < 0)])
+    k = int(np.argmax(np.abs(m)))
+    plane = ("long axis (sagittal)" if k == 2 else "transverse") + f", marker towards {towards[k]}"
+    return f"{text}; {plane}"
 
 
 class RubricPanel(QWidget):

@@ -213,3 +213,53 @@ def test_a_new_scenario_on_an_imported_patient(win, editor, tmp_path):
     ed.slices.set_cursor(NERVE)
     click_slice(ed, "axial", NERVE + [3.5, 0.0, 0.0])
     assert np.allclose(doc.get(("targets", 0, "points_mm")), [NERVE + [3.5, 0.0, 0.0]], atol=0.5)
+
+
+def test_the_ultrasound_probe_is_placed_by_a_click_and_turned(win, editor):
+    """Imaging tab: "Place the probe", a click on the gel's surface at x -5: the probe sits there,
+    looking at the planned tip (10, -20, 0): depth axis (0.6, -0.8, 0); the old marker (+x) kept
+    perpendicular: (0.8, 0.6, 0), a transverse view. Turned 90 degrees: marker to the head."""
+    ed, doc = editor, editor.doc
+    if doc.path is None or doc.path.name != "needle_basics_gel.yaml":
+        assert ed.open_file(win.scenario_path)
+        doc = ed.doc
+    tab(ed, "Imaging")
+    u = ("imaging", "ultrasound")
+    ip = ed.imaging_panel
+    assert "transverse, marker towards the patient's right" in ip.probe_label.text()
+    ed.slices.set_cursor([0.0, -20.0, 0.0])
+    QTest.mouseClick(ip.probe_button, Qt.MouseButton.LeftButton)
+    assert ed.mode == "probe" and ip.probe_button.isChecked()
+    click_slice(ed, "axial", [-5.0, 0.0, 0.0])
+    c = np.array(doc.get(u + ("center_mm",)))
+    assert np.allclose(c, [-5.0, 0.0, 0.0], atol=0.5) and ed.mode == "" and not ip.probe_button.isChecked()
+    d = np.array(doc.get(u + ("direction",)))
+    aim = np.array([10.0, -20.0, 0.0])
+    assert np.allclose(d, (aim - c) / np.linalg.norm(aim - c), atol=0.005), (d, c, doc.get(("planned_trajectory",)))
+    assert np.allclose(doc.get(u + ("marker",)), [0.8, 0.6, 0.0], atol=0.02)
+    assert doc.get(u + ("depth_mm",)) == 40 and doc.undo_label == "Place the ultrasound probe"
+    assert "transverse, marker towards the patient's right" in ip.probe_label.text()
+    QTest.mouseClick(ip.turn_button, Qt.MouseButton.LeftButton)
+    assert np.allclose(doc.get(u + ("marker",)), [0.0, 0.0, 1.0], atol=0.02)
+    assert "long axis (sagittal), marker towards the head" in ip.probe_label.text()
+    assert doc.errors() == []
+    # deeper than the image: the depth grows to show the point the probe looks at
+    doc.set(u + ("depth_mm",), 20)
+    QTest.mouseClick(ip.probe_button, Qt.MouseButton.LeftButton)
+    click_slice(ed, "axial", [-5.0, 0.0, 0.0])
+    assert doc.get(u + ("depth_mm",)) == 40
+    for _ in range(4):
+        doc.undo()
+    assert not doc.dirty
+
+
+def test_a_new_scenario_on_the_same_patient_shows_its_plan(win, editor):
+    """The slices go to the new scenario's planned tip even when the patient is already loaded."""
+    ed = editor
+    ed.slices.set_cursor([30.0, -45.0, 30.0])
+    win.answers = {"editor_unsaved": "discard"}
+    assert ed.new_scenario(template="needle_basics_gel", anatomy="phantom:gel_block", scenario_id="gel_again",
+                           title="Gel again")
+    assert ed.anatomy_ref == "phantom:gel_block"
+    assert np.allclose(ed.slices.cursor_mm, [10.0, -20.0, 0.0], atol=0.5)
+    assert abs(ed.slices.views["axial"].plane_mm()) <= 0.5
