@@ -42,6 +42,8 @@ PERK_LABELS = (
     ("tissue_punctures", "Tissue punctures", ""),
 )
 PLOT_W, PLOT_H = 520, 380
+PDF_PLOT_W = 335  # the PDF: two plots side by side (the A4 text width is ~700 px)
+PDF_IMAGE_W = 200  # and three key images
 
 
 @dataclass
@@ -175,14 +177,39 @@ def _table(head: list[str] | None, rows: list[list[str]], cls: str = "") -> str:
     return "\n".join(out)
 
 
+def image_caption(r: AttemptReport, name: str) -> str:
+    """A key image's caption: its name, and for the k-th fluoroscopy image ("fluoro_k") the time
+    and C-arm angles of the k-th exposure."""
+    m = re.fullmatch(r"fluoro_(\d+)", name)
+    if m:
+        from simulator.core.events import EventKind
+
+        shots = [e for e in r.recording.events if e.kind == EventKind.fluoro_shot]
+        k = int(m.group(1))
+        if 1 <= k <= len(shots):
+            ev = shots[k - 1]
+            bits = [f"fluoroscopy image {k}", format_time(ev.time_s)]
+            lao, cran = ev.data.get("lao_deg"), ev.data.get("cranial_deg")
+            if lao is not None and cran is not None:
+                lao, cran = float(lao), float(cran)
+                bits.append(f"{'LAO' if lao >= 0 else 'RAO'} {abs(lao):.0f}\u00b0 "
+                            f"{'CRAN' if cran >= 0 else 'CAUD'} {abs(cran):.0f}\u00b0")
+            return " \u00b7 ".join(bits)
+    m = re.fullmatch(r"ultrasound_(.+?)(?:_\d+s)?", name)
+    if m:
+        return f"ultrasound at the {m.group(1).replace('_', ' ')} ({name})"
+    return name
+
+
 def _png_size(png: bytes) -> tuple[int, int] | None:
     if png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) >= 24:
         return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     return None
 
 
-def _sections(r: AttemptReport, plot_html, image_html) -> list[str]:
-    """The body, as HTML fragments; `plot_html(index, plot)` and `image_html(name, png)` differ by target."""
+def _sections(r: AttemptReport, plot_html, image_html, grid) -> list[str]:
+    """The body, as HTML fragments; `plot_html(index, plot)`, `image_html(name, png, caption)` and
+    `grid(fragments, kind)` (the plots or the images side by side) differ by target."""
     card = r.card
     parts = [f"<h1>Attempt report: {escape(r.scenario_title or r.scenario_id, quote=False)}</h1>"]
     parts.append(_table(None, [[k, v] for k, v in _summary_rows(r)], "summary"))
@@ -206,12 +233,11 @@ def _sections(r: AttemptReport, plot_html, image_html) -> list[str]:
         parts.append("<h2>Not scored</h2><p>This attempt has no score card (it was recovered or abandoned "
                      "before it was scored; `records rescore` scores it).</p>")
     parts.append("<h3>Plots</h3>")
-    for k, p in enumerate(attempt_plots(r.recording)):
-        parts.append(plot_html(k, p))
+    parts.append(grid([plot_html(k, p) for k, p in enumerate(attempt_plots(r.recording))], "plots"))
     if r.images:
         parts.append('<h3 style="page-break-before: always">Key images</h3>')
-        for name, png in r.images.items():
-            parts.append(image_html(name, png))
+        parts.append(grid([image_html(name, png, image_caption(r, name)) for name, png in r.images.items()],
+                          "images"))
     lines = _event_lines(r)
     if lines:
         parts.append("<h3>Events</h3><ul class=\"events\">" + "".join(
@@ -232,9 +258,9 @@ h1 { font-size: 22px; } h2 { font-size: 20px; } h3 { font-size: 15px; margin-top
 table { border-collapse: collapse; margin: 6px 0; } th { background: #eef1f5; text-align: left; }
 td, th { border: 1px solid #c8ccd2; padding: 3px 8px; }
 table.summary td:first-child { font-weight: bold; background: #f6f7f9; }
-.plots { display: flex; flex-wrap: wrap; gap: 12px; }
+.plots, .images { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { display: inline-block; margin: 6px 12px 6px 0; } figcaption { font-size: 12px; color: #555; }
-figure img { max-width: 520px; border: 1px solid #ccc; }
+figure img { width: 320px; max-width: 100%; border: 1px solid #ccc; }
 .foot { color: #777; font-size: 11px; margin-top: 30px; }
 """
 
@@ -244,18 +270,17 @@ def render_html(r: AttemptReport) -> str:
     def plot_html(k, p):
         return f'<div class="plot">{svg(p, PLOT_W, PLOT_H)}</div>'
 
-    def image_html(name, png):
+    def image_html(name, png, caption):
         mime = "image/png" if _png_size(png) else "image/jpeg" if png[:2] == b"\xff\xd8" else "application/octet-stream"
         data = base64.b64encode(png).decode("ascii")
         return (f'<figure><img src="data:{mime};base64,{data}" alt="{escape(name)}">'
-                f"<figcaption>{escape(name, quote=False)}</figcaption></figure>")
+                f"<figcaption>{escape(caption, quote=False)}</figcaption></figure>")
+
+    def grid(fragments, kind):
+        return f'<div class="{kind}">' + "\n".join(fragments) + "</div>"
 
     title = f"Attempt report - {r.trainee} - {r.scenario_title or r.scenario_id}"
-    body = _sections(r, plot_html, image_html)
-    i = next(k for k, s in enumerate(body) if s == "<h3>Plots</h3>")
-    plots = [s for s in body[i + 1:] if s.startswith('<div class="plot">')]
-    rest = [s for s in body[i + 1:] if not s.startswith('<div class="plot">')]
-    body = body[:i + 1] + ['<div class="plots">' + "\n".join(plots) + "</div>"] + rest
+    body = _sections(r, plot_html, image_html, grid)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title, quote=False)}</title><style>{CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
@@ -317,19 +342,25 @@ def write_pdf(r: AttemptReport, path, headless: bool = False) -> Path:
         name = f"plot{k}.png"
         img = to_qimage(svg(p, PLOT_W, PLOT_H), PLOT_W, PLOT_H, scale=2.0)
         resources.append((name, img))
-        return f'<p><img src="{name}" width="{int(PLOT_W * 0.9)}" height="{int(PLOT_H * 0.9)}"></p>'
+        return f'<img src="{name}" width="{PDF_PLOT_W}" height="{int(PLOT_H * PDF_PLOT_W / PLOT_W)}">'
 
-    def image_html(name, png):
+    def image_html(name, png, caption):
         img = QImage.fromData(png)
         if img.isNull():
-            return f"<p>{escape(name, quote=False)}: (image could not be read)</p>"
+            return f"{escape(caption, quote=False)}: (image could not be read)"
         key = f"image_{len(resources)}.png"
         resources.append((key, img))
-        w = min(460, img.width())
+        w = min(PDF_IMAGE_W, img.width())
         h = int(round(img.height() * w / max(1, img.width())))
-        return f'<p><img src="{key}" width="{w}" height="{h}"><br>{escape(name, quote=False)}</p>'
+        return f'<img src="{key}" width="{w}" height="{h}"><br><small>{escape(caption, quote=False)}</small>'
 
-    body = _sections(r, plot_html, image_html)
+    def grid(fragments, kind):  # a table: QTextDocument has no flex layout
+        cols = 2 if kind == "plots" else 3
+        rows = ["<tr>" + "".join(f'<td valign="top">{f}</td>' for f in fragments[i:i + cols]) + "</tr>"
+                for i in range(0, len(fragments), cols)]
+        return '<table border="0" cellspacing="0" cellpadding="4">' + "".join(rows) + "</table>"
+
+    body = _sections(r, plot_html, image_html, grid)
     for name, img in resources:
         doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl(name), img)
     style = ("body { font-family: 'DejaVu Sans'; font-size: 9pt; } h1 { font-size: 15pt; } h2 { font-size: 13pt; } "

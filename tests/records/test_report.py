@@ -120,3 +120,44 @@ def test_report_of_an_attempt_without_samples():
 
     html = render_html(report_from_recording(Recording(scenario_id="empty"), None))
     assert "Not scored" in html and html.count("the needle was never placed") == 2 and html.count("<svg") == 4
+
+
+def grey_png(w: int, h: int) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes([(x * 255) // w for x in range(w)]) for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_key_images_are_captioned_with_the_exposure_and_laid_out_three_a_row(qapp, tmp_path, scenario, block):
+    """Fluoroscopy images named as the trainer keeps them (fluoro_01 ...) are captioned with the
+    time and C-arm angles of that exposure; the ultrasound frame says which injection; the PDF puts
+    three images a row (nine 400-pixel images take one page more than none, not nine)."""
+    from simulator.core.scoring import score_attempt
+    from simulator.records.report import image_caption, pdf_text
+
+    proc = Procedure(scenario, block, clock=lambda: 0.0, trainee="ann")
+    for k in range(9):
+        proc.record_fluoro_shot(dap_gycm2=0.01, duration_s=0.1, lao_deg=-20.0 if k % 2 else 30.0, cranial_deg=5.0,
+                                time_s=2.0 + k)
+    card = score_attempt(proc.recording, scenario, block)
+    images = {f"fluoro_{k + 1:02d}": grey_png(400, 400) for k in range(9)}
+    images["ultrasound_test_dose_12s"] = grey_png(400, 300)
+    r = report_from_recording(proc.recording, card, images=images)
+    assert image_caption(r, "fluoro_01") == "fluoroscopy image 1 \u00b7 00:02 \u00b7 LAO 30\u00b0 CRAN 5\u00b0"
+    assert image_caption(r, "fluoro_02") == "fluoroscopy image 2 \u00b7 00:03 \u00b7 RAO 20\u00b0 CRAN 5\u00b0"
+    assert image_caption(r, "fluoro_10") == "fluoro_10"  # no tenth exposure: the name only
+    assert image_caption(r, "ultrasound_test_dose_12s").startswith("ultrasound at the test dose")
+    html = render_html(r)
+    assert "fluoroscopy image 9 \u00b7 00:10 \u00b7 LAO 30\u00b0 CRAN 5\u00b0" in html
+    with_images = write_report(r, tmp_path / "with.pdf")
+    without = write_report(report_from_recording(proc.recording, card), tmp_path / "without.pdf")
+
+    def pages(path):
+        return len(re.findall(rb"/Type\s*/Page(?!s)", path.read_bytes()))
+
+    assert pages(with_images) - pages(without) <= 2, (pages(with_images), pages(without))
+    text = pdf_text(with_images)
+    assert "fluoroscopy image 9" in text and "ultrasound at the test dose" in text
