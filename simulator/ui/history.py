@@ -427,6 +427,7 @@ class HistoryWindow(QWidget):
                 label, unit = c.metric_labels.get(metric, (metric.replace("_", " "), ""))
             else:
                 label, unit = metric.replace("_", " "), ""
+            unit = {"mm2": "mm\u00b2", "Gy cm2": "Gy\u00b7cm\u00b2"}.get(unit, unit)
             p.setTitle(f"{label} ({unit})" if unit else label, size="9pt")
             note = self.plot_notes[metric]
             if c is None or not c.points:
@@ -464,6 +465,8 @@ class HistoryWindow(QWidget):
             ys = [float(v) for v in y[ok]] + [v for _, v, _ in lines]
             if not ok.any():
                 p.setYRange(0.0, 1.0, padding=0)
+            elif metric == "score":  # the whole scale: a 0.8-point step must not look like a leap
+                p.setYRange(0.0, 105.0, padding=0)
             elif ys:
                 lo, hi = min(ys), max(ys)
                 pad = 0.16 * (hi - lo) if hi > lo else 1.0  # room for the line labels

@@ -63,6 +63,9 @@ def test_history_lists_the_attempts_and_draws_the_learning_curves_with_threshold
     # the curves' points: red for the failed attempt, green for the passed one
     assert hw.point_colours("score") == ["failed", "passed"]
     assert hw.point_colours("elapsed_time_s") == ["failed", "passed"]
+    # the score on its whole scale (0 to 100), the units as printed
+    assert hw.plots["score"].viewRange()[1] == [0.0, 105.0]
+    assert "mm\u00b2" in hw.plots["tissue_damage_mm2"].titleLabel.text
     x, y = hw.curve_data("score")
     assert list(x) == [1.0, 2.0] and list(y) == [novice.score, expert.score]
     rubric = hw.curve.thresholds
