@@ -91,7 +91,11 @@ def clone_procedure(proc):
         sig = getattr(proc, name, None)
         if sig is not None:
             memo[id(sig)] = Signal(getattr(sig, "name", name))
-    return copy.deepcopy(proc, memo)
+    clone = copy.deepcopy(proc, memo)
+    samples = getattr(clone.recording, "samples", None)
+    if samples is not None and hasattr(samples, "_alloc"):  # no spare capacity in a copy kept aside
+        samples._alloc(max(16, len(samples)))
+    return clone
 
 
 def canonical_card(card) -> str:
