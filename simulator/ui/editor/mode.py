@@ -89,7 +89,7 @@ TEXT_KEYS = {"name", "message", "reason", "citation", "used_for", "required", "s
 SEVERITY_RANK = {"critical": 0, "fatal": 0, "major": 1, "minor": 2}
 BANNER_LINES = 2  # plan problems written on the banner over the slices (all of them: Plan tab, tooltip)
 SHAPE_PATHS = {"targets", "critical_structures", "skin_entry_zone", "planned_trajectory", "additional_trajectories",
-               "anatomy", "patient_position"}
+               "anatomy", "patient_position", "imaging"}
 
 
 def _value(x) -> str:
@@ -941,7 +941,31 @@ class EditorMode(QObject):
         if self.pending_entry is not None:
             pending = pending or [self.pending_entry]
         self.slices.draw_overlays(SliceOverlays(targets=targets, trajectories=trajs, zone_center_mm=zc,
-                                                zone_radius_mm=zr, pending=pending))
+                                                zone_radius_mm=zr, pending=pending, probe=self._probe_pose()))
+
+    def _probe_pose(self) -> dict | None:
+        """The initial ultrasound probe for the slices (None without a complete, sane pose)."""
+        us = self.doc.get(("imaging", "ultrasound")) if self.doc is not None else None
+        if not isinstance(us, dict):
+            return None
+        try:
+            c = np.asarray(us["center_mm"], float).reshape(3)
+            d = np.asarray(us["direction"], float).reshape(3)
+            m = np.asarray(us.get("marker") or [0.0, 0.0, 1.0], float).reshape(3)
+            depth = float(us.get("depth_mm", 40.0))
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not np.linalg.norm(d) > 1e-6:
+            return None
+        d = d / np.linalg.norm(d)
+        m = m - d * float(m @ d)
+        if not np.linalg.norm(m) > 1e-6:
+            return None
+        from simulator.core.probe import ProbeSpec
+
+        spec = ProbeSpec.curvilinear() if us.get("probe") == "curvilinear" else ProbeSpec.linear()
+        return {"center_mm": c, "direction": d, "marker": m / np.linalg.norm(m), "width_mm": spec.aperture_mm,
+                "depth_mm": depth}
 
     def _draw_3d(self) -> None:
         doc = self.doc
@@ -1392,8 +1416,8 @@ class EditorMode(QObject):
             doc.set(u + ("center_mm",), [float(x) for x in p])
             doc.set(u + ("direction",), [round(float(x), 3) for x in d])
             doc.set(u + ("marker",), [round(float(x), 3) for x in m])
-            if not isinstance(depth, (int, float)) or depth < need:
-                doc.set(u + ("depth_mm",), float(min(250, 10 * math.ceil(need / 10))))
+            if not isinstance(depth, (int, float)) or depth < need - 0.5:  # half a mm: a click's rounding
+                doc.set(u + ("depth_mm",), float(min(250, 10 * math.ceil((need - 0.5) / 10))))
         self.set_mode("")
         self.window.statusBar().showMessage(
             f"Probe at R {p[0]:.1f}, A {p[1]:.1f}, S {p[2]:.1f} mm, looking {np.linalg.norm(aim - p):.0f} mm "

@@ -62,6 +62,7 @@ PLAN_COLOUR = (60, 200, 255)
 ZONE_COLOUR = (255, 120, 255)
 PENDING_COLOUR = (255, 255, 255)
 CROSS_COLOUR = (255, 230, 80)
+PROBE_COLOUR = (255, 170, 40)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class SliceOverlays:
     pending: list | None = None  # points of a polyline being drawn
     critical_labels: dict | None = None  # structure label id -> severity
     critical_tissues: dict | None = None  # Tissue code -> severity
+    probe: dict | None = None  # ultrasound probe: center_mm, direction, marker (unit), width_mm, depth_mm
 
 
 def label_lut(anatomy, critical_labels=None, critical_tissues=None, alpha: int = 90) -> np.ndarray:
@@ -418,6 +420,8 @@ class SliceView(pg.GraphicsView):
             if d < r:
                 self._circle(c, np.sqrt(r * r - d * d), ZONE_COLOUR, width=2, style=Qt.PenStyle.DashLine)
             self._dot(c, ZONE_COLOUR, symbol="x", size=9)
+        if ov.probe is not None:
+            self._probe(ov.probe)
         if ov.pending:
             pts = np.asarray(ov.pending, float).reshape(-1, 3)
             if len(pts) > 1:
@@ -425,6 +429,19 @@ class SliceView(pg.GraphicsView):
             for p in pts:
                 self._dot(p, PENDING_COLOUR, size=7)
         self._flush()
+
+    def _probe(self, pr: dict) -> None:
+        """The probe's face (solid) and the edges of its image (dashed), projected on the slice."""
+        c = np.asarray(pr["center_mm"], float)
+        d, m = np.asarray(pr["direction"], float), np.asarray(pr["marker"], float)
+        half = 0.5 * float(pr["width_mm"]) * m
+        deep = float(pr["depth_mm"]) * d
+        a, b = c - half, c + half
+        self._line([a, b], PROBE_COLOUR, width=4)
+        self._line([a, a + deep, b + deep, b], PROBE_COLOUR, width=1, style=Qt.PenStyle.DashLine, alpha=200)
+        self._dot(b, PROBE_COLOUR, symbol="o", size=6)  # the marker's end
+        u, v = self.view_from_ras(c)
+        self._texts.append(("probe", (u, v), PROBE_COLOUR))
 
     # --- events ----------------------------------------------------------------------------
     def _clicked(self, u: float, v: float, double: bool) -> None:
@@ -533,8 +550,10 @@ class SlicePanel(QWidget):
             "<span style='color:#e61e1e'>\u25a0</span> critical / <span style='color:#ff8c00'>\u25a0</span> major / "
             "<span style='color:#f0dc28'>\u25a0</span> minor structure to avoid; "
             "<span style='color:#28e65a'>\u25cf</span> target (circle: tolerance); "
-            "<span style='color:#3cc8ff'>- -</span> planned needle; <span style='color:#ff78ff'>\u2715</span> entry zone")
+            "<span style='color:#3cc8ff'>- -</span> planned needle; <span style='color:#ff78ff'>\u2715</span> entry zone; "
+            "<span style='color:#ffaa28'>\u25ac</span> ultrasound probe")
         self.legend.setObjectName("slice_legend")
+        self.legend.setWordWrap(True)  # never widens the panel
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.banner)

@@ -85,7 +85,7 @@ def test_hovering_writes_the_structure_without_moving_the_views(win, editor):
     ed.slices.status.setText("")
     process(0)
     seen = []
-    for p in ([-8.0, -20.0, 0.0], [7.0, -20.0, 0.0], [39.0, -49.0, 0.0], [0.0, 10.0, 0.0]):
+    for p in ([-8.0, -20.0, 0.0], [7.0, -20.0, 0.0], [39.0, -49.0, 0.0], [-30.0, 3.0, 0.0]):
         QTest.mouseMove(ax.viewport(), ax.widget_point(p))
         wait_until(lambda: _shows(ed.slices.status.text(), p), 5, f"the point under the mouse {p}")
         seen.append(ed.slices.status.text())
@@ -239,6 +239,12 @@ def test_the_ultrasound_probe_is_placed_by_a_click_and_turned(win, editor):
     assert np.allclose(doc.get(u + ("marker",)), [0.8, 0.6, 0.0], atol=0.02)
     assert doc.get(u + ("depth_mm",)) == 40 and doc.undo_label == "Place the ultrasound probe"
     assert "transverse, marker towards the patient's right" in ip.probe_label.text()
+    # drawn on the axial slice: the 38 mm face from c - 19 m to c + 19 m (orange)
+    from simulator.ui.editor.slices import PROBE_COLOUR
+
+    us_, vs_ = next(v for k, v in ed.slices.views["axial"]._curves_data.items() if k[0] == PROBE_COLOUR and k[1] == 4)
+    m = np.array([0.8, 0.6])
+    assert np.allclose([us_[0], vs_[0]], c[:2] - 19 * m, atol=0.3) and np.allclose([us_[1], vs_[1]], c[:2] + 19 * m, atol=0.3)
     QTest.mouseClick(ip.turn_button, Qt.MouseButton.LeftButton)
     assert np.allclose(doc.get(u + ("marker",)), [0.0, 0.0, 1.0], atol=0.02)
     assert "long axis (sagittal), marker towards the head" in ip.probe_label.text()
