@@ -122,7 +122,7 @@ def _input(fn):
         result = fn(self, **call)
         self.recording.add_input(t, name, call)
         self._last_time = t
-        self._after_input()
+        self._after_input(steps=name != "tick")  # a sample alone cannot change a step
         return result
 
     wrapper._is_input = True
@@ -207,7 +207,7 @@ class Procedure:
         self.event_added.emit(ev)
         return ev
 
-    def _after_input(self) -> None:
+    def _after_input(self, steps: bool = True) -> None:
         if self._pose is not None:
             vis = self._tip_visible
             idx = self.recording.add_sample(self._now, self._pose, self._probe, self._carm, vis)
@@ -220,7 +220,8 @@ class Procedure:
             self.sample_added.emit(idx)
         if self._pose_dirty and self._state is not None:
             self.needle_changed.emit(self._state)
-        self._update_steps()
+        if steps:
+            self._update_steps()
 
     def _snapshot_live(self):
         return dict(self.live.__dict__)
@@ -873,12 +874,9 @@ def replay(recording: Recording, scenario, anatomy: Anatomy, *, targets: list[Ta
     for inp in recording.inputs:
         if inp.name not in names:
             raise ValueError(f"recording input {inp.name!r} is not a procedure input")
-        fn = getattr(proc, inp.name)
-        if silent:
-            with _blocked(signals):
-                fn(**inp.args, time_s=inp.time_s)
-        else:
-            fn(**inp.args, time_s=inp.time_s)
+    with _blocked(signals if silent else ()):
+        for inp in recording.inputs:
+            getattr(proc, inp.name)(**inp.args, time_s=inp.time_s)
     return proc
 
 

@@ -202,7 +202,8 @@ class MainWindow(QMainWindow):
         self.history_window = None
         self.attempt_picker = None
         self._fluoro_images = 0
-        self._us_image_pending: str | None = None  # an injection's ultrasound image, taken from the next frame
+        self._recover_queue: dict[str, list[int]] = {}  # anatomy ref -> interrupted attempts waiting for it
+        self._us_image_pending: tuple[str, int] | None = None  # (name, frames requested before): an injection's image from the next frame
         self._trainee = str(self.settings.value("trainee", "", str) or "") or default_trainee()
 
         self.loader = AnatomyLoader(load_fn=load_anatomy, prepare_fn=anatomy_polydata, parent=self)
@@ -574,7 +575,11 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Loading anatomy: {message}")
 
     def _on_anatomy_loaded(self, ref: str, anatomy) -> None:
-        if self._closing or self._pending is None:
+        if self._closing:
+            return
+        for attempt_id in self._recover_queue.pop(ref, []):  # recoveries waiting for this anatomy
+            self.recover_attempt(attempt_id)
+        if self._pending is None:
             return
         scenario, path = self._pending
         if scenario.anatomy != ref:
@@ -584,6 +589,8 @@ class MainWindow(QMainWindow):
     def _on_anatomy_failed(self, ref: str, message: str) -> None:
         if self._closing:
             return
+        for attempt_id in self._recover_queue.pop(ref, []):
+            self.report_error("Cannot recover the attempt", f"attempt {attempt_id}: its anatomy {ref!r}: {message}")
         pending = self._pending
         if pending is None or pending[0].anatomy != ref:
             return
@@ -1197,13 +1204,17 @@ class MainWindow(QMainWindow):
         res = self.us_view.last_result
         if res is not None:
             self._add_us_image(name, res)
-        self._us_image_pending = name
+        # the next frame submitted from now on (one already in flight shows the state before)
+        self._us_image_pending = (name, self.us_view.frames_requested)
         self.us_view.request_frame()
 
     def _on_us_frame(self, res: dict) -> None:
-        name, self._us_image_pending = self._us_image_pending, None
-        if name is not None and self.recorder is not None:
-            self._add_us_image(name, res)
+        pending = self._us_image_pending
+        if pending is None or res.get("req", 0) <= pending[1]:
+            return
+        self._us_image_pending = None
+        if self.recorder is not None:
+            self._add_us_image(pending[0], res)
 
     def _add_us_image(self, name: str, res: dict) -> None:
         try:
@@ -1260,6 +1271,12 @@ class MainWindow(QMainWindow):
             rec = st.load_attempt(attempt_id)
             sc, _notes = scenario_for(st, info)
             ref = sc.anatomy
+            if ref not in self.loader.cache and not ref.startswith("phantom:"):
+                # a patient takes seconds to load: off the GUI thread, the recovery follows it
+                self._recover_queue.setdefault(ref, []).append(int(attempt_id))
+                self.loader.request(ref)
+                self.statusBar().showMessage(f"Recovering attempt {attempt_id} once its anatomy ({ref}) is loaded\u2026")
+                return info
             self.statusBar().showMessage(f"Recovering attempt {attempt_id}\u2026")
             an = self.loader.cache[ref] if ref in self.loader.cache else anatomy_for(ref)
             proc = replay(rec, sc, an, silent=True)

@@ -283,6 +283,8 @@ class ProcedurePanel(QWidget):
         self.time_plot.showGrid(x=True, y=True, alpha=0.25)
         self.time_plot.setLabel("bottom", "time (s)")
         self.time_plot.setLabel("left", "mm")
+        for axis in ("bottom", "left"):  # seconds and mm as they are, never "(x0.001)"
+            self.time_plot.getAxis(axis).enableAutoSIPrefix(False)
         self.time_plot.addLegend(offset=(5, 5))
         self.depth_curve = self.time_plot.plot([], [], pen=pg.mkPen("#e0e0e0", width=2), name="depth")
         self.dist_curve = self.time_plot.plot([], [], pen=pg.mkPen("#40e070", width=2), name="to target")
@@ -292,6 +294,7 @@ class ProcedurePanel(QWidget):
         self.band_plot.setMenuEnabled(False)
         self.band_plot.hideAxis("left")
         self.band_plot.setLabel("bottom", "depth from the skin (mm)")
+        self.band_plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.band_plot.setMouseEnabled(x=False, y=False)
         self.band_plot.setYRange(0, 1, padding=0)
         self.band_item = None

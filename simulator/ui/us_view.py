@@ -311,6 +311,11 @@ class UltrasoundView(QWidget):
         self.reported += 1
         c.set_tip_visible(visible, float(vis.tip_distance_to_plane_mm))
 
+    @property
+    def frames_requested(self) -> int:
+        """How many frames have been submitted to the engine (a result's "req" is its number)."""
+        return self._req
+
     def request_frame(self) -> None:
         """A new frame: at once when the worker is free, else the latest request when it is.
         (A probe move or a setting may bring the tip into the slice or out of it: its verdict.)"""
