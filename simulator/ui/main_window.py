@@ -1271,8 +1271,8 @@ class MainWindow(QMainWindow):
             rec = st.load_attempt(attempt_id)
             sc, _notes = scenario_for(st, info)
             ref = sc.anatomy
-            if ref not in self.loader.cache and not ref.startswith("phantom:"):
-                # a patient takes seconds to load: off the GUI thread, the recovery follows it
+            if ref not in self.loader.cache:
+                # an anatomy takes seconds to load: off the GUI thread, the recovery follows it
                 self._recover_queue.setdefault(ref, []).append(int(attempt_id))
                 self.loader.request(ref)
                 self.statusBar().showMessage(f"Recovering attempt {attempt_id} once its anatomy ({ref}) is loaded\u2026")
