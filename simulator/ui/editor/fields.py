@@ -212,9 +212,11 @@ class Binder(QObject):
 class Field:
     """A widget bound to a document path (`path_fn()` gives the path, None: disabled)."""
 
-    def __init__(self, path, widget: QWidget, *, label: str = "", tip: str = "", optional: bool = False):
+    def __init__(self, path, widget: QWidget, *, label: str = "", tip: str = "", optional: bool = False,
+                 default=None):
         self.path_fn: Callable = path if callable(path) else (lambda p=tuple(path): p)
         self.widget = widget
+        self.default = default  # the schema's value when the key is absent (shown, not written)
         self.label = label
         self.optional = optional
         self.binder: Binder | None = None
@@ -301,6 +303,8 @@ class LineField(Field):
         w = QLineEdit()
         super().__init__(path, w, **kw)
         self.kind = kind
+        if not placeholder and self.default is not None:
+            placeholder = f"{format_value(self.default)} (default)"
         w.setPlaceholderText(placeholder)
         w.textEdited.connect(self._edited)
         w.editingFinished.connect(self._finished)
@@ -389,6 +393,8 @@ class ComboField(Field):
 
     def show_value(self, value) -> None:
         w = self.widget
+        if value is None and self.default is not None:
+            value = self.default  # absent: the schema's default is what the trainer uses
         i = w.findData(value)
         if i < 0 and value is not None:
             w.addItem(f"{value} (not valid)", value)

@@ -707,18 +707,22 @@ class ImagingPanel(QWidget):
         self.binder = binder
         lay = QVBoxLayout(self)
         f = ("imaging", "fluoroscopy")
+        fd = _defaults(M.FluoroscopySettings)
         fl = QGroupBox("Fluoroscopy (initial C-arm)")
         QVBoxLayout(fl).addWidget(form(binder, [
-            ("Orbit LAO+ / RAO- (\u00b0)", LineField(f + ("lao_deg",), kind="number")),
-            ("Cranial+ / caudal- (\u00b0)", LineField(f + ("cranial_deg",), kind="number")),
+            ("Orbit LAO+ / RAO- (\u00b0)", LineField(f + ("lao_deg",), kind="number", default=fd["lao_deg"])),
+            ("Cranial+ / caudal- (\u00b0)", LineField(f + ("cranial_deg",), kind="number", default=fd["cranial_deg"])),
             ("Isocentre (R, A, S mm)", LineField(f + ("isocenter_mm",), kind="numbers", optional=True,
+                                                 placeholder="the first target (default)",
                                                  tip="empty: centred on the first target")),
-            ("Pulse rate (p/s)", ComboField(f + ("pulse_rate_pps",), [(v, f"{v:g}") for v in (3.75, 7.5, 15, 30)])),
-            ("Field (mm)", LineField(f + ("field_mm",), kind="number")),
-            ("kV", LineField(f + ("kvp",), kind="number")),
+            ("Pulse rate (p/s)", ComboField(f + ("pulse_rate_pps",), [(v, f"{v:g}") for v in (3.75, 7.5, 15, 30)],
+                                            default=fd["pulse_rate_pps"])),
+            ("Field (mm)", LineField(f + ("field_mm",), kind="number", default=fd["field_mm"])),
+            ("kV", LineField(f + ("kvp",), kind="number", default=fd["kvp"])),
         ]))
         lay.addWidget(fl)
         u = ("imaging", "ultrasound")
+        ud = _defaults(M.UltrasoundSettings)
         ul = QGroupBox("Ultrasound (initial probe)")
         ull = QVBoxLayout(ul)
         self.probe_button = QPushButton("Place the probe (click the skin in 3D, or a slice)")
@@ -737,14 +741,15 @@ class ImagingPanel(QWidget):
         ull.addWidget(self.turn_button)
         ull.addWidget(self.probe_label)
         ull.addWidget(form(binder, [
-            ("Probe", ComboField(u + ("probe",), [("linear", "linear"), ("curvilinear", "curvilinear")])),
+            ("Probe", ComboField(u + ("probe",), [("linear", "linear"), ("curvilinear", "curvilinear")],
+                                 default=ud["probe"])),
             ("Centre on the skin (mm)", LineField(u + ("center_mm",), kind="numbers", optional=True)),
             ("Depth axis", LineField(u + ("direction",), kind="numbers", optional=True)),
             ("Marker axis", LineField(u + ("marker",), kind="numbers", optional=True)),
-            ("Depth (mm)", LineField(u + ("depth_mm",), kind="number")),
-            ("Frequency (MHz)", LineField(u + ("frequency_mhz",), kind="number")),
-            ("Gain (dB)", LineField(u + ("gain_db",), kind="number")),
-            ("Focus (mm)", LineField(u + ("focus_mm",), kind="number", optional=True)),
+            ("Depth (mm)", LineField(u + ("depth_mm",), kind="number", default=ud["depth_mm"])),
+            ("Frequency (MHz)", LineField(u + ("frequency_mhz",), kind="number", default=ud["frequency_mhz"])),
+            ("Gain (dB)", LineField(u + ("gain_db",), kind="number", default=ud["gain_db"])),
+            ("Focus (mm)", LineField(u + ("focus_mm",), kind="number", optional=True, placeholder="half the depth (default)")),
             ("", CheckField(u + ("doppler",), "colour Doppler on at the start")),
         ]))
         lay.addWidget(ul)
@@ -758,6 +763,11 @@ class ImagingPanel(QWidget):
         us = doc.get(("imaging", "ultrasound")) if doc is not None else None
         set_text(self.probe_label, _probe_text(us))
         set_enabled(self.turn_button, isinstance(us, dict) and us.get("direction") is not None)
+
+
+def _defaults(model) -> dict:
+    """The schema's defaults of a settings model (field name -> value)."""
+    return {name: f.default for name, f in model.model_fields.items()}
 
 
 def _probe_text(us) -> str:

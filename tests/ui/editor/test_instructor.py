@@ -269,3 +269,23 @@ def test_a_new_scenario_on_the_same_patient_shows_its_plan(win, editor):
     assert ed.anatomy_ref == "phantom:gel_block"
     assert np.allclose(ed.slices.cursor_mm, [10.0, -20.0, 0.0], atol=0.5)
     assert abs(ed.slices.views["axial"].plane_mm()) <= 0.5
+
+
+def test_absent_settings_show_the_schema_defaults(win, editor):
+    """Fields left out of the file show what the trainer will use: the pulse rate list shows 15 (not
+    the first entry, 3.75), empty number fields say their default; choosing writes, nothing else does."""
+    ed, doc = editor, editor.doc
+    tab(ed, "Imaging")
+    f = ("imaging", "fluoroscopy")
+    assert not doc.has(f + ("pulse_rate_pps",))
+    assert field_of(ed, f + ("pulse_rate_pps",)).widget.currentText() == "15"
+    assert field_of(ed, f + ("kvp",)).widget.placeholderText() == "80 (default)"
+    assert field_of(ed, f + ("kvp",)).widget.text() == ""
+    assert field_of(ed, ("imaging", "ultrasound", "focus_mm")).widget.placeholderText() == "half the depth (default)"
+    assert not doc.has(f)
+    combo = field_of(ed, f + ("pulse_rate_pps",)).widget
+    combo.setFocus()
+    QTest.keyClick(combo, Qt.Key.Key_Down)
+    assert doc.get(f + ("pulse_rate_pps",)) == 30 and doc.errors() == []
+    doc.undo()
+    assert not doc.has(f + ("pulse_rate_pps",)) and combo.currentText() == "15"
