@@ -23,6 +23,8 @@ per anatomy, the full-quality anatomy image of a C-arm pose is computed when the
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 import weakref
 
@@ -423,11 +425,19 @@ class FluoroscopyView(QWidget):
     def _now(self) -> float:
         return self.controller.now() if self.controller is not None else 0.0
 
-    def single_shot(self) -> None:
-        """One image (a tap of the pedal)."""
+    def single_shot(self, needle_tip_to_world=None) -> None:
+        """One image (a tap of the pedal). `needle_tip_to_world`: draw the needle there instead of
+        where it is now (a replay shows the last image taken before the moment it jumped to)."""
         if self._closed or self.pose is None or self._live:
             return
         needles, contrast = self._scene_inputs()
+        if needle_tip_to_world is not None and needles:
+            m = np.asarray(needle_tip_to_world, dtype=np.float64)
+            n0 = needles[0]
+            length = float(np.linalg.norm(np.subtract(n0.tip_mm, n0.hub_mm)))
+            tip = m[:3, 3]
+            needles = [dataclasses.replace(n0, tip_mm=tuple(float(x) for x in tip),
+                                           hub_mm=tuple(float(x) for x in tip - m[:3, 2] * length))]
         self._shot_seq += 1
         self._worker.submit(("shot", self._gen, self._now(), needles, contrast, self._shot_seq, time.perf_counter()))
 

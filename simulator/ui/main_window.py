@@ -1443,6 +1443,7 @@ class MainWindow(QMainWindow):
             last = next((i for i in reversed(applied) if i.name == name), None)
             if last is not None:
                 self._replay_imaging(last)
+        self._replay_last_shot(proc, applied)
         st = proc.state
         if st is not None:
             self._views_follow_needle(st)
@@ -1453,6 +1454,21 @@ class MainWindow(QMainWindow):
         panel._schedule_plots()
         self.fluoro_view.canvas.update()
         self.view3d.request_render()
+
+    def _replay_last_shot(self, proc, applied) -> None:
+        """After a jump: the fluoroscopy screen holds the last image taken before that moment (its
+        C-arm angles, the needle where it was then), as the trainee saw it."""
+        if self.modality not in ("fluoroscopy", "both"):
+            return
+        shot = next((i for i in reversed(applied) if i.name == "record_fluoro_shot"), None)
+        if shot is None:
+            return
+        a = shot.args
+        if a.get("lao_deg") is not None and a.get("cranial_deg") is not None:
+            self.fluoro_view.set_angles(float(a["lao_deg"]), float(a["cranial_deg"]), exact=True)
+        samples = proc.recording.samples
+        k = int(np.searchsorted(samples.time_s, shot.time_s, side="right")) - 1
+        self.fluoro_view.single_shot(samples.needle_tip_to_world[k] if k >= 0 else None)
 
     def _on_replay_position(self, t: float) -> None:
         self.controller.replay_time_s = float(t)

@@ -434,6 +434,15 @@ def test_a_fluoroscopy_attempt_replays_with_its_images_and_c_arm(qtbot, window):
     assert w.fluoro_view.pose.lao_deg == pytest.approx(carm["lao_deg"])
     assert w.controller.procedure.recording.n_samples == info.n_samples
     assert w.timeline.rescore_button.isEnabled()
+    # a jump back to just after the first exposure: the screen holds that image again (the needle
+    # where it was then, the C-arm at that shot's angles)
+    first_shot = next(i for i in w.store.load_attempt(aid).inputs if i.name == "record_fluoro_shot")
+    frames = w.fluoro_view.frames_shown
+    w.player.seek(first_shot.time_s + 0.01)
+    qtbot.waitUntil(lambda: w.fluoro_view.frames_shown > frames and not w.fluoro_view.busy(), timeout=30_000)
+    assert w.fluoro_view.pose.lao_deg == pytest.approx(first_shot.args["lao_deg"])
+    w.player.seek(w.player.duration_s)
+    assert w.timeline.rescore_button.isEnabled()
     w.timeline.rescore_button.click()
     assert w.replay_identical and canonical(w.replay_card.to_json()) == canonical(w.store.score_card(aid))
     d.key(Qt.Key.Key_Escape)  # stop the replay
