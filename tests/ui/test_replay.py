@@ -10,39 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
 from simulator.ui.main_window import MainWindow
 
+from .windows import close_window, open_window
+
 CTRL = Qt.KeyboardModifier.ControlModifier
 SCENARIO = "needle_basics_gel"
-
-
-def open_window(settings_path, answers: dict, scenario: str = SCENARIO) -> MainWindow:
-    w = MainWindow(scenario=scenario, settings=QSettings(str(settings_path), QSettings.Format.IniFormat))
-    w.asked = []
-    w.question_answer = lambda key, text: w.asked.append((key, text)) or answers.get(key, "cancel")
-    w.resize(1400, 900)
-    w.show()
-    wait_until(lambda: w.scenario is not None and w.scenario.id == scenario and w.anatomy is not None, 60, "the scenario")
-    wait_until(lambda: w.procedure_panel.plots_ready, 20, "the plots")
-    w.view3d.render_now()
-    return w
-
-
-def close_window(w: MainWindow) -> None:
-    import gc
-
-    from PySide6.QtCore import QCoreApplication, QEvent
-
-    w.question_answer = lambda key, text: "discard"
-    w.close()
-    w.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    process(50)
-    gc.collect()
 
 
 def needle_in_scene(w: MainWindow) -> np.ndarray:
@@ -76,7 +53,7 @@ def trainer(qapp, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     data = tmp_path_factory.mktemp("records_data")
     mp.setenv("NEUROLYSIS_DATA", str(data))
-    w = open_window(data / "settings.ini", {"trainee": "ann", "keep_attempt": "keep"})
+    w = open_window(SCENARIO, data / "settings.ini", {"trainee": "ann", "keep_attempt": "keep"})
     d = WindowDriver(w)
     d.key(Qt.Key.Key_T, CTRL)  # File > Trainee...
     assert w.trainee == "ann" and "ann" in w.trainee_label.text()
@@ -319,7 +296,7 @@ def test_an_interrupted_attempt_is_offered_for_recovery_at_the_next_start(qapp, 
     assert store.attempt(aid).status == "live" and n_kept == 7
     store.close()
 
-    w = open_window(tmp_path / "settings.ini", {"recover_attempt": "recover"})
+    w = open_window(SCENARIO, tmp_path / "settings.ini", {"recover_attempt": "recover"})
     try:
         wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), 10, "the recovery question")
         text = next(t for k, t in w.asked if k == "recover_attempt")
@@ -395,7 +372,7 @@ def test_a_trainer_killed_mid_attempt_loses_at_most_the_last_second(qapp, tmp_pa
             child.wait(10)
     before = max(n for n, t in made if t <= t_kill - 1.0)
     monkeypatch.setenv("NEUROLYSIS_DATA", str(data))
-    w = open_window(tmp_path / "settings.ini", {"recover_attempt": "recover"})
+    w = open_window(SCENARIO, tmp_path / "settings.ini", {"recover_attempt": "recover"})
     try:
         wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), 10, "the recovery question")
         assert "crash" in next(t for k, t in w.asked if k == "recover_attempt")
@@ -464,7 +441,7 @@ def test_a_placed_needle_is_sampled_at_the_simulation_rate(qapp, tmp_path, monke
     from simulator.ui.attempt import SAMPLE_RATE_HZ
 
     monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path / "data"))
-    w = open_window(tmp_path / "settings.ini", {})
+    w = open_window(SCENARIO, tmp_path / "settings.ini", {})
     try:
         proc = w.controller.procedure
         process(300)

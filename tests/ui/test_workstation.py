@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 from simulator.core.events import EventKind
 from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
 from simulator.ui.fluoro_view import needle_pixels
 from simulator.ui.main_window import MainWindow
+
+from .windows import close_window, open_window
 
 
 def _bundled_ready() -> bool:
@@ -26,30 +28,6 @@ def _bundled_ready() -> bool:
 
 
 needs_bundled = pytest.mark.skipif(not _bundled_ready(), reason="the bundled patient is not built (make test builds it)")
-
-
-def open_window(scenario: str, settings_path, question="discard") -> MainWindow:
-    w = MainWindow(scenario=scenario, settings=QSettings(str(settings_path), QSettings.Format.IniFormat))
-    w.question_answer = lambda key, text: question
-    w.resize(1500, 950)
-    w.show()
-    wait_until(lambda: w.scenario is not None and w.scenario.id == scenario and w.anatomy is not None, 60, "the scenario")
-    wait_until(lambda: w.procedure_panel.plots_ready, 20, "the plots")
-    w.view3d.render_now()
-    return w
-
-
-def close_window(w: MainWindow) -> None:
-    import gc
-
-    from PySide6.QtCore import QCoreApplication, QEvent
-
-    w.question_answer = lambda key, text: "discard"
-    w.close()
-    w.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    process(50)
-    gc.collect()
 
 
 @pytest.fixture(scope="module")
