@@ -166,22 +166,6 @@ def test_clinical_values():
 BUNDLED_SCENARIOS = [s for s in LIBRARY if scenario(s).anatomy == "bundled"]
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    import simulator.anatomy as anatomy_pkg
-
-    load_anatomy = getattr(anatomy_pkg, "load_anatomy", None)
-    if load_anatomy is None:
-        pytest.skip("simulator.anatomy.load_anatomy is not available yet")
-    try:
-        from simulator.anatomy.bundled import cache_is_valid
-    except ImportError:
-        pytest.skip("simulator.anatomy.bundled is not available")
-    if not cache_is_valid():
-        pytest.skip("the bundled patient is not built (python main.py setup-data)")
-    return load_anatomy("bundled")
-
-
 # Planned paths and target placement on the bundled patient are checked with the editor's plan check
 # (tests/core/test_plan_check.py::test_library_plans_are_clean_on_the_bundled_patient).
 
