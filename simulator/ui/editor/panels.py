@@ -5,6 +5,7 @@ shows the validator's message for its field.
 """
 from __future__ import annotations
 
+import re
 from typing import get_args
 
 import numpy as np
@@ -50,6 +51,25 @@ def _literal_choices(lit) -> list:
 
 def _field_literal(model, name):
     return model.model_fields[name].annotation
+
+
+_SPINE_REGIONS = {"C": 0, "T": 1, "L": 2, "S": 3}
+
+
+def structure_order(name: str):
+    """Sort key of a structure name as an anatomist reads the list: numbers in order (rib 2 before
+    rib 10), vertebrae from the neck down (C7, T1 ... T12, L1)."""
+    parts = re.split(r"(\d+)", name)
+    key = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            key.append((1, int(part), ""))
+        elif i + 1 < len(parts) and part[-1:] in _SPINE_REGIONS and part[:-1].endswith("_"):
+            key.append((0, 0, part[:-1]))
+            key.append((1, _SPINE_REGIONS[part[-1]], ""))
+        else:
+            key.append((0, 0, part.lower()))
+    return key
 
 
 def scroll(widget: QWidget) -> QScrollArea:
@@ -322,7 +342,7 @@ class CriticalPanel(QWidget):
 
     def set_anatomy(self, anatomy) -> None:
         self.choice.clear()
-        names = sorted(s.name for s in anatomy.structures.values())
+        names = sorted((s.name for s in anatomy.structures.values()), key=structure_order)
         for n in names:
             self.choice.addItem(n.replace("_", " "), f"structure:{n}")
         for t in Tissue:

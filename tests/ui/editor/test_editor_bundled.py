@@ -64,6 +64,11 @@ def _proposals_structures_plan_check(w, ed) -> None:
     tab(ed, "Avoid")
     cp = ed.critical_panel
     assert cp.choice.findData("structure:vertebrae_L1") >= 0 and cp.choice.findData("structure:aorta") >= 0
+    # read as an anatomist reads it: T12 before L1, the 2nd rib before the 10th
+    order = [cp.choice.itemData(i) for i in range(cp.choice.count())]
+    assert order.index("structure:vertebrae_T12") < order.index("structure:vertebrae_L1")
+    assert order.index("structure:vertebrae_T2") < order.index("structure:vertebrae_T10")
+    assert order.index("structure:rib_left_2") < order.index("structure:rib_left_10") < order.index("structure:rib_right_1")
     assert cp.select_choice("structure", "kidney_left")
     cp.severity.setCurrentText("minor")
     QTest.mouseClick(cp.add_button, Qt.MouseButton.LeftButton)

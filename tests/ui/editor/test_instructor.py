@@ -289,3 +289,13 @@ def test_absent_settings_show_the_schema_defaults(win, editor):
     assert doc.get(f + ("pulse_rate_pps",)) == 30 and doc.errors() == []
     doc.undo()
     assert not doc.has(f + ("pulse_rate_pps",)) and combo.currentText() == "15"
+
+
+def test_structures_are_listed_in_anatomical_order():
+    from simulator.ui.editor.panels import structure_order
+
+    names = ["rib_left_10", "vertebrae_L1", "rib_left_2", "aorta", "vertebrae_T12", "vertebrae_C7", "rib_left_1",
+             "vertebrae_T2", "vertebrae_S1", "Kidney_left"]
+    assert sorted(names, key=structure_order) == [
+        "aorta", "Kidney_left", "rib_left_1", "rib_left_2", "rib_left_10", "vertebrae_C7", "vertebrae_T2",
+        "vertebrae_T12", "vertebrae_L1", "vertebrae_S1"]
