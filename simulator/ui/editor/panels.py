@@ -111,6 +111,7 @@ class ListEditor(QWidget):
         self.delete_button.setObjectName(f"{name}_delete")
         self.delete_button.clicked.connect(self.delete_selected)
         self.detail_rows: list = []
+        self.on_delete = None  # callable(doc, item): more edits in the deletion's undo step
         self.lay = QVBoxLayout(self)
         self.lay.setContentsMargins(0, 0, 0, 0)
         self.lay.addWidget(self.list)
@@ -182,8 +183,12 @@ class ListEditor(QWidget):
         if doc is None or self.index < 0:
             return
         i = self.index
-        what = self.describe(i, self.items()[i]).split(" \u2014 ")[0]
-        doc.remove(self.list_path, i, label=f"Delete {what}")
+        item = self.items()[i]
+        what = self.describe(i, item).split(" \u2014 ")[0]
+        with doc.batch(f"Delete {what}"):
+            doc.remove(self.list_path, i)
+            if self.on_delete is not None:
+                self.on_delete(doc, item)
         self.index = min(i, len(self.items()) - 1)
         self.binder.refresh()
 
@@ -191,6 +196,20 @@ class ListEditor(QWidget):
 # ------------------------------------------------------------------------------------------
 # targets
 # ------------------------------------------------------------------------------------------
+def forget_target(doc, target) -> None:
+    """A deleted target's id leaves the planned needles that led to it (they then lead to the
+    nearest target), in the same undo step: no dangling target_id for the instructor to chase."""
+    tid = target.get("id") if isinstance(target, dict) else None
+    if not tid:
+        return
+    paths = [("planned_trajectory",)] + [("additional_trajectories", i)
+                                         for i in range(len(doc.get(("additional_trajectories",)) or []))]
+    for p in paths:
+        t = doc.get(p)
+        if isinstance(t, dict) and t.get("target_id") == tid:
+            doc.unset(p + ("target_id",))
+
+
 class TargetsPanel(QWidget):
     mode_requested = Signal(str)  # "point_target" | "polyline" | ""
     proposal_requested = Signal(str)
@@ -205,6 +224,7 @@ class TargetsPanel(QWidget):
         intro.setWordWrap(True)
         lay.addWidget(intro)
         self.editor = ListEditor(binder, ("targets",), self._describe, "targets")
+        self.editor.on_delete = forget_target
         self.add_point = self.editor.add_button(QPushButton("Add point (click)"))
         self.add_point.setObjectName("add_point_target")
         self.add_point.setCheckable(True)

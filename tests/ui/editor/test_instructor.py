@@ -299,3 +299,22 @@ def test_structures_are_listed_in_anatomical_order():
     assert sorted(names, key=structure_order) == [
         "aorta", "Kidney_left", "rib_left_1", "rib_left_2", "rib_left_10", "vertebrae_C7", "vertebrae_T2",
         "vertebrae_T12", "vertebrae_L1", "vertebrae_S1"]
+
+
+def test_deleting_a_target_leaves_no_needle_leading_to_it(win, editor):
+    """The nerve deleted: the planned needle stays, without its target_id (no error naming a target
+    that is gone); one undo brings both back."""
+    ed = editor
+    win.answers = {"editor_unsaved": "discard"}
+    assert ed.open_file(win.scenario_path)
+    doc = ed.doc
+    assert doc.get(("planned_trajectory", "target_id")) == "nerve"
+    tab(ed, "Targets")
+    ed.targets_panel.editor.select(0)
+    QTest.mouseClick(ed.targets_panel.editor.delete_button, Qt.MouseButton.LeftButton)
+    assert doc.get(("targets",)) == [] and isinstance(doc.get(("planned_trajectory",)), dict)
+    assert not doc.has(("planned_trajectory", "target_id"))
+    assert not [e for e in doc.formatted_errors() if "target_id" in e]
+    assert doc.undo_label == "Delete nerve"
+    doc.undo()
+    assert doc.get(("planned_trajectory", "target_id")) == "nerve" and not doc.dirty
