@@ -18,6 +18,7 @@ Questions (unsaved changes) go through `window.ask`, files through `choose_file`
 from __future__ import annotations
 
 import math
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,6 +95,18 @@ SHAPE_PATHS = {"targets", "critical_structures", "skin_entry_zone", "planned_tra
 
 def _value(x) -> str:
     return str(getattr(x, "value", x))
+
+
+def needle_words(message: str) -> str:
+    """A plan-check message as the Plan tab names the needles: "planned_trajectory: ..." ->
+    "Needle 1: ...", "additional_trajectories[0]: ..." -> "Needle 2: ..." (the file's field names
+    mean nothing to an instructor who never opened the YAML)."""
+    if message.startswith("planned_trajectory: "):
+        return "Needle 1: " + message[len("planned_trajectory: "):]
+    m = re.match(r"additional_trajectories\[(\d+)\]: ", message)
+    if m:
+        return f"Needle {int(m.group(1)) + 2}: " + message[m.end():]
+    return message
 
 
 class NewScenarioDialog(QDialog):
@@ -1086,7 +1099,7 @@ class EditorMode(QObject):
                     problems = [SimpleNamespace(kind="check", message=f"The plan could not be checked: {ex}",
                                                 severity="minor")]
         self.plan_problems = problems
-        lines = [getattr(p, "message", str(p)) for p in problems]
+        lines = [needle_words(getattr(p, "message", str(p))) for p in problems]
         has_plan = bool(self._trajectories())
         if plan_check is None and has_plan:
             ok = "(The plan check is not available in this version.)"

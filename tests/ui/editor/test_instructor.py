@@ -106,7 +106,11 @@ def test_the_banner_names_two_problems_and_counts_the_rest(win, editor):
     assert b.isVisibleTo(ed.slices)
     text = b.text()
     assert text.count("\u2022") == 2 and f"and {len(ed.plan_problems) - 2} more (Plan tab)" in text
-    assert all(p.message in b.toolTip() for p in ed.plan_problems)
+    # the needles named as on the Plan tab, not by the file's field names
+    assert all(p.message.startswith("planned_trajectory: ") for p in ed.plan_problems)
+    assert text.startswith("\u26a0 Plan check: Needle 1: ") and "planned_trajectory" not in text
+    assert all(p.message.replace("planned_trajectory: ", "Needle 1: ") in b.toolTip() for p in ed.plan_problems)
+    assert ed.plan_panel.problems.item(0).text().startswith("Needle 1: ")
     assert ed.plan_panel.problems.count() == len(ed.plan_problems)
     doc.undo()
     doc.undo()
@@ -318,3 +322,12 @@ def test_deleting_a_target_leaves_no_needle_leading_to_it(win, editor):
     assert doc.undo_label == "Delete nerve"
     doc.undo()
     assert doc.get(("planned_trajectory", "target_id")) == "nerve" and not doc.dirty
+
+
+def test_plan_messages_name_the_needles_as_the_plan_tab_does():
+    from simulator.ui.editor.mode import needle_words
+
+    assert needle_words("planned_trajectory: Crosses the aorta.") == "Needle 1: Crosses the aorta."
+    assert needle_words("additional_trajectories[0]: Bone.") == "Needle 2: Bone."
+    assert needle_words("additional_trajectories[11]: x") == "Needle 13: x"
+    assert needle_words("Target t point lies inside bone.") == "Target t point lies inside bone."
