@@ -63,6 +63,8 @@ ZONE_COLOUR = (255, 120, 255)
 PENDING_COLOUR = (255, 255, 255)
 CROSS_COLOUR = (255, 230, 80)
 PROBE_COLOUR = (255, 170, 40)
+LABEL_LINE_PX = 16  # label height on screen (for spreading labels that would overlap)
+LABEL_CHAR_PX = 7  # average character width
 
 
 @dataclass
@@ -324,13 +326,37 @@ class SliceView(pg.GraphicsView):
             t = pg.TextItem("", anchor=(0, 1))
             self.box.addItem(t, ignoreBounds=True)
             self._labels.append(t)
+        placed = self._spread_labels()
         for i, t in enumerate(self._labels):
             if i < len(self._texts):
-                text, (u, v), colour = self._texts[i]
+                text, _uv, colour = self._texts[i]
                 t.setText(text, color=colour)
-                t.setPos(u, v)
+                t.setPos(*placed[i])
             elif t.textItem.toPlainText():
                 t.setText("")
+
+    def _spread_labels(self) -> list:
+        """Label positions (scene mm) moved down a line where two would overlap on screen
+        (two targets a few mm apart, the probe over the entry)."""
+        try:
+            sx, sy = (abs(float(x)) for x in self.box.viewPixelSize())
+        except Exception:  # noqa: BLE001 - not laid out yet: as given
+            sx = sy = 0.0
+        out: list = []
+        if not (sx > 0 and sy > 0):
+            return [uv for _t, uv, _c in self._texts]
+        line = LABEL_LINE_PX * sy
+        for text, (u, v), _c in self._texts:
+            width = (LABEL_CHAR_PX * len(text) + 8) * sx
+            for _ in range(len(out) + 1):
+                # the views are mirrored (invertX): a label spans [u - width, u] in scene mm
+                clash = next(((pu, pv) for (pu, pv), pw in out
+                              if abs(pv - v) < line and pu - pw < u and u - width < pu), None)
+                if clash is None:
+                    break
+                v = clash[1] - line  # one line below the label it would cover
+            out.append(((u, v), width))
+        return [uv for uv, _w in out]
 
     def clear_overlays(self) -> None:
         self._begin()

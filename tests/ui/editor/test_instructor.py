@@ -331,3 +331,26 @@ def test_plan_messages_name_the_needles_as_the_plan_tab_does():
     assert needle_words("additional_trajectories[0]: Bone.") == "Needle 2: Bone."
     assert needle_words("additional_trajectories[11]: x") == "Needle 13: x"
     assert needle_words("Target t point lies inside bone.") == "Target t point lies inside bone."
+
+
+def test_labels_of_targets_close_together_do_not_overlap(win, editor):
+    """Two point targets 2 mm apart on the axial slice: their names are drawn a line apart."""
+    from simulator.core.scenario_doc import add_target
+
+    ed = editor
+    win.answers = {"editor_unsaved": "discard"}
+    assert ed.open_file(win.scenario_path)
+    doc = ed.doc
+    with doc.batch("two targets"):
+        add_target(doc, id="near_a", name="A", points_mm=[[20.0, -30.0, 0.0]])
+        add_target(doc, id="near_b", name="B", points_mm=[[22.0, -30.5, 0.0]])
+    ed.slices.set_cursor([20.0, -30.0, 0.0])
+    ed._draw_slices()
+    ax = ed.slices.views["axial"]
+    pos = {t.textItem.toPlainText(): t.pos() for t in ax._labels if t.textItem.toPlainText()}
+    a, b = pos["near_a"], pos["near_b"]
+    sy = abs(ax.box.viewPixelSize()[1])
+    assert abs(a.y() - b.y()) / sy >= 15.9  # a line apart on screen
+    assert a.x() == pytest.approx(20.0) and b.x() == pytest.approx(22.0)  # each still at its target
+    doc.undo()
+    assert not doc.dirty
