@@ -173,10 +173,9 @@ def test_typing_into_a_field_is_one_undo_step(win, editor):
         QTest.keyClick(title, ch)
         wait_until(lambda: not ed.binder.pending, 5, "the keystroke to reach the document")
     assert doc.get(("title",)) == old + " (copy)"
-    n_undo = len(doc._undo)
     d = WindowDriver(win)
-    d.key(Qt.Key.Key_Z, CTRL)
-    assert doc.get(("title",)) == old and not doc.dirty and len(doc._undo) == n_undo - 1
+    d.key(Qt.Key.Key_Z, CTRL)  # one undo: the whole visit (the document is back to the file)
+    assert doc.get(("title",)) == old and not doc.dirty
     assert title.text() == old
     d.key(Qt.Key.Key_Z, CTRL | SHIFT)
     assert doc.get(("title",)) == old + " (copy)"
