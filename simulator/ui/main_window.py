@@ -574,9 +574,18 @@ class MainWindow(QMainWindow):
         if message:
             self.statusBar().showMessage(f"Loading anatomy: {message}")
 
+    def _load_finished(self) -> None:
+        """No anatomy loads any more (whoever asked: a scenario, the editor, a recovery): no progress shown."""
+        if self.loader.is_loading():
+            return
+        self.progress_bar.hide()
+        if self.statusBar().currentMessage().startswith("Loading anatomy"):
+            self.statusBar().clearMessage()
+
     def _on_anatomy_loaded(self, ref: str, anatomy) -> None:
         if self._closing:
             return
+        self._load_finished()
         for attempt_id in self._recover_queue.pop(ref, []):  # recoveries waiting for this anatomy
             self.recover_attempt(attempt_id)
         if self._pending is None:
@@ -589,6 +598,7 @@ class MainWindow(QMainWindow):
     def _on_anatomy_failed(self, ref: str, message: str) -> None:
         if self._closing:
             return
+        self._load_finished()
         for attempt_id in self._recover_queue.pop(ref, []):
             self.report_error("Cannot recover the attempt", f"attempt {attempt_id}: its anatomy {ref!r}: {message}")
         pending = self._pending
@@ -657,6 +667,8 @@ class MainWindow(QMainWindow):
         opacity = {g: scene.group_opacity(g) for g in groups}
         counts = {g: len(scene.group_structures(g)) for g in groups}
         self.display_panel.set_groups(groups, visible, opacity, counts)
+        for a in self.group_actions.values():  # the old anatomy's groups: their shortcuts go too
+            self.removeAction(a)
         self.groups_menu.clear()
         self.group_actions.clear()
         for i, g in enumerate(groups):

@@ -200,7 +200,9 @@ class DisplayPanel(QWidget):
                    counts: dict[str, int] | None = None) -> None:
         while self.groups_grid.count():
             w = self.groups_grid.takeAt(0).widget()
-            if w is not None:
+            if w is not None:  # gone from the screen now, not only at the next deferred delete
+                w.hide()
+                w.setParent(None)
                 w.deleteLater()
         self.group_checks.clear()
         self.group_sliders.clear()

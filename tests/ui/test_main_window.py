@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QCheckBox, QMessageBox
 
 from simulator.ui.main_window import MainWindow
 from tests.conftest import make_synthetic_anatomy
@@ -166,6 +166,33 @@ def test_picker_switches_scenario_and_anatomy(qtbot, window):
     with qtbot.waitSignal(w.anatomy_shown, timeout=10_000):
         choose_in_picker(qtbot, w, "ui_layered")
     assert w.anatomy is first and len(_LOAD_CALLS) == calls
+
+
+def test_switching_anatomy_leaves_only_its_groups_and_no_loading_signs(qtbot, window):
+    """The structure groups of the new anatomy alone (rows and menu shortcuts), and no progress bar
+    or loading message once it is shown."""
+    w = window
+    with qtbot.waitSignal(w.anatomy_shown, timeout=60_000):
+        choose_in_picker(qtbot, w, "ui_gel")
+    process_events = QApplication.processEvents
+    process_events()
+    groups = w.view3d.scene.groups()
+    panel = w.display_panel
+    shown = sorted(cb.text().lower() for cb in panel.findChildren(QCheckBox)
+                   if cb.objectName().startswith("group_") and cb.isVisibleTo(panel))
+    assert shown == sorted(groups)
+    ctrl1 = [a for a in w.actions() if a.shortcut().toString() == "Ctrl+1"]
+    assert len(ctrl1) == 1 and ctrl1[0].text().lower() == groups[0]
+    assert not w.progress_bar.isVisible()
+    assert not w.statusBar().currentMessage().startswith("Loading anatomy")
+    # rebuilt twice before the event loop runs (the editor hands the scene back, then the scenario
+    # opens): the first set of rows is gone from the screen at once, not at the next deferred delete
+    w._rebuild_group_controls()
+    panel.set_groups(["bone", "gel"], {}, {})
+    process_events()  # the new rows are shown by the layout; deferred deletes wait for the event loop
+    shown = sorted(cb.text().lower() for cb in panel.findChildren(QCheckBox)
+                   if cb.objectName().startswith("group_") and cb.isVisibleTo(panel))
+    assert shown == ["bone", "gel"]
 
 
 def test_broken_scenario_is_greyed_and_reports_file_and_field(qtbot, window):
