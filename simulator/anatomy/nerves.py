@@ -266,7 +266,25 @@ def _on_bodies(g: _Geometry, names: list[str], side: str, angle: float, offset: 
     if len(pts) < 2:
         return None
     pts = np.array(pts)
-    return pts[np.argsort(-pts[:, 2], kind="stable")]
+    pts = pts[np.argsort(-pts[:, 2], kind="stable")]
+    return _drop_kinks(pts)
+
+
+KINK_MM = 8.0  # a nerve runs smoothly along the bodies: an inner point this far off its neighbours' mid-point is dropped
+
+
+def _drop_kinks(pts: np.ndarray) -> np.ndarray:
+    """Drop inner points that sit more than KINK_MM (in the axial plane) off the mid-point of their
+    neighbours: a slice where the ray had to turn forwards lands in front of the chain."""
+    keep = np.ones(len(pts), dtype=bool)
+    prev = 0
+    for i in range(1, len(pts) - 1):
+        mid = 0.5 * (pts[prev, :2] + pts[i + 1, :2])  # the last point kept, the next one
+        if np.linalg.norm(pts[i, :2] - mid) > KINK_MM:
+            keep[i] = False
+        else:
+            prev = i
+    return pts[keep]
 
 
 def _is_soft(g: _Geometry, p: np.ndarray) -> bool:

@@ -96,3 +96,17 @@ def test_proposals_cached_per_anatomy():
     js = propose(a, "celiac_plexus_left").to_json()
     assert js["kind"] == "point" and len(js["points_mm"]) == 1
     assert pytest.approx(js["radius_mm"]) == 5.0
+
+
+def test_a_point_off_the_line_of_its_neighbours_is_dropped():
+    """A chain sampled slice by slice: an inner point 12 mm off its neighbours' mid-point (a ray
+    that had to turn forwards) is dropped; smooth bends and the end points stay."""
+    from simulator.anatomy.nerves import KINK_MM, _drop_kinks
+
+    z = -np.arange(6) * 8.0
+    x = np.array([-41.0, -41.0, -42.0, -31.0, -42.0, -37.0])  # the 4th sits 11 mm medial
+    y = np.array([-16.0, -12.0, -7.0, 1.0, -3.0, -4.0])
+    kept = _drop_kinks(np.column_stack([x, y, z]))
+    assert kept[:, 2].tolist() == [0.0, -8.0, -16.0, -32.0, -40.0]
+    bend = np.column_stack([np.linspace(0, 0.8 * KINK_MM, 5) ** 1.5 / 3, np.zeros(5), -np.arange(5) * 8.0])
+    assert len(_drop_kinks(bend)) == 5
