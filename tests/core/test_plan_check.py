@@ -203,20 +203,7 @@ def test_distance_to_target_follows_the_schema():
 # the library on the built bundled patient
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    import simulator.anatomy as anatomy_pkg
-
-    load_anatomy = getattr(anatomy_pkg, "load_anatomy", None)
-    if load_anatomy is None:
-        pytest.skip("simulator.anatomy.load_anatomy is not available yet")
-    try:
-        from simulator.anatomy.bundled import cache_is_valid
-    except ImportError:
-        pytest.skip("simulator.anatomy.bundled is not available")
-    if not cache_is_valid():
-        pytest.skip("the bundled patient is not built (python main.py setup-data)")
-    return load_anatomy("bundled")
+# `bundled`: the built bundled patient (tests/core/conftest.py)
 
 
 BUNDLED = [p for p in sorted(paths.SCENARIOS_DIR.glob("*.yaml")) if load_scenario(p).anatomy == "bundled"]

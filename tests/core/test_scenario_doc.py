@@ -382,20 +382,7 @@ def test_new_keys_go_where_the_schema_puts_them():
 # targets from the label-based proposals of the built bundled patient
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    import simulator.anatomy as anatomy_pkg
-
-    load_anatomy = getattr(anatomy_pkg, "load_anatomy", None)
-    if load_anatomy is None:
-        pytest.skip("simulator.anatomy.load_anatomy is not available yet")
-    try:
-        from simulator.anatomy.bundled import cache_is_valid
-    except ImportError:
-        pytest.skip("simulator.anatomy.bundled is not available")
-    if not cache_is_valid():
-        pytest.skip("the bundled patient is not built (python main.py setup-data)")
-    return load_anatomy("bundled")
+# `bundled`: the built bundled patient (tests/core/conftest.py)
 
 
 @pytest.mark.parametrize("name", ["celiac_plexus_left", "splanchnic_right", "intercostal_left_10"])
