@@ -1,5 +1,5 @@
-"""Panels of the main window: scenario picker and instructions, display controls, the procedure
-panel and the titled panes that the imaging views of later issues fill.
+"""Panels of the main window: scenario picker and instructions, display controls and the titled
+panes the imaging views fill (the procedure panel is simulator/ui/procedure_panel.py).
 
 Panels hold widgets and emit requests; the main window owns the state and wires them up.
 """
@@ -16,8 +16,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QSizePolicy,
     QSlider,
     QTextBrowser,
@@ -233,84 +231,6 @@ class DisplayPanel(QWidget):
         b = self.preset_buttons.get(name)
         if b is not None:
             b.setChecked(True)
-
-
-# --------------------------------------------------------------------------------------------
-def scenario_steps(scenario) -> list[str]:
-    """The procedure's steps in order, as a trainee reads them."""
-    st = scenario.steps
-    out = []
-    if st.local_anaesthetic:
-        out.append("Local anaesthetic: skin wheal and needle track")
-    out.append("Choose the skin entry point")
-    out.append(f"Advance the needle under {_human(scenario.modality)} guidance to the target(s)")
-    if st.aspiration_before_injection:
-        out.append("Aspirate before every injection: no blood, no CSF")
-    if st.contrast is not None:
-        out.append(f"Contrast: {st.contrast.min_ml:g}\u2013{st.contrast.max_ml:g} ml, check the spread")
-    if st.test_dose is not None:
-        td = st.test_dose
-        out.append(f"Test dose: {td.agent} {'/'.join(f'{c:g}' for c in td.concentrations_pct)} %, "
-                   f"{td.volume_ml.min_ml:g}\u2013{td.volume_ml.max_ml:g} ml")
-    agents = ([st.neurolytic] if st.neurolytic is not None else []) + list(st.neurolytic_options)
-    if agents:
-        opts = " or ".join(
-            f"{a.agent} {'/'.join(f'{c:g}' for c in a.concentrations_pct)} % "
-            f"{a.volume_ml.min_ml:g}\u2013{a.volume_ml.max_ml:g} ml" for a in agents
-        )
-        out.append(f"Neurolytic agent: {opts}")
-    out.append("End the attempt and read the score card")
-    return out
-
-
-class ProcedurePanel(QWidget):
-    """The procedure's steps (later issues tick them off and add what happened)."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        self.title = QLabel("No scenario")
-        self.title.setObjectName("procedure_title")
-        self.title.setWordWrap(True)
-        layout.addWidget(self.title)
-        self.steps = QListWidget()
-        self.steps.setObjectName("procedure_steps")
-        self.steps.setWordWrap(True)
-        layout.addWidget(self.steps, 2)
-        self.hints_label = QLabel("Targets and structures to avoid")
-        layout.addWidget(self.hints_label)
-        self.hints = QListWidget()
-        self.hints.setObjectName("procedure_hints")
-        self.hints.setWordWrap(True)
-        layout.addWidget(self.hints, 1)
-        self.events_label = QLabel("Events")
-        layout.addWidget(self.events_label)
-        self.events = QListWidget()
-        self.events.setObjectName("procedure_events")
-        layout.addWidget(self.events, 1)
-
-    def show_scenario(self, scenario, instructor: bool) -> None:
-        self.steps.clear()
-        self.hints.clear()
-        if scenario is None:
-            self.title.setText("No scenario")
-            return
-        self.title.setText(f"<b>{html.escape(scenario.title)}</b>")
-        for i, s in enumerate(scenario_steps(scenario), 1):
-            item = QListWidgetItem(f"{i}. {s}")
-            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
-            self.steps.addItem(item)
-        for t in scenario.targets:
-            self.hints.addItem(f"Target: {t.name} (within {t.tolerance_mm:g} mm)")
-        for c in scenario.critical_structures:
-            what = c.structure or c.tissue
-            self.hints.addItem(f"Avoid: {_human(what)} [{_value(c.severity)}]")
-        self.set_instructor(instructor)
-
-    def set_instructor(self, instructor: bool) -> None:
-        self.hints.setVisible(instructor)
-        self.hints_label.setVisible(instructor)
 
 
 # --------------------------------------------------------------------------------------------

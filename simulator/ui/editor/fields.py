@@ -32,21 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from simulator.core.scenario import NO_VALUE, _show
+from simulator.core.scenario_doc import field_name
 
 TYPING_MS = 150  # typing goes into the document (and is validated) after this pause
 ERROR_STYLE = "color: #c0161a;"
 BAD_FIELD_STYLE = "border: 1px solid #d01010; background: #fff0f0;"
-
-
-def field_name(path) -> str:
-    """("targets", 0, "points_mm") -> "targets[0].points_mm" (the validator's field names)."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 def errors_under(errors, path) -> list:
