@@ -35,6 +35,8 @@ from simulator.core.procedure import Procedure, ProcedureError
 #: the simulation rate: while a live attempt runs with the needle placed, the procedure records a
 #: sample of the needle, probe and C-arm poses this often even when nothing moves (as a tracker does)
 SAMPLE_RATE_HZ = 60.0
+#: the Procedure's signals the controller forwards as Qt signals of the same names
+FORWARDED = ("needle_changed", "event_added", "step_changed", "sample_added", "spread_added")
 
 
 def rotate(vector, axis, angle_deg: float) -> np.ndarray:
@@ -121,11 +123,8 @@ class AttemptController(QObject):
         proc = self.procedure
         if proc is None:
             return
-        proc.needle_changed.unsubscribe(self.needle_changed.emit)
-        proc.event_added.unsubscribe(self.event_added.emit)
-        proc.step_changed.unsubscribe(self.step_changed.emit)
-        proc.sample_added.unsubscribe(self.sample_added.emit)
-        proc.spread_added.unsubscribe(self.spread_added.emit)
+        for name in FORWARDED:
+            getattr(proc, name).unsubscribe(getattr(self, name).emit)
 
     def detach_signals(self) -> None:
         """Stop forwarding the procedure's signals (a replay seek: the window follows once, at the end)."""
@@ -135,11 +134,8 @@ class AttemptController(QObject):
         proc = self.procedure
         if proc is None:
             return
-        proc.needle_changed.subscribe(self.needle_changed.emit)
-        proc.event_added.subscribe(self.event_added.emit)
-        proc.step_changed.subscribe(self.step_changed.emit)
-        proc.sample_added.subscribe(self.sample_added.emit)
-        proc.spread_added.subscribe(self.spread_added.emit)
+        for name in FORWARDED:
+            getattr(proc, name).subscribe(getattr(self, name).emit)
 
     def stop(self) -> None:
         """Forget the attempt (the window closes or the scenario changes)."""
