@@ -120,3 +120,6 @@ def _release_windows_before_the_display_goes():
             QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             QCoreApplication.processEvents()
     gc.collect()
+
+
+from tests.pg import pg_cluster, pg_database, pg_template  # noqa: E402,F401 - shared PostgreSQL fixtures

@@ -1,4 +1,4 @@
-"""Fixtures for the record store tests: scripted attempts on the test block (fast, exact)."""
+"""Fixtures for the record store tests: scripted attempts on the test block (fast, exact), and the\nstore on both backends (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
@@ -35,8 +35,16 @@ def novice(scenario, block):
     return proc, score_attempt(proc.recording, scenario, block)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SQLiteRecordStore(tmp_path / "records.sqlite")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The record store every store test runs on: a workstation's SQLite file, and a centre's
+    PostgreSQL server (a fresh database on the session's throw-away cluster)."""
+    if request.param == "sqlite":
+        s = SQLiteRecordStore(tmp_path / "records.sqlite")
+    else:
+        from simulator.records.store.postgres import PostgresRecordStore
+
+        cluster = request.getfixturevalue("pg_cluster")
+        s = PostgresRecordStore(cluster.conninfo(request.getfixturevalue("pg_database")))
     yield s
     s.close()

@@ -1,6 +1,7 @@
 """The record store: round trips bit for bit, attempts and trainees, errors naming what is wrong,
 and SQL that goes through the dialect (so another DB-API database can take it)."""
 import json
+import re
 import sqlite3
 import struct
 
@@ -80,7 +81,7 @@ def test_resolve_by_number_or_uuid_prefix_and_clear_errors(store, expert):
     info = store.attempt(aid)
     assert store.resolve(str(aid)) == aid
     assert store.resolve(info.uuid) == aid and store.resolve(info.uuid[:6]) == aid
-    with pytest.raises(UnknownAttempt, match=r"no attempt 99 in .*records\.sqlite"):
+    with pytest.raises(UnknownAttempt, match=r"no attempt 99 in " + re.escape(store.location)):
         store.resolve("99")
     with pytest.raises(UnknownAttempt, match="'nonsense'"):
         store.resolve("nonsense")
@@ -98,8 +99,9 @@ def test_ambiguous_uuid_prefix_is_refused(store, expert):
 
 def test_uuid_is_unique(store, expert):
     store.save_recording(expert[0].recording, expert[1], uuid="11111111-2222-4333-8444-555555555555")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(RecordsError, match="attempt 11111111-2222-4333-8444-555555555555 is already in"):
         store.save_recording(expert[0].recording, expert[1], uuid="11111111-2222-4333-8444-555555555555")
+    assert len(store.list_attempts()) == 1
 
 
 def test_finishing_stores_the_mode_the_attempt_ended_in(store, scenario, block):

@@ -44,8 +44,9 @@ there (`%s` markers, BIGINT identity key, DOUBLE PRECISION, BYTEA). Nothing else
 Modules
 -------
 `model` (Trainee, AttemptInfo, errors), `liveness` (is a live attempt still being recorded),
-`interface` (RecordStore), `schema` (tables, Dialect), `sql` (SQLRecordStore), `sqlite`
-(SQLiteRecordStore, the default file).
+`interface` (RecordStore), `schema` (tables, Dialect), `migrations` (the schema versions),
+`checksum` (an attempt's content hash), `sql` (SQLRecordStore), `sqlite` (SQLiteRecordStore, the
+default file), `postgres` (PostgresRecordStore, a centre's server).
 """
 from simulator.records.store.interface import RecordStore
 from simulator.records.store.liveness import (
@@ -63,16 +64,17 @@ from simulator.records.store.schema import (
     ATTEMPT_FROM,
     POSTGRESQL,
     SCHEMA,
-    SCHEMA_VERSION,
     SQLITE,
     Dialect,
 )
+from simulator.records.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, migrate
 from simulator.records.store.sql import (
     COMPACT_SAMPLES,
     MAX_CHUNK_INPUTS,
     MAX_CHUNK_SAMPLES,
     SQLRecordStore,
 )
+from simulator.records.store.postgres import PostgresRecordStore, ServerError
 from simulator.records.store.sqlite import (
     DB_FILE_NAME,
     SQLiteRecordStore,
@@ -80,5 +82,5 @@ from simulator.records.store.sqlite import (
     open_store,
 )
 
-__all__ = ["AttemptInfo", "Dialect", "POSTGRESQL", "RecordStore", "RecordsError", "SQLITE", "SQLRecordStore",
+__all__ = ["AttemptInfo", "Dialect", "POSTGRESQL", "PostgresRecordStore", "RecordStore", "ServerError", "RecordsError", "SQLITE", "SQLRecordStore",
            "SQLiteRecordStore", "Trainee", "UnknownAttempt", "default_db_path", "open_store"]

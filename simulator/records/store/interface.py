@@ -122,10 +122,13 @@ class RecordStore(ABC):
     def resolve(self, ref) -> int:
         """An attempt id from what a person typed: its number, or its UUID or a unique prefix of it."""
         text = str(ref).strip()
+        number_error = None
         if text.isdigit():
-            aid = int(text)
-            self.attempt(aid)
-            return aid
+            try:
+                self.attempt(int(text))
+                return int(text)
+            except UnknownAttempt as e:  # perhaps a UUID prefix of digits only
+                number_error = e
         low = text.lower()
         if len(low) >= 4 and all(c in "0123456789abcdef-" for c in low):
             hits = [a for a in self.list_attempts() if a.uuid.startswith(low)]
@@ -134,6 +137,8 @@ class RecordStore(ABC):
             if len(hits) > 1:
                 raise UnknownAttempt(f"attempt {text!r} is ambiguous: {len(hits)} attempts have UUIDs starting "
                                      f"with it ({', '.join(h.short_uuid for h in hits[:5])})")
+        if number_error is not None:
+            raise number_error
         raise UnknownAttempt(f"no attempt {text!r} in {self.location}: give its number or (a prefix of) its UUID "
                              f"as listed by `records attempts`")
 

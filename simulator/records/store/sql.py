@@ -22,15 +22,9 @@ from simulator.records.codec import (
 from simulator.records.store.interface import RecordStore
 from simulator.records.store.liveness import this_process
 from simulator.records.store.model import STATUSES, AttemptInfo, RecordsError, Trainee, UnknownAttempt, now_iso
-from simulator.records.store.schema import (
-    ATTEMPT_COLUMNS,
-    ATTEMPT_FROM,
-    SCHEMA,
-    SCHEMA_VERSION,
-    SQLITE,
-    Dialect,
-    _info,
-)
+from simulator.records.store.checksum import attempt_checksum
+from simulator.records.store.migrations import migrate
+from simulator.records.store.schema import ATTEMPT_COLUMNS, ATTEMPT_FROM, SQLITE, Dialect, _info
 
 MAX_CHUNK_SAMPLES = 1200  # samples per row (20 s at 60 Hz): appends fill the last row up to this
 COMPACT_SAMPLES = MAX_CHUNK_SAMPLES
@@ -108,12 +102,15 @@ class SQLRecordStore(RecordStore):
         self._closed = True
 
     class _Tx:
-        def __init__(self, store):
+        def __init__(self, store, migration: bool = False):
             self.store = store
+            self.migration = migration
 
         def __enter__(self):
             self.conn = self.store._conn()
             self.cur = self.conn.cursor()
+            if self.migration and self.store.dialect.lock:
+                self.run(self.store.dialect.lock)
             return self
 
         def __exit__(self, exc_type, exc, tb):
@@ -122,11 +119,25 @@ class SQLRecordStore(RecordStore):
                     self.conn.commit()
                 else:
                     self.conn.rollback()
+            except Exception as e:  # noqa: BLE001 - the connection broke: its transaction is undone
+                if exc_type is None:
+                    raise self.store._translate_error(e) or e from None
             finally:
-                self.cur.close()
+                try:
+                    self.cur.close()
+                except Exception:  # noqa: BLE001 - a cursor of a broken connection
+                    pass
+            if exc is not None and not isinstance(exc, RecordsError):
+                mapped = self.store._translate_error(exc)
+                if mapped is not None:
+                    raise mapped from None
+            return False
 
         def run(self, sql: str, params: Sequence = ()):
-            self.cur.execute(self.store.dialect.sql(sql), tuple(params))
+            if params:
+                self.cur.execute(self.store.dialect.sql(sql), tuple(params))
+            else:
+                self.cur.execute(self.store.dialect.sql(sql))
             return self.cur
 
         def many(self, sql: str, rows: Iterable[Sequence]):
@@ -140,21 +151,15 @@ class SQLRecordStore(RecordStore):
         def all(self, sql: str, params: Sequence = ()):
             return self.run(sql, params).fetchall()
 
-    def _tx(self) -> "_Tx":
-        return SQLRecordStore._Tx(self)
+    def _tx(self, migration: bool = False) -> "_Tx":
+        return SQLRecordStore._Tx(self, migration)
+
+    def _translate_error(self, exc: BaseException) -> RecordsError | None:
+        """A database error as a RecordsError naming what failed (None: leave it as it is)."""
+        return None
 
     def _create_schema(self) -> None:
-        d = self.dialect
-        with self._tx() as tx:
-            for stmt in SCHEMA:
-                tx.run(stmt.format(autoid=d.autoid, real=d.real, blob=d.blob))
-            row = tx.one("SELECT value FROM nt_schema WHERE key = ?", ("schema_version",))
-            if row is None:
-                tx.run("INSERT INTO nt_schema (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                       ("schema_version", str(SCHEMA_VERSION)))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RecordsError(f"{self._location}: records written by a newer version of the trainer (schema "
-                                   f"{row[0]}; this version reads {SCHEMA_VERSION})")
+        migrate(self)
 
     # -- trainees and scenarios ----------------------------------------------------------
     def add_trainee(self, name: str, full_name: str = "") -> Trainee:
@@ -164,12 +169,14 @@ class SQLRecordStore(RecordStore):
         with self._tx() as tx:
             self._ensure_trainee(tx, name, full_name)
             if full_name:
-                tx.run("UPDATE trainees SET full_name = ? WHERE name = ?", (full_name, name))
+                tx.run("UPDATE trainees SET full_name = ?, synced_at = '' WHERE name = ? AND full_name <> ?",
+                       (full_name, name, full_name))
         return next(t for t in self.list_trainees() if t.name == name)
 
-    def _ensure_trainee(self, tx, name: str, full_name: str = "", created_at: str | None = None) -> None:
-        tx.run("INSERT INTO trainees (name, full_name, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-               (name, full_name or "", created_at or now_iso()))
+    def _ensure_trainee(self, tx, name: str, full_name: str = "", created_at: str | None = None,
+                        login: str = "") -> None:
+        tx.run("INSERT INTO trainees (name, full_name, created_at, login) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (name) DO NOTHING", (name, full_name or "", created_at or now_iso(), login or ""))
 
     def list_trainees(self) -> list[Trainee]:
         with self._tx() as tx:
@@ -236,6 +243,8 @@ class SQLRecordStore(RecordStore):
             raise RecordsError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         trainee = (trainee if trainee is not None else recording.trainee) or "anonymous"
         uid = uuid or str(uuidlib.uuid4())
+        if uuid is not None and self.attempt_by_uuid(uid) is not None:
+            raise RecordsError(f"attempt {uid} is already in {self._location}")
         with self._tx() as tx:
             self._ensure_trainee(tx, trainee)
             sid, sver = self._ensure_scenario(tx, scenario, recording.scenario_id, recording.scenario_version)
@@ -345,7 +354,15 @@ class SQLRecordStore(RecordStore):
                 self._write_card(tx, attempt_id, cj)
         if compact:
             self.compact(attempt_id)
+        self.seal(attempt_id)
         return self.attempt(attempt_id)
+
+    def seal(self, attempt_id: int) -> str:
+        """Store the checksum of a closed attempt's content (what the centre's sync verifies)."""
+        checksum = attempt_checksum(self.raw_attempt(attempt_id))
+        with self._tx() as tx:
+            tx.run("UPDATE attempts SET checksum = ?, synced_at = '' WHERE id = ?", (checksum, int(attempt_id)))
+        return checksum
 
     def _write_card(self, tx, attempt_id: int, cj: dict) -> None:
         tx.run("UPDATE attempts SET score = ?, passed = ?, pass_mark = ?, score_card_json = ? WHERE id = ?",
@@ -356,6 +373,7 @@ class SQLRecordStore(RecordStore):
         with self._tx() as tx:
             self._counts(tx, attempt_id)
             self._write_card(tx, attempt_id, _card_json(card))
+            tx.run("UPDATE attempts SET synced_at = '' WHERE id = ?", (attempt_id,))  # the new card goes out
 
     def touch(self, attempt_id: int) -> None:
         with self._tx() as tx:
@@ -556,26 +574,33 @@ class SQLRecordStore(RecordStore):
         """Copy one attempt from another store; None (nothing copied) when an attempt with the same
         UUID is already here."""
         raw = source.raw_attempt(attempt_id)
-        att = raw["attempt"]
-        if self.attempt_by_uuid(att["uuid"]) is not None:
+        if self.attempt_by_uuid(raw["attempt"]["uuid"]) is not None:
             return None
         with self._tx() as tx:
-            name, full, created = raw["trainee"]
-            self._ensure_trainee(tx, name, full, created)
-            sid, sver, title, sjson = raw["scenario"]
-            self._ensure_scenario(tx, None, sid, sver, title, sjson)
-            cols = [k for k in att]
-            row = tx.one(f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                         "RETURNING id", [att[k] for k in cols])
-            aid = int(row[0])
-            tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [(aid, *r) for r in raw["samples"]])
-            tx.many("INSERT INTO input_chunks (attempt_id, first_index, n, codec, data) VALUES (?, ?, ?, ?, ?)",
-                    [(aid, *r) for r in raw["inputs"]])
-            tx.many("INSERT INTO events (attempt_id, seq, time_s, kind, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(aid, *r) for r in raw["events"]])
-            tx.many("INSERT INTO images (attempt_id, name, mime, data) VALUES (?, ?, ?, ?)",
-                    [(aid, *r) for r in raw["images"]])
+            aid = self._insert_raw(tx, raw)
+        if raw["attempt"]["status"] != "live":
+            self.seal(aid)
+        return aid
+
+    def _insert_raw(self, tx, raw: dict, extra: dict | None = None) -> int:
+        """Insert an attempt given as `raw_attempt` gives it (its trainee and scenario too); its id."""
+        att = dict(raw["attempt"], **(extra or {}))
+        name, full, created = raw["trainee"]
+        self._ensure_trainee(tx, name, full, created, login=raw.get("login", ""))
+        sid, sver, title, sjson = raw["scenario"]
+        self._ensure_scenario(tx, None, sid, sver, title, sjson)
+        cols = [k for k in att]
+        row = tx.one(f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                     "RETURNING id", [att[k] for k in cols])
+        aid = int(row[0])
+        tx.many("INSERT INTO sample_chunks (attempt_id, first_index, n, t0, t1, codec, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", [(aid, *r) for r in raw["samples"]])
+        tx.many("INSERT INTO input_chunks (attempt_id, first_index, n, codec, data) VALUES (?, ?, ?, ?, ?)",
+                [(aid, *r) for r in raw["inputs"]])
+        tx.many("INSERT INTO events (attempt_id, seq, time_s, kind, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
+                [(aid, *r) for r in raw["events"]])
+        tx.many("INSERT INTO images (attempt_id, name, mime, data) VALUES (?, ?, ?, ?)",
+                [(aid, *r) for r in raw["images"]])
         return aid
 
 

@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from simulator.records.store.model import RecordsError
-from simulator.records.store.schema import SCHEMA_VERSION, SQLITE
+from simulator.records.store.migrations import SCHEMA_VERSION
+from simulator.records.store.schema import SQLITE
 from simulator.records.store.sql import SQLRecordStore
 
 DB_FILE_NAME = "records.sqlite"
