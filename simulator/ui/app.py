@@ -1,43 +1,10 @@
-"""Start the trainer's window: `run_app(scenario=None) -> exit code`.
-
-`guard_bool_refcounts()` works around a reference-count bug of PySide6 6.12.0 on Python 3.11 (see
-its notes) where such a PySide6 is installed anyway; pyproject.toml asks for an older one.
-"""
+"""Start the trainer's window: `run_app(scenario=None) -> exit code`."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
 import sys
-
-#: True, False and None are topped up by this many references when they fall below BOOL_REFS_LOW
-BOOL_REFS_TOP_UP = 1 << 30
-BOOL_REFS_LOW = 1 << 29
-
-
-def _leaky_pyside() -> bool:
-    import PySide6
-
-    return PySide6.__version__.startswith("6.12.")
-
-
-def guard_bool_refcounts() -> bool:
-    """PySide6 6.12 on Python 3.11 returns singletons without taking a new reference to them:
-    `SignalInstance.emit()` returns True, and every Qt method returning nothing (`setText`,
-    `setValue`, `QTimer.start`, `processEvents` ...) returns None, so each such call steals one of
-    their references. After a few thousand calls (a replay seek, a long session, a test session)
-    the interpreter aborts with "Fatal Python error: bool_dealloc" / "none_dealloc". From Python
-    3.12 these objects are immortal and nothing happens. Here their reference counts are raised
-    far out of reach (a CPython 3.11 object starts with its reference count, `ob_refcnt`); calling
-    this again tops them up. Returns True when it raised them."""
-    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython" or not _leaky_pyside():
-        return False
-    raised = False
-    for obj in (True, False, None):
-        if sys.getrefcount(obj) < BOOL_REFS_LOW:
-            ctypes.c_ssize_t.from_address(id(obj)).value += BOOL_REFS_TOP_UP
-            raised = True
-    return raised
 
 from simulator.ui.main_window import APPLICATION, ORGANISATION
 
