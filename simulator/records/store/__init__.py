@@ -37,9 +37,10 @@ the newest row up, then starts a new one) encoded by `codec.encode_samples` (exa
 inputs likewise in chunks of JSON lines; events one row each (so they can be queried by kind);
 images (PNG bytes: fluoroscopy shots, the ultrasound frame at injection) one row each.
 
-A PostgreSQL backend (a department's shared server) plugs in as
-`SQLRecordStore(lambda: psycopg.connect(dsn), POSTGRESQL)`: the same schema and statements run
-there (`%s` markers, BIGINT identity key, DOUBLE PRECISION, BYTEA). Nothing else changes.
+A centre's PostgreSQL server is `PostgresRecordStore(conninfo)` (psycopg 3; credentials from
+libpq's service file, .pgpass or environment): the same schema and statements run there (`%s`
+markers, BIGINT identity key, DOUBLE PRECISION, BYTEA), plus roles and row-level security.
+`migrations` brings any store up to the current schema version.
 
 Modules
 -------
