@@ -139,12 +139,15 @@ class RecordStore(ABC):
                                      f"with it ({', '.join(h.short_uuid for h in hits[:5])})")
         if number_error is not None:
             raise number_error
-        raise UnknownAttempt(f"no attempt {text!r} in {self.location}: give its number or (a prefix of) its UUID "
-                             f"as listed by `records attempts`")
+        raise UnknownAttempt(f"no attempt {text!r} in {self.location}{self.visibility_note()}: give its number or "
+                             f"(a prefix of) its UUID as listed by `records attempts`")
 
     @property
     def location(self) -> str:
         return type(self).__name__
+
+    def visibility_note(self) -> str:
+        return ""
 
     def __enter__(self):
         return self

@@ -101,6 +101,7 @@ class PostgresRecordStore(SQLRecordStore):
         where = describe(conninfo)
         self.role = ""
         self.server_version = ""
+        self._rights: str | None = None
         super().__init__(self._open, POSTGRESQL, location=where)
 
     def _open(self):
@@ -118,6 +119,14 @@ class PostgresRecordStore(SQLRecordStore):
             sock = info.host.startswith("/")
             self._location = (f"postgresql://{info.user}@{'localhost' if sock else info.host}:{info.port}/"
                               f"{info.dbname}" + (f" (socket in {info.host})" if sock else ""))
+            try:
+                row = conn.execute("SELECT rolsuper OR pg_has_role(current_user, 'nt_admin', 'MEMBER'), "
+                                   "pg_has_role(current_user, 'nt_instructor', 'MEMBER') FROM pg_roles "
+                                   "WHERE rolname = current_user").fetchone()
+                self._rights = "admin" if row[0] else ("instructor" if row[1] else "trainee")
+            except psycopg.Error:  # the groups do not exist yet (a server being set up)
+                self._rights = "admin"
+            conn.rollback()
         return conn
 
     def _create_schema(self) -> None:
@@ -139,6 +148,14 @@ class PostgresRecordStore(SQLRecordStore):
             raise ServerError(f"{self._location}: the server's records schema is {version}, this trainer needs "
                               f"{SCHEMA_VERSION}, and role {self.role} may not change it: the centre's admin "
                               f"brings it up to date with `main.py centre init`", "schema") from None
+
+    def visibility_note(self) -> str:
+        """What the connected role may read (row-level security hides the rest)."""
+        if self._rights in (None, "admin"):
+            return ""
+        what = "its own" if self._rights == "trainee" else "those of the cohorts it teaches"
+        return (f" that role {self.role} may read (a {self._rights} reads only {what} attempts; another "
+                f"trainee's attempt is not shown)")
 
     def _translate_error(self, exc: BaseException) -> RecordsError | None:
         psycopg = _psycopg()

@@ -154,6 +154,13 @@ class SQLRecordStore(RecordStore):
     def _tx(self, migration: bool = False) -> "_Tx":
         return SQLRecordStore._Tx(self, migration)
 
+    def _missing(self, ref) -> UnknownAttempt:
+        return UnknownAttempt(f"no attempt {ref} in {self._location}{self.visibility_note()}")
+
+    def visibility_note(self) -> str:
+        """Appended to "no attempt ..." where the connected role sees only some attempts."""
+        return ""
+
     def _translate_error(self, exc: BaseException) -> RecordsError | None:
         """A database error as a RecordsError naming what failed (None: leave it as it is)."""
         return None
@@ -261,7 +268,7 @@ class SQLRecordStore(RecordStore):
         row = tx.one("SELECT n_samples, n_events, n_inputs, first_time_s, status FROM attempts WHERE id = ?",
                      (attempt_id,))
         if row is None:
-            raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+            raise self._missing(attempt_id)
         return row
 
     def append(self, attempt_id: int, *, samples: dict | None = None, inputs: Sequence[InputRecord] = (),
@@ -432,7 +439,7 @@ class SQLRecordStore(RecordStore):
         with self._tx() as tx:
             row = tx.one(f"SELECT {ATTEMPT_COLUMNS} FROM {ATTEMPT_FROM} WHERE a.id = ?", (int(attempt_id),))
         if row is None:
-            raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+            raise self._missing(attempt_id)
         return _info(row)
 
     def attempt_by_uuid(self, uuid: str) -> AttemptInfo | None:
@@ -444,7 +451,7 @@ class SQLRecordStore(RecordStore):
         with self._tx() as tx:
             row = tx.one("SELECT score_card_json FROM attempts WHERE id = ?", (int(attempt_id),))
         if row is None:
-            raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+            raise self._missing(attempt_id)
         return None if row[0] is None else json.loads(row[0])
 
     def score_cards(self, attempt_ids: Sequence[int]) -> dict[int, dict]:
@@ -487,7 +494,7 @@ class SQLRecordStore(RecordStore):
             row = tx.one("SELECT meta_json, trainee, tail_index, tail_data, n_samples FROM attempts WHERE id = ?",
                          (aid,))
             if row is None:
-                raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
+                raise self._missing(attempt_id)
             chunks = tx.all("SELECT first_index, n, codec, data FROM sample_chunks WHERE attempt_id = ? "
                             "ORDER BY first_index", (aid,))
             in_rows = tx.all("SELECT first_index, n, codec, data FROM input_chunks WHERE attempt_id = ? "
@@ -541,31 +548,33 @@ class SQLRecordStore(RecordStore):
 
     def raw_attempt(self, attempt_id: int) -> dict:
         """Every stored row of an attempt, undecoded (for copying between stores)."""
-        aid = int(attempt_id)
         with self._tx() as tx:
-            cols = ("uuid", "trainee", "scenario_id", "scenario_version", "anatomy_ref", "anatomy_hash", "mode",
-                    "status", "started_at", "ended_at", "updated_at", "owner", "first_time_s", "last_time_s", "n_samples",
-                    "n_events", "n_inputs", "score", "passed", "pass_mark", "score_card_json", "meta_json",
-                    "tail_index", "tail_data")
-            row = tx.one(f"SELECT {', '.join(cols)} FROM attempts WHERE id = ?", (aid,))
-            if row is None:
-                raise UnknownAttempt(f"no attempt {attempt_id} in {self._location}")
-            att = dict(zip(cols, row))
-            if att["tail_data"] is not None:
-                att["tail_data"] = bytes(att["tail_data"])
-            trainee = tx.one("SELECT name, full_name, created_at FROM trainees WHERE name = ?", (att["trainee"],))
-            scen = tx.one("SELECT id, version, title, scenario_json FROM scenarios WHERE id = ? AND version = ?",
-                          (att["scenario_id"], att["scenario_version"]))
-            samples = [(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in tx.all(
-                "SELECT first_index, n, t0, t1, codec, data FROM sample_chunks WHERE attempt_id = ? "
-                "ORDER BY first_index", (aid,))]
-            inputs = [(r[0], r[1], r[2], bytes(r[3])) for r in tx.all(
-                "SELECT first_index, n, codec, data FROM input_chunks WHERE attempt_id = ? ORDER BY first_index",
-                (aid,))]
-            events = [tuple(r) for r in tx.all(
-                "SELECT seq, time_s, kind, message, data_json FROM events WHERE attempt_id = ? ORDER BY seq", (aid,))]
-            images = [(r[0], r[1], bytes(r[2])) for r in tx.all(
-                "SELECT name, mime, data FROM images WHERE attempt_id = ?", (aid,))]
+            return self._raw(tx, int(attempt_id))
+
+    def _raw(self, tx, aid: int) -> dict:
+        cols = ("uuid", "trainee", "scenario_id", "scenario_version", "anatomy_ref", "anatomy_hash", "mode",
+                "status", "started_at", "ended_at", "updated_at", "owner", "first_time_s", "last_time_s", "n_samples",
+                "n_events", "n_inputs", "score", "passed", "pass_mark", "score_card_json", "meta_json",
+                "tail_index", "tail_data")
+        row = tx.one(f"SELECT {', '.join(cols)} FROM attempts WHERE id = ?", (aid,))
+        if row is None:
+            raise self._missing(aid)
+        att = dict(zip(cols, row))
+        if att["tail_data"] is not None:
+            att["tail_data"] = bytes(att["tail_data"])
+        trainee = tx.one("SELECT name, full_name, created_at FROM trainees WHERE name = ?", (att["trainee"],))
+        scen = tx.one("SELECT id, version, title, scenario_json FROM scenarios WHERE id = ? AND version = ?",
+                      (att["scenario_id"], att["scenario_version"]))
+        samples = [(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in tx.all(
+            "SELECT first_index, n, t0, t1, codec, data FROM sample_chunks WHERE attempt_id = ? "
+            "ORDER BY first_index", (aid,))]
+        inputs = [(r[0], r[1], r[2], bytes(r[3])) for r in tx.all(
+            "SELECT first_index, n, codec, data FROM input_chunks WHERE attempt_id = ? ORDER BY first_index",
+            (aid,))]
+        events = [tuple(r) for r in tx.all(
+            "SELECT seq, time_s, kind, message, data_json FROM events WHERE attempt_id = ? ORDER BY seq", (aid,))]
+        images = [(r[0], r[1], bytes(r[2])) for r in tx.all(
+            "SELECT name, mime, data FROM images WHERE attempt_id = ?", (aid,))]
         return {"attempt": att, "trainee": tuple(trainee) if trainee else (att["trainee"], "", ""),
                 "scenario": tuple(scen) if scen else (att["scenario_id"], att["scenario_version"], "", None),
                 "samples": samples, "inputs": inputs, "events": events, "images": images}

@@ -1,0 +1,221 @@
+"""Offline-first sync with a real PostgreSQL server: idempotent by UUID, checked by checksum, and
+nothing lost or doubled whatever is killed when (random schedules, hypothesis; and real kill -9
+of a sync process in mid-transfer)."""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.records.centre.sync import CentreSync
+from simulator.records.store import SQLiteRecordStore
+from simulator.records.store.postgres import PostgresRecordStore
+from tests.records.sync_model import KILL_POINTS, Centre, ReusedServer, Workstation, synthetic_recording
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_tags = itertools.count(1)
+
+
+@pytest.fixture
+def server(pg_cluster, pg_database):
+    conninfo = pg_cluster.conninfo(pg_database)
+    return lambda: PostgresRecordStore(conninfo, migrate=False)
+
+
+@pytest.fixture
+def shared_server(pg_cluster, pg_database):
+    shared = ReusedServer(pg_cluster.conninfo(pg_database))
+    yield shared
+    shared.shutdown()
+
+
+def _server_count(open_server, where: str = "", params=()) -> int:
+    s = open_server()
+    try:
+        with s._tx() as tx:
+            return int(tx.one("SELECT COUNT(*) FROM attempts" + where, params)[0])
+    finally:
+        s.close()
+
+
+def test_push_is_idempotent_and_the_server_copy_is_the_attempt(tmp_path, server):
+    w = Workstation(tmp_path, "ws", server, "ann")
+    uuids = [w.record(40 + k, seed=k) for k in range(3)]
+    r = w.sync_round()
+    assert sorted(r.pushed) == sorted(uuids) and r.ok and w.sync.pending() == []
+    s = server()
+    for u in uuids:
+        here, there = w.store.attempt_by_uuid(u), s.attempt_by_uuid(u)
+        assert s.load_attempt(there.id).same_as(w.store.load_attempt(here.id))
+        assert s.score_card(there.id) == w.store.score_card(here.id)
+    s.close()
+    # sent again (the local marks lost): recognised by UUID and checksum, stored once
+    with w.store._tx() as tx:
+        tx.run("UPDATE attempts SET synced_at = ''")
+    r = w.sync_round()
+    assert sorted(r.already) == sorted(uuids) and r.pushed == []
+    assert _server_count(server) == 3
+    # a rescore here is sent as a new score card for the same attempt
+    aid = w.store.attempt_by_uuid(uuids[0]).id
+    w.store.set_score(aid, {"score": 12.5, "passed": False, "pass_mark": 50.0, "metrics": {}})
+    r = w.sync_round()
+    assert r.rescored == [uuids[0]]
+    s = server()
+    assert s.attempt_by_uuid(uuids[0]).score == 12.5 and _server_count(server) == 3
+    s.close()
+    w.close()
+
+
+def test_trainees_and_history_follow_a_trainee_to_another_workstation(tmp_path, server):
+    a = Workstation(tmp_path, "a", server, "ann")
+    a.store.add_trainee("ann", "Dr Ann Example")
+    u = a.record(30, seed=5)
+    r = a.sync_round()
+    assert "ann" in r.trainees_pushed and r.pushed == [u]
+    b = Workstation(tmp_path, "b", server, "ann")
+    b.sync.pull_history = lambda: ["ann"]
+    r = b.sync_round()
+    assert r.pulled == [u] and b.sync.pending() == []
+    assert {t.name: t.full_name for t in b.store.list_trainees()}["ann"] == "Dr Ann Example"
+    assert b.store.load_attempt(b.store.attempt_by_uuid(u).id).same_as(a.store.load_attempt(1))
+    assert b.sync_round().pulled == []  # once
+    a.close()
+    b.close()
+
+
+def test_offline_recording_is_untouched_and_sent_when_the_server_is_back(tmp_path, server):
+    from simulator.records.centre.cluster import _free_port
+
+    port = _free_port()  # nothing listens there
+    down = CentreSync(SQLiteRecordStore(tmp_path / "ws.sqlite"),
+                      lambda: PostgresRecordStore(f"host=127.0.0.1 port={port} dbname=x user=ann", connect_timeout_s=2))
+    down.local.save_recording(synthetic_recording("ann", 20, 1), {"score": 80.0, "passed": True, "metrics": {}})
+    before = down.local.raw_attempt(1)
+    r = down.sync_once()
+    assert down.state == "offline" and f"127.0.0.1:{port}" in r.error and "server unreachable" in r.error
+    assert down.local.raw_attempt(1) == before and len(down.pending()) == 1
+    down.open_server = server
+    assert down.sync_once().pushed == [before["attempt"]["uuid"]] and down.state == "online"
+    down.local.close()
+
+
+def test_a_record_failing_its_checksum_is_not_sent_and_left_as_it_is(tmp_path, server):
+    w = Workstation(tmp_path, "ws", server, "ann")
+    good = w.record(30, seed=1)
+    bad = w.record(30, seed=2)
+    aid = w.store.attempt_by_uuid(bad).id
+    with w.store._tx() as tx:  # a damaged disk: one byte of a sample row changed after it was closed
+        data = bytearray(tx.one("SELECT data FROM sample_chunks WHERE attempt_id = ?", (aid,))[0])
+        data[10] ^= 0x01
+        tx.run("UPDATE sample_chunks SET data = ? WHERE attempt_id = ?", (bytes(data), aid))
+    damaged = w.store.raw_attempt(aid)
+    r = w.sync_round()
+    assert r.pushed == [good] and list(r.failed) == [bad]
+    assert f"attempt {bad} (#{aid} in {w.store.location}) fails its checksum" in r.failed[bad]
+    assert w.store.raw_attempt(aid) == damaged and [p[1] for p in w.sync.pending()] == [bad]
+    assert _server_count(server, " WHERE uuid = %s", (bad,)) == 0
+    w.close()
+
+
+def test_a_copy_damaged_on_the_way_is_not_kept_on_the_server(tmp_path, server, monkeypatch):
+    from simulator.records.store.sql import SQLRecordStore
+
+    w = Workstation(tmp_path, "ws", server, "ann")
+    u = w.record(30, seed=3)
+    original = SQLRecordStore._insert_raw
+
+    def damaging(self, tx, raw, extra=None):
+        raw = dict(raw, events=[(s, t + 1e-9, k, m, d) for s, t, k, m, d in raw["events"]])
+        return original(self, tx, raw, extra)
+
+    monkeypatch.setattr(SQLRecordStore, "_insert_raw", damaging)
+    r = w.sync_round()
+    assert "does not match its checksum" in r.failed[u] and "nothing was kept there" in r.failed[u]
+    assert _server_count(server) == 0
+    monkeypatch.setattr(SQLRecordStore, "_insert_raw", original)
+    assert w.sync_round().pushed == [u]
+    w.close()
+
+
+OPS = st.one_of(
+    st.tuples(st.just("record"), st.integers(0, 1), st.integers(5, 60), st.booleans()),
+    st.tuples(st.just("sync"), st.integers(0, 1), st.sampled_from((None,) + KILL_POINTS)),
+    st.tuples(st.just("network"), st.integers(0, 1), st.booleans()),
+    st.tuples(st.just("restart"), st.integers(0, 1)),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(schedule=st.lists(OPS, min_size=2, max_size=8))
+def test_random_schedules_of_outages_and_kills_lose_and_double_nothing(shared_server, schedule):
+    """>= 200 random schedules: two workstations record (or are killed mid-attempt), go offline
+    and online, and their syncs are killed at every kill point (mid-transfer included). When the
+    network is back and the workstations restarted, every closed attempt is on the server exactly
+    once, with the checksum it was sealed with."""
+    centre = Centre(shared_server, 2, f"s{os.getpid()}x{next(_tags):05d}")
+    try:
+        seed = itertools.count(1)
+        for op in schedule:
+            w = centre.ws[op[1]]
+            if op[0] == "record":
+                w.record(op[2], seed=next(seed), finish=op[3])
+            elif op[0] == "sync":
+                w.sync_round(kill_at=op[2])
+            elif op[0] == "network":
+                w.online = op[2]
+            else:
+                w.restart()
+        centre.settle()
+        assert all(not w.sync.pending() for w in centre.ws)
+        assert centre.lost_and_duplicated() == (0, 0)
+    finally:
+        centre.close()
+
+
+@pytest.mark.parametrize("kill_in", [1, 3, 6])
+def test_kill_9_of_a_sync_process_in_mid_transfer(tmp_path, pg_cluster, pg_database, kill_in):
+    """A real sync process (`python -m tests.records.sync_child`) sending 6 attempts is killed with
+    SIGKILL while the rows of attempt `kill_in` are written on the server but not committed; a new
+    sync finishes the job: every attempt on the server once, with its checksum."""
+    conninfo = pg_cluster.conninfo(pg_database)
+    w = Workstation(tmp_path, "ws", lambda: PostgresRecordStore(conninfo, migrate=False), f"k{kill_in}")
+    uuids = [w.record(200, seed=k) for k in range(6)]
+    w.store.close()
+    child = subprocess.Popen([sys.executable, "-m", "tests.records.sync_child", str(w.path), conninfo],
+                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        for _ in range(kill_in):
+            assert child.stdout.readline().strip() == "writing"
+        time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    w.store = SQLiteRecordStore(w.path)
+    w.sync = w._new_sync()
+    partial = _server_count(w.server_factory, " WHERE trainee = %s", (w.trainee,))
+    assert partial == kill_in - 1  # the attempt being written was undone by the server
+    r = w.sync_round()
+    assert w.sync.pending() == [] and len(r.pushed) == 6 - partial and len(r.already) <= 1
+    s = w.server_factory()
+    with s._tx() as tx:
+        rows = tx.all("SELECT uuid, checksum FROM attempts WHERE trainee = %s", (w.trainee,))
+    s.close()
+    assert sorted(u for u, _ in rows) == sorted(uuids)
+    with w.store._tx() as tx:
+        local = dict(tx.all("SELECT uuid, checksum FROM attempts"))
+    assert dict(rows) == local
+    w.close()
