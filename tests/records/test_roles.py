@@ -11,7 +11,7 @@ from simulator.records.centre.sync import CentreSync
 from simulator.records.progress import instructor_overview
 from simulator.records.store import SQLiteRecordStore, UnknownAttempt
 from simulator.records.store.postgres import PostgresRecordStore, ServerError
-from tests.records.sync_model import synthetic_recording
+from simulator.records.centre.schedules import synthetic_recording
 
 
 def _as(cluster, db, login, **kw):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from simulator.records.centre.sync import CentreSync
 from simulator.records.store import SQLiteRecordStore
 from simulator.records.store.postgres import PostgresRecordStore
-from tests.records.sync_model import KILL_POINTS, Centre, ReusedServer, Workstation, synthetic_recording
+from simulator.records.centre.schedules import KILL_POINTS, ReusedServer, Workstation, run_schedule, synthetic_recording
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _tags = itertools.count(1)
@@ -161,24 +161,8 @@ def test_random_schedules_of_outages_and_kills_lose_and_double_nothing(shared_se
     and online, and their syncs are killed at every kill point (mid-transfer included). When the
     network is back and the workstations restarted, every closed attempt is on the server exactly
     once, with the checksum it was sealed with."""
-    centre = Centre(shared_server, 2, f"s{os.getpid()}x{next(_tags):05d}")
-    try:
-        seed = itertools.count(1)
-        for op in schedule:
-            w = centre.ws[op[1]]
-            if op[0] == "record":
-                w.record(op[2], seed=next(seed), finish=op[3])
-            elif op[0] == "sync":
-                w.sync_round(kill_at=op[2])
-            elif op[0] == "network":
-                w.online = op[2]
-            else:
-                w.restart()
-        centre.settle()
-        assert all(not w.sync.pending() for w in centre.ws)
-        assert centre.lost_and_duplicated() == (0, 0)
-    finally:
-        centre.close()
+    tag = f"s{os.getpid()}x{next(_tags):05d}"
+    assert run_schedule(shared_server, [tuple(op) for op in schedule], tag) == (0, 0)
 
 
 @pytest.mark.parametrize("kill_in", [1, 3, 6])

@@ -149,6 +149,12 @@ class PostgresRecordStore(SQLRecordStore):
                               f"{SCHEMA_VERSION}, and role {self.role} may not change it: the centre's admin "
                               f"brings it up to date with `main.py centre init`", "schema") from None
 
+    def _ensure_trainee(self, tx, name: str, full_name: str = "", created_at: str | None = None,
+                        login: str = "") -> None:
+        # on a server a trainee's records are theirs by login, which is their name unless the
+        # admin set another (row-level security checks it even when the row is there already)
+        super()._ensure_trainee(tx, name, full_name, created_at, login=login or name)
+
     def visibility_note(self) -> str:
         """What the connected role may read (row-level security hides the rest)."""
         if self._rights in (None, "admin"):

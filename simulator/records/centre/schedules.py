@@ -1,5 +1,7 @@
-"""A model of a centre for the sync tests: workstations (each its own SQLite file) recording small
-synthetic attempts, going offline, being killed mid-attempt or mid-sync, restarting; one server.
+"""Random schedules of a centre's bad days, for the sync tests and `bench centre`: workstations
+(each its own SQLite file) recording small synthetic attempts, going offline, being killed
+mid-attempt or mid-sync, restarting; one server. `run_schedule` plays one and counts the attempts
+lost and duplicated on the server once everything is back (both must be 0).
 
 A kill is modelled inside this process at one of the sync's kill points: the sync raises
 `Killed` there, the server connection is dropped without a rollback (the server undoes the open
@@ -20,6 +22,7 @@ from simulator.core.events import Event, EventKind
 from simulator.core.recording import Recording
 from simulator.records.centre.sync import CentreSync
 from simulator.records.live import LiveRecorder
+from simulator.records.store.checksum import attempt_checksum
 from simulator.records.store import SQLiteRecordStore, mark_active
 from simulator.records.store.model import RecordsError
 from simulator.records.store.postgres import ServerError
@@ -207,15 +210,18 @@ class Centre:
         return out
 
     def server_rows(self) -> list[tuple[str, str]]:
+        """(uuid, checksum of the rows the server holds) of this schedule's attempts there."""
         server = self.server_factory()
         try:
             with server._tx() as tx:
-                return [(r[0], r[1]) for r in tx.all(
-                    "SELECT uuid, checksum FROM attempts WHERE trainee LIKE ? ORDER BY uuid", (self.tag + "_%",))]
+                ids = tx.all("SELECT id, uuid FROM attempts WHERE trainee LIKE ? ORDER BY uuid", (self.tag + "_%",))
+                return [(str(u), attempt_checksum(server._raw(tx, int(i)))) for i, u in ids]
         finally:
             server.close()
 
     def lost_and_duplicated(self) -> tuple[int, int]:
+        """Closed attempts of the workstations not on the server with their content, and UUIDs
+        there more than once."""
         local = self.local_closed()
         rows = self.server_rows()
         uuids = [u for u, _ in rows]
@@ -231,3 +237,46 @@ class Centre:
             except RecordsError:
                 pass
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+OPS = ("record", "sync", "network", "restart")
+
+
+def random_schedule(rng, n_workstations: int = 2, max_ops: int = 8) -> list[tuple]:
+    """A schedule as the tests' hypothesis strategy draws them: (op, workstation, argument...)."""
+    out = []
+    for _ in range(rng.randint(2, max_ops)):
+        op, w = rng.choice(OPS), rng.randrange(n_workstations)
+        if op == "record":
+            out.append((op, w, rng.randint(5, 60), rng.random() < 0.75))
+        elif op == "sync":
+            out.append((op, w, rng.choice((None,) + KILL_POINTS)))
+        elif op == "network":
+            out.append((op, w, rng.random() < 0.5))
+        else:
+            out.append((op, w))
+    return out
+
+
+def run_schedule(server_factory, schedule: list[tuple], tag: str, n_workstations: int = 2) -> tuple[int, int]:
+    """Play a schedule, bring everything back, sync; (attempts lost, attempts duplicated)."""
+    centre = Centre(server_factory, n_workstations, tag)
+    try:
+        seed = 1
+        for op in schedule:
+            w = centre.ws[op[1]]
+            if op[0] == "record":
+                w.record(op[2], seed=seed, finish=op[3])
+                seed += 1
+            elif op[0] == "sync":
+                w.sync_round(kill_at=op[2])
+            elif op[0] == "network":
+                w.online = op[2]
+            else:
+                w.restart()
+        centre.settle()
+        lost, duplicated = centre.lost_and_duplicated()
+        pending = sum(len(w.sync.pending()) for w in centre.ws)
+        return lost + pending, duplicated
+    finally:
+        centre.close()
