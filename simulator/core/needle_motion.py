@@ -168,6 +168,10 @@ class NeedleMotion:
             self._transition(tis, lab, pos, was_inserted or punctured)
         return punctured
 
+    def is_critical(self, tissue: int, label: int) -> bool:
+        """Is a voxel of this tissue code and label one of the scenario's critical structures?"""
+        return bool(self._critical_matches(int(tissue), int(label)))
+
     def _critical_matches(self, tis: int, lab: int) -> set[int]:
         name = self.probe_tissue.name_of(lab)
         out = set()
