@@ -304,7 +304,7 @@ def import_anatomy(ct, labels, label_table: str | None = None, name: str = "impo
     _save_replacing(anatomy, folder)
     progress(0.97, "target proposals")
     try:
-        from simulator.anatomy.nerves import propose_targets
+        from simulator.core.proposals import propose_targets
 
         proposals = sorted(propose_targets(anatomy))
     except Exception as e:  # noqa: BLE001 - proposals are a convenience; report, don't fail

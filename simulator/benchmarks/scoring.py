@@ -239,34 +239,6 @@ class StepClock:
         return self.t
 
 
-def bone_aim(proc, entry, target, vertebra: str = "vertebrae_L1"):
-    """A point on the vertebral body near the planned path whose line from the entry meets bone
-    before anything the scenario calls critical: where an expert first touches the body
-    (None if there is none)."""
-    from simulator.core.geometry import normalize
-    from simulator.core.tissue import BONE, Tissue
-
-    an = proc.anatomy
-    s = an.structure_by_name(vertebra)
-    if s is None:
-        return None
-    idx = np.argwhere(an.labels == s.id)
-    pts = an.origin_mm + idx * an.spacing_mm
-    entry = np.asarray(entry, dtype=np.float64)
-    d = normalize(np.asarray(target, dtype=np.float64) - entry)
-    along = (pts - entry) @ d
-    off = np.linalg.norm(pts - entry - along[:, None] * d, axis=1)
-    probe = proc.probe_tissue
-    for i in np.argsort(off)[:400:8]:
-        aim = pts[i]
-        for _, tis, lab in probe.runs(entry, aim):
-            if Tissue(tis) in BONE:
-                return aim
-            if proc._critical_matches(tis, lab):
-                break
-    return None
-
-
 def expert_side(proc, clock, entry, target, fluoro_every: float = 9.5, agent=("alcohol", 100.0, 10.0),
                 shot=SHOT, touch_bone: bool = True):
     """One needle of an expert celiac-style block: local anaesthetic at the entry, aim at the
@@ -274,6 +246,7 @@ def expert_side(proc, clock, entry, target, fluoro_every: float = 9.5, agent=("a
     contact, withdraw half way and walk off towards the target, advance to it, aspirate,
     contrast, aspirate, test dose, aspirate, agent; then out of the skin."""
     from simulator.core.geometry import normalize
+    from simulator.scripted.plan import bone_aim
 
     entry = np.asarray(entry, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)

@@ -139,41 +139,17 @@ class TargetGeometry:
                 "side": self.side, "somatic": self.somatic}
 
 
-def _proposal_points(anatomy: Anatomy, name: str):
-    """Points of a label-based target proposal, from the anatomy helpers when they offer them."""
-    props = (getattr(anatomy, "source", {}) or {}).get("proposals")
-    if isinstance(props, dict) and name in props:
-        return props[name]
-    import importlib
-
-    for mod_name, fn_name in (("simulator.anatomy.nerves", "propose"), ("simulator.anatomy.proposals", "propose"),
-                              ("simulator.anatomy.targets", "propose")):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        fn = getattr(mod, fn_name, None)
-        if fn is None:
-            continue
-        res = fn(anatomy, name)
-        if res is None:
-            continue
-        pts = getattr(res, "points_mm", res)
-        return pts
-    return None
-
-
 def resolve_targets(scenario, anatomy: Anatomy, overrides: dict | None = None) -> list[TargetGeometry]:
     """The scenario's targets as geometry: `overrides[id]` (points), else `points_mm`, else the
     anatomy's proposal of that name."""
+    from simulator.core.proposals import target_points  # late: scipy label analysis
+
     out = []
     overrides = overrides or {}
     for t in scenario.targets:
         pts = overrides.get(t.id)
         if pts is None:
-            pts = t.points_mm
-        if pts is None and t.proposal:
-            pts = _proposal_points(anatomy, t.proposal)
+            pts = target_points(anatomy, t.points_mm, t.proposal)
         if pts is None:
             raise ValueError(f"target {t.id!r}: no points_mm and the anatomy offers no proposal {t.proposal!r}")
         arr = np.atleast_2d(np.asarray(pts, dtype=np.float64))

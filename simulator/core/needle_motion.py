@@ -168,6 +168,10 @@ class NeedleMotion:
             self._transition(tis, lab, pos, was_inserted or punctured)
         return punctured
 
+    def is_critical(self, tissue: int, label: int) -> bool:
+        """Is a voxel of this tissue code and label one of the scenario's critical structures?"""
+        return bool(self._critical_matches(int(tissue), int(label)))
+
     def _critical_matches(self, tis: int, lab: int) -> set[int]:
         name = self.probe_tissue.name_of(lab)
         out = set()
@@ -384,4 +388,26 @@ class NeedleMotion:
         old_tip = None if self._pose is None else self._pose[:3, 3].copy()
         self._bone_contact = False
         self._apply(m.copy(), path_from=old_tip, kinematic=False)
+        return self._state
+
+    @recorded_input
+    def set_tracked_pose(self, needle_tip_to_world=None, probe_to_world=None) -> NeedleState | None:
+        """One frame of a tracker (OpenIGTLink, a tracked file): the needle and/or the probe as
+        measured, one input and one sample (as Perk Tutor samples a tracked sequence). Both poses are
+        checked (rigid, finite) before either is taken."""
+        if needle_tip_to_world is None and probe_to_world is None:
+            raise ProcedureError("set_tracked_pose: give the needle pose, the probe pose or both")
+        poses = []
+        for what, value in (("needle_tip_to_world", needle_tip_to_world), ("probe_to_world", probe_to_world)):
+            m = None if value is None else np.asarray(value, dtype=np.float64)
+            if m is not None and (m.shape != (4, 4) or not is_rigid(m, tol=1e-3)):
+                raise ProcedureError(f"set_tracked_pose: {what} must be a rigid 4x4 transform (rotation + translation)")
+            poses.append(m)
+        needle, probe = poses
+        if probe is not None:
+            self._probe = probe.copy()
+        if needle is not None:
+            old_tip = None if self._pose is None else self._pose[:3, 3].copy()
+            self._bone_contact = False
+            self._apply(needle.copy(), path_from=old_tip, kinematic=False)
         return self._state

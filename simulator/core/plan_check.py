@@ -210,17 +210,9 @@ def distance_to_target_mm(p, kind: str, points_mm, radius_mm: float = 0.0) -> fl
 
 def _target_points(anatomy, t: _Target) -> Optional[np.ndarray]:
     """The target's points: its own, else its label-based proposal on this anatomy."""
-    if t.points_mm is not None:
-        return t.points_mm
-    if t.proposal and anatomy is not None:
-        try:
-            from simulator.anatomy.nerves import propose  # late: scipy label analysis
-        except ImportError:
-            return None
-        p = propose(anatomy, t.proposal)
-        if p is not None:
-            return np.asarray(p.points_mm, float)
-    return None
+    from simulator.core.proposals import target_points  # late: scipy label analysis
+
+    return target_points(anatomy, t.points_mm, t.proposal)
 
 
 class _Sampler:

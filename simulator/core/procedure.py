@@ -7,6 +7,9 @@ Inputs (each takes an optional `time_s`; without it the injected clock gives the
                                                     turn the needle: about its tip on the skin, about
                                                     the skin entry once inserted (see needle.py)
     set_needle_tip_to_world(matrix)                 tracked input: the pose as measured, no constraint
+    set_tracked_pose(needle_tip_to_world=None, probe_to_world=None)
+                                                    one tracker frame (OpenIGTLink): needle and/or
+                                                    probe as measured, one input, one sample
     local_anaesthetic(volume_ml=5, agent, concentration_pct, point_mm=None)
     aspirate()                                      -> "blood" | "csf" | "air" | "bowel contents" | "nothing"
     inject(kind, agent, concentration_pct, volume_ml)   kind: contrast | test_dose | neurolytic -> Spread

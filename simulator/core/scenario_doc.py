@@ -965,10 +965,10 @@ def add_target(doc: ScenarioDocument, *, id: str, name: str, kind: str = "point"
 
 def target_from_proposal(doc: ScenarioDocument, anatomy, proposal_name: str, *,
                          target_id: Optional[str] = None, tolerance_mm: float = 5.0) -> int:
-    """Append the label-based proposal `proposal_name` of `anatomy` (simulator.anatomy.nerves)
+    """Append the label-based proposal `proposal_name` of `anatomy` (simulator.core.proposals)
     as a target with its points (rounded to 0.1 mm) and the proposal's name; returns its index.
     Raises ScenarioDocError when the anatomy's labels do not support that proposal."""
-    from simulator.anatomy.nerves import propose, propose_targets  # late: scipy label analysis
+    from simulator.core.proposals import propose, propose_targets  # late: scipy label analysis
 
     p = propose(anatomy, proposal_name)
     if p is None:

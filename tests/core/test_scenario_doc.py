@@ -389,7 +389,7 @@ def test_new_keys_go_where_the_schema_puts_them():
 def test_target_from_a_proposal_has_the_proposals_points_rounded(bundled, doc, name):
     import numpy as np
 
-    from simulator.anatomy.nerves import propose
+    from simulator.core.proposals import propose
     from simulator.core.scenario_doc import target_from_proposal
 
     p = propose(bundled, name)

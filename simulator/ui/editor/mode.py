@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
     QTextEdit,
 )
 
+from simulator.core.proposals import target_points
 from simulator.core.tissue import Tissue
 from simulator.ui.editor.fields import Binder
 from simulator.ui.editor.panels import (
@@ -789,7 +790,7 @@ class EditorMode(QObject):
         if an is None or self._proposals_for is an:
             return
         try:
-            from simulator.anatomy.nerves import propose_targets
+            from simulator.core.proposals import propose_targets
 
             names = list(propose_targets(an))
         except Exception as e:  # noqa: BLE001 - a label map the proposals cannot read: none offered
@@ -885,15 +886,10 @@ class EditorMode(QObject):
         for i, t in enumerate(doc.get(("targets",)) or []):
             if not isinstance(t, dict):
                 continue
-            pts = t.get("points_mm")
-            if not pts and t.get("proposal") and an is not None:
-                try:
-                    from simulator.anatomy.nerves import propose
-
-                    p = propose(an, str(t["proposal"]))
-                    pts = p.points_mm.tolist() if p is not None else None
-                except Exception:  # noqa: BLE001 - unresolved: not drawn
-                    pts = None
+            try:
+                pts = target_points(an, t.get("points_mm"), t.get("proposal"))
+            except Exception:  # noqa: BLE001 - unresolved: not drawn
+                pts = None
             try:
                 arr = np.asarray(pts, float).reshape(-1, 3)
             except (TypeError, ValueError):

@@ -35,7 +35,7 @@ def test_bundled_patient_proposals_structures_and_the_plan_check(qapp, tmp_path_
 
 
 def _proposals_structures_plan_check(w, ed) -> None:
-    from simulator.anatomy.nerves import propose
+    from simulator.core.proposals import propose
 
     gel = w.anatomy
     d = WindowDriver(w)

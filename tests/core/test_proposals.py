@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.anatomy.nerves import propose, propose_targets
+from simulator.core.proposals import propose, propose_targets
 from simulator.core.anatomy import Anatomy, Structure
 from simulator.core.tissue import Tissue
 
@@ -101,7 +101,7 @@ def test_proposals_cached_per_anatomy():
 def test_a_point_off_the_line_of_its_neighbours_is_dropped():
     """A chain sampled slice by slice: an inner point 12 mm off its neighbours' mid-point (a ray
     that had to turn forwards) is dropped; smooth bends and the end points stay."""
-    from simulator.anatomy.nerves import KINK_MM, _drop_kinks
+    from simulator.core.proposals import KINK_MM, _drop_kinks
 
     z = -np.arange(6) * 8.0
     x = np.array([-41.0, -41.0, -42.0, -31.0, -42.0, -37.0])  # the 4th sits 11 mm medial

@@ -1,4 +1,5 @@
-"""Nerve target proposals derived from a TotalSegmentator-style label map.
+"""Nerve target proposals derived from a TotalSegmentator-style label map, and the one rule for a
+target's points (`target_points`: its own, else its proposal's on the anatomy).
 
 Nerves are not in CT segmentations; these proposals place the usual neurolysis targets from the
 labelled bones and vessels so that any imported patient gets targets (scenarios may override them):
@@ -406,3 +407,16 @@ def propose_targets(anatomy: Anatomy) -> dict[str, Proposal]:
 def propose(anatomy: Anatomy, name: str) -> Proposal | None:
     """One proposal by name (None if the anatomy's labels do not support it)."""
     return propose_targets(anatomy).get(name)
+
+
+def target_points(anatomy, points_mm, proposal):
+    """The one rule for where a target is: its own points (`points_mm`, returned as given) when it
+    has any, else the points of its `proposal` on `anatomy` ((N, 3) array), else None. Used by the
+    scoring (`metrics.resolve_targets`), the plan check, the trainer and the editor."""
+    if points_mm is not None and len(points_mm):
+        return points_mm
+    if proposal and anatomy is not None:
+        p = propose(anatomy, str(proposal))
+        if p is not None:
+            return p.points_mm
+    return None

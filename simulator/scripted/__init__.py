@@ -1,0 +1,94 @@
+"""Scripted attempts on any scenario: an operator of a given skill, varied by a seed, with named
+faults, driving the `Procedure` through the same inputs a trainee's hands and the imaging views give.
+
+    from simulator.scripted import run_attempt, cohort, FAULTS
+    proc = run_attempt(scenario, anatomy, skill="expert", seed=3)               # an ended Procedure
+    proc = run_attempt(scenario, anatomy, "expert", seed=3, faults=["no_aspiration"])
+    attempts = cohort(scenario, anatomy, "novice", n=20)                         # [(seed, faults, proc)]
+
+Used by the tests (behaviour battery, scoring, validity), the benchmarks and the scenario library's
+checks. Everything is a function of (scenario, anatomy, skill, seed, faults): same inputs, same
+recording to the last bit.
+
+How a scenario plugs in (nothing to write for a new scenario that has a plan):
+- every required target needs a planned needle: `planned_trajectory` / `additional_trajectories`
+  with `target_id` naming it (a one-target, one-trajectory scenario needs no target_id). The
+  needle enters at `entry_mm` and its tip goes to `target_mm`; the plan must be clear (the
+  editor's plan check). Targets with `required: false` get no needle.
+- the steps come from `steps`: local anaesthetic, aspiration before each injection, contrast
+  (fluoroscopy only) with an image, test dose, neurolytic (the first agent option, its highest
+  concentration, the middle of its volume range), each only when the scenario has it.
+- imaging comes from `modality`: fluoroscopy images within `rubric.advance_without_imaging_mm`
+  of movement (presets `oblique_left` / `oblique_right` / `lateral` used when present); ultrasound
+  with the probe in plane with the planned path (depth axis from `imaging.ultrasound.direction`).
+- the only per-technique hint: procedures in `plan.TOUCH_BONE_FIRST` (celiac, splanchnic, lumbar
+  sympathetic, superior hypogastric) touch the nearest vertebral body first and walk off it.
+
+Faults (`faults.FAULTS`) that a scenario cannot have (one side only on a one-target block, a probe
+fault under fluoroscopy) are refused: `fault_applies` says why beforehand, and the few that depend
+on the anatomy (no vessel near the target ...) raise `FaultNotApplicable` when run.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.scripted.attempt import Operator
+from simulator.scripted.faults import BATTERY, FAULTS, FaultNotApplicable, applicable_faults, fault_applies
+from simulator.scripted.hand import SKILLS, Hand
+from simulator.scripted.plan import NeedlePlan, ScriptError, needle_plans
+
+__all__ = ["BATTERY", "FAULTS", "SKILLS", "FaultNotApplicable", "Hand", "NeedlePlan", "Operator", "ScriptError",
+           "applicable_faults", "cohort", "fault_applies", "needle_plans", "run_attempt"]
+
+#: Faults a scripted novice draws from (each is one of the battery's error behaviours).
+NOVICE_FAULTS = BATTERY + ("bone_pushed", "live_fluoro", "probe_moved", "no_local_anaesthetic", "wrong_side")
+
+
+def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=(), *, steady: bool = False,
+                targets=None, trainee: str = "", mode: str = "practice", t0: float = 0.0, procedure=None):
+    """One scripted attempt, ended. Returns the `Procedure` (its `recording` is the attempt).
+
+    `steady`: the hand without jitter or tremor (the scenario's reference attempt). `procedure`:
+    drive this (fresh) procedure instead of making one. Raises `ScriptError` (the scenario lacks
+    a plan), `FaultNotApplicable` (a fault this scenario cannot have) or `KeyError` (unknown fault)."""
+    from simulator.core.procedure import Procedure
+
+    faults = tuple(faults)
+    proc = procedure or Procedure(scenario, anatomy, clock=lambda: 0.0, trainee=trainee, mode=mode, targets=targets)
+    for f in faults:
+        why = fault_applies(f, scenario, proc.targets)
+        if why is not None:
+            raise FaultNotApplicable(f"fault {f!r} on scenario {scenario.id!r}: {why}")
+    plans = needle_plans(scenario, proc.targets)
+    Operator(proc, Hand.draw(skill, seed, steady=steady), faults, t0=t0).run(plans)
+    return proc
+
+
+def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, targets=None, trainee: str = ""):
+    """`n` attempts of one skill, seeds seed0.. seed0+n-1: [(seed, faults, procedure)]. Novices
+    each make one or two faults drawn (by the seed) from those the scenario allows; a fault the
+    anatomy turns out not to allow is replaced by the next one drawn."""
+    from simulator.core.metrics import resolve_targets
+
+    tg = targets if targets is not None else resolve_targets(scenario, anatomy)
+    pool = applicable_faults(scenario, tg, NOVICE_FAULTS) if skill == "novice" else []
+    out = []
+    for k in range(n):
+        seed = seed0 + k
+        rng = np.random.default_rng(10_000 + seed)
+        order = list(rng.permutation(pool)) if pool else []
+        count = 1 + int(rng.random() < 0.5)
+        chosen: list[str] = []
+        proc = None
+        while order and len(chosen) < count:
+            f = str(order.pop(0))
+            try:
+                proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen + [f]), targets=tg,
+                                   trainee=trainee or f"{skill}_{seed}")
+            except FaultNotApplicable:
+                continue
+            chosen.append(f)
+        if proc is None or (skill == "novice" and not chosen):
+            proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen), targets=tg, trainee=trainee or f"{skill}_{seed}")
+        out.append((seed, tuple(chosen), proc))
+    return out

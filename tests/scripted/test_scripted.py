@@ -1,0 +1,105 @@
+"""The scripted operator: deterministic by seed, drives any scenario from its plan, refuses what it
+cannot do with a reason."""
+import numpy as np
+import pytest
+
+from simulator.benchmarks.scoring import TARGET, synthetic_block_anatomy, synthetic_scenario
+from simulator.core.events import EventKind
+from simulator.core.scoring import score_attempt
+from simulator.scripted import FAULTS, FaultNotApplicable, Hand, ScriptError, cohort, fault_applies, run_attempt
+
+
+@pytest.fixture(scope="module")
+def block():
+    return synthetic_block_anatomy()
+
+
+@pytest.fixture(scope="module")
+def fluoro():
+    return synthetic_scenario()
+
+
+def test_same_seed_same_attempt_other_seed_another(block, fluoro):
+    a = run_attempt(fluoro, block, "expert", seed=4)
+    b = run_attempt(fluoro, block, "expert", seed=4)
+    c = run_attempt(fluoro, block, "expert", seed=5)
+    assert a.recording.same_as(b.recording)
+    assert not a.recording.same_as(c.recording)
+    assert a.ended and a.recording.inputs[-1].name == "end"
+
+
+def test_expert_reaches_the_target_with_every_step_under_imaging(block, fluoro):
+    proc = run_attempt(fluoro, block, "expert", seed=1)
+    card = score_attempt(proc.recording, fluoro, block)
+    assert card.passed, card.text()
+    kinds = [e.kind for e in proc.events]
+    assert EventKind.bone_contact in kinds  # a celiac technique: touch the vertebral body, walk off
+    assert EventKind.advance_without_imaging not in kinds
+    assert EventKind.critical_contact not in kinds
+    inj = [e for e in proc.events if e.kind == EventKind.injection]
+    assert [e.data["kind"] for e in inj] == ["contrast", "test_dose", "neurolytic"]
+    assert all(e.data["aspirated"] for e in inj)
+    assert np.linalg.norm(np.asarray(inj[-1].data["tip_mm"]) - TARGET) < 5.0
+    # the hand moves in recorded sub-steps: many small advances, not one jump per movement
+    adv = [i for i in proc.recording.inputs if i.name == "advance"]
+    assert len(adv) > 40 and max(i.args["mm"] for i in adv) < 3.0
+
+
+def test_hands_differ_by_skill_and_seed():
+    e = [Hand.draw("expert", s) for s in range(10)]
+    n = [Hand.draw("novice", s) for s in range(10)]
+    assert max(h.entry_jitter_mm for h in e) < min(h.entry_jitter_mm for h in n)
+    assert max(h.speed_mm_s for h in e) < min(h.speed_mm_s for h in n)
+    assert len({h.tremor_deg for h in e}) == 10
+    assert Hand.draw("expert", 3, steady=True).tremor_deg == 0.0
+    with pytest.raises(ValueError, match="skill"):
+        Hand.draw("wizard", 0)
+
+
+def test_faults_change_the_attempt(block, fluoro):
+    proc = run_attempt(fluoro, block, "expert", seed=1, faults=["no_aspiration", "neurolytic_before_test_dose"])
+    kinds = [e.kind for e in proc.events]
+    assert EventKind.aspiration not in kinds
+    inj = [e.data["kind"] for e in proc.events if e.kind == EventKind.injection]
+    assert inj == ["contrast", "neurolytic", "test_dose"]
+    proc = run_attempt(fluoro, block, "expert", seed=1, faults=["no_imaging"])
+    assert sum(e.kind == EventKind.advance_without_imaging for e in proc.events) >= 5
+
+
+def test_unknown_or_impossible_faults_are_refused_with_the_reason(block, fluoro):
+    with pytest.raises(KeyError, match="unknown fault"):
+        run_attempt(fluoro, block, "expert", faults=["sneeze"])
+    with pytest.raises(FaultNotApplicable, match="one required target"):
+        run_attempt(fluoro, block, "expert", faults=["one_side_only"])
+    assert fault_applies("probe_off_tip", fluoro, []) == "fluoroscopy only: no probe"
+    assert set(FAULTS) >= {"one_side_only", "no_aspiration", "no_imaging", "muscle_injection", "intravascular",
+                           "wrong_level", "pleura_dura", "excessive_redirections", "neurolytic_before_test_dose",
+                           "probe_off_tip"}
+
+
+def test_a_required_target_without_a_plan_is_an_error(block):
+    sc = synthetic_scenario(targets=[
+        {"id": "celiac_left", "name": "celiac plexus", "points_mm": [list(TARGET)], "side": "left"},
+        {"id": "other", "name": "other target", "points_mm": [[-30.0, 30.0, 10.0]], "side": "left"},
+    ], planned_trajectory={"entry_mm": [-56.0, -70.0, 0.0], "target_mm": list(TARGET), "target_id": "celiac_left"})
+    with pytest.raises(ScriptError, match="target 'other' has no planned trajectory"):
+        run_attempt(sc, block, "expert")
+
+
+def test_ultrasound_expert_keeps_the_tip_in_view(block):
+    sc = synthetic_scenario(modality="ultrasound")
+    proc = run_attempt(sc, block, "expert", seed=2, faults=())
+    seen = [e for e in proc.events if e.kind == EventKind.ultrasound_view]
+    assert seen and seen[-2].data["visible"]  # in view at the target (the last one: out of the skin)
+    off = run_attempt(sc, block, "expert", seed=2, faults=["probe_off_tip"])
+    n_off = sum(e.kind == EventKind.advance_without_imaging for e in off.events)
+    n_ok = sum(e.kind == EventKind.advance_without_imaging for e in proc.events)
+    assert n_off > n_ok + 5
+
+
+def test_novice_cohort_draws_faults_by_seed(block, fluoro):
+    group = cohort(fluoro, block, "novice", n=3, seed0=7)
+    assert [s for s, _, _ in group] == [7, 8, 9]
+    assert all(f for _, f, _ in group)
+    again = cohort(fluoro, block, "novice", n=1, seed0=7)
+    assert again[0][1] == group[0][1] and again[0][2].recording.same_as(group[0][2].recording)
