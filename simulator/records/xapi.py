@@ -29,6 +29,8 @@ import uuid as uuidlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from simulator.records.centre.feed import STEP_LABELS
+
 SCHEMA_PATH = Path(__file__).with_name("xapi_statement.schema.json")
 VERSION = "1.0.3"
 ADL = "http://adlnet.gov/expapi/verbs/"
@@ -39,10 +41,6 @@ DEFAULT_HOMEPAGE = "https://neurolysis-trainer.local/"
 ACTIVITY_TYPE = {"scenario": "http://adlnet.gov/expapi/activities/simulation",
                  "step": "http://adlnet.gov/expapi/activities/interaction",
                  "metric": "http://adlnet.gov/expapi/activities/objective"}
-STEP_LABELS = {"local_anaesthetic": "local anaesthetic", "insertion": "needle insertion", "target": "target reached",
-               "aspiration": "aspiration before injection", "contrast": "contrast injection",
-               "test_dose": "test dose", "neurolytic": "neurolytic injection", "end": "end of the attempt"}
-
 
 def _iri(homepage: str, *parts: str) -> str:
     base = homepage if homepage.endswith("/") else homepage + "/"

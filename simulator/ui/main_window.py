@@ -78,6 +78,7 @@ from simulator.ui.procedure_panel import ProcedurePanel
 from simulator.ui.us_view import UltrasoundView
 from simulator.ui.view3d import View3D
 from simulator.ui.window_attempt import AttemptMixin
+from simulator.ui.window_centre import CentreMixin
 from simulator.ui.window_display import DisplayMixin
 from simulator.ui.window_menus import MenusMixin
 from simulator.ui.window_records import RecordsMixin, default_trainee, png_bytes
@@ -91,8 +92,8 @@ APPLICATION = "Trainer"
 SETTINGS_VERSION = 1
 
 
-class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin, ReplayMixin, MenusMixin,
-                 QMainWindow):
+class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin, CentreMixin, ReplayMixin,
+                 MenusMixin, QMainWindow):
     scenario_changed = Signal(object)  # the Scenario now current
     anatomy_shown = Signal(str)  # anatomy ref now in the 3D view
     error_reported = Signal(str)
@@ -330,6 +331,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
             self.player.stop()
         if self.recorder is not None:  # ended attempts are finished already: nothing in progress here
             self._finish_recorder(None, status="abandoned")
+        self.stop_centre()
         if self.history_window is not None:
             self.history_window.close()
         self.loader.stop()

@@ -143,6 +143,8 @@ class MenusMixin:
                                         tip="Your attempts per scenario, scores and learning curves")
         self.act_overview = self._action(r, "&Instructor overview\u2026", lambda: self.show_history(overview=True),
                                          "Ctrl+Shift+H", tip="All trainees and scenarios")
+        self.act_centre = self._action(r, "&Centre dashboard\u2026", self.show_centre_dashboard,
+                                       tip="Every workstation of the simulation centre live, and the cohort's curves")
         r.addSeparator()
         self.act_play = self._action(r, "Replay: play / pause", self._replay_toggle, "P")
         self.act_replay_start = self._action(r, "Replay: back to the start", self._replay_to_start, "Home")

@@ -54,6 +54,7 @@ class RecordsMixin:
                 self._store_failed = True
                 self.report_error("Records", f"Cannot open the record store: {e}\n"
                                              "Attempts are not recorded in this session.")
+            self.start_centre()  # a centre's sync and live feed, when one is set
         return self._store
 
     @property
@@ -137,6 +138,7 @@ class RecordsMixin:
             self.report_error("Records", f"Cannot store attempt {rec.attempt_id} in {rec.store.location}: {e}")
             return None
         self.last_attempt_id = info.id
+        self.centre_attempt_closed()
         if self.history_window is not None:
             self.history_window.refresh()
         return info

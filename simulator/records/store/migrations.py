@@ -57,7 +57,7 @@ CENTRE_TABLES = (
         PRIMARY KEY (cohort, login))""",
     # what each workstation is doing now (the instructor's live dashboard)
     """CREATE TABLE IF NOT EXISTS live_progress (
-        workstation VARCHAR(200) PRIMARY KEY,
+        workstation VARCHAR(200) NOT NULL,
         trainee VARCHAR(200) NOT NULL,
         attempt_uuid VARCHAR(64) NOT NULL DEFAULT '',
         scenario_id VARCHAR(200) NOT NULL DEFAULT '',
@@ -68,7 +68,8 @@ CENTRE_TABLES = (
         elapsed_s {real},
         events_json TEXT NOT NULL DEFAULT '[]',
         updated_at VARCHAR(40) NOT NULL DEFAULT '',
-        updated_s {real})""",
+        updated_s {real},
+        PRIMARY KEY (workstation, trainee))""",
 )
 
 # PostgreSQL only: the three roles and what each may see (row-level security). A trainee's rows

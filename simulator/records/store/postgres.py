@@ -72,7 +72,8 @@ def explain_connect_error(e: Exception, where: str) -> ServerError:
     """A failed connection as a message that says what to fix."""
     text = str(e).strip()
     low = text.lower()
-    last = text.splitlines()[-1] if text else type(e).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    last = "; ".join(lines).removeprefix("connection failed: ") if lines else type(e).__name__
     if "password authentication failed" in low:
         return ServerError(f"{where}: wrong password ({last}); check ~/.pgpass or PGPASSWORD", "auth")
     if "no password supplied" in low or "password is missing" in low:
