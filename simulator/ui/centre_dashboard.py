@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from simulator.records.centre.background import close_quietly
 from simulator.records.centre.feed import STEP_LABELS, read_live
 
 COLUMNS = ("Workstation", "Trainee", "Scenario", "Current step", "Tip to target", "Time", "Latest event", "Updated")
@@ -135,12 +136,8 @@ class CentreDashboard(QWidget):
                 break
             scenario, want_curves = self._job
             self._fetch(want_curves, scenario)
-        if self.store is not None:
-            try:
-                self.store.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.store = None
+        close_quietly(self.store)
+        self.store = None
 
     def _fetch(self, want_curves: bool, scenario: str) -> None:
         from simulator.records.centre.cohort import cohort_curves, scenarios_seen
@@ -159,11 +156,7 @@ class CentreDashboard(QWidget):
         except Exception as e:  # noqa: BLE001 - shown in the window, tried again next second
             out["error"] = str(e)
             store, self.store = self.store, None
-            if store is not None:
-                try:
-                    store.close()
-                except Exception:  # noqa: BLE001
-                    pass
+            close_quietly(store)
         if not self._closing:
             self.fetched.emit(out)
 

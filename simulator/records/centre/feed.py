@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from simulator.records.centre.background import Background
 from simulator.records.store.model import RecordsError, now_iso
 
 STEP_LABELS = {"local_anaesthetic": "local anaesthetic", "insertion": "needle insertion", "target": "reaching the target",
@@ -106,7 +107,7 @@ def read_live(store, now_s: float | None = None, max_age_s: float = 3600.0) -> l
     return list(out.values())
 
 
-class LiveFeed:
+class LiveFeed(Background):
     """Sends the newest snapshot of this workstation to the server (see the module notes)."""
 
     def __init__(self, open_server: Callable[[], object], workstation: str, *, interval_s: float = 0.5,
@@ -115,15 +116,12 @@ class LiveFeed:
         self.workstation = workstation
         self.interval_s = float(interval_s)
         self.retry_s = float(retry_s)
-        self.server = None
         self.state = "idle"
         self.last_error = ""
         self.sent = 0
         self._latest: dict | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_background()
         self._retry_at = 0.0
 
     def publish(self, snapshot: dict) -> None:
@@ -132,12 +130,7 @@ class LiveFeed:
         if snapshot.get("state") != "live" or any(e.get("harmful") for e in snapshot.get("events", [])[-1:]):
             self._wake.set()  # the end of an attempt and a harmful contact go out at once
 
-    def start(self) -> "LiveFeed":
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="LiveFeed", daemon=True)
-            self._thread.start()
-        return self
+    thread_name = "LiveFeed"
 
     def send_pending(self) -> bool:
         """Write the newest snapshot now (the thread's step; tests call it directly)."""
@@ -159,18 +152,10 @@ class LiveFeed:
         except RecordsError as e:
             self.state, self.last_error = "offline", str(e)
             self._retry_at = time.monotonic() + self.retry_s
-            self._close_server()
+            self._disconnect()
             with self._lock:
                 self._latest = self._latest or snap
             return False
-
-    def _close_server(self) -> None:
-        if self.server is not None:
-            try:
-                self.server.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.server = None
 
     def _run(self) -> None:
         try:
@@ -179,12 +164,4 @@ class LiveFeed:
                 self._wake.clear()
                 self.send_pending()
         finally:
-            self._close_server()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._wake.set()
-            self._thread.join()
-            self._thread = None
-        self._close_server()
+            self._disconnect()

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from simulator.records.centre.background import Background
 from simulator.records.store.checksum import attempt_checksum
 from simulator.records.store.model import RecordsError, now_iso
 from simulator.records.store.postgres import ServerError
@@ -94,7 +94,7 @@ def receive_attempt(server: SQLRecordStore, raw: dict, checksum: str, kill: Call
     return "pushed"
 
 
-class CentreSync:
+class CentreSync(Background):
     """Sync one workstation's local store with a server (see the module notes).
 
     `server`: a function opening the server store (a `PostgresRecordStore` for a centre; any
@@ -112,16 +112,13 @@ class CentreSync:
         self.pull_history = pull_history
         self.kill = kill
         self.clock = clock
-        self.server: SQLRecordStore | None = None
         self.roster_every_s = float(roster_every_s)
         self._roster_at = -1e18
         self.state = "idle"  # idle, online, offline, error
         self.last_report = SyncReport()
         self.last_error = ""
         self._reported: dict[str, str] = {}  # uuid -> checksum already reported as damaged
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_background()
         self.rounds = 0
         self.on_round: Callable[[SyncReport], None] | None = None
 
@@ -131,14 +128,6 @@ class CentreSync:
             self.kill("connect")
             self.server = self.open_server()
         return self.server
-
-    def _disconnect(self) -> None:
-        if self.server is not None:
-            try:
-                self.server.close()
-            except Exception:  # noqa: BLE001 - a broken connection
-                pass
-            self.server = None
 
     # -- one round ------------------------------------------------------------------------------
     def sync_once(self) -> SyncReport:
@@ -245,16 +234,7 @@ class CentreSync:
                     report.pulled.append(a.uuid)
 
     # -- in the background ----------------------------------------------------------------------
-    def start(self) -> "CentreSync":
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="CentreSync", daemon=True)
-            self._thread.start()
-        return self
-
-    def wake(self) -> None:
-        """Sync now (an attempt was just closed)."""
-        self._wake.set()
+    thread_name = "CentreSync"
 
     def _run(self) -> None:
         backoff = self.interval_s
@@ -269,14 +249,6 @@ class CentreSync:
             release = getattr(self.local, "release_thread_connection", None)
             if release is not None:
                 release()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._wake.set()
-            self._thread.join()
-            self._thread = None
-        self._disconnect()
 
     def status(self) -> dict:
         """For a status line: online/offline, attempts waiting, the last error."""
