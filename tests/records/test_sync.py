@@ -203,3 +203,37 @@ def test_kill_9_of_a_sync_process_in_mid_transfer(tmp_path, pg_cluster, pg_datab
         local = dict(tx.all("SELECT uuid, checksum FROM attempts"))
     assert dict(rows) == local
     w.close()
+
+
+def test_a_newer_server_schema_stops_the_sync_by_name_and_touches_nothing(tmp_path, pg_cluster, pg_database):
+    from simulator.records.store.migrations import SCHEMA_VERSION
+
+    w = Workstation(tmp_path, "ws", lambda: PostgresRecordStore(pg_cluster.conninfo(pg_database), migrate=False), "ann")
+    w.record(30, seed=1)
+    before = w.store.raw_attempt(1)
+    with pg_cluster.admin(pg_database) as c:
+        c.execute("UPDATE nt_schema SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    r = w.sync_round()
+    assert f"schema {SCHEMA_VERSION + 1}" in r.error and "update the trainer" in r.error and w.sync.state == "error"
+    assert w.store.raw_attempt(1) == before and len(w.sync.pending()) == 1
+    with pg_cluster.admin(pg_database) as c:
+        assert c.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 0
+    w.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=80))
+def test_any_server_setting_is_taken_or_refused_by_name(text):
+    """The server setting is user input: whatever it holds, a connection string or a ServerError
+    naming it, never a traceback; never one with a password."""
+    from simulator.records.centre.config import server_conninfo
+    from simulator.records.store.postgres import ServerError, conninfo_params, describe
+
+    try:
+        got = server_conninfo(text)
+    except ServerError as e:
+        assert e.kind == "config" and str(e)
+        return
+    if got is not None:
+        assert "password" not in {k.lower() for k in conninfo_params(got)}
+        assert describe(got).startswith("postgresql")

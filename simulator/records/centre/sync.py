@@ -134,8 +134,9 @@ class CentreSync(Background):
         report = SyncReport()
         try:
             server = self._connect()
-        except RecordsError as e:
-            self.state, report.error = "offline", str(e)
+        except RecordsError as e:  # unreachable: offline; a password, schema or setting refused: error
+            unreachable = getattr(e, "kind", "") == "unreachable"
+            self.state, report.error = ("offline" if unreachable else "error"), str(e)
             return self._done(report)
         try:
             self._push_trainees(server, report)
