@@ -120,3 +120,15 @@ def _release_windows_before_the_display_goes():
             QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             QCoreApplication.processEvents()
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def lumbopelvic():
+    """The second bundled patient (lumbar spine and pelvis) from its built cache (`make test` builds
+    it; skipped when it is not built)."""
+    from simulator.anatomy import load_anatomy
+    from simulator.anatomy.lumbopelvic import cache_is_valid
+
+    if not cache_is_valid():
+        pytest.skip("the lumbopelvic patient is not built (python main.py setup-data)")
+    return load_anatomy("bundled:lumbopelvic")
