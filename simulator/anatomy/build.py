@@ -1,6 +1,10 @@
 """Build an `Anatomy` from a CT (HU) and a label map, on one axis-aligned RAS grid.
 
 Steps (`build_anatomy`):
+0. the scan's caveats (`scan_caveats.py`): metal implants labelled `metal_implant` with their streaks
+   clipped (`metal.py`); a coarse grid (in-plane voxels over 2 mm) refined to about 1.5 mm with
+   smooth label boundaries (`regrid.py`). Reported in `source["caveats"]`, with any place where the
+   scan's field of view cut the body.
 1. body outline: HU > -300 or labelled, opened in-plane (breaks thin bridges to the scanner table),
    connected components: the largest one, plus any sizeable one that carries labels; holes filled
    slice by slice (lungs, bowel gas). Everything else (table, air, blankets) becomes air (-1000 HU).
@@ -25,6 +29,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from simulator.anatomy.scan_caveats import caveats, field_of_view_cuts, prepare_volumes
 from simulator.core.anatomy import Anatomy, Structure, TriMesh
 from simulator.core.tissue import BONE, Tissue, structure_group, tissue_for_structure
 
@@ -148,12 +153,13 @@ def _triangle_budget(mask: np.ndarray, spacing: np.ndarray) -> tuple[int, float]
     return int(np.clip(area / MM2_PER_TRIANGLE, MIN_TRIANGLES, MAX_TRIANGLES)), area
 
 
-def _inplane_factor(nvox: int, spacing: np.ndarray) -> int:
+def _inplane_factor(nvox: int, spacing: np.ndarray, scan_mm: float = 0.0) -> int:
     """In-plane block size for meshing: a coarser grid for all but tiny structures (decimation time
-    grows with the iso-surface's size), never coarser than the slice spacing, nor than 2.5 mm."""
+    grows with the iso-surface's size), never coarser than the slice spacing, nor than 2.5 mm - or
+    than the scan's own in-plane voxel `scan_mm` when the grid was refined from it."""
     if nvox < 4000:
         return 1
-    limit = min(2.5, max(spacing[2], spacing[0]))
+    limit = max(min(2.5, max(spacing[2], spacing[0])), scan_mm)
     wanted = 3 if nvox > 400000 else 2
     f = wanted
     while f > 1 and f * spacing[0] > limit + 1e-6:
@@ -202,12 +208,17 @@ def build_anatomy(
             raise ValueError(f"anatomy {name!r}: label values must be in 0..65535")
         labels = labels.astype(np.uint16)
 
+    # 0. metal implants; a coarse grid made finer (metal.py, regrid.py) ------------------------
+    hu, labels, spacing, origin, structure_names, notes = prepare_volumes(
+        hu, labels, spacing, origin, structure_names, contrast_enhanced, progress)
+
     # 1. body outline -------------------------------------------------------------------------
     progress(0.02, "finding the body outline")
     body = body_mask(hu, labels, spacing)
     box = _bbox(body)
     if box is None:
         raise ValueError(f"anatomy {name!r}: no body found (no voxel above {BODY_THRESHOLD_HU:.0f} HU)")
+    notes.update(field_of_view_cuts(body, spacing, origin))
 
     # 2. crop ----------------------------------------------------------------------------------
     progress(0.12, "cropping to the body")
@@ -329,6 +340,7 @@ def build_anatomy(
         jobs.append(("skin", body[ssl], origin + skin_box[0] * spacing, SKIN_TRIANGLES,
                      max(1, int(round(SKIN_MESH_MM / spacing[0])))))
     objects = ndi.find_objects(labels)
+    scan_mm = min(notes.get("grid_refined_from_mm", [0.0, 0.0])[:2])
     for s in structures.values():
         if s.id > len(objects) or objects[s.id - 1] is None:
             continue
@@ -340,7 +352,7 @@ def build_anatomy(
             mask |= sub == cord.id  # the dural sac's outline encloses the cord
         target, _ = _triangle_budget(mask, spacing)
         org = origin + np.array([x.start for x in pad_sl]) * spacing
-        jobs.append((s.name, mask, org, target, _inplane_factor(int(mask.sum()), spacing)))
+        jobs.append((s.name, mask, org, target, _inplane_factor(int(mask.sum()), spacing, scan_mm)))
     meshes = mesh_jobs(jobs, spacing, lambda f, m: progress(0.45 + 0.53 * f, m))
     # keep a stable order: skin first, then structures by id
     order = ["skin"] + [s.name for s in sorted(structures.values(), key=lambda s: s.id)]
@@ -348,6 +360,8 @@ def build_anatomy(
 
     progress(1.0, "anatomy built")
     src = dict(source)
+    src.update(notes)
+    src["caveats"] = caveats(notes, contrast_enhanced)
     src["builder_version"] = BUILDER_VERSION
     src["build_seconds"] = round(time.perf_counter() - t_start, 2)
     src.setdefault("cropped_from_voxels", [int(v) for v in lo])

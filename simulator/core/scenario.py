@@ -335,7 +335,7 @@ def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
 
 
 _PATTERN_HELP = {
-    "anatomy": "expected bundled, phantom:NAME or user:NAME (NAME: letters, digits, _ - .)",
+    "anatomy": "expected bundled, bundled:lumbopelvic, phantom:NAME or user:NAME (NAME: letters, digits, _ - .)",
     "id": "use lower-case letters, digits and _ only",
     "target_id": "use lower-case letters, digits and _ only",
     "proposal": "use lower-case letters, digits and _ only (e.g. celiac_plexus_left)",

@@ -414,8 +414,9 @@ class Scenario(_Model):
     indication: list[Indication] = Field(min_length=1)
     difficulty: int = Field(ge=1, le=4, description="tier 1 (beginner) to 4 (advanced)")
     anatomy: str = Field(
-        pattern=r"^(bundled|phantom:[a-z0-9_]+|user:[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*)$",
-        description="bundled | phantom:NAME | user:NAME (an imported patient, inside the user's anatomies folder)",
+        pattern=r"^(bundled(:lumbopelvic)?|phantom:[a-z0-9_]+|user:[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*)$",
+        description="bundled (chest and upper abdomen) | bundled:lumbopelvic (lumbar spine and pelvis) | "
+        "phantom:NAME | user:NAME (an imported patient, inside the user's anatomies folder)",
     )
     patient_position: PatientPosition
     modality: Modality

@@ -43,6 +43,7 @@ class Tissue(IntEnum):
     GEL = 29  # ultrasound phantom gel
     PROSTATE = 30
     INTERVERTEBRAL_DISC = 31
+    METAL = 32  # an implant (hip stem, nail, screws): opaque on fluoroscopy, shadows ultrasound
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ TISSUE_INFO: dict[Tissue, TissueInfo] = {
     Tissue.GEL: TissueInfo("gel", "phantom", (0.75, 0.85, 0.95), loose=True, hu=10),
     Tissue.PROSTATE: TissueInfo("prostate", "organs", (0.80, 0.50, 0.50), barrier=True, hu=40),
     Tissue.INTERVERTEBRAL_DISC: TissueInfo("intervertebral disc", "bone", (0.70, 0.85, 0.90), barrier=True, hu=80),
+    # hu: stainless steel / cobalt-chrome on an extended CT scale (see simulator/anatomy/metal.py)
+    Tissue.METAL: TissueInfo("metal implant", "implants", (0.62, 0.66, 0.72), barrier=True, hu=14000),
 }
 
 BONE = frozenset({Tissue.CORTICAL_BONE, Tissue.CANCELLOUS_BONE})
@@ -142,6 +145,7 @@ _NAME_RULES: list[tuple[str, Tissue]] = [
     (r"^intervertebral_disc.*$", Tissue.INTERVERTEBRAL_DISC),
     (r"^(.*_nerve.*|.*plexus.*|.*ganglion.*)$", Tissue.NERVE),
     (r"^(face|skin)$", Tissue.SKIN),
+    (r"^(metal_implant.*|implant.*)$", Tissue.METAL),
     (r"^(subcutaneous_fat|fat)$", Tissue.FAT),
 ]
 

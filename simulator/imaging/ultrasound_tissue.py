@@ -96,6 +96,8 @@ DEFAULT_ACOUSTICS: dict[int, Acoustic] = {
     T.GEL: Acoustic(1540, 1020, 0.5, -60.0, roughness=0.1),
     T.PROSTATE: Acoustic(1565, 1050, 0.8, -52.0, **_SOFT),
     T.INTERVERTEBRAL_DISC: Acoustic(1650, 1100, 1.5, -56.0, **_SOFT),
+    # metal implant (steel): Z 46 MRayl, so 93 % of the pulse reflects at its surface; nothing behind it
+    T.METAL: Acoustic(5900, 7900, 60.0, -24.0, roughness=0.3),
     GAS: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.6),
     CALCIFICATION: Acoustic(3200, 1800, 12.0, -30.0, roughness=0.6),
     COUPLING: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0),
