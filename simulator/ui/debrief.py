@@ -81,31 +81,31 @@ def timeline_plot(course, parent=None):
     for ax in ("left", "bottom"):
         pi.getAxis(ax).enableAutoSIPrefix(False)
         pi.getAxis(ax).setTextPen("#333")
-    legend = pi.addLegend(offset=(-8, 8), labelTextColor="#222")
+    legend = pi.addLegend(offset=(70, 1), labelTextColor="#222", colCount=4)  # one row above the 0-10 scale
     wk = course.weeks
     for lo, hi, alpha, name in ((course.p10, course.p90, 45, "10-90 % of patients"),
                                 (course.p25, course.p75, 90, "25-75 % of patients")):
-        a = pg.PlotDataItem(wk, lo, pen=None)
-        b = pg.PlotDataItem(wk, hi, pen=None)
+        a = pg.PlotCurveItem(wk, lo, pen=pg.mkPen((31, 95, 168, alpha), width=1))
+        b = pg.PlotCurveItem(wk, hi, pen=pg.mkPen((31, 95, 168, alpha), width=1))
         fill = pg.FillBetweenItem(a, b, brush=pg.mkBrush(31, 95, 168, alpha))
         pi.addItem(a)
         pi.addItem(b)
         pi.addItem(fill)
-        legend.addItem(fill, name)
+        legend.addItem(pg.PlotDataItem(pen=pg.mkPen((31, 95, 168, alpha + 40), width=9)), name)  # a swatch
     pi.plot(wk, course.median, pen=pg.mkPen("#1f5fa8", width=2), name="median")
     pi.plot(wk, course.index, pen=pg.mkPen("#222222", width=2, style=Qt.PenStyle.DashLine), name="this patient")
-    for m in course.markers():
+    for k, m in enumerate(course.markers()):
         colour = MARKER_COLOURS.get(m["kind"], "#555")
         x = m["day"] / 7.0
         line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DotLine),
-                               label=m["label"], labelOpts={"position": 0.95 if m["kind"] != "repeat" else 0.85,
-                                                            "color": colour, "rotateAxis": (1, 0), "anchors": [(0, 0), (0, 0)]})
+                               label=m["label"], labelOpts={"position": 0.86 - 0.06 * (k % 4), "color": colour})
         line.setToolTip(f"week {x:.1f}: {m['label']}")
         pi.addItem(line)
         pt = pg.ScatterPlotItem([x], [course.pain_at(m["day"])], symbol="o" if m["kind"] != "repeat" else "t",
                                 size=9, brush=pg.mkBrush(colour), pen=pg.mkPen("w"))
         pi.addItem(pt)
-    pi.setYRange(0, 10.3, padding=0)
+    pi.setYRange(0, 11.3, padding=0)
+    pi.getAxis("left").setTicks([[(v, str(v)) for v in range(0, 11, 2)]])
     pi.setXRange(0, float(wk[-1]) if len(wk) else 1.0, padding=0.01)
     pi.setMouseEnabled(x=True, y=False)
     w.setMinimumHeight(260)
@@ -204,3 +204,44 @@ class DebriefWidget(QWidget):
     def effect_rows(self) -> list[list[str]]:
         t = self.findChild(QTableWidget, "debrief_effects")
         return [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+
+
+def debrief_data(recording, scenario, targets=None):
+    """(course, decisions) of an attempt; a failure becomes an unavailable course saying why."""
+    from simulator.core.decisions import judge_decisions
+    from simulator.core.outcome import case_info, course_for_attempt, unavailable
+    from simulator.core.outcome_facts import facts_from_recording
+
+    try:
+        course = course_for_attempt(recording, scenario, targets)
+    except Exception as e:  # noqa: BLE001 - the score card is shown whatever happens here
+        course = unavailable(f"The course could not be computed: {e}")
+    try:
+        decisions = judge_decisions(facts_from_recording(recording), scenario,
+                                    case_info(scenario, recording, targets).somatic_targets)
+    except Exception:  # noqa: BLE001
+        decisions = []
+    return course, decisions
+
+
+def attach_debrief(dialog, recording, scenario, targets=None) -> DebriefWidget:
+    """Put the debrief beside the score card: the dialog's content becomes a "Score" tab and the
+    debrief a second tab (the dialog's last layout item, its buttons, stays below both)."""
+    course, decisions = debrief_data(recording, scenario, targets)
+    lay = dialog.layout()
+    page = QWidget()
+    pl = QVBoxLayout(page)
+    pl.setContentsMargins(0, 0, 0, 0)
+    while lay.count() > 1:
+        item = lay.takeAt(0)
+        if item.widget() is not None:
+            pl.addWidget(item.widget(), 1 if isinstance(item.widget(), (QListWidget, QTableWidget)) else 0)
+    tabs = QTabWidget()
+    tabs.setObjectName("score_tabs")
+    tabs.addTab(page, "Score")
+    widget = DebriefWidget(course, decisions)
+    tabs.addTab(widget, "Debrief: the patient's course")
+    lay.insertWidget(0, tabs, 1)
+    dialog.debrief = widget
+    dialog.resize(max(dialog.width(), 900), max(dialog.height(), 780))
+    return widget
