@@ -209,7 +209,10 @@ def _duplicate_keys(node: Node, path: tuple = (), seen: Optional[set] = None) ->
 
 def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
     """(data, root node, duplicate-key errors); raises _Fatal for unreadable YAML."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters at once
+    except yaml.YAMLError as e:
+        raise _Fatal([_yaml_error(e)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
