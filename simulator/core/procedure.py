@@ -49,7 +49,7 @@ import numpy as np
 
 from simulator.core.anatomy import Anatomy
 from simulator.core.events import Event, EventKind, Signal
-from simulator.core.metrics import PerkAccumulator, TargetGeometry, body_surface, resolve_targets
+from simulator.core.perk import PerkAccumulator, body_surface
 from simulator.core.needle import NeedleSpec, NeedleState, TissueProbe
 from simulator.core.needle_motion import US_UNSEEN_ADVANCE_MM, NeedleMotion
 from simulator.core.procedure_case import CaseSteps
@@ -58,6 +58,7 @@ from simulator.core.procedure_input import ProcedureError, recorded_input
 from simulator.core.procedure_steps import ASPIRATION_VALID_MM, INJECTION_KINDS, ProcedureSteps
 from simulator.core.recording import Recording
 from simulator.core.spread import Spread
+from simulator.core.targets import TargetGeometry, resolve_targets, targets_from_recording
 from simulator.core.tissue import Tissue
 
 __all__ = ["ASPIRATION_VALID_MM", "INJECTION_KINDS", "STEP_NAMES", "US_UNSEEN_ADVANCE_MM", "Procedure",
@@ -265,13 +266,7 @@ def replay(recording: Recording, scenario, anatomy: Anatomy, *, targets: list[Ta
     The result's recording equals the original (samples bit for bit, events, inputs) when the
     scenario and anatomy are the ones it was recorded with."""
     if targets is None:
-        saved = (recording.meta or {}).get("targets")
-        if saved:
-            from simulator.core.metrics import TargetGeometry as _TG
-
-            targets = [_TG(id=d["id"], name=d["name"], kind=d["kind"], points_mm=np.asarray(d["points_mm"], float),
-                           radius_mm=float(d["radius_mm"]), tolerance_mm=float(d["tolerance_mm"]),
-                           required=bool(d["required"]), side=d.get("side", "midline")) for d in saved]
+        targets = targets_from_recording(recording)
     proc = Procedure(scenario, anatomy, trainee=recording.trainee, mode=recording.mode, targets=targets,
                      clock=lambda: 0.0)
     proc.recording.started_at = recording.started_at
