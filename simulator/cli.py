@@ -12,7 +12,7 @@ import sys
 
 from simulator import __version__
 
-BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "centre")
+BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "outcome", "centre")
 
 
 class ProgressLine:

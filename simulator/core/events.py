@@ -84,6 +84,10 @@ class EventKind(str, Enum):
     aspiration = "aspiration"
     injection = "injection"
     step_warning = "step_warning"  # a step out of order (no aspiration, agent before contrast ...)
+    asepsis = "asepsis"  # skin preparation or drape (data: what)
+    consent = "consent"  # consent taken (data: items discussed)
+    time_out = "time_out"  # contraindications checked (data: contraindications noticed, decision)
+    prognostic_result = "prognostic_result"  # what the patient reports after the prognostic block
     # imaging
     fluoro_shot = "fluoro_shot"
     ultrasound_view = "ultrasound_view"  # tip visibility changed

@@ -28,7 +28,6 @@ from simulator.core.geometry import (
     pose_from_tip_axis,
     rotation_between,
 )
-from simulator.core.metrics import NERVE_CONTACT_MM
 from simulator.core.needle import (
     PARK_MM,
     PROPER_WITHDRAW_DEPTH_MM,
@@ -37,6 +36,7 @@ from simulator.core.needle import (
     NeedleState,
 )
 from simulator.core.procedure_input import ProcedureError, recorded_input, replace_state
+from simulator.core.targets import NERVE_CONTACT_MM
 from simulator.core.tissue import BONE, ORGAN, VESSEL, Tissue
 
 US_UNSEEN_ADVANCE_MM = 2.0

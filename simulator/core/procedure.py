@@ -11,8 +11,10 @@ Inputs (each takes an optional `time_s`; without it the injected clock gives the
                                                     one tracker frame (OpenIGTLink): needle and/or
                                                     probe as measured, one input, one sample
     local_anaesthetic(volume_ml=5, agent, concentration_pct, point_mm=None)
+    time_out(contraindications, decision)           contraindications noticed (case_steps), proceed | defer
+    consent(items) / skin_preparation(agent) / drape()   the case steps before the needle
     aspirate()                                      -> "blood" | "csf" | "air" | "bowel contents" | "nothing"
-    inject(kind, agent, concentration_pct, volume_ml)   kind: contrast | test_dose | neurolytic -> Spread
+    inject(kind, agent, concentration_pct, volume_ml)   kind: contrast | test_dose | prognostic | neurolytic -> Spread
     record_fluoro_shot(dap_gycm2, duration_s, ...)  from the fluoroscopy view (one per exposure)
     set_tip_visible(visible, distance_to_plane_mm)  from the ultrasound view (per frame)
     record_imaging(kind, **data)                    either of the two above by name
@@ -32,7 +34,8 @@ Views only read: they never write the state back.
 Imaging rules (advances without imaging): see needle_motion.py.
 
 The inputs live by job in mixins: needle_motion.py (needle inputs, the tip's path, imaging
-allowance), procedure_steps.py (local anaesthetic, aspiration, injections), procedure_imaging.py
+allowance), procedure_steps.py (local anaesthetic, aspiration, injections), procedure_case.py
+(time-out, consent, asepsis), procedure_imaging.py
 (fluoroscopy, ultrasound visibility, probe and C-arm poses); procedure_input.py has the decorator
 that records them. This module holds the state, the clock, the samples and `replay`.
 """
@@ -46,23 +49,27 @@ import numpy as np
 
 from simulator.core.anatomy import Anatomy
 from simulator.core.events import Event, EventKind, Signal
-from simulator.core.metrics import PerkAccumulator, TargetGeometry, body_surface, resolve_targets
+from simulator.core.perk import PerkAccumulator, body_surface
 from simulator.core.needle import NeedleSpec, NeedleState, TissueProbe
 from simulator.core.needle_motion import US_UNSEEN_ADVANCE_MM, NeedleMotion
+from simulator.core.procedure_case import CaseSteps
 from simulator.core.procedure_imaging import ImagingInputs
 from simulator.core.procedure_input import ProcedureError, recorded_input
 from simulator.core.procedure_steps import ASPIRATION_VALID_MM, INJECTION_KINDS, ProcedureSteps
 from simulator.core.recording import Recording
 from simulator.core.spread import Spread
+from simulator.core.targets import TargetGeometry, resolve_targets, targets_from_recording
 from simulator.core.tissue import Tissue
 
 __all__ = ["ASPIRATION_VALID_MM", "INJECTION_KINDS", "STEP_NAMES", "US_UNSEEN_ADVANCE_MM", "Procedure",
            "ProcedureError", "input_names", "replay"]
 
-STEP_NAMES = ("local_anaesthetic", "insertion", "target", "aspiration", "contrast", "test_dose", "neurolytic", "end")
+STEP_NAMES = ("time_out", "consent", "asepsis", "local_anaesthetic", "insertion", "target", "aspiration", "contrast",
+              "prognostic", "test_dose", "neurolytic", "end")
+CASE_STEPS = frozenset({"time_out", "consent", "asepsis", "prognostic"})  # listed only when the scenario asks
 
 
-class Procedure(NeedleMotion, ProcedureSteps, ImagingInputs):
+class Procedure(NeedleMotion, ProcedureSteps, CaseSteps, ImagingInputs):
     """The attempt's state machine. See the module notes for inputs, signals and rules."""
 
     def __init__(self, scenario, anatomy: Anatomy, *, clock: Callable[[], float] | None = None, trainee: str = "",
@@ -200,7 +207,12 @@ class Procedure(NeedleMotion, ProcedureSteps, ImagingInputs):
         s = self.scenario.steps
         options = list(s.agent_options()) if hasattr(s, "agent_options") else (
             ([s.neurolytic] if s.neurolytic else []) + list(s.neurolytic_options))
+        pb = getattr(self.scenario, "prognostic_block", None)
         required = {
+            "time_out": bool(getattr(s, "time_out", False)),
+            "consent": bool(getattr(s, "consent", False)),
+            "asepsis": bool(getattr(s, "asepsis", False)),
+            "prognostic": pb is not None and pb.required,
             "local_anaesthetic": bool(s.local_anaesthetic),
             "insertion": True,
             "target": True,
@@ -210,7 +222,8 @@ class Procedure(NeedleMotion, ProcedureSteps, ImagingInputs):
             "neurolytic": bool(options),
             "end": True,
         }
-        return [{"step": k, "required": required[k], "done": self._done[k]} for k in STEP_NAMES]
+        return [{"step": k, "required": required[k], "done": self._done[k]} for k in STEP_NAMES
+                if required[k] or k not in CASE_STEPS]
 
     def current_step(self) -> str:
         for s in self.steps_status():
@@ -253,13 +266,7 @@ def replay(recording: Recording, scenario, anatomy: Anatomy, *, targets: list[Ta
     The result's recording equals the original (samples bit for bit, events, inputs) when the
     scenario and anatomy are the ones it was recorded with."""
     if targets is None:
-        saved = (recording.meta or {}).get("targets")
-        if saved:
-            from simulator.core.metrics import TargetGeometry as _TG
-
-            targets = [_TG(id=d["id"], name=d["name"], kind=d["kind"], points_mm=np.asarray(d["points_mm"], float),
-                           radius_mm=float(d["radius_mm"]), tolerance_mm=float(d["tolerance_mm"]),
-                           required=bool(d["required"]), side=d.get("side", "midline")) for d in saved]
+        targets = targets_from_recording(recording)
     proc = Procedure(scenario, anatomy, trainee=recording.trainee, mode=recording.mode, targets=targets,
                      clock=lambda: 0.0)
     proc.recording.started_at = recording.started_at

@@ -1,6 +1,6 @@
 """The procedure-step inputs of the Procedure (a mixin of `procedure.Procedure`): local
-anaesthetic, aspiration and injections (contrast, test dose, neurolytic), with the warnings a step
-out of order raises at once.
+anaesthetic, aspiration and injections (contrast, test dose, prognostic block, neurolytic), with the
+warnings a step out of order raises at once.
 """
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from simulator.core import case_steps
 from simulator.core.events import Event, EventKind
 from simulator.core.metrics import OFF_TARGET_MARGIN_MM
 from simulator.core.needle import PARK_MM
@@ -16,7 +17,7 @@ from simulator.core.spread import Spread, compute_spread
 from simulator.core.tissue import VESSEL, Tissue
 
 ASPIRATION_VALID_MM = 2.0
-INJECTION_KINDS = ("contrast", "test_dose", "neurolytic")
+INJECTION_KINDS = ("contrast", "test_dose", "prognostic", "neurolytic")
 
 
 class ProcedureSteps:
@@ -77,7 +78,8 @@ class ProcedureSteps:
 
     @recorded_input
     def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float) -> Spread:
-        """Inject through the needle. kind: contrast | test_dose | neurolytic. Returns the spread."""
+        """Inject through the needle. kind: contrast | test_dose | prognostic | neurolytic. Returns the
+        spread. A neurolytic is refused while a required prognostic block is not done (`case_steps`)."""
         self._require_placed("inject")
         if kind not in INJECTION_KINDS:
             raise ProcedureError(f"inject: kind must be one of {', '.join(INJECTION_KINDS)}, got {kind!r}")
@@ -87,6 +89,11 @@ class ProcedureSteps:
             raise ProcedureError(f"inject: volume_ml must be positive, got {volume_ml!r}")
         if not (0 <= c <= 100):
             raise ProcedureError(f"inject: concentration_pct must be in [0, 100], got {concentration_pct!r}")
+        if kind == "neurolytic" and (why := case_steps.neurolytic_refusal(self.scenario, self.recording.events)):
+            raise ProcedureError(why)
+        if kind == "prognostic" and str(agent) not in case_steps.LOCAL_ANAESTHETICS:
+            raise ProcedureError(f"inject: a prognostic block is a local anaesthetic ({', '.join(case_steps.LOCAL_ANAESTHETICS)}), "
+                                 f"got {agent!r}")
         tip = self._pose[:3, 3].copy()
         aspirated = self._aspiration_tip is not None and float(np.linalg.norm(tip - self._aspiration_tip)) <= ASPIRATION_VALID_MM
         sp = compute_spread(self.anatomy, tip, v)
@@ -114,11 +121,18 @@ class ProcedureSteps:
         where = {"tissue": "", "intravascular": " - into a blood vessel (it washes away)",
                  "intrathecal": " - into the dural sac (intrathecal)", "intra_organ": f" - into the {sp.tip_tissue.name.lower()}",
                  "intraosseous": " - into bone", "outside": " - outside the body"}[sp.mode]
-        label = {"contrast": "contrast", "test_dose": "test dose", "neurolytic": "neurolytic"}[kind]
+        label = {"contrast": "contrast", "test_dose": "test dose", "prognostic": "prognostic block", "neurolytic": "neurolytic"}[kind]
+        extra = case_steps.injection_extras(self.scenario, sp, kind)
+        if kind == "prognostic":
+            rec = self.recording
+            extra["prognostic_result"] = case_steps.prognostic_result(
+                self.scenario, coverage, case_steps.case_seed(rec.scenario_id, rec.started_at, rec.trainee))
         self._emit(EventKind.injection, f"{label}: {v:g} ml {agent} {c:g} %{where}", kind=kind, agent=str(agent),
                         concentration_pct=c, volume_ml=v, tip_mm=tip, mode=sp.mode, aspirated=bool(aspirated),
                         pass_index=self._pass_index, coverage=coverage, off_target_ml=off, target_distances_mm=dists,
-                        tissue=sp.tip_tissue.name.lower(), structure=sp.tip_structure, spread=sp.summary())
+                        tissue=sp.tip_tissue.name.lower(), structure=sp.tip_structure, spread=sp.summary(), **extra)
+        if kind == "prognostic":
+            self._emit(EventKind.prognostic_result, extra["prognostic_result"]["message"], **extra["prognostic_result"])
         self._injection_warnings(kind, str(agent), aspirated, sp)
         self._aspiration_tip = None
         self.spreads.append(sp)
@@ -143,6 +157,10 @@ class ProcedureSteps:
             self._emit(EventKind.step_warning, "neurolytic given before contrast confirmed the spread", key="no_contrast")
         if steps.test_dose is not None and not any(e.data.get("kind") == "test_dose" for e in in_pass):
             self._emit(EventKind.step_warning, "neurolytic given without a test dose", key="no_test_dose")
+        prog = case_steps.prognostic_done(ev)
+        if prog is not None and not prog.get("positive", True):
+            self._emit(EventKind.step_warning, "neurolytic given after a prognostic block without relief",
+                       key="negative_prognostic_block")
         if sp.intravascular:
             self._emit(EventKind.step_warning, f"{agent} went into a blood vessel", key="intravascular")
         if sp.intrathecal:

@@ -209,7 +209,10 @@ def _duplicate_keys(node: Node, path: tuple = (), seen: Optional[set] = None) ->
 
 def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
     """(data, root node, duplicate-key errors); raises _Fatal for unreadable YAML."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters at once
+    except yaml.YAMLError as e:
+        raise _Fatal([_yaml_error(e)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -310,9 +313,9 @@ def _unwrap(t):
             return t
 
 
-def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+def _model_at(loc: tuple, root: type[BaseModel] = Scenario) -> Optional[type[BaseModel]]:
     """The pydantic model class that validates the mapping at `loc` (None if not a model)."""
-    t: Any = Scenario
+    t: Any = root
     for part in loc:
         if _is_tag(part):
             continue
@@ -343,12 +346,12 @@ _PATTERN_HELP = {
 }
 
 
-def _message(err: dict, loc: tuple) -> str:
+def _message(err: dict, loc: tuple, root: type[BaseModel] = Scenario) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         if model is not None:
             allowed = sorted(model.model_fields)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -373,6 +376,8 @@ def _message(err: dict, loc: tuple) -> str:
     if kind in ("list_type", "tuple_type"):
         return "expected a list (lines starting with '- ', or [a, b])"
     if loc and loc[-1] == "[key]":
+        if kind == "literal_error":  # a mapping keyed by names (e.g. agents): an unknown name
+            return "unknown name: " + msg.replace("Input should be", "expected")
         return "this key must be text (put it in quotes)"
     if msg == "Keys should be strings":
         return "keys must be text (put the key in quotes)"
@@ -381,7 +386,8 @@ def _message(err: dict, loc: tuple) -> str:
     return msg
 
 
-def _field_errors(exc: ValidationError, data: Any, root: Optional[Node]) -> list[FieldError]:
+def _field_errors(exc: ValidationError, data: Any, root: Optional[Node],
+                  model: type[BaseModel] = Scenario) -> list[FieldError]:
     out: list[FieldError] = []
     short_lists: dict[tuple, int] = {}  # tuples with missing items -> highest missing index
     for err in exc.errors():
@@ -399,7 +405,7 @@ def _field_errors(exc: ValidationError, data: Any, root: Optional[Node]) -> list
             value = loc[-2] if len(loc) > 1 else NO_VALUE
         if value is NO_VALUE and err["type"] not in ("missing",) and "input" in err:
             value = err["input"]
-        out.append(FieldError(_field_name(loc), line, _message(err, loc), value))
+        out.append(FieldError(_field_name(loc), line, _message(err, loc, model), value))
     for parent, highest in short_lists.items():
         line, _ = _locate(root, parent)
         value = _data_at(data, parent)
@@ -440,29 +446,42 @@ def _read_text(path: Path) -> str:
         raise _Fatal([FieldError("", line, "the file is not UTF-8 text")]) from None
 
 
-def parse_scenario_text(text: str, file: Union[str, Path] = "<text>") -> Scenario:
-    """Validate scenario YAML given as text (the editor uses this); errors name `file`."""
+def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] = "<text>",
+                     what: str = "scenario fields (id, title, procedure, ...)"):
+    """Validate YAML text against `model`; every problem a FieldError (file, line, field).
+    `what` names the expected top-level fields in the messages for an empty or non-mapping file."""
     try:
         data, root, dup = _parse_yaml(text)
     except _Fatal as f:
         raise ScenarioError(file, f.errors) from None
     if data is None:
-        raise ScenarioError(file, [FieldError("", 1, "the file is empty: expected a mapping of scenario fields "
-                                                      "(id, title, procedure, ...)")])
+        raise ScenarioError(file, [FieldError("", 1, f"the file is empty: expected a mapping of {what}")])
     if not isinstance(data, dict):
         kind = {list: "a list", str: "a single text value"}.get(type(data), f"a single {type(data).__name__} value")
         raise ScenarioError(file, [FieldError("", _line(root) if root is not None else 1,
-                                              f"the top level must be a mapping of scenario fields "
-                                              f"(id: ..., title: ...), got {kind}")])
+                                              f"the top level must be a mapping of {what}, got {kind}")])
     try:
-        scenario = Scenario.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(file, _sorted_unique(dup + _field_errors(e, data, root))) from None
+        raise ScenarioError(file, _sorted_unique(dup + _field_errors(e, data, root, model))) from None
     except RecursionError:
         raise ScenarioError(file, [FieldError("", 1, "the file refers to itself (recursive anchors)")]) from None
     if dup:
         raise ScenarioError(file, _sorted_unique(dup))
-    return scenario
+    return result
+
+
+def parse_scenario_text(text: str, file: Union[str, Path] = "<text>") -> Scenario:
+    """Validate scenario YAML given as text (the editor uses this); errors name `file`."""
+    return parse_model_text(text, Scenario, file)
+
+
+def read_text(path: Union[str, Path]) -> str:
+    """A YAML file's text (size-capped, UTF-8); raises ScenarioError naming the file."""
+    try:
+        return _read_text(Path(path))
+    except _Fatal as f:
+        raise ScenarioError(path, f.errors) from None
 
 
 def load_scenario(path: Union[str, Path]) -> Scenario:
@@ -580,7 +599,10 @@ def find_scenario(id_or_path: Union[str, Path]) -> Path:
 
 def validate_files(files: Iterable[Union[str, Path]], out: IO[str]) -> int:
     """The `validate` command: one line "OK path" per valid file, the errors of the others.
-    A folder stands for the scenario files in it. Returns 0 only when every file is valid."""
+    A folder stands for the scenario files in it (and the course parameter files of its `outcome`
+    folder); a course parameter file is checked as one. Returns 0 only when every file is valid."""
+    from simulator.core import outcome_library  # late: it imports this module
+
     ok = True
     count = 0
     for item in files:
@@ -589,10 +611,15 @@ def validate_files(files: Iterable[Union[str, Path]], out: IO[str]) -> int:
         if p.is_dir() and not targets:
             out.write(f"{p}: no scenario files (*.yaml) in this folder\n")
             ok = False
+        if p.is_dir():  # course parameter files first: the scenarios use them
+            targets = _scenario_files(p / outcome_library.LIBRARY_FOLDER) + targets
         for f in targets:
             count += 1
             try:
-                load_scenario(f)
+                if outcome_library.is_library_file(f):
+                    outcome_library.load_library(f)
+                else:
+                    load_scenario(f)
             except ScenarioError as e:
                 ok = False
                 out.write(f"{e}\n")

@@ -17,25 +17,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from simulator.core.model_base import LocatedValueError, Vec3, _Model
+from simulator.core.scenario_case import Outcome, PrognosticBlock, Vignette, check_case
 from simulator.core.tissue import Tissue
 
 SCHEMA_VERSION = 1
 
-Vec3 = tuple[float, float, float]
-
-
-class LocatedValueError(ValueError):
-    """A validation error about a sub-field: `loc` is appended to the model's location."""
-
-    def __init__(self, message: str, *loc: str | int):
-        super().__init__(message)
-        self.loc: tuple[str | int, ...] = tuple(loc)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False, allow_inf_nan=False)
 
 
 class Procedure(str, Enum):
@@ -278,6 +267,9 @@ class Steps(_Model):
     """The procedure steps the scenario requires. An agent left out (null) is not part of the
     exercise: a phantom exercise may need only a local-anaesthetic test dose and no neurolytic."""
 
+    time_out: bool = Field(False, description="a time-out on the vignette's contraindications before the needle")
+    consent: bool = Field(False, description="consent taken (the vignette's risks discussed) before the needle")
+    asepsis: bool = Field(False, description="skin preparation and a sterile drape before the needle")
     local_anaesthetic: bool = Field(True, description="skin and track infiltrated before the needle")
     aspiration_before_injection: bool = True
     contrast: Optional[VolumeRange] = Field(None, description="required contrast volume (fluoroscopy)")
@@ -433,6 +425,10 @@ class Scenario(_Model):
     rubric: Rubric
     instructions: str = Field(min_length=10)
     references: list[Reference] = Field(default_factory=list)
+    vignette: Optional[Vignette] = Field(None, description="the patient: shown before the attempt")
+    prognostic_block: Optional[PrognosticBlock] = Field(None, description="a local-anaesthetic block required first")
+    outcome: Optional[Outcome] = Field(None, description="the course after the procedure (debrief)")
+    follows: Optional[str] = Field(None, pattern=r"^[a-z0-9_\-]+$", description="the scenario this one repeats, months later")
 
     @field_validator("anatomy")
     @classmethod
@@ -473,6 +469,9 @@ class Scenario(_Model):
                 "automatic fail agent_without_contrast needs fluoroscopy (modality is ultrasound)",
                 "rubric", "automatic_fails", self.rubric.automatic_fails.index("agent_without_contrast"),
             )
+        check_case(self)
+        if self.follows == self.id:
+            raise LocatedValueError("a scenario cannot follow itself", "follows")
         if self.modality in (Modality.fluoroscopy, Modality.both) and self.imaging.fluoroscopy is None:
             self.imaging.fluoroscopy = FluoroscopySettings()
         if self.modality in (Modality.ultrasound, Modality.both) and self.imaging.ultrasound is None:

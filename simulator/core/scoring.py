@@ -22,10 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from simulator.core.events import EventKind, format_time
-from simulator.core.metrics import AttemptMetrics, TargetGeometry, attempt_metrics, resolve_targets
+from simulator.core.metrics import AttemptMetrics, attempt_metrics
+from simulator.core.targets import TargetGeometry, resolve_targets, targets_from_recording
 
 LABELS = {
     "final_distance_mm": ("tip-to-target distance at injection", "mm"),
@@ -130,16 +129,6 @@ def item_fraction(value: float, good: float, bad: float) -> float:
     return min(1.0, max(0.0, f))
 
 
-def _targets_from_recording(recording) -> list[TargetGeometry] | None:
-    saved = (recording.meta or {}).get("targets")
-    if not saved:
-        return None
-    return [TargetGeometry(id=d["id"], name=d["name"], kind=d["kind"], points_mm=np.asarray(d["points_mm"], float),
-                           radius_mm=float(d["radius_mm"]), tolerance_mm=float(d["tolerance_mm"]),
-                           required=bool(d["required"]), side=d.get("side", "midline"),
-                           somatic=d.get("somatic")) for d in saved]
-
-
 def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
     """Turn computed metrics into the score card (the rubric part of `score_attempt`)."""
     rubric = scenario.rubric
@@ -217,7 +206,7 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
 def score_attempt(recording, scenario, anatomy, targets: list[TargetGeometry] | None = None, surface=None) -> ScoreCard:
     """The score card of a recorded attempt (pure: same recording, same card)."""
     if targets is None:
-        targets = _targets_from_recording(recording) or resolve_targets(scenario, anatomy)
+        targets = targets_from_recording(recording) or resolve_targets(scenario, anatomy)
     am = attempt_metrics(recording, scenario, anatomy, targets=targets, surface=surface)
     card = score_metrics(am, scenario, recording)
     if not math.isfinite(card.score):

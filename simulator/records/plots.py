@@ -33,10 +33,12 @@ class Series:
     x: np.ndarray
     y: np.ndarray
     color: str = PALETTE[0]
-    kind: str = "line"  # line | points | rings (hollow points)
+    kind: str = "line"  # line | points | rings (hollow points) | band (filled between y and y2)
     width: float = 1.6
     size: float = 3.5
     dash: str = ""
+    y2: np.ndarray | None = None  # the band's upper edge
+    opacity: float = 1.0
 
 
 @dataclass
@@ -147,11 +149,38 @@ def _event_points(recording, kinds) -> np.ndarray:
     return np.asarray(pts, float).reshape(-1, 3)
 
 
+def insertion_numbers(recording) -> np.ndarray:
+    """Per sample: the insertion the needle is in (1, 2, ... from the skin punctures), 0 while it is
+    out of the body (before the first puncture, after a needle-out)."""
+    t = recording.samples.time_s
+    out = np.zeros(len(t), int)
+    punct = sorted(e.time_s for e in recording.events if e.kind == EventKind.skin_puncture)
+    outs = sorted(e.time_s for e in recording.events if e.kind == EventKind.needle_out)
+    for k, tp in enumerate(punct):
+        t_next = punct[k + 1] if k + 1 < len(punct) else math.inf
+        t_out = next((o for o in outs if o >= tp), math.inf)
+        out[(t >= tp - 5e-4) & (t < min(t_next, t_out) - 5e-4)] = k + 1
+    return out
+
+
+def insertion_paths(recording) -> np.ndarray:
+    """The tip's path in the body, one run of points per insertion separated by a NaN row (a line
+    drawn through it breaks there instead of crossing the skin between insertions)."""
+    tips = recording.samples.needle_tip_to_world[:, :3, 3]
+    number = insertion_numbers(recording)
+    rows, prev = [], 0
+    for j in _moving_points(tips):
+        n = int(number[j])
+        if n and ((prev and n != prev) or (not prev and rows)):
+            rows.append(np.full(3, np.nan))
+        if n:
+            rows.append(tips[j])
+        prev = n
+    return np.asarray(rows, float).reshape(-1, 3)
+
+
 def trajectory_plots(recording) -> list[Plot]:
-    s = recording.samples
-    tips = s.needle_tip_to_world[:, :3, 3]
-    idx = _moving_points(tips)
-    path = tips[idx]
+    path = insertion_paths(recording)
     entries = _event_points(recording, {EventKind.skin_puncture})
     injections = _event_points(recording, {EventKind.injection})
     harmful = _event_points(recording, set(HARMFUL) | {EventKind.bone_contact})
@@ -248,6 +277,7 @@ def _fmt_tick(v: float, step: float) -> str:
 def _bounds(plot: Plot) -> tuple[float, float, float, float]:
     xs = [np.asarray(s.x, float) for s in plot.series] + [np.array([v.x for v in plot.vlines])]
     ys = [np.asarray(s.y, float) for s in plot.series] + [np.array([h.y for h in plot.hlines])]
+    ys += [np.asarray(s.y2, float) for s in plot.series if s.y2 is not None]
     x = np.concatenate([a.ravel() for a in xs]) if xs else np.zeros(0)
     y = np.concatenate([a.ravel() for a in ys]) if ys else np.zeros(0)
     x = x[np.isfinite(x)]
@@ -338,9 +368,18 @@ def svg(plot: Plot, width: int = 520, height: int = 360) -> str:
             for a, b in zip(x[ok], y[ok]):
                 body.append(f'<circle cx="{X(a):.1f}" cy="{Y(b):.1f}" r="{s.size:g}" {paint}/>')
             continue
-        pts = " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x[ok], y[ok]))
-        if pts:
-            dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        if s.kind == "band" and s.y2 is not None:
+            y2 = np.asarray(s.y2, float)
+            okb = ok & np.isfinite(y2)
+            upper = [f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x[okb], y2[okb])]
+            lower = [f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x[okb][::-1], y[okb][::-1])]
+            if upper:
+                body.append(f'<polygon points="{" ".join(upper + lower)}" fill="{s.color}" '
+                            f'fill-opacity="{s.opacity:g}" stroke="none"/>')
+            continue
+        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        for run in _runs(ok):  # a gap (NaN) breaks the line
+            pts = " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in zip(x[run], y[run]))
             body.append(f'<polyline points="{pts}" fill="none" stroke="{s.color}" stroke-width="{s.width:g}" '
                         f'stroke-linejoin="round"{dash}/>')
     body.append("</g>")
@@ -353,6 +392,8 @@ def svg(plot: Plot, width: int = 520, height: int = 360) -> str:
         yy = ly + 15 * k
         if kind == "points":
             out.append(f'<circle cx="{ml + 8}" cy="{yy - 4}" r="{min(size, 4):g}" fill="{color}"/>')
+        elif kind == "band":
+            out.append(f'<rect x="{ml}" y="{yy - 9}" width="16" height="10" fill="{color}" fill-opacity="0.45"/>')
         elif kind == "rings":
             out.append(f'<circle cx="{ml + 8}" cy="{yy - 4}" r="4" fill="none" stroke="{color}" stroke-width="2"/>')
         else:
@@ -362,6 +403,20 @@ def svg(plot: Plot, width: int = 520, height: int = 360) -> str:
         out.append(f'<text x="{ml + 22}" y="{yy}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _runs(ok: np.ndarray) -> list[slice]:
+    """Slices of consecutive True values."""
+    out, start = [], None
+    for i, v in enumerate(ok):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            out.append(slice(start, i))
+            start = None
+    if start is not None:
+        out.append(slice(start, len(ok)))
+    return out
 
 
 def to_qimage(svg_text: str, width: int, height: int, scale: float = 2.0):

@@ -31,6 +31,7 @@ from html import escape
 from pathlib import Path
 
 from simulator.core.events import format_time
+from simulator.records.course_report import CourseSection, course_section
 from simulator.records.plots import attempt_plots, svg, to_qimage
 
 PERK_LABELS = (
@@ -42,8 +43,10 @@ PERK_LABELS = (
     ("tissue_punctures", "Tissue punctures", ""),
 )
 PLOT_W, PLOT_H = 520, 380
-PDF_PLOT_W = 335  # the PDF: two plots side by side (the A4 text width is ~700 px)
-PDF_IMAGE_W = 200  # and three key images
+PDF_IMAGE_W = 200  # the PDF's key images, three a row (narrower when the text width asks for it)
+PDF_MARGIN_MM = 15.0
+PDF_CELL_PAD = 4  # the grid's cell padding (doc px)
+QT_DOC_DPI = 96.0  # QTextDocument lays a printed page out at the screen's default 96 dpi
 
 
 @dataclass
@@ -58,6 +61,7 @@ class AttemptReport:
     attempt_id: int | None = None
     uuid: str = ""
     images: dict[str, bytes] = field(default_factory=dict)
+    course: object | None = None  # course_report.CourseSection (computed when the report is written)
 
     @property
     def score_text(self) -> str:
@@ -234,6 +238,7 @@ def _sections(r: AttemptReport, plot_html, image_html, grid) -> list[str]:
                      "before it was scored; `records rescore` scores it).</p>")
     parts.append("<h3>Plots</h3>")
     parts.append(grid([plot_html(k, p) for k, p in enumerate(attempt_plots(r.recording))], "plots"))
+    parts += _course_parts(r, plot_html)
     if r.images:
         parts.append('<h3 style="page-break-before: always">Key images</h3>')
         parts.append(grid([image_html(name, png, image_caption(r, name)) for name, png in r.images.items()],
@@ -245,6 +250,27 @@ def _sections(r: AttemptReport, plot_html, image_html, grid) -> list[str]:
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     parts.append(f'<p class="foot">Neurolysis Trainer report, generated {stamp}.</p>')
     return parts
+
+
+def _course_parts(r: AttemptReport, plot_html) -> list[str]:
+    """The patient's course after the attempt (educational model) and the decisions."""
+    if r.course is None:
+        r.course = course_section(r.recording)
+    sec: CourseSection = r.course
+    out = ["<h3>The patient's course after the procedure</h3>",
+           f'<p style="color:#b05a00"><b>{escape(sec.label, quote=False)}</b></p>',
+           "<ul>" + "".join(f"<li>{escape(x, quote=False)}</li>" for x in sec.lines) + "</ul>"]
+    if sec.plot is not None:
+        out.append(plot_html("course", sec.plot))
+    if sec.effects:
+        out.append("<h3>Side effects and complications</h3>" + _table(
+            ["effect", "kind", "likelihood after this attempt", "this patient", "figure"], sec.effects))
+    if sec.decisions:
+        out.append("<h3>Decisions</h3>" + _table(["decision", "chosen", "verdict", "why"], sec.decisions))
+    if sec.assumptions:
+        out.append(f"<p><small>{len(sec.assumptions)} assumptions (not published figures; for an instructor to "
+                   "review): " + escape("; ".join(sec.assumptions), quote=False) + "</small></p>")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +294,8 @@ figure img { width: 320px; max-width: 100%; border: 1px solid #ccc; }
 def render_html(r: AttemptReport) -> str:
     """The report as one self-contained HTML document."""
     def plot_html(k, p):
-        return f'<div class="plot">{svg(p, PLOT_W, PLOT_H)}</div>'
+        w, h = (900, 460) if k == "course" else (PLOT_W, PLOT_H)
+        return f'<div class="plot">{svg(p, w, h)}</div>'
 
     def image_html(name, png, caption):
         mime = "image/png" if _png_size(png) else "image/jpeg" if png[:2] == b"\xff\xd8" else "application/octet-stream"
@@ -332,17 +359,27 @@ def ensure_qt_app(headless: bool = False):
 def write_pdf(r: AttemptReport, path, headless: bool = False) -> Path:
     """The report as a PDF (A4). See the module notes about the Qt application."""
     ensure_qt_app(headless)
-    from PySide6.QtCore import QMarginsF, QUrl
+    from PySide6.QtCore import QMarginsF, QSizeF, QUrl
     from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
     doc = QTextDocument()
     resources = []
+    layout = QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
+                         QMarginsF(PDF_MARGIN_MM, PDF_MARGIN_MM, PDF_MARGIN_MM, PDF_MARGIN_MM), QPageLayout.Unit.Millimeter)
+    paint = layout.paintRect(QPageLayout.Unit.Millimeter)
+    text_w = paint.width() / 25.4 * QT_DOC_DPI  # the printable width in the document's pixels
+    doc.setPageSize(QSizeF(text_w, paint.height() / 25.4 * QT_DOC_DPI))
+    inner = text_w - 2 * doc.documentMargin() - 8  # a little room for borders and rounding
+    plot_w = int((inner - 4 * PDF_CELL_PAD) / 2)  # two a row
+    image_w = int(min(PDF_IMAGE_W, (inner - 6 * PDF_CELL_PAD) / 3))  # three a row
 
     def plot_html(k, p):
         name = f"plot{k}.png"
-        img = to_qimage(svg(p, PLOT_W, PLOT_H), PLOT_W, PLOT_H, scale=2.0)
+        w = int(inner) if k == "course" else plot_w  # the course plot takes the whole width
+        h = int(PLOT_H * w / PLOT_W) if k != "course" else int(0.72 * w)
+        img = to_qimage(svg(p, PLOT_W, int(PLOT_W * h / w)), PLOT_W, int(PLOT_W * h / w), scale=2.0)
         resources.append((name, img))
-        return f'<img src="{name}" width="{PDF_PLOT_W}" height="{int(PLOT_H * PDF_PLOT_W / PLOT_W)}">'
+        return f'<img src="{name}" width="{w}" height="{h}">'
 
     def image_html(name, png, caption):
         img = QImage.fromData(png)
@@ -350,7 +387,7 @@ def write_pdf(r: AttemptReport, path, headless: bool = False) -> Path:
             return f"{escape(caption, quote=False)}: (image could not be read)"
         key = f"image_{len(resources)}.png"
         resources.append((key, img))
-        w = min(PDF_IMAGE_W, img.width())
+        w = min(image_w, img.width())
         h = int(round(img.height() * w / max(1, img.width())))
         return f'<img src="{key}" width="{w}" height="{h}"><br><small>{escape(caption, quote=False)}</small>'
 
@@ -358,7 +395,7 @@ def write_pdf(r: AttemptReport, path, headless: bool = False) -> Path:
         cols = 2 if kind == "plots" else 3
         rows = ["<tr>" + "".join(f'<td valign="top">{f}</td>' for f in fragments[i:i + cols]) + "</tr>"
                 for i in range(0, len(fragments), cols)]
-        return '<table border="0" cellspacing="0" cellpadding="4">' + "".join(rows) + "</table>"
+        return f'<table border="0" cellspacing="0" cellpadding="{PDF_CELL_PAD}">' + "".join(rows) + "</table>"
 
     body = _sections(r, plot_html, image_html, grid)
     for name, img in resources:
@@ -369,8 +406,7 @@ def write_pdf(r: AttemptReport, path, headless: bool = False) -> Path:
     doc.setHtml("<html><body>" + "\n".join(body) + "</body></html>")
     path = Path(path)
     writer = QPdfWriter(str(path))
-    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
-                                     QMarginsF(15, 15, 15, 15), QPageLayout.Unit.Millimeter))
+    writer.setPageLayout(layout)
     writer.setResolution(150)
     writer.setTitle(f"Attempt report: {r.scenario_title or r.scenario_id} - {r.trainee} - score {r.score_text}")
     writer.setCreator("Neurolysis Trainer")

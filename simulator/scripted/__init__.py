@@ -68,7 +68,7 @@ def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, target
     """`n` attempts of one skill, seeds seed0.. seed0+n-1: [(seed, faults, procedure)]. Novices
     each make one or two faults drawn (by the seed) from those the scenario allows; a fault the
     anatomy turns out not to allow is replaced by the next one drawn."""
-    from simulator.core.metrics import resolve_targets
+    from simulator.core.targets import resolve_targets
 
     tg = targets if targets is not None else resolve_targets(scenario, anatomy)
     pool = applicable_faults(scenario, tg, NOVICE_FAULTS) if skill == "novice" else []

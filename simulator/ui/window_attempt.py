@@ -111,6 +111,10 @@ class AttemptMixin:
         if self.score_dialog is not None:
             self.score_dialog.close()
         dlg = ScoreCardDialog(card, self.scenario.title if self.scenario is not None else "", self)
+        if self.controller.procedure is not None and self.scenario is not None:
+            from simulator.ui.debrief import attach_debrief
+
+            attach_debrief(dlg, self.controller.procedure.recording, self.scenario, self.targets)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.destroyed.connect(lambda *_: setattr(self, "score_dialog", None))
         self.score_dialog = dlg

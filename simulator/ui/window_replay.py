@@ -216,6 +216,9 @@ class ReplayMixin:
         if self.score_dialog is not None:
             self.score_dialog.close()
         dlg = ScoreCardDialog(card, f"Rescored: {p.scenario.title}", self, note=note)
+        from simulator.ui.debrief import attach_debrief
+
+        attach_debrief(dlg, p.procedure.recording, p.scenario)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.destroyed.connect(lambda *_: setattr(self, "score_dialog", None))
         self.score_dialog = dlg

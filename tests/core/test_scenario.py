@@ -328,7 +328,7 @@ def test_validate_files_folder_and_counts(tmp_path):
     out = io.StringIO()
     assert validate_files([paths.SCENARIOS_DIR], out) == 0
     lines = out.getvalue().splitlines()
-    assert sorted(Path(l.split(" ", 1)[1]).stem for l in lines) == sorted(LIBRARY)
+    assert sorted(Path(l.split(" ", 1)[1]).stem for l in lines) == sorted(LIBRARY + ("course_parameters",))  # and the course parameters
     assert all(l.startswith("OK ") for l in lines)
     out = io.StringIO()
     assert validate_files([], out) != 0

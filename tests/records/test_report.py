@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from simulator.core.events import EventKind
-from simulator.core.procedure import Procedure
-from simulator.records.plots import attempt_plots, depth_below_skin, nice_ticks, svg
+from simulator.core.procedure import Procedure, replay
+from simulator.records.plots import attempt_plots, depth_below_skin, insertion_numbers, insertion_paths, nice_ticks, svg
 from simulator.records.report import build_report, pdf_text, render_html, report_from_recording, write_report
 
 
@@ -98,7 +98,10 @@ def test_plots_of_an_attempt(expert):
     assert axial.equal_aspect and axial.flip_x
     path = axial.series[0]
     tips = proc.recording.samples.needle_tip_to_world[:, :3, 3]
-    assert set(map(tuple, np.c_[path.x, path.y])) == set(map(tuple, tips[:, :2]))  # rests collapsed
+    inside = insertion_numbers(proc.recording) > 0
+    ok = np.isfinite(path.x)
+    # rests collapsed; the tip before the skin puncture (aiming on the skin) is not part of a path
+    assert set(map(tuple, np.c_[path.x[ok], path.y[ok]])) == set(map(tuple, tips[inside][:, :2]))
     target = [s for s in axial.series if s.label.startswith("target")][0]
     assert (target.x[0], target.y[0]) == (-32.0, 30.0)
     dist = plots[2]
@@ -161,3 +164,51 @@ def test_key_images_are_captioned_with_the_exposure_and_laid_out_three_a_row(qap
     assert pages(with_images) - pages(without) <= 2, (pages(with_images), pages(without))
     text = pdf_text(with_images)
     assert "fluoroscopy image 9" in text and "ultrasound at the test dose" in text
+
+
+def test_the_tip_path_breaks_between_insertions(scenario, block):
+    proc = Procedure(scenario, block, clock=lambda: 0.0)
+    proc.set_entry([-56.0, -75.0, 0.0], [0.0, 1.0, 0.0], time_s=1.0)
+    proc.advance(30.0, time_s=2.0)
+    proc.withdraw(time_s=3.0)  # out of the skin
+    proc.set_entry([-30.0, -75.0, 10.0], [0.0, 1.0, 0.0], time_s=4.0)
+    proc.advance(30.0, time_s=5.0)
+    path = insertion_paths(proc.recording)
+    gaps = np.nonzero(~np.isfinite(path[:, 0]))[0]
+    assert len(gaps) == 1 and 0 < gaps[0] < len(path) - 1
+    first, second = path[: gaps[0]], path[gaps[0] + 1:]
+    assert np.allclose(first[:, 0], -56.0) and np.allclose(second[:, 0], -30.0)  # no point of one pass in the other
+    axial = attempt_plots(proc.recording)[0]
+    assert svg(axial).count("<polyline") == 2  # two runs, no line across the skin
+
+
+def test_pdf_pages_fit_the_printable_area(qapp, tmp_path, expert, scenario, block):
+    """Render every page (pdfium) and check that nothing is drawn in the 15 mm margins."""
+    import pypdfium2 as pdfium
+
+    from simulator.core.scenario_model import Scenario
+    from simulator.records.course_report import course_section
+
+    proc, card = expert
+    sc = Scenario.model_validate({**scenario.model_dump(mode="json"),
+                                  "outcome": {"parameters": "celiac_plexus", "celiac_origin_mm": [-20.0, 27.0, 0.0]}})
+    rec = replay(proc.recording, sc, block).recording  # the injections with their celiac quadrants
+    r = report_from_recording(rec, card, images={"fluoro_1": tiny_png(400, 300), "fluoro_2": tiny_png(400, 300),
+                                                             "fluoro_3": tiny_png(400, 300), "fluoro_4": tiny_png(400, 300)})
+    r.course = course_section(rec, sc)
+    assert r.course.available and r.course.plot is not None
+    path = write_report(r, tmp_path / "r.pdf")
+    assert "The patient's course after the procedure" in pdf_text(path)
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        assert len(pdf) >= 3
+        for i in range(len(pdf)):
+            page = np.asarray(pdf[i].render(scale=1.0).to_pil().convert("L"))
+            h, w = page.shape
+            m = int(15.0 / 25.4 * 72.0) - 3  # the margin in points, less a little anti-aliasing
+            for name, strip in (("left", page[:, :m]), ("right", page[:, w - m:]), ("top", page[:m]),
+                                ("bottom", page[h - m:])):
+                assert strip.min() >= 250, f"page {i + 1}: something is drawn in the {name} margin"
+            assert page[m:h - m, m:w - m].min() < 128  # and the page is not empty
+    finally:
+        pdf.close()

@@ -1,0 +1,81 @@
+"""The shared course-parameter file: finding, loading (errors with file, line, field), caching.
+
+    shared_library() -> CourseLibrary        scenarios/outcome/course_parameters.yaml, cached by mtime
+    load_library(path) -> CourseLibrary      raises LibraryError (a ScenarioError: file:line: field: message)
+    parameters_for(scenario) -> (CourseParameters, sources) | None
+    is_library_file(path) -> bool            what `validate` uses to tell it from a scenario
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from simulator.core import paths
+from simulator.core.outcome_params import CourseLibrary, CourseParameters, Source
+from simulator.core.scenario import ScenarioError, parse_model_text, read_text
+
+LIBRARY_FOLDER = "outcome"
+LIBRARY_FILE = "course_parameters.yaml"
+LibraryError = ScenarioError
+
+_cache: dict[Path, tuple[float, CourseLibrary]] = {}
+
+
+def library_path() -> Path:
+    return paths.SCENARIOS_DIR / LIBRARY_FOLDER / LIBRARY_FILE
+
+
+def load_library(path: Union[str, Path]) -> CourseLibrary:
+    text = read_text(path)
+    return parse_model_text(text, CourseLibrary, path, what="course parameters (kind, sources, sets)")
+
+
+def shared_library() -> CourseLibrary:
+    """The shared file, re-read when it changes."""
+    p = library_path()
+    try:
+        mtime = p.stat().st_mtime
+    except OSError:
+        mtime = -1.0
+    hit = _cache.get(p)
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    lib = load_library(p)
+    _cache[p] = (mtime, lib)
+    return lib
+
+
+def is_library_file(path: Union[str, Path]) -> bool:
+    """A course-parameter file: in an `outcome` folder, or its text starts with `kind: course_parameters`."""
+    p = Path(path)
+    if p.parent.name == LIBRARY_FOLDER:
+        return True
+    try:
+        head = p.read_text(encoding="utf-8-sig", errors="replace")[:4000]
+    except OSError:
+        return False
+    return any(line.strip() == "kind: course_parameters" for line in head.splitlines())
+
+
+def parameters_for(scenario) -> Optional[tuple[CourseParameters, dict[str, str]]]:
+    """The scenario's course parameters and the citations of the sources they may name
+    (the shared file's and the scenario's references), or None without an `outcome`."""
+    out = getattr(scenario, "outcome", None)
+    if out is None:
+        return None
+    sources: dict[str, str] = {}
+    try:
+        lib = shared_library()
+        sources.update({s.id: _cite(s) for s in lib.sources})
+    except LibraryError:
+        lib = None
+    sources.update({r.id: r.citation for r in scenario.references})
+    if out.set is not None:
+        return out.set, sources
+    if lib is None or out.parameters not in lib.sets:
+        return None
+    return lib.sets[out.parameters], sources
+
+
+def _cite(s: Source) -> str:
+    return s.citation + (f" {s.url}" if s.url else "")
