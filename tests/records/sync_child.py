@@ -1,5 +1,5 @@
 """A sync process for the kill -9 test: sends a workstation's attempts to the server, printing
-"writing" and holding each one 0.3 s inside its server transaction (rows written, not yet
+"writing" and holding each one 0.2 s inside its server transaction (rows written, not yet
 committed), until it is killed.
 `python -m tests.records.sync_child DB_PATH CONNINFO`."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ def main(db: str, conninfo: str) -> None:
     def slow(point: str) -> None:
         if point == "server_rows_written":
             print("writing", flush=True)
-            time.sleep(0.3)
+            time.sleep(0.2)
 
     sync = CentreSync(SQLiteRecordStore(db), lambda: PostgresRecordStore(conninfo, migrate=False), kill=slow)
     sync._connect()

@@ -239,23 +239,29 @@ class Centre:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-OPS = ("record", "sync", "network", "restart")
+def steps_to_ops(steps) -> list[tuple]:
+    """A schedule of steps - (workstation, online, [(samples, finished), ...], restart, kill point or
+    None): the network state set, attempts recorded (an unfinished one: the workstation died in
+    it), the trainer restarted, then a sync round killed at that point - as the ops run_schedule
+    plays: ("network", w, online), ("record", w, samples, finished), ("restart", w), ("sync", w, kill)."""
+    ops = []
+    for w, online, records, restart, kill in steps:
+        ops.append(("network", w, online))
+        ops += [("record", w, n, finished) for n, finished in records]
+        if restart:
+            ops.append(("restart", w))
+        ops.append(("sync", w, kill))
+    return ops
 
 
-def random_schedule(rng, n_workstations: int = 2, max_ops: int = 8) -> list[tuple]:
-    """A schedule as the tests' hypothesis strategy draws them: (op, workstation, argument...)."""
-    out = []
-    for _ in range(rng.randint(2, max_ops)):
-        op, w = rng.choice(OPS), rng.randrange(n_workstations)
-        if op == "record":
-            out.append((op, w, rng.randint(5, 60), rng.random() < 0.75))
-        elif op == "sync":
-            out.append((op, w, rng.choice((None,) + KILL_POINTS)))
-        elif op == "network":
-            out.append((op, w, rng.random() < 0.5))
-        else:
-            out.append((op, w))
-    return out
+def random_schedule(rng, n_workstations: int = 2, max_steps: int = 5) -> list[tuple]:
+    """Random steps (as the tests' hypothesis strategy draws them) as ops."""
+    steps = []
+    for _ in range(rng.randint(1, max_steps)):
+        records = [(rng.randint(5, 60), rng.random() < 0.8) for _ in range(rng.randint(0, 2))]
+        steps.append((rng.randrange(n_workstations), rng.random() < 0.75, records, rng.random() < 0.3,
+                      rng.choice((None,) + KILL_POINTS)))
+    return steps_to_ops(steps)
 
 
 def run_schedule(server_factory, schedule: list[tuple], tag: str, n_workstations: int = 2) -> tuple[int, int]:
