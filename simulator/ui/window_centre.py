@@ -7,7 +7,9 @@ setting "centre/server": e.g. "service=centre"; see `simulator.records.centre.co
 one the trainer works alone, as before. With one, recording is unchanged (local SQLite, the
 session never waits on the network): the sync thread sends closed attempts when it can and the
 feed sends a snapshot of the attempt every half second, both dropping silently to "offline" and
-trying again when the server cannot be reached. The status bar says how many attempts wait.
+trying again when the server cannot be reached. The sync also fetches the current trainee's
+attempts made on other workstations (History shows them all). The status bar says how many
+attempts wait.
 """
 from __future__ import annotations
 
@@ -58,7 +60,9 @@ class CentreMixin:
 
         self._centre_conninfo = conninfo
         name = workstation_name()
-        self.centre_sync = CentreSync(st, open_server, workstation=name).start()
+        # the trainee's attempts on other workstations come here too (their history is complete)
+        self.centre_sync = CentreSync(st, open_server, workstation=name,
+                                      pull_history=lambda: [self._trainee]).start()
         self.centre_feed = LiveFeed(open_server, name).start()
         self.centre_label = QLabel("")
         self.statusBar().addPermanentWidget(self.centre_label)

@@ -142,6 +142,11 @@ def test_the_trainer_feeds_the_centre_and_sends_its_attempts(qapp, tmp_path, mon
 
     su = PostgresRecordStore(pg_cluster.conninfo(pg_database))
     admin.add_user(su, "trainee_w", "trainee")
+    from simulator.records.centre.schedules import synthetic_recording
+
+    elsewhere = su.save_recording(synthetic_recording("trainee_w", 30, 4), {"score": 55.0, "passed": False,
+                                                                             "metrics": {}})
+    elsewhere_uuid = su.attempt(elsewhere).uuid  # made on another workstation
     monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("NEUROLYSIS_CENTRE", pg_cluster.conninfo(pg_database, user="trainee_w"))
     monkeypatch.setenv("NEUROLYSIS_WORKSTATION", "sim-room-2")
@@ -162,12 +167,15 @@ def test_the_trainer_feeds_the_centre_and_sends_its_attempts(qapp, tmp_path, mon
         assert row.trainee == "trainee_w" and row.scenario_id == "needle_basics_gel" and row.state == "live"
         assert row.distance_mm is not None and row.step
         d.key(Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-        wait_until(lambda: process(50) or len(su.list_attempts(trainee="trainee_w")) == 1, 15, "the attempt on the server")
-        (info,) = su.list_attempts(trainee="trainee_w")
+        wait_until(lambda: process(50) or len(su.list_attempts(trainee="trainee_w")) == 2, 15, "the attempt on the server")
+        (info,) = [a for a in su.list_attempts(trainee="trainee_w") if a.uuid != elsewhere_uuid]
         local = w.store.attempt_by_uuid(info.uuid)
         assert su.load_attempt(info.id).same_as(w.store.load_attempt(local.id))
         wait_until(lambda: process(50) or live()[0].state == "ended", 10, "the dashboard told the attempt ended")
         wait_until(lambda: process(50) or "0 attempts to send" in w.centre_label.text(), 10, "the status line")
+        # the attempt made elsewhere was fetched: this workstation's history has both
+        wait_until(lambda: process(50) or w.store.attempt_by_uuid(elsewhere_uuid) is not None, 10, "the history")
+        assert len(w.store.list_attempts(trainee="trainee_w")) == 2
     finally:
         close_window(w)
         su.close()
