@@ -117,7 +117,6 @@ class CentreSync(Background):
         self.state = "idle"  # idle, online, offline, error
         self.last_report = SyncReport()
         self.last_error = ""
-        self._reported: dict[str, str] = {}  # uuid -> checksum already reported as damaged
         self._init_background()
         self.rounds = 0
         self.on_round: Callable[[SyncReport], None] | None = None
@@ -177,7 +176,6 @@ class CentreSync(Background):
                        f"it was closed (sealed {sealed[:19]}..., now {checksum[:19]}...); it is not sent and stays "
                        f"here untouched")
                 report.failed[uuid] = msg
-                self._reported[uuid] = checksum
                 continue
             try:
                 result = receive_attempt(server, raw, checksum, self.kill)
