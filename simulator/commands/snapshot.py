@@ -156,7 +156,9 @@ def _ultrasound(args, scenario, anatomy, line) -> np.ndarray:
 
 def _view3d(args, scenario, anatomy, line) -> np.ndarray:
     from simulator.core.metrics import resolve_targets
-    from simulator.render.scene import AnatomyScene, default_preset, diameter_for_gauge, needle_tip_to_world_from
+    from simulator.render.camera import default_preset
+    from simulator.render.glyphs import diameter_for_gauge, needle_tip_to_world_from
+    from simulator.render.scene import AnatomyScene
 
     scene = AnatomyScene(size=(1000, 800))
     try:

@@ -805,7 +805,7 @@ class EditorMode(QObject):
         pos = self.doc.get(("patient_position",)) if self.doc is not None else None
         if scene.anatomy is not self.anatomy:
             w.view3d.set_anatomy(self.anatomy, pos if isinstance(pos, str) else None)
-            from simulator.render.scene import default_preset
+            from simulator.render.camera import default_preset
 
             scene.set_camera_preset(default_preset(pos if isinstance(pos, str) else "supine"), pos)
         self._scene_anatomy = self.anatomy
