@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from simulator.core.anatomy import Anatomy, Structure
-from simulator.core.geometry import box_mesh
+from simulator.core.meshes import box_mesh
 from simulator.core.tissue import TISSUE_INFO, Tissue, structure_group
 
 # Geometry of the test block (RAS mm). Posterior skin at y = -70; the needle goes anteriorly (+y).

@@ -47,7 +47,9 @@ def tracked_metrics(path, tissue, needle: str | None, axis="+Z", master: str | N
 
     import numpy as np
 
-    from simulator.core.geometry import MeshLocator, distance3, read_stl
+    from simulator.core.geometry import distance3
+    from simulator.core.mesh_locator import MeshLocator
+    from simulator.core.meshes import read_stl
     from simulator.core.metrics import parse_axis, perk_core_metrics
     from simulator.core.trackfiles import TrackedRecording, TransformSequence, read_tracked, recording_sequences, resample
 
@@ -131,7 +133,7 @@ def _print_tracked(out: dict) -> None:
 
 
 def run(args) -> int:
-    from simulator.core.geometry import MeshFileError
+    from simulator.core.meshes import MeshFileError
     from simulator.core.recording import RecordingError
     from simulator.core.trackfiles import TrackFileError
 
