@@ -117,7 +117,7 @@ class ToolsMixin:
             self._draw_slices()
 
     def add_point_target(self, p) -> int:
-        from simulator.core.scenario_doc import add_target
+        from simulator.core.scenario_edits import add_target
 
         tid = self._new_id("target")
         i = add_target(self.doc, id=tid, name=f"Target {tid.rsplit('_', 1)[1]}", kind="point", points_mm=[p],
@@ -139,7 +139,7 @@ class ToolsMixin:
         self.set_mode("")
 
     def finish_polyline(self) -> int | None:
-        from simulator.core.scenario_doc import add_target
+        from simulator.core.scenario_edits import add_target
 
         pts = self.pending
         if len(pts) < 2:
@@ -155,7 +155,8 @@ class ToolsMixin:
         return i
 
     def add_proposal(self, name: str) -> int | None:
-        from simulator.core.scenario_doc import ScenarioDocError, target_from_proposal
+        from simulator.core.scenario_doc import ScenarioDocError
+        from simulator.core.scenario_edits import target_from_proposal
 
         if not name or self.doc is None or self.anatomy is None:
             return None
@@ -188,7 +189,7 @@ class ToolsMixin:
 
     def _write_trajectory(self, entry, target, target_id, label: str) -> None:
         """Entry and tip of the chosen needle (planned_trajectory or an additional one)."""
-        from simulator.core.scenario_doc import set_planned_trajectory
+        from simulator.core.scenario_edits import set_planned_trajectory
 
         doc = self.doc
         i = self.plan_panel.index

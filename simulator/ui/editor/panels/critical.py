@@ -93,7 +93,7 @@ class CriticalPanel(QWidget):
         return i >= 0
 
     def add_selected(self) -> None:
-        from simulator.core.scenario_doc import add_critical_structure
+        from simulator.core.scenario_edits import add_critical_structure
 
         doc = self.binder.doc
         data = self.choice.currentData()
