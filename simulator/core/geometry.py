@@ -258,4 +258,10 @@ from simulator.core.meshes import (  # noqa: E402
     write_stl,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("annotations", "math", "np")]
+__all__ = [
+    "MeshFileError", "MeshLocator", "angle_between_deg", "angles_from_direction", "ball_samples", "box_mesh",
+    "direction_from_angles", "distance3", "frame_from_axis", "heron_area", "icosphere", "invert_pose", "is_rigid",
+    "locator_for", "make_pose", "normalize", "point_polyline_distance", "point_segment_distance",
+    "polyline_samples", "pose_from_tip_axis", "read_stl", "rotation_about_axis", "rotation_between",
+    "sphere_distance", "subdivided_box_mesh", "triangle_area", "tube_distance", "weld", "write_stl",
+]
