@@ -40,6 +40,8 @@ import numpy as np
 
 from simulator.core.carm import CArmPose, compute_exposure
 from simulator.imaging import fluoroscopy_image_kernels as IK
+from simulator.imaging import xray_spectrum as XS
+from simulator.imaging.xray_bones import BoneModel
 from simulator.imaging.fluoroscopy_overlays import (  # noqa: F401 - the public names of the engine
     ContrastBlob,
     ContrastGrid,
@@ -67,32 +69,63 @@ from simulator.imaging.fluoroscopy_volume import (  # noqa: F401
 # =============================================================================================
 # The renderer: per-pose cache, preview and refine, detector and display
 # =============================================================================================
+PREVIEW_BONE_CELL_MM = 3.0  # vertex clustering of the bones' preview copy (the preview's pixel: 0.7 mm)
+DETECTOR_PSF_PX = 0.6  # standard deviation of the detector's blur, in display pixels (CsI light spread)
+_PHANTOM_KINDS = ("phantom", "analytic", "mesh-phantom")
+
+
+# iodine: a line integral p at 60 keV (mu/rho 7.58 cm2/g) is p / (7.58e-3 cm2/mg * 1 mm / 1 cm) mg/cm2
+IODINE_MG_CM2_PER_LINE_INTEGRAL = 1.0 / (IODINE_MASS_ATTENUATION_CM2_PER_G * 1e-3)
+
+
+def _ct_anatomy(anatomy) -> bool:
+    """A CT-based anatomy (bones from meshes make sense), not an analytic phantom."""
+    return str((anatomy.source or {}).get("kind", "")).lower() not in _PHANTOM_KINDS and bool(anatomy.meshes)
+
+
+@dataclass(frozen=True)
+class Beam:
+    """The X-ray beam and detector: tube voltage (kVp), total filtration, anode angle, detector."""
+
+    kvp: float = 80.0
+    al_mm: float = 3.0
+    cu_mm: float = 0.1
+    anode_angle_deg: float = 12.0
+    detector: XS.Detector = XS.FLAT_PANEL
+
+    def key(self) -> tuple:
+        return (round(self.kvp * 2) / 2, self.al_mm, self.cu_mm, self.anode_angle_deg, self.detector)
+
+    def model(self) -> XS.SpectralModel:
+        return XS.spectral_model(self.kvp, self.al_mm, self.cu_mm, self.detector, self.anode_angle_deg)
+
+
 @dataclass(frozen=True)
 class DisplaySettings:
-    """How the detector signal becomes a picture."""
+    """How the detector signal becomes a picture (the defaults are the flat-panel preset, see
+    `fluoroscopy_presets` for the sources of the values)."""
 
     invert: bool = False  # False: dense = dark (the fluoroscopy display); True: bone white
     window: tuple[float, float] | None = None  # (lo, hi) apparent line integral; None: automatic
-    # automatic brightness/contrast: percentiles of the processed image over the whole exposed
-    # field; the low one lets the brightest few per cent (lung, gas, skin edge) burn out instead
-    # of compressing the rest, the high one keeps the densest bone just short of black
-    auto_percentiles: tuple[float, float] = (3.0, 99.8)
+    # automatic brightness/contrast: percentiles of the processed image over the exposed field,
+    # widened by the margins; after the range compression the whole field fits (lung not clipped)
+    auto_percentiles: tuple[float, float] = (0.3, 99.7)
     auto_region: float = 0.5  # radius of the region used, fraction of the field (0.5: all of it)
-    auto_margin: tuple[float, float] = (0.0, 0.12)  # widening of the window below / above
+    auto_margin: tuple[float, float] = (0.03, 0.08)  # widening of the window below / above
     min_window: float = 0.8  # narrowest automatic window (line-integral units)
     shoulder: float = 1.0  # the display curve runs on past the window's dense end by this many widths
     shoulder_start: float = 0.2  # the share of the window's dense end where the shoulder begins
-    gamma: float = 1.25  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
-    edge_enhance: float = 0.9  # unsharp-mask amount, fine band (cortical outlines, endplates)
-    edge_sigma_mm: float = 1.5  # its radius at the isocentre
-    detail_enhance: float = 1.1  # boost of the middle band (pedicles, vertebral outlines, ribs)
-    detail_sigma_mm: float = 5.0
-    range_compression: float = 0.8  # fraction of the broad background taken out (thickness)
-    range_sigma_mm: float = 45.0  # radius of that background at the isocentre
+    gamma: float = 1.1  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
+    edge_enhance: float = 3.0  # unsharp-mask gain, fine band (cortical outlines, end plates, needle)
+    edge_sigma_mm: float = 0.5  # its radius at the isocentre
+    detail_enhance: float = 1.0  # gain of the middle band (pedicles, processes, rib outlines)
+    detail_sigma_mm: float = 2.0
+    range_compression: float = 0.75  # fraction of the broad background taken out (harmonisation)
+    range_sigma_mm: float = 50.0  # radius of that background at the isocentre
     scatter_fraction: float = 0.4  # scatter reaching the detector behind the grid, relative to primary
     psf_sigma_px: float = 0.7  # detector blur of the needle and contrast layer
     shutter_level: float = 30.0  # grey level behind the collimator shutters
-    frames_averaged: float = 4.0  # temporal (recursive) noise filter: noise as if this many pulses were averaged
+    frames_averaged: float = 4.0  # pulses averaged into one image (a single shot's pulses; 1 in live mode)
 
     def processing_key(self) -> tuple:
         """The settings that change the cached per-pose maps."""
@@ -121,6 +154,9 @@ class _PoseImage:
     window: tuple[float, float]
     maps: np.ndarray  # (4, n, n): l_disp, prim, scatter, inv_sqrt_s on the projection grid
     compute_ms: float
+    water: np.ndarray | None = None  # water-equivalent path (mm) on the projection grid
+    bone: np.ndarray | None = None  # cortical-bone path (mm)
+    model: XS.SpectralModel | None = None
 
 
 class FluoroscopyRenderer:
@@ -131,11 +167,23 @@ class FluoroscopyRenderer:
 
     def __init__(self, anatomy=None, *, volume: AttenuationVolume | None = None, preview_downsample: int = 3,
                  preview_rays: int | None = None, cache_poses: int = 8,
-                 pad_cut_ends_mm: float = 100.0, seed: int | None = None):
+                 pad_cut_ends_mm: float = 100.0, seed: int | None = None, bones: str | BoneModel | None = "auto"):
+        self.bones: BoneModel | None = None
+        self.bones_preview: BoneModel | None = None
         if volume is None:
             if anatomy is None:
                 raise ValueError("FluoroscopyRenderer: give an anatomy or a volume")
-            volume = AttenuationVolume.from_anatomy(anatomy, pad_cut_ends_mm=pad_cut_ends_mm)
+            model = BoneModel.from_anatomy(anatomy) if bones == "auto" and _ct_anatomy(anatomy) else (
+                bones if isinstance(bones, BoneModel) else None)
+            hu = model.edited_hu(anatomy.hu) if model is not None and model.groups else None
+            volume = AttenuationVolume.from_anatomy(anatomy, pad_cut_ends_mm=pad_cut_ends_mm, hu=hu)
+            if model is not None and model.groups:
+                planes = volume.info.get("mirror_planes_z_mm", {})
+                for side, z in planes.items():
+                    if z is not None:
+                        model = model.with_mirror(z, below=side == "lo", reach_mm=pad_cut_ends_mm)
+                self.bones = model
+                self.bones_preview = model.coarse(PREVIEW_BONE_CELL_MM)
         self.volume = volume
         self.preview_volume = volume.downsampled(preview_downsample, preview_downsample, 1) if preview_downsample > 1 else volume
         self.preview_rays = preview_rays
@@ -148,6 +196,7 @@ class FluoroscopyRenderer:
         self._rng = np.random.default_rng(seed)
         self._noise = self._rng.standard_normal(2 * 1024 * 1024 + 4099).astype(np.float32)
         self._exposed_cache: OrderedDict = OrderedDict()
+        self.beam = Beam()
 
     def prepare(self) -> None:
         """Build everything a first view would otherwise build on demand (the x-major copy of the
@@ -156,6 +205,16 @@ class FluoroscopyRenderer:
             self.volume.x_major()
         if self.preview_volume.use_x_major:
             self.preview_volume.x_major()
+        self.beam.model()
+
+    def bone_path(self, pose: CArmPose, n: int, quality: str = "full") -> np.ndarray:
+        """The meshed bones' cortical-bone-equivalent path (mm) on an n x n grid, with the
+        detector's blur (the scintillator's light spread, `DETECTOR_PSF_PX` of the display matrix);
+        the preview uses the bones' coarse copy."""
+        model = self.bones_preview if quality == "preview" and self.bones_preview is not None else self.bones
+        b = model.project(pose, n).astype(np.float32)
+        sigma = DETECTOR_PSF_PX * n / pose.detector_pixels
+        return IK.gaussian_blur(b, sigma) if sigma > 0.2 else b
 
     # ---- ray grids ------------------------------------------------------------------------------
     def full_rays(self, pose: CArmPose) -> int:
@@ -184,9 +243,9 @@ class FluoroscopyRenderer:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    def has_full(self, pose: CArmPose, display: DisplaySettings | None = None) -> bool:
-        """Whether the full-quality image of this pose (and display processing) is cached."""
-        key = (pose.geometry_key(), "full", (display or DisplaySettings()).processing_key())
+    def has_full(self, pose: CArmPose, display: DisplaySettings | None = None, beam: Beam | None = None) -> bool:
+        """Whether the full-quality image of this pose (display processing, beam) is cached."""
+        key = (pose.geometry_key(), "full", (display or DisplaySettings()).processing_key(), (beam or self.beam).key())
         with self._lock:
             return key in self._cache
 
@@ -194,12 +253,13 @@ class FluoroscopyRenderer:
         with self._lock:
             self._cache.clear()
 
-    def _pose_image(self, pose: CArmPose, quality: str, display: DisplaySettings) -> _PoseImage:
-        key = (pose.geometry_key(), quality, display.processing_key())
-        img = self._get(key)
-        if img is not None:
-            return img
-        t0 = time.perf_counter()
+    def _paths(self, pose: CArmPose, quality: str) -> tuple[np.ndarray, np.ndarray]:
+        """(water-equivalent path W, cortical-bone path B) in mm on the pose's ray grid: the CT's
+        line integral (bones taken out) read as water, and the meshed bones. Cached per pose."""
+        key = ("paths", pose.geometry_key(), quality)
+        got = self._get(key)
+        if got is not None:
+            return got
         if quality == "full":
             n = self.full_rays(pose)
             p = self.volume.project_fast(pose, n, parallel=self.parallel_full)
@@ -208,7 +268,26 @@ class FluoroscopyRenderer:
             p = self.preview_volume.project_fast(pose, n, parallel=self.parallel_preview, row_factor=1.0)
         else:
             raise ValueError(f"fluoroscopy quality: {quality!r} is not 'preview' or 'full'")
+        p *= np.float32(1.0 / MU_WATER_60KEV_PER_MM)
+        b = self.bone_path(pose, n, quality) if self.bones is not None else np.zeros_like(p)
+        np.subtract(p, b, out=p)  # the bone's length replaces water
+        np.maximum(p, 0.0, out=p)
+        self._put(key, (p, b))
+        return p, b
+
+    def _pose_image(self, pose: CArmPose, quality: str, display: DisplaySettings, beam: Beam | None = None) -> _PoseImage:
+        beam = beam or self.beam
+        key = (pose.geometry_key(), quality, display.processing_key(), beam.key())
+        img = self._get(key)
+        if img is not None:
+            return img
+        t0 = time.perf_counter()
+        water, bone = self._paths(pose, quality)
+        model = beam.model()
+        p = np.empty_like(water)
+        XS.lut2_apply(water.ravel(), bone.ravel(), model.lut, XS.W_MAX_MM, XS.B_MAX_MM, p.reshape(-1))
         img = self._derive(pose, p, quality, display)
+        img.water, img.bone, img.model = water, bone, model
         img.compute_ms = 1000.0 * (time.perf_counter() - t0)
         self._put(key, img)
         return img
@@ -258,24 +337,42 @@ class FluoroscopyRenderer:
         return _PoseImage(p, n, p_ref, (float(lo), float(hi)), maps, 0.0)
 
     # ---- public --------------------------------------------------------------------------------
-    def refine(self, pose: CArmPose, display: DisplaySettings | None = None) -> float:
+    def refine(self, pose: CArmPose, display: DisplaySettings | None = None, beam: Beam | None = None) -> float:
         """Compute (and cache) the full-quality anatomy image of a pose; returns the time taken (ms)."""
         t0 = time.perf_counter()
-        self._pose_image(pose, "full", display or DisplaySettings())
+        self._pose_image(pose, "full", display or DisplaySettings(), beam)
         return 1000.0 * (time.perf_counter() - t0)
 
+    def anatomy_paths(self, pose: CArmPose, quality: str = "full") -> tuple[np.ndarray, np.ndarray]:
+        """(water-equivalent path, cortical-bone path) in mm on the pose's ray grid."""
+        return self._paths(pose, quality)
+
     def anatomy_line_integral(self, pose: CArmPose, quality: str = "full") -> np.ndarray:
-        """The anatomy's line integrals on the pose's ray grid (n x n, n <= detector_pixels)."""
+        """The attenuation of the detected signal, -ln(S / S_open), through the anatomy on the
+        pose's ray grid (n x n, n <= detector_pixels), for the renderer's beam."""
         return self._pose_image(pose, quality, DisplaySettings()).p_rays
 
-    def water_thickness_mm(self, pose: CArmPose, quality: str = "auto") -> float:
-        """Water-equivalent patient thickness behind the AEC region (for the dose model)."""
+    def water_thickness_mm(self, pose: CArmPose, quality: str = "auto", beam: Beam | None = None) -> float:
+        """Water-equivalent patient thickness behind the AEC region (for the dose model): the water
+        that attenuates the detected signal as much as the AEC region's median path does."""
         q = self._choose_quality(pose, quality)
-        return self._pose_image(pose, q, DisplaySettings()).p_ref / MU_WATER_60KEV_PER_MM
+        img = self._pose_image(pose, q, DisplaySettings(), beam)
+        return img.model.water_equivalent_mm(img.p_ref)
 
-    def _choose_quality(self, pose: CArmPose, quality: str, display: DisplaySettings | None = None) -> str:
+    def aec_paths(self, pose: CArmPose, quality: str = "auto") -> tuple[float, float]:
+        """Median (water, bone) path (mm) over the AEC region (the central 30 % of the field)."""
+        w, b = self._paths(pose, self._choose_quality(pose, quality))
+        n = w.shape[0]
+        c = (np.arange(n) + 0.5) / n
+        central = np.flatnonzero(np.abs(c - 0.5) <= 0.15)
+        step = max(1, len(central) // 48)
+        sel = np.ix_(central[::step], central[::step])
+        return float(np.median(w[sel])), float(np.median(b[sel]))
+
+    def _choose_quality(self, pose: CArmPose, quality: str, display: DisplaySettings | None = None,
+                        beam: Beam | None = None) -> str:
         if quality == "auto":
-            return "full" if self.has_full(pose, display) else "preview"
+            return "full" if self.has_full(pose, display, beam) else "preview"
         return quality
 
     def overlay_line_integral(self, pose: CArmPose, needles: Sequence[NeedleModel] = (),
@@ -353,7 +450,8 @@ class FluoroscopyRenderer:
 
     def render(self, pose: CArmPose, needles: Sequence[NeedleModel] = (), contrast: ContrastScene | None = None,
                time_s: float = 0.0, quality: str = "auto", quanta_per_pixel: float | None = None,
-               display: DisplaySettings | None = None, rng: np.random.Generator | None = None) -> FluoroFrame:
+               display: DisplaySettings | None = None, rng: np.random.Generator | None = None,
+               beam: Beam | None = None) -> FluoroFrame:
         """One fluoroscopy frame.
 
         quality: "auto" (full if refined for this pose, else the preview), "preview" or "full".
@@ -362,25 +460,31 @@ class FluoroscopyRenderer:
         display = display or DisplaySettings()
         timings = {}
         t0 = time.perf_counter()
-        q = self._choose_quality(pose, quality, display)
-        img = self._pose_image(pose, q, display)
+        q = self._choose_quality(pose, quality, display, beam)
+        img = self._pose_image(pose, q, display, beam)
         t1 = time.perf_counter()
         timings["anatomy_ms"] = 1000.0 * (t1 - t0)
         n = pose.detector_pixels
         p_add = np.zeros((n, n), dtype=np.float32)
         # each layer gets the detector blur and edge enhancement on its own boxes (a needle far from
         # the contrast does not make one big box)
+        model = img.model
         boxes = add_needles(p_add, pose, needles)
+        for b in merge_boxes(boxes, 0, n):  # steel line integrals at 60 keV -> mm of steel -> extra attenuation
+            XS.layer_attenuation(p_add, 1.0 / MU_STEEL_60KEV_PER_MM, model.lut_steel, XS.S_MAX_MM, img.water, img.bone, *b)
         self._process_overlay(pose, p_add, boxes, display)
         if contrast:
             p_con = np.zeros((n, n), dtype=np.float32)
             cboxes = add_contrast(p_con, pose, contrast, time_s)
+            for b in merge_boxes(cboxes, 0, n):  # iodine line integrals at 60 keV -> mg/cm2
+                XS.layer_attenuation(p_con, IODINE_MG_CM2_PER_LINE_INTEGRAL, model.lut_iodine, XS.I_MAX_MG_CM2,
+                                     img.water, img.bone, *b)
             self._process_overlay(pose, p_con, cboxes, display)
             for (r0, r1, c0, c1) in merge_boxes(cboxes, int(math.ceil(3 * display.psf_sigma_px)) + 12, n):
                 p_add[r0:r1, c0:c1] += p_con[r0:r1, c0:c1]
         t2 = time.perf_counter()
         timings["overlay_ms"] = 1000.0 * (t2 - t1)
-        water_mm = img.p_ref / MU_WATER_60KEV_PER_MM
+        water_mm = img.model.water_equivalent_mm(img.p_ref)
         if quanta_per_pixel is None:
             quanta_per_pixel = compute_exposure(pose, water_mm).quanta_per_pixel
         window = display.window or img.window

@@ -170,7 +170,7 @@ class AttenuationVolume:
 
     @classmethod
     def from_anatomy(cls, anatomy, source: str = "auto", crop: bool = True, pad_cut_ends_mm: float = 100.0,
-                     chunk: int = 16) -> "AttenuationVolume":
+                     chunk: int = 16, hu: np.ndarray | None = None) -> "AttenuationVolume":
         """The attenuation volume of an `Anatomy` at 60 keV.
 
         source: "hu" (CT numbers), "tissue" (tissue-class table), or "auto" (tissue for phantoms,
@@ -180,7 +180,9 @@ class AttenuationVolume:
         marked as air does not show. crop: keep the body's bounding box only. pad_cut_ends_mm:
         where the scan cuts through the body at its top or bottom slice, the volume is continued by
         its mirror image over this length, so that a field reaching past the end of the scan shows
-        plausible anatomy instead of a white band (0 disables)."""
+        plausible anatomy instead of a white band (0 disables); `info['mirror_planes_z_mm']` gives
+        the planes ({'lo': z or None, 'hi': z or None}). hu: CT numbers to use instead of the
+        anatomy's (the same grid; the hybrid renderer takes the meshed bones out of them)."""
         if source == "auto":
             kind = str((anatomy.source or {}).get("kind", "")).lower()
             source = "tissue" if kind in _PHANTOM_KINDS else "hu"
@@ -222,7 +224,10 @@ class AttenuationVolume:
         tissue_lut = np.zeros(256, dtype=np.float64)
         for t in Tissue:
             tissue_lut[int(t)] = MU_60KEV_PER_CM.get(t, 0.217) / 10.0
-        hu = anatomy.hu if source == "hu" else np.zeros((1, 1, 1), np.int16)
+        if hu is None:
+            hu = anatomy.hu
+        if source != "hu":
+            hu = np.zeros((1, 1, 1), np.int16)
         K.ct_to_mu_zyx(hu, tissue, cap_lut, tissue_lut, source == "tissue", MU_WATER_60KEV_PER_MM,
                        BONE_SLOPE_60KEV, AIR_HU_THRESHOLD, int(Tissue.AIR), int(i0), int(i1), int(j0), int(j1),
                        int(k0_), int(k1), out, 1 + pad_lo)
@@ -233,8 +238,11 @@ class AttenuationVolume:
             out[1 + pad_lo + ck:1 + pad_lo + ck + pad_hi] = out[core][ck - pad_hi:][::-1]
         origin = np.asarray(anatomy.origin_mm, dtype=np.float64) + np.array([i0, j0, k0_]) * anatomy.spacing_mm
         origin = origin - anatomy.spacing_mm - np.array([0.0, 0.0, pad_lo * sz])
+        z0 = float(anatomy.origin_mm[2]) + k0_ * sz  # centre of the first body slice
+        planes = {"lo": z0 - 0.5 * sz if pad_lo else None, "hi": z0 + (ck - 0.5) * sz if pad_hi else None}
         info = {"anatomy": anatomy.name, "source": source, "contrast_removed": enhanced,
-                "mirrored_slices": [int(pad_lo), int(pad_hi)], "crop_ijk": [int(i0), int(j0), int(k0_)]}
+                "mirrored_slices": [int(pad_lo), int(pad_hi)], "crop_ijk": [int(i0), int(j0), int(k0_)],
+                "mirror_planes_z_mm": planes}
         return cls(out, origin, np.asarray(anatomy.spacing_mm, dtype=np.float64), info)
 
     def downsampled(self, fx: int, fy: int, fz: int = 1) -> "AttenuationVolume":

@@ -44,16 +44,27 @@ CORTICAL_BONE_HU = 1588.0
 # mean 0.7-0.9 mm); sternum, scapula, clavicle, pelvis 0.8-1.5 mm; long-bone shafts 2-5 mm.
 CORTEX_MM: tuple[tuple[str, float], ...] = (
     (r"^vertebrae_", 1.2),
-    (r"^rib_", 0.8),
+    (r"^rib_", 0.6),
     (r"^sternum", 1.0),
     (r"^(scapula|clavicula|hip|sacrum)", 1.2),
     (r"^(humerus|femur)", 2.5),
     (r".*", 1.0),
 )
-MIN_CORE_WEIGHT = 0.03  # a core lighter than 3 % cortical bone: the shell is thinned instead
-RING_VOXELS = 1  # partial-volume ring around a bone's label, in voxels along each axis
+# Cancellous bone as a fraction of cortical bone (its bone volume fraction BV/TV): lumbar and
+# thoracic vertebral bodies 0.08-0.20 (Mosekilde 1988; Hildebrand 1999: 0.08-0.15 in the elderly);
+# ribs 0.10-0.20; other flat bones similar. The shell's density takes the rest of the CT's mass.
+CORE_PRIOR: tuple[tuple[str, float], ...] = ((r"^vertebrae_", 0.13), (r"^rib_", 0.08), (r".*", 0.12))
+MIN_SHELL_WEIGHT = 0.25  # a shell lighter than a quarter of cortical bone: the core gives mass instead
+RING_MM = 1.5  # partial-volume ring around a bone's label (mm; at least one voxel along each axis)
 FILL_HU = 0.0  # what a meshed bone's voxels become in the CT (water)
 RING_CAP_HU = 30.0  # ring voxels are capped at this (soft tissue), below it they stay as they are
+
+
+def core_prior(name: str) -> float:
+    for pattern, f in CORE_PRIOR:
+        if re.match(pattern, name):
+            return f
+    return 0.12
 
 
 def cortex_mm(name: str) -> float:
@@ -132,12 +143,12 @@ class BoneModel:
     faces: np.ndarray  # (F, 3) int64
     groups: list[BoneGroup]
     rejected: dict[str, str] = field(default_factory=dict)  # bone name -> why it stays in the CT
-    fill_hu: float = FILL_HU
-    ring_cap_hu: float = RING_CAP_HU
+    edit_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # flat CT voxel indices
+    edit_hu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))  # their new CT numbers
 
     @property
     def label_ids(self) -> list[int]:
-        return [g.label_id for g in self.groups]
+        return [g.label_id for g in self.groups if g.label_id >= 0]
 
     @property
     def n_triangles(self) -> int:
@@ -150,7 +161,8 @@ class BoneModel:
             "rejected": dict(self.rejected),
             "calibration": {g.name: {"cortex_mm": g.cortex_mm, "shell_weight": round(g.shell_weight, 3),
                                      "core_weight": round(g.core_weight, 3),
-                                     "ct_excess_cm3": round(g.ct_excess_mm3 / 1000, 2)} for g in self.groups},
+                                     "ct_excess_cm3": round(g.ct_excess_mm3 / 1000, 2)}
+                            for g in self.groups if g.label_id >= 0},
         }
 
     @classmethod
@@ -159,7 +171,7 @@ class BoneModel:
         spacing = np.asarray(anatomy.spacing_mm, dtype=np.float64)
         voxel_mm3 = float(np.prod(spacing))
         objects = ndi.find_objects(anatomy.labels)
-        verts, faces, groups, rejected = [], [], [], {}
+        verts, faces, groups, rejected, edits, edit_values = [], [], [], {}, [], []
         nv = nf = 0
         for s in sorted(anatomy.structures.values(), key=lambda s: s.id):
             if s.tissue not in BONE or (names is not None and s.name not in names):
@@ -174,7 +186,7 @@ class BoneModel:
             if s.id > len(objects) or objects[s.id - 1] is None:
                 rejected[s.name] = "no voxels in the label map: drawn from the CT"
                 continue
-            box = _grown(objects[s.id - 1], anatomy.labels.shape, RING_VOXELS)
+            box = _grown(objects[s.id - 1], anatomy.labels.shape, max(1, int(np.ceil(RING_MM / spacing.min()))))
             labels = anatomy.labels[box]
             mask = labels == s.id
             org = np.asarray(anatomy.origin_mm) + np.array([b.start for b in box]) * spacing
@@ -185,18 +197,18 @@ class BoneModel:
             vin = inner_surface(v, f, t, half)
             # the CT's bone above water: label voxels (set to water) and the ring (capped)
             hu = anatomy.hu[box].astype(np.float64)
-            ring = _ring(mask, RING_VOXELS) & ~_other_bone(labels, s.id, anatomy)
+            ring = _ring(mask, spacing) & ~_other_bone(labels, s.id, anatomy)
             excess = (np.sum(hu[mask] - FILL_HU) + np.sum(np.maximum(hu[ring] - RING_CAP_HU, 0.0))) / CORTICAL_BONE_HU
+            capped = ring & (hu > RING_CAP_HU)
+            for sel, values in ((mask, np.full(int(mask.sum()), FILL_HU)), (capped, np.full(int(capped.sum()), RING_CAP_HU))):
+                ijk = np.nonzero(sel)
+                edits.append(np.ravel_multi_index(tuple(a + b.start for a, b in zip(ijk, box)), anatomy.labels.shape))
+                edit_values.append(values.astype(np.int16))
             excess_mm3 = float(excess * voxel_mm3)
             v_out = _volume(v, f)
             v_in = max(min(_volume(vin, f), v_out), 0.0)
             shell, core = v_out - v_in, v_in
-            w_core = (excess_mm3 - shell) / core if core > 1e-6 else 0.0
-            w_shell = 1.0
-            if w_core < MIN_CORE_WEIGHT:  # less mass than a full shell: thin the shell's density
-                w_core = MIN_CORE_WEIGHT if core > 1e-6 else 0.0
-                w_shell = max((excess_mm3 - w_core * core) / max(shell, 1e-6), 0.05)
-            w_core = min(w_core, 1.0)
+            w_core, w_shell = _calibrate(excess_mm3, shell, core, core_prior(s.name))
             groups.append(BoneGroup(s.name, int(s.id), (nf, nf + len(f)), (nf + len(f), nf + 2 * len(f)),
                                     (nv, nv + 2 * len(v)), t, float(w_shell), float(w_core), excess_mm3,
                                     float(shell), float(core)))
@@ -210,11 +222,84 @@ class BoneModel:
         else:
             V = np.zeros((0, 3))
             F = np.zeros((0, 3), np.int64)
-        return cls(V, F, groups, rejected)
+        idx = np.concatenate(edits) if edits else np.zeros(0, np.int64)
+        val = np.concatenate(edit_values) if edit_values else np.zeros(0, np.int16)
+        return cls(V, F, groups, rejected, idx, val)
+
+    def coarse(self, cell_mm: float) -> "BoneModel":
+        """A lighter copy for the preview while the C-arm moves: each surface's vertices clustered
+        on a grid of `cell_mm` (their mean), faces that collapse dropped. A closed surface stays a
+        closed chain of faces, so the signed-distance path length stays valid (only coarser)."""
+        verts, faces, groups = [], [], []
+        nv = nf = 0
+        for g in self.groups:
+            a, b = g.vertex_range
+            v = self.vertices[a:b]
+            parts = []
+            for (f0, f1) in (g.outer, g.inner):
+                f = self.faces[f0:f1] - a
+                key = np.floor(v / cell_mm).astype(np.int64)
+                used = np.unique(f)
+                _, inv = np.unique(key[used], axis=0, return_inverse=True)
+                cluster = np.full(len(v), -1, np.int64)
+                cluster[used] = inv.ravel()
+                k = int(inv.max()) + 1 if len(inv) else 0
+                cv = np.zeros((k, 3))
+                for d in range(3):
+                    cv[:, d] = np.bincount(cluster[used], weights=v[used, d], minlength=k)
+                cv /= np.maximum(np.bincount(cluster[used], minlength=k), 1)[:, None]
+                cf = cluster[f]
+                keep = (cf[:, 0] != cf[:, 1]) & (cf[:, 1] != cf[:, 2]) & (cf[:, 0] != cf[:, 2])
+                parts.append((cv, cf[keep]))
+            (vo, fo), (vi, fi) = parts
+            groups.append(BoneGroup(g.name, g.label_id, (nf, nf + len(fo)), (nf + len(fo), nf + len(fo) + len(fi)),
+                                    (nv, nv + len(vo) + len(vi)), g.cortex_mm, g.shell_weight, g.core_weight,
+                                    g.ct_excess_mm3, g.shell_mm3, g.core_mm3))
+            verts += [vo, vi]
+            faces += [fo + nv, fi + nv + len(vo)]
+            nv += len(vo) + len(vi)
+            nf += len(fo) + len(fi)
+        return BoneModel(np.ascontiguousarray(np.concatenate(verts)), np.ascontiguousarray(np.concatenate(faces)),
+                         groups, dict(self.rejected), self.edit_index, self.edit_hu)
+
+    def edited_hu(self, hu: np.ndarray) -> np.ndarray:
+        """A copy of the CT numbers with the meshed bones taken out (their voxels water, the
+        partial-volume ring around them capped at soft tissue)."""
+        out = np.array(hu, copy=True)
+        out.flat[self.edit_index] = self.edit_hu
+        return out
+
+    def with_mirror(self, plane_z_mm: float, below: bool, reach_mm: float) -> "BoneModel":
+        """This model plus the mirror images (across z = plane_z_mm) of the bones within
+        `reach_mm` of the plane: where the scan cuts through the body and the CT is continued by
+        its mirror image past the cut, the bones are continued the same way. below: the mirror
+        images go below the plane (the scan's lower end)."""
+        verts, faces, groups = [self.vertices], [self.faces], list(self.groups)
+        nv, nf = len(self.vertices), len(self.faces)
+        for g in self.groups:
+            a, b = g.vertex_range
+            v = self.vertices[a:b]
+            z = v[:, 2]
+            near = (z.min() - plane_z_mm < reach_mm) if below else (plane_z_mm - z.max() < reach_mm)
+            if not near:
+                continue
+            m = v.copy()
+            m[:, 2] = 2.0 * plane_z_mm - m[:, 2]
+            f = self.faces[g.outer[0]:g.inner[1]][:, ::-1] - a  # reflected: reverse the winding
+            k = g.inner[0] - g.outer[0]
+            groups.append(BoneGroup(g.name + "_mirror", -1, (nf, nf + k), (nf + k, nf + len(f)), (nv, nv + len(m)),
+                                    g.cortex_mm, g.shell_weight, g.core_weight, 0.0, g.shell_mm3, g.core_mm3))
+            verts.append(m)
+            faces.append(f + nv)
+            nv += len(m)
+            nf += len(f)
+        return BoneModel(np.ascontiguousarray(np.concatenate(verts)), np.ascontiguousarray(np.concatenate(faces)),
+                         groups, dict(self.rejected), self.edit_index, self.edit_hu)
 
     # ---- projection -------------------------------------------------------------------------
-    def project(self, pose, n: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
-        """The cortical-bone-equivalent path B (mm) of every pixel of an n x n detector grid."""
+    def project(self, pose, n: int | None = None, out: np.ndarray | None = None, mirrors: bool = True) -> np.ndarray:
+        """The cortical-bone-equivalent path B (mm) of every pixel of an n x n detector grid
+        (`mirrors` False: without the mirror images past the scan's cut ends)."""
         n = pose.detector_pixels if n is None else int(n)
         if out is None:
             out = np.zeros((n, n), dtype=np.float64)
@@ -227,6 +312,8 @@ class BoneModel:
                             float(pose.source_to_detector_mm), uv)
         table = np.zeros((len(self.groups), 10))
         for i, g in enumerate(self.groups):
+            if not mirrors and g.label_id < 0:
+                continue
             a, b = g.vertex_range
             u = uv[a:b, 0]
             w = uv[a:b, 1]
@@ -244,12 +331,32 @@ class BoneModel:
         return out
 
 
+def _calibrate(excess_mm3: float, shell_mm3: float, core_mm3: float, prior: float) -> tuple[float, float]:
+    """(core weight, shell weight) so that shell_w V_shell + core_w V_core = the CT's excess mass:
+    the core at its prior bone fraction and the shell taking the rest, the shell capped at
+    cortical bone (weight 1: the core takes more) and floored at MIN_SHELL_WEIGHT (the core less)."""
+    if shell_mm3 <= 1e-6:
+        return (min(max(excess_mm3 / max(core_mm3, 1e-6), 0.0), 1.0), 1.0)
+    w_core = prior if core_mm3 > 1e-6 else 0.0
+    w_shell = (excess_mm3 - w_core * core_mm3) / shell_mm3
+    if w_shell > 1.0:
+        w_shell = 1.0
+    elif w_shell < MIN_SHELL_WEIGHT:
+        w_shell = MIN_SHELL_WEIGHT
+    else:
+        return w_core, w_shell
+    w_core = (excess_mm3 - w_shell * shell_mm3) / core_mm3 if core_mm3 > 1e-6 else 0.0
+    return float(min(max(w_core, 0.0), 1.0)), float(w_shell)
+
+
 def _grown(sl: tuple[slice, ...], shape, k: int) -> tuple[slice, ...]:
     return tuple(slice(max(s.start - k - 1, 0), min(s.stop + k + 1, d)) for s, d in zip(sl, shape))
 
 
-def _ring(mask: np.ndarray, k: int) -> np.ndarray:
-    grown = ndi.binary_dilation(mask, structure=ndi.generate_binary_structure(3, 1), iterations=k)
+def _ring(mask: np.ndarray, spacing) -> np.ndarray:
+    """Voxels within RING_MM of the mask (a box of at least one voxel along each axis), not in it."""
+    k = [max(1, int(round(RING_MM / s))) for s in spacing]
+    grown = ndi.maximum_filter(mask, size=[2 * x + 1 for x in k])
     return grown & ~mask
 
 
@@ -262,13 +369,3 @@ def _other_bone(labels: np.ndarray, own_id: int, anatomy) -> np.ndarray:
 def _volume(v: np.ndarray, f: np.ndarray) -> float:
     t = v[f]
     return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
-
-
-def bone_removal_mask(anatomy, model: BoneModel) -> tuple[np.ndarray, np.ndarray]:
-    """(label voxels of the meshed bones, their partial-volume ring) as boolean (I, J, K) volumes."""
-    ids = np.zeros(int(anatomy.labels.max()) + 2, bool)
-    ids[model.label_ids] = True
-    inside = ids[anatomy.labels]
-    ring = _ring(inside, RING_VOXELS)
-    other = np.isin(anatomy.labels, [s.id for s in anatomy.structures.values() if s.tissue in BONE])
-    return inside, ring & ~other
