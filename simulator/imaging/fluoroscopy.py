@@ -1,20 +1,22 @@
 """Simulated fluoroscopy: the image a C-arm makes of an anatomy, a needle and injected contrast.
 
-Physics (effective energy 60 keV, Beer-Lambert, monochromatic):
-- Anatomy attenuation from CT numbers, mu = mu_water (1 + HU / 1000) with mu_water = 0.206 /cm,
-  HU <= -900 is air; for a contrast-enhanced CT the iodine in the vessels (and the enhancement of
-  solid organs) is taken out (a plain fluoroscopy does not show it); for phantoms without CT numbers,
-  mu comes from the tissue class (`MU_60KEV_PER_CM`, NIST XCOM values for ICRU tissues).
-- The needle: a steel (mu 9.48 /cm) capped cylinder of the gauge's true outer diameter, its exact
-  chord length per detector element (supersampled), so it is foreshortened correctly and a needle
-  on the beam is a dot of its width; a plastic hub (hollow cylinder) behind it.
-- Contrast: iodine (mass attenuation 7.58 cm^2/g at 60 keV) added on top of the tissue it replaces,
-  as Gaussian blobs (closed-form line integrals) and/or small voxel grids of concentration;
-  intravascular contrast flashes and washes out (`vascular_washout_fraction`).
-- Detector/display: automatic exposure control (AEC) level from the centre of the field, scatter
-  as a broad blur of the primary, quantum noise scaled by the dose per pulse, log transform,
-  detector blur, edge enhancement, window/level, dense = dark (fluoroscopy display; `invert`
-  for bone-white), circular or square field, collimator shutters as dark edges.
+Per C-arm pose (cached), two path maps on the detector's pixels:
+- water-equivalent path W (mm): the CT's line integral read as water (`fluoroscopy_volume`: CT
+  numbers, the vessels' iodine taken out, the meshed bones taken out), or the tissue classes of a
+  phantom;
+- cortical-bone path B (mm): the skeleton from its closed meshes, a cortical shell over a
+  cancellous core calibrated to the CT's bone mass (`xray_bones`, rasterised by
+  `xray_mesh_kernels`); its length replaces water in W.
+Physics (`xray_spectrum`): the detected signal's attenuation L(W, B) from a table per beam (`Beam`:
+kVp, filtration, anode angle, CsI detector; spekpy spectra, xraydb attenuation): polychromatic,
+with beam hardening. Per frame: the needle (steel capped cylinders of the gauge's true diameter,
+exact chords, supersampled; a plastic hub) and contrast (iodine Gaussian blobs and voxel grids from
+the spread model; intravascular contrast flashes and washes out) as line integrals in their boxes,
+turned into extra attenuation on top of (W, B) by 3-D tables.
+Detector/display (the image chain, presets in `fluoroscopy_presets`): AEC level from the centre of
+the field, scatter as a broad blur of the primary, log, dynamic-range compression, two-band edge
+enhancement, quantum noise from the detected quanta of the pulse, window/level with automatic
+brightness, dense = dark (`invert` for bone-white), round or square field, collimator shutters.
 
 Speed (see `simulator/benchmarks/fluoroscopy.py`): the anatomy's line integrals are computed once per
 C-arm pose and cached; needle and contrast are added analytically per frame, touching only their
@@ -113,6 +115,9 @@ class DisplaySettings:
     auto_region: float = 0.5  # radius of the region used, fraction of the field (0.5: all of it)
     auto_margin: tuple[float, float] = (0.03, 0.08)  # widening of the window below / above
     min_window: float = 0.8  # narrowest automatic window (line-integral units)
+    brightness_region: float = 0.25  # radius of the automatic brightness region (fraction of the field)
+    brightness_target: float = 0.45  # its median's displayed brightness when the field does not fit
+    max_window_factor: float = 2.6  # widest window, in units of the brightness region's 1-99 % range
     shoulder: float = 1.0  # the display curve runs on past the window's dense end by this many widths
     shoulder_start: float = 0.2  # the share of the window's dense end where the shoulder begins
     gamma: float = 1.1  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
@@ -132,7 +137,7 @@ class DisplaySettings:
         return (self.scatter_fraction, self.edge_enhance, self.edge_sigma_mm, self.detail_enhance,
                 self.detail_sigma_mm, self.range_compression,
                 self.range_sigma_mm, tuple(self.auto_percentiles), self.auto_region, tuple(self.auto_margin),
-                self.min_window)
+                self.min_window, self.brightness_region, self.brightness_target, self.max_window_factor, self.gamma)
 
 
 @dataclass
@@ -331,6 +336,17 @@ class FluoroscopyRenderer:
         lo, hi = np.percentile(vals, display.auto_percentiles)
         w = max(hi - lo, 1e-3)
         lo, hi = lo - display.auto_margin[0] * w, hi + display.auto_margin[1] * w
+        # automatic brightness: when the whole field does not fit a window of at most
+        # `max_window_factor` times the centre's own range, the window is centred on the centre
+        # (its median at `brightness_target`) and the periphery may burn out, as on a real C-arm
+        centre = Ls[(field[::sub, ::sub] > 0.5) & (rr <= display.brightness_region ** 2)]
+        if centre.size >= 16:
+            c_lo, c_hi = np.percentile(centre, (1.0, 99.0))
+            w_max = max(display.max_window_factor * (c_hi - c_lo), display.min_window)
+            if hi - lo > w_max:
+                t = 1.0 - display.brightness_target ** display.gamma
+                lo = float(np.median(centre)) - t * w_max
+                hi = lo + w_max
         if hi - lo < display.min_window:  # keep a clinical display's contrast: do not over-stretch
             mid = float(np.median(vals))
             lo, hi = mid - 0.55 * display.min_window, mid + 0.45 * display.min_window

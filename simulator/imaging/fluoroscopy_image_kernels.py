@@ -14,11 +14,9 @@ _JIT = dict(cache=True, nogil=True, fastmath=True)
 
 
 @njit(**_JIT)
-def upsample_bilinear(src_stack, out_stack):
-    """Bilinear resampling of a stack of square-field images (C, h, w) -> (C, H, W), pixel-centre
-    aligned over the same field (edges clamped)."""
-    nch, h, w = src_stack.shape
-    _, H, W = out_stack.shape
+def _column_weights(w, W):
+    """Pixel-centre aligned bilinear weights from w source columns to W output columns (edges
+    clamped): (left index, right index, right weight) per output column."""
     x0 = np.empty(W, dtype=np.int64)
     x1 = np.empty(W, dtype=np.int64)
     fx = np.empty(W, dtype=np.float32)
@@ -29,6 +27,16 @@ def upsample_bilinear(src_stack, out_stack):
         x0[c] = i
         x1[c] = min(i + 1, w - 1)
         fx[c] = x - i
+    return x0, x1, fx
+
+
+@njit(**_JIT)
+def upsample_bilinear(src_stack, out_stack):
+    """Bilinear resampling of a stack of square-field images (C, h, w) -> (C, H, W), pixel-centre
+    aligned over the same field (edges clamped)."""
+    nch, h, w = src_stack.shape
+    _, H, W = out_stack.shape
+    x0, x1, fx = _column_weights(w, W)
     for ch in range(nch):
         for r in range(H):
             y = (r + 0.5) * h / H - 0.5
@@ -129,16 +137,7 @@ def compose_display(maps, p_add, exposed, noise, noise_offset, noise_scale, lo, 
     nl = lut.shape[0]
     span = max(hi - lo, 1e-6)
     scale = (nl - 1) / span
-    x0a = np.empty(w, dtype=np.int64)
-    x1a = np.empty(w, dtype=np.int64)
-    fxa = np.empty(w, dtype=np.float32)
-    for c in range(w):
-        x = (c + 0.5) * wm / w - 0.5
-        x = min(max(x, 0.0), wm - 1.0)
-        i = min(int(x), max(wm - 2, 0))
-        x0a[c] = i
-        x1a[c] = min(i + 1, wm - 1)
-        fxa[c] = x - i
+    x0a, x1a, fxa = _column_weights(wm, w)
     idx = noise_offset % m
     for r in range(h):
         y = (r + 0.5) * hm / h - 0.5

@@ -64,6 +64,7 @@ class FluoroscopySession:
             self.aec = AecCurve(kvp_min=float(self.dose.kvp))
         if self.dose.exposure_model is None:
             self.dose.exposure_model = self._aec_exposure
+        self.pose = self.pose.replace(field_shape=self.preset.field_shape)
 
     # ---- the beam -------------------------------------------------------------------------------------
     def _aec_exposure(self, pose: CArmPose, _water_mm: float, pulse_rate_pps: float, dose_mode: str) -> Exposure:
@@ -78,8 +79,9 @@ class FluoroscopySession:
 
     # ---- the C-arm ------------------------------------------------------------------------------------
     def set_pose(self, pose: CArmPose) -> None:
-        """Move the C-arm (angles, table, collimation, magnification)."""
-        self.pose = pose
+        """Move the C-arm (angles, table, collimation, magnification); the field's shape is the
+        detector's (the preset's: square flat panel, round image intensifier)."""
+        self.pose = pose.replace(field_shape=self.preset.field_shape)
         self._recursive = None
 
     def refine_pending(self) -> bool:

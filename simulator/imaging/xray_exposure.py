@@ -20,7 +20,6 @@ pixel (effective quanta per uGy of the spectrum on the CsI detector) for the qua
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from simulator.core.carm import (
@@ -66,16 +65,17 @@ def aec_exposure(pose: CArmPose, water_mm: float, bone_mm: float, curve: AecCurv
     pulse_s = curve.pulse_ms / 1000.0
     kvp = max(XS.KVP_RANGE[0], min(curve.kvp_min, curve.kvp_max))
     while True:
-        model = XS.spectral_model(kvp, al_mm, cu_mm, detector, anode_angle_deg)
-        transmission = math.exp(-float(model.lookup(water_mm, bone_mm))) * (1.0 + AEC_SCATTER_TO_PRIMARY)
-        k_det_per_mas = model.air_kerma_ugy_per_mas() * (1000.0 / sid) ** 2 * transmission
+        _w, _mw, _mb, kerma_per_mas, quanta_per_ugy = XS.beam_terms(kvp, al_mm, cu_mm, detector, anode_angle_deg)
+        transmission = XS.detected_transmission(kvp, water_mm, bone_mm, al_mm, cu_mm, detector, anode_angle_deg) * (
+            1.0 + AEC_SCATTER_TO_PRIMARY)
+        k_det_per_mas = kerma_per_mas * (1000.0 / sid) ** 2 * transmission
         mas = k_target_ugy / max(k_det_per_mas, 1e-30)
         if mas / pulse_s <= curve.ma_max or kvp >= curve.kvp_max:
             break
         kvp = min(kvp + 1.0, curve.kvp_max)
     mas = min(mas, curve.ma_max * pulse_s)
     d_irp = pose.source_to_isocenter_mm - IRP_FROM_ISOCENTER_MM
-    k_irp_mgy = model.air_kerma_ugy_per_mas() * mas * (1000.0 / d_irp) ** 2 * 1e-3
+    k_irp_mgy = kerma_per_mas * mas * (1000.0 / d_irp) ** 2 * 1e-3
     cap = AIR_KERMA_RATE_LIMIT_MGY_MIN / 60.0 / pulse_rate_pps
     capped = k_irp_mgy > cap
     if capped:
@@ -83,11 +83,12 @@ def aec_exposure(pose: CArmPose, water_mm: float, bone_mm: float, curve: AecCurv
         k_irp_mgy = cap
     k_det_ugy = k_det_per_mas * mas
     area_cm2 = pose.exposed_area_at_mm2(d_irp) / 100.0
-    quanta = k_det_ugy / (1.0 + AEC_SCATTER_TO_PRIMARY) * model.detected_quanta_per_ugy() * pose.pixel_pitch_mm ** 2
+    quanta = k_det_ugy / (1.0 + AEC_SCATTER_TO_PRIMARY) * quanta_per_ugy * pose.pixel_pitch_mm ** 2
     return Exposure(
         kvp=float(kvp),
         pulse_rate_pps=float(pulse_rate_pps),
-        water_thickness_mm=model.water_equivalent_mm(float(model.lookup(water_mm, bone_mm))),
+        water_thickness_mm=_water_equivalent(kvp, transmission / (1.0 + AEC_SCATTER_TO_PRIMARY), al_mm, cu_mm, detector,
+                                             anode_angle_deg),
         transmission=float(transmission),
         detector_kerma_ngy=float(k_det_ugy * 1000.0),
         air_kerma_irp_mgy=float(k_irp_mgy),
@@ -99,3 +100,15 @@ def aec_exposure(pose: CArmPose, water_mm: float, bone_mm: float, curve: AecCurv
         ma=float(mas / pulse_s),
     )
 
+
+
+def _water_equivalent(kvp, transmission, al_mm, cu_mm, detector, anode_angle_deg) -> float:
+    """The water thickness (mm) with the same detected transmission (bisection on 0-900 mm)."""
+    lo, hi = 0.0, 900.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if XS.detected_transmission(kvp, mid, 0.0, al_mm, cu_mm, detector, anode_angle_deg) > transmission:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)

@@ -299,10 +299,31 @@ class SpectralModel:
 
     def detected_quanta_per_ugy(self) -> float:
         """Effective detected quanta per mm2 per uGy of air kerma at the detector (open beam)."""
-        phi_per_mm2 = self.spectrum / 100.0
-        n_eff = np.sum(phi_per_mm2 * self.detector.absorbed_fraction() * energies_kev()) ** 2 / np.sum(
-            phi_per_mm2 * self.detector.absorbed_fraction() * energies_kev() ** 2)
-        return float(n_eff / self.air_kerma_ugy_per_mas())
+        return beam_terms(self.kvp, self.filtration.al_mm, self.filtration.cu_mm, self.detector, self.anode_angle_deg)[4]
+
+
+@functools.lru_cache(maxsize=256)
+def beam_terms(kvp: float, al_mm: float = 3.0, cu_mm: float = 0.1, detector: Detector = FLAT_PANEL,
+               anode_angle_deg: float = 12.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """What the AEC needs of a beam, without the tables (cheap: one spectrum):
+    (detector weights per bin, mu_water, mu_bone-replacing-water (1/mm), air kerma uGy per mAs at 1 m,
+    effective detected quanta per mm2 per uGy)."""
+    spec = beam_spectrum(kvp, Filtration(al_mm, cu_mm), anode_angle_deg)
+    e = energies_kev()
+    eta = detector.absorbed_fraction()
+    mu_w = mass_attenuation(WATER) * DENSITY["water"] / 10.0
+    mu_b = mass_attenuation(CORTICAL_BONE) * DENSITY["bone"] / 10.0 - mu_w
+    kerma = air_kerma_ugy_per_mas(spec)
+    phi = spec / 100.0
+    n_eff = np.sum(phi * eta * e) ** 2 / max(np.sum(phi * eta * e * e), 1e-300)
+    return spec * eta * e, mu_w, mu_b, kerma, float(n_eff / max(kerma, 1e-300))
+
+
+def detected_transmission(kvp: float, water_mm: float, bone_mm: float, al_mm: float = 3.0, cu_mm: float = 0.1,
+                          detector: Detector = FLAT_PANEL, anode_angle_deg: float = 12.0) -> float:
+    """S(W, B) / S_open of the energy-integrated signal, by direct summation (for the AEC)."""
+    w, mu_w, mu_b, _k, _q = beam_terms(round(float(kvp) * 2) / 2, al_mm, cu_mm, detector, anode_angle_deg)
+    return float(np.sum(w * np.exp(-mu_w * water_mm - mu_b * bone_mm)) / max(w.sum(), 1e-300))
 
 
 @functools.lru_cache(maxsize=48)

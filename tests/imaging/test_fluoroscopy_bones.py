@@ -10,29 +10,10 @@ from simulator.imaging.xray_bones import BoneGroup, BoneModel, _calibrate, inner
 
 
 def icosphere(level: int) -> tuple[np.ndarray, np.ndarray]:
-    t = (1 + 5**0.5) / 2
-    v = [(-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
-         (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1)]
-    f = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6),
-         (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5), (2, 4, 11), (6, 2, 10),
-         (8, 6, 7), (9, 8, 1)]
-    verts = [np.array(p, float) / np.linalg.norm(p) for p in v]
-    for _ in range(level):
-        cache, nf = {}, []
+    from simulator.core.geometry import icosphere as sphere
 
-        def mid(a, b):
-            k = (min(a, b), max(a, b))
-            if k not in cache:
-                p = verts[a] + verts[b]
-                verts.append(p / np.linalg.norm(p))
-                cache[k] = len(verts) - 1
-            return cache[k]
-
-        for a, b, c in f:
-            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
-            nf += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-        f = nf
-    return np.array(verts), np.array(f, dtype=np.int64)
+    mesh = sphere(subdivisions=level)
+    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int64)
 
 
 def cylinder(radius, height, n=720, rings=40):
