@@ -104,26 +104,31 @@ def _p95_ms(times) -> float:
 
 
 def _landmarks(anatomy, renderer, baseline) -> dict:
-    """Landmark visibility (`fluoroscopy_landmarks`) in AP at L1 and at T11-T12, the hybrid
+    """Landmark visibility (`fluoroscopy_landmarks`) in AP at L1 and at T11-T12 (the targets), and
+    in a 25 deg oblique and a lateral at L1 and a 15 deg caudal tilt at T12, the hybrid
     renderer against the CT-only one (the baseline), both as a single shot of the default
     flat-panel preset would show them (noise included, fixed seed)."""
     from simulator.core.carm import CArmPose
     from simulator.imaging.fluoroscopy_landmarks import bone_calibration_check, landmark_report
 
     out = {}
-    views = {"ap_l1": ["vertebrae_L1"], "ap_t11_t12": ["vertebrae_T11", "vertebrae_T12"]}
-    for key, names in views.items():
+    views = {"ap_l1": (["vertebrae_L1"], 0.0, 0.0), "ap_t11_t12": (["vertebrae_T11", "vertebrae_T12"], 0.0, 0.0),
+             "oblique_25_l1": (["vertebrae_L1"], 25.0, 0.0), "lateral_l1": (["vertebrae_L1"], 90.0, 0.0),
+             "caudal_15_t12": (["vertebrae_T12"], 0.0, -15.0)}
+    for key, (names, lao, cranial) in views.items():
         cs = [anatomy.centroid_mm(n) for n in names]
         if any(c is None for c in cs):
             continue
-        pose = CArmPose(isocenter_mm=tuple(float(v) for v in np.mean(cs, axis=0)), detector_pixels=512)
+        pose = CArmPose(isocenter_mm=tuple(float(v) for v in np.mean(cs, axis=0)), detector_pixels=512,
+                        lao_deg=lao, cranial_deg=cranial)
         row = {}
         for tag, r in (("hybrid", renderer), ("ct_only", baseline)):
             r.refine(pose)
             frame = r.render(pose, quality="full", rng=np.random.default_rng(0))
             rep = landmark_report(frame.image, anatomy, pose)
             row[tag] = {k: rep.get(k) for k in ("rib_edge_ratio", "endplate_ratio", "lung_clipped_fraction")}
-        row["bone_calibration"] = bone_calibration_check(renderer, anatomy, pose)
+        if lao == 0.0 and cranial == 0.0:
+            row["bone_calibration"] = bone_calibration_check(renderer, anatomy, pose)
         out[key] = row
     return out
 
