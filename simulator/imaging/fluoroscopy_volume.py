@@ -63,6 +63,7 @@ MU_60KEV_PER_CM: dict[Tissue, float] = {
     Tissue.GEL: 0.206,
     Tissue.PROSTATE: 0.217,
     Tissue.INTERVERTEBRAL_DISC: 0.225,
+    Tissue.METAL: 9.48,  # an implant: stainless steel
 }
 
 # Needle outer diameters (mm) by gauge (ISO 9626 regular wall).
