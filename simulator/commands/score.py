@@ -92,37 +92,6 @@ def tracked_metrics(path, tissue, needle: str | None, axis="+Z", master: str | N
     return out
 
 
-def load_anatomy_ref(ref: str):
-    """The anatomy a scenario names: bundled, phantom:NAME, user:NAME."""
-    import importlib
-
-    try:
-        mod = importlib.import_module("simulator.anatomy")
-        loader = getattr(mod, "load_anatomy", None)
-    except ImportError:
-        loader = None
-    if ref == "phantom:test_block":
-        from simulator.benchmarks.scoring import synthetic_block_anatomy
-
-        return synthetic_block_anatomy()
-    if loader is not None:
-        return loader(ref)
-    if ref == "bundled":
-        from simulator.anatomy.bundled import load_bundled
-
-        return load_bundled()
-    if ref.startswith("phantom:"):
-        from simulator.anatomy.phantoms import make_phantom
-
-        return make_phantom(ref.split(":", 1)[1])
-    if ref.startswith("user:"):
-        from simulator.core.anatomy import Anatomy
-        from simulator.core.paths import anatomies_dir
-
-        return Anatomy.load(anatomies_dir() / ref.split(":", 1)[1])
-    raise ValueError(f"unknown anatomy reference {ref!r}")
-
-
 def _print_tracked(out: dict) -> None:
     print(f"{'elapsed_time_s':>22}: {out['elapsed_time_s']:.6f}")
     for k, v in out["path_length_mm"].items():
@@ -163,7 +132,9 @@ def run(args) -> int:
         if rec.scenario_version and rec.scenario_version != scenario_version(scenario):
             sys.stderr.write(f"score: warning: {args.recording} was recorded with another version of scenario "
                              f"{scenario.id!r}; scoring with the current rubric\n")
-        anatomy = load_anatomy_ref(scenario.anatomy)
+        from simulator.anatomy import load_anatomy
+
+        anatomy = load_anatomy(scenario.anatomy)
         if rec.anatomy_hash and rec.anatomy_hash != anatomy_hash(anatomy):
             sys.stderr.write(f"score: warning: {args.recording} was recorded on another build of anatomy "
                              f"{scenario.anatomy!r} (hash {rec.anatomy_hash}); scoring on the current one\n")

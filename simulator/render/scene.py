@@ -41,7 +41,6 @@ anatomy's actors, groups, the exam view, picking, output and draw order):
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Iterable
 
@@ -62,6 +61,7 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from simulator.core.anatomy import Anatomy
+from simulator.core.display import x_display_available
 from simulator.core.tissue import TISSUE_INFO, Tissue, structure_group, tissue_for_structure
 from simulator.render.camera import CameraMixin, _position_name, default_preset
 from simulator.render.glyphs import _set_colour
@@ -78,7 +78,7 @@ from simulator.render.structures import DEFAULT_GROUP_OPACITY, DEFAULT_GROUP_VIS
 
 def make_render_window(size=(800, 600), offscreen: bool = True) -> vtkRenderWindow:
     """A render window; offscreen without a display uses EGL directly (no X warning)."""
-    if offscreen and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    if offscreen and sys.platform.startswith("linux") and not x_display_available():
         from vtkmodules.vtkRenderingOpenGL2 import vtkEGLRenderWindow
 
         rw = vtkEGLRenderWindow()

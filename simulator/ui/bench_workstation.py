@@ -91,7 +91,7 @@ def run(args) -> dict:
     import json
 
     quick = bool(getattr(args, "quick", False))
-    cmd = [sys.executable, "-m", "simulator.benchmarks.workstation"] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "simulator.ui.bench_workstation"] + (["--quick"] if quick else [])
     if not os.environ.get("DISPLAY"):
         xvfb_run = shutil.which("xvfb-run")
         if xvfb_run is None:
