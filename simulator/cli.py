@@ -40,9 +40,9 @@ def benchmark_module(name: str):
 
 def command_modules() -> list:
     """The modules of the commands that add their own parser (`add_parser(subparsers)`)."""
-    from simulator.commands import centre, records, score, snapshot, tracker
+    from simulator.commands import centre, gallery, records, score, snapshot, tracker
 
-    return [centre, records, score, snapshot, tracker]
+    return [centre, gallery, records, score, snapshot, tracker]
 
 
 class ProgressLine:
