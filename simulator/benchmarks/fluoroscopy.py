@@ -106,10 +106,11 @@ def _p95_ms(times) -> float:
 def _landmarks(anatomy, renderer, baseline) -> dict:
     """Landmark visibility (`fluoroscopy_landmarks`) in AP at L1 and at T11-T12 (the targets), and
     in a 25 deg oblique and a lateral at L1 and a 15 deg caudal tilt at T12, the hybrid
-    renderer against the CT-only one (the baseline), both as a single shot of the default
-    flat-panel preset would show them (noise included, fixed seed)."""
+    renderer against the CT-only one (the baseline), both as a single shot in the trainer shows
+    them (flat-panel preset, the AEC starting at 80 kVp, 15 pulses/s: quantum noise included)."""
     from simulator.core.carm import CArmPose
     from simulator.imaging.fluoroscopy_landmarks import bone_calibration_check, landmark_report
+    from simulator.imaging.fluoroscopy_session import FluoroscopySession
 
     out = {}
     views = {"ap_l1": (["vertebrae_L1"], 0.0, 0.0), "ap_t11_t12": (["vertebrae_T11", "vertebrae_T12"], 0.0, 0.0),
@@ -123,9 +124,9 @@ def _landmarks(anatomy, renderer, baseline) -> dict:
                         lao_deg=lao, cranial_deg=cranial)
         row = {}
         for tag, r in (("hybrid", renderer), ("ct_only", baseline)):
-            r.refine(pose)
-            frame = r.render(pose, quality="full", rng=np.random.default_rng(0))
-            rep = landmark_report(frame.image, anatomy, pose)
+            session = FluoroscopySession(r, pose)  # flat panel, AEC from 80 kVp, 15 pulses/s
+            frame = session.shot()
+            rep = landmark_report(frame.image, anatomy, session.pose)
             row[tag] = {k: rep.get(k) for k in ("rib_edge_ratio", "endplate_ratio", "lung_clipped_fraction")}
         if lao == 0.0 and cranial == 0.0:
             row["bone_calibration"] = bone_calibration_check(renderer, anatomy, pose)

@@ -121,7 +121,7 @@ class DisplaySettings:
     shoulder: float = 1.0  # the display curve runs on past the window's dense end by this many widths
     shoulder_start: float = 0.2  # the share of the window's dense end where the shoulder begins
     gamma: float = 1.1  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
-    edge_enhance: float = 3.0  # unsharp-mask gain, fine band (cortical outlines, end plates, needle)
+    edge_enhance: float = 4.0  # unsharp-mask gain, fine band (cortical outlines, end plates, needle)
     edge_sigma_mm: float = 0.5  # its radius at the isocentre
     detail_enhance: float = 1.0  # gain of the middle band (pedicles, processes, rib outlines)
     detail_sigma_mm: float = 2.0
