@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.core import geometry
+from simulator.core import meshes
 from simulator.core.anatomy import Anatomy, Structure, TriMesh
 from simulator.core.tissue import Tissue
 
@@ -30,14 +30,14 @@ KIDNEY_RIGHT_R = 15.0
 
 def box_mesh(lo, hi) -> TriMesh:
     """Axis-aligned box with outward-oriented faces (watertight)."""
-    mesh = geometry.box_mesh(lo, hi)
+    mesh = meshes.box_mesh(lo, hi)
     assert mesh.signed_volume_mm3() > 0
     return mesh
 
 
 def sphere_mesh(centre, radius, subdivisions: int = 3) -> TriMesh:
     """Icosphere, outward oriented."""
-    mesh = geometry.icosphere(centre, radius, subdivisions)
+    mesh = meshes.icosphere(centre, radius, subdivisions)
     assert mesh.signed_volume_mm3() > 0
     return mesh
 

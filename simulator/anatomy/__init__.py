@@ -48,6 +48,10 @@ def load_anatomy(ref: str, progress=None) -> Anatomy:
         except BundledDataError as e:
             raise AnatomyNotFound(f"the bundled patient {ref!r} ({patient.title}) is not available: {e}. "
                                   f"Run `python main.py setup-data`.") from None
+    if ref == "phantom:test_block":  # the analytic block of the scoring benchmark and the tests
+        from simulator.anatomy.test_block import synthetic_block_anatomy
+
+        return synthetic_block_anatomy()
     if ref.startswith("phantom:"):
         from simulator.anatomy.phantoms import PHANTOMS, make_phantom
 

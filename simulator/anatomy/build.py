@@ -11,7 +11,8 @@ Steps (`build_anatomy`):
 2. the grid is cropped to the body's bounding box plus a margin.
 3. structures: each label id present gets its name (unknown names are kept as soft tissue, flagged
    `known=False` and listed in `unknown_structures`). Synthesised: `spinal_canal` (the dural sac:
-   a CSF layer around the spinal cord, not into bone) and, for contrast-enhanced CTs,
+   a CSF layer around the spinal cord, not into bone), `sacrococcygeal_joint` (`joints.py`: the disc
+   between the sacrum and the coccyx, which the sacrum label includes) and, for contrast-enhanced CTs,
    `other_vessels` (unlabelled contrast-filled vessels such as the celiac trunk and the SMA).
 4. tissue classes: labelled voxels from the structure's tissue; bones split into a cortical shell
    (about 1.5 mm, or HU > 500) and cancellous interior; unlabelled body voxels by HU (gas, fat,
@@ -29,11 +30,15 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from simulator.anatomy.joints import SCJ_NAME, sacrococcygeal_joint
 from simulator.anatomy.scan_caveats import caveats, field_of_view_cuts, prepare_volumes
 from simulator.core.anatomy import Anatomy, Structure, TriMesh
 from simulator.core.tissue import BONE, Tissue, structure_group, tissue_for_structure
 
 BUILDER_VERSION = "2"
+# What the builder adds for some scans only (scan caveats, synthesised joints): part of the input hash of
+# the lumbopelvic patient and of imports, not of the chest patient, whose build it does not change.
+TREATMENT_VERSION = "t2"
 
 Progress = Callable[[float, str], None]
 
@@ -253,6 +258,13 @@ def build_anatomy(
     next_id = max([0, *present, *structure_names.keys()]) + 1
     by_name = {s.name: s for s in structures.values()}
 
+    def synthesise(sname: str, stissue: Tissue, voxels) -> int:
+        """A structure the builder adds (not in the label map): its id, the next free one."""
+        nonlocal next_id
+        sid, next_id = next_id, next_id + 1
+        structures[sid] = Structure(sid, sname, stissue, structure_group(sname, stissue), int(voxels), True)
+        return sid
+
     # spinal canal (dural sac): CSF layer around the cord, not into bone, only unlabelled voxels.
     progress(0.17, "spinal canal")
     cord = by_name.get("spinal_cord")
@@ -266,11 +278,14 @@ def build_anatomy(
         dist = ndi.distance_transform_edt(sub != cord.id, sampling=spacing)
         canal = (dist <= CANAL_MARGIN_MM) & (sub == 0) & (hu[csl] < 300) & body[csl]
         if canal.any():
-            sid = next_id
-            next_id += 1
-            sub[canal] = sid
-            structures[sid] = Structure(sid, SPINAL_CANAL, Tissue.CSF, structure_group(SPINAL_CANAL, Tissue.CSF),
-                                        int(canal.sum()), True)
+            sub[canal] = synthesise(SPINAL_CANAL, Tissue.CSF, canal.sum())
+
+    # sacrococcygeal joint (joints.py): the disc a transcoccygeal needle passes, inside the sacrum label
+    sacrum = by_name.get("sacrum")
+    if sacrum is not None and SCJ_NAME not in by_name:
+        joint = sacrococcygeal_joint(labels, spacing, sacrum.id)
+        if joint is not None:
+            labels[joint] = synthesise(SCJ_NAME, Tissue.INTERVERTEBRAL_DISC, joint.sum())
 
     bone_lut = np.zeros(next_id + 2, bool)
     for s in structures.values():
@@ -283,11 +298,7 @@ def build_anatomy(
         progress(0.2, "unlabelled contrast-filled vessels")
         vessels = find_other_vessels(hu, labels, body, bone, spacing)
         if vessels is not None:
-            sid = next_id
-            next_id += 1
-            labels[vessels] = sid
-            structures[sid] = Structure(sid, OTHER_VESSELS, Tissue.ARTERY,
-                                        structure_group(OTHER_VESSELS, Tissue.ARTERY), int(vessels.sum()), True)
+            labels[vessels] = synthesise(OTHER_VESSELS, Tissue.ARTERY, vessels.sum())
 
     # 4. tissue classes ------------------------------------------------------------------------
     progress(0.25, "tissue classes")

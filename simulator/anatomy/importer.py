@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.anatomy import valid_user_name
-from simulator.anatomy.build import BUILDER_VERSION, build_anatomy
+from simulator.anatomy.build import BUILDER_VERSION, TREATMENT_VERSION, build_anatomy
 from simulator.anatomy.label_tables import TABLES
 from simulator.anatomy.volume_io import VolumeError, read_volume, to_ras_grid
 from simulator.core.paths import anatomies_dir
@@ -108,7 +108,7 @@ def _resolve_table(label_table: str | None, labels_file: Path) -> tuple[dict[int
 
 def _hash_files(paths: list[Path], extra: list[bytes]) -> str:
     h = hashlib.sha256()
-    h.update(f"builder{BUILDER_VERSION}".encode())
+    h.update(f"builder{BUILDER_VERSION}{TREATMENT_VERSION}".encode())
     for p in paths:
         h.update(p.name.encode())
         with open(p, "rb") as fh:

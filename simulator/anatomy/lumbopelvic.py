@@ -31,6 +31,7 @@ import ast
 from pathlib import Path
 
 from simulator.anatomy import packaged
+from simulator.anatomy.build import TREATMENT_VERSION
 from simulator.anatomy.packaged import BundledDataError, PackagedPatient
 from simulator.core.anatomy import Anatomy
 
@@ -46,7 +47,7 @@ NAMES_MEMBER = f"{_ROOT}/totalsegmentator/map_to_binary.py"
 LICENCE_MEMBER = f"{_ROOT}/LICENSE"
 NAME = "lumbopelvic"
 REF = "bundled:lumbopelvic"
-RECIPE = "lumbopelvic1"  # this patient's treatment (grid, metal); bump when it changes the build
+RECIPE = f"lumbopelvic1{TREATMENT_VERSION}"  # this patient's treatment (grid, metal, joints)
 
 CREDIT = (
     "CT and segmentation from TotalSegmentator (Wasserthal J, Breit H-C, Meyer MT, et al. TotalSegmentator: "

@@ -12,6 +12,12 @@ CT-like torso of the same grid, 512 x 512 x 133 at 0.703 x 0.703 x 2.5 mm), medi
   one step per in-plane voxel) for the same 512 x 512 rays, in the same run;
 - ellipsoid_rel_error_median: the full-quality projector against the analytic line integral of a
   uniform ellipsoid on the same voxel grid;
+- landmarks: per view (AP at L1, AP at T11-T12) the rib-outline and end-plate gradient ratios and
+  the lung clipped white (`fluoroscopy_landmarks`), for the hybrid renderer (bones from meshes) and
+  the CT-only renderer (the baseline) side by side, and the bone calibration check (hybrid bone
+  line integrals against the CT's, blurred to the CT's resolution);
+- physics: half-value layer and air kerma of the modelled beam against spekpy's at 60/80/100 kVp,
+  mean energy, bone and iodine contrast per kVp;
 - peak_memory_mb: the process's peak resident memory (anatomy included);
 - numba_compile_s: the first calls (compilation, or loading numba's on-disk cache), separately.
 DiffDRR is not a dependency (it needs torch); it is reported as not installed unless importable.
@@ -77,6 +83,78 @@ def _median_ms(times) -> float:
     return round(float(np.median(times)) * 1000.0, 3)
 
 
+class _Clock:
+    """Wall and CPU (this process) time of the timed calls: on a machine shared by many, the CPU
+    time is the figure that does not depend on the others' load."""
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+
+    def __enter__(self):
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall.append(time.perf_counter() - self._w)
+        self.cpu.append(time.process_time() - self._c)
+
+
+def _p95_ms(times) -> float:
+    return round(float(np.percentile(times, 95)) * 1000.0, 3)
+
+
+def _landmarks(anatomy, renderer, baseline) -> dict:
+    """Landmark visibility (`fluoroscopy_landmarks`) in AP at L1 and at T11-T12 (the targets), and
+    in a 25 deg oblique and a lateral at L1 and a 15 deg caudal tilt at T12, the hybrid
+    renderer against the CT-only one (the baseline), both as a single shot in the trainer shows
+    them (flat-panel preset, the AEC starting at 80 kVp, 15 pulses/s: quantum noise included)."""
+    from simulator.core.carm import CArmPose
+    from simulator.imaging.fluoroscopy_landmarks import bone_calibration_check, landmark_report
+    from simulator.imaging.fluoroscopy_session import FluoroscopySession
+
+    out = {}
+    views = {"ap_l1": (["vertebrae_L1"], 0.0, 0.0), "ap_t11_t12": (["vertebrae_T11", "vertebrae_T12"], 0.0, 0.0),
+             "oblique_25_l1": (["vertebrae_L1"], 25.0, 0.0), "lateral_l1": (["vertebrae_L1"], 90.0, 0.0),
+             "caudal_15_t12": (["vertebrae_T12"], 0.0, -15.0)}
+    for key, (names, lao, cranial) in views.items():
+        cs = [anatomy.centroid_mm(n) for n in names]
+        if any(c is None for c in cs):
+            continue
+        pose = CArmPose(isocenter_mm=tuple(float(v) for v in np.mean(cs, axis=0)), detector_pixels=512,
+                        lao_deg=lao, cranial_deg=cranial)
+        row = {}
+        for tag, r in (("hybrid", renderer), ("ct_only", baseline)):
+            session = FluoroscopySession(r, pose)  # flat panel, AEC from 80 kVp, 15 pulses/s
+            frame = session.shot()
+            rep = landmark_report(frame.image, anatomy, session.pose)
+            row[tag] = {k: rep.get(k) for k in ("rib_edge_ratio", "endplate_ratio", "lung_clipped_fraction")}
+        if lao == 0.0 and cranial == 0.0:
+            row["bone_calibration"] = bone_calibration_check(renderer, anatomy, pose)
+        out[key] = row
+    return out
+
+
+def _physics() -> dict:
+    """Known answers of the beam model against spekpy, in the same run."""
+    import spekpy
+
+    from simulator.imaging import xray_spectrum as XS
+
+    rows = {}
+    for kvp in (60, 80, 100):
+        m = XS.spectral_model(kvp)
+        s = spekpy.Spek(kvp=float(kvp), th=12.0, dk=1.0)
+        s.filter("Al", 3.0)
+        s.filter("Cu", 0.1)
+        rows[str(kvp)] = {"hvl_mm_al": round(m.hvl_mm_al(), 3), "spekpy_hvl_mm_al": round(float(s.get_hvl1()), 3),
+                          "air_kerma_ugy_per_mas_1m": round(m.air_kerma_ugy_per_mas(), 2),
+                          "spekpy_air_kerma_ugy_per_mas_1m": round(float(s.get_kerma()), 2),
+                          "mean_energy_kev": round(m.mean_energy_kev(), 1),
+                          "bone_10mm_contrast": round(m.attenuation(200, 10) - m.attenuation(200, 0), 4),
+                          "iodine_100mg_cm2_contrast": round(m.attenuation(200, 0, 100) - m.attenuation(200, 0), 4)}
+    return rows
+
+
 def run(args) -> dict:
     quick = bool(getattr(args, "quick", False))
     reps = dict(needle=12, carm=12, refine=4, baseline=1) if quick else dict(needle=60, carm=60, refine=12, baseline=3)
@@ -129,48 +207,46 @@ def run(args) -> dict:
     # ---- needle moves, C-arm still ----------------------------------------------------------------------
     renderer.refine(base)
     renderer.render(base, [NeedleModel.from_gauge(22, tip, direction)], quality="full")
-    times = []
+    clocks = {}
+    clk = clocks["needle_update"] = _Clock()
     for i in range(reps["needle"]):
         nd = NeedleModel.from_gauge(22, tip + direction * (0.5 * i), direction, length_mm=150.0)
-        t0 = time.perf_counter()
-        renderer.render(base, [nd], quality="auto", time_s=0.1 * i)
-        times.append(time.perf_counter() - t0)
-    needle_ms = _median_ms(times)
+        with clk:
+            renderer.render(base, [nd], quality="auto", time_s=0.1 * i)
 
     # ---- contrast changes, C-arm still ------------------------------------------------------------------
     nd = NeedleModel.from_gauge(22, tip, direction, length_mm=150.0)
     grid = np.zeros((40, 40, 16), np.float32)
-    times = []
+    clk = clocks["contrast_update"] = _Clock()
     for i in range(reps["needle"]):
         grid[20 - i % 20:20 + i % 20, 15:25, 4:12] = 240.0 * 0.3
         blobs = [ContrastBlob.from_volume(tip + [0, 3.0 * k, -2.0 * k], 0.5 + 0.1 * i, 240.0) for k in range(6)]
         blobs.append(ContrastBlob(tuple(tip + [30, 0, 0]), (3.0, 3.0, 10.0), 150.0, intravascular=True,
                                   injected_at_s=0.0, flow_mm_s=(0, 0, 80.0)))
         scene = ContrastScene(blobs=blobs, grids=[ContrastGrid(grid.copy(), tuple(tip - [14, 14, 20]), (0.7, 0.7, 2.5))])
-        t0 = time.perf_counter()
-        renderer.render(base, [nd], scene, quality="auto", time_s=0.05 * i)
-        times.append(time.perf_counter() - t0)
-    contrast_ms = _median_ms(times)
+        with clk:
+            renderer.render(base, [nd], scene, quality="auto", time_s=0.05 * i)
 
     # ---- C-arm moves: a new pose every frame (preview) -----------------------------------------------
-    times = []
+    clk = clocks["carm_move"] = _Clock()
     for i in range(reps["carm"]):
         pose = base.replace(lao_deg=20.0 + 0.5 * (i + 1), cranial_deg=-10.0 + 0.2 * (i % 7))
-        t0 = time.perf_counter()
-        renderer.render(pose, [nd], quality="preview")
-        times.append(time.perf_counter() - t0)
-    carm_ms = _median_ms(times)
+        with clk:
+            renderer.render(pose, [nd], quality="preview")
 
     # ---- refine: full quality for new poses (AP, obliques, lateral) -------------------------------------
-    times = []
+    clk = clocks["refine"] = _Clock()
     angles = np.linspace(-45.0, 90.0, reps["refine"])
     for i, a in enumerate(angles):
         pose = base.replace(lao_deg=float(a) + 0.37, cranial_deg=-10.0 + 5.0 * (i % 3))
-        t0 = time.perf_counter()
-        renderer.refine(pose)
-        times.append(time.perf_counter() - t0)
-    refine_ms = _median_ms(times)
-    refine_max_ms = round(max(times) * 1000.0, 3)
+        with clk:
+            renderer.refine(pose)
+    refine_max_ms = round(max(clk.wall) * 1000.0, 3)
+    timing = {}
+    for name, c in clocks.items():
+        timing[f"{name}_ms_median"] = _median_ms(c.wall)
+        timing[f"{name}_ms_p95"] = _p95_ms(c.wall)
+        timing[f"{name}_cpu_ms_median"] = _median_ms(c.cpu)
 
     engine_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -206,12 +282,20 @@ def run(args) -> dict:
     volume_mb = (renderer.volume.nbytes + renderer.preview_volume.nbytes
                  + (renderer.volume.x_major().nbytes if renderer.volume.use_x_major else 0)) / 2**20
     diffdrr = importlib.util.find_spec("diffdrr") is not None
+    landmarks, physics = {}, {}
+    if anatomy.meshes and renderer.bones is not None:
+        baseline_renderer = FluoroscopyRenderer(anatomy, seed=0, bones=None)
+        landmarks = _landmarks(anatomy, renderer, baseline_renderer)
+        del baseline_renderer
+    physics = _physics()
     return {
-        "needle_update_ms_median": needle_ms,
-        "contrast_update_ms_median": contrast_ms,
-        "carm_move_ms_median": carm_ms,
-        "refine_ms_median": refine_ms,
+        **timing,
         "refine_ms_max": refine_max_ms,
+        "cpu_ms_note": "CPU time of this process per call: the figure that does not depend on the machine's load",
+        "landmarks": landmarks,
+        "landmark_targets": {"rib_edge_ratio": ">= 1.5", "endplate_ratio": ">= 1.5", "lung_clipped_fraction": "<= 0.05"},
+        "physics": physics,
+        "bones": renderer.bones.report() if renderer.bones is not None else None,
         "baseline": "numpy ray sum (nearest voxel, step 0.70 mm, 512x512 rays)",
         "baseline_ms_median": baseline_ms,
         "baseline_vs_ours_median_rel_diff": round(agreement, 5),
@@ -227,10 +311,12 @@ def run(args) -> dict:
         "volume_build_s": round(volume_build_s, 3),
         "volume_shape_zyx": list(renderer.volume.mu_zyx.shape),
         "display_pixels": 512,
-        "method": "per-pose cache; full: perspective shear-warp (Joseph rays through every CT voxel, "
-                  "intermediate grid at the CT's resolution, bilinear warp to 512x512); preview: same on a "
-                  "3x3 in-plane block-averaged volume (2.1 mm) at 256x256 (rays one z-slice apart), shown at "
-                  "512x512; needle and contrast analytic per frame at 512x512; kernels single-threaded",
+        "method": "per-pose cache of (water, bone) path maps; CT part: perspective shear-warp (Joseph rays "
+                  "through every CT voxel, meshed bones taken out) at 512x512, preview on a 3x3 block-averaged "
+                  "volume at 256x256; bones: cortical shell + cancellous core meshes rasterised per pixel (signed "
+                  "ray-triangle distances) at the same grids; polychromatic 2-D table per kVp (spekpy spectrum, "
+                  "xraydb attenuation, CsI detector); needle and contrast analytic per frame through 3-D tables; "
+                  "kernels single-threaded",
         "targets_ms": {"needle_or_contrast": 15, "carm_move": 33, "refine": 250},
         "repeats": reps,
         "quick": quick,

@@ -205,11 +205,11 @@ def cmd_live(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from simulator.cli import NO_DISPLAY_MESSAGE, _has_display
+    from simulator.core.display import NO_DISPLAY_MESSAGE, display_status
     from simulator.records.centre.config import server_conninfo
     from simulator.records.store.postgres import PostgresRecordStore
 
-    if not _has_display():
+    if display_status() == "none":
         sys.stderr.write(NO_DISPLAY_MESSAGE)
         return 2
     conninfo = server_conninfo(args.server)

@@ -47,7 +47,9 @@ def tracked_metrics(path, tissue, needle: str | None, axis="+Z", master: str | N
 
     import numpy as np
 
-    from simulator.core.geometry import MeshLocator, distance3, read_stl
+    from simulator.core.geometry import distance3
+    from simulator.core.mesh_locator import MeshLocator
+    from simulator.core.meshes import read_stl
     from simulator.core.metrics import parse_axis, perk_core_metrics
     from simulator.core.trackfiles import TrackedRecording, TransformSequence, read_tracked, recording_sequences, resample
 
@@ -90,37 +92,6 @@ def tracked_metrics(path, tissue, needle: str | None, axis="+Z", master: str | N
     return out
 
 
-def load_anatomy_ref(ref: str):
-    """The anatomy a scenario names: bundled, phantom:NAME, user:NAME."""
-    import importlib
-
-    try:
-        mod = importlib.import_module("simulator.anatomy")
-        loader = getattr(mod, "load_anatomy", None)
-    except ImportError:
-        loader = None
-    if ref == "phantom:test_block":
-        from simulator.benchmarks.scoring import synthetic_block_anatomy
-
-        return synthetic_block_anatomy()
-    if loader is not None:
-        return loader(ref)
-    if ref == "bundled":
-        from simulator.anatomy.bundled import load_bundled
-
-        return load_bundled()
-    if ref.startswith("phantom:"):
-        from simulator.anatomy.phantoms import make_phantom
-
-        return make_phantom(ref.split(":", 1)[1])
-    if ref.startswith("user:"):
-        from simulator.core.anatomy import Anatomy
-        from simulator.core.paths import anatomies_dir
-
-        return Anatomy.load(anatomies_dir() / ref.split(":", 1)[1])
-    raise ValueError(f"unknown anatomy reference {ref!r}")
-
-
 def _print_tracked(out: dict) -> None:
     print(f"{'elapsed_time_s':>22}: {out['elapsed_time_s']:.6f}")
     for k, v in out["path_length_mm"].items():
@@ -131,7 +102,7 @@ def _print_tracked(out: dict) -> None:
 
 
 def run(args) -> int:
-    from simulator.core.geometry import MeshFileError
+    from simulator.core.meshes import MeshFileError
     from simulator.core.recording import RecordingError
     from simulator.core.trackfiles import TrackFileError
 
@@ -161,7 +132,9 @@ def run(args) -> int:
         if rec.scenario_version and rec.scenario_version != scenario_version(scenario):
             sys.stderr.write(f"score: warning: {args.recording} was recorded with another version of scenario "
                              f"{scenario.id!r}; scoring with the current rubric\n")
-        anatomy = load_anatomy_ref(scenario.anatomy)
+        from simulator.anatomy import load_anatomy
+
+        anatomy = load_anatomy(scenario.anatomy)
         if rec.anatomy_hash and rec.anatomy_hash != anatomy_hash(anatomy):
             sys.stderr.write(f"score: warning: {args.recording} was recorded on another build of anatomy "
                              f"{scenario.anatomy!r} (hash {rec.anatomy_hash}); scoring on the current one\n")

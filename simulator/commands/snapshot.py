@@ -86,6 +86,7 @@ def _fluoroscopy(args, scenario, anatomy, line) -> np.ndarray:
     from simulator.core.metrics import resolve_targets
     from simulator.core.scenario_model import FluoroscopySettings
     from simulator.imaging.fluoroscopy import FluoroscopyRenderer, NeedleModel
+    from simulator.imaging.fluoroscopy_session import fluoroscopy_session
 
     settings = scenario.imaging.fluoroscopy or FluoroscopySettings()
     if settings.isocenter_mm is not None:
@@ -111,10 +112,9 @@ def _fluoroscopy(args, scenario, anatomy, line) -> np.ndarray:
     if line is not None:
         _entry, tip, axis = line
         needles.append(NeedleModel.from_gauge(scenario.needle.gauge, tip, axis, length_mm=scenario.needle.length_mm))
-    renderer = FluoroscopyRenderer(anatomy)
-    renderer.refine(pose)
-    frame = renderer.render(pose, needles=needles, quality="full", rng=np.random.default_rng(0))
-    return frame.image
+    renderer = FluoroscopyRenderer(anatomy, seed=0)
+    session = fluoroscopy_session(renderer, pose, settings)
+    return session.shot(needles).image
 
 
 def _ultrasound(args, scenario, anatomy, line) -> np.ndarray:
@@ -156,7 +156,9 @@ def _ultrasound(args, scenario, anatomy, line) -> np.ndarray:
 
 def _view3d(args, scenario, anatomy, line) -> np.ndarray:
     from simulator.core.metrics import resolve_targets
-    from simulator.render.scene import AnatomyScene, default_preset, diameter_for_gauge, needle_tip_to_world_from
+    from simulator.render.camera import default_preset
+    from simulator.render.glyphs import diameter_for_gauge, needle_tip_to_world_from
+    from simulator.render.scene import AnatomyScene
 
     scene = AnatomyScene(size=(1000, 800))
     try:

@@ -51,11 +51,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 PATIENT_POSITIONS = ("prone", "supine", "lateral_left", "lateral_right")
+# Named imaging programmes of the image chain (`simulator.imaging.fluoroscopy_presets` defines them).
+IMAGING_PRESETS = ("flat_panel", "image_intensifier", "bone_detail")
+KVP_LIMITS = (40.0, 125.0)  # tube voltages a fluoroscope offers (and the spectra table covers)
+# Mass attenuation (cm2/g) of aluminium and copper, NIST XCOM, for the filtration check below.
+_FILTER_E_KEV = (30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 150.0)
+_FILTER_MU_RHO = {"Al": (1.128, 0.5685, 0.3681, 0.2778, 0.2018, 0.1704, 0.1378),
+                  "Cu": (10.49, 4.862, 2.613, 1.593, 0.7630, 0.4584, 0.2217)}
+_FILTER_DENSITY = {"Al": 2.699, "Cu": 8.96}
+
+
+def filter_transmission(kvp: float, al_mm: float, cu_mm: float) -> float:
+    """Transmission of the filtration for the beam's most penetrating photons (0.8 x kVp): below
+    1e-3 the filters leave practically no photons for an image."""
+    e = math.log(max(0.8 * float(kvp), _FILTER_E_KEV[0]))
+    xs = [math.log(x) for x in _FILTER_E_KEV]
+    out = 0.0
+    for el, t in (("Al", al_mm), ("Cu", cu_mm)):
+        mu = math.exp(float(np.interp(e, xs, [math.log(v) for v in _FILTER_MU_RHO[el]])))
+        out += mu * _FILTER_DENSITY[el] * float(t) / 10.0
+    return math.exp(-out)
 FIELD_SHAPES = ("circle", "square")
 # Field of view of each magnification mode as a fraction of the full detector (about 30, 21, 15 cm
 # for a 30 cm detector: the 12"/9"/6" fields of an image intensifier).
@@ -466,6 +486,7 @@ class Exposure:
     field_area_irp_cm2: float
     rate_capped: bool
     quanta_per_pixel: float  # detected quanta per displayed pixel per pulse behind the AEC region
+    ma: float = 0.0  # tube current during the pulse (0: not modelled)
 
     @property
     def air_kerma_rate_mgy_min(self) -> float:
@@ -568,6 +589,9 @@ class DoseTracker:
     last_exposure: Exposure | None = None
     events: list[DoseEvent] = field(default_factory=list)
     _live: DoseEvent | None = field(default=None, repr=False)
+    # the exposure of a pose: (pose, water_thickness_mm, pulse_rate_pps, dose_mode) -> Exposure; None:
+    # `compute_exposure` at `kvp` (the fluoroscopy session sets the spectral AEC of `simulator.imaging`)
+    exposure_model: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if float(self.pulse_rate_pps) not in PULSE_RATES_PPS:
@@ -578,6 +602,8 @@ class DoseTracker:
             raise ValueError(f"DoseTracker.dose_mode: {self.dose_mode!r} is not 'normal' or 'low'")
 
     def exposure(self, pose: CArmPose, water_thickness_mm: float, pulse_rate_pps: float | None = None) -> Exposure:
+        if self.exposure_model is not None:
+            return self.exposure_model(pose, water_thickness_mm, pulse_rate_pps or self.pulse_rate_pps, self.dose_mode)
         return compute_exposure(
             pose, water_thickness_mm, self.kvp, pulse_rate_pps or self.pulse_rate_pps, self.dose_mode
         )
@@ -658,6 +684,8 @@ class DoseTracker:
             "air_kerma_mgy": self.air_kerma_mgy,
             "dap_gycm2": self.dap_gycm2,
             "air_kerma_rate_mgy_min": rate,
+            "kvp": self.last_exposure.kvp if self.last_exposure else float(self.kvp),
+            "ma": self.last_exposure.ma if self.last_exposure else 0.0,
         }
 
     def reset(self) -> None:

@@ -40,7 +40,8 @@ PROPER_WITHDRAW_FRACTION = 0.5
 PROPER_WITHDRAW_DEPTH_MM = 20.0
 PARK_MM = 0.5  # the tip rests this far outside the skin before a puncture
 
-_BONE_CODES = np.array(sorted(int(t) for t in BONE), dtype=np.uint8)
+# what stops an advancing tip: bone, and a metal implant (reported as bone contact, named by its structure)
+_BONE_CODES = np.array(sorted(int(t) for t in (*BONE, Tissue.METAL)), dtype=np.uint8)
 _IS_BONE = np.zeros(256, dtype=bool)
 _IS_BONE[_BONE_CODES] = True
 

@@ -28,7 +28,8 @@ import math
 import numpy as np
 
 from simulator.core.anatomy import Anatomy
-from simulator.core.geometry import distance3, heron_area, locator_for
+from simulator.core.geometry import distance3, heron_area
+from simulator.core.mesh_locator import locator_for
 from simulator.core.tissue import Tissue
 
 PERK_NEEDLE_LENGTH_MM = 300.0

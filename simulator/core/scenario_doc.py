@@ -19,8 +19,9 @@ list. Every edit is one undo step; `with doc.batch("label"):` makes several edit
 `set(path, value, merge_key=k)` joins consecutive edits with the same key (the keystrokes of one
 visit to a field) into one step until `end_merge()`, an undo or another edit.
 
-Helpers for the editor's tools: `add_target`, `target_from_proposal`, `set_planned_trajectory`,
-`add_critical_structure`.
+Helpers for the editor's tools (`add_target`, `target_from_proposal`, `set_planned_trajectory`,
+`add_critical_structure`) are in `simulator.core.scenario_edits`; how values are written as YAML
+(and where comments go) in `simulator.core.scenario_yaml`.
 
 No Qt here: `subscribe(callback)` tells listeners which paths changed (the Qt layer turns it into
 a signal).
@@ -29,24 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import enum
-import io
-import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any, Callable, Iterator, Optional, Union
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
-from ruamel.yaml.scalarstring import (
-    DoubleQuotedScalarString,
-    FoldedScalarString,
-    LiteralScalarString,
-    SingleQuotedScalarString,
-)
 
 from simulator.core import paths as project_paths
 from simulator.core.scenario import (
@@ -59,33 +50,35 @@ from simulator.core.scenario import (
     parse_scenario_text,
 )
 from simulator.core.scenario_model import Scenario
+from simulator.core.scenario_yaml import (
+    COORDINATE_KEYS,
+    DEFAULT_INDENT,
+    FLOW_POINTS_MAX,
+    INDENT_STYLES,
+    Path,
+    append_tail,
+    dump,
+    is_number,
+    make_yaml,
+    move_tail_comment,
+    normalise,
+    plain,
+    replace_value,
+    round_for,
+    round_mm,
+    same_shape,
+    take_tail,
+    to_node,
+)
 
 __all__ = [
     "Path",
     "ScenarioDocument",
     "ScenarioDocError",
     "field_name",
-    "add_target",
-    "target_from_proposal",
-    "set_planned_trajectory",
-    "add_critical_structure",
     "COORDINATE_KEYS",
     "round_mm",
 ]
-
-Path = tuple  # tuple[str | int, ...]; the name the interface uses (not pathlib.Path)
-
-COORDINATE_KEYS = frozenset({"center_mm", "isocenter_mm", "entry_mm", "target_mm", "points_mm"})
-COORDINATE_DECIMALS = 1  # 0.1 mm
-UNIT_VECTOR_KEYS = frozenset({"direction", "marker"})
-UNIT_VECTOR_DECIMALS = 4
-FLOW_MAPPING_KEYS = frozenset({"volume_ml"})  # written {min_ml: 3, max_ml: 5} as in the library
-FLOW_POINTS_MAX = 2  # a list of up to 2 points is one flow line; longer lists one point per line
-
-# Indentation styles tried on open (the one that gives the file back unchanged is kept):
-# (mapping, sequence, offset). The library uses "  - item" under a key: (2, 4, 2).
-_INDENT_STYLES = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (2, 4, 0), (4, 4, 0), (3, 5, 2))
-_DEFAULT_INDENT = (2, 4, 2)
 
 
 class ScenarioDocError(ValueError):
@@ -103,157 +96,9 @@ def field_name(path: Path) -> str:
     return out
 
 
-def round_mm(value: float, decimals: int = COORDINATE_DECIMALS) -> float:
-    v = round(float(value), decimals)
-    return 0.0 if v == 0 else v  # no "-0.0" in the file
-
-
 # --------------------------------------------------------------------------------------------
 # ruamel.yaml set-up
 # --------------------------------------------------------------------------------------------
-
-def _represent_none(representer, data):
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
-
-
-def _represent_float(representer, data: float):
-    """Plain floats as PyYAML (YAML 1.1, what `validate` reads) reads them back as numbers:
-    12 significant digits, and a mantissa with a dot (1.0e-05, not 1e-05, which is text there)."""
-    if math.isnan(data):
-        text = ".nan"
-    elif math.isinf(data):
-        text = ".inf" if data > 0 else "-.inf"
-    else:
-        text = repr(float(f"{data:.12g}"))
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}.0e{exponent}"
-    return representer.represent_scalar("tag:yaml.org,2002:float", text)
-
-
-def _make_yaml(indent: tuple[int, int, int]) -> YAML:
-    y = YAML(typ="rt")
-    y.preserve_quotes = True
-    y.width = 4096  # never fold long lines the instructor wrote
-    y.allow_duplicate_keys = True  # validation reports them; the editor must still open the file
-    y.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
-    y.representer.add_representer(type(None), _represent_none)
-    y.representer.add_representer(float, _represent_float)
-    return y
-
-
-def _dump(y: YAML, tree: Any) -> str:
-    s = io.StringIO()
-    y.dump(tree, s)
-    return s.getvalue()
-
-
-def _plain(value: Any) -> Any:
-    """A round-trip value as plain Python (dict, list, str, int, float, bool, None)."""
-    if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _normalise(value: Any) -> Any:
-    """Values from the UI (numpy scalars and arrays, tuples, enums) as plain Python."""
-    if isinstance(value, enum.Enum):
-        return _normalise(value.value)
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy array or scalar
-        return _normalise(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): _normalise(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(f"{value:.12g}") if math.isfinite(value) else float(value)  # as it is written
-    return value
-
-
-def _key_of(path: Path) -> Optional[str]:
-    """The mapping key a value at `path` belongs to (the last key, skipping list indices)."""
-    for part in reversed(path):
-        if isinstance(part, str):
-            return part
-    return None
-
-
-def _round_for(path: Path, value: Any) -> Any:
-    """Round coordinates (0.1 mm) and unit vectors (1e-4) in a value written at `path`."""
-    if isinstance(value, dict):
-        return {k: _round_for(path + (k,), v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_round_for(path + (i,), v) for i, v in enumerate(value)]
-    if not (_is_number(value) and math.isfinite(value)):
-        return value
-    key = _key_of(path)
-    if key in COORDINATE_KEYS:
-        return round_mm(value, COORDINATE_DECIMALS)
-    if key in UNIT_VECTOR_KEYS:
-        return round_mm(value, UNIT_VECTOR_DECIMALS)
-    return value
-
-
-def _to_node(value: Any, path: Path, like: Any = None) -> Any:
-    """A plain value as a round-trip node for `path`, styled after the node `like` it replaces."""
-    if isinstance(value, dict):
-        m = CommentedMap()
-        for k, v in value.items():
-            m[k] = _to_node(v, path + (k,))
-        if _key_of(path) in FLOW_MAPPING_KEYS and all(not isinstance(v, (dict, list)) for v in value.values()):
-            m.fa.set_flow_style()
-        elif isinstance(like, CommentedMap) and like.fa.flow_style() and all(not isinstance(v, (dict, list)) for v in value.values()):
-            m.fa.set_flow_style()
-        return m
-    if isinstance(value, list):
-        s = CommentedSeq(_to_node(v, path + (i,)) for i, v in enumerate(value))
-        if all(_is_number(v) for v in value):
-            s.fa.set_flow_style()
-        elif value and all(isinstance(v, list) and all(_is_number(x) for x in v) for v in value):
-            if isinstance(like, CommentedSeq):
-                flow = like.fa.flow_style()
-            else:
-                flow = len(value) <= FLOW_POINTS_MAX
-            if flow:
-                s.fa.set_flow_style()
-            else:
-                s.fa.set_block_style()
-        return s
-    if isinstance(value, str):
-        if isinstance(like, (DoubleQuotedScalarString, SingleQuotedScalarString, LiteralScalarString, FoldedScalarString)):
-            if isinstance(like, (LiteralScalarString, FoldedScalarString)) and "\n" not in value:
-                return DoubleQuotedScalarString(value) if _needs_quotes(value) else value
-            return type(like)(value)
-        if "\n" in value:
-            return LiteralScalarString(value if value.endswith("\n") else value + "\n")
-        return value
-    return value
-
-
-def _needs_quotes(text: str) -> bool:
-    return text != text.strip() or any(c in text for c in ":#{}[],&*!|>'\"%@`")
-
-
-def _same_shape(a: Any, b: Any) -> bool:
-    return (isinstance(a, dict) and isinstance(b, CommentedMap)) or (isinstance(a, list) and isinstance(b, CommentedSeq))
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,8 +131,8 @@ class ScenarioDocument:
         self._stale = False  # inside a batch the tree is ahead of the text until it is read
         self._raw_text = text
         self._clean_text: Optional[str] = None if dirty else text
-        self._indent = _DEFAULT_INDENT
-        self._yaml = _make_yaml(self._indent)
+        self._indent = DEFAULT_INDENT
+        self._yaml = make_yaml(self._indent)
         self._tree: Any = None
         self._tree_text: Optional[str] = None  # the text _tree was parsed from
         self._tree_error: Optional[str] = None
@@ -424,7 +269,7 @@ class ScenarioDocument:
                 node = node[part]
             else:
                 return default
-        return _plain(node)
+        return plain(node)
 
     def has(self, path: Path) -> bool:
         marker = object()
@@ -473,7 +318,7 @@ class ScenarioDocument:
         path = tuple(path)
         if not path:
             raise ScenarioDocError("set needs a field path, e.g. ('title',)")
-        value = _round_for(path, _normalise(value))
+        value = round_for(path, normalise(value))
         with self._edit(label or f"Set {field_name(path)}", [path], merge_key=merge_key):
             tree = self._require_tree()
             parent = self._container(tree, path[:-1], create=True)
@@ -495,7 +340,7 @@ class ScenarioDocument:
         """Insert `value` into the list at `list_path` before `index` (-1: append). A missing
         list is created."""
         list_path = tuple(list_path)
-        value = _normalise(value)
+        value = normalise(value)
         with self._edit(label or f"Add to {field_name(list_path)}", [list_path]):
             tree = self._require_tree()
             seq = self._container(tree, list_path, create=True, leaf_list=True)
@@ -503,7 +348,7 @@ class ScenarioDocument:
                 raise ScenarioDocError(f"{field_name(list_path)} is not a list")
             n = len(seq)
             i = n if index == -1 or index >= n else (max(0, n + index + 1) if index < 0 else index)
-            self._insert_item(seq, i, _to_node(_round_for(list_path + (i,), value), list_path + (i,)))
+            self._insert_item(seq, i, to_node(round_for(list_path + (i,), value), list_path + (i,)))
 
     def remove(self, list_path: Path, index: int, label: Optional[str] = None) -> None:
         """Remove item `index` of the list at `list_path`."""
@@ -643,9 +488,9 @@ class ScenarioDocument:
         if tree is None or self._tree_error is not None:
             return
         best, best_ratio = None, -1.0
-        for style in _INDENT_STYLES:
+        for style in INDENT_STYLES:
             try:
-                out = _dump(_make_yaml(style), tree)
+                out = dump(make_yaml(style), tree)
             except Exception:  # noqa: BLE001 - a style that ruamel cannot write is just skipped
                 continue
             if out == self._text:
@@ -655,8 +500,8 @@ class ScenarioDocument:
             ratio = difflib.SequenceMatcher(None, self._text.splitlines(), out.splitlines(), autojunk=False).ratio()
             if ratio > best_ratio:
                 best, best_ratio = style, ratio
-        self._indent = best or _DEFAULT_INDENT
-        self._yaml = _make_yaml(self._indent)
+        self._indent = best or DEFAULT_INDENT
+        self._yaml = make_yaml(self._indent)
 
     def _current_tree(self) -> Any:
         if self._stale:
@@ -680,7 +525,7 @@ class ScenarioDocument:
         return tree
 
     def _dump_tree(self) -> str:
-        return _dump(self._yaml, self._tree)
+        return dump(self._yaml, self._tree)
 
     def _restore(self, text: str) -> None:
         self._text = text
@@ -760,10 +605,10 @@ class ScenarioDocument:
             if not isinstance(key, int) or not -len(parent) <= key < len(parent):
                 raise ScenarioDocError(f"{field_name(path[:-1])} has {len(parent)} items: no item {key!r}")
             old = parent[key]
-            if _same_shape(value, old) and len(value):
+            if same_shape(value, old) and len(value):
                 self._update(old, value, path)
             else:
-                _replace_value(parent, key, _to_node(value, path, old))
+                replace_value(parent, key, to_node(value, path, old))
             return
         if not isinstance(parent, CommentedMap):
             raise ScenarioDocError(f"{field_name(path[:-1]) or 'the document'} is not a mapping")
@@ -771,12 +616,12 @@ class ScenarioDocument:
             raise ScenarioDocError(f"{field_name(path[:-1])} is a mapping: no item {key}")
         if key in parent:
             old = parent[key]
-            if _same_shape(value, old) and len(value):
+            if same_shape(value, old) and len(value):
                 self._update(old, value, path)
             else:
-                _replace_value(parent, key, _to_node(value, path, old))
+                replace_value(parent, key, to_node(value, path, old))
         else:
-            self._insert_key(parent, path[:-1], key, _to_node(value, path))
+            self._insert_key(parent, path[:-1], key, to_node(value, path))
 
     def _update(self, node: Any, value: Any, path: Path) -> None:
         """Update a mapping or list in place (its comments and style stay)."""
@@ -793,8 +638,8 @@ class ScenarioDocument:
         while len(node) > len(value):
             self._delete_item(node, len(node) - 1)
         for i in range(n, len(value)):
-            self._insert_item(node, i, _to_node(value[i], path + (i,)))
-        if len(value) > FLOW_POINTS_MAX and all(isinstance(v, list) and v and all(_is_number(x) for x in v) for v in value):
+            self._insert_item(node, i, to_node(value[i], path + (i,)))
+        if len(value) > FLOW_POINTS_MAX and all(isinstance(v, list) and v and all(is_number(x) for x in v) for v in value):
             node.fa.set_block_style()  # three or more points: one per line
 
     def _insert_key(self, node: CommentedMap, node_path: Path, key: str, value: Any) -> None:
@@ -818,7 +663,7 @@ class ScenarioDocument:
         else:
             node.insert(pos, key, value)
         if pos > 0:
-            _move_tail_comment(node, list(node.keys())[pos - 1], key)
+            move_tail_comment(node, list(node.keys())[pos - 1], key)
 
     def _insert_item(self, seq: CommentedSeq, index: int, node: Any) -> None:
         if index >= len(seq):
@@ -826,189 +671,30 @@ class ScenarioDocument:
         else:
             seq.insert(index, node)
         if index > 0 and not seq.fa.flow_style():
-            _move_tail_comment(seq, index - 1, index)
+            move_tail_comment(seq, index - 1, index)
 
     def _delete_key(self, node: CommentedMap, key: str) -> None:
         keys = list(node.keys())
         i = keys.index(key)
-        tail = _take_tail(node, key)  # the lines above the next entry stay there
+        tail = take_tail(node, key)  # the lines above the next entry stay there
         del node[key]
         if tail and i > 0:
-            _append_tail(node, keys[i - 1], tail)
+            append_tail(node, keys[i - 1], tail)
 
     def _delete_item(self, seq: CommentedSeq, index: int) -> None:
-        tail = _take_tail(seq, index) if not seq.fa.flow_style() else None
+        tail = take_tail(seq, index) if not seq.fa.flow_style() else None
         del seq[index]
         if tail and index > 0:
-            _append_tail(seq, index - 1, tail)
+            append_tail(seq, index - 1, tail)
 
 
 # ---------------------------------------------------------------------------------------------
 # Comment bookkeeping (ruamel keeps the comment lines between two entries on the first one)
 # ---------------------------------------------------------------------------------------------
 
-def _last_leaf(node: Any, key: Any) -> tuple[Any, Any]:
-    """(container, key) of the deepest last entry of node[key], where a trailing comment lives."""
-    value = node[key]
-    while True:
-        if isinstance(value, CommentedMap) and len(value) and not value.fa.flow_style():
-            node, key = value, list(value.keys())[-1]
-        elif isinstance(value, CommentedSeq) and len(value) and not value.fa.flow_style():
-            node, key = value, len(value) - 1
-        else:
-            return node, key
-        value = node[key]
-
-
-def _slot(holder: Any) -> int:
-    return 2 if isinstance(holder, CommentedMap) else 0
-
-
-def _leaf_token(node: Any, key: Any):
-    holder, k = _last_leaf(node, key)
-    entry = holder.ca.items.get(k)
-    idx = _slot(holder)
-    tok = entry[idx] if entry and len(entry) > idx else None
-    return holder, k, (tok if tok is not None and hasattr(tok, "value") else None)
-
-
-def _take_tail(node: Any, key: Any) -> Optional[str]:
-    """Remove and return the lines after node[key]'s value (comment and blank lines above the
-    next entry), keeping the comment at the end of the value's own line."""
-    holder, k, tok = _leaf_token(node, key)
-    if tok is None:
-        return None
-    first_nl = tok.value.find("\n")
-    if first_nl < 0 or not tok.value[first_nl + 1:]:
-        return None
-    tail = tok.value[first_nl + 1:]
-    eol = tok.value[: first_nl + 1]
-    if eol.strip():
-        tok.value = eol
-    else:
-        holder.ca.items[k][_slot(holder)] = None
-    return tail
-
-
-def _append_tail(node: Any, key: Any, tail: str) -> None:
-    """Put `tail` (whole lines) after node[key]'s value."""
-    from ruamel.yaml.error import CommentMark
-    from ruamel.yaml.tokens import CommentToken
-
-    holder, k, tok = _leaf_token(node, key)
-    if tok is not None:
-        tok.value = (tok.value if tok.value.endswith("\n") else tok.value + "\n") + tail
-        return
-    entry = holder.ca.items.get(k)
-    if entry is None:
-        entry = [None, None, None, None] if isinstance(holder, CommentedMap) else [None, None]
-        holder.ca.items[k] = entry
-    entry[_slot(holder)] = CommentToken("\n" + tail, CommentMark(0), None)
-
-
-def _move_tail_comment(node: Any, from_key: Any, to_key: Any) -> None:
-    """Move the lines after node[from_key] to after node[to_key]."""
-    tail = _take_tail(node, from_key)
-    if tail:
-        _append_tail(node, to_key, tail)
-
-
-def _replace_value(parent: Any, key: Any, new: Any) -> None:
-    """parent[key] = new, keeping the comment at the end of the key's line and the lines that
-    follow the old value (they belong above the next entry)."""
-    tail = _take_tail(parent, key)
-    entry = parent.ca.items.get(key)
-    idx = _slot(parent)
-    eol = entry[idx] if entry and len(entry) > idx else None
-    old = parent[key]
-    parent[key] = new
-    if isinstance(new, (CommentedMap, CommentedSeq)) and not new.fa.flow_style() and len(new):
-        if eol is not None and hasattr(eol, "value") and eol.value.strip():
-            new.ca.comment = [eol, None]  # the key line's comment, as ruamel keeps it for a block value
-    if tail:
-        _append_tail(parent, key, tail)
-
 
 # ---------------------------------------------------------------------------------------------
 # Helpers for the editor's tools
 # ---------------------------------------------------------------------------------------------
 
-def _points(points_mm) -> list[list[float]]:
-    pts = _normalise(points_mm)
-    if pts and _is_number(pts[0]):
-        pts = [pts]
-    out = []
-    for p in pts:
-        if len(p) != 3:
-            raise ScenarioDocError(f"a point has three coordinates [r, a, s] in mm, got {p!r}")
-        out.append([round_mm(v) for v in p])
-    return out
 
-
-def add_target(doc: ScenarioDocument, *, id: str, name: str, kind: str = "point", points_mm,
-               radius_mm: float = 0.0, tolerance_mm: float = 5.0, side: str = "midline",
-               proposal: Optional[str] = None) -> int:
-    """Append a target (points rounded to 0.1 mm); returns its index."""
-    target: dict[str, Any] = {"id": id, "name": name, "kind": kind}
-    if points_mm is not None:
-        target["points_mm"] = _points(points_mm)
-    if radius_mm:
-        target["radius_mm"] = float(radius_mm)
-    target["tolerance_mm"] = tolerance_mm
-    target["side"] = side
-    if proposal:
-        target["proposal"] = proposal
-    n = len(doc.get(("targets",), None) or [])
-    doc.insert(("targets",), -1, target, label=f"Add target {id}")
-    return n
-
-
-def target_from_proposal(doc: ScenarioDocument, anatomy, proposal_name: str, *,
-                         target_id: Optional[str] = None, tolerance_mm: float = 5.0) -> int:
-    """Append the label-based proposal `proposal_name` of `anatomy` (simulator.core.proposals)
-    as a target with its points (rounded to 0.1 mm) and the proposal's name; returns its index.
-    Raises ScenarioDocError when the anatomy's labels do not support that proposal."""
-    from simulator.core.proposals import propose, propose_targets  # late: scipy label analysis
-
-    p = propose(anatomy, proposal_name)
-    if p is None:
-        known = ", ".join(sorted(propose_targets(anatomy))) or "none"
-        raise ScenarioDocError(f"anatomy {getattr(anatomy, 'name', '?')!r} has no proposal {proposal_name!r} "
-                               f"(its labels support: {known})")
-    existing = {t.get("id") for t in (doc.get(("targets",), None) or []) if isinstance(t, dict)}
-    tid = target_id or p.name
-    base, n = tid, 2
-    while tid in existing:
-        tid, n = f"{base}_{n}", n + 1
-    name = p.description.split(":")[0] if p.description else p.name.replace("_", " ")
-    return add_target(doc, id=tid, name=name, kind=p.kind, points_mm=p.points_mm,
-                      radius_mm=p.radius_mm if p.kind != "point" else 0.0,
-                      tolerance_mm=tolerance_mm, side=p.side, proposal=p.name)
-
-
-def set_planned_trajectory(doc: ScenarioDocument, entry_mm, target_mm, target_id: Optional[str] = None) -> None:
-    """Set planned_trajectory (entry and tip rounded to 0.1 mm); one undo step."""
-    traj: dict[str, Any] = {"entry_mm": _points(entry_mm)[0], "target_mm": _points(target_mm)[0]}
-    if target_id is not None:
-        traj["target_id"] = target_id
-    with doc.batch("Set the planned trajectory"):
-        doc.set(("planned_trajectory",), traj)
-        if target_id is None and doc.has(("planned_trajectory", "target_id")):
-            doc.unset(("planned_trajectory", "target_id"))
-
-
-def add_critical_structure(doc: ScenarioDocument, *, structure: Optional[str] = None, tissue: Optional[str] = None,
-                           severity: str = "major", message: Optional[str] = None) -> int:
-    """Append a critical structure (a structure name of the anatomy or a tissue class); returns
-    its index."""
-    item: dict[str, Any] = {}
-    if structure is not None:
-        item["structure"] = structure
-    if tissue is not None:
-        item["tissue"] = tissue
-    item["severity"] = _normalise(severity)
-    if message:
-        item["message"] = message
-    n = len(doc.get(("critical_structures",), None) or [])
-    doc.insert(("critical_structures",), -1, item, label=f"Add critical structure {structure or tissue}")
-    return n

@@ -104,10 +104,26 @@ class FluoroscopySettings(_Model):
     isocenter_mm: Optional[Vec3] = Field(None, description="RAS point the beam is centred on; default the first target")
     pulse_rate_pps: Literal[3.75, 7.5, 15, 30] = 15
     field_mm: float = Field(300.0, gt=50, le=450, description="detector field size")
-    kvp: float = Field(80.0, ge=50, le=125)
+    kvp: float = Field(80.0, ge=40, le=125, description="tube voltage where the automatic exposure control starts (it raises mA first, then kVp)")
+    filtration_mm_al: float = Field(3.0, ge=0, le=30, description="total aluminium filtration (inherent + added), mm")
+    filtration_mm_cu: float = Field(0.1, ge=0, le=3, description="added copper filtration, mm")
+    imaging_preset: Literal["flat_panel", "image_intensifier", "bone_detail"] = Field(
+        "flat_panel", description="the image chain's programme (detector, processing, temporal filter)")
     presets: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="named views: name -> [lao_deg, cranial_deg]"
     )
+
+    @model_validator(mode="after")
+    def _filtration(self):
+        from simulator.core.carm import filter_transmission
+
+        t = filter_transmission(self.kvp, self.filtration_mm_al, self.filtration_mm_cu)
+        if t < 1e-3:
+            field = "filtration_mm_cu" if self.filtration_mm_cu > 0 else "filtration_mm_al"
+            raise LocatedValueError(
+                f"{self.filtration_mm_al:g} mm Al + {self.filtration_mm_cu:g} mm Cu leave no photons at {self.kvp:g} kVp "
+                f"(transmission {t:.1e} of the most penetrating ones); use at most a few mm Al and 0.1-0.3 mm Cu", field)
+        return self
 
     @field_validator("presets")
     @classmethod

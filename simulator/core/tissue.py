@@ -142,7 +142,7 @@ _NAME_RULES: list[tuple[str, Tissue]] = [
     (r"^(spinal_canal|dural_sac|csf)$", Tissue.CSF),
     (r"^brain$", Tissue.BRAIN),
     (r"^(autochthon_.*|iliopsoas_.*|gluteus_.*|.*_muscle.*|psoas.*|quadratus_lumborum.*)$", Tissue.MUSCLE),
-    (r"^intervertebral_disc.*$", Tissue.INTERVERTEBRAL_DISC),
+    (r"^(intervertebral_disc.*|sacrococcygeal_joint)$", Tissue.INTERVERTEBRAL_DISC),
     (r"^(.*_nerve.*|.*plexus.*|.*ganglion.*)$", Tissue.NERVE),
     (r"^(face|skin)$", Tissue.SKIN),
     (r"^(metal_implant.*|implant.*)$", Tissue.METAL),

@@ -327,12 +327,9 @@ _APP = None
 
 
 def _has_display() -> bool:
-    import os
+    from simulator.core.display import has_display
 
-    if sys.platform != "linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                or os.environ.get("QT_QPA_PLATFORM"))
+    return has_display()
 
 
 def ensure_qt_app(headless: bool = False):

@@ -63,10 +63,10 @@ def scenario_for(store: RecordStore, info, override=None) -> tuple[object, list[
 def anatomy_for(ref: str):
     """The anatomy a scenario names (cached in this process)."""
     if ref not in _ANATOMIES:
-        from simulator.commands.score import load_anatomy_ref
+        from simulator.anatomy import load_anatomy
 
         try:
-            _ANATOMIES[ref] = load_anatomy_ref(ref)
+            _ANATOMIES[ref] = load_anatomy(ref)
         except Exception as e:  # noqa: BLE001 - AnatomyNotFound and friends: reported by name
             raise RecordsError(f"anatomy {ref!r}: {e}") from None
     return _ANATOMIES[ref]

@@ -1,11 +1,10 @@
 """Start the trainer's window: `run_app(scenario=None) -> exit code`."""
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import sys
 
+from simulator.core.display import display_status
 from simulator.ui.main_window import APPLICATION, ORGANISATION
 
 CANNOT_CONNECT = """\
@@ -18,27 +17,7 @@ The trainer cannot open a window: the display {display!r} does not answer.
 
 def x_display_reachable(display: str | None = None) -> bool:
     """True unless an X display is named and cannot be opened (Qt would abort with a plugin trace)."""
-    display = display if display is not None else os.environ.get("DISPLAY")
-    if not sys.platform.startswith("linux") or not display or os.environ.get("WAYLAND_DISPLAY"):
-        return True
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform and not platform.startswith("xcb"):
-        return True
-    name = ctypes.util.find_library("X11")
-    if not name:
-        return True  # let Qt report it
-    try:
-        x11 = ctypes.CDLL(name)
-        x11.XOpenDisplay.restype = ctypes.c_void_p
-        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-        handle = x11.XOpenDisplay(display.encode())
-        if not handle:
-            return False
-        x11.XCloseDisplay(handle)
-    except OSError:
-        return True
-    return True
+    return display_status(display) != "unreachable"
 
 
 def run_app(scenario: str | None = None, argv: list[str] | None = None) -> int:

@@ -279,7 +279,8 @@ class FluoroscopyView(QWidget):
         self.canvas.set_image(None)
         self.canvas.corner_text = {}
         self.canvas.edge_labels = {}
-        self._worker.submit(("setup", self._gen, anatomy, self.pose, float(s.pulse_rate_pps), float(s.kvp)))
+        self._worker.submit(("setup", self._gen, anatomy, self.pose, float(s.pulse_rate_pps), float(s.kvp),
+                             (float(s.filtration_mm_al), float(s.filtration_mm_cu), str(s.imaging_preset))))
         if controller is not None and self._flush_before_motion not in controller.before_needle_motion:
             controller.before_needle_motion.append(self._flush_before_motion)
         self.carm_moved.emit(self.pose)
@@ -512,10 +513,11 @@ class FluoroscopyView(QWidget):
             from simulator.core.carm import DoseTracker
             from simulator.imaging.fluoroscopy_session import FluoroscopySession
 
-            _, gen, anatomy, pose, pps, kvp = job
+            _, gen, anatomy, pose, pps, kvp, (al_mm, cu_mm, preset) = job
             renderer = _renderer_for(anatomy)
             w["gen"] = gen
-            w["session"] = FluoroscopySession(renderer, pose, DoseTracker(kvp=kvp, pulse_rate_pps=pps))
+            w["session"] = FluoroscopySession(renderer, pose, DoseTracker(kvp=kvp, pulse_rate_pps=pps), preset=preset,
+                                              al_mm=al_mm, cu_mm=cu_mm)
             w["session"].refine_pending()
             return {"kind": "ready", "gen": gen}
         if gen != w["gen"] or w["session"] is None:
@@ -579,7 +581,8 @@ class FluoroscopyView(QWidget):
         self.canvas.edge_labels = pose.orientation_labels()
         self.canvas.corner_text = {
             "tl": carm_angle_text(pose.lao_deg, pose.cranial_deg),
-            "tr": f"{float(self.settings.pulse_rate_pps):g} p/s  {float(self.settings.kvp):g} kV",
+            "tr": f"{float(self.settings.pulse_rate_pps):g} p/s  {float(res['dose'].get('kvp', self.settings.kvp)):.0f} kV"
+                  f"  {float(res['dose'].get('ma', 0.0)):.1f} mA",
             "bl": "" if frame.quality == "full" else "preview",
         }
         self.canvas.banner = "\u2622 LIVE" if self._live else ""

@@ -69,7 +69,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.render.scene import anatomy_polydata
+from simulator.render.lod import anatomy_polydata
 from simulator.ui.attempt import AttemptController
 from simulator.ui.fluoro_view import FluoroscopyView
 from simulator.ui.loader import AnatomyLoader

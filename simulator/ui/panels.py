@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.render.scene import CAMERA_PRESETS, PRESET_LABELS
+from simulator.render.camera import CAMERA_PRESETS, PRESET_LABELS
 
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 ERROR_ROLE = Qt.ItemDataRole.UserRole + 2

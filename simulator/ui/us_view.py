@@ -63,7 +63,7 @@ def default_probe_pose(scenario, anatomy, targets=()):
     """The scenario's probe pose, or one over the first target looking down from the ceiling side."""
     from simulator.core.needle import TissueProbe
     from simulator.core.probe import ProbePose
-    from simulator.render.scene import ceiling_direction
+    from simulator.render.camera import ceiling_direction
 
     us = scenario.imaging.ultrasound
     direction = np.asarray(us.direction, float) if us is not None and us.direction is not None else -ceiling_direction(scenario.patient_position)

@@ -36,8 +36,9 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera  # noqa: E402
 
-import simulator.render.scene as scene_mod  # noqa: E402
-from simulator.render.scene import AnatomyScene, anatomy_coarse_polydata, anatomy_medium_polydata  # noqa: E402
+import simulator.render.lod as lod_mod  # noqa: E402
+from simulator.render.lod import anatomy_coarse_polydata, anatomy_medium_polydata  # noqa: E402
+from simulator.render.scene import AnatomyScene  # noqa: E402
 
 CLICK_SLOP_PX = 4
 #: A render request waits for the events already queued (a burst of changes makes one render),
@@ -207,8 +208,8 @@ class View3D(QWidget):
         self.scene.set_anatomy(anatomy, patient_position, build_lod=False)
         self._lod_pending = None
         n = self.scene.triangle_count() if anatomy is not None else 0
-        if anatomy is not None and ((not self.scene.has_lod() and n > scene_mod.LOD_MIN_TRIANGLES)
-                                    or (not self.scene.has_medium() and n > scene_mod.MEDIUM_MIN_TRIANGLES)):
+        if anatomy is not None and ((not self.scene.has_lod() and n > lod_mod.LOD_MIN_TRIANGLES)
+                                    or (not self.scene.has_medium() and n > lod_mod.MEDIUM_MIN_TRIANGLES)):
             if self.render_count > 0:
                 self._start_lod(anatomy)
             else:  # after the first frame: the window comes up without sharing the CPU with it

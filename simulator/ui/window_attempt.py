@@ -11,7 +11,7 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
-from simulator.render.scene import diameter_for_gauge, hub_colour_for_gauge
+from simulator.render.glyphs import diameter_for_gauge, hub_colour_for_gauge
 from simulator.ui.window_scenarios import _value
 
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QAction, QKeySequence
 
-from simulator.render.scene import (
-    default_preset,
-    diameter_for_gauge,
-    hub_colour_for_gauge,
-    needle_tip_to_world_from,
-)
+from simulator.render.camera import default_preset
+from simulator.render.glyphs import diameter_for_gauge, hub_colour_for_gauge, needle_tip_to_world_from
 
 
 NEEDLE_STANDOFF_MM = 10.0  # the needle waits this far outside the planned entry point

@@ -8,7 +8,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QMessageBox, QTextBrowser, QVBoxLayout
 
 from simulator import __version__
-from simulator.render.scene import CAMERA_PRESETS, PRESET_LABELS
+from simulator.render.camera import CAMERA_PRESETS, PRESET_LABELS
 from simulator.ui.panels import PRESET_KEYS
 from simulator.ui.window_attempt import COARSE_DEG, COARSE_MM, FINE_DEG, FINE_MM
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from simulator.render.scene import default_preset
+from simulator.render.camera import default_preset
 
 
 def _value(x) -> str:

@@ -119,3 +119,18 @@ def test_prepare_volumes_and_caveats():
     for words in ("Coarse CT grid (3 x 3 x 3 mm)", "Metal implant", "femur_left", "patient's left side",
                   "No intravenous contrast"):
         assert words in text, words
+
+
+def test_sacrococcygeal_joint_where_the_sacrum_narrows_into_the_coccyx():
+    from simulator.anatomy.joints import sacrococcygeal_joint
+
+    labels = np.zeros((40, 40, 60), np.uint16)  # 1.5 mm voxels
+    labels[18:22, 18:22, 0:16] = 25  # coccyx: 6 x 6 mm, 24 mm long (z 0..22.5 mm)
+    labels[8:32, 12:28, 16:60] = 25  # sacral apex and sacrum: 36 x 24 mm
+    joint = sacrococcygeal_joint(labels, np.array([1.5, 1.5, 1.5]), 25)
+    ks = np.nonzero(joint.any(axis=(0, 1)))[0]
+    assert ks.tolist() == [14, 15], "the 3 mm of coccyx just below the widening"
+    assert joint.sum() == 2 * 16 and (labels[joint] == 25).all()
+    labels[:] = 0
+    labels[8:32, 12:28, 0:60] = 25  # no narrowing: no joint found
+    assert sacrococcygeal_joint(labels, np.array([1.5, 1.5, 1.5]), 25) is None

@@ -280,3 +280,33 @@ def test_pose_from_a_scenarios_fluoroscopy_settings():
     st2 = FluoroscopySettings()
     pose2 = CArmPose.from_settings(st2, isocenter_mm=(1.0, 2.0, 3.0), patient_position="supine", detector_pixels=256)
     assert pose2.isocenter_mm == (1.0, 2.0, 3.0) and pose2.patient_position == "supine" and pose2.detector_pixels == 256
+
+
+# ---- the beam settings of a scenario: bad values refused with file, line and field --------------
+@pytest.mark.parametrize("extra, field, words", [
+    ("    kvp: 30\n", "imaging.fluoroscopy.kvp", "greater than or equal to 40"),
+    ("    kvp: 140\n", "imaging.fluoroscopy.kvp", "less than or equal to 125"),
+    ("    kvp: 60\n    filtration_mm_cu: 3.0\n", "imaging.fluoroscopy.filtration_mm_cu", "no photons"),
+    ("    kvp: 40\n    filtration_mm_cu: 0\n    filtration_mm_al: 30\n", "imaging.fluoroscopy.filtration_mm_al", "no photons"),
+    ("    imaging_preset: xray_vision\n", "imaging.fluoroscopy.imaging_preset", "'flat_panel'"),
+])
+def test_bad_beam_settings_name_file_line_and_field(tmp_path, extra, field, words):
+    from simulator.core.scenario import ScenarioError
+    from tests.core.test_scenario import BASE, errors_of, line_of, write
+
+    text = BASE.replace("  fluoroscopy:\n", "  fluoroscopy:\n" + extra, 1)
+    path = write(tmp_path, text)
+    errors = [e for e in errors_of(path) if e.field == field]
+    assert errors, [(e.field, e.message) for e in errors_of(path)]
+    assert words in errors[0].message
+    assert errors[0].line == line_of(text, extra.strip().splitlines()[-1].split(":")[0] + ":")
+    assert f"{path}:{errors[0].line}: {field}: " in str(ScenarioError(path, errors))
+
+
+def test_filter_transmission_and_the_preset_names_agree_with_the_imaging_side():
+    from simulator.core.carm import IMAGING_PRESETS, filter_transmission
+    from simulator.imaging.fluoroscopy_presets import PRESETS
+
+    assert set(IMAGING_PRESETS) == set(PRESETS)
+    assert filter_transmission(80, 3.0, 0.1) > 0.3  # a clinical beam's hard photons pass
+    assert filter_transmission(60, 3.0, 3.0) < 1e-3

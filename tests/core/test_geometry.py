@@ -6,29 +6,24 @@ import pytest
 
 from simulator.core.anatomy import TriMesh
 from simulator.core.geometry import (
-    MeshFileError,
-    MeshLocator,
     angle_between_deg,
     angles_from_direction,
-    box_mesh,
     direction_from_angles,
     frame_from_axis,
     heron_area,
-    icosphere,
     invert_pose,
     is_rigid,
     point_polyline_distance,
     point_segment_distance,
     pose_from_tip_axis,
-    read_stl,
     rotation_about_axis,
     rotation_between,
     sphere_distance,
-    subdivided_box_mesh,
     triangle_area,
     tube_distance,
-    write_stl,
 )
+from simulator.core.mesh_locator import MeshLocator
+from simulator.core.meshes import MeshFileError, box_mesh, icosphere, read_stl, subdivided_box_mesh, write_stl
 from simulator.core.metrics import PerkAccumulator, perk_core_metrics
 
 

@@ -4,7 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from simulator.core.geometry import MeshLocator, box_mesh, icosphere, pose_from_tip_axis
+from simulator.core.geometry import pose_from_tip_axis
+from simulator.core.mesh_locator import MeshLocator
+from simulator.core.meshes import box_mesh, icosphere
 from simulator.core.metrics import (
     CORE_KEYS,
     PerkAccumulator,

@@ -101,7 +101,7 @@ def test_proposals_cached_per_anatomy():
 def test_a_point_off_the_line_of_its_neighbours_is_dropped():
     """A chain sampled slice by slice: an inner point 12 mm off its neighbours' mid-point (a ray
     that had to turn forwards) is dropped; smooth bends and the end points stay."""
-    from simulator.core.proposals import KINK_MM, _drop_kinks
+    from simulator.core.proposal_geometry import KINK_MM, drop_kinks as _drop_kinks
 
     z = -np.arange(6) * 8.0
     x = np.array([-41.0, -41.0, -42.0, -31.0, -42.0, -37.0])  # the 4th sits 11 mm medial

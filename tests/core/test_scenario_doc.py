@@ -8,14 +8,8 @@ import pytest
 
 from simulator.core import paths
 from simulator.core.scenario import ScenarioError, load_scenario, validate_files
-from simulator.core.scenario_doc import (
-    ScenarioDocError,
-    ScenarioDocument,
-    add_critical_structure,
-    add_target,
-    field_name,
-    set_planned_trajectory,
-)
+from simulator.core.scenario_doc import ScenarioDocError, ScenarioDocument, field_name
+from simulator.core.scenario_edits import add_critical_structure, add_target, set_planned_trajectory
 
 LIBRARY = sorted(paths.SCENARIOS_DIR.glob("*.yaml"))
 CELIAC = paths.SCENARIOS_DIR / "celiac_plexus_posterior.yaml"
@@ -390,7 +384,7 @@ def test_target_from_a_proposal_has_the_proposals_points_rounded(bundled, doc, n
     import numpy as np
 
     from simulator.core.proposals import propose
-    from simulator.core.scenario_doc import target_from_proposal
+    from simulator.core.scenario_edits import target_from_proposal
 
     p = propose(bundled, name)
     i = target_from_proposal(doc, bundled, name)
@@ -408,7 +402,7 @@ def test_target_from_a_proposal_has_the_proposals_points_rounded(bundled, doc, n
 
 
 def test_target_from_an_unsupported_proposal_names_the_ones_there_are(bundled, doc, celiac_text):
-    from simulator.core.scenario_doc import target_from_proposal
+    from simulator.core.scenario_edits import target_from_proposal
 
     with pytest.raises(ScenarioDocError, match="celiac_plexus_left"):
         target_from_proposal(doc, bundled, "stellate_left")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from simulator.core.geometry import box_mesh, icosphere, pose_from_tip_axis, write_stl
+from simulator.core.geometry import pose_from_tip_axis
+from simulator.core.meshes import box_mesh, icosphere, write_stl
 from simulator.core.paths import PROJECT_ROOT
 from simulator.core.trackfiles import write_sequence_metafile, write_transform_recorder_xml
 

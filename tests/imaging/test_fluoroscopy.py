@@ -394,8 +394,8 @@ def test_pose_cache_preview_refine_and_collimation(slab_renderer):
     up = np.kron(prev, np.ones((2, 2)))
     assert np.median(np.abs(up - full)) < 0.05
     # the AEC reads the centre of the field: water and the bone block (worth 1.6 of line integral)
-    centre = full[45:83, 45:83]
-    assert slab_renderer.water_thickness_mm(pose) == pytest.approx(np.median(centre) / MU_WATER_60KEV_PER_MM, rel=0.02)
+    water, _bone = slab_renderer.anatomy_paths(pose, "full")
+    assert slab_renderer.water_thickness_mm(pose) == pytest.approx(np.median(water[45:83, 45:83]), rel=0.02)
     assert slab_renderer.water_thickness_mm(pose) > 200.0 / math.cos(math.radians(12))
 
 

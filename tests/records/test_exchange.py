@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from simulator.benchmarks.scoring import ENTRY, expert_attempt, synthetic_scenario
-from simulator.core.geometry import pose_from_tip_axis, write_stl
+from simulator.core.geometry import pose_from_tip_axis
+from simulator.core.meshes import write_stl
 from simulator.core.metrics import body_surface, perk_core_metrics
 from simulator.core.procedure import Procedure, replay
 from simulator.core.recording import Recording

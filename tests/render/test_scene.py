@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 from simulator.core.tissue import TISSUE_INFO, Tissue
-from simulator.render.scene import (
-    CAMERA_PRESETS,
-    AnatomyScene,
-    camera_preset_vectors,
-    default_preset,
-    polydata_from_mesh,
-    vertex_normals,
-)
+from simulator.render.camera import CAMERA_PRESETS, camera_preset_vectors, default_preset
+from simulator.render.scene import AnatomyScene
+from simulator.render.vtk_mesh import polydata_from_mesh, vertex_normals
 from tests.conftest import (
     AORTA_XY,
     BODY_HI,
@@ -340,12 +335,12 @@ def test_switching_anatomy_and_closing(scene, synthetic_anatomy):
 @pytest.fixture
 def lod_scene(monkeypatch, tmp_path):
     """The synthetic anatomy above the LOD limit (patched), its copies cached under tmp_path."""
-    import simulator.render.scene as scene_mod
+    import simulator.render.lod as lod_mod
     from tests.conftest import make_synthetic_anatomy
 
-    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
-    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path / "lod")
     anatomy = make_synthetic_anatomy()  # a fresh object: its polydata is built with the patched limits
     s = AnatomyScene(size=(W, H))
     s.set_anatomy(anatomy, "supine")
@@ -355,7 +350,7 @@ def lod_scene(monkeypatch, tmp_path):
 
 
 def test_decimated_mesh_keeps_the_shape_closed_and_outward():
-    from simulator.render.scene import decimated_mesh
+    from simulator.render.lod import decimated_mesh
 
     sphere = sphere_mesh([10.0, -5.0, 3.0], 40.0, subdivisions=4)  # 5120 triangles
     small = decimated_mesh(sphere, 500)
@@ -370,7 +365,7 @@ def test_decimated_mesh_keeps_the_shape_closed_and_outward():
 
 
 def test_lod_targets_share_the_budget_with_a_floor():
-    from simulator.render.scene import LOD_MIN_MESH_TRIANGLES, lod_targets
+    from simulator.render.lod import LOD_MIN_MESH_TRIANGLES, lod_targets
 
     meshes = {"big": sphere_mesh([0, 0, 0], 10.0, 4), "small": sphere_mesh([0, 0, 0], 10.0, 1)}  # 5120, 80
     t = lod_targets(meshes, total=1000)
@@ -379,36 +374,36 @@ def test_lod_targets_share_the_budget_with_a_floor():
 
 
 def test_decimated_copies_are_read_back_from_their_cache(monkeypatch, tmp_path):
-    import simulator.render.scene as scene_mod
+    import simulator.render.lod as lod_mod
     from tests.conftest import make_synthetic_anatomy
 
-    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
-    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path)
     anatomy = make_synthetic_anatomy()
-    first = scene_mod.anatomy_lod_meshes(anatomy)
+    first = lod_mod.anatomy_lod_meshes(anatomy)
     assert len(list(tmp_path.glob("*.npz"))) == 1
     assert first["kidney_left"].n_triangles < anatomy.meshes["kidney_left"].n_triangles
 
     def no_decimation(*_a, **_k):
         raise AssertionError("decimated again instead of reading the cache")
 
-    monkeypatch.setattr(scene_mod, "decimated_mesh", no_decimation)
-    again = scene_mod.anatomy_lod_meshes(make_synthetic_anatomy())
+    monkeypatch.setattr(lod_mod, "decimated_mesh", no_decimation)
+    again = lod_mod.anatomy_lod_meshes(make_synthetic_anatomy())
     assert set(again) == set(first)
     for name in first:
         np.testing.assert_array_equal(again[name].faces, first[name].faces)
         np.testing.assert_allclose(again[name].vertices, first[name].vertices)
     anatomy.meshes["kidney_left"] = sphere_mesh(KIDNEY_LEFT_C, KIDNEY_LEFT_R + 1.0)  # other meshes: other key
     monkeypatch.undo()
-    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
-    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path)
-    scene_mod.anatomy_lod_meshes(anatomy)
+    monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path)
+    lod_mod.anatomy_lod_meshes(anatomy)
     assert len(list(tmp_path.glob("*.npz"))) == 2
-    monkeypatch.setattr(scene_mod, "LOD_CACHE_KEEP", 1)  # only the newest stays
+    monkeypatch.setattr(lod_mod, "LOD_CACHE_KEEP", 1)  # only the newest stays
     anatomy.meshes["kidney_left"] = sphere_mesh(KIDNEY_LEFT_C, KIDNEY_LEFT_R + 2.0)
-    scene_mod.anatomy_lod_meshes(anatomy)
+    lod_mod.anatomy_lod_meshes(anatomy)
     assert len(list(tmp_path.glob("*.npz"))) == 1
 
 
@@ -483,7 +478,7 @@ def test_small_anatomies_have_no_coarse_copies_but_a_reduced_moving_image(scene)
 
 
 def test_scaled_image_is_bilinear_with_aligned_centres():
-    from simulator.render.scene import _scale_image
+    from simulator.render.lod import _scale_image
 
     img = np.array([[[0], [100]], [[200], [40]]], np.uint8)
     big = _scale_image(img, 4, 4)[:, :, 0]
@@ -495,7 +490,7 @@ def test_scaled_image_is_bilinear_with_aligned_centres():
 
 
 def test_the_needle_stays_visible_when_the_view_is_zoomed_out(scene):
-    from simulator.render.scene import needle_tip_to_world_from
+    from simulator.render.glyphs import needle_tip_to_world_from
 
     scene.set_needle(needle_tip_to_world_from(KIDNEY_LEFT_C + [0, 60, 0], [0, -1, 0]), length_mm=90, diameter_mm=0.72)
     scene.render()
@@ -532,7 +527,7 @@ def test_draw_order_opaque_front_to_back_then_translucent_with_the_skin_last(sce
 def test_orientation_cube_shows_the_face_the_camera_looks_at(scene):
     """One actor: faces and letters in one mesh; the letter of the face towards the camera shows
     in its colour in the lower-left corner (A/P green, R/L red, S/I blue)."""
-    from simulator.render.scene import orientation_cube_polydata
+    from simulator.render.camera import orientation_cube_polydata
 
     poly = orientation_cube_polydata()
     b = poly.GetBounds()
@@ -559,15 +554,15 @@ def test_orientation_cube_shows_the_face_the_camera_looks_at(scene):
 def medium_scene(monkeypatch, tmp_path):
     """The synthetic anatomy with moving copies (800 triangles) and medium ones (1600), cached
     under tmp_path."""
-    import simulator.render.scene as scene_mod
+    import simulator.render.lod as lod_mod
     from tests.conftest import make_synthetic_anatomy
 
-    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
-    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
-    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
-    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(lod_mod, "MEDIUM_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
+    monkeypatch.setattr(lod_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
+    monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path / "lod")
     anatomy = make_synthetic_anatomy()
     s = AnatomyScene(size=(W, H))
     s.set_anatomy(anatomy, "supine")

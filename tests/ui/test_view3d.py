@@ -117,12 +117,12 @@ def _grab_from_x(view) -> np.ndarray:
 
 @pytest.fixture
 def lod_view(qtbot, monkeypatch, tmp_path):
-    import simulator.render.scene as scene_mod
+    import simulator.render.lod as lod_mod
     from tests.conftest import make_synthetic_anatomy
 
-    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
-    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path / "lod")
     v = View3D()
     qtbot.addWidget(v)
     v.resize(320, 240)
@@ -219,16 +219,16 @@ def test_a_click_while_moving_picks_on_the_full_meshes(qtbot, lod_view):
 # --- the medium still frame, then the full one after a longer idle ---------------------------------
 @pytest.fixture
 def medium_view(qtbot, monkeypatch, tmp_path):
-    import simulator.render.scene as scene_mod
+    import simulator.render.lod as lod_mod
     import simulator.ui.view3d as view_mod
     from tests.conftest import make_synthetic_anatomy
 
-    monkeypatch.setattr(scene_mod, "LOD_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "LOD_TARGET_TRIANGLES", 800)
-    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_TRIANGLES", 0)
-    monkeypatch.setattr(scene_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
-    monkeypatch.setattr(scene_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
-    monkeypatch.setattr(scene_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
+    monkeypatch.setattr(lod_mod, "MEDIUM_MIN_TRIANGLES", 0)
+    monkeypatch.setattr(lod_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
+    monkeypatch.setattr(lod_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
+    monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path / "lod")
     monkeypatch.setattr(view_mod, "FULL_DELAY_MS", 600)
     v = View3D()
     qtbot.addWidget(v)

@@ -35,7 +35,9 @@ def celiac(qapp, tmp_path_factory):
     if not _bundled_ready():
         pytest.skip("the bundled patient is not built (make test builds it)")
     mp = pytest.MonkeyPatch()
-    data = tmp_path_factory.mktemp("data")
+    from simulator.core.paths import link_shared_data
+
+    data = link_shared_data(tmp_path_factory.mktemp("data"))  # records of its own; the built patient shared
     mp.setenv("NEUROLYSIS_DATA", str(data))
     w = open_window("celiac_plexus_posterior", data / "settings.ini")
     wait_until(lambda: w.fluoro_view.ready, 60, "the fluoroscopy engine")
@@ -213,6 +215,7 @@ def test_exam_mode_hides_the_target_and_the_inside(celiac):
     assert not w.procedure_panel.hints.isVisible() and not w.procedure_panel.band_plot.isVisible()
     assert not w.display_panel.groups_box.isEnabled()
     box.click()
+    wait_until(lambda: scene.detail == "full", 10, "the full meshes (after the medium frame)")
     assert w.instructor_mode and any(scene.structures[n].actor.GetVisibility() for n in inner)
 
 

@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
+from simulator.core.paths import link_shared_data
 from simulator.ui.driver import process, wait_until
 from simulator.ui.editor import EditorMode, install_editor
 from simulator.ui.main_window import MainWindow
@@ -19,7 +20,7 @@ def open_gel_window(tmp_path_factory, name: str):
     """(window, monkeypatch): the gel scenario in a window with its own data folder; questions
     are answered from `window.answers` (default "discard") and recorded in `window.asked`."""
     mp = pytest.MonkeyPatch()
-    data = tmp_path_factory.mktemp(name)
+    data = link_shared_data(tmp_path_factory.mktemp(name))  # files of its own; built patients shared
     mp.setenv("NEUROLYSIS_DATA", str(data))
     w = MainWindow(scenario="needle_basics_gel", settings=QSettings(str(data / "settings.ini"), QSettings.Format.IniFormat))
     w.asked = []

@@ -324,7 +324,7 @@ def test_deleting_a_target_leaves_no_needle_leading_to_it(win, editor):
 
 
 def test_plan_messages_name_the_needles_as_the_plan_tab_does():
-    from simulator.ui.editor.mode import needle_words
+    from simulator.ui.editor.overlays import needle_words
 
     assert needle_words("planned_trajectory: Crosses the aorta.") == "Needle 1: Crosses the aorta."
     assert needle_words("additional_trajectories[0]: Bone.") == "Needle 2: Bone."
@@ -334,7 +334,7 @@ def test_plan_messages_name_the_needles_as_the_plan_tab_does():
 
 def test_labels_of_targets_close_together_do_not_overlap(win, editor):
     """Two point targets 2 mm apart on the axial slice: their names are drawn a line apart."""
-    from simulator.core.scenario_doc import add_target
+    from simulator.core.scenario_edits import add_target
 
     ed = editor
     win.answers = {"editor_unsaved": "discard"}

@@ -91,7 +91,7 @@ def run(args) -> dict:
     import json
 
     quick = bool(getattr(args, "quick", False))
-    cmd = [sys.executable, "-m", "simulator.benchmarks.workstation"] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "simulator.ui.bench_workstation"] + (["--quick"] if quick else [])
     if not os.environ.get("DISPLAY"):
         xvfb_run = shutil.which("xvfb-run")
         if xvfb_run is None:
@@ -133,7 +133,7 @@ def _run(quick: bool, data: str) -> dict:
     from simulator.anatomy import bundled
     from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
     from simulator.ui.main_window import MainWindow
-    import simulator.render.scene as scene_mod
+    import simulator.render.lod as lod_mod
 
     out: dict = {"display": os.environ.get("DISPLAY", ""), "loadavg_start": round(os.getloadavg()[0], 2)}
     celiac = "celiac_plexus_posterior" if bundled.cache_is_valid() else None
@@ -150,9 +150,9 @@ def _run(quick: bool, data: str) -> dict:
         wait_until(lambda: w.view3d.render_count > first or w.view3d.render_count > 0, 30, "the 3D view")
         t_usable = time.perf_counter() - t0
         scene = w.view3d.scene
-        wait_until(lambda: scene.has_lod() or scene.triangle_count() <= scene_mod.LOD_MIN_TRIANGLES, 120,
+        wait_until(lambda: scene.has_lod() or scene.triangle_count() <= lod_mod.LOD_MIN_TRIANGLES, 120,
                    "the moving frame's meshes")
-        wait_until(lambda: scene.has_medium() or scene.triangle_count() <= scene_mod.MEDIUM_MIN_TRIANGLES, 120,
+        wait_until(lambda: scene.has_medium() or scene.triangle_count() <= lod_mod.MEDIUM_MIN_TRIANGLES, 120,
                    "the medium still frame's meshes")
         out[f"{scenario}_lod_ready_s"] = round(time.perf_counter() - t0 - t_usable, 3)
         wait_until(lambda: w.procedure_panel.plots_ready, 30, "the plots")

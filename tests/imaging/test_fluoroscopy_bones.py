@@ -1,0 +1,183 @@
+"""Bones from closed meshes: exact path lengths through analytic solids, the cortical shell over
+the cancellous core, the calibration against the CT, and the landmarks on the bundled patient."""
+import numpy as np
+import pytest
+
+from simulator.core.anatomy import TriMesh
+from simulator.core.carm import CArmPose
+from simulator.imaging import xray_mesh_kernels as MK
+from simulator.imaging.xray_bones import BoneGroup, BoneModel, _calibrate, inner_surface
+
+
+def icosphere(level: int) -> tuple[np.ndarray, np.ndarray]:
+    from simulator.core.geometry import icosphere as sphere
+
+    mesh = sphere(subdivisions=level)
+    return mesh.vertices.astype(np.float64), mesh.faces.astype(np.int64)
+
+
+def cylinder(radius, height, n=720, rings=40):
+    """A closed capped cylinder along z, outward faces."""
+    ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    zs = np.linspace(-height / 2, height / 2, rings + 1)
+    verts = [(radius * np.cos(a), radius * np.sin(a), z) for z in zs for a in ang]
+    verts += [(0, 0, -height / 2), (0, 0, height / 2)]
+    faces = []
+    for r in range(rings):
+        for i in range(n):
+            a, b = r * n + i, r * n + (i + 1) % n
+            c, d = a + n, b + n
+            faces += [(a, b, d), (a, d, c)]
+    bot, top = len(verts) - 2, len(verts) - 1
+    for i in range(n):
+        faces.append((bot, (i + 1) % n, i))
+        faces.append((top, rings * n + i, rings * n + (i + 1) % n))
+    return np.array(verts, float), np.array(faces, dtype=np.int64)
+
+
+def _path(verts, faces, pose):
+    n = pose.detector_pixels
+    det_origin, du, dv = pose.detector_pixel_grid()
+    src = pose.source_mm
+    uv = np.empty((len(verts), 2))
+    MK.project_vertices(verts, src, det_origin, du, dv, pose.beam_direction, pose.source_to_detector_mm, uv)
+    out = np.zeros((n, n))
+    MK.mesh_path_length(verts, faces, uv, src, det_origin - src, du, dv, out)
+    return out
+
+
+def test_path_length_through_a_sphere_within_half_a_percent():
+    v, f = icosphere(5)
+    centre, radius = np.array([3.0, -2.0, 5.0]), 40.0
+    verts = v * radius + centre
+    assert TriMesh(verts, f).is_watertight() and TriMesh(verts, f).signed_volume_mm3() > 0
+    for pose in (CArmPose(lao_deg=20, cranial_deg=10, detector_pixels=256), CArmPose(lao_deg=90, detector_pixels=256)):
+        got = _path(verts, f, pose)
+        o, d = pose.pixel_rays()
+        m = o - centre
+        b = np.einsum("ijk,ijk->ij", m, d)
+        disc = b * b - (np.einsum("ijk,ijk->ij", m, m) - radius**2)
+        chord = np.where(disc > 0, 2 * np.sqrt(np.maximum(disc, 0)), 0.0)
+        inside = chord > 0.2 * chord.max()
+        rel = np.abs(got[inside] - chord[inside]) / chord[inside]
+        assert np.median(rel) < 0.005 and np.mean(rel) < 0.005
+        assert got[chord == 0].max() == 0.0 and got.min() >= 0.0  # no crack or spike outside
+        # the integral over the detector (volume x magnification^2) within 0.5 %
+        assert got.sum() == pytest.approx(chord.sum(), rel=0.005)
+
+
+def test_path_length_through_a_cylinder_within_half_a_percent():
+    radius, height = 15.0, 120.0
+    verts, faces = cylinder(radius, height)
+    verts = verts + np.array([0.0, 0.0, 10.0])
+    # beam across the cylinder (AP of a vertical cylinder): chord = 2 sqrt(r^2 - d^2) in its cross-section
+    pose = CArmPose(detector_pixels=256, isocenter_mm=(0.0, 0.0, 10.0))
+    got = _path(verts, faces, pose)
+    o, d = pose.pixel_rays()
+    # exact chord through the (finite) cylinder: the infinite one's, clipped by the caps
+    m = o[..., :2]
+    dd = d[..., :2]
+    a = np.einsum("ijk,ijk->ij", dd, dd)
+    b = np.einsum("ijk,ijk->ij", m, dd)
+    c = np.einsum("ijk,ijk->ij", m, m) - radius**2
+    disc = b * b - a * c
+    ok = disc > 0
+    t1 = np.where(ok, (-b - np.sqrt(np.maximum(disc, 0))) / a, 0)
+    t2 = np.where(ok, (-b + np.sqrt(np.maximum(disc, 0))) / a, 0)
+    z0, z1 = 10.0 - height / 2, 10.0 + height / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s0 = (z0 - o[..., 2]) / d[..., 2]
+        s1 = (z1 - o[..., 2]) / d[..., 2]
+    lo = np.maximum(t1, np.minimum(s0, s1))
+    hi = np.minimum(t2, np.maximum(s0, s1))
+    chord = np.where(ok, np.maximum(hi - lo, 0), 0)
+    inside = chord > 0.2 * chord.max()
+    rel = np.abs(got[inside] - chord[inside]) / chord[inside]
+    assert np.median(rel) < 0.005
+    assert got.sum() == pytest.approx(chord.sum(), rel=0.005)
+
+
+def test_cortical_shell_over_core_on_a_sphere():
+    """A hollow-ish sphere: the inner surface 1.5 mm in, the shell at weight 1 and the core at 0.1:
+    through the centre B = 2 x 1.5 + 0.1 x (2 R - 3); tangentially near the rim the shell's long
+    path shows as a bright ring (the cortical outline)."""
+    v, f = icosphere(5)
+    radius = 20.0
+    outer = v * radius
+    inner = inner_surface(outer, f, 1.5, np.full(len(outer), 20.0))
+    assert np.allclose(np.linalg.norm(inner, axis=1), radius - 1.5, atol=0.05)
+    model = BoneModel(np.concatenate([outer, inner]), np.concatenate([f, f + len(outer)]),
+                      [BoneGroup("ball", 1, (0, len(f)), (len(f), 2 * len(f)), (0, 2 * len(outer)), 1.5, 1.0, 0.1,
+                                 0.0, 0.0, 0.0)])
+    pose = CArmPose(detector_pixels=256)
+    b = model.project(pose)
+    c = 127.5
+    centre = b[127:129, 127:129].mean()
+    mag = pose.source_to_detector_mm / pose.source_to_isocenter_mm
+    assert centre == pytest.approx(2 * 1.5 + 0.1 * (2 * radius - 3.0), rel=0.01)
+    # the outline: the maximum of B along a row through the centre lies within the shell's
+    # projection, near the rim, and is several times the centre's value
+    row = b[128]
+    rim_px = radius * mag / pose.pixel_pitch_mm
+    peak = int(np.argmax(row[: int(c)]))
+    assert abs((c - peak) - rim_px) < 2.5
+    assert row[peak] > 2.0 * centre
+
+
+def test_calibration_shares_the_ct_mass_between_shell_and_core():
+    core_w, shell_w = _calibrate(10.0, 12.0, 30.0, 0.13)
+    assert core_w == pytest.approx(0.13) and shell_w * 12.0 + core_w * 30.0 == pytest.approx(10.0)
+    core_w, shell_w = _calibrate(40.0, 12.0, 30.0, 0.13)  # dense bone: the shell is cortical, the core takes the rest
+    assert shell_w == 1.0 and core_w == pytest.approx((40.0 - 12.0) / 30.0)
+    core_w, shell_w = _calibrate(1.0, 12.0, 30.0, 0.13)  # light bone: the shell at its floor, the core lighter
+    assert shell_w == pytest.approx(0.25) and core_w == 0.0
+
+
+def test_an_open_bone_mesh_is_reported_and_left_in_the_ct(synthetic_anatomy):
+    import copy
+
+    from simulator.core.tissue import BONE
+
+    anatomy = copy.copy(synthetic_anatomy)
+    bones = [s for s in anatomy.structures.values() if s.tissue in BONE and s.name in anatomy.meshes]
+    if not bones:
+        pytest.skip("the synthetic anatomy has no meshed bone")
+    name = bones[0].name
+    mesh = anatomy.meshes[name]
+    anatomy.meshes = dict(anatomy.meshes, **{name: TriMesh(mesh.vertices, mesh.faces[:-3])})
+    model = BoneModel.from_anatomy(anatomy)
+    assert name in model.rejected and "not closed" in model.rejected[name]
+    assert all(g.name != name for g in model.groups)
+
+
+@pytest.fixture(scope="module")
+def bundled_renderer():
+    from simulator.anatomy import load_anatomy
+    from simulator.anatomy.bundled import cache_dir, cache_is_valid
+
+    if not cache_is_valid(cache_dir()):
+        pytest.skip("the bundled patient is not built (make data)")
+    from simulator.imaging.fluoroscopy import FluoroscopyRenderer
+
+    anatomy = load_anatomy("bundled")
+    return anatomy, FluoroscopyRenderer(anatomy, seed=0)
+
+
+def test_bundled_bones_carry_the_cts_mass_and_show_their_landmarks(bundled_renderer):
+    from simulator.imaging.fluoroscopy_landmarks import bone_calibration_check, landmark_report
+
+    anatomy, renderer = bundled_renderer
+    assert renderer.bones is not None and not renderer.bones.rejected
+    names = {g.name for g in renderer.bones.groups}
+    assert {"vertebrae_L1", "vertebrae_T12", "rib_left_12", "rib_right_11"} <= names
+    iso = (anatomy.centroid_mm("vertebrae_T11") + anatomy.centroid_mm("vertebrae_T12")) / 2
+    pose = CArmPose(isocenter_mm=tuple(iso), detector_pixels=512)
+    check = bone_calibration_check(renderer, anatomy, pose)
+    assert check["bone_mass_ratio_total"] == pytest.approx(1.0, abs=0.1)
+    assert check["bone_mass_ratio_median"] == pytest.approx(1.0, abs=0.15)
+    renderer.refine(pose)
+    frame = renderer.render(pose, quality="full", rng=np.random.default_rng(0))
+    rep = landmark_report(frame.image, anatomy, pose)
+    assert rep["rib_edge_ratio"] >= 1.5
+    assert rep["endplate_ratio"] >= 1.5
+    assert rep["lung_clipped_fraction"] <= 0.05
