@@ -10,6 +10,7 @@ and reopened, its attempts being recorded lose their recorder; a fresh `CentreSy
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -45,6 +46,7 @@ def new_local_file(path: Path) -> None:
     """An empty, migrated records file (a copy of one made once per process)."""
     if "file" not in _TEMPLATE:
         folder = Path(tempfile.mkdtemp(prefix="nt-sync-template-", dir=_scratch_root()))
+        atexit.register(shutil.rmtree, folder, True)
         SQLiteRecordStore(folder / "template.sqlite").close()
         _TEMPLATE["file"] = folder / "template.sqlite"
     shutil.copyfile(_TEMPLATE["file"], path)
