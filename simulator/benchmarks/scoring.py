@@ -42,8 +42,9 @@ __all__ = ["AORTA", "CANAL", "ENTRY", "KIDNEY", "SKIN_Y", "TARGET", "StepClock",
 
 def synthetic_scenario(**overrides):
     """A celiac-style fluoroscopy scenario on the test block (a `Scenario`). Fields given as
-    keyword arguments replace the defaults; modality="ultrasound" also drops the contrast step
-    and scores the tip visibility instead of the fluoroscopy images."""
+    keyword arguments replace the defaults; modality="ultrasound" also drops the contrast step,
+    scores the tip visibility instead of the fluoroscopy images and (unless `imaging` is given)
+    images with a curvilinear probe deep enough for the 100 mm deep target."""
     from simulator.core.scenario_model import Scenario
 
     d = {
@@ -101,6 +102,8 @@ def synthetic_scenario(**overrides):
         d["rubric"]["items"] = [i if i["metric"] != "fluoro_shots" else
                                 {"metric": "tip_visible_pct", "weight": 5, "good": 90, "bad": 50}
                                 for i in d["rubric"]["items"]]
+        if "imaging" not in overrides:
+            d["imaging"] = {"ultrasound": {"probe": "curvilinear", "depth_mm": 140, "frequency_mhz": 4}}
     return Scenario.model_validate(d)
 
 

@@ -13,6 +13,9 @@
     main.py records recover [ATTEMPT]                     list attempts a crash left open / recover one
     main.py records progress TRAINEE [--scenario S]       learning-curve data
     main.py records overview [--scenario S]               per scenario: trainees, attempts, pass rate
+    main.py records validity --expert T [T ...] --novice T [T ...] [--scenario S] [--boot N]
+                                                          per metric and the total score: expert-vs-novice
+                                                          AUC with a bootstrap 95 % CI, pass/fail agreement
     main.py records add-trainee NAME [--full-name TEXT] | delete ATTEMPT --yes
 
 ATTEMPT is the number `attempts` lists or (a unique prefix of) the attempt's UUID. `--db FILE`
@@ -110,6 +113,14 @@ def add_parser(subparsers) -> None:
 
     s = sub.add_parser("overview", parents=[c], help="per scenario: trainees, attempts, scores, pass rate")
     s.add_argument("--scenario")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("validity", parents=[c], help="expert-vs-novice AUC per metric (95 %% CI), pass/fail agreement")
+    s.add_argument("--expert", nargs="+", required=True, metavar="TRAINEE",
+                   help="the expert group's trainees (names, or one comma-separated list)")
+    s.add_argument("--novice", nargs="+", required=True, metavar="TRAINEE", help="the novice group's trainees")
+    s.add_argument("--scenario", help="only this scenario (default: every scenario both groups did)")
+    s.add_argument("--boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("delete", parents=[c], help="delete an attempt")
@@ -415,6 +426,26 @@ def cmd_overview(args, store, path) -> int:
     return 0
 
 
+def cmd_validity(args, store, path) -> int:
+    from simulator.records.validity import TABLE_HEAD, header_line, summary_line, table_rows, validity_report
+
+    def names(values):
+        return [n.strip() for v in values for n in str(v).split(",") if n.strip()]
+
+    if not 100 <= args.boot <= 100000:
+        raise _Fail(f"--boot {args.boot}: give between 100 and 100000 resamples")
+    rep = validity_report(_need(store, path), names(args.expert), names(args.novice), args.scenario, n_boot=args.boot)
+    if args.json:
+        print(json.dumps(rep.to_json()))
+        return 0
+    print(header_line(rep))
+    for s in rep.scenarios:
+        print()
+        print(summary_line(s))
+        print(_table(TABLE_HEAD, table_rows(s)))
+    return 0
+
+
 def cmd_delete(args, store, path) -> int:
     aid = _attempt(store, path, args.attempt)
     if not args.yes:
@@ -428,5 +459,5 @@ COMMANDS = {
     "trainees": cmd_trainees, "add-trainee": cmd_add_trainee, "attempts": cmd_attempts, "show": cmd_show,
     "export": cmd_export, "export-trainee": cmd_export_trainee, "import-trainee": cmd_import_trainee,
     "import-attempt": cmd_import_attempt, "report": cmd_report, "rescore": cmd_rescore, "recover": cmd_recover,
-    "progress": cmd_progress, "overview": cmd_overview, "delete": cmd_delete,
+    "progress": cmd_progress, "overview": cmd_overview, "validity": cmd_validity, "delete": cmd_delete,
 }

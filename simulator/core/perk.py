@@ -17,6 +17,12 @@ the needle base is b_i = M_i (-300 * axis, 1) (Perk Tutor's 300 mm, whatever the
 Sums run in frame order, one term at a time, as Perk Tutor adds them, so the numbers agree with its
 to the last bits of double precision (up to the surface queries themselves).
 
+Action counts (Perk Tutor's TranslationalActions / RotationalActions, for the needle and the probe):
+with C_i = M_i M_{i-1}^-1 (frames with a repeated time skipped), the speed is |translation of
+C_i| / dt (mm/s) or |rotation angle of C_i| / dt (deg/s, angle in [-180, 180]). The test
+"speed > 50" changes the action state only once it has differed from the state for more than
+0.2 s (since the last frame that agreed with it); each change into "moving" is one action.
+
 `perk_core_metrics` computes all of them for whole arrays at once (vectorised, with repeated poses
 computed once); `PerkAccumulator` takes one frame at a time (the live score during an attempt, and
 the plain per-sample loop the benchmark compares against). Both give the same numbers.
@@ -372,3 +378,57 @@ def sample_sequence_at(times_master: np.ndarray, times: np.ndarray, values: np.n
     pick = np.where(j < 0, np.where(np.abs(ts[0] - tm) <= tol, 0, 0), pick)
     return values[pick]
 
+
+
+# --------------------------------------------------------------------------------------------
+# Action counts (translational and rotational, any tracked tool)
+# --------------------------------------------------------------------------------------------
+
+ACTION_SPEED_MM_S = 50.0
+ACTION_SPEED_DEG_S = 50.0
+ACTION_HYSTERESIS_S = 0.2
+ACTION_KEYS = ("translational_actions", "rotational_actions")
+
+
+def _action_count(times: np.ndarray, moving: np.ndarray) -> int:
+    """Perk Tutor's action state machine over frames 1.. (`moving[k]`: the test at times[k])."""
+    state = False
+    complete = 0.0
+    count = 0
+    for t, test in zip(times.tolist(), moving.tolist()):
+        if test == state:
+            complete = t
+        elif t - complete > ACTION_HYSTERESIS_S:
+            state = test
+            complete = t
+            if test:
+                count += 1
+    return count
+
+
+def action_counts(time_s, tool_to_world, speed_mm_s: float = ACTION_SPEED_MM_S,
+                  speed_deg_s: float = ACTION_SPEED_DEG_S) -> dict:
+    """Translational and rotational actions of one tracked tool (Perk Tutor's definitions, see the
+    module notes). Frames whose pose has a NaN (the tool not tracked) are left out."""
+    t = np.asarray(time_s, dtype=np.float64)
+    m = np.asarray(tool_to_world, dtype=np.float64).reshape(-1, 4, 4)
+    if len(m) == 0:
+        return dict.fromkeys(ACTION_KEYS, 0)
+    ok = np.all(np.isfinite(m.reshape(len(m), 16)), axis=1)
+    t, m = t[ok], m[ok]
+    if len(t):
+        keep = np.ones(len(t), dtype=bool)
+        keep[1:] = t[1:] != t[:-1]  # a frame with the previous frame's time is skipped
+        # (Perk Tutor compares with the last frame it kept; equal times are consecutive here)
+        t, m = t[keep], m[keep]
+    if len(t) < 2:
+        return dict.fromkeys(ACTION_KEYS, 0)
+    r_prev_t = np.transpose(m[:-1, :3, :3], (0, 2, 1))
+    r_change = np.einsum("nij,njk->nik", m[1:, :3, :3], r_prev_t)
+    trans = m[1:, :3, 3] - np.einsum("nij,nj->ni", r_change, m[:-1, :3, 3])
+    dt = t[1:] - t[:-1]
+    v = np.linalg.norm(trans, axis=1) / dt
+    cos = np.clip((np.trace(r_change, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    w = np.degrees(np.arccos(cos)) / dt
+    return {"translational_actions": _action_count(t[1:], v > speed_mm_s),
+            "rotational_actions": _action_count(t[1:], w > speed_deg_s)}

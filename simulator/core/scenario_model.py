@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from simulator.core.behaviours import BEHAVIOURS
 from simulator.core.model_base import LocatedValueError, Vec3, _Model
 from simulator.core.scenario_case import Outcome, PrognosticBlock, Vignette, check_case
 from simulator.core.tissue import Tissue
@@ -330,7 +331,20 @@ MetricName = Literal[
     "tip_visible_pct",
     "critical_contacts",
     "bone_contacts",
+    "translational_actions",
+    "rotational_actions",
+    "probe_translational_actions",
+    "probe_rotational_actions",
+    "error_behaviours",
 ]
+
+#: Metrics an item can score for one target (`RubricItem.target`).
+PER_TARGET_METRICS = ("final_distance_mm", "min_distance_mm", "target_coverage_pct", "angle_to_plan_deg")
+#: Metrics that need an imaging modality: they do not apply (and weigh nothing) without it.
+FLUORO_METRICS = ("fluoro_shots", "fluoro_time_s", "dap_gycm2")
+ULTRASOUND_METRICS = ("tip_visible_pct", "probe_translational_actions", "probe_rotational_actions")
+
+BehaviourName = Literal[tuple(BEHAVIOURS)]  # type: ignore[valid-type]
 
 AutoFail = Literal[
     "critical_contact",  # contact with a critical structure of severity critical
@@ -353,7 +367,11 @@ class RubricItem(_Model):
     Lower is better when good < bad (distances, times), higher when good > bad (coverage)."""
 
     metric: MetricName
-    weight: float = Field(gt=0, le=100)
+    weight: float = Field(ge=0, le=100, description="0 keeps the item on the card without points")
+    target: Optional[str] = Field(
+        None, pattern=_NAME, description="score the metric at this target only (final_distance_mm, "
+        "min_distance_mm, target_coverage_pct, angle_to_plan_deg); default: over the required targets",
+    )
     good: float = Field(description="value at or better than which the item scores full marks")
     bad: float = Field(description="value at or worse than which the item scores zero")
     reason: Optional[str] = Field(None, description="why this matters, shown to the trainee")
@@ -362,6 +380,9 @@ class RubricItem(_Model):
     def _range(self):
         if self.good == self.bad:
             raise LocatedValueError("good and bad must differ", "bad")
+        if self.target is not None and self.metric not in PER_TARGET_METRICS:
+            raise LocatedValueError(f"metric {self.metric} is not measured per target (those are: "
+                                    f"{', '.join(PER_TARGET_METRICS)})", "target")
         return self
 
 
@@ -370,14 +391,26 @@ class Rubric(_Model):
     items: list[RubricItem] = Field(min_length=1)
     automatic_fails: list[AutoFail] = Field(default_factory=list)
     advance_without_imaging_mm: float = Field(5.0, gt=0, le=50, description="fluoroscopy: advance allowed per image")
+    behaviours: dict[BehaviourName, Union[Literal["fail", "ignore"], float]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="what an error behaviour costs: fail, ignore, or points off per occurrence "
+        "(defaults in simulator/core/behaviours.py)",
+    )
+    redirections_allowed: int = Field(6, ge=0, le=100, description="more redirections than this: a behaviour")
+    live_fluoro_max_s: float = Field(10.0, gt=0, le=600, description="a live fluoroscopy run longer than this: a behaviour")
 
     @model_validator(mode="after")
     def _unique(self):
-        seen: dict[str, int] = {}
+        seen: dict[tuple, int] = {}
         for i, item in enumerate(self.items):
-            if item.metric in seen:
-                raise LocatedValueError(f"metric {item.metric} is already scored by items[{seen[item.metric]}]", "items", i, "metric")
-            seen[item.metric] = i
+            key = (item.metric, item.target)
+            if key in seen:
+                what = item.metric + (f" at target {item.target}" if item.target else "")
+                raise LocatedValueError(f"metric {what} is already scored by items[{seen[key]}]", "items", i, "metric")
+            seen[key] = i
+        for key, v in self.behaviours.items():
+            if not isinstance(v, str) and not (0 <= v <= 100):
+                raise LocatedValueError(f"behaviour {key}: points off must be in [0, 100], got {v}", "behaviours", key)
         for i, fail in enumerate(self.automatic_fails):
             if self.automatic_fails.index(fail) != i:
                 raise LocatedValueError(f"automatic fail {fail} is listed twice", "automatic_fails", i)
@@ -467,6 +500,16 @@ class Scenario(_Model):
         for loc, traj in located:
             if traj.target_id is not None and traj.target_id not in ids:
                 raise LocatedValueError(f"target_id {traj.target_id!r} is not one of the targets {sorted(ids)}", *loc, "target_id")
+        for i, item in enumerate(self.rubric.items):
+            if item.target is not None and item.target not in ids:
+                raise LocatedValueError(f"target {item.target!r} is not one of the targets {sorted(ids)}",
+                                        "rubric", "items", i, "target")
+        applicable = [it for it in self.rubric.items if self.metric_applies(it.metric)]
+        if sum(it.weight for it in applicable) <= 0:
+            why = ("the weights sum to 0" if applicable else
+                   f"none of its metrics applies to a {self.modality.value} scenario like this one")
+            raise LocatedValueError(f"the rubric cannot score: {why} (give an applicable item a weight above 0)",
+                                    "rubric", "items")
         fails = set(self.rubric.automatic_fails)
         needs = {
             "agent_without_contrast": (self.steps.contrast, "steps.contrast"),
@@ -495,6 +538,20 @@ class Scenario(_Model):
         return self
 
     # -- helpers for the rest of the program --------------------------------------------------
+    def metric_applies(self, metric: str) -> bool:
+        """Can this scenario measure the metric? (fluoroscopy metrics need fluoroscopy, probe and tip
+        visibility metrics ultrasound, the angle a planned trajectory, coverage and off-target spread
+        an agent to give)."""
+        if metric in FLUORO_METRICS:
+            return self.modality in (Modality.fluoroscopy, Modality.both)
+        if metric in ULTRASOUND_METRICS:
+            return self.modality in (Modality.ultrasound, Modality.both)
+        if metric == "angle_to_plan_deg":
+            return self.planned_trajectory is not None
+        if metric in ("target_coverage_pct", "off_target_spread_ml"):
+            return bool(self.steps.agent_options()) or self.steps.test_dose is not None
+        return True
+
     @property
     def trajectories(self) -> list[Trajectory]:
         """All planned needle paths: `planned_trajectory` first, then `additional_trajectories`."""

@@ -12,16 +12,24 @@ Rubric (from the scenario):
   critical structure of severity `critical`, neurolytic into a vessel or the dural sac, agent
   without aspiration / local anaesthetic / contrast / test dose, a required target not reached,
   too much agent, a wrong agent, a pleural breach, no agent at all.
+- Every target is scored on its own: a required target without a placed needle and an injection
+  meant for it fails the attempt, whatever the rubric lists ("no needle placed and nothing
+  injected at the celiac plexus, right (a required target) - automatic fail"). An item with a
+  `target` scores its metric at that target only.
+- Error behaviours on the timeline (`core.behaviours`) cost what the rubric says (`behaviours`),
+  else their defaults: an automatic fail, or points off per occurrence up to a cap, taken from
+  the items' total.
 - Passed = no automatic fail and score >= pass_mark.
-Reasons come first for automatic fails ("aorta punctured at 00:42 - automatic fail"), then the
-target distances ("tip 2.1 mm from the celiac plexus (tolerance 5 mm)"), then the items that lost
-points, then other step problems.
+Reasons come first for automatic fails ("aorta punctured at 00:42 - automatic fail"), then each
+target's result ("Celiac plexus, left: injected 0.5 mm from it (tolerance 5 mm), coverage 100 %"),
+then the behaviours that cost points, the items that lost points, then other step problems.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
+from simulator.core.behaviours import consequence
 from simulator.core.events import EventKind, format_time
 from simulator.core.metrics import AttemptMetrics, attempt_metrics
 from simulator.core.targets import TargetGeometry, resolve_targets, targets_from_recording
@@ -46,6 +54,11 @@ LABELS = {
     "tip_visible_pct": ("needle tip seen on ultrasound while advancing", "%"),
     "critical_contacts": ("contacts with critical structures", ""),
     "bone_contacts": ("bone contacts", ""),
+    "translational_actions": ("needle translational actions", ""),
+    "rotational_actions": ("needle rotational actions", ""),
+    "probe_translational_actions": ("probe translational actions", ""),
+    "probe_rotational_actions": ("probe rotational actions", ""),
+    "error_behaviours": ("error behaviours", ""),
 }
 
 AUTO_FAIL_TEXT = {
@@ -61,6 +74,7 @@ AUTO_FAIL_TEXT = {
     "wrong_agent": "wrong agent or concentration",
     "pleural_breach": "pleural breach",
     "no_agent_injected": "no agent injected",
+    "required_target_missed": "a required target without a needle and an injection",
 }
 
 
@@ -106,6 +120,8 @@ class ScoreCard:
     metrics: dict
     perk: dict
     targets: list[dict]
+    behaviours: list[dict] = field(default_factory=list)  # key, time_s, message, consequence, points
+    deductions: float = 0.0  # points taken off for behaviours
     scenario_id: str = ""
     scenario_version: str = ""
     trainee: str = ""
@@ -115,6 +131,7 @@ class ScoreCard:
         return {"score": self.score, "passed": self.passed, "pass_mark": self.pass_mark,
                 "items": [i.to_json() for i in self.items], "automatic_fails": self.automatic_fails,
                 "reasons": self.reasons, "metrics": self.metrics, "perk": self.perk, "targets": self.targets,
+                "behaviours": self.behaviours, "deductions": self.deductions,
                 "scenario_id": self.scenario_id, "scenario_version": self.scenario_version, "trainee": self.trainee,
                 "extra": self.extra}
 
@@ -129,17 +146,82 @@ def item_fraction(value: float, good: float, bad: float) -> float:
     return min(1.0, max(0.0, f))
 
 
+def _item_value(it, am: AttemptMetrics):
+    if it.target is not None:
+        return (am.per_target.get(it.target) or {}).get(it.metric)
+    return am.values.get(it.metric)
+
+
+def _target_line(r) -> str:
+    if r.needs_injection and not r.injected:
+        head = f"{r.name}: needle placed, nothing injected" if r.placed else f"{r.name}: no needle, no injection"
+        return head + ("" if r.required else " (optional)")
+    how = "injected" if r.needs_injection else "tip"
+    cov = f", coverage {100.0 * r.coverage:.0f} %" if r.needs_injection else ""
+    status = "" if r.reached else " - not reached"
+    return f"{r.name}: {how} {r.final_distance_mm:.1f} mm from it (tolerance {r.tolerance_mm:g} mm){cov}{status}"
+
+
+def _behaviour_costs(am: AttemptMetrics, rubric, t0: float) -> tuple[list[dict], list[dict], float]:
+    """(the behaviours with their consequence, the automatic fails they cause, points taken off)."""
+    rows, fails = [], []
+    spent: dict[str, float] = {}
+    total = 0.0
+    for b in am.behaviours:
+        c = consequence(rubric, b.key)
+        when = format_time(b.time_s - t0)
+        row = {"key": b.key, "time_s": b.time_s, "message": b.message, "consequence": "none", "points": 0.0}
+        if c == "fail":
+            row["consequence"] = "fail"
+            fails.append({"key": b.key, "time_s": b.time_s, "reason": f"{b.message} at {when} - automatic fail"})
+        elif c is not None:
+            pts, cap = c
+            take = max(0.0, min(pts, cap - spent.get(b.key, 0.0)))
+            spent[b.key] = spent.get(b.key, 0.0) + take
+            total += take
+            row.update(consequence="points", points=take)
+        rows.append(row)
+    return rows, fails, total
+
+
+MAX_FAILS_PER_KEY = 3
+#: A step issue and a behaviour that say the same thing (shown once, as the behaviour).
+SAME_AS = {"injection_without_aspiration": "aspiration", "agent_without_aspiration": "aspiration",
+           "agent_without_test_dose": "test_dose", "neurolytic_before_test_dose": "test_dose",
+           "pleural_breach": "pleura", "pleura_touched": "pleura"}
+
+
+def _shorten(fails: list[dict]) -> list[dict]:
+    """At most three reasons of one kind, the rest counted ("... and 4 more like it")."""
+    out, seen = [], {}
+    for f in fails:
+        seen[f["key"]] = seen.get(f["key"], 0) + 1
+        if seen[f["key"]] <= MAX_FAILS_PER_KEY:
+            out.append(f)
+    for key, n in seen.items():
+        if n > MAX_FAILS_PER_KEY:
+            last = max(i for i, f in enumerate(out) if f["key"] == key)
+            more = dict(out[last])
+            more["reason"] = f"... and {n - MAX_FAILS_PER_KEY} more like it"
+            more["count"] = n - MAX_FAILS_PER_KEY
+            out.insert(last + 1, more)
+    return out
+
+
 def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
     """Turn computed metrics into the score card (the rubric part of `score_attempt`)."""
     rubric = scenario.rubric
     t0 = am.start_time_s
     items: list[ScoreItem] = []
-    applicable = [it for it in rubric.items if am.values.get(it.metric) is not None]
+    applicable = [it for it in rubric.items if _item_value(it, am) is not None]
     total_w = float(sum(it.weight for it in applicable))
     score = 0.0
     for it in rubric.items:
-        v = am.values.get(it.metric)
+        v = _item_value(it, am)
         label, unit = LABELS.get(it.metric, (it.metric, ""))
+        if it.target is not None:
+            tname = next((r.name for r in am.targets if r.id == it.target), it.target)
+            label = f"{label} ({tname})"
         if v is None or total_w == 0:
             items.append(ScoreItem(it.metric, label, None, it.good, it.bad, it.weight, 0.0, 0.0, False,
                                    "not applicable to this scenario"))
@@ -152,16 +234,18 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
         if it.reason:
             why += f" - {it.reason}"
         items.append(ScoreItem(it.metric, label, float(v), it.good, it.bad, it.weight, share, pts, True, why))
-    score = min(100.0, max(0.0, score))
+    behaviours, behaviour_fails, deductions = _behaviour_costs(am, rubric, t0)
+    score = min(100.0, max(0.0, score - deductions))
 
-    # automatic fails
+    # automatic fails: the rubric's, the required targets (always), the behaviours that fail
     fails: list[dict] = []
-    listed = set(rubric.automatic_fails)
+    listed = set(rubric.automatic_fails) | {"required_target_missed"}
     if "critical_contact" in listed:
         for c in am.critical_contacts:
             if c.get("severity") == "critical":
-                fails.append({"key": "critical_contact", "time_s": c["time_s"],
-                              "reason": f"{c['message']} at {format_time(c['time_s'] - t0)} - automatic fail"})
+                reason = f"{c['message']} at {format_time(c['time_s'] - t0)} - automatic fail"
+                if not any(f["reason"] == reason for f in fails):
+                    fails.append({"key": "critical_contact", "time_s": c["time_s"], "reason": reason})
     seen = set()
     for iss in am.issues:
         if iss.key in listed and iss.key != "critical_contact":
@@ -169,24 +253,29 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
             if sig in seen:
                 continue
             seen.add(sig)
-            when = f" at {format_time(iss.time_s - t0)}" if iss.time_s > 0 and iss.key != "target_not_reached" else ""
+            when = f" at {format_time(iss.time_s - t0)}" if iss.time_s > 0 and iss.key not in (
+                "target_not_reached", "required_target_missed") else ""
             fails.append({"key": iss.key, "time_s": iss.time_s, "reason": f"{iss.message}{when} - automatic fail"})
+    # a behaviour at the moment of a fail already listed (the pleura's critical contact, the agent
+    # without aspiration) is that fail: not listed twice
+    fails += [f for f in behaviour_fails if not any(abs(f["time_s"] - g["time_s"]) < 1e-6 for g in fails)]
+    fails = _shorten(fails)
 
     reasons: list[str] = [f["reason"] for f in fails]
-    failed_targets = "target_not_reached" in {f["key"] for f in fails}
     for r in am.targets:
-        if failed_targets and r.required and not r.reached:
-            continue
-        status = "" if r.reached else " - not reached"
-        reasons.append(f"tip {r.final_distance_mm:.1f} mm from the {r.name} (tolerance {r.tolerance_mm:g} mm){status}")
+        reasons.append(_target_line(r))
     for c in am.critical_contacts:
         if c.get("severity") != "critical" or "critical_contact" not in listed:
             reasons.append(f"{c['message']} at {format_time(c['time_s'] - t0)} ({c.get('severity')} contact)")
+    for b in behaviours:
+        if b["consequence"] == "points" and b["points"] > 0:
+            reasons.append(f"{b['message']} at {format_time(b['time_s'] - t0)}: -{b['points']:g} points")
     lost = sorted((i for i in items if i.applicable and i.points < i.share - 1e-9), key=lambda i: i.points - i.share)
     for i in lost:
         reasons.append(f"{i.reason}: {i.points:.1f} of {i.share:.1f} points")
+    marked = {(SAME_AS.get(b["key"]), round(b["time_s"], 6)) for b in behaviours}
     for iss in am.issues:
-        if iss.key not in listed:
+        if iss.key not in listed and (SAME_AS.get(iss.key), round(iss.time_s, 6)) not in marked:
             when = f" at {format_time(iss.time_s - t0)}" if iss.time_s > 0 else ""
             text = f"{iss.message}{when}"
             if text not in reasons:
@@ -195,11 +284,13 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
     return ScoreCard(
         score=score, passed=passed, pass_mark=float(rubric.pass_mark), items=items, automatic_fails=fails,
         reasons=reasons, metrics=dict(am.values), perk=dict(am.perk), targets=[t.to_json() for t in am.targets],
+        behaviours=behaviours, deductions=deductions,
         scenario_id=getattr(scenario, "id", ""), scenario_version=getattr(recording, "scenario_version", "") if recording else "",
         trainee=getattr(recording, "trainee", "") if recording else "",
         extra={"duration_s": am.end_time_s - am.start_time_s,
                "bone_contacts": am.values.get("bone_contacts"),
-               "events": len(recording.events) if recording is not None else 0},
+               "events": len(recording.events) if recording is not None else 0,
+               "per_target": am.per_target},
     )
 
 

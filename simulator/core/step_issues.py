@@ -1,7 +1,8 @@
 """Procedure-step problems of an attempt, keyed by the rubric's automatic-fail names where they
 are one: injections without aspiration, agent into a vessel or the dural sac, a wrong agent, the
 agent before local anaesthetic / contrast / test dose, volumes out of range, targets not reached,
-pleural breach.
+a required target without a needle and an injection (`required_target_missed`: it always fails
+the attempt), pleural breach.
 """
 from __future__ import annotations
 
@@ -105,9 +106,19 @@ def step_issues(events, scenario, results: list[TargetResult], options) -> list[
                     out.append(StepIssue("contrast_volume", e.time_s,
                                          f"{v:g} ml of contrast ({steps.contrast.min_ml:g}-{steps.contrast.max_ml:g} ml expected)"))
     for r in results:
-        if r.required and not r.reached:
+        if not r.required:
+            continue
+        if not r.done:
+            if r.needs_injection:
+                what = (f"needle placed at the {r.name} but nothing injected there" if r.placed
+                        else f"no needle placed and nothing injected at the {r.name}")
+            else:
+                what = f"no needle placed at the {r.name} (closest {r.min_distance_mm:.1f} mm)"
+            out.append(StepIssue("required_target_missed", 0.0, f"{what} (a required target)"))
+        elif not r.reached:
             out.append(StepIssue("target_not_reached", r.evaluated_at_s,
-                                 f"tip {r.final_distance_mm:.1f} mm from the {r.name} (tolerance {r.tolerance_mm:g} mm)"))
+                                 f"tip {r.final_distance_mm:.1f} mm from the {r.name} at the injection "
+                                 f"(tolerance {r.tolerance_mm:g} mm)"))
     for e in events:
         if e.kind == EventKind.pleural_breach:
             out.append(StepIssue("pleural_breach", e.time_s, e.message))

@@ -40,15 +40,16 @@ from simulator.scripted.plan import NeedlePlan, ScriptError, needle_plans
 __all__ = ["BATTERY", "FAULTS", "SKILLS", "FaultNotApplicable", "Hand", "NeedlePlan", "Operator", "ScriptError",
            "applicable_faults", "cohort", "fault_applies", "needle_plans", "run_attempt"]
 
-#: Faults a scripted novice draws from (each is one of the battery's error behaviours).
-NOVICE_FAULTS = BATTERY + ("bone_pushed", "live_fluoro", "probe_moved", "no_local_anaesthetic", "wrong_side")
+#: Faults a scripted novice draws from: the battery's error behaviours (each fails the attempt).
+NOVICE_FAULTS = BATTERY
 
 
 def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=(), *, steady: bool = False,
-                targets=None, trainee: str = "", mode: str = "practice", t0: float = 0.0, procedure=None):
+                quick: bool = False, targets=None, trainee: str = "", mode: str = "practice", t0: float = 0.0, procedure=None):
     """One scripted attempt, ended. Returns the `Procedure` (its `recording` is the attempt).
 
-    `steady`: the hand without jitter or tremor (the scenario's reference attempt). `procedure`:
+    `steady`: the hand without jitter or tremor (the scenario's reference attempt); `quick`: one
+    input per movement (fewer inputs, the same steps and imaging). `procedure`:
     drive this (fresh) procedure instead of making one. Raises `ScriptError` (the scenario lacks
     a plan), `FaultNotApplicable` (a fault this scenario cannot have) or `KeyError` (unknown fault)."""
     from simulator.core.procedure import Procedure
@@ -60,11 +61,12 @@ def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=
         if why is not None:
             raise FaultNotApplicable(f"fault {f!r} on scenario {scenario.id!r}: {why}")
     plans = needle_plans(scenario, proc.targets)
-    Operator(proc, Hand.draw(skill, seed, steady=steady), faults, t0=t0).run(plans)
+    Operator(proc, Hand.draw(skill, seed, steady=steady, quick=quick), faults, t0=t0).run(plans)
     return proc
 
 
-def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, targets=None, trainee: str = ""):
+def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, targets=None, trainee: str = "",
+           quick: bool = False):
     """`n` attempts of one skill, seeds seed0.. seed0+n-1: [(seed, faults, procedure)]. Novices
     each make one or two faults drawn (by the seed) from those the scenario allows; a fault the
     anatomy turns out not to allow is replaced by the next one drawn."""
@@ -83,12 +85,13 @@ def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, target
         while order and len(chosen) < count:
             f = str(order.pop(0))
             try:
-                proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen + [f]), targets=tg,
+                proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen + [f]), targets=tg, quick=quick,
                                    trainee=trainee or f"{skill}_{seed}")
             except FaultNotApplicable:
                 continue
             chosen.append(f)
         if proc is None or (skill == "novice" and not chosen):
-            proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen), targets=tg, trainee=trainee or f"{skill}_{seed}")
+            proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen), targets=tg, quick=quick,
+                               trainee=trainee or f"{skill}_{seed}")
         out.append((seed, tuple(chosen), proc))
     return out

@@ -3,7 +3,7 @@
 Per needle plan (`plan.NeedlePlan`): C-arm to the side's oblique view (fluoroscopy) or the probe
 in plane with the planned path (ultrasound); the needle on the skin at the planned entry (off by
 the hand's jitter); local anaesthetic; then movements of a few millimetres, each recorded as the
-inputs of a moving hand (`hand.SAMPLE_HZ`), with a fluoroscopy image before the allowance of
+inputs of a moving hand (`Hand.dt` apart), with a fluoroscopy image before the allowance of
 unimaged movement runs out, or the ultrasound view's verdict after every step (the probe re-aimed
 when the tip leaves the plane). The hand steers back to the line from the skin entry to the goal
 when it drifts; bone on the way is walked off (withdraw, turn). Techniques that touch bone first
@@ -20,18 +20,11 @@ import math
 import numpy as np
 
 from simulator.core.geometry import angle_between_deg, normalize
+from simulator.core.levels import midline_x, neighbour_level
 from simulator.core.tissue import BONE, VESSEL, Tissue
 from simulator.scripted.faults import FaultNotApplicable
-from simulator.scripted.hand import SAMPLE_HZ, Hand
-from simulator.scripted.plan import (
-    NeedlePlan,
-    bone_aim,
-    clear_line,
-    midline_x,
-    neighbour_level,
-    reachable_point,
-    tissue_points,
-)
+from simulator.scripted.hand import Hand
+from simulator.scripted.plan import NeedlePlan, bone_aim, clear_line, reachable_point, tissue_points
 
 SHOT_DAP_GYCM2 = 0.05
 SHOT_S = 0.2
@@ -57,6 +50,15 @@ def clear_aim(proc, entry, goal, start_mm: float = 0.0, max_mm: float = 4.0):
                 return p
         r += 0.75
     return None
+
+
+def slerp(a, b, f: float) -> np.ndarray:
+    """The unit vector a fraction `f` of the way from a to b (on the great circle)."""
+    a, b = normalize(a), normalize(b)
+    ang = math.acos(max(-1.0, min(1.0, float(a @ b))))
+    if ang < 1e-9:
+        return b
+    return normalize((math.sin((1 - f) * ang) * a + math.sin(f * ang) * b) / math.sin(ang))
 
 
 def _mid(lo: float, hi: float) -> float:
@@ -174,13 +176,42 @@ class Operator:
         v = g[inside].sum(axis=0) if inside.any() else d
         return normalize(v) if np.linalg.norm(v) > 1e-6 else d
 
-    def place_probe(self, pose) -> None:
+    def scan_to(self, pose) -> None:
+        """Bring the probe onto `pose` as the hand scans: an expert slides it 10 mm into place, slowly;
+        a novice sweeps it to and fro (20-40 mm, fast) and turns it before settling."""
+        from simulator.core.probe import ProbePose
+
+        rng = self.h.rng
+        if self.h.skill == "expert":
+            sweeps = [pose.slid(lateral_mm=10.0)]
+            speed = 15.0
+        else:
+            sweeps = [pose.slid(lateral_mm=float(rng.uniform(-40, 40)), elevation_mm=float(rng.uniform(-10, 10)))
+                      .rotated(float(rng.uniform(-25, 25))) for _ in range(int(rng.integers(2, 5)))]
+            speed = float(rng.uniform(40.0, 100.0))
+        last = sweeps[0]
+        self.p.set_probe_to_world(last.probe_to_world(), time_s=self.now())
+        for nxt in sweeps[1:] + [pose]:
+            dist = float(np.linalg.norm(nxt.center_mm - last.center_mm))
+            n = max(1, min(12, int(math.ceil(dist / (speed * self.h.dt)))))
+            for k in range(1, n + 1):
+                f = k / n
+                c = (1 - f) * last.center_mm + f * nxt.center_mm
+                d = slerp(last.direction, nxt.direction, f)
+                m = slerp(last.marker, nxt.marker, f)
+                self.p.set_probe_to_world(ProbePose.from_vectors(c, d, m).probe_to_world(), time_s=self.now(self.h.dt))
+            last = nxt
+
+    def place_probe(self, pose, scan: bool = False) -> None:
         if not self.us:
             return
+        if scan:
+            self.scan_to(pose)
         self.pose = pose
         goal_depth = float(pose.points_to_probe(self.goal[None])[0][1]) if self.goal is not None else 0.0
         self.us_depth = min(self.spec.max_depth_mm, max(float(self.us_settings.depth_mm), goal_depth + 10.0))
-        self.p.set_probe_to_world(pose.probe_to_world(), time_s=self.now())
+        if not scan:
+            self.p.set_probe_to_world(pose.probe_to_world(), time_s=self.now())
         self.visible = None
         self.verdict()
 
@@ -197,7 +228,7 @@ class Operator:
         v = bool(vis.tip_in_plane)
         if force or v != self.visible:
             self.visible = v
-            self.p.set_tip_visible(v, float(vis.tip_distance_to_plane_mm), time_s=self.now(1.0 / SAMPLE_HZ))
+            self.p.set_tip_visible(v, float(vis.tip_distance_to_plane_mm), time_s=self.now(self.h.dt))
 
     def follows_tip(self) -> bool:
         """Does this operator keep the tip in the ultrasound image (stop when it is lost, move the
@@ -229,28 +260,35 @@ class Operator:
         st = self.state
         if st.inserted:  # the tip sweeps depth x angle: an image first if that passes the allowance
             self.image_before(st.depth_mm * math.radians(float(angle_between_deg(st.axis, direction))), cap=False)
-        old_tip, old_axis = st.tip_mm.copy(), st.axis.copy()
-        self.p.set_direction(normalize(direction), time_s=self.now(1.0 / SAMPLE_HZ))
-        self._track(old_tip, old_axis)
-        self.verdict()
+        want = normalize(direction)
+        start = st.axis.copy()
+        ang = float(angle_between_deg(start, want))
+        n = self.h.turn_steps(ang)
+        for i in range(1, n + 1):  # a sweep, at the hand's turning speed
+            st = self.state
+            old_tip, old_axis = st.tip_mm.copy(), st.axis.copy()
+            d = want if i == n else slerp(start, want, i / n)
+            self.p.set_direction(d, time_s=self.now(self.h.dt))
+            self._track(old_tip, old_axis)
+            self.verdict()
 
     def move(self, mm: float, stop_in=()) -> float:
         """One movement of `mm` (negative: back), as the hand's sub-steps (stopping early on bone
         or in a tissue of `stop_in`). Returns the distance."""
         n = self.h.substeps(mm)
         done = 0.0
-        self.now()
+        self.p.tick(time_s=self.now())  # the recorder's sample of the hand at rest, just before it moves
         for i in range(n):
             st = self.state
             old_tip, old_axis = st.tip_mm.copy(), st.axis.copy()
             if mm > 0:
-                done += self.p.advance(mm / n, time_s=self.now(1.0 / SAMPLE_HZ) if i else self.t)
+                done += self.p.advance(mm / n, time_s=self.now(self.h.dt))
             else:
-                done += self.p.withdraw(-mm / n, time_s=self.now(1.0 / SAMPLE_HZ) if i else self.t)
+                done += self.p.withdraw(-mm / n, time_s=self.now(self.h.dt))
             self._track(old_tip, old_axis)
             if self.has("probe_moved") and self.pose is not None and mm > 0:
                 wobble = self.pose.slid(lateral_mm=2.0 * (-1) ** i, elevation_mm=0.3 * (-1) ** i)
-                self.p.set_probe_to_world(wobble.probe_to_world(), time_s=self.now(0.5 / SAMPLE_HZ))
+                self.p.set_probe_to_world(wobble.probe_to_world(), time_s=self.now(0.5 * self.h.dt))
             self.verdict()
             if mm > 0 and self.follows_tip() and self.visible is False and self.state.inserted:
                 break  # the tip is not in the image: stop, find it with the probe
@@ -287,11 +325,11 @@ class Operator:
             self.shot()
         return mm
 
-    def advance_to(self, goal, until_bone: bool = False, wiggles: int = 0, stop_in=()) -> None:
+    def advance_to(self, goal, until_bone: bool = False, wiggles: int = 0, stop_in=(), exact: bool = False) -> None:
         """Advance to `goal` (or to bone contact with `until_bone`; or until the tip is in one of
         the tissues `stop_in`), steering on the way."""
         goal = np.asarray(goal, dtype=np.float64)
-        stop_short = 0.0 if until_bone else self.h.stop_short_mm
+        stop_short = 0.0 if (until_bone or exact) else self.h.stop_short_mm
         bone_tries = 0
         for _ in range(300):
             st = self.state
@@ -303,20 +341,27 @@ class Operator:
                 bone_tries += 1
                 if bone_tries > 4:
                     return
-                self.walk_off_bone(goal, bone_tries)
+                aim = self.walk_off_bone(goal, bone_tries)
+                if aim is not None:
+                    goal = aim  # the clear point beside the goal from now on
                 continue
             self.steer(goal)
             self.refocus(goal)
-            if wiggles > 0 and self.state.inserted and self.state.depth_mm > 10:
+            while wiggles > 0 and self.state.inserted and self.state.depth_mm > 5:
                 self.wiggle()
                 wiggles -= 1
             remaining = float((goal - self.state.tip_mm) @ self.state.axis)
             if until_bone:
                 remaining += 15.0
             remaining -= stop_short
+            if remaining < -0.5 and not until_bone:  # past the goal (after a walk-off): back to it
+                self.move(remaining)
+                continue
             if remaining <= 0.2:
                 return
             mm = self.image_before(min(self.h.move_mm, remaining))
+            if self.follows_tip() and not self.visible:
+                mm = min(mm, 1.5)  # small steps until the tip shows in the image
             if self.move(mm, stop_in) < 1e-3 and not self.state.bone_contact:
                 return
             if not until_bone:
@@ -324,7 +369,7 @@ class Operator:
                 if float(np.linalg.norm(goal - st.tip_mm)) < 0.3:
                     return
 
-    def walk_off_bone(self, goal, attempt: int) -> None:
+    def walk_off_bone(self, goal, attempt: int):
         """Bone in the way: withdraw half way (a proper redirection) and turn to a point beside
         the goal whose line from the skin entry is clear of bone."""
         if self.imaging_on:
@@ -333,6 +378,7 @@ class Operator:
         e = self.pivot()
         aim = clear_aim(self.p, e, goal, start_mm=1.5 * attempt)
         self.turn((goal if aim is None else aim) - e)
+        return aim
 
     def wiggle(self) -> None:
         """A needless redirection out and back (8 degrees each way)."""
@@ -373,7 +419,7 @@ class Operator:
             hit = reachable_point(p.probe_tissue, entry, pts, goal, tries=200)
             if hit is None:
                 raise FaultNotApplicable("no pleura or dura within 80 mm of the target reachable from the entry")
-            detour = hit + 2.0 * normalize(hit - entry)
+            detour = hit + 3.0 * normalize(hit - entry)
         return goal, detour
 
     def muscle_point(self, plan: NeedlePlan, entry) -> np.ndarray:
@@ -384,15 +430,14 @@ class Operator:
         pts = entry + s[:, None] / length * (goal - entry)
         tis = probe.tissue_at(pts)
         far = np.linalg.norm(pts - goal, axis=1) > plan.tolerance_mm + 8.0
-        ok = np.nonzero((tis == int(Tissue.MUSCLE)) & far)[0]
-        if len(ok) == 0:
+        ok = (tis == int(Tissue.MUSCLE)) & far
+        if not ok.any():
             raise FaultNotApplicable("no muscle on the planned path short of the target")
-        # the deepest run of muscle short of the target, its middle
-        last = ok[-1]
-        first = last
-        while first - 1 in set(ok.tolist()):
-            first -= 1
-        return pts[(first + last) // 2]
+        # the middle of the thickest run of muscle short of the target
+        edges = np.diff(np.concatenate([[0], ok.astype(np.int8), [0]]))
+        starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+        k = int(np.argmax(ends - starts))
+        return pts[(starts[k] + ends[k] - 1) // 2]
 
     def plan_for_fault(self, plan: NeedlePlan) -> NeedlePlan:
         an = self.p.anatomy
@@ -420,7 +465,7 @@ class Operator:
             clear = clear_aim(p, entry, goal, max_mm=0.4 * plan.tolerance_mm)
             goal = goal if clear is None else clear
         aim = None
-        if plan.touch_bone or self.has("bone_pushed"):
+        if (plan.touch_bone and not self.has("muscle_injection")) or self.has("bone_pushed"):
             aim = bone_aim(p, entry, goal)
             if aim is None and self.has("bone_pushed"):
                 pts = tissue_points(p.anatomy, BONE, goal, 30.0)
@@ -436,7 +481,7 @@ class Operator:
             pose = self.probe_pose_for(entry, first_part if self.follows_tip() else goal)
             if self.has("probe_off_tip"):
                 pose = pose.slid(elevation_mm=6.0)
-            self.place_probe(pose)
+            self.place_probe(pose, scan=True)
         if self.sc.steps.local_anaesthetic and not self.has("no_local_anaesthetic"):
             p.local_anaesthetic(5.0, "lidocaine", 1.0, time_s=self.now())
         if self.imaging_on:
@@ -453,11 +498,12 @@ class Operator:
                 self.withdraw_to(0.5 * self.state.depth_mm)
             self.steer(detour if detour is not None else goal)
         if detour is not None:
-            self.advance_to(detour, wiggles=wiggles, stop_in=(Tissue.LUNG, Tissue.CSF, Tissue.SPINAL_CORD))
+            self.advance_to(detour, wiggles=wiggles, stop_in=(Tissue.LUNG, Tissue.CSF, Tissue.SPINAL_CORD), exact=True)
             wiggles = 0
             self.shot()
             self.withdraw_to(self.state.depth_mm - 15.0)
-        self.advance_to(goal, wiggles=wiggles, stop_in=VESSEL if self.has("intravascular") else ())
+        self.advance_to(goal, wiggles=wiggles, stop_in=VESSEL if self.has("intravascular") else (),
+                        exact=self.has("intravascular"))
         self.imaging_on = True
         if self.us and self.has("no_imaging"):
             self.place_probe(self.probe_pose_for(self.pivot(), self.state.tip_mm))

@@ -10,22 +10,19 @@ a vessel, the pleura or the dura) live here too: they read the anatomy's labels 
 """
 from __future__ import annotations
 
-import re
-import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from simulator.core.geometry import normalize
-from simulator.core.tissue import BONE, VESSEL, Tissue
+from simulator.core.levels import nearest_vertebra, structure_points
+from simulator.core.tissue import BONE, Tissue
 
 #: Techniques that touch bone first and walk off it (by `Scenario.procedure`): the expert aims at
 #: the vertebral body next to the planned path, notes the depth at contact, withdraws half way and
 #: turns towards the target. Every other procedure goes straight along its plan.
 TOUCH_BONE_FIRST = {"celiac_plexus", "splanchnic", "lumbar_sympathetic", "superior_hypogastric"}
 
-_LEVEL = re.compile(r"^(vertebrae_)([CTLS])(\d+)$|^(rib_(?:left|right)_)(\d+)$")
-_SPINE_ORDER = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1"]
 
 
 class ScriptError(ValueError):
@@ -66,58 +63,33 @@ def needle_plans(scenario, targets, all_targets: bool = False) -> list[NeedlePla
         if traj is None:
             raise ScriptError(f"scenario {scenario.id!r}: target {tg.id!r} has no planned trajectory naming it "
                               f"(planned_trajectory / additional_trajectories with target_id: {tg.id})")
-        out.append(NeedlePlan(tg.id, tg.name, np.asarray(traj.entry_mm, float), np.asarray(traj.target_mm, float),
-                              float(tg.tolerance_mm), tg.side, touch))
+        entry = np.asarray(traj.entry_mm, float)
+        goal = beside_nerve(tg, entry, np.asarray(traj.target_mm, float))
+        out.append(NeedlePlan(tg.id, tg.name, entry, goal, float(tg.tolerance_mm), tg.side, touch))
     if not out:
         raise ScriptError(f"scenario {scenario.id!r} has no target to drive a needle to")
     return out
 
 
+EXTRANEURAL_MM = 0.75  # the tip stops this far outside a somatic nerve's surface
+
+
+def beside_nerve(tg, entry, goal) -> np.ndarray:
+    """A plan's goal inside a somatic nerve moved back along the path until the tip is just outside
+    it (an injection belongs beside a nerve, never in it)."""
+    if not (tg.is_nerve and tg.kind == "polyline"):
+        return goal
+    d = normalize(goal - entry)
+    for _ in range(80):
+        if float(tg.centre_distance(goal)[0]) >= tg.radius_mm + EXTRANEURAL_MM:
+            break
+        goal = goal - 0.25 * d
+    return goal
+
+
 # --------------------------------------------------------------------------------------------
 # anatomy look-ups
 # --------------------------------------------------------------------------------------------
-
-
-_INDEX: dict[int, tuple] = {}  # id(anatomy) -> (weak reference, index)
-
-
-def _label_index(anatomy) -> dict:
-    """Per label: the bounding box (slices) and centroid (RAS mm) of its voxels; computed once per
-    anatomy (one pass over the label volume)."""
-    ref, idx = _INDEX.get(id(anatomy), (None, None))
-    if ref is None or ref() is not anatomy:
-        from scipy import ndimage
-
-        labels = anatomy.labels
-        boxes = ndimage.find_objects(labels)
-        idx = {}
-        for lab, box in enumerate(boxes, start=1):
-            if box is None:
-                continue
-            sub = np.argwhere(labels[box] == lab)
-            if len(sub) == 0:
-                continue
-            lo = np.array([b.start for b in box])
-            idx[lab] = (box, anatomy.origin_mm + (sub.mean(axis=0) + lo) * anatomy.spacing_mm)
-        _INDEX[id(anatomy)] = (weakref.ref(anatomy), idx)
-    return idx
-
-
-def structure_points(anatomy, name: str) -> np.ndarray:
-    """Voxel centres of a named structure (RAS mm)."""
-    s = anatomy.structure_by_name(name)
-    entry = None if s is None else _label_index(anatomy).get(s.id)
-    if entry is None:
-        return np.zeros((0, 3))
-    box = entry[0]
-    sub = np.argwhere(anatomy.labels[box] == s.id) + np.array([b.start for b in box])
-    return anatomy.origin_mm + sub * anatomy.spacing_mm
-
-
-def centroid(anatomy, name: str) -> np.ndarray | None:
-    s = anatomy.structure_by_name(name)
-    entry = None if s is None else _label_index(anatomy).get(s.id)
-    return None if entry is None else entry[1]
 
 
 def tissue_points(anatomy, tissues, near_mm, within_mm: float) -> np.ndarray:
@@ -132,87 +104,6 @@ def tissue_points(anatomy, tissues, near_mm, within_mm: float) -> np.ndarray:
     idx = np.argwhere(mask) + lo
     pts = anatomy.origin_mm + idx * anatomy.spacing_mm
     return pts[np.linalg.norm(pts - near, axis=1) <= within_mm]
-
-
-def level_structures(anatomy) -> dict[str, tuple[str, int]]:
-    """Bone structures that name a level: name -> (family, order) (vertebrae by spine order, ribs
-    per side by number)."""
-    out = {}
-    for s in anatomy.structures.values():
-        m = _LEVEL.match(s.name)
-        if not m:
-            continue
-        if m.group(1):
-            key = f"{m.group(2)}{m.group(3)}"
-            if key in _SPINE_ORDER:
-                out[s.name] = ("vertebrae_", _SPINE_ORDER.index(key))
-        else:
-            out[s.name] = (m.group(4), int(m.group(5)))
-    return out
-
-
-def level_of(anatomy, point_mm, family: str | None = None, centroids: dict | None = None) -> str | None:
-    """The level structure (vertebra or rib) whose centroid is nearest `point_mm` (of one family)."""
-    cents = centroids if centroids is not None else level_centroids(anatomy)
-    p = np.asarray(point_mm, dtype=np.float64)
-    best, best_d = None, np.inf
-    for name, (fam, _order, c) in cents.items():
-        if family is not None and fam != family:
-            continue
-        d = float(np.linalg.norm(c - p))
-        if d < best_d:
-            best, best_d = name, d
-    return best
-
-
-def level_centroids(anatomy) -> dict[str, tuple[str, int, np.ndarray]]:
-    out = {}
-    for name, (fam, order) in level_structures(anatomy).items():
-        c = centroid(anatomy, name)
-        if c is not None:
-            out[name] = (fam, order, np.asarray(c, dtype=np.float64))
-    return out
-
-
-def neighbour_level(anatomy, point_mm, family: str | None = None) -> tuple[str, str, np.ndarray] | None:
-    """(level at the point, the next level caudally - cranially when there is none, the vector
-    from one centroid to the other) or None when the anatomy has no levels."""
-    cents = level_centroids(anatomy)
-    if family is None:
-        near = level_of(anatomy, point_mm, centroids=cents)
-        if near is None:
-            return None
-        family = cents[near][0]
-    here = level_of(anatomy, point_mm, family, cents)
-    if here is None:
-        return None
-    fam, order, c = cents[here]
-    same = {n: v for n, v in cents.items() if v[0] == fam}
-    for step in (1, -1):
-        for n, (_f, o, c2) in same.items():
-            if o == order + step:
-                return here, n, c2 - c
-    return None
-
-
-def midline_x(anatomy, point_mm) -> float:
-    """The patient's midline (RAS x) near a point: the nearest vertebra's centroid, else the
-    anatomy's centre."""
-    cents = {n: v for n, v in level_centroids(anatomy).items() if v[0] == "vertebrae_"}
-    if cents:
-        p = np.asarray(point_mm, dtype=np.float64)
-        name = min(cents, key=lambda n: float(np.linalg.norm(cents[n][2] - p)))
-        return float(cents[name][2][0])
-    lo, hi = anatomy.bounds_mm()
-    return float(0.5 * (lo[0] + hi[0]))
-
-
-def nearest_vertebra(anatomy, point_mm) -> str | None:
-    cents = {n: v for n, v in level_centroids(anatomy).items() if v[0] == "vertebrae_"}
-    if not cents:
-        return None
-    p = np.asarray(point_mm, dtype=np.float64)
-    return min(cents, key=lambda n: float(np.linalg.norm(cents[n][2] - p)))
 
 
 def clear_line(probe, entry, aim, stop_tissues=(), critical=None) -> bool:
@@ -269,5 +160,3 @@ def bone_aim(proc, entry, goal):
                 break
     return None
 
-
-VESSELS = tuple(VESSEL)

@@ -39,7 +39,7 @@ def test_expert_passes_with_full_marks_on_the_essentials(expert, scenario, block
     assert items["final_distance_mm"].points == pytest.approx(items["final_distance_mm"].share)
     assert items["critical_contacts"].value == 0
     assert sum(i.share for i in card.items) == pytest.approx(100.0)
-    assert card.reasons[0].startswith("tip 0.0 mm from the celiac plexus (tolerance 5 mm)")
+    assert card.reasons[0] == "celiac plexus: injected 0.0 mm from it (tolerance 5 mm), coverage 100 %"
     assert card.metrics["bone_contacts"] == 1 and card.metrics["target_coverage_pct"] == 100.0
 
 
@@ -66,6 +66,7 @@ def test_not_applicable_items_drop_out_and_weights_renormalise(block):
         "items": [{"metric": "final_distance_mm", "weight": 30, "good": 2, "bad": 10},
                   {"metric": "tip_visible_pct", "weight": 70, "good": 90, "bad": 50}],
         "automatic_fails": [],
+        "advance_without_imaging_mm": 10,
     })
     proc = expert_attempt(Procedure(sc, block, clock=lambda: 0.0))
     card = score_attempt(proc.recording, sc, block)

@@ -81,11 +81,11 @@ def test_export_import_report_rescore(tmp_path, course, expert):
 
     r = records("report", ids[1], "--out", tmp_path / "r.html", "--db", db)
     assert r.returncode == 0, r.stderr
-    assert "Score 20.0 / 100" in (tmp_path / "r.html").read_text()
+    assert "Score 0.0 / 100" in (tmp_path / "r.html").read_text()
     r = records("report", ids[1], "--out", tmp_path / "r.pdf", "--db", db)
     assert r.returncode == 0, r.stderr
     pdf = tmp_path / "r.pdf"
-    assert pdf.read_bytes()[:4] == b"%PDF" and "Score 20.0 / 100" in pdf_text(pdf)
+    assert pdf.read_bytes()[:4] == b"%PDF" and "Score 0.0 / 100" in pdf_text(pdf)
 
     r = records("rescore", ids[0], "--db", db)
     assert r.returncode == 0 and "identical to the stored score card, to the last digit" in r.stdout

@@ -1,0 +1,171 @@
+"""Error behaviours on the timeline, and the behaviour battery: on every library scenario the scripted
+expert passes and each listed fault fails the attempt (or loses the rubric points it should) with a
+reason a trainee can read."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.benchmarks.scoring import ENTRY, synthetic_block_anatomy, synthetic_scenario
+from simulator.core.behaviours import detect_behaviours
+from simulator.core.geometry import normalize
+from simulator.core.paths import SCENARIOS_DIR
+from simulator.core.procedure import Procedure
+from simulator.core.scoring import score_attempt
+from simulator.core.targets import resolve_targets
+from simulator.scripted import BATTERY, FaultNotApplicable, fault_applies, run_attempt
+
+#: words the card must show for each fault (any of them)
+SAYS = {
+    "one_side_only": ("no needle placed and nothing injected",),
+    "no_aspiration": ("without aspirating first",),
+    "no_imaging": ("since the last fluoroscopy image", "out of the ultrasound plane"),
+    "muscle_injection": ("injected into muscle",),
+    "intravascular": ("blood on aspiration", "into a blood vessel", "vascular puncture"),
+    "wrong_level": ("given at",),
+    "pleura_dura": ("pleura", "dura", "spinal canal"),
+    "excessive_redirections": ("more than",),
+    "neurolytic_before_test_dose": ("before a test dose",),
+    "probe_off_tip": ("out of the ultrasound plane",),
+}
+
+
+def _keys(card) -> set:
+    return {b["key"] for b in card.behaviours}
+
+
+# ------------------------------------------------------------------------------------------
+# behaviours with known answers (test block)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def block():
+    return synthetic_block_anatomy()
+
+
+def _proc(scenario, block):
+    return Procedure(scenario, block, clock=lambda: 0.0)
+
+
+def test_pushing_on_against_bone_and_redirections_beyond_the_allowance(block):
+    sc = synthetic_scenario(rubric={**synthetic_scenario().rubric.model_dump(), "redirections_allowed": 2})
+    p = _proc(sc, block)
+    aim = normalize(np.array([-5.0, -10.0, 0.0]) - np.array(ENTRY))
+    p.set_entry(ENTRY, aim, time_s=1.0)
+    for k in range(30):
+        p.advance(5.0, time_s=2.0 + k)
+        if p.state.bone_contact:
+            break
+    t = p.time_s
+    p.advance(3.0, time_s=t + 1)  # pushes on: the bone holds the tip
+    p.advance(3.0, time_s=t + 2)
+    p.withdraw(20.0, time_s=t + 3)
+    for k, turn in enumerate((0.2, -0.2, 0.2, -0.2)):
+        p.set_direction(normalize(aim + [turn, 0.0, 0.0]), time_s=t + 4 + k)
+    p.record_fluoro_shot(dap_gycm2=1.0, duration_s=25.0, live=True, frames=180, time_s=t + 10)
+    found = detect_behaviours(p.recording, sc, block, resolve_targets(sc, block))
+    keys = [b.key for b in found]
+    assert keys.count("bone_pushed") == 1  # one per contact, at the first push
+    pushed = next(b for b in found if b.key == "bone_pushed")
+    assert pushed.time_s == t + 1 and "vertebrae L1" in pushed.message
+    redirs = [b for b in found if b.key == "too_many_redirections"]
+    assert len(redirs) == 2 and redirs[0].message.startswith("redirection 3 (more than 2)")
+    live = next(b for b in found if b.key == "live_fluoro_too_long")
+    assert live.time_s == t + 10 and "25 s" in live.message
+    assert [b.time_s for b in found] == sorted(b.time_s for b in found)
+
+
+def test_probe_moved_while_the_needle_advances_but_not_between_movements(block):
+    sc = synthetic_scenario(modality="ultrasound")
+    probe = np.eye(4)
+    probe[:3, 3] = [-40.0, -70.0, 0.0]
+
+    def attempt(move_probe_during: bool):
+        p = _proc(sc, block)
+        p.set_entry(ENTRY, [0.3, 1.0, 0.0], time_s=1.0)
+        p.set_probe_to_world(probe, time_s=1.5)
+        t = 2.0
+        for k in range(6):
+            p.advance(1.0, time_s=t)
+            if move_probe_during and k == 3:
+                moved = probe.copy()
+                moved[0, 3] += 3.0
+                p.set_probe_to_world(moved, time_s=t + 0.05)
+            t += 0.1
+        moved = probe.copy()
+        moved[1, 3] += 5.0
+        p.set_probe_to_world(moved, time_s=t + 1.0)  # after the needle stopped: fine
+        return [b.key for b in detect_behaviours(p.recording, sc, block, resolve_targets(sc, block))]
+
+    assert "probe_moved_while_advancing" in attempt(True)
+    assert "probe_moved_while_advancing" not in attempt(False)
+
+
+def test_the_rubric_sets_what_a_behaviour_costs(block):
+    base = synthetic_scenario()
+    proc = run_attempt(base, block, "expert", seed=1, faults=["no_imaging"])
+    card = score_attempt(proc.recording, base, block)
+    unseen = [b for b in card.behaviours if b["key"] == "advance_unseen"]
+    assert len(unseen) >= 7 and card.deductions == 30.0  # 5 points each, at most 30
+    assert sum(b["points"] for b in unseen) == 30.0
+    cheap = synthetic_scenario(rubric={**base.rubric.model_dump(), "behaviours": {"advance_unseen": "ignore"}})
+    assert score_attempt(proc.recording, cheap, block).deductions == 0.0
+    strict = synthetic_scenario(rubric={**base.rubric.model_dump(), "behaviours": {"advance_unseen": "fail"}})
+    c = score_attempt(proc.recording, strict, block)
+    assert not c.passed and any(f["key"] == "advance_unseen" for f in c.automatic_fails)
+    assert any(r.startswith("... and ") and r.endswith("more like it") for r in c.reasons)
+
+
+@pytest.mark.parametrize("modality", ["fluoroscopy", "ultrasound"])
+def test_battery_on_the_test_block(block, modality):
+    sc = synthetic_scenario(modality=modality)
+    expert = score_attempt(run_attempt(sc, block, "expert", seed=0, steady=True, quick=True).recording, sc, block)
+    assert expert.passed and not expert.behaviours, expert.text()
+    _battery(sc, block, expert)
+
+
+# ------------------------------------------------------------------------------------------
+# the battery on every library scenario
+# ------------------------------------------------------------------------------------------
+
+
+def _battery(sc, anatomy, expert) -> list[str]:
+    targets = resolve_targets(sc, anatomy)
+    ran = []
+    for fault in BATTERY:
+        if fault_applies(fault, sc, targets) is not None:
+            continue
+        try:
+            proc = run_attempt(sc, anatomy, "expert", seed=0, faults=[fault], steady=True, quick=True, targets=targets)
+        except FaultNotApplicable:
+            continue
+        card = score_attempt(proc.recording, sc, anatomy, targets=targets)
+        text = "\n".join(card.reasons)
+        assert any(w in text for w in SAYS[fault]), (sc.id, fault, card.reasons)
+        assert not card.passed or card.score < expert.score - 5, (sc.id, fault, card.text())
+        assert not card.passed, (sc.id, fault, card.text())  # every battery behaviour fails the attempt
+        ran.append(fault)
+    return ran
+
+
+def _library():
+    return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("scenario_id", _library())
+def test_battery_on_the_library(scenario_id):
+    from simulator.anatomy import load_anatomy
+    from simulator.anatomy.bundled import cache_is_valid
+    from simulator.core.scenario import load_scenario
+
+    sc = load_scenario(SCENARIOS_DIR / f"{scenario_id}.yaml")
+    if sc.anatomy.startswith("bundled") and not cache_is_valid():
+        pytest.skip("the bundled patient is not built (python main.py setup-data)")
+    anatomy = load_anatomy(sc.anatomy)
+    proc = run_attempt(sc, anatomy, "expert", seed=0, steady=True, quick=True)
+    expert = score_attempt(proc.recording, sc, anatomy)
+    assert expert.passed and not expert.automatic_fails, expert.text()
+    assert all(t["injected"] or not t["required"] for t in expert.targets)
+    ran = _battery(sc, anatomy, expert)
+    assert {"no_aspiration", "no_imaging", "excessive_redirections"} <= set(ran), ran
