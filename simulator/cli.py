@@ -11,7 +11,7 @@ import sys
 from simulator import __version__
 from simulator.core.display import NO_DISPLAY_MESSAGE
 
-BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "outcome", "centre")
+BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "outcome", "centre", "soak")
 
 
 def benchmark_module(name: str):
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help=" | ".join(BENCHMARKS))
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
+    s.add_argument("--minutes", type=float, default=None, help="soak: how long to drive the window (default 10)")
     s.set_defaults(func=cmd_bench)
 
     _add_later_commands(sub)

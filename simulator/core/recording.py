@@ -21,6 +21,7 @@ version and names the file in every error.
 """
 from __future__ import annotations
 
+from array import array
 import hashlib
 import json
 import zipfile
@@ -64,45 +65,182 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-@dataclass
+_NO_ARGS: dict = {}  # shared by every input recorded without arguments (ticks): never mutated
+
+
+@dataclass(slots=True)
 class InputRecord:
     time_s: float
     name: str
     args: dict
 
     def to_json(self) -> dict:
-        return {"time_s": self.time_s, "name": self.name, "args": self.args}
+        return {"time_s": self.time_s, "name": self.name, "args": dict(self.args)}
 
     @classmethod
     def from_json(cls, d: dict) -> "InputRecord":
-        return cls(time_s=float(d["time_s"]), name=str(d["name"]), args=dict(d.get("args", {})))
+        args = d.get("args") or _NO_ARGS
+        return cls(time_s=float(d["time_s"]), name=str(d["name"]), args=dict(args) if args else _NO_ARGS)
+
+
+class InputLog:
+    """The procedure's input log, kept lean: a time (8 bytes) and a name index (2 bytes) per
+    input, the arguments only for inputs that have some (a 60 Hz `tick` has none). Reads as a
+    list of InputRecord (index, slice, iterate, compare with a list)."""
+
+    __slots__ = ("_times", "_names", "_name_ids", "_ids", "_args")
+
+    def __init__(self, records=()):
+        self._times = array("d")
+        self._ids = array("H")
+        self._names: list[str] = []
+        self._name_ids: dict[str, int] = {}
+        self._args: dict[int, dict] = {}
+        for r in records:
+            self.append(r)
+
+    def append(self, record: InputRecord) -> None:
+        k = self._name_ids.get(record.name)
+        if k is None:
+            k = self._name_ids[record.name] = len(self._names)
+            self._names.append(record.name)
+        if record.args:
+            self._args[len(self._times)] = record.args
+        self._times.append(float(record.time_s))
+        self._ids.append(k)
+
+    def extend(self, records) -> None:
+        for r in records:
+            self.append(r)
+
+    def __iadd__(self, records):
+        self.extend(records)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def _record(self, i: int) -> InputRecord:
+        return InputRecord(self._times[i], self._names[self._ids[i]], self._args.get(i, _NO_ARGS))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._record(j) for j in range(*i.indices(len(self._times)))]
+        n = len(self._times)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("input index out of range")
+        return self._record(i)
+
+    def __iter__(self):
+        for i in range(len(self._times)):
+            yield self._record(i)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (InputLog, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"InputLog({len(self)} inputs)"
+
+    def __deepcopy__(self, memo) -> "InputLog":
+        out = InputLog()
+        out._times, out._ids = array("d", self._times), array("H", self._ids)
+        out._names, out._name_ids = list(self._names), dict(self._name_ids)
+        out._args = dict(self._args)  # the argument dicts are never modified: shared
+        return out
+
+
+class _Column:
+    """A growable float64 array of rows (amortised O(1) append). Memory is taken with np.empty,
+    so pages that were never written are not resident."""
+
+    def __init__(self, row_shape: tuple, capacity: int):
+        self.row_shape = row_shape
+        self.data = np.empty((capacity,) + row_shape)
+        self.n = 0
+
+    def reserve(self, n: int) -> None:
+        if n > len(self.data):
+            grown = np.empty((max(n, len(self.data) + len(self.data) // 2 + 16),) + self.row_shape)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+
+
+class _ChangeColumn:
+    """A per-sample value that seldom changes (the probe pose in a fluoroscopy attempt, the C-arm
+    pose between moves): each distinct run is stored once, each sample holds an int32 index into
+    the runs (-1: no value, read back as NaN)."""
+
+    def __init__(self, row_shape: tuple, capacity: int):
+        self.values = _Column(row_shape, 16)
+        self.index = np.empty(capacity, np.int32)
+
+    def grow(self, capacity: int, n: int) -> None:
+        grown = np.empty(capacity, np.int32)
+        grown[:n] = self.index[:n]
+        self.index = grown
+
+    def set(self, i: int, value) -> None:
+        if value is None:
+            self.index[i] = -1
+            return
+        v = np.asarray(value, dtype=np.float64).reshape(self.values.row_shape)
+        vals = self.values
+        if vals.n and np.array_equal(vals.data[vals.n - 1], v, equal_nan=True):
+            self.index[i] = vals.n - 1
+            return
+        if np.isnan(v).all():
+            self.index[i] = -1
+            return
+        vals.reserve(vals.n + 1)
+        vals.data[vals.n] = v
+        self.index[i] = vals.n
+        vals.n += 1
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        idx = self.index[start:stop]
+        out = np.full((len(idx),) + self.values.row_shape, np.nan)
+        ok = idx >= 0
+        out[ok] = self.values.data[idx[ok]]
+        return out
 
 
 class SampleBuffer:
-    """Growable arrays of samples (amortised O(1) append)."""
+    """Growable arrays of samples (amortised O(1) append, about 150 bytes a sample): the needle
+    pose, time and tip visibility per sample; the probe and C-arm poses stored once per change."""
 
     def __init__(self, capacity: int = 1024):
+        cap = max(16, capacity)
         self._n = 0
-        self._alloc(max(16, capacity))
+        self._time = np.empty(cap)
+        self._needle = np.empty((cap, 4, 4))
+        self._vis = np.empty(cap, np.int8)
+        self._probe = _ChangeColumn((4, 4), cap)
+        self._carm = _ChangeColumn((CARM_DIM,), cap)
 
-    def _alloc(self, cap: int) -> None:
-        old = getattr(self, "_time", None)
-        time = np.zeros(cap)
-        needle = np.zeros((cap, 4, 4))
-        probe = np.full((cap, 4, 4), np.nan)
-        carm = np.full((cap, CARM_DIM), np.nan)
-        vis = np.full(cap, -1, np.int8)
-        if old is not None:
-            n = self._n
-            time[:n] = self._time[:n]
-            needle[:n] = self._needle[:n]
-            probe[:n] = self._probe[:n]
-            carm[:n] = self._carm[:n]
-            vis[:n] = self._vis[:n]
-        self._time, self._needle, self._probe, self._carm, self._vis = time, needle, probe, carm, vis
+    def _grow(self) -> None:
+        n, cap = self._n, len(self._time) + len(self._time) // 2 + 16
+        for name in ("_time", "_needle", "_vis"):
+            old = getattr(self, name)
+            new = np.empty((cap,) + old.shape[1:], old.dtype)
+            new[:n] = old[:n]
+            setattr(self, name, new)
+        self._probe.grow(cap, n)
+        self._carm.grow(cap, n)
 
     def __len__(self) -> int:
         return self._n
+
+    def compact(self) -> None:
+        """Drop the spare capacity (a copy kept aside, e.g. a replay checkpoint)."""
+        n = max(self._n, 1)
+        self._time, self._needle, self._vis = self._time[:n].copy(), self._needle[:n].copy(), self._vis[:n].copy()
+        for col in (self._probe, self._carm):
+            col.index = col.index[:n].copy()
+            col.values.data = col.values.data[: max(col.values.n, 1)].copy()
 
     def append(self, time_s: float, needle_tip_to_world, probe_to_world=None, carm_pose=None, tip_visible=None) -> int:
         """Add a sample (or replace the last one if it falls in the same millisecond); its index."""
@@ -113,13 +251,13 @@ class SampleBuffer:
             if self._n and t < self._time[self._n - 1]:
                 raise ValueError(f"sample time {t} s is before the previous sample {self._time[self._n - 1]} s")
             if self._n == len(self._time):
-                self._alloc(2 * len(self._time))
+                self._grow()
             i = self._n
             self._n += 1
         self._time[i] = t
         self._needle[i] = needle_tip_to_world
-        self._probe[i] = np.nan if probe_to_world is None else probe_to_world
-        self._carm[i] = np.nan if carm_pose is None else carm_pose
+        self._probe.set(i, probe_to_world)
+        self._carm.set(i, carm_pose)
         self._vis[i] = -1 if tip_visible is None else int(bool(tip_visible))
         return i
 
@@ -133,23 +271,28 @@ class SampleBuffer:
 
     @property
     def probe_to_world(self) -> np.ndarray:
-        return self._probe[: self._n]
+        """(n, 4, 4), NaN where no probe was recorded (a new array)."""
+        return self._probe.rows(0, self._n)
 
     @property
     def carm_pose(self) -> np.ndarray:
-        return self._carm[: self._n]
+        """(n, CARM_DIM), NaN where no C-arm pose was recorded (a new array)."""
+        return self._carm.rows(0, self._n)
 
     @property
     def tip_visible(self) -> np.ndarray:
         return self._vis[: self._n]
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Copies of the samples start..stop (all by default)."""
+        stop = self._n if stop is None else min(int(stop), self._n)
+        start = max(0, min(int(start), stop))
         return {
-            "time_s": self.time_s.copy(),
-            "needle_tip_to_world": self.needle_tip_to_world.copy(),
-            "probe_to_world": self.probe_to_world.copy(),
-            "carm_pose": self.carm_pose.copy(),
-            "tip_visible": self.tip_visible.copy(),
+            "time_s": self._time[start:stop].copy(),
+            "needle_tip_to_world": self._needle[start:stop].copy(),
+            "probe_to_world": self._probe.rows(start, stop),
+            "carm_pose": self._carm.rows(start, stop),
+            "tip_visible": self._vis[start:stop].copy(),
         }
 
     @classmethod
@@ -160,12 +303,15 @@ class SampleBuffer:
         buf._n = n
         buf._time[:n] = t
         buf._needle[:n] = np.asarray(arrays["needle_tip_to_world"], dtype=np.float64).reshape(n, 4, 4)
-        if "probe_to_world" in arrays:
-            buf._probe[:n] = np.asarray(arrays["probe_to_world"], dtype=np.float64).reshape(n, 4, 4)
-        if "carm_pose" in arrays:
-            buf._carm[:n] = np.asarray(arrays["carm_pose"], dtype=np.float64).reshape(n, CARM_DIM)
-        if "tip_visible" in arrays:
-            buf._vis[:n] = np.asarray(arrays["tip_visible"], dtype=np.int8).reshape(n)
+        probe = arrays.get("probe_to_world")
+        probe = None if probe is None else np.asarray(probe, dtype=np.float64).reshape(n, 4, 4)
+        carm = arrays.get("carm_pose")
+        carm = None if carm is None else np.asarray(carm, dtype=np.float64).reshape(n, CARM_DIM)
+        vis = arrays.get("tip_visible")
+        buf._vis[:n] = -1 if vis is None else np.asarray(vis, dtype=np.int8).reshape(n)
+        for i in range(n):
+            buf._probe.set(i, None if probe is None else probe[i])
+            buf._carm.set(i, None if carm is None else carm[i])
         return buf
 
 
@@ -206,7 +352,7 @@ class Recording:
     mode: str = "practice"
     started_at: str = ""  # ISO 8601 wall clock (information only; never used by the score)
     meta: dict = field(default_factory=dict)
-    inputs: list[InputRecord] = field(default_factory=list)
+    inputs: InputLog = field(default_factory=InputLog)
     events: list[Event] = field(default_factory=list)
     samples: SampleBuffer = field(default_factory=SampleBuffer)
     format_version: int = FORMAT_VERSION
@@ -226,7 +372,7 @@ class Recording:
 
     # -- building ------------------------------------------------------------------------
     def add_input(self, time_s: float, name: str, args: dict) -> None:
-        self.inputs.append(InputRecord(float(time_s), name, _jsonable(args)))
+        self.inputs.append(InputRecord(float(time_s), name, _jsonable(args) if args else _NO_ARGS))
 
     def add_event(self, event: Event) -> None:
         self.events.append(event)
@@ -284,7 +430,7 @@ class Recording:
                 mode=str(d.get("mode", "practice")),
                 started_at=str(d.get("started_at", "")),
                 meta=dict(d.get("meta", {})),
-                inputs=[InputRecord.from_json(x) for x in d.get("inputs", [])],
+                inputs=InputLog(InputRecord.from_json(x) for x in d.get("inputs", [])),
                 events=[Event.from_json(x) for x in d.get("events", [])],
             )
             if "samples" in d:

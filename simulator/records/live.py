@@ -41,13 +41,7 @@ _WAKE_KINDS = frozenset(HARMFUL) | {EventKind.end, EventKind.injection}
 
 
 def _sample_arrays(samples, start: int, stop: int) -> dict[str, np.ndarray]:
-    return {
-        "time_s": samples.time_s[start:stop].copy(),
-        "needle_tip_to_world": samples.needle_tip_to_world[start:stop].copy(),
-        "probe_to_world": samples.probe_to_world[start:stop].copy(),
-        "carm_pose": samples.carm_pose[start:stop].copy(),
-        "tip_visible": samples.tip_visible[start:stop].copy(),
-    }
+    return samples.arrays(start, stop)
 
 
 class LiveRecorder:

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from simulator.ui.exposure_spool import ExposureSpool
 from simulator.ui.canvas import ImageCanvas, qimage_from_array
 from simulator.ui.workers import SerialWorker
 
@@ -111,7 +112,8 @@ class FluoroscopyView(QWidget):
         self._last_tip = None
         self._contrast_cache: dict[int, object] = {}
         self.last_result: dict | None = None
-        self.saved: list[dict] = []
+        self.saved: list[dict] = []  # label and pose; the image itself is in the spool
+        self._spool = ExposureSpool()
         self.reviewing: int | None = None
         self.frames_shown = 0
         self._w = {"gen": -1, "session": None}  # the worker thread's state
@@ -272,6 +274,7 @@ class FluoroscopyView(QWidget):
         self.dose_label.setText(dose_text({}))
         self.last_result = None
         self.saved.clear()
+        self._spool.clear()
         self.strip.clear()
         self.reviewing = None
         self._contrast_cache.clear()
@@ -591,32 +594,40 @@ class FluoroscopyView(QWidget):
 
     def _save(self, res: dict) -> None:
         frame = res["frame"]
-        item = {"frame": frame, "label": f"{len(self.saved) + 1}: {carm_angle_text(frame.pose.lao_deg, frame.pose.cranial_deg).replace(chr(10), ' ')}"}
-        self.saved.append(item)
+        label = f"{len(self.saved) + 1}: {carm_angle_text(frame.pose.lao_deg, frame.pose.cranial_deg).replace(chr(10), ' ')}"
+        self.saved.append({"pose": frame.pose, "label": label, "spool": self._spool.put(frame.image)})
         img, arr = qimage_from_array(frame.image)
         icon = QIcon(QPixmap.fromImage(img.scaled(112, 112, Qt.AspectRatioMode.KeepAspectRatio,
                                                   Qt.TransformationMode.SmoothTransformation)))
         it = QListWidgetItem(icon, str(len(self.saved)))
-        it.setToolTip(item["label"])
+        it.setToolTip(label)
         self.strip.addItem(it)
         self.strip.scrollToBottom()
 
+    def saved_image(self, index: int) -> np.ndarray | None:
+        """A saved image, read back from the spool."""
+        if not 0 <= index < len(self.saved):
+            return None
+        return self._spool.get(self.saved[index]["spool"])
+
     def review(self, index: int) -> None:
         """Show a saved image again (until the next exposure)."""
-        if not 0 <= index < len(self.saved):
+        image = self.saved_image(index)
+        if image is None:
             return
         self.reviewing = index
-        frame = self.saved[index]["frame"]
+        pose = self.saved[index]["pose"]
         self.canvas.banner = f"REVIEW {index + 1}"
-        self.canvas.corner_text = {"tl": carm_angle_text(frame.pose.lao_deg, frame.pose.cranial_deg)}
-        self.canvas.edge_labels = frame.pose.orientation_labels()
-        self.canvas.set_image(frame.image, -1 - index)
+        self.canvas.corner_text = {"tl": carm_angle_text(pose.lao_deg, pose.cranial_deg)}
+        self.canvas.edge_labels = pose.orientation_labels()
+        self.canvas.set_image(image, -1 - index)
 
     # ------------------------------------------------------------------------------------
     def shutdown(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._spool.close()
         for t in (self._still, self._hold, self._pulse):
             t.stop()
         self._worker.stop()

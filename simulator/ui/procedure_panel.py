@@ -44,6 +44,8 @@ from simulator.core.events import EventKind, HARMFUL, format_time
 from simulator.core.tissue import TISSUE_INFO, Tissue
 
 PLOT_MS = 60
+#: Rows the event list keeps; older ones fold into its first row (the attempt keeps every event).
+MAX_EVENT_ROWS = 400
 #: Events a trainee in exam mode still learns of (what the operator feels or sees).
 EXAM_EVENTS = frozenset({
     EventKind.skin_puncture, EventKind.needle_out, EventKind.bone_contact, EventKind.nerve_contact,
@@ -96,6 +98,34 @@ def contrast_note(spread) -> str:
     return f"Contrast spreads in the tissue{where} ({spread.volume_ml:g} ml)."
 
 
+class PlotSeries:
+    """The time plot's points (time, depth, distance to target): growable arrays, read as
+    `series["t"]`, `series["depth"]`, `series["dist"]` (views of what has been appended)."""
+
+    KEYS = ("t", "depth", "dist")
+
+    def __init__(self):
+        self._a = np.empty((1024, 3))
+        self._n = 0
+
+    def append(self, t: float, depth: float, dist: float) -> None:
+        if self._n == len(self._a):
+            grown = np.empty((2 * len(self._a), 3))
+            grown[: self._n] = self._a[: self._n]
+            self._a = grown
+        self._a[self._n] = (t, depth, dist)
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._a[: self._n, self.KEYS.index(key)]
+
+    def items(self):
+        return [(k, self[k]) for k in self.KEYS]
+
+
 class _VolumeSpin(QDoubleSpinBox):
     def __init__(self, lo: float, hi: float, value: float, name: str):
         super().__init__()
@@ -122,7 +152,7 @@ class ProcedurePanel(QWidget):
         self.scenario = None
         self.procedure = None
         self.instructor = True
-        self._series = {"t": [], "depth": [], "dist": []}
+        self._series = PlotSeries()
         self._t0 = None
         self._dirty_plots = False
         self.plots_ready = False
@@ -288,6 +318,9 @@ class ProcedurePanel(QWidget):
         self.time_plot.addLegend(offset=(5, 5))
         self.depth_curve = self.time_plot.plot([], [], pen=pg.mkPen("#e0e0e0", width=2), name="depth")
         self.dist_curve = self.time_plot.plot([], [], pen=pg.mkPen("#40e070", width=2), name="to target")
+        for curve in (self.depth_curve, self.dist_curve):  # a long attempt: a few points per pixel drawn
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
         self.band_plot = pg.PlotWidget(background="#15171c")
         self.band_plot.setObjectName("tissue_band")
         self.band_plot.setFixedHeight(70)
@@ -382,7 +415,7 @@ class ProcedurePanel(QWidget):
     def attach(self, procedure) -> None:
         """A new attempt: clear what happened, follow this procedure."""
         self.procedure = procedure
-        self._series = {"t": [], "depth": [], "dist": []}
+        self._series = PlotSeries()
         self._t0 = None
         self.events.clear()
         self.aspiration_label.setText("")
@@ -454,9 +487,8 @@ class ProcedurePanel(QWidget):
         if self._t0 is None:
             self._t0 = state.time_s
         dists = state.target_distances_mm or {}
-        self._series["t"].append(state.time_s)
-        self._series["depth"].append(state.depth_mm if state.inserted else 0.0)
-        self._series["dist"].append(min(dists.values()) if dists else float("nan"))
+        self._series.append(state.time_s, state.depth_mm if state.inserted else 0.0,
+                            min(dists.values()) if dists else float("nan"))
 
     def show_state(self, state) -> None:
         """The status line: depth, bone contact, where the tip is (instructor mode)."""
@@ -522,8 +554,24 @@ class ProcedurePanel(QWidget):
         elif ev.kind == EventKind.target_reached:
             item.setForeground(QBrush(QColor(100, 220, 120)))
         self.events.addItem(item)
+        if self.events.count() > MAX_EVENT_ROWS:
+            self._fold_oldest_row()
         if not self._scroll_timer.isActive():  # a burst of events (a replay seek): one scroll
             self._scroll_timer.start()
+
+    def _fold_oldest_row(self) -> None:
+        """Drop the oldest event row into the "earlier events" row at the top."""
+        first = self.events.item(0)
+        if first.data(Qt.ItemDataRole.UserRole + 1) is None:
+            head = QListWidgetItem("")
+            head.setData(Qt.ItemDataRole.UserRole + 1, 0)
+            head.setForeground(QBrush(QColor(150, 150, 150)))
+            self.events.insertItem(0, head)
+            first = head
+        dropped = self.events.takeItem(1)
+        n = int(first.data(Qt.ItemDataRole.UserRole + 1)) + max(1, int(dropped.data(Qt.ItemDataRole.UserRole) or 1))
+        first.setData(Qt.ItemDataRole.UserRole + 1, n)
+        first.setText(f"\u2026 {n} earlier events (all in the score card and the replay)")
 
     def _refill_events(self) -> None:
         self.events.clear()
@@ -544,10 +592,10 @@ class ProcedurePanel(QWidget):
     def _redraw_plots(self) -> None:
         if not self.plots_ready:
             return
-        t = np.asarray(self._series["t"], float)
+        t = self._series["t"]
         t0 = self._t0 if self._t0 is not None else 0.0
-        self.depth_curve.setData(t - t0, np.asarray(self._series["depth"], float))
-        d = np.asarray(self._series["dist"], float)
+        self.depth_curve.setData(t - t0, self._series["depth"])
+        d = self._series["dist"]
         ok = np.isfinite(d)
         self.dist_curve.setData((t - t0)[ok], d[ok])
         self._draw_band()

@@ -85,16 +85,16 @@ def clone_procedure(proc):
         if obj is not None:
             memo[id(obj)] = obj
     for seq in (proc.recording.inputs, proc.recording.events, getattr(proc, "spreads", None)):
-        if seq is not None:  # a list of its own, the same (never modified) items
-            memo[id(seq)] = list(seq)
+        if seq is not None:  # a list (or input log) of its own, the same (never modified) items
+            memo[id(seq)] = copy.deepcopy(seq) if hasattr(seq, "__deepcopy__") else list(seq)
     for name in PROCEDURE_SIGNALS:
         sig = getattr(proc, name, None)
         if sig is not None:
             memo[id(sig)] = Signal(getattr(sig, "name", name))
     clone = copy.deepcopy(proc, memo)
     samples = getattr(clone.recording, "samples", None)
-    if samples is not None and hasattr(samples, "_alloc"):  # no spare capacity in a copy kept aside
-        samples._alloc(max(16, len(samples)))
+    if samples is not None and hasattr(samples, "compact"):  # no spare capacity in a copy kept aside
+        samples.compact()
     return clone
 
 
