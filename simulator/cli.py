@@ -33,6 +33,8 @@ def benchmark_module(name: str):
         from simulator.benchmarks import outcome as mod
     elif name == "centre":
         from simulator.benchmarks import centre as mod
+    elif name == "soak":  # drives the window: it lives with the Qt layer
+        from simulator.ui import bench_soak as mod
     else:
         raise KeyError(name)
     return mod

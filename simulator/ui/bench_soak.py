@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from simulator.benchmarks.workstation import _median, _p95
+from simulator.ui.bench_workstation import _median, _p95
 
 INPUT_RATE_HZ = 23.0
 SHOT_EVERY = 60
@@ -49,7 +49,7 @@ def run(args) -> dict:
     import json
 
     minutes = float(getattr(args, "minutes", None) or (1.0 if getattr(args, "quick", False) else 10.0))
-    cmd = [sys.executable, "-m", "simulator.benchmarks.soak", str(minutes)]
+    cmd = [sys.executable, "-m", "simulator.ui.bench_soak", str(minutes)]
     if not os.environ.get("DISPLAY"):
         xvfb_run = shutil.which("xvfb-run")
         if xvfb_run is None:
