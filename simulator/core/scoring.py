@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from simulator.core.behaviours import consequence
+from simulator.core.behaviours import BEHAVIOURS, consequence
 from simulator.core.events import EventKind, format_time
 from simulator.core.metrics import AttemptMetrics, attempt_metrics
 from simulator.core.targets import TargetGeometry, resolve_targets, targets_from_recording
@@ -208,6 +208,23 @@ def _shorten(fails: list[dict]) -> list[dict]:
     return out
 
 
+def _deduction_lines(behaviours: list[dict], t0: float) -> list[str]:
+    """One line per kind of behaviour that cost points: what, when, how much."""
+    out = []
+    keys = list(dict.fromkeys(b["key"] for b in behaviours if b["consequence"] == "points"))
+    for key in keys:
+        rows = [b for b in behaviours if b["key"] == key]
+        pts = sum(b["points"] for b in rows)
+        if pts <= 0:
+            continue
+        if len(rows) == 1:
+            out.append(f"{rows[0]['message']} at {format_time(rows[0]['time_s'] - t0)}: -{pts:g} points")
+            continue
+        when = ", ".join(format_time(b["time_s"] - t0) for b in rows[:4]) + (" ..." if len(rows) > 4 else "")
+        out.append(f"{BEHAVIOURS[key]}: {len(rows)} times (at {when}; first: {rows[0]['message']}): -{pts:g} points")
+    return out
+
+
 def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
     """Turn computed metrics into the score card (the rubric part of `score_attempt`)."""
     rubric = scenario.rubric
@@ -267,9 +284,7 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
     for c in am.critical_contacts:
         if c.get("severity") != "critical" or "critical_contact" not in listed:
             reasons.append(f"{c['message']} at {format_time(c['time_s'] - t0)} ({c.get('severity')} contact)")
-    for b in behaviours:
-        if b["consequence"] == "points" and b["points"] > 0:
-            reasons.append(f"{b['message']} at {format_time(b['time_s'] - t0)}: -{b['points']:g} points")
+    reasons += _deduction_lines(behaviours, t0)
     lost = sorted((i for i in items if i.applicable and i.points < i.share - 1e-9), key=lambda i: i.points - i.share)
     for i in lost:
         reasons.append(f"{i.reason}: {i.points:.1f} of {i.share:.1f} points")
@@ -287,7 +302,7 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
         behaviours=behaviours, deductions=deductions,
         scenario_id=getattr(scenario, "id", ""), scenario_version=getattr(recording, "scenario_version", "") if recording else "",
         trainee=getattr(recording, "trainee", "") if recording else "",
-        extra={"duration_s": am.end_time_s - am.start_time_s,
+        extra={"duration_s": am.end_time_s - am.start_time_s, "start_time_s": am.start_time_s,
                "bone_contacts": am.values.get("bone_contacts"),
                "events": len(recording.events) if recording is not None else 0,
                "per_target": am.per_target},

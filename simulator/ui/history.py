@@ -13,6 +13,8 @@ Instructor overview, Ctrl+Shift+H) with two tabs:
 - "Instructor overview": every scenario with its trainees (attempts, best and last score, pass
   rate); below, the chosen scenario's score curves of all its trainees on one plot with the pass
   mark, to compare them; double-click a trainee to open their curves.
+- "Validity": an expert and a novice group of trainees: per metric and the total score, the
+  expert-vs-novice AUC with its 95 % interval and the pass/fail agreement (`ui/validity_panel.py`).
 
 Buttons act on the selected attempt: replay it in the trainer (`replay_requested`), a report
 (HTML or PDF, `simulator.records.report`), an export (.igs.mha for 3D Slicer / Perk Tutor, CSV,
@@ -229,6 +231,10 @@ class HistoryWindow(QWidget):
         osplit.addWidget(self.compare)
         osplit.setSizes([300, 420])
         self.tabs.addTab(osplit, "Instructor overview")
+        from simulator.ui.validity_panel import ValidityPanel
+
+        self.validity = ValidityPanel(self.store)
+        self.tabs.addTab(self.validity, "Validity")
         lay.addWidget(self.tabs, 1)
 
         buttons = QHBoxLayout()
@@ -289,6 +295,7 @@ class HistoryWindow(QWidget):
             self._filling = False
         self._fill_scenarios()
         self._fill_overview()
+        self.validity.refresh()
 
     def set_trainee(self, name: str) -> None:
         self.trainee = name
@@ -585,7 +592,7 @@ class HistoryWindow(QWidget):
         self.show_tab("trainee")
 
     def show_tab(self, name: str) -> None:
-        self.tabs.setCurrentIndex(1 if name == "overview" else 0)
+        self.tabs.setCurrentIndex({"overview": 1, "validity": 2}.get(name, 0))
 
     # ------------------------------------------------------------------------------------
     # actions

@@ -27,7 +27,8 @@ Procedure directly with cheap bookkeeping only (no Qt signal, no render per inpu
 the views once at the end.
 
 `TimelineDock`: play / pause, back to the start, speed (0.5x to 4x), a slider to scrub with the
-recorded events marked on it, the time read-out, "Rescore" (the score card of the replayed attempt,
+recorded events marked under it and the error behaviours above it (click one: the replay jumps
+there; `ui/timeline_marks.py`), the time read-out, "Rescore" (the score card of the replayed attempt,
 compared with the stored one) and "Stop replay". `AttemptPicker`: the stored attempts (trainee,
 scenario, date, score) to choose one from.
 """
@@ -41,7 +42,6 @@ import math
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -52,16 +52,14 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QSlider,
     QStyle,
-    QStyleOptionSlider,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from simulator.core.events import HARMFUL, EventKind, format_time
+from simulator.ui.timeline_marks import MarkedSlider, behaviour_marks, event_marks
 
 SPEEDS = (0.5, 1.0, 2.0, 4.0)
 TICK_MS = 30
@@ -353,60 +351,18 @@ class ReplayPlayer(QObject):
             self._set_state("ended")
 
     # -- markers ---------------------------------------------------------------------------
-    def markers(self) -> list[tuple[float, str, str]]:
-        """(time s, colour, text) of the recorded events worth a mark on the timeline."""
-        out = []
-        for ev in self.recording.events:
-            if ev.kind in HARMFUL:
-                colour = "#e03030"
-            elif ev.kind == EventKind.fluoro_shot:
-                colour = "#4080ff"
-            elif ev.kind in (EventKind.injection, EventKind.local_anaesthetic):
-                colour = "#30b050"
-            elif ev.kind in (EventKind.aspiration, EventKind.target_reached, EventKind.skin_puncture,
-                             EventKind.bone_contact, EventKind.end):
-                colour = "#e0a020"
-            else:
-                continue
-            out.append((float(ev.time_s), colour, f"{format_time(ev.time_s)} {ev.message}"))
-        return out
+    def markers(self) -> list[tuple[float, str, str, bool]]:
+        """(time s, colour, text, is an error behaviour) of the marks on the timeline: the recorded
+        events worth one, and the error behaviours the score card lists."""
+        marks = event_marks(self.recording)
+        try:
+            from simulator.core.targets import resolve_targets, targets_from_recording
 
-
-class MarkedSlider(QSlider):
-    """A horizontal slider (milliseconds) with event marks drawn under its groove."""
-
-    def __init__(self, parent=None):
-        super().__init__(Qt.Orientation.Horizontal, parent)
-        self.marks: list[tuple[int, str, str]] = []  # (value, colour, tooltip)
-        self.setMinimumHeight(30)
-
-    def set_marks(self, marks) -> None:
-        self.marks = list(marks)
-        self.setToolTip("\n".join(m[2] for m in self.marks[:30]))
-        self.update()
-
-    def x_of(self, value: int) -> int:
-        opt = QStyleOptionSlider()
-        self.initStyleOption(opt)
-        groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
-                                             QStyle.SubControl.SC_SliderGroove, self)
-        handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
-                                             QStyle.SubControl.SC_SliderHandle, self)
-        span = groove.width() - handle.width()
-        x0 = groove.x() + handle.width() // 2
-        return x0 + QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), value, max(span, 1))
-
-    def paintEvent(self, event):  # noqa: N802 (Qt API)
-        super().paintEvent(event)
-        if not self.marks:
-            return
-        p = QPainter(self)
-        h = self.height()
-        for value, colour, _ in self.marks:
-            x = self.x_of(value)
-            p.setPen(QPen(QColor(colour), 2))
-            p.drawLine(x, h - 7, x, h - 1)
-        p.end()
+            targets = targets_from_recording(self.recording) or resolve_targets(self.scenario, self.anatomy)
+            marks += behaviour_marks(self.recording, self.scenario, self.anatomy, targets)
+        except Exception:  # noqa: BLE001 - marks are a help: an old or odd recording still replays
+            pass
+        return [(m.time_s, m.colour, m.text, m.behaviour) for m in sorted(marks, key=lambda m: m.time_s)]
 
 
 def fmt_clock(t: float) -> str:
@@ -472,6 +428,7 @@ class TimelineDock(QDockWidget):
         self.speed_combo.currentIndexChanged.connect(
             lambda _i: self.player and self.player.set_speed(float(self.speed_combo.currentData())))
         self.slider.valueChanged.connect(self._slider_moved)
+        self.slider.mark_clicked.connect(self.jump_to_ms)
         self.slider.sliderReleased.connect(self._flush_drag)
         self.rescore_button.clicked.connect(self.rescore_requested.emit)
         self.stop_button.clicked.connect(self.stop_requested.emit)
@@ -489,13 +446,20 @@ class TimelineDock(QDockWidget):
         self.slider.setPageStep(max(1000, int(player.duration_s * 100)))  # Page Up/Down: a tenth
         self.slider.setValue(0)
         self._updating = False
-        self.slider.set_marks([(int(round(t * 1000)), c, txt) for t, c, txt in player.markers()])
+        self.slider.set_marks([(int(round(t * 1000)), c, txt, beh) for t, c, txt, beh in player.markers()])
         self.speed_combo.setCurrentIndex(SPEEDS.index(1.0))
         player.set_speed(1.0)
         player.position_changed.connect(self._on_position)
         player.state_changed.connect(self._on_state)
         self._on_position(player.time_s)
         self._on_state(player.state)
+
+    def jump_to_ms(self, value: int) -> None:
+        """Jump the replay to a moment (a clicked mark, a behaviour chosen on the score card)."""
+        if self.player is None:
+            return
+        self.player.pause()
+        self.player.seek(value / 1000.0)
 
     def _on_position(self, t: float) -> None:
         p = self.player

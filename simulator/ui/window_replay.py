@@ -216,6 +216,8 @@ class ReplayMixin:
         if self.score_dialog is not None:
             self.score_dialog.close()
         dlg = ScoreCardDialog(card, f"Rescored: {p.scenario.title}", self, note=note)
+        if self.timeline is not None:  # a behaviour double-clicked on the card: the replay jumps there
+            dlg.jump_requested.connect(lambda t: self.timeline.jump_to_ms(int(round(t * 1000))))
         from simulator.ui.debrief import attach_debrief
 
         attach_debrief(dlg, p.procedure.recording, p.scenario)
