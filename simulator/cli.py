@@ -11,7 +11,8 @@ import sys
 from simulator import __version__
 from simulator.core.display import NO_DISPLAY_MESSAGE
 
-BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "outcome", "centre", "soak")
+BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "outcome", "centre", "soak",
+              "validity")
 
 
 def benchmark_module(name: str):
@@ -35,6 +36,8 @@ def benchmark_module(name: str):
         from simulator.benchmarks import centre as mod
     elif name == "soak":  # drives the window: it lives with the Qt layer
         from simulator.ui import bench_soak as mod
+    elif name == "validity":
+        from simulator.benchmarks import validity as mod
     else:
         raise KeyError(name)
     return mod

@@ -307,11 +307,16 @@ class NeedleMotion:
         self._bone_contact = hit_bone
         self._apply(pose, path_from=tip, kinematic=True)
         if hit_bone and not was_contact:
-            name = self.probe_tissue.name_of(label) or self.probe_tissue.structure_near(first)
-            self._emit(EventKind.bone_contact, f"bone contact ({(name or 'bone').replace('_', ' ')}) at "
-                       f"{self._state.depth_mm:.0f} mm", structure=name, position_mm=first, depth_mm=self._state.depth_mm)
-            self._state = replace_state(self._state, bone_contact=True)
+            self._bone_contact_event(label, first, say_depth=True)
         return float(np.linalg.norm(target - tip))
+
+    def _bone_contact_event(self, label: int, first, say_depth: bool) -> None:
+        """The tip stopped at bone: the event (named by the bone's label, or the nearest bone)."""
+        name = self.probe_tissue.name_of(label) or self.probe_tissue.structure_near(first)
+        depth = self._state.depth_mm
+        text = f"bone contact ({(name or 'bone').replace('_', ' ')})" + (f" at {depth:.0f} mm" if say_depth else "")
+        self._emit(EventKind.bone_contact, text, structure=name, position_mm=first, depth_mm=depth)
+        self._state = replace_state(self._state, bone_contact=True)
 
     def _withdraw(self, mm: float | None) -> float:
         tip = self._pose[:3, 3].copy()
@@ -370,10 +375,7 @@ class NeedleMotion:
             self._bone_contact = hit_bone
             self._apply(pose, path_from=tip, kinematic=True)
             if hit_bone and not was_contact:
-                name = self.probe_tissue.name_of(label) or self.probe_tissue.structure_near(first)
-                self._emit(EventKind.bone_contact, f"bone contact ({(name or 'bone').replace('_', ' ')})",
-                           structure=name, position_mm=first, depth_mm=self._state.depth_mm)
-                self._state = replace_state(self._state, bone_contact=True)
+                self._bone_contact_event(label, first, say_depth=False)
         else:
             pose[:3, 3] = tip
             self._apply(pose, path_from=None, kinematic=True)

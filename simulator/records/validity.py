@@ -133,6 +133,47 @@ def _rubric_directions(store, info) -> dict:
             if "metric" in it and not it.get("target")}
 
 
+def compare_cards(scenario_id: str, title: str, expert: list[dict], novice: list[dict], directions: dict,
+                  n_boot: int = 2000, seed: int = 0, pass_mark: float | None = None) -> ScenarioValidity:
+    """The comparison of two groups of score cards (JSON dicts: score, passed, metrics) of one
+    scenario: per metric and the total score, the AUC and its interval; the pass/fail agreement.
+    `directions`: metric -> (good, bad) of the rubric (which way is better)."""
+    labels = _labels()
+    metrics = [SCORE] + sorted({k for c in expert + novice for k, v in (c.get("metrics") or {}).items()
+                                if isinstance(v, (int, float))})
+    rows = []
+    for m in metrics:
+        def vals(group):
+            out = []
+            for c in group:
+                v = c.get("score") if m == SCORE else (c.get("metrics") or {}).get(m)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    out.append(float(v))
+            return out
+
+        ev, nv = vals(expert), vals(novice)
+        higher = _direction(m, directions)
+        if ev and nv:
+            sign = 1.0 if higher else -1.0
+            a, lo, hi = auc_ci(sign * np.array(ev), sign * np.array(nv), n_boot=n_boot, seed=seed)
+        else:
+            a = lo = hi = None
+        label = "total score" if m == SCORE else labels.get(m, (m, ""))[0]
+        rows.append(MetricValidity(m, label, len(ev), len(nv), _median(ev), _median(nv), a, lo, hi, higher))
+    first, rest = rows[:1], rows[1:]
+    rest.sort(key=lambda r: (r.auc is None, -(r.auc or 0.0), r.metric))
+    passed_e = [bool(c["passed"]) for c in expert if c.get("passed") is not None]
+    passed_n = [bool(c["passed"]) for c in novice if c.get("passed") is not None]
+    agree = (sum(passed_e) + sum(not p for p in passed_n)) / (len(passed_e) + len(passed_n)) if (
+        passed_e or passed_n) else None
+    return ScenarioValidity(
+        scenario_id=scenario_id, scenario_title=title, n_expert=len(expert), n_novice=len(novice),
+        metrics=first + rest, agreement=agree,
+        expert_pass_rate=(sum(passed_e) / len(passed_e)) if passed_e else None,
+        novice_fail_rate=(sum(not p for p in passed_n) / len(passed_n)) if passed_n else None,
+        pass_mark=pass_mark)
+
+
 def _group_attempts(store, names: list[str], what: str, scenario: str | None):
     known = {t.name for t in store.list_trainees()}
     missing = [n for n in names if n not in known]
@@ -168,46 +209,14 @@ def validity_report(store, expert, novice, scenario: str | None = None, n_boot: 
         raise ValidityError(f"no scenario has attempts from both groups{where} (experts: "
                             f"{', '.join(sorted({a.scenario_id for a in ea}))}; novices: "
                             f"{', '.join(sorted({a.scenario_id for a in na}))})")
-    labels = _labels()
     for sid in scenarios:
         e_att = [a for a in ea if a.scenario_id == sid]
         n_att = [a for a in na if a.scenario_id == sid]
         cards = store.score_cards([a.id for a in e_att + n_att])
-        directions = _rubric_directions(store, e_att[-1])
-        rows = []
-        metrics = [SCORE] + sorted({k for c in cards.values() for k, v in (c.get("metrics") or {}).items()
-                                    if isinstance(v, (int, float))})
-        for m in metrics:
-            def vals(group):
-                out = []
-                for a in group:
-                    c = cards.get(a.id) or {}
-                    v = c.get("score") if m == SCORE else (c.get("metrics") or {}).get(m)
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        out.append(float(v))
-                return out
-
-            ev, nv = vals(e_att), vals(n_att)
-            higher = _direction(m, directions)
-            if ev and nv:
-                sign = 1.0 if higher else -1.0
-                a, lo, hi = auc_ci(sign * np.array(ev), sign * np.array(nv), n_boot=n_boot, seed=seed)
-            else:
-                a = lo = hi = None
-            label = "total score" if m == SCORE else labels.get(m, (m, ""))[0]
-            rows.append(MetricValidity(m, label, len(ev), len(nv), _median(ev), _median(nv), a, lo, hi, higher))
-        first, rest = rows[:1], rows[1:]
-        rest.sort(key=lambda r: (r.auc is None, -(r.auc or 0.0), r.metric))
-        passed_e = [a.passed for a in e_att if a.passed is not None]
-        passed_n = [a.passed for a in n_att if a.passed is not None]
-        agree = (sum(passed_e) + sum(not p for p in passed_n)) / (len(passed_e) + len(passed_n)) if (
-            passed_e or passed_n) else None
-        report.scenarios.append(ScenarioValidity(
-            scenario_id=sid, scenario_title=e_att[-1].scenario_title or sid, n_expert=len(e_att), n_novice=len(n_att),
-            metrics=first + rest, agreement=agree,
-            expert_pass_rate=(sum(passed_e) / len(passed_e)) if passed_e else None,
-            novice_fail_rate=(sum(not p for p in passed_n) / len(passed_n)) if passed_n else None,
-            pass_mark=e_att[-1].pass_mark))
+        info = e_att[-1]
+        report.scenarios.append(compare_cards(
+            sid, info.scenario_title or sid, [cards.get(a.id) or {} for a in e_att],
+            [cards.get(a.id) or {} for a in n_att], _rubric_directions(store, info), n_boot, seed, info.pass_mark))
     return report
 
 
