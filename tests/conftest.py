@@ -135,3 +135,14 @@ def lumbopelvic():
 
 
 from tests.pg import pg_cluster, pg_database, pg_template  # noqa: E402,F401 - shared PostgreSQL fixtures
+
+
+def pytest_collection_modifyitems(config, items):
+    """The declared markers: `gui` for the tests of the Qt layer (they need a display: pytest-xvfb
+    starts one), `slow` for those on the built bundled patient (`pytest -m "not slow"` skips them)."""
+    for item in items:
+        path = str(item.path)
+        if "/tests/ui/" in path:
+            item.add_marker(pytest.mark.gui)
+        if "bundled" in getattr(item, "fixturenames", ()) or "bundled" in item.name or "celiac" in item.name:
+            item.add_marker(pytest.mark.slow)

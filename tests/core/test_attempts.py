@@ -46,16 +46,11 @@ def test_block_expert_passes_and_novice_fails():
 
 
 def _bundled():
-    try:
-        from simulator.anatomy import bundled
-    except ImportError:
-        pytest.skip("the anatomy package is not available")
+    from simulator.anatomy import bundled, load_anatomy
+
     if not bundled.cache_is_valid():
         pytest.skip("the bundled patient is not built (run `python main.py setup-data`)")
-    import importlib
-
-    loader = getattr(importlib.import_module("simulator.anatomy"), "load_anatomy", None)
-    return loader("bundled") if loader is not None else bundled.load_bundled()
+    return load_anatomy("bundled")
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +58,6 @@ def celiac():
     from simulator.core.scenario import load_scenario
 
     path = SCENARIOS_DIR / "celiac_plexus_posterior.yaml"
-    if not path.exists():
-        pytest.skip("scenarios/celiac_plexus_posterior.yaml is not written yet")
     anatomy = _bundled()
     return load_scenario(path), anatomy
 

@@ -1,5 +1,4 @@
 """Needle specification and the kinematic rules: bone stops the tip, pivots sweep tissue, redirections."""
-import importlib
 import math
 
 import numpy as np
@@ -132,11 +131,9 @@ def test_state_reports_depth_entry_and_shaft(scenario, block):
 
 
 def test_bone_stops_the_tip_on_the_layered_phantom():
-    try:
-        phantoms = importlib.import_module("simulator.anatomy.phantoms")
-    except ImportError:
-        pytest.skip("simulator.anatomy.phantoms is not available yet")
-    an = phantoms.make_phantom("layered_block")
+    from simulator.anatomy.phantoms import make_phantom
+
+    an = make_phantom("layered_block")
     bone = np.isin(an.tissue, [int(t) for t in BONE])
     assert bone.any(), "the layered phantom has a bone plate"
     centre = an.origin_mm + np.argwhere(bone).mean(axis=0) * an.spacing_mm

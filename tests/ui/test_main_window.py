@@ -382,7 +382,8 @@ def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file, tmp_path
 
     data = link_shared_data(tmp_path / "data")  # records of its own; the built patient and caches shared
     monkeypatch.setenv("NEUROLYSIS_DATA", str(data))
-    bundled = pytest.importorskip("simulator.anatomy.bundled")
+    from simulator.anatomy import bundled
+
     if not bundled.cache_is_valid():
         pytest.skip("the bundled patient's cache is not built (run `make test` or `python main.py setup-data`)")
     t0 = time.perf_counter()

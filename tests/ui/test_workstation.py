@@ -20,10 +20,8 @@ from .windows import close_window, open_window
 
 
 def _bundled_ready() -> bool:
-    try:
-        from simulator.anatomy import bundled
-    except ImportError:
-        return False
+    from simulator.anatomy import bundled
+
     return bundled.cache_is_valid()
 
 

@@ -14,10 +14,8 @@ from tests.ui.editor.helpers import CTRL, click_slice, close_window, editor_of, 
 
 
 def _bundled_ready() -> bool:
-    try:
-        from simulator.anatomy import bundled
-    except ImportError:
-        return False
+    from simulator.anatomy import bundled
+
     return bundled.cache_is_valid()
 
 
