@@ -157,7 +157,8 @@ def _ultrasound(args, scenario, anatomy, line) -> np.ndarray:
 def _view3d(args, scenario, anatomy, line) -> np.ndarray:
     from simulator.core.metrics import resolve_targets
     from simulator.render.camera import default_preset
-    from simulator.render.glyphs import diameter_for_gauge, needle_tip_to_world_from
+    from simulator.core.geometry import pose_from_tip_axis
+    from simulator.render.glyphs import diameter_for_gauge
     from simulator.render.scene import AnatomyScene
 
     scene = AnatomyScene(size=(1000, 800))
@@ -168,7 +169,7 @@ def _view3d(args, scenario, anatomy, line) -> np.ndarray:
         scene.show_targets(resolve_targets(scenario, anatomy), True)
         if line is not None:
             _entry, tip, axis = line
-            scene.set_needle(needle_tip_to_world_from(tip, axis), scenario.needle.length_mm,
+            scene.set_needle(pose_from_tip_axis(tip, axis), scenario.needle.length_mm,
                              diameter_for_gauge(scenario.needle.gauge))
         return scene.screenshot()
     finally:

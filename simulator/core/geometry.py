@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,11 +52,14 @@ def angle_between_deg(u, v) -> np.ndarray | float:
 
 
 def rotation_about_axis(axis, angle_deg: float) -> np.ndarray:
-    """3x3 rotation by angle_deg about axis (right hand rule), Rodrigues' formula."""
-    k = normalize(axis)
-    a = math.radians(angle_deg)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(a) * kx + (1 - math.cos(a)) * (kx @ kx)
+    """3x3 rotation by angle_deg about axis (right hand rule): the one rotation of the package
+    (scipy's `Rotation`); the needle, the probe and the steering all turn with it."""
+    return Rotation.from_rotvec(math.radians(angle_deg) * normalize(axis)).as_matrix()
+
+
+def rotate(vector, axis, angle_deg: float) -> np.ndarray:
+    """`vector` turned by angle_deg about axis (right hand rule)."""
+    return rotation_about_axis(axis, angle_deg) @ np.asarray(vector, dtype=np.float64)
 
 
 def rotation_between(a, b) -> np.ndarray:
@@ -262,6 +266,6 @@ __all__ = [
     "MeshFileError", "MeshLocator", "angle_between_deg", "angles_from_direction", "ball_samples", "box_mesh",
     "direction_from_angles", "distance3", "frame_from_axis", "heron_area", "icosphere", "invert_pose", "is_rigid",
     "locator_for", "make_pose", "normalize", "point_polyline_distance", "point_segment_distance",
-    "polyline_samples", "pose_from_tip_axis", "read_stl", "rotation_about_axis", "rotation_between",
+    "polyline_samples", "pose_from_tip_axis", "read_stl", "rotate", "rotation_about_axis", "rotation_between",
     "sphere_distance", "subdivided_box_mesh", "triangle_area", "tube_distance", "weld", "write_stl",
 ]

@@ -29,6 +29,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from simulator.core.geometry import rotation_about_axis
+
 SPEED_OF_SOUND_MM_US = 1.540  # soft-tissue average c used by scanners for beamforming (mm/us)
 _LN10 = math.log(10.0)
 
@@ -215,15 +217,6 @@ def _unit(v, name: str) -> np.ndarray:
     return a / n
 
 
-def rotation_matrix(axis, angle_deg: float) -> np.ndarray:
-    """3x3 right-handed rotation about a unit axis (Rodrigues)."""
-    k = np.asarray(axis, dtype=np.float64)
-    k = k / np.linalg.norm(k)
-    a = math.radians(angle_deg)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(a) * kx + (1 - math.cos(a)) * (kx @ kx)
-
-
 @dataclass(frozen=True, eq=False)
 class ProbePose:
     """Where the probe is: face centre on the skin, depth axis, lateral (marker) axis.
@@ -307,7 +300,7 @@ class ProbePose:
 
     # --- motion helpers ------------------------------------------------------------------------
     def _rotated_about(self, axis, angle_deg: float) -> "ProbePose":
-        r = rotation_matrix(axis, angle_deg)
+        r = rotation_about_axis(axis, angle_deg)
         return ProbePose.from_vectors(self.center_mm, r @ self.direction, r @ self.marker)
 
     def rotated(self, angle_deg: float) -> "ProbePose":

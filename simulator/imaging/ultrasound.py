@@ -641,7 +641,7 @@ class UltrasoundSimulator:
         tgc0 = np.zeros(ns, np.float32)
         n_pose = 4
         for _ in range(n_pose):
-            from simulator.core.probe import rotation_matrix
+            from simulator.core.geometry import rotation_about_axis as rotation_matrix
 
             r = rotation_matrix(rng.normal(size=3), float(rng.uniform(0, 360)))
             pose = ProbePose.from_vectors(rng.uniform(-500, 500, 3), r[:, 1], r[:, 0])

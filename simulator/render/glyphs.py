@@ -15,12 +15,10 @@ from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkFiltersSources import vtkConeSource, vtkCylinderSource, vtkSphereSource
 
 from simulator.core.anatomy import TriMesh
-from simulator.render.camera import _A, _R
+from simulator.core.needle import GAUGE_OD_MM
 from simulator.render.vtk_mesh import polydata_from_mesh
 
 
-#: Outer diameter (mm) of the needle gauges scenarios use.
-GAUGE_DIAMETER_MM = {18: 1.27, 20: 0.91, 21: 0.82, 22: 0.72, 23: 0.64, 25: 0.51}
 #: ISO 6009 hub colours.
 GAUGE_HUB_COLOUR = {
     18: (0.95, 0.55, 0.70), 20: (1.0, 0.85, 0.10), 21: (0.20, 0.65, 0.25),
@@ -145,17 +143,4 @@ def hub_colour_for_gauge(gauge: int) -> tuple[float, float, float]:
 
 
 def diameter_for_gauge(gauge: int) -> float:
-    return GAUGE_DIAMETER_MM.get(int(gauge), 0.72)
-
-
-def needle_tip_to_world_from(tip_mm, direction) -> np.ndarray:
-    """A needle pose (4x4) with its tip at `tip_mm`, advancing along `direction` (+Z)."""
-    z = np.asarray(direction, dtype=float)
-    z = z / np.linalg.norm(z)
-    helper = _R if abs(z[0]) < 0.9 else _A
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, np.asarray(tip_mm, dtype=float)
-    return m
+    return GAUGE_OD_MM.get(int(gauge), GAUGE_OD_MM[22])

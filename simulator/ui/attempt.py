@@ -23,13 +23,13 @@ input event, perf_counter after the Procedure and every synchronous subscriber r
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
+from simulator.core.geometry import rotate
 from simulator.core.procedure import Procedure, ProcedureError
 
 #: the simulation rate: while a live attempt runs with the needle placed, the procedure records a
@@ -37,15 +37,6 @@ from simulator.core.procedure import Procedure, ProcedureError
 SAMPLE_RATE_HZ = 60.0
 #: the Procedure's signals the controller forwards as Qt signals of the same names
 FORWARDED = ("needle_changed", "event_added", "step_changed", "sample_added", "spread_added")
-
-
-def rotate(vector, axis, angle_deg: float) -> np.ndarray:
-    """Right-handed rotation of `vector` about the unit `axis` (Rodrigues)."""
-    v = np.asarray(vector, dtype=np.float64)
-    k = np.asarray(axis, dtype=np.float64)
-    k = k / np.linalg.norm(k)
-    a = math.radians(angle_deg)
-    return v * math.cos(a) + np.cross(k, v) * math.sin(a) + k * float(k @ v) * (1.0 - math.cos(a))
 
 
 @dataclass

@@ -231,7 +231,7 @@ class AttemptMixin:
         if self.controller.state is None or (dx == 0 and dy == 0):
             return
         _, right, up = self.camera_axes()
-        from simulator.ui.attempt import rotate
+        from simulator.core.geometry import rotate
 
         d = rotate(self.controller.state.axis, up, -dx * DRAG_DEG_PER_PX)
         d = rotate(d, right, -dy * DRAG_DEG_PER_PX)

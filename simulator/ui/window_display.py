@@ -7,7 +7,8 @@ import numpy as np
 from PySide6.QtGui import QAction, QKeySequence
 
 from simulator.render.camera import default_preset
-from simulator.render.glyphs import diameter_for_gauge, hub_colour_for_gauge, needle_tip_to_world_from
+from simulator.core.geometry import pose_from_tip_axis
+from simulator.render.glyphs import diameter_for_gauge, hub_colour_for_gauge
 
 
 NEEDLE_STANDOFF_MM = 10.0  # the needle waits this far outside the planned entry point
@@ -151,7 +152,7 @@ class DisplayMixin:
         direction = (target - entry) / np.linalg.norm(target - entry)
         tip = entry - NEEDLE_STANDOFF_MM * direction
         scene.set_needle(
-            needle_tip_to_world_from(tip, direction),
+            pose_from_tip_axis(tip, direction),
             length_mm=sc.needle.length_mm,
             diameter_mm=diameter_for_gauge(sc.needle.gauge),
             hub_colour=hub_colour_for_gauge(sc.needle.gauge),

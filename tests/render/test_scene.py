@@ -490,9 +490,9 @@ def test_scaled_image_is_bilinear_with_aligned_centres():
 
 
 def test_the_needle_stays_visible_when_the_view_is_zoomed_out(scene):
-    from simulator.render.glyphs import needle_tip_to_world_from
+    from simulator.core.geometry import pose_from_tip_axis
 
-    scene.set_needle(needle_tip_to_world_from(KIDNEY_LEFT_C + [0, 60, 0], [0, -1, 0]), length_mm=90, diameter_mm=0.72)
+    scene.set_needle(pose_from_tip_axis(KIDNEY_LEFT_C + [0, 60, 0], [0, -1, 0]), length_mm=90, diameter_mm=0.72)
     scene.render()
     still = scene.needle_width_scale()
     assert still > 1.0  # the whole trunk in 240 px: a 0.72 mm shaft is well under a pixel
