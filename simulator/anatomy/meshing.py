@@ -20,6 +20,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support as vtk_np
 
+from simulator.anatomy.vtk_mesh import polydata_to_trimesh
 from simulator.core.anatomy import TriMesh
 
 ISO_LEVEL = 0.5
@@ -37,36 +38,6 @@ def _block_mean_inplane(mask: np.ndarray, factor: int) -> np.ndarray:
     if pi or pj:
         m = np.pad(m, ((0, pi), (0, pj), (0, 0)))
     return m.reshape(m.shape[0] // factor, factor, m.shape[1] // factor, factor, nk).mean(axis=(1, 3))
-
-
-def polydata_to_trimesh(poly: vtk.vtkPolyData) -> TriMesh:
-    if poly.GetNumberOfPoints() == 0 or poly.GetNumberOfPolys() == 0:
-        return TriMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
-    pts = vtk_np.vtk_to_numpy(poly.GetPoints().GetData())
-    polys = poly.GetPolys()
-    offsets = vtk_np.vtk_to_numpy(polys.GetOffsetsArray())
-    conn = vtk_np.vtk_to_numpy(polys.GetConnectivityArray())
-    if np.any(np.diff(offsets) != 3):
-        tri = vtk.vtkTriangleFilter()
-        tri.SetInputData(poly)
-        tri.Update()
-        return polydata_to_trimesh(tri.GetOutput())
-    return TriMesh(pts.copy(), conn.reshape(-1, 3).copy())
-
-
-def trimesh_to_polydata(mesh: TriMesh) -> vtk.vtkPolyData:
-    poly = vtk.vtkPolyData()
-    pts = vtk.vtkPoints()
-    pts.SetData(vtk_np.numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float32), deep=True))
-    poly.SetPoints(pts)
-    cells = vtk.vtkCellArray()
-    offsets = np.arange(0, 3 * mesh.n_triangles + 1, 3, dtype=np.int64)
-    cells.SetData(
-        vtk_np.numpy_to_vtkIdTypeArray(offsets, deep=True),
-        vtk_np.numpy_to_vtkIdTypeArray(mesh.faces.astype(np.int64).ravel(), deep=True),
-    )
-    poly.SetPolys(cells)
-    return poly
 
 
 def clean_mesh(mesh: TriMesh) -> TriMesh:

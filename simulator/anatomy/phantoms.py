@@ -326,7 +326,7 @@ def make_phantom(name: str) -> Anatomy:
 
 def read_phantom_meshes(name: str, folder: Path | None = None) -> dict[str, TriMesh] | None:
     """The committed STL meshes of a phantom, or None if any is missing."""
-    from simulator.anatomy.stl import read_stl
+    from simulator.core.meshes import read_stl
 
     folder = Path(folder) if folder is not None else MESHES_DIR
     spec = _spec(name)
@@ -343,14 +343,14 @@ def phantom_asset_files(name: str, folder: Path | None = None) -> dict[Path, byt
     """The exact bytes `write_phantom_assets` writes for a phantom, by path."""
     import io
 
-    from simulator.anatomy.stl import write_stl
+    from simulator.core.meshes import write_stl
 
     folder = Path(folder) if folder is not None else MESHES_DIR
     spec = _spec(name)
     files: dict[Path, bytes] = {}
     for mesh_name, mesh in analytic_meshes(name).items():
         buf = io.BytesIO()
-        write_stl(mesh, buf, header=f"neurolysis-trainer phantom {name} {mesh_name}")
+        write_stl(buf, mesh, name=f"neurolysis-trainer phantom {name} {mesh_name}")
         files[folder / name / f"{mesh_name}.stl"] = buf.getvalue()
     files[folder / f"{name}.json"] = (json.dumps(spec.to_json(), indent=2) + "\n").encode("utf-8")
     return files

@@ -79,11 +79,12 @@ def read_stl(path) -> TriMesh:
 
 
 def write_stl(path, mesh: TriMesh, binary: bool = True, name: str = "tissue") -> None:
+    """Binary (little endian; `name` is the 80-byte header) or ASCII STL, normals from the right-hand
+    rule. `path` may be a binary file object."""
     tri = mesh.vertices.astype(np.float32)[mesh.faces]
     nrm = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     ln = np.linalg.norm(nrm, axis=1, keepdims=True)
     nrm = np.where(ln > 0, nrm / np.where(ln > 0, ln, 1), 0).astype(np.float32)
-    path = Path(path)
     if binary:
         rec = np.zeros(len(tri), dtype=np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]))
         rec["n"] = nrm
@@ -91,7 +92,11 @@ def write_stl(path, mesh: TriMesh, binary: bool = True, name: str = "tissue") ->
         header = name.encode("ascii", "replace")[:80].ljust(80, b" ")
         if header.lower().startswith(b"solid"):
             header = b"binary " + header[:73]
-        path.write_bytes(header + struct.pack("<I", len(tri)) + rec.tobytes())
+        data = header + struct.pack("<I", len(tri)) + rec.tobytes()
+        if hasattr(path, "write"):
+            path.write(data)
+        else:
+            Path(path).write_bytes(data)
     else:
         lines = [f"solid {name}"]
         for n_, t in zip(nrm, tri):
@@ -102,7 +107,7 @@ def write_stl(path, mesh: TriMesh, binary: bool = True, name: str = "tissue") ->
             lines.append("    endloop")
             lines.append("  endfacet")
         lines.append(f"endsolid {name}")
-        path.write_text("\n".join(lines) + "\n")
+        Path(path).write_text("\n".join(lines) + "\n")
 
 
 def box_mesh(lo, hi) -> TriMesh:

@@ -13,7 +13,7 @@ from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer
 
 
 from simulator.core.anatomy import TriMesh
-from simulator.render.vtk_mesh import polydata_from_mesh
+from simulator.anatomy.vtk_mesh import polydata_from_mesh
 
 CAMERA_PRESETS = ("AP", "PA", "lateral_left", "lateral_right", "oblique_left", "oblique_right", "axial")
 PRESET_LABELS = {

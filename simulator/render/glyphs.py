@@ -16,7 +16,7 @@ from vtkmodules.vtkFiltersSources import vtkConeSource, vtkCylinderSource, vtkSp
 
 from simulator.core.anatomy import TriMesh
 from simulator.core.needle import GAUGE_OD_MM
-from simulator.render.vtk_mesh import polydata_from_mesh
+from simulator.anatomy.vtk_mesh import polydata_from_mesh
 
 
 #: ISO 6009 hub colours.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from simulator.core.anatomy import Anatomy, TriMesh
 from simulator.render.structures import DEFAULT_GROUP_OPACITY
-from simulator.render.vtk_mesh import polydata_from_mesh
+from simulator.anatomy.vtk_mesh import polydata_from_mesh, polydata_to_trimesh
 
 if TYPE_CHECKING:
     from simulator.render.structures import StructureInfo
@@ -93,12 +93,7 @@ def decimated_mesh(mesh: TriMesh, target_triangles: int) -> TriMesh:
     out = q.GetOutput()
     if out.GetNumberOfCells() == 0:
         return mesh
-    verts = vtk_to_numpy(out.GetPoints().GetData()).astype(np.float32)
-    conn = vtk_to_numpy(out.GetPolys().GetConnectivityArray())
-    offsets = vtk_to_numpy(out.GetPolys().GetOffsetsArray())
-    if len(conn) != 3 * (len(offsets) - 1):  # not all triangles: keep the full mesh
-        return mesh
-    return TriMesh(verts, conn.reshape(-1, 3).astype(np.int32))
+    return polydata_to_trimesh(out)
 
 
 def lod_targets(meshes: dict[str, TriMesh], total: int | None = None, floor: int | None = None) -> dict[str, int]:

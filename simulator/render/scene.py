@@ -37,7 +37,7 @@ anatomy's actors, groups, the exam view, picking, output and draw order):
 - `overlays`: targets, the plan, critical structures; the needle and the ultrasound probe;
 - `glyphs`: needle, probe, sphere and tube polydata, gauge sizes and colours;
 - `structures`: group order and defaults, `StructureInfo`;
-- `vtk_mesh`: numpy <-> VTK meshes.
+- numpy <-> VTK meshes: `simulator.anatomy.vtk_mesh`.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 from simulator.anatomy.meshing import (clean_mesh, mask_to_mesh, orient_outward, repair_mesh,
                                        split_nonmanifold_vertices)
 from simulator.anatomy.phantoms import box_mesh
-from simulator.anatomy.stl import read_stl, write_stl
+from simulator.core.meshes import read_stl, write_stl
 from simulator.core.anatomy import TriMesh
 
 
@@ -82,13 +82,13 @@ def test_stl_round_trip_keeps_topology(tmp_path):
     sp = np.array([1.0, 1.0, 1.0])
     mesh = mask_to_mesh(ball((20, 20, 20), sp, (10, 10, 10), 6), sp, (0, 0, 0), 400)
     path = tmp_path / "m.stl"
-    write_stl(mesh, path)
+    write_stl(path, mesh)
     assert path.stat().st_size == 84 + 50 * mesh.n_triangles
     back = read_stl(path)
     assert back.is_watertight()
     assert back.signed_volume_mm3() == pytest.approx(mesh.signed_volume_mm3(), rel=1e-5)
     buf = io.BytesIO()
-    write_stl(mesh, buf)
+    write_stl(buf, mesh)
     assert buf.getvalue() == path.read_bytes()
 
 

@@ -11,7 +11,7 @@ import pytest
 from simulator.core.tissue import TISSUE_INFO, Tissue
 from simulator.render.camera import CAMERA_PRESETS, camera_preset_vectors, default_preset
 from simulator.render.scene import AnatomyScene
-from simulator.render.vtk_mesh import polydata_from_mesh, vertex_normals
+from simulator.anatomy.vtk_mesh import polydata_from_mesh, vertex_normals
 from tests.conftest import (
     AORTA_XY,
     BODY_HI,

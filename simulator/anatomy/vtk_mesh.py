@@ -1,11 +1,14 @@
-"""numpy <-> VTK meshes: a `TriMesh` as vtkPolyData (with area-weighted vertex normals).
+"""numpy <-> VTK meshes, the one place for both directions: a `TriMesh` as vtkPolyData (with
+area-weighted vertex normals) for the 3D scene and the mesh filters, and vtkPolyData back as a
+`TriMesh` (triangulated when needed) after meshing, smoothing or decimation.
 """
 from __future__ import annotations
 
 import numpy as np
-from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkPoints
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkTriangleFilter
 
 from simulator.core.anatomy import TriMesh
 
@@ -41,3 +44,19 @@ def polydata_from_mesh(mesh: TriMesh, normals: bool = True) -> vtkPolyData:
         arr.SetName("Normals")
         pd.GetPointData().SetNormals(arr)
     return pd
+
+
+def polydata_to_trimesh(poly: vtkPolyData) -> TriMesh:
+    """A TriMesh (copies) of a vtkPolyData's polygons, triangulated when they are not all triangles."""
+    if poly.GetNumberOfPoints() == 0 or poly.GetNumberOfPolys() == 0:
+        return TriMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
+    pts = vtk_to_numpy(poly.GetPoints().GetData())
+    polys = poly.GetPolys()
+    offsets = vtk_to_numpy(polys.GetOffsetsArray())
+    conn = vtk_to_numpy(polys.GetConnectivityArray())
+    if np.any(np.diff(offsets) != 3):
+        tri = vtkTriangleFilter()
+        tri.SetInputData(poly)
+        tri.Update()
+        return polydata_to_trimesh(tri.GetOutput())
+    return TriMesh(pts.copy(), conn.reshape(-1, 3).copy())
