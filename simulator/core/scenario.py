@@ -54,6 +54,7 @@ SCENARIO_SUFFIXES = (".yaml", ".yml")
 
 MAX_FILE_BYTES = 1_000_000  # a scenario is a few kB; refuse anything absurd before parsing
 MAX_NODES = 100_000  # YAML anchors/aliases can expand exponentially ("billion laughs")
+MAX_DEPTH = 64  # nested lists/mappings: a scenario needs fewer than 10; [[[...]]] must not exhaust the stack
 
 
 class _NoValue:
@@ -183,6 +184,23 @@ def _count_nodes(root: Node) -> int:
     return count
 
 
+def _too_deep(root: Node) -> bool:
+    """Lists or mappings nested more than MAX_DEPTH levels (checked without recursion)."""
+    stack, seen = [(root, 1)], set()
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            stack.extend((n, depth + 1) for n in node.value)
+        elif isinstance(node, MappingNode):
+            stack.extend((v, depth + 1) for _k, v in node.value)
+    return False
+
+
 def _duplicate_keys(node: Node, path: tuple = (), seen: Optional[set] = None) -> list[FieldError]:
     """Keys given twice in one mapping (PyYAML would silently keep the last)."""
     seen = set() if seen is None else seen
@@ -214,9 +232,16 @@ def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
     except yaml.YAMLError as e:
         raise _Fatal([_yaml_error(e)]) from None
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise _Fatal([FieldError("", None, f"the file nests lists or mappings more than {MAX_DEPTH} levels "
+                                                "deep; a scenario is much flatter")]) from None
         if node is None:
             return None, None, []
+        if _too_deep(node):
+            raise _Fatal([FieldError("", _line(node), f"the file nests lists or mappings more than {MAX_DEPTH} "
+                                                       "levels deep; a scenario is much flatter")])
         if _count_nodes(node) > MAX_NODES:
             raise _Fatal([FieldError("", _line(node), f"the file expands to more than {MAX_NODES} values "
                                                        "(anchors and aliases); a scenario is much smaller")])

@@ -59,15 +59,7 @@ class ReplayMixin:
         except Exception:  # noqa: BLE001 - a scenario only the store knows
             path = ""
         self._replay_request = (info, rec, sc, st.score_card(info.id), notes)
-        self._pending = (sc, path)
-        if sc.anatomy in self.loader.cache:
-            self._show(sc, path, self.loader.cache[sc.anatomy])
-        else:
-            self.statusBar().showMessage(f"Loading anatomy {sc.anatomy}\u2026")
-            self.progress_bar.setValue(0)
-            self.progress_bar.setFormat(f"{sc.anatomy} %p%")
-            self.progress_bar.show()
-            self.loader.request(sc.anatomy)
+        self._show_when_loaded(sc, path)
         return True
 
     def _begin_replay(self) -> None:

@@ -98,6 +98,11 @@ class ScenarioLoadingMixin:
         if self.scenario_panel.row_of(path) < 0:  # opened from elsewhere: list it
             self.refresh_scenarios()
         self.scenario_panel.select_path(path)
+        self._show_when_loaded(scenario, path)
+        return True
+
+    def _show_when_loaded(self, scenario, path: str) -> None:
+        """Show `scenario` now if its anatomy is loaded, else once it is (progress in the status bar)."""
         self._pending = (scenario, path)
         if scenario.anatomy in self.loader.cache:
             self._show(scenario, path, self.loader.cache[scenario.anatomy])
@@ -107,7 +112,6 @@ class ScenarioLoadingMixin:
             self.progress_bar.setFormat(f"{scenario.anatomy} %p%")
             self.progress_bar.show()
             self.loader.request(scenario.anatomy)
-        return True
 
     def _on_progress(self, fraction: float, message: str) -> None:
         if self._closing:

@@ -418,3 +418,15 @@ def test_find_scenario(tmp_path, monkeypatch):
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, ScenarioError)
     with pytest.raises(ScenarioNotFoundError):
         find_scenario(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("depth", [5000, 100])
+def test_deeply_nested_yaml_is_refused_with_the_file_named(tmp_path, depth):
+    """A 5,000-deep [[[...]]] ends in a message naming the file, not in RecursionError."""
+    from simulator.core.scenario import ScenarioError, load_scenario
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("id: deep\ntargets: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert "deep.yaml" in str(e.value) and "levels deep" in str(e.value)
