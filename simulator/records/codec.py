@@ -59,13 +59,29 @@ def encode_samples(samples: dict) -> bytes:
     return zlib.compress(shuffled.tobytes() + vis.tobytes(), SAMPLE_ZLIB_LEVEL)
 
 
+#: An input's JSON line is far shorter than this: a chunk inflating beyond it per input is refused.
+MAX_INPUT_BYTES = 64 * 1024
+
+
+def _inflate(data: bytes, limit: int, what: str) -> bytes:
+    """zlib-decompressed `data`, refused (CodecError) past `limit` bytes: a damaged or crafted chunk
+    cannot inflate into gigabytes ("zip bomb")."""
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(bytes(data), limit + 1)
+    except zlib.error as e:
+        raise CodecError(f"{what} does not decompress ({e})") from None
+    if len(raw) > limit or d.unconsumed_tail:
+        raise CodecError(f"{what} inflates beyond the {limit} bytes it can hold")
+    if not d.eof:
+        raise CodecError(f"{what} does not decompress (truncated data)")
+    return raw
+
+
 def decode_samples(data: bytes, n: int) -> dict[str, np.ndarray]:
     """The arrays of `n` samples encoded by `encode_samples`."""
-    try:
-        raw = zlib.decompress(bytes(data))
-    except zlib.error as e:
-        raise CodecError(f"sample chunk does not decompress ({e})") from None
     nf = N_FLOAT_COLUMNS * n * 8
+    raw = _inflate(data, nf + n, "sample chunk")
     if len(raw) != nf + n:
         raise CodecError(f"sample chunk holds {len(raw)} bytes, expected {nf + n} for {n} samples")
     x = np.frombuffer(raw[:nf], dtype=np.uint8).reshape(8, -1).T.copy().view(np.uint64).reshape(N_FLOAT_COLUMNS, n)
@@ -99,7 +115,7 @@ def encode_inputs(inputs) -> bytes:
 
 def decode_inputs(data: bytes, n: int) -> list[InputRecord]:
     try:
-        text = zlib.decompress(bytes(data)).decode("utf-8")
+        text = _inflate(data, MAX_INPUT_BYTES * max(int(n), 1), "input chunk").decode("utf-8")
         rows = json.loads("[" + text.replace("\n", ",") + "]") if n else []
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CodecError(f"input chunk does not decode ({e})") from None
