@@ -23,7 +23,7 @@ Detected (key: rule):
   vertebra (or rib) than the target's, or on the other side of the midline (more than 5 mm).
 - injection_into_muscle: an injection in muscle farther than its tolerance from its target.
 - bone_pushed: after bone contact, the needle pushed on (an advance) before it was withdrawn or
-  redirected.
+  redirected; or a tracked needle driven more than 2 mm on into the bone.
 - too_many_redirections: each redirection past `rubric.redirections_allowed`.
 - live_fluoro_too_long: a live fluoroscopy run longer than `rubric.live_fluoro_max_s`.
 - pleura_touched / dura_touched: the tip in the lung or the spinal canal (the procedure's events).
@@ -170,6 +170,37 @@ def _bone_pushed(recording) -> list[Behaviour]:
     return out
 
 
+TRACKED_INPUTS = ("set_needle_tip_to_world", "set_tracked_pose")
+INTO_BONE_MM = 2.0
+
+
+def _tracked_into_bone(recording, anatomy) -> list[Behaviour]:
+    """A tracked needle (its pose as measured: bone does not stop it) driven on into the bone past
+    the contact: the tip in bone more than 2 mm beyond the contact point along the needle."""
+    from simulator.core.tissue import BONE
+
+    if not any(i.name in TRACKED_INPUTS for i in recording.inputs):
+        return []
+    t = recording.samples.time_s
+    m = recording.samples.needle_tip_to_world
+    bone = np.isin(anatomy.tissue_at(m[:, :3, 3]), [int(b) for b in BONE]) if len(t) else np.zeros(0, bool)
+    out = []
+    for e in recording.events:
+        if e.kind != EventKind.bone_contact:
+            continue
+        p = np.asarray(e.data.get("position_mm", [np.nan] * 3), dtype=np.float64)
+        after = np.nonzero(t >= e.time_s)[0]
+        for i in after:
+            if not bone[i]:
+                break  # out of the bone again: a new contact starts a new check
+            if float((m[i, :3, 3] - p) @ m[i, :3, 2]) > INTO_BONE_MM:
+                where = (e.data.get("structure") or "bone").replace("_", " ")
+                out.append(Behaviour("bone_pushed", float(t[i]), f"needle driven on into the {where} after bone "
+                                     "contact instead of withdrawing and redirecting"))
+                break
+    return out
+
+
 def _intended(e, targets) -> int | None:
     d = e.data.get("target_distances_mm") or {}
     best = None
@@ -283,6 +314,8 @@ def detect_behaviours(recording, scenario, anatomy, targets, intended: dict | No
     if len(t) > 1:
         out += _probe_while_advancing(t, samples.needle_tip_to_world, samples.probe_to_world)
     out += _bone_pushed(recording)
+    if anatomy is not None:
+        out += _tracked_into_bone(recording, anatomy)
     if intended is None:
         intended = {id(e): _intended(e, targets) for e in events if e.kind == EventKind.injection}
     out += _injection_behaviours(recording, scenario, anatomy, targets, intended)

@@ -169,3 +169,18 @@ def test_battery_on_the_library(scenario_id):
     assert all(t["injected"] or not t["required"] for t in expert.targets)
     ran = _battery(sc, anatomy, expert)
     assert {"no_aspiration", "no_imaging", "excessive_redirections"} <= set(ran), ran
+
+
+def test_a_tracked_needle_driven_into_the_bone_is_pushing_past_contact(block):
+    from simulator.core.geometry import pose_from_tip_axis
+
+    sc = synthetic_scenario()
+    p = _proc(sc, block)
+    d = np.array([0.0, 1.0, 0.0])
+    for k, y in enumerate(range(-75, -25, 5)):  # beside the canal: the vertebral body starts at y = -25
+        p.set_needle_tip_to_world(pose_from_tip_axis([8.0, float(y), 0.0], d), time_s=1.0 + k)
+    found = [b for b in detect_behaviours(p.recording, sc, block, resolve_targets(sc, block)) if b.key == "bone_pushed"]
+    assert not found  # not yet at the bone
+    p.set_needle_tip_to_world(pose_from_tip_axis([8.0, -21.0, 0.0], d), time_s=20.0)  # 4 mm into it
+    found = [b for b in detect_behaviours(p.recording, sc, block, resolve_targets(sc, block)) if b.key == "bone_pushed"]
+    assert len(found) == 1 and found[0].time_s == 20.0 and "into the vertebrae L1" in found[0].message
