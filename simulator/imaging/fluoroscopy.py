@@ -195,7 +195,8 @@ class FluoroscopyRenderer:
         # the preview is small: numba's thread team costs more than it gains on a busy 2-core machine
         self.parallel_preview = False
         self.parallel_full = False
-        self._cache: OrderedDict = OrderedDict()
+        self._cache: OrderedDict = OrderedDict()  # processed images per (pose, quality, display, beam)
+        self._path_cache: OrderedDict = OrderedDict()  # (water, bone) path maps per (pose, quality)
         self._cache_size = int(cache_poses)
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(seed)
@@ -234,19 +235,21 @@ class FluoroscopyRenderer:
         return max(32, pose.detector_pixels // 2)
 
     # ---- cache ---------------------------------------------------------------------------------
-    def _get(self, key):
+    def _get(self, key, cache: OrderedDict | None = None):
+        cache = self._cache if cache is None else cache
         with self._lock:
-            v = self._cache.get(key)
+            v = cache.get(key)
             if v is not None:
-                self._cache.move_to_end(key)
+                cache.move_to_end(key)
             return v
 
-    def _put(self, key, value) -> None:
+    def _put(self, key, value, cache: OrderedDict | None = None) -> None:
+        cache = self._cache if cache is None else cache
         with self._lock:
-            self._cache[key] = value
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
 
     def has_full(self, pose: CArmPose, display: DisplaySettings | None = None, beam: Beam | None = None) -> bool:
         """Whether the full-quality image of this pose (display processing, beam) is cached."""
@@ -257,12 +260,13 @@ class FluoroscopyRenderer:
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._path_cache.clear()
 
     def _paths(self, pose: CArmPose, quality: str) -> tuple[np.ndarray, np.ndarray]:
         """(water-equivalent path W, cortical-bone path B) in mm on the pose's ray grid: the CT's
         line integral (bones taken out) read as water, and the meshed bones. Cached per pose."""
-        key = ("paths", pose.geometry_key(), quality)
-        got = self._get(key)
+        key = (pose.geometry_key(), quality)
+        got = self._get(key, self._path_cache)
         if got is not None:
             return got
         if quality == "full":
@@ -277,7 +281,7 @@ class FluoroscopyRenderer:
         b = self.bone_path(pose, n, quality) if self.bones is not None else np.zeros_like(p)
         np.subtract(p, b, out=p)  # the bone's length replaces water
         np.maximum(p, 0.0, out=p)
-        self._put(key, (p, b))
+        self._put(key, (p, b), self._path_cache)
         return p, b
 
     def _pose_image(self, pose: CArmPose, quality: str, display: DisplaySettings, beam: Beam | None = None) -> _PoseImage:

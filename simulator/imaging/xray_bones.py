@@ -226,10 +226,11 @@ class BoneModel:
         val = np.concatenate(edit_values) if edit_values else np.zeros(0, np.int16)
         return cls(V, F, groups, rejected, idx, val)
 
-    def coarse(self, cell_mm: float) -> "BoneModel":
+    def coarse(self, cell_mm: float, solid: bool = True) -> "BoneModel":
         """A lighter copy for the preview while the C-arm moves: each surface's vertices clustered
         on a grid of `cell_mm` (their mean), faces that collapse dropped. A closed surface stays a
-        closed chain of faces, so the signed-distance path length stays valid (only coarser)."""
+        closed chain of faces, so the signed-distance path length stays valid (only coarser).
+        solid: the outer surface only, at the bone's mean density (same mass, no cortical outline)."""
         verts, faces, groups = [], [], []
         nv = nf = 0
         for g in self.groups:
@@ -252,8 +253,13 @@ class BoneModel:
                 keep = (cf[:, 0] != cf[:, 1]) & (cf[:, 1] != cf[:, 2]) & (cf[:, 0] != cf[:, 2])
                 parts.append((cv, cf[keep]))
             (vo, fo), (vi, fi) = parts
+            shell_w = g.shell_weight
+            if solid:
+                vi, fi = vi[:0], fi[:0]
+                total = g.shell_mm3 + g.core_mm3
+                shell_w = (g.shell_weight * g.shell_mm3 + g.core_weight * g.core_mm3) / total if total > 0 else 0.0
             groups.append(BoneGroup(g.name, g.label_id, (nf, nf + len(fo)), (nf + len(fo), nf + len(fo) + len(fi)),
-                                    (nv, nv + len(vo) + len(vi)), g.cortex_mm, g.shell_weight, g.core_weight,
+                                    (nv, nv + len(vo) + len(vi)), g.cortex_mm, shell_w, g.core_weight,
                                     g.ct_excess_mm3, g.shell_mm3, g.core_mm3))
             verts += [vo, vi]
             faces += [fo + nv, fi + nv + len(vo)]

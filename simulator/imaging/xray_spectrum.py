@@ -405,7 +405,8 @@ def layer_attenuation(layer, scale, lut, x_top, water, bone, r0, r1, c0, c1):
     """Turn a needle or contrast layer into its extra attenuation of the detected signal, in place
     over rows [r0, r1) and columns [c0, c1): where layer != 0, x = layer * scale (steel mm or
     iodine mg/cm2) and layer = L(W, B, x) - L(W, B, 0) from the 3-D table `lut`, with W and B read
-    from the anatomy's path maps (their grid may be coarser than the layer's: nearest sample)."""
+    from the anatomy's path maps (their grid may be coarser than the layer's: nearest sample).
+    Values below 2e-4 (a blob's far tail: under 0.02 % of attenuation) are dropped."""
     n = layer.shape[0]
     m = water.shape[0]
     f = m / n
@@ -413,7 +414,8 @@ def layer_attenuation(layer, scale, lut, x_top, water, bone, r0, r1, c0, c1):
         rr = min(int((r + 0.5) * f), m - 1)
         for c in range(c0, c1):
             v = layer[r, c]
-            if v == 0.0:
+            if v < 2e-4:
+                layer[r, c] = 0.0
                 continue
             cc = min(int((c + 0.5) * f), m - 1)
             layer[r, c] = lut3_at(water[rr, cc], bone[rr, cc], v * scale, lut, W_MAX_MM, B_MAX_MM, x_top)

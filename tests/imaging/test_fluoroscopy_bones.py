@@ -172,6 +172,10 @@ def test_bundled_bones_carry_the_cts_mass_and_show_their_landmarks(bundled_rende
     assert {"vertebrae_L1", "vertebrae_T12", "rib_left_12", "rib_right_11"} <= names
     iso = (anatomy.centroid_mm("vertebrae_T11") + anatomy.centroid_mm("vertebrae_T12")) / 2
     pose = CArmPose(isocenter_mm=tuple(iso), detector_pixels=512)
+    # the preview's coarse solid bones carry the same mass
+    full = renderer.bones.project(pose, 256, mirrors=False)
+    preview = renderer.bones_preview.project(pose, 256, mirrors=False)
+    assert preview.sum() == pytest.approx(full.sum(), rel=0.05)
     check = bone_calibration_check(renderer, anatomy, pose)
     assert check["bone_mass_ratio_total"] == pytest.approx(1.0, abs=0.1)
     assert check["bone_mass_ratio_median"] == pytest.approx(1.0, abs=0.15)
