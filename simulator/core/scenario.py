@@ -1,7 +1,7 @@
 """Scenario files: loading, validation with file/line/field in every error, the library, the schema.
 
 A scenario is a YAML file (one exercise) validated against `simulator.core.scenario_model.Scenario`.
-YAML is read with PyYAML's safe loader only: tags that would build Python objects are refused, so
+YAML (1.2, as the editor writes it) is read with ruamel.yaml's safe loader only: tags that would build Python objects are refused, so
 nothing in a scenario file can run code. Every problem becomes a `FieldError` naming the field, the
 line of that field in the file, a message and the offending value; `ScenarioError` collects them:
 
@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import ConstructorError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from simulator.core import paths
 from simulator.core.scenario_model import LocatedValueError, Scenario
@@ -156,8 +158,22 @@ def _line(node: Node) -> int:
     return node.start_mark.line + 1
 
 
-def _yaml_error(exc: yaml.YAMLError) -> FieldError:
-    if isinstance(exc, yaml.MarkedYAMLError):
+def _safe_yaml() -> YAML:
+    """The one YAML reader of scenario files: ruamel's safe loader, YAML 1.2 (as the editor writes:
+    `no`, `on`, `off` are text), plain data only; node marks give the lines. Duplicate keys are
+    found on the nodes (`_duplicate_keys`) and reported with both lines."""
+    y = YAML(typ="safe", pure=True)
+    y.allow_duplicate_keys = True
+    return y
+
+
+def safe_load_text(text: str) -> Any:
+    """Plain data of a YAML text read as scenario files are (raises ruamel's YAMLError)."""
+    return _safe_yaml().load(text)
+
+
+def _yaml_error(exc: YAMLError) -> FieldError:
+    if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         parts = [p for p in (exc.context, exc.problem) if p]
         if exc.context_mark is not None and exc.problem_mark is not None and exc.context:
@@ -202,7 +218,7 @@ def _too_deep(root: Node) -> bool:
 
 
 def _duplicate_keys(node: Node, path: tuple = (), seen: Optional[set] = None) -> list[FieldError]:
-    """Keys given twice in one mapping (PyYAML would silently keep the last)."""
+    """Keys given twice in one mapping (a YAML loader would keep the last, or stop at the first)."""
     seen = set() if seen is None else seen
     if id(node) in seen:
         return []
@@ -227,13 +243,10 @@ def _duplicate_keys(node: Node, path: tuple = (), seen: Optional[set] = None) ->
 
 def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
     """(data, root node, duplicate-key errors); raises _Fatal for unreadable YAML."""
-    try:
-        loader = yaml.SafeLoader(text)  # refuses control characters at once
-    except yaml.YAMLError as e:
-        raise _Fatal([_yaml_error(e)]) from None
+    y = _safe_yaml()
     try:
         try:
-            node = loader.get_single_node()
+            node = y.compose(text)  # refuses control characters
         except RecursionError:
             raise _Fatal([FieldError("", None, f"the file nests lists or mappings more than {MAX_DEPTH} levels "
                                                 "deep; a scenario is much flatter")]) from None
@@ -245,9 +258,9 @@ def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
         if _count_nodes(node) > MAX_NODES:
             raise _Fatal([FieldError("", _line(node), f"the file expands to more than {MAX_NODES} values "
                                                        "(anchors and aliases); a scenario is much smaller")])
-        data = loader.construct_document(node)
+        data = y.constructor.construct_document(node)
         return data, node, _duplicate_keys(node)
-    except yaml.constructor.ConstructorError as e:
+    except ConstructorError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         if "constructor for the tag" in str(e.problem):
@@ -255,10 +268,8 @@ def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
         else:
             message = f"YAML error: {e.problem}" + (f" ({e.context})" if e.context else "")
         raise _Fatal([FieldError("", line, message)]) from None
-    except yaml.YAMLError as e:
+    except YAMLError as e:
         raise _Fatal([_yaml_error(e)]) from None
-    finally:
-        loader.dispose()
 
 
 class _Fatal(Exception):
@@ -555,7 +566,7 @@ def _entry(path: Path, source: str) -> ScenarioEntry:
     except ScenarioError as e:
         raw: dict = {}
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+            loaded = safe_load_text(path.read_text(encoding="utf-8-sig"))
             raw = loaded if isinstance(loaded, dict) else {}
         except Exception:  # noqa: BLE001 - a broken file is listed with its error, never raised
             raw = {}
@@ -606,7 +617,7 @@ def find_scenario(id_or_path: Union[str, Path]) -> Path:
     for folder in folders:
         for p in _scenario_files(folder):
             try:
-                raw = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+                raw = safe_load_text(p.read_text(encoding="utf-8-sig"))
             except Exception:  # noqa: BLE001 - broken files are skipped in the search
                 continue
             if isinstance(raw, dict) and isinstance(raw.get("id"), str):

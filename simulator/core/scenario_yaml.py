@@ -45,8 +45,8 @@ def _represent_none(representer, data):
 
 
 def _represent_float(representer, data: float):
-    """Plain floats as PyYAML (YAML 1.1, what `validate` reads) reads them back as numbers:
-    12 significant digits, and a mantissa with a dot (1.0e-05, not 1e-05, which is text there)."""
+    """Plain floats that read back as numbers in YAML 1.2 and 1.1 alike: 12 significant digits,
+    and a mantissa with a dot (1.0e-05, not 1e-05, which YAML 1.1 reads as text)."""
     if math.isnan(data):
         text = ".nan"
     elif math.isinf(data):

@@ -407,3 +407,17 @@ def test_target_from_an_unsupported_proposal_names_the_ones_there_are(bundled, d
     with pytest.raises(ScenarioDocError, match="celiac_plexus_left"):
         target_from_proposal(doc, bundled, "stellate_left")
     assert doc.text() == celiac_text
+
+
+@pytest.mark.parametrize("word", ["no", "on", "off", "yes", "No", "OFF", "y"])
+def test_words_yaml_1_1_reads_as_booleans_come_back_as_text(doc, tmp_path, word):
+    """The editor writes YAML 1.2, where `no`, `on` and `off` are plain text (a target named "on"
+    is written `name: on`); the scenario reader must read the same YAML, not YAML 1.1 where they
+    are booleans."""
+    from simulator.core.scenario import load_scenario
+    from simulator.core.scenario_edits import add_target
+
+    add_target(doc, id="word", name=word, kind="point", points_mm=[[0.0, 0.0, 0.0]])
+    assert f"name: {word}\n" in doc.text()  # written plain
+    path = doc.save(tmp_path / "words.yaml")
+    assert load_scenario(path).targets[-1].name == word

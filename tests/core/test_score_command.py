@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from simulator.core.geometry import pose_from_tip_axis
 from simulator.core.meshes import box_mesh, icosphere, write_stl
@@ -105,7 +104,7 @@ def test_score_our_recording_with_its_scenario(tmp_path):
     proc = expert_attempt(Procedure(sc, an, clock=lambda: 0.0))
     rec_path = proc.recording.save(tmp_path / "expert.nlrec.npz")
     sc_path = tmp_path / "test_block_celiac.yaml"
-    sc_path.write_text(yaml.safe_dump(json.loads(sc.model_dump_json(exclude_none=True))))
+    sc_path.write_text(json.dumps(json.loads(sc.model_dump_json(exclude_none=True)), indent=2))  # JSON is YAML
     r = run(rec_path, "--scenario", sc_path, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)

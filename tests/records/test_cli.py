@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from simulator.core.paths import PROJECT_ROOT
 from simulator.core.recording import Recording
@@ -34,7 +33,7 @@ def course(tmp_path, expert, novice, scenario):
     uuids = [st.attempt(i).uuid for i in ids]
     st.close()
     yaml_path = tmp_path / "test_block_celiac.yaml"
-    yaml_path.write_text(yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False))
+    yaml_path.write_text(json.dumps(scenario.model_dump(mode="json"), indent=2))  # JSON is YAML
     return db, ids, uuids, yaml_path
 
 
