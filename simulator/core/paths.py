@@ -5,6 +5,7 @@ Scenario files may only reference assets inside these folders (see `safe_asset_p
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +72,12 @@ def safe_asset_path(path: str | os.PathLike, base: Path | None = None) -> Path:
     raise ValueError(
         f"path {str(path)!r} resolves to {resolved}, outside the project folder and the user data folder"
     )
+
+
+def file_stem(name: str, default: str = "records") -> str:
+    """A user-given name (a trainee's, a scenario's) made safe as a file name: letters, digits, '-',
+    '_' and '.' kept, anything else (path separators, spaces, control characters) '_', no leading
+    dot, at most 64 characters; `default` when nothing is left."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name or ""))
+    stem = re.sub(r"_+", "_", re.sub(r"\.{2,}", "_", stem)).strip("._")[:64]
+    return stem or default

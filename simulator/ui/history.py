@@ -27,6 +27,7 @@ names from `choose_path(key, title, filters, save)` (the main window's, so tests
 from __future__ import annotations
 
 import math
+from html import escape
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -48,6 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from simulator.core.paths import file_stem
 from simulator.records.progress import instructor_overview, learning_curve
 
 #: what the curves show: the score, then the key metrics (issue 7)
@@ -620,9 +622,9 @@ class HistoryWindow(QWidget):
         try:
             out = write_report(build_report(self.store, aid), path)
         except Exception as e:  # noqa: BLE001 - shown to the user with the file name
-            self.say(f"<span style='color:#d02828'>Report not written: {e}</span>")
+            self.say(f"<span style='color:#d02828'>Report not written: {escape(str(e))}</span>")
             return None
-        self.say(f"Report of attempt {aid} written: {out}")
+        self.say(f"Report of attempt {aid} written: {escape(str(out))}")
         return out
 
     def export_selected(self, path: str | None = None):
@@ -641,9 +643,9 @@ class HistoryWindow(QWidget):
         try:
             out = export_attempt(self.store, aid, path)
         except Exception as e:  # noqa: BLE001
-            self.say(f"<span style='color:#d02828'>Export failed: {e}</span>")
+            self.say(f"<span style='color:#d02828'>Export failed: {escape(str(e))}</span>")
             return None
-        self.say(f"Attempt {aid} exported: {out}")
+        self.say(f"Attempt {aid} exported: {escape(str(out))}")
         return out
 
     def export_trainee(self, path: str | None = None):
@@ -652,15 +654,15 @@ class HistoryWindow(QWidget):
         if not self.trainee:
             return None
         path = path or self.choose_path("export_trainee", f"Export the records of {self.trainee}",
-                                        "Trainee records (*.ntrecords)", True, f"{self.trainee}.ntrecords")
+                                        "Trainee records (*.ntrecords)", True, f"{file_stem(self.trainee)}.ntrecords")
         if not path:
             return None
         try:
             n = export_trainee(self.store, self.trainee, path)
         except Exception as e:  # noqa: BLE001
-            self.say(f"<span style='color:#d02828'>Export failed: {e}</span>")
+            self.say(f"<span style='color:#d02828'>Export failed: {escape(str(e))}</span>")
             return None
-        self.say(f"{n} attempt(s) of {self.trainee} exported to {path}")
+        self.say(f"{n} attempt(s) of {escape(self.trainee)} exported to {escape(str(path))}")
         return n
 
     def import_records(self, path: str | None = None):
@@ -678,10 +680,10 @@ class HistoryWindow(QWidget):
             else:
                 text = import_trainee(self.store, path).text()
         except Exception as e:  # noqa: BLE001
-            self.say(f"<span style='color:#d02828'>Import failed: {e}</span>")
+            self.say(f"<span style='color:#d02828'>Import failed: {escape(str(e))}</span>")
             return None
         self.refresh()
-        self.say(f"Imported from {path}: {text}")
+        self.say(f"Imported from {escape(str(path))}: {escape(str(text))}")
         return text
 
 

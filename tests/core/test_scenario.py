@@ -430,3 +430,11 @@ def test_deeply_nested_yaml_is_refused_with_the_file_named(tmp_path, depth):
     with pytest.raises(ScenarioError) as e:
         load_scenario(path)
     assert "deep.yaml" in str(e.value) and "levels deep" in str(e.value)
+
+
+@pytest.mark.parametrize("name,stem", [("ann", "ann"), ("../../etc/passwd", "etc_passwd"), ("Dr. Müller / ICU", "Dr._M_ller_ICU"),
+                                       ("", "records"), ("...", "records"), ("a\x00b", "a_b")])
+def test_user_names_become_safe_file_names(name, stem):
+    from simulator.core.paths import file_stem
+
+    assert file_stem(name) == stem
