@@ -12,7 +12,7 @@ from simulator import __version__
 from simulator.core.display import NO_DISPLAY_MESSAGE
 
 BENCHMARKS = ("fluoroscopy", "ultrasound", "scoring", "anatomy", "workstation", "recording", "outcome", "centre", "soak",
-              "validity")
+              "validity", "tracking")
 
 
 def benchmark_module(name: str):
@@ -38,6 +38,8 @@ def benchmark_module(name: str):
         from simulator.ui import bench_soak as mod
     elif name == "validity":
         from simulator.benchmarks import validity as mod
+    elif name == "tracking":  # drives the window too
+        from simulator.ui import bench_tracking as mod
     else:
         raise KeyError(name)
     return mod

@@ -42,6 +42,7 @@ def add_parser(subparsers) -> None:
             p.add_argument(k, **v)
         p.add_argument("--speed", type=float, default=1.0, help="1: recorded rate, 2: twice as fast, 0: at once")
         p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl+C)")
+        p.add_argument("--wait", action="store_true", help="start when the first client connects")
         p.add_argument("--clock", choices=("file", "now"), default="file",
                        help="timestamps: the file's own (default) or this computer's clock at sending")
         p.add_argument("--plain", action="store_true",
@@ -95,13 +96,16 @@ def run(args) -> int:
             return _fail(f"scenario {sc.id!r} has no planned trajectory to follow")
         if not (args.rate > 0 and args.seconds > 0):
             return _fail("--rate and --seconds must be positive")
-        seqs = needle_pass(plan.entry_mm, plan.target_mm, rate_hz=args.rate, duration_s=args.seconds)
+        us = sc.imaging.ultrasound if sc.imaging is not None else None
+        probe = ((us.center_mm, us.direction, us.marker) if us is not None and None not in (us.center_mm, us.direction, us.marker)
+                 else None)
+        seqs = needle_pass(plan.entry_mm, plan.target_mm, rate_hz=args.rate, duration_s=args.seconds, probe_pose=probe)
         source = TrackedRecording(f"demo:{sc.id}", {k: TransformSequence(k, t, m, np.ones(len(t), bool))
                                                     for k, (t, m) in seqs.items()})
         what = f"a needle pass on {sc.id}"
     try:
         tracker = SimulatedTracker(source, args.host, args.port, speed=args.speed, rename=rename,
-                                   exact=not args.plain, clock=args.clock, loop=args.loop, wait_for_client=False)
+                                   exact=not args.plain, clock=args.clock, loop=args.loop, wait_for_client=args.wait)
         tracker.start()
     except (ServerError, ValueError) as e:
         return _fail(str(e))

@@ -120,15 +120,25 @@ def invert_pose(m: np.ndarray) -> np.ndarray:
 
 
 def is_rigid(m: np.ndarray, tol: float = 1e-4) -> bool:
+    """A finite 4x4 rotation + translation: R^T R = I within `tol` (plus 1e-5 relative on the
+    diagonal), det R = 1 within `tol`, bottom row 0 0 0 1. (Plain floats: a tracker's 60-240 poses
+    a second are checked in microseconds.)"""
     m = np.asarray(m, dtype=np.float64)
-    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+    if m.shape != (4, 4):
         return False
-    r = m[:3, :3]
-    return bool(
-        np.allclose(r.T @ r, np.eye(3), atol=tol)
-        and abs(np.linalg.det(r) - 1) < tol
-        and np.allclose(m[3], [0, 0, 0, 1])
-    )
+    (a, b, c, _), (d, e, f, _), (g, h, i, _), last = m.tolist()
+    if not all(math.isfinite(x) for x in (a, b, c, d, e, f, g, h, i, *m[:3, 3].tolist(), *last)):
+        return False
+    if abs(last[0]) > 1e-8 or abs(last[1]) > 1e-8 or abs(last[2]) > 1e-8 or abs(last[3] - 1.0) > 1e-8 + 1e-5:
+        return False
+    cols = ((a, d, g), (b, e, h), (c, f, i))
+    for p in range(3):
+        for q in range(p, 3):
+            dot = cols[p][0] * cols[q][0] + cols[p][1] * cols[q][1] + cols[p][2] * cols[q][2]
+            if abs(dot - (p == q)) > tol + (1e-5 if p == q else 0.0):
+                return False
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    return abs(det - 1.0) < tol
 
 
 def direction_from_angles(azimuth_deg: float, elevation_deg: float) -> np.ndarray:

@@ -40,6 +40,7 @@ DEFAULT_PORT = 18944
 POSE_TYPES = ("TRANSFORM", "POSITION", "TDATA")
 MAX_QUEUE = 200_000  # items kept for a consumer that stopped reading (about half an hour at 120 Hz)
 MAX_NOTICES = 200
+CLOCK_RESET_S = 5.0  # arrival - timestamp this much above its best: the sender's clock was reset
 
 
 @dataclass
@@ -83,7 +84,7 @@ class DeviceStats:
         self.count += 1
         self.last_timestamp, self.last_recv_t, self.last_recv_wall = ts, recv_t, recv_wall
         d = recv_wall - ts
-        if d < self.clock_offset_s:
+        if d < self.clock_offset_s or d - self.clock_offset_s > CLOCK_RESET_S:  # the sender's clock restarted
             self.clock_offset_s = d
         self.lag_s = d - self.clock_offset_s
         self._recent.append(recv_t)

@@ -5,7 +5,8 @@ them (`trackfiles.write_sequence_metafile` writes them to an .igs.mha): the need
 (`NeedleTipToReference`) and an ultrasound probe held beside the entry with the needle in its
 plane (`ProbeToReference`), sampled at `rate_hz` with millisecond timestamps.
 
-The hand: the tip waits 20 mm above the skin, comes down to it, inserts along the line to the
+The probe: the scenario's own set-up when given (`probe_pose`), else beside the entry with the
+needle in its plane. The hand: the tip waits 20 mm above the skin, comes down to 2 mm from it, pauses, inserts along the line to the
 target in pushes with pauses (a minimum-jerk profile for each push), draws back a few millimetres
 once and corrects its angle by a few degrees, then reaches the target and holds. Physiological
 tremor (about 0.1 mm at 8-12 Hz, a few tenths of a degree) rides on top, on the probe too.
@@ -33,7 +34,7 @@ def _min_jerk(s: np.ndarray) -> np.ndarray:
 
 def _depth_profile(t: np.ndarray, depth_mm: float) -> np.ndarray:
     """Depth along the line (negative: above the skin) over time: approach, pushes, a draw-back."""
-    keys = [(0.0, -20.0), (0.15, -20.0), (0.25, 0.0), (0.30, 0.0), (0.45, 0.45 * depth_mm), (0.5, 0.45 * depth_mm),
+    keys = [(0.0, -20.0), (0.15, -20.0), (0.25, -2.0), (0.30, -2.0), (0.45, 0.45 * depth_mm), (0.5, 0.45 * depth_mm),
             (0.6, 0.7 * depth_mm), (0.64, 0.7 * depth_mm - 5.0), (0.7, 0.7 * depth_mm - 5.0), (0.85, depth_mm),
             (1.0, depth_mm)]
     out = np.empty_like(t)
@@ -44,8 +45,10 @@ def _depth_profile(t: np.ndarray, depth_mm: float) -> np.ndarray:
 
 
 def needle_pass(entry_mm, target_mm, rate_hz: float = 60.0, duration_s: float = 10.0, *, start_s: float = 0.0,
-                seed: int = 0, reference_to_world=None, probe: bool = True) -> dict[str, tuple]:
-    """Tracked sequences {name: (time_s (N,), matrices (N, 4, 4))} of one needle pass (module notes)."""
+                seed: int = 0, reference_to_world=None, probe: bool = True, probe_pose=None) -> dict[str, tuple]:
+    """Tracked sequences {name: (time_s (N,), matrices (N, 4, 4))} of one needle pass (module notes).
+    `probe_pose`: (centre, direction, marker) of the probe (a scenario's ultrasound set-up); by
+    default 30 mm beside the entry, looking at the target with the needle in its plane."""
     rng = np.random.default_rng(seed)
     entry = np.asarray(entry_mm, float)
     target = np.asarray(target_mm, float)
@@ -73,9 +76,14 @@ def needle_pass(entry_mm, target_mm, rate_hz: float = 60.0, duration_s: float = 
         needle[i] = make_pose(frame_from_axis(a, 0.0), tip)
     out = {"NeedleTipToReference": (t, needle)}
     if probe:
-        c = entry + 30.0 * side
-        dirn = normalize(target - c)
-        marker = normalize(axis0 - dirn * float(axis0 @ dirn))
+        if probe_pose is not None:
+            c, dirn, marker = (np.asarray(v, float) for v in probe_pose)
+            dirn = normalize(dirn)
+            marker = normalize(marker - dirn * float(marker @ dirn))
+        else:
+            c = entry + 30.0 * side
+            dirn = normalize(target - c)
+            marker = normalize(axis0 - dirn * float(axis0 @ dirn))
         rot = np.stack([marker, dirn, np.cross(marker, dirn)], axis=1)
         probe_m = np.empty((n, 4, 4))
         for i in range(n):

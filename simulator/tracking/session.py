@@ -51,7 +51,7 @@ log = logging.getLogger("simulator.tracking")
 ELAPSED_CLOCK_MAX_S = 1.0e6  # sender times below this are elapsed-time clocks, kept as they are
 CLOCK_BACK_S = 1.0  # a clock that goes back more than this restarted
 CLOCK_JUMP_S = 3600.0  # ... and one that leaps forward more than this too
-STALE_AFTER_S = 0.25
+STALE_AFTER_S = 0.5
 LATE_S = 0.5  # a pose this much older than the attempt's last input is refused, a younger one joins it
 RIGID_TOL = 1e-3
 STATES = ("off", "waiting", "connected", "stale", "lost")
@@ -184,6 +184,7 @@ class TrackingSession:
         self._origin: float | None = None
         self._last_time: float | None = None
         self._last_perf: float | None = None
+        self._last_recv: float | None = None  # arrival (perf_counter) of the last frame applied
         self._attach_base = 0.0
         self._attach_perf: float | None = None
         self._last_ts: dict[str, tuple[float, int]] = {}  # device -> (sender time + offset, connection)
@@ -215,10 +216,13 @@ class TrackingSession:
             return self._last_time
         return self._elapsed_clock()
 
-    def _elapsed_clock(self) -> float:
-        """The attempt's time had it run on since the last frame (or since `attach`)."""
+    def _elapsed_clock(self, arrival: float | None = None) -> float:
+        """The attempt's time had it run on since the last frame (or since `attach`): to `arrival`
+        (a pose's arrival, perf_counter) when given, else to now."""
         if self._last_perf is not None:
-            return self._last_time + max(0.001, self._perf() - self._last_perf)
+            since = (arrival - self._last_recv) if arrival is not None and self._last_recv is not None else (
+                self._perf() - self._last_perf)
+            return self._last_time + max(0.001, since)
         if self._attach_perf is not None:
             return self._attach_base + (self._perf() - self._attach_perf)
         return 0.0
@@ -271,7 +275,7 @@ class TrackingSession:
             return "probe"
         return None
 
-    def _attempt_time(self, ts: float, device: str, connection: int) -> float | None:
+    def _attempt_time(self, ts: float, device: str, connection: int, arrival: float | None = None) -> float | None:
         """The attempt time of a sender time, or None when it is out of order (refused)."""
         prev = self._last_ts.get(device)
         if prev is not None:
@@ -281,7 +285,8 @@ class TrackingSession:
                 return None
             back = ts < p_ts
             if (back and (p_ts - ts > CLOCK_BACK_S or connection != p_conn)) or ts - p_ts > CLOCK_JUMP_S:
-                self._origin = ts - self._elapsed_clock()
+                self._origin = ts - self._elapsed_clock(arrival)
+                self._last_ts = {}  # one clock for all its devices: the others follow this new origin
                 self._note("info", f"{device}: the tracker's clock jumped from {p_ts:.3f} s to {ts:.3f} s (restarted?); "
                            "the attempt's time carries on")
             elif back:
@@ -354,7 +359,7 @@ class TrackingSession:
             if w is None:
                 continue
             ts = it.timestamp + float(self.config.time_offsets_s.get(it.device, 0.0))
-            t = self._attempt_time(ts, it.device, it.connection)
+            t = self._attempt_time(ts, it.device, it.connection, it.recv_t)
             if t is None:
                 continue
             if role == "needle":
@@ -392,19 +397,23 @@ class TrackingSession:
                                "refused", key="late")
                     continue
                 t = last  # overtaken by a keyboard input a moment ago: it joins that moment
+            before = self._last_time
+            self._last_time = t  # inputs the frame sets off (the views' verdicts) happen at its time
             try:
                 if self._apply_fn is not None:
-                    if not self._apply_fn(f.needle, f.probe, t):
-                        self.counts["rejected"] += 1
-                        continue
+                    ok = self._apply_fn(f.needle, f.probe, t)
                 else:
                     proc.set_tracked_pose(f.needle, f.probe, time_s=t)
+                    ok = True
             except ProcedureError as e:
-                self.counts["rejected"] += 1
+                ok = False
                 self._note("warning", f"pose refused by the attempt: {e}", key=f"proc:{str(e)[:40]}")
+            if not ok:
+                self.counts["rejected"] += 1
+                self._last_time = before
                 continue
-            self._last_time = t
             self._last_perf = self._perf()
+            self._last_recv = f.recv_t
             done.append(f.recv_t)
         self.counts["frames"] += len(done)
         if done:

@@ -9,7 +9,8 @@ Frames: the file's first transform is the master (Perk Tutor's replay rule, `tra
 at each master time every transform of the file is sent, in the file's order, with the same
 timestamp, as TRANSFORM messages named after the sequence (`NeedleTipToReference`; `rename`
 maps file names to other device names). Timestamps are the file's own times (`clock="file"`) or
-this machine's clock at sending (`clock="now"`, like a live PLUS). `exact=True` adds each pose's
+the frames' moments on this machine's clock (`clock="now"`, like a live PLUS: the replay's start
+plus the frame's recorded offset, whenever the frame actually leaves). `exact=True` adds each pose's
 float64 matrix as metadata so the receiver gets the recorded numbers bit for bit (TRANSFORM
 itself is float32); frames whose status is INVALID are sent marked invalid (exact) or not at all
 (plain, as PLUS does by default). `speed=0` sends as fast as the connection takes them.
@@ -126,6 +127,7 @@ class SimulatedTracker:
     def _play_once(self) -> None:
         t = self.times
         start = time.perf_counter()
+        wall0 = time.time()
         for i in range(self.n_frames):
             if self._stop.is_set():
                 return
@@ -136,7 +138,9 @@ class SimulatedTracker:
                     if self._stop.wait(min(wait, 0.05)):
                         return
                     wait = due - time.perf_counter()
-            ts = time.time() if self.clock == "now" else None
+            ts = None
+            if self.clock == "now":  # the frame's moment on this computer's clock, as a tracker stamps it
+                ts = wall0 + (float(t[i]) - float(t[0])) / self.speed if self.speed > 0 else time.time()
             msgs = self.frame_messages(i, ts)
             for dev, data in msgs:
                 self.server.send_bytes(data, "transform", dev)

@@ -23,6 +23,7 @@ input event, perf_counter after the Procedure and every synchronous subscriber r
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -77,6 +78,9 @@ class AttemptController(QObject):
         #: callables run before every needle motion input (the fluoroscopy view flushes a live run
         #: there, so movement under live fluoroscopy counts as imaged)
         self.before_needle_motion: list = []
+        #: callable(input name) -> why it is refused now, or None (a tracked attempt: the needle is the
+        #: tracker's; a paused one takes nothing until the poses return)
+        self.refuse = None
         self._sampler = QTimer(self)
         self._sampler.setTimerType(Qt.TimerType.PreciseTimer)
         self._sampler.setInterval(int(1000.0 / SAMPLE_RATE_HZ))  # 16 ms: 62.5 samples per second
@@ -85,14 +89,19 @@ class AttemptController(QObject):
     # ------------------------------------------------------------------------------------
     # lifetime
     # ------------------------------------------------------------------------------------
-    def start(self, scenario, anatomy, mode: str = "practice", trainee: str = "") -> Procedure:
-        """A new attempt (the previous one, if any, is dropped: ask the user before)."""
+    def start(self, scenario, anatomy, mode: str = "practice", trainee: str = "", clock=None,
+              sampled: bool = True) -> Procedure:
+        """A new attempt (the previous one, if any, is dropped: ask the user before). A tracked
+        attempt passes the tracker's `clock` and `sampled=False`: the tracker's frames are its samples."""
         self._disconnect()
         self.scenario, self.anatomy, self.mode, self.card = scenario, anatomy, mode, None
-        proc = Procedure(scenario, anatomy, clock=self._clock, trainee=trainee, mode=mode)
+        proc = Procedure(scenario, anatomy, clock=clock or self._clock, trainee=trainee, mode=mode)
         self.replaying = False
         self._connect(proc)
-        self._sampler.start()
+        if sampled:
+            self._sampler.start()
+        else:
+            self._sampler.stop()
         return proc
 
     def attach_replay(self, proc: Procedure) -> Procedure:
@@ -127,6 +136,26 @@ class AttemptController(QObject):
             return
         for name in FORWARDED:
             getattr(proc, name).subscribe(getattr(self, name).emit)
+
+    @contextlib.contextmanager
+    def coalesced_needle(self):
+        """Within it the needle's moves reach the views once, at the end, with the last state: a
+        batch of tracker frames is recorded frame by frame and the views draw the newest."""
+        proc = self.procedure
+        if proc is None:
+            yield
+            return
+        last: list = []
+        proc.needle_changed.unsubscribe(self.needle_changed.emit)
+        proc.needle_changed.subscribe(last.append)
+        try:
+            yield
+        finally:
+            proc.needle_changed.unsubscribe(last.append)
+            if self.procedure is proc:
+                proc.needle_changed.subscribe(self.needle_changed.emit)
+                if last:
+                    self.needle_changed.emit(last[-1])
 
     def stop(self) -> None:
         """Forget the attempt (the window closes or the scenario changes)."""
@@ -175,6 +204,11 @@ class AttemptController(QObject):
             return None
         if proc.ended:
             self.input_refused.emit("The attempt has ended: start a new one (Attempt menu, Ctrl+N)")
+            return None
+        why = self.refuse(name) if self.refuse is not None else None
+        if why:
+            self._pending_stamp = None
+            self.input_refused.emit(why)
             return None
         stamp = self._pending_stamp or InputStamp(self._seq + 1, name, time.perf_counter())
         self._pending_stamp = None

@@ -86,12 +86,16 @@ def _ensure_display() -> tuple[bool, object]:
 
 
 def run(args) -> dict:
-    """Measure in a child process (under `xvfb-run` when there is no DISPLAY, else on the display),
-    which prints one JSON line and leaves with os._exit (no X or finalization trouble here)."""
+    return run_child("simulator.ui.bench_workstation", bool(getattr(args, "quick", False)))
+
+
+def run_child(module: str, quick: bool) -> dict:
+    """Measure in a child process (`python -m module`; under `xvfb-run` when there is no DISPLAY,
+    else on the display), which prints one JSON line and leaves with os._exit (no X or
+    finalization trouble here)."""
     import json
 
-    quick = bool(getattr(args, "quick", False))
-    cmd = [sys.executable, "-m", "simulator.ui.bench_workstation"] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", module] + (["--quick"] if quick else [])
     if not os.environ.get("DISPLAY"):
         xvfb_run = shutil.which("xvfb-run")
         if xvfb_run is None:

@@ -43,7 +43,9 @@ keeps the settings, reports errors and closes down):
 - `window_attempt`: the live attempt, its questions, needle and procedure inputs;
 - `window_records`: the record store, the trainee, live recording, recovery, history;
 - `window_replay`: replaying a stored attempt with its timeline;
-- `window_menus`: the menus, their shortcuts, Help.
+- `window_menus`: the menus, their shortcuts, Help;
+- `window_tracking`: tracked needles and probes over OpenIGTLink (the Tracking dock), the stream
+  out to 3D Slicer.
 """
 from __future__ import annotations
 
@@ -84,6 +86,7 @@ from simulator.ui.window_menus import MenusMixin
 from simulator.ui.window_records import RecordsMixin, default_trainee, png_bytes
 from simulator.ui.window_replay import ReplayMixin
 from simulator.ui.window_scenarios import ScenarioLoadingMixin, resolve_targets
+from simulator.ui.window_tracking import TrackingMixin
 
 __all__ = ["APPLICATION", "ORGANISATION", "MainWindow", "default_trainee", "png_bytes", "resolve_targets"]
 
@@ -93,7 +96,7 @@ SETTINGS_VERSION = 1
 
 
 class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin, CentreMixin, ReplayMixin,
-                 MenusMixin, QMainWindow):
+                 MenusMixin, TrackingMixin, QMainWindow):
     scenario_changed = Signal(object)  # the Scenario now current
     anatomy_shown = Signal(str)  # anatomy ref now in the 3D view
     error_reported = Signal(str)
@@ -150,6 +153,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
         self._build_status_bar()
         self._build_menus()
         self._wire_attempt()
+        self._build_tracking()
         self._default_geometry()
         self._restore_settings()
         from simulator.ui.editor import install_editor
@@ -348,6 +352,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
             self.fluoro_view.shutdown()
             self.us_view.shutdown()
             self.procedure_panel.release_plots()
+            self.shutdown_tracking()
             self.controller.stop()
             self.view3d.shutdown()
         super().closeEvent(event)

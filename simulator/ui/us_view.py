@@ -106,6 +106,9 @@ class UltrasoundView(QWidget):
         self.last_result: dict | None = None
         self.frames_shown = 0
         self.reported = 0  # tip-visibility reports sent to the attempt
+        #: the probe is a tracked one (a tracked attempt): it follows `set_pose(..., tracked=True)` as
+        #: measured, its poses are recorded with the tracker's frames, and the mouse and keys do not move it
+        self.probe_tracked = False
         self._verdict_sent = None  # (weakref to the procedure, visible, distance) last sent
         self._worker = SerialWorker("ultrasound", self._work, self)
         self._worker.result.connect(self._on_result)
@@ -228,10 +231,14 @@ class UltrasoundView(QWidget):
             return pose
         return ProbePose(skin, pose.direction.copy(), pose.marker.copy())
 
-    def set_pose(self, pose) -> None:
-        self.pose = self._on_skin(pose)
+    def set_pose(self, pose, tracked: bool = False) -> None:
+        if self.probe_tracked and not tracked:
+            self.message.emit("The probe is tracked: move the real probe")
+            return
+        self.pose = pose if tracked else self._on_skin(pose)
         self.probe_moved.emit(self.pose)
-        self._probe_timer.start()
+        if not tracked:
+            self._probe_timer.start()
         self.request_frame()
 
     def slide(self, lateral_mm: float = 0.0, elevation_mm: float = 0.0) -> None:

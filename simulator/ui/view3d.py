@@ -174,6 +174,8 @@ class View3D(QWidget):
         self._style.AddObserver("EndInteractionEvent", self._on_interaction_end)
         self._lod_pending = None  # an anatomy whose copies are built after the first frame
         self._closed = False
+        #: callable() -> True while a stream of poses (a tracker) is live: no still frames meanwhile
+        self.hold_moving = None
 
     # --- rendering ----------------------------------------------------------------------------
     def request_render(self, interactive: bool = False) -> None:
@@ -252,8 +254,13 @@ class View3D(QWidget):
         self._still_timer.start()
 
     def _render_still(self) -> None:
-        """The pause after a move: the medium still frame now, the full one after FULL_DELAY_MS."""
+        """The pause after a move: the medium still frame now, the full one after FULL_DELAY_MS.
+        While `hold_moving()` says a stream of poses is live, the view stays on the moving frame
+        (a still render would hold the next poses up for its whole, long, render)."""
         if self._closed or self._interacting:
+            return
+        if self.hold_moving is not None and self.hold_moving():
+            self._still_timer.start()
             return
         medium = self.scene.has_medium()  # else (a small anatomy) the full frame at once
         if self.scene.set_detail("medium" if medium else "full"):
@@ -283,6 +290,11 @@ class View3D(QWidget):
         if self._closed or not self.isVisible():
             return
         self.scene.render()
+
+    @property
+    def render_started(self) -> float:
+        """perf_counter at the start of the last (or current) render."""
+        return self._t0
 
     def _on_render_start(self, *_):
         self._t0 = time.perf_counter()

@@ -67,9 +67,10 @@ class AttemptMixin:
             if self.player is not None:
                 self._close_replay()
             mode = "practice" if self.instructor_mode else "exam"
-            proc = self.controller.start(sc, an, mode=mode, trainee=self._trainee)
+            proc = self.controller.start(sc, an, mode=mode, trainee=self._trainee, **self.attempt_clock())
         else:
             proc = self.controller.attach_replay(replay_proc)
+        self._attempt_started(proc if replay_proc is None else None)
         self._update_replay_actions()
         if self.score_dialog is not None:
             self.score_dialog.close()

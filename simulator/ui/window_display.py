@@ -159,6 +159,8 @@ class DisplayMixin:
         )
 
     def _on_surface_picked(self, point, name: str) -> None:
+        if self.fiducial_pick(point, name):  # a registration point (Tracking panel)
+            return
         c = self.controller
         if c.active and (c.state is None or not c.state.inserted):
             cam = self.view3d.scene.renderer.GetActiveCamera()

@@ -117,10 +117,11 @@ class ReplayMixin:
     def _replay_imaging(self, inp) -> None:
         """The imaging views follow the recorded probe, C-arm and exposures."""
         name, a = inp.name, inp.args
-        if name == "set_probe_to_world" and self.modality in ("ultrasound", "both"):
+        probe = a.get("matrix") if name == "set_probe_to_world" else a.get("probe_to_world") if name == "set_tracked_pose" else None
+        if probe is not None and self.modality in ("ultrasound", "both"):
             from simulator.core.probe import ProbePose
 
-            self.us_view.set_pose(ProbePose.from_matrix(np.asarray(a["matrix"], float)))
+            self.us_view.set_pose(ProbePose.from_matrix(np.asarray(probe, float)), tracked=name == "set_tracked_pose")
         elif name == "set_carm_pose" and self.modality in ("fluoroscopy", "both"):
             self.fluoro_view.set_angles(float(a["lao_deg"]), float(a["cranial_deg"]), exact=True)
         elif name == "record_fluoro_shot" and self.modality in ("fluoroscopy", "both"):
@@ -146,8 +147,10 @@ class ReplayMixin:
         p = self.player
         self.controller.replay_time_s = p.time_s
         applied = p.inputs[:p.index]
-        for name in ("set_probe_to_world", "set_carm_pose"):
-            last = next((i for i in reversed(applied) if i.name == name), None)
+        last_probe = next((i for i in reversed(applied) if i.name == "set_probe_to_world" or (
+            i.name == "set_tracked_pose" and i.args.get("probe_to_world") is not None)), None)
+        last_carm = next((i for i in reversed(applied) if i.name == "set_carm_pose"), None)
+        for last in (last_probe, last_carm):
             if last is not None:
                 self._replay_imaging(last)
         self._replay_last_shot(proc, applied)

@@ -1,0 +1,151 @@
+"""Tracking benchmark: `python main.py bench tracking --json` (the module notes of
+`simulator.benchmarks.tracking` list every figure).
+
+The headless figures are measured in this process; the trainer's in a child process on the display
+(or under Xvfb), with the simulated tracker as a third process, as PLUS would be.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from simulator.benchmarks.tracking import dropped_reordered, free_port, headless, median, p95, pass_file
+from simulator.ui.bench_workstation import run_child
+
+
+def run(args) -> dict:
+    quick = bool(getattr(args, "quick", False))
+    out: dict = {"loadavg_start": round(os.getloadavg()[0], 2)}
+    out.update(headless(quick))
+    out.update(run_child("simulator.ui.bench_tracking", quick))
+    out["baseline"] = "bare Procedure fed by the same 60 Hz stream (no window), same run; raw TCP for the images"
+    out["baseline_ms_median"] = out.get("baseline_poses_to_procedure_ms_median")
+    out["loadavg_end"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def _child(quick: bool) -> None:
+    import json
+
+    from simulator.core.paths import link_shared_data
+
+    data = tempfile.mkdtemp(prefix="nt-bench-")
+    os.environ["NEUROLYSIS_DATA"] = str(link_shared_data(data))
+    try:
+        out = _gui(quick, data)
+    except Exception as e:  # noqa: BLE001 - reported in the JSON
+        import traceback
+
+        out = {"error": f"{e.__class__.__name__}: {e}", "trace": traceback.format_exc()[-1500:]}
+    shutil.rmtree(data, ignore_errors=True)
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _gui(quick: bool, data: str) -> dict:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841 - kept alive
+    import simulator.render.scene as scene_mod
+    from simulator.anatomy import bundled
+    from simulator.ui.driver import process, wait_until
+    from simulator.ui.main_window import MainWindow
+
+    scenario = "celiac_plexus_posterior" if bundled.cache_is_valid() else "needle_basics_gel"
+    out: dict = {"scenario": scenario, "display": os.environ.get("DISPLAY", "")}
+    w = MainWindow(scenario=scenario, settings=QSettings(os.path.join(data, "s.ini"), QSettings.Format.IniFormat))
+    w.question_answer = lambda key, text: "discard"
+    w.resize(1500, 950)
+    w.show()
+    wait_until(lambda: w.scenario is not None and w.scenario.id == scenario and w.anatomy is not None, 180, "the scenario")
+    scene = w.view3d.scene
+    wait_until(lambda: scene.has_lod() or scene.triangle_count() <= scene_mod.LOD_MIN_TRIANGLES, 180, "the moving meshes")
+    out["anatomy_triangles"] = scene.triangle_count()
+    out["triangles_moving"] = scene.moving_triangle_count()
+    plan = w.scenario.planned_trajectory
+    us = w.scenario.imaging.ultrasound
+    probe = (us.center_mm, us.direction, us.marker) if us is not None and None not in (
+        us.center_mm, us.direction, us.marker) else None
+    port = free_port()
+    w.tracking_panel.port_spin.setValue(port)
+    details: list[str] = []
+    render_ms: list[float] = []
+    w.view3d.rendered.connect(lambda ms: (details.append(scene.detail), render_ms.append(ms)))
+    rates = (60.0, 120.0) if quick else (60.0, 120.0, 240.0)
+    seconds = {60.0: 4.0 if quick else 8.0, 120.0: 3.0 if quick else 5.0, 240.0: 4.0}
+    dropped = reordered = 0
+    max_rate = 0.0
+    for rate in rates:
+        path, seqs = pass_file(data, plan.entry_mm, plan.target_mm, rate, seconds[rate], probe, seed=int(rate))
+        if not w.tracked_mode:
+            w.set_tracked_mode(True)
+        else:
+            w.new_attempt()
+        proc = w.controller.procedure
+        w.poses_to_views.clear()
+        details.clear()
+        render_ms.clear()
+        transport: list[float] = []
+        t_start = time.perf_counter()
+        cmd = [sys.executable, "-m", "simulator", "tracker", "replay", str(path), "--port", str(port), "--wait",
+               "--clock", "now", "--speed", "1"]
+        tracker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            n = len(seqs["NeedleTipToReference"][0])
+            wait_until(lambda: tracker.poll() is not None, seconds[rate] + 60, "the tracker")
+            t_end = time.perf_counter()
+            try:
+                wait_until(lambda: w.tracking.counts["frames"] >= n, 0.5, "the last poses")
+                behind = False
+            except TimeoutError:
+                behind = True
+            process(300)
+        finally:
+            if tracker.poll() is None:
+                tracker.kill()
+        for d in w.tracking.client.status().devices if w.tracking.client else []:
+            if d["name"] == "NeedleTipToReference" and np.isfinite(d["clock_offset_s"]):
+                transport.append(d["clock_offset_s"] * 1e3)
+        drop, reord = dropped_reordered(seqs["NeedleTipToReference"][1], proc.recording.samples.needle_tip_to_world)
+        got = proc.recording.samples.needle_tip_to_world
+        lat = [(done - a) * 1e3 for a, done in w.poses_to_views if t_start <= a <= t_end + 1]
+        p95 = p95(lat)
+        ok = drop == 0 and reord == 0 and not behind and p95 < 100.0
+        key = f"{int(rate)}hz"
+        out[f"poses_to_views_ms_median_{key}"] = round(median(lat), 2)
+        out[f"poses_to_views_ms_p95_{key}"] = round(p95, 2)
+        out[f"poses_applied_{key}"] = f"{len(got)}/{n}"
+        out[f"moving_frames_{key}"] = f"{sum(d == 'moving' for d in details)}/{len(details)}"
+        out[f"renders_per_s_{key}"] = round(len(details) / max(1e-9, t_end - t_start), 1)
+        out[f"vtk_render_ms_median_{key}"] = round(median(render_ms), 2)
+        out[f"transport_ms_best_{key}"] = round(transport[0], 2) if transport else None
+        dropped += drop
+        reordered += reord
+        if ok:
+            max_rate = max(max_rate, rate)
+        if rate == 60.0:
+            out["poses_to_views_ms_median"] = out[f"poses_to_views_ms_median_{key}"]
+            out["poses_to_views_ms_p95"] = out[f"poses_to_views_ms_p95_{key}"]
+            out["moving_frames"] = out[f"moving_frames_{key}"]
+            out["vtk_render_ms_median"] = out[f"vtk_render_ms_median_{key}"]
+            out["transport_ms_best"] = out[f"transport_ms_best_{key}"]
+        w.tracking.counts.clear()
+    out["poses_dropped"] = dropped
+    out["poses_reordered"] = reordered
+    out["max_rate_hz"] = max_rate
+    w.question_answer = lambda key, text: "discard"
+    w.close()
+    process(100)
+    return out
+
+
+if __name__ == "__main__":
+    _child("--quick" in sys.argv)
