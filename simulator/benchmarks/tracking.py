@@ -196,7 +196,7 @@ def headless_poses(quick: bool) -> dict:
         session.frames_applied.subscribe(lambda arr: lat.extend((time.perf_counter() - a) * 1e3 for a in arr))
         session.connect("127.0.0.1", tracker.port)
         end = time.perf_counter() + 30
-        while time.perf_counter() < end and session.counts["frames"] < tracker.n_frames:
+        while time.perf_counter() < end and session.counts["needle_poses"] < tracker.n_frames:
             session.pump()
             time.sleep(0.001)
         tracker.stop()
@@ -229,7 +229,7 @@ def metrics_equal() -> dict:
         session.attach(proc)
         session.connect("127.0.0.1", tracker.port)
         end = time.perf_counter() + 30
-        while time.perf_counter() < end and session.counts["frames"] < tracker.n_frames:
+        while time.perf_counter() < end and session.counts["needle_poses"] < tracker.n_frames:
             session.pump()
             time.sleep(0.002)
         tracker.stop()

@@ -414,6 +414,7 @@ class TrackingSession:
                 continue
             self._last_perf = self._perf()
             self._last_recv = f.recv_t
+            self.counts["needle_poses"] += f.needle is not None
             done.append(f.recv_t)
         self.counts["frames"] += len(done)
         if done:

@@ -103,7 +103,7 @@ def _gui(quick: bool, data: str) -> dict:
             wait_until(lambda: tracker.poll() is not None, seconds[rate] + 60, "the tracker")
             t_end = time.perf_counter()
             try:
-                wait_until(lambda: w.tracking.counts["frames"] >= n, 0.5, "the last poses")
+                wait_until(lambda: w.tracking.counts["needle_poses"] >= n, 0.5, "the last poses")
                 behind = False
             except TimeoutError:
                 behind = True

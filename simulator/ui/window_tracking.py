@@ -34,6 +34,32 @@ PIVOT_SECONDS = 8.0
 NEEDLE_INPUTS = ("set_entry", "advance", "withdraw", "set_direction", "set_needle_tip_to_world")
 
 
+def _log_to_file() -> None:
+    """The tracking notices also go to logs/tracking.log in the user data folder."""
+    import logging
+    import logging.handlers
+
+    from simulator.core.paths import user_data_dir
+
+    log = logging.getLogger("simulator.tracking")
+    path = user_data_dir() / "logs" / "tracking.log"
+    for old in [h for h in log.handlers if getattr(h, "_tracking_log", False)]:
+        if old.baseFilename == str(path.absolute()):
+            return
+        log.removeHandler(old)  # the data folder changed (tests, benchmarks): the log follows it
+        old.close()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h = logging.handlers.RotatingFileHandler(path, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
+    except OSError:
+        return  # the panel still shows them
+    h._tracking_log = True
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(h)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+
+
 class _Wake(QObject):
     """Carries the client thread's wake-up to the GUI thread (a queued signal)."""
 
@@ -44,6 +70,7 @@ class TrackingMixin:
     """Part of `MainWindow` (simulator.ui.main_window)."""
 
     def _build_tracking(self) -> None:
+        _log_to_file()
         self.tracking = TrackingSession(self._load_tracking_config())
         self.tracked_mode = False
         self.streamer = None

@@ -31,7 +31,7 @@ def tracked_attempt(source, scenario, block, *, exact=True, speed=0.0, config=No
         session.connect("127.0.0.1", tracker.port)
         assert tracker.wait_done(30)
         n = tracker.n_frames
-        pump_until(session, lambda: session.counts["frames"] + session.counts["repeated"] >= n, 20, "every frame")
+        pump_until(session, lambda: session.counts["needle_poses"] + session.counts["repeated"] >= n, 20, "every frame")
         if before_end is not None:
             before_end(proc)
         proc.end()

@@ -28,6 +28,7 @@ def trainer(qapp, tmp_path_factory):
     data = tmp_path_factory.mktemp("tracking_data")
     mp.setenv("NEUROLYSIS_DATA", str(data))
     w = open_window("needle_basics_gel", data / "settings.ini", {"keep_attempt": "discard"})
+    wait_until(lambda: w.us_view.frames_shown > 0, 120, "the first ultrasound frame")  # its engine is built
     plan = w.scenario.planned_trajectory
     seqs = needle_pass(plan.entry_mm, plan.target_mm, rate_hz=60.0, duration_s=3.0, start_s=5.0, seed=2)
     w.pass_file = write_sequence_metafile(data / "pass.igs.mha", seqs)
@@ -43,6 +44,8 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
     tracker = SimulatedTracker(w.pass_file, port=0, speed=1.0)
     tracker.start()
     details = []
+    allr = []
+    w.view3d.rendered.connect(lambda ms: allr.append((w.tracking.state()[0], w.view3d.scene.detail)))
     w.view3d.rendered.connect(lambda ms: details.append(w.view3d.scene.detail) if w._stream_live() else None)
     try:
         p.port_spin.setValue(tracker.port)
@@ -50,9 +53,12 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
         assert w.tracked_mode and w.tracking.procedure is w.controller.procedure
         wait_until(lambda: tracker.wait_done(0), 20, "the tracker to finish")
         # while the poses streamed the 3D view stayed on its moving frame (no still render held them up)
-        assert len(details) >= 5 and details.count("moving") == len(details)
-        wait_until(lambda: w.tracking.counts["frames"] == tracker.n_frames, 10, "every frame applied")
-        process(300)
+        assert len(details) >= 5 and details.count("moving") == len(details), (allr, w.tracking.counts)
+        try:
+            wait_until(lambda: w.tracking.counts["needle_poses"] == tracker.n_frames, 10, "every frame applied")
+        except TimeoutError:
+            raise AssertionError((w.tracking.counts, [n.text for n in w.tracking.notices()][-8:])) from None
+        wait_until(lambda: w.tracking.state()[0] == "stale", 3, "the stale state")  # the file has ended
         w._refresh_tracking_panel()
         assert "STALE" in p.state_label.text()  # the file has ended: no new pose
         rows = {p.device_table.item(r, 0).text(): p.device_table.item(r, 1).text() for r in range(p.device_table.rowCount())}
@@ -149,3 +155,78 @@ def test_the_session_streams_out_as_plus_would(qtbot, trainer):
     finally:
         c.stop()
         w.stop_stream_server()
+
+
+def test_a_port_in_use_and_a_tracker_that_is_not_there_are_told_not_raised(qtbot, trainer):
+    import os
+
+    from simulator.core.paths import user_data_dir
+    from simulator.tracking.server import TrackingServer
+
+    w = trainer
+    busy = TrackingServer("0.0.0.0", 0)
+    busy.start()
+    try:
+        assert not w.start_stream_server(busy.port)
+        assert f"port {busy.port}" in w.tracking_panel.server_label.text() and "in use" in w.last_error
+        assert not w.tracking_panel.server_button.isChecked()
+    finally:
+        busy.stop()
+    w.connect_tracker("127.0.0.1", busy.port)  # nobody listens there now
+    wait_until(lambda: "cannot connect" in w.tracking.state()[1], 5, "the state")
+    w._refresh_tracking_panel()
+    assert "WAITING" in w.tracking_panel.state_label.text() and "cannot connect" in w.tracking_panel.problems.toPlainText()
+    log = user_data_dir() / "logs" / "tracking.log"
+    wait_until(lambda: log.exists() and "cannot connect" in log.read_text(), 5, "the log")
+    assert os.path.getsize(log) > 0
+    w.disconnect_tracker()
+
+
+def test_fiducial_registration_from_the_panel(qtbot, trainer):
+    """The tracker's reference turned and shifted away from the patient: touch four points of the gel's
+    top with the tracked tip, pick the same points in the 3D view, Register: the FRE is small and the
+    registration maps the tracker's frame onto the patient's."""
+    from simulator.core.geometry import invert_pose
+    from simulator.tracking.hand_motion import _rot
+    from simulator.tracking.server import TrackingServer
+
+    w = trainer
+    truth = np.eye(4)
+    truth[:3, :3] = _rot([0.2, 1.0, 0.3], 30.0)
+    truth[:3, 3] = [40.0, -25.0, 60.0]
+    to_tracker = invert_pose(truth)
+    server = TrackingServer("127.0.0.1", 0)
+    server.start()
+    try:
+        w.connect_tracker("127.0.0.1", server.port)
+        wait_until(lambda: server.clients(), 5, "the connection")
+        p = w.tracking_panel
+        d = WindowDriver(w)
+        e = np.array(w.scenario.planned_trajectory.entry_mm, float)
+        points = [e + [-8.0, 0.0, -8.0], e + [-20.0, 0.0, -8.0], e + [-8.0, 0.0, 8.0], e + [-20.0, 0.0, 8.0]]
+        for k, pt in enumerate(points):
+            pose = np.eye(4)
+            pose[:3, 3] = pt
+            server.send_transform("NeedleTipToReference", to_tracker @ pose, 100.0 + k)
+            wait_until(lambda: "NeedleTipToReference" in w.tracking.latest_raw and np.allclose(
+                (truth @ w.tracking.latest_raw["NeedleTipToReference"])[:3, 3], pt, atol=1e-3), 5, "the pose")
+            qtbot.mouseClick(_button(p, "Touch"), Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(_button(p, "Pick"), Qt.MouseButton.LeftButton)
+            d.click_world(pt)
+        assert p.fiducial_table.rowCount() == 4
+        qtbot.mouseClick(p.register_button, Qt.MouseButton.LeftButton)
+        reg = w.registration
+        assert reg is not None and reg.fre_mm < 1.5, p.registration_label.text()
+        assert f"FRE {reg.fre_mm:.2f} mm" in p.registration_label.text()
+        assert np.allclose(reg.reference_to_world[:3, 3], truth[:3, 3], atol=3.0)
+        assert np.allclose(w.tracking.config.reference_to_world, reg.reference_to_world)
+    finally:
+        w.disconnect_tracker()
+        server.stop()
+        w.tracking.config.reference_to_world = np.eye(4)
+
+
+def _button(panel, text):
+    from PySide6.QtWidgets import QPushButton
+
+    return next(b for b in panel.findChildren(QPushButton) if b.text() == text)
