@@ -18,13 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.core.geometry import frame_from_axis, invert_pose, make_pose, normalize
-
-
-def _rot(axis, deg: float) -> np.ndarray:
-    k = normalize(np.asarray(axis, float))
-    a = np.radians(deg)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
+from simulator.core.geometry import rotation_about_axis as _rot
 
 
 def _min_jerk(s: np.ndarray) -> np.ndarray:

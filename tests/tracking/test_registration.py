@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from simulator.tracking.calibration import CalibrationError, pivot_calibration
-from simulator.tracking.hand_motion import _rot
+from simulator.core.geometry import rotation_about_axis as _rot
 from simulator.tracking.registration import RegistrationError, register_fiducials
 
 

@@ -187,7 +187,7 @@ def test_fiducial_registration_from_the_panel(qtbot, trainer):
     top with the tracked tip, pick the same points in the 3D view, Register: the FRE is small and the
     registration maps the tracker's frame onto the patient's."""
     from simulator.core.geometry import invert_pose
-    from simulator.tracking.hand_motion import _rot
+    from simulator.core.geometry import rotation_about_axis as _rot
     from simulator.tracking.server import TrackingServer
 
     w = trainer
