@@ -304,6 +304,9 @@ def attempt_metrics(recording, scenario, anatomy: Anatomy, targets: list[TargetG
     probe_actions = action_counts(t, samples.probe_to_world) if us else None
 
     behaviours = detect_behaviours(recording, scenario, anatomy, targets, intended)
+    perk = dict(perk, **needle_actions)  # Perk Tutor's action counts beside its core metrics
+    if probe_actions is not None:
+        perk.update({f"probe_{k}": v for k, v in probe_actions.items()})
 
     cov_pct = 100.0 * float(np.mean([r.coverage for r in req])) if req else 0.0
     off_ml = float(sum(float(e.data.get("off_target_ml", 0.0)) for e in evaluated))

@@ -41,6 +41,10 @@ PERK_LABELS = (
     ("time_in_tissue_s", "Time in tissue", "s"),
     ("tissue_damage_mm2", "Potential tissue damage", "mm2"),
     ("tissue_punctures", "Tissue punctures", ""),
+    ("translational_actions", "Needle translational actions", ""),
+    ("rotational_actions", "Needle rotational actions", ""),
+    ("probe_translational_actions", "Probe translational actions", ""),
+    ("probe_rotational_actions", "Probe rotational actions", ""),
 )
 PLOT_W, PLOT_H = 520, 380
 PDF_IMAGE_W = 200  # the PDF's key images, three a row (narrower when the text width asks for it)
