@@ -203,7 +203,7 @@ def headless_poses(quick: bool) -> dict:
         session.disconnect()
         return {"baseline_poses_to_procedure_ms_median": round(median(lat), 3),
                 "baseline_poses_to_procedure_ms_p95": round(p95(lat), 3),
-                "baseline_poses_applied": f"{session.counts['frames']}/{tracker.n_frames}"}
+                "baseline_poses_applied": f"{session.counts['needle_poses']}/{tracker.n_frames}"}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -2,7 +2,7 @@
 attempts, the fiducial registration and pivot calibration, and the OpenIGTLink stream out.
 
 - Poses arrive on the client's thread, which wakes the GUI thread once per batch (a queued Qt
-  signal); the GUI thread applies every pose in order (`TrackingSession.pump`: each frame recorded)
+  signal that starts a zero timer, so pumps and the 3D view's renders take turns); the GUI thread applies every pose in order (`TrackingSession.pump`: each frame recorded)
   and the views follow once per batch with the newest state (`coalesced_needle`); the 3D view
   coalesces its renders and stays on its moving level of detail while poses stream, so a 60 Hz
   stream draws the newest pose in each frame and never queues frames. `poses_to_views` keeps, per
@@ -84,7 +84,13 @@ class TrackingMixin:
         self._shown_pending: list[tuple[float, float]] = []  # (arrival, applied) not yet on screen
         self._pumping = False
         self._wake = _Wake(self)
-        self._wake.poses.connect(self._pump_tracking, Qt.ConnectionType.QueuedConnection)
+        self._wake.poses.connect(self._on_wake, Qt.ConnectionType.QueuedConnection)
+        # the pump runs from a zero timer, as the 3D view's render does: the two take turns (a steady
+        # stream of posted wake-ups would otherwise keep the render's timer waiting)
+        self._pump_timer = QTimer(self)
+        self._pump_timer.setSingleShot(True)
+        self._pump_timer.setInterval(0)
+        self._pump_timer.timeout.connect(self._pump_tracking)
         self.tracking_panel = TrackingPanel()
         self.tracking_panel.show_config(self.tracking.config)
         p = self.tracking_panel
@@ -153,6 +159,10 @@ class TrackingMixin:
         if self.streamer is None:
             self._tracking_timer.stop()
         self._refresh_tracking_panel()
+
+    def _on_wake(self) -> None:
+        if not self._pump_timer.isActive():
+            self._pump_timer.start()
 
     def _pump_tracking(self) -> None:
         """Apply what has arrived: every frame to the attempt, the views once with the newest."""
@@ -443,6 +453,7 @@ class TrackingMixin:
 
     def shutdown_tracking(self) -> None:
         self._tracking_timer.stop()
+        self._pump_timer.stop()
         self.stop_stream_server()
         self.tracking.disconnect()
         self._save_tracking_config()
