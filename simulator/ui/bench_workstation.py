@@ -20,6 +20,9 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
     vtk_render_ms_median_medium the medium frame's and vtk_render_ms_median_still the full
     frame's (key -> moving frame -> pause -> medium -> idle -> full, each render alone), with the
     triangles each draws (triangles_moving, triangles_medium, triangles_still);
+    medium_frame_after_key_ms_median and full_frame_after_key_ms_median: from that key to the
+    medium frame drawn (STILL_DELAY_MS + its render: it must come well before FULL_DELAY_MS) and
+    to the full frame drawn (FULL_DELAY_MS + its render);
     lod_ready_s: from the usable window until the decimated copies (moving and medium) are
     attached (read from their cache, or built on a worker thread); the advance measurements
     start after that;
@@ -173,22 +176,25 @@ def _run(quick: bool, data: str) -> dict:
 
     def still_renders(w, d, n):
         """Key -> moving frame -> the pause -> the medium still frame -> the idle -> the full one:
-        (full render ms, moving render ms, medium render ms)."""
+        (full render ms, moving render ms, medium render ms, key -> medium frame drawn ms,
+        key -> full frame drawn ms)."""
         v = w.view3d
         rows = []
         for i in range(n):
             rc = v.render_count
+            t_key = time.perf_counter()
             d.key(Qt.Key.Key_S if i % 2 else Qt.Key.Key_W)
             wait_until(lambda: v.render_count > rc, 10, "the moving frame")
             moving = v.last_render_ms if v.scene.frame_reduction() > 1 or v.scene.lod else float("nan")
             rc = v.render_count
             wait_until(lambda: v.render_count > rc and not v.scene.lod, 10, "the still frame")
-            medium = float("nan")
+            medium = medium_after = float("nan")
             if v.scene.detail == "medium":
                 medium = v.last_render_ms
+                medium_after = (v.last_render_end - t_key) * 1e3
                 rc = v.render_count
                 wait_until(lambda: v.render_count > rc and v.scene.detail == "full", 10, "the full still frame")
-            rows.append((v.last_render_ms, moving, medium))
+            rows.append((v.last_render_ms, moving, medium, medium_after, (v.last_render_end - t_key) * 1e3))
             process(30)
         return rows
 
@@ -278,6 +284,8 @@ def _run(quick: bool, data: str) -> dict:
         still = still_renders(w, d, 4 if quick else 8)
         out["vtk_render_ms_median_still"] = round(_median([r[0] for r in still]), 2)
         out["vtk_render_ms_median_medium"] = round(_median([r[2] for r in still]), 2)
+        out["medium_frame_after_key_ms_median"] = round(_median([r[3] for r in still]), 2)
+        out["full_frame_after_key_ms_median"] = round(_median([r[4] for r in still]), 2)
         out["triangles_medium"] = scene.medium_triangle_count()
         from simulator.ui.view3d import FULL_DELAY_MS, STILL_DELAY_MS
 

@@ -11,6 +11,12 @@ from simulator.core.tissue import TISSUE_INFO, Tissue
 from simulator.ui.view3d import View3D, display_point_from_widget, widget_point_from_display
 from tests.conftest import KIDNEY_LEFT_C, KIDNEY_LEFT_R
 
+# These tests check what is drawn and in which order, not how fast (`bench workstation` measures
+# that): the level-of-detail delays below are long enough that a loaded machine (the GUI thread
+# stalled for a few hundred ms) cannot fire a timer before the test has looked at the frame before
+# it, and every wait for work to finish is generous (it returns as soon as the work is done).
+WORK_TIMEOUT_MS = 60_000
+
 
 def test_qt_runs_on_the_virtual_x_display_not_offscreen():
     assert os.environ.get("QT_QPA_PLATFORM", "xcb") == "xcb"
@@ -53,7 +59,7 @@ def test_render_requests_are_coalesced(qtbot, view):
     n0 = view.render_count
     for _ in range(25):
         view.request_render()
-    qtbot.waitUntil(lambda: view.render_count > n0, timeout=2000)
+    qtbot.waitUntil(lambda: view.render_count > n0, timeout=WORK_TIMEOUT_MS)
     qtbot.wait(60)  # several coalescing periods: no more renders may follow
     assert view.render_count == n0 + 1
     assert view.last_render_ms > 0
@@ -118,18 +124,20 @@ def _grab_from_x(view) -> np.ndarray:
 @pytest.fixture
 def lod_view(qtbot, monkeypatch, tmp_path):
     import simulator.render.lod as lod_mod
+    import simulator.ui.view3d as view_mod
     from tests.conftest import make_synthetic_anatomy
 
     monkeypatch.setattr(lod_mod, "LOD_MIN_TRIANGLES", 0)
     monkeypatch.setattr(lod_mod, "LOD_TARGET_TRIANGLES", 800)
     monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path / "lod")
+    monkeypatch.setattr(view_mod, "STILL_DELAY_MS", 1000)
     v = View3D()
     qtbot.addWidget(v)
     v.resize(320, 240)
     v.show()
     qtbot.waitExposed(v)
     v.set_anatomy(make_synthetic_anatomy(), "supine")  # decimated copies built on a worker thread
-    qtbot.waitUntil(v.scene.has_lod, timeout=5000)
+    qtbot.waitUntil(v.scene.has_lod, timeout=WORK_TIMEOUT_MS)
     v.scene.set_group_visible("skin", False)
     v.render_now()
     yield v
@@ -143,31 +151,32 @@ def test_interactive_renders_use_the_coarse_meshes_then_the_full_ones(qtbot, lod
     assert v.scene.lod
     qtbot.waitUntil(lambda: v.render_count > n)
     assert v.scene.frame_reduction() == 2
-    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)  # the still render follows the pause
-    qtbot.waitUntil(lambda: v.render_count > n + 1)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=WORK_TIMEOUT_MS)  # the still render follows the pause
+    qtbot.waitUntil(lambda: v.render_count > n + 1, timeout=WORK_TIMEOUT_MS)
     assert v.scene.frame_reduction() == 1
     # a camera drag: coarse while the button is down, full after
     c = v.vtk_widget.rect().center()
     qtbot.mousePress(v.vtk_widget, Qt.MouseButton.LeftButton, pos=c)
     assert v.scene.lod
     qtbot.mouseRelease(v.vtk_widget, Qt.MouseButton.LeftButton, pos=c)
-    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=WORK_TIMEOUT_MS)
 
 
 def test_a_stream_of_moves_keeps_the_moving_frame_until_the_pause(qtbot, lod_view):
-    """Moves closer together than the still delay: every frame is a moving one, then exactly
-    one still frame once the input stops."""
+    """Moves closer together than the still delay (each as soon as the previous one is drawn):
+    every frame is a moving one, then exactly one still frame once the input stops."""
     from simulator.ui.view3d import STILL_DELAY_MS
 
     v = lod_view
     seen = []
     v.rendered.connect(lambda _ms: seen.append((v.scene.frame_reduction(), v.scene.lod)))
     for _ in range(8):
+        n = v.render_count
         v.request_render(interactive=True)
-        qtbot.wait(STILL_DELAY_MS // 5)
-    assert seen and all(f == 2 and lod for f, lod in seen)
+        qtbot.waitUntil(lambda: v.render_count > n, timeout=WORK_TIMEOUT_MS)
+    assert len(seen) == 8 and all(f == 2 and lod for f, lod in seen)
     n = len(seen)
-    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=WORK_TIMEOUT_MS)
     qtbot.wait(STILL_DELAY_MS + 50)
     assert seen[n:] == [(1, False)]
 
@@ -185,7 +194,7 @@ def test_the_moving_frame_on_screen_is_the_scaled_image(qtbot, lod_view):
 
     n = v.render_count
     v.request_render(interactive=True)
-    qtbot.waitUntil(lambda: v.render_count > n)
+    qtbot.waitUntil(lambda: v.render_count > n, timeout=WORK_TIMEOUT_MS)
     assert v.scene.lod and v.scene.frame_reduction() == 2
     moving_x = _grab_from_x(v)
     # the kidney is where the full-size projection puts it (the image covers the whole window)
@@ -196,7 +205,7 @@ def test_the_moving_frame_on_screen_is_the_scaled_image(qtbot, lod_view):
     diff = np.abs(moving_x.astype(int) - still_x.astype(int)).max(axis=2)
     assert (diff < 40).mean() > 0.9  # the same picture, softer
     assert diff.mean() > 0.1  # but not the still frame: the reduced one
-    qtbot.waitUntil(lambda: not v.scene.lod, timeout=3000)
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=WORK_TIMEOUT_MS)
     qtbot.wait(50)
     back = _grab_from_x(v)
     assert np.abs(back.astype(int) - still_x.astype(int)).max(axis=2).mean() < 2.0
@@ -229,14 +238,14 @@ def medium_view(qtbot, monkeypatch, tmp_path):
     monkeypatch.setattr(lod_mod, "MEDIUM_TARGET_TRIANGLES", 1600)
     monkeypatch.setattr(lod_mod, "MEDIUM_MIN_MESH_TRIANGLES", 16)
     monkeypatch.setattr(lod_mod, "lod_cache_dir", lambda: tmp_path / "lod")
-    monkeypatch.setattr(view_mod, "FULL_DELAY_MS", 600)
+    monkeypatch.setattr(view_mod, "FULL_DELAY_MS", 1000)
     v = View3D()
     qtbot.addWidget(v)
     v.resize(320, 240)
     v.show()
     qtbot.waitExposed(v)
     v.set_anatomy(make_synthetic_anatomy(), "supine")  # both copies built on a worker thread
-    qtbot.waitUntil(lambda: v.scene.has_lod() and v.scene.has_medium(), timeout=5000)
+    qtbot.waitUntil(lambda: v.scene.has_lod() and v.scene.has_medium(), timeout=WORK_TIMEOUT_MS)
     v.scene.set_group_visible("skin", False)
     v.render_now()
     frames = []  # (perf_counter at the render's end, the detail drawn, triangles drawn)
@@ -255,16 +264,16 @@ def test_the_pause_draws_the_medium_frame_and_the_full_one_after_the_longer_idle
     v, frames = medium_view
     t_move = time.perf_counter()
     v.request_render(interactive=True)
-    qtbot.waitUntil(lambda: v.scene.detail == "full", timeout=5000)
-    qtbot.waitUntil(lambda: frames and frames[-1][1] == "full")
+    qtbot.waitUntil(lambda: v.scene.detail == "full", timeout=WORK_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: frames and frames[-1][1] == "full", timeout=WORK_TIMEOUT_MS)
     qtbot.wait(view_mod.STILL_DELAY_MS)
     assert [f[1] for f in frames] == ["moving", "medium", "full"]  # one render per level
     moving, medium, full = (f[2] for f in frames)
     assert moving < medium < full
     assert v.scene.frame_reduction() == 1
-    # the full frame waits for the longer idle, counted from the move
+    # the full frame waits for the longer idle, counted from the move (how soon the medium frame
+    # follows the pause is a wall-clock figure: `bench workstation` medium_frame_after_key_ms_median)
     assert frames[2][0] - t_move >= view_mod.FULL_DELAY_MS / 1000.0
-    assert frames[1][0] - t_move < view_mod.FULL_DELAY_MS / 1000.0
 
 
 def test_an_input_during_the_idle_postpones_the_full_frame(qtbot, medium_view):
@@ -276,27 +285,29 @@ def test_an_input_during_the_idle_postpones_the_full_frame(qtbot, medium_view):
 
     v, frames = medium_view
     v.request_render(interactive=True)
-    qtbot.waitUntil(lambda: v.scene.detail == "medium" and frames and frames[-1][1] == "medium", timeout=3000)
+    qtbot.waitUntil(lambda: v.scene.detail == "medium" and frames and frames[-1][1] == "medium",
+                    timeout=WORK_TIMEOUT_MS)
     assert v._full_timer.isActive()
-    qtbot.wait(view_mod.FULL_DELAY_MS // 2)
-    assert v.scene.detail == "medium"
+    t_before = time.perf_counter()
     QTest.keyClick(v.vtk_widget, Qt.Key.Key_Shift)  # any input to the application, even one that moves nothing
-    t_key = time.perf_counter()
-    assert v.input_clock.last_input >= t_key - 0.05
-    qtbot.waitUntil(lambda: frames[-1][1] == "full", timeout=5000)
-    assert frames[-1][0] - t_key >= view_mod.FULL_DELAY_MS / 1000.0 - 0.01  # the full frame came after the idle
+    assert v.scene.detail == "medium"  # the key came during the idle
+    t_key = v.input_clock.last_input
+    assert t_key >= t_before  # the key counts as input
+    qtbot.waitUntil(lambda: frames[-1][1] == "full", timeout=WORK_TIMEOUT_MS)
+    assert frames[-1][0] - t_key >= view_mod.FULL_DELAY_MS / 1000.0  # a whole idle after the key, not the move
     assert [f[1] for f in frames] == ["moving", "medium", "full"]  # the key itself drew nothing
     # a move during the idle: the moving frame, the medium frame again, then the full one
     n = len(frames)
     v.request_render(interactive=True)
-    qtbot.waitUntil(lambda: frames[-1][1] == "full" and len(frames) >= n + 3, timeout=5000)
+    qtbot.waitUntil(lambda: frames[-1][1] == "full" and len(frames) >= n + 3, timeout=WORK_TIMEOUT_MS)
     assert [f[1] for f in frames[n:]] == ["moving", "medium", "full"]
 
 
 def test_picking_in_the_medium_frame_uses_the_full_meshes(qtbot, medium_view):
     v, frames = medium_view
     v.request_render(interactive=True)
-    qtbot.waitUntil(lambda: v.scene.detail == "medium" and frames and frames[-1][1] == "medium", timeout=3000)
+    qtbot.waitUntil(lambda: v.scene.detail == "medium" and frames and frames[-1][1] == "medium",
+                    timeout=WORK_TIMEOUT_MS)
     d = v.scene.world_to_display(KIDNEY_LEFT_C)
     x, y = widget_point_from_display(v, d[0], d[1])
     with qtbot.waitSignal(v.surface_picked, timeout=3000) as blocker:
