@@ -102,24 +102,42 @@ def qsettings_file(tmp_path):
 @pytest.fixture(scope="session", autouse=True)
 def _release_windows_before_the_display_goes():
     """pytest-xvfb stops the X server when the session ends, before Python exits. Widgets closed
-    by the last test are only deleteLater()'d; delete them (and their VTK render windows, which
-    hold X connections) now, while the server is still there."""
+    by the last test are only deleteLater()'d, and a test that failed may have left its window
+    open; delete them all (and their VTK render windows, which hold X connections) now, while the
+    server is still there - a window destroyed after the server went crashes the interpreter at
+    exit (exit code 139 after a passing run)."""
     yield
     import gc
     import sys
 
     if "PySide6.QtWidgets" in sys.modules:
-        from PySide6.QtCore import QCoreApplication, QEvent
-        from PySide6.QtWidgets import QApplication
-
-        app = QApplication.instance()
-        if app is not None:
-            for w in app.topLevelWidgets():
-                w.close()
-                w.deleteLater()
-            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-            QCoreApplication.processEvents()
+        release_top_level_widgets()
     gc.collect()
+
+
+def release_top_level_widgets() -> None:
+    """Close and delete every top-level widget now. Closing one window may run the event loop and
+    delete others already deleteLater()'d (their Python wrappers then outlive them): each is
+    checked before it is touched, and the deletions are repeated until none is left."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+    from shiboken6 import isValid
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    for _ in range(5):
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        windows = [w for w in app.topLevelWidgets() if isValid(w)]
+        if not windows:
+            return
+        for w in windows:
+            if isValid(w):
+                w.close()
+            if isValid(w):
+                w.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QCoreApplication.processEvents()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ when its cache has been built (`make test` builds it first).
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -320,11 +319,11 @@ def test_loading_shows_progress_and_the_window_stays_responsive(qtbot, user_data
     w = make_window(qtbot, qsettings_file, load=slow_load, wait=False)
     qtbot.waitUntil(lambda: w.progress_bar.isVisible() and w.progress_bar.value() == 500, timeout=5000)
     assert "meshing the aorta" in w.statusBar().currentMessage()
-    # the GUI thread is free: a click is handled while the anatomy loads
-    t0 = time.perf_counter()
+    # the GUI thread is free: a click is handled while the anatomy loads (the load waits for
+    # `release`, set only below)
     w.show_shortcuts()
-    qtbot.waitUntil(lambda: w.shortcuts_dialog.isVisible())
-    assert time.perf_counter() - t0 < 2.0
+    qtbot.waitUntil(lambda: w.shortcuts_dialog.isVisible(), timeout=15_000)
+    assert w.progress_bar.isVisible() and w.anatomy is not synthetic
     w.shortcuts_dialog.close()
     with qtbot.waitSignal(w.anatomy_shown, timeout=10_000):
         release.set()
@@ -386,14 +385,11 @@ def test_default_scenario_on_the_bundled_patient(qtbot, qsettings_file, tmp_path
 
     if not bundled.cache_is_valid():
         pytest.skip("the bundled patient's cache is not built (run `make test` or `python main.py setup-data`)")
-    t0 = time.perf_counter()
     w = MainWindow(settings=QSettings(str(qsettings_file), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
-    with qtbot.waitSignal(w.anatomy_shown, timeout=30_000):
+    with qtbot.waitSignal(w.anatomy_shown, timeout=300_000):  # the start-up time: `bench workstation` startup_s
         w.show()
-    startup = time.perf_counter() - t0
     assert w.scenario.id == "celiac_plexus_posterior"
-    assert startup < 10.0
     scene = w.view3d.scene
     for name in ("vertebrae_L1", "vertebrae_T12", "aorta", "inferior_vena_cava", "kidney_left", "skin"):
         assert name in scene.structures, name
@@ -433,7 +429,7 @@ def test_a_fluoroscopy_attempt_replays_with_its_images_and_c_arm(qtbot, window):
     from simulator.ui.driver import WindowDriver
 
     w = window
-    qtbot.waitUntil(lambda: w.fluoro_view.ready, timeout=60_000)
+    qtbot.waitUntil(lambda: w.fluoro_view.ready, timeout=300_000)  # a fresh checkout compiles its kernels
     d = WindowDriver(w)
     plan = w.scenario.planned_trajectory
     d.click_skin(plan.entry_mm)

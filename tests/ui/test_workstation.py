@@ -16,7 +16,7 @@ from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
 from simulator.ui.fluoro_view import needle_pixels
 from simulator.ui.main_window import MainWindow
 
-from .windows import close_window, open_window
+from .windows import WORK_TIMEOUT_S, close_window, open_window
 
 
 def _bundled_ready() -> bool:
@@ -37,11 +37,15 @@ def celiac(qapp, tmp_path_factory):
 
     data = link_shared_data(tmp_path_factory.mktemp("data"))  # records of its own; the built patient shared
     mp.setenv("NEUROLYSIS_DATA", str(data))
-    w = open_window("celiac_plexus_posterior", data / "settings.ini")
-    wait_until(lambda: w.fluoro_view.ready, 60, "the fluoroscopy engine")
-    yield w
-    close_window(w)
-    mp.undo()
+    try:
+        w = open_window("celiac_plexus_posterior", data / "settings.ini")
+        try:
+            wait_until(lambda: w.fluoro_view.ready, WORK_TIMEOUT_S, "the fluoroscopy engine")
+            yield w
+        finally:
+            close_window(w)
+    finally:
+        mp.undo()
 
 
 def new_attempt(w: MainWindow) -> WindowDriver:
@@ -86,7 +90,7 @@ def test_expert_celiac_attempt_passes_and_the_score_card_says_so(celiac):
     shots = [e for e in proc.events if e.kind == EventKind.fluoro_shot]
     assert len(shots) == w.fluoro_view.frames_shown and all(e.data["dap_gycm2"] > 0 for e in shots)
     d.key(Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    wait_until(lambda: w.score_dialog is not None, 10, "the score card")
+    wait_until(lambda: w.score_dialog is not None, WORK_TIMEOUT_S, "the score card")
     card = w.controller.card
     assert card.passed, card.text()
     assert card.metrics["advances_without_imaging"] == 0
@@ -130,7 +134,7 @@ def test_advancing_into_the_aorta_fails_with_that_reason(celiac):
     assert "Blood" in w.procedure_panel.aspiration_label.text()
     assert any("aorta" in t.lower() for t in w.procedure_panel.event_texts())
     d.key(Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    wait_until(lambda: w.score_dialog is not None, 10, "the score card")
+    wait_until(lambda: w.score_dialog is not None, WORK_TIMEOUT_S, "the score card")
     card = w.controller.card
     assert not card.passed
     reasons = w.score_dialog.reason_texts()
@@ -183,12 +187,12 @@ def test_fluoroscopy_shows_the_needle_dark_and_holds_the_last_image(celiac):
     # a held pedal: live fluoroscopy, counted when released
     shots_before = sum(1 for e in w.controller.procedure.events if e.kind == EventKind.fluoro_shot)
     d.press(Qt.Key.Key_Space)
-    wait_until(lambda: fv.live, 2.0, "live fluoroscopy")
+    wait_until(lambda: fv.live, WORK_TIMEOUT_S, "live fluoroscopy")
     n = fv.frames_shown
-    wait_until(lambda: fv.frames_shown >= n + 2, 10.0, "live frames")
+    wait_until(lambda: fv.frames_shown >= n + 2, WORK_TIMEOUT_S, "live frames")
     d.release(Qt.Key.Key_Space)
     wait_until(lambda: sum(1 for e in w.controller.procedure.events if e.kind == EventKind.fluoro_shot) > shots_before,
-               10.0, "the live run recorded")
+               WORK_TIMEOUT_S, "the live run recorded")
     live = [e for e in w.controller.procedure.events if e.kind == EventKind.fluoro_shot][-1]
     assert live.data["live"] and live.data["frames"] >= 2 and live.data["duration_s"] > 0.2
     assert "Shots" in fv.dose_label.text() and "DAP" in fv.dose_label.text()
@@ -213,7 +217,7 @@ def test_exam_mode_hides_the_target_and_the_inside(celiac):
     assert not w.procedure_panel.hints.isVisible() and not w.procedure_panel.band_plot.isVisible()
     assert not w.display_panel.groups_box.isEnabled()
     box.click()
-    wait_until(lambda: scene.detail == "full", 10, "the full meshes (after the medium frame)")
+    wait_until(lambda: scene.detail == "full", WORK_TIMEOUT_S, "the full meshes (after the medium frame)")
     assert w.instructor_mode and any(scene.structures[n].actor.GetVisibility() for n in inner)
 
 
@@ -233,7 +237,7 @@ def test_rapid_input_and_resizing_do_not_break_the_window(celiac):
     assert st is not None and st.inserted
     inputs = [i.name for i in w.controller.procedure.recording.inputs]
     assert inputs.count("advance") == 30 and inputs.count("withdraw") == 10
-    wait_until(lambda: not w.fluoro_view.busy(), 10, "the fluoroscopy worker")
+    wait_until(lambda: not w.fluoro_view.busy(), WORK_TIMEOUT_S, "the fluoroscopy worker")
     assert w.fluoro_view.frames_shown >= 1
     w.resize(1500, 950)
 
@@ -264,7 +268,7 @@ def gel(qapp, tmp_path, monkeypatch):
 def test_ultrasound_shows_speckle_and_the_needle_in_plane(gel):
     w = gel
     uv_view = w.us_view
-    wait_until(lambda: uv_view.frames_shown > 0, 300, "the first ultrasound frame")
+    wait_until(lambda: uv_view.frames_shown > 0, WORK_TIMEOUT_S, "the first ultrasound frame")
     assert w.ultrasound_pane.isVisible() and not w.fluoroscopy_pane.isVisible()
     frame = uv_view.last_result["frame"]
     img = uv_view.canvas.image_array().astype(float)
@@ -283,7 +287,7 @@ def test_ultrasound_shows_speckle_and_the_needle_in_plane(gel):
     d.advance_to(plan.target_mm, stop_mm=3.0)
     # the frame on screen is the one of the needle's last position (not an earlier one still in flight)
     wait_until(lambda: uv_view.frames_shown > n and not uv_view.busy() and uv_view.last_result is not None
-               and uv_view.last_result["needle_seq"] == uv_view._needle_seq, 180, "a frame with the needle")
+               and uv_view.last_result["needle_seq"] == uv_view._needle_seq, WORK_TIMEOUT_S, "a frame with the needle")
     st = w.controller.state
     frame = uv_view.last_result["frame"]
     img = uv_view.canvas.image_array().astype(float)
