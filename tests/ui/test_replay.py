@@ -16,7 +16,7 @@ from PySide6.QtTest import QTest
 from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
 from simulator.ui.main_window import MainWindow
 
-from .windows import close_window, open_window
+from .windows import WORK_TIMEOUT_S, close_window, open_window
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 SCENARIO = "needle_basics_gel"
@@ -60,12 +60,12 @@ def trainer(qapp, tmp_path_factory):
     cards = []
     w.controller.ended.connect(cards.append)
     gel_attempt(w)
-    wait_until(lambda: w._us_image_pending is None, 60, "the ultrasound frame after the injection")
+    wait_until(lambda: w._us_image_pending is None, WORK_TIMEOUT_S, "the ultrasound frame after the injection")
     proc = w.controller.procedure
     # recorded live: the store follows the attempt within a second
     assert w.recorder is not None
     aid = w.recorder.attempt_id
-    wait_until(lambda: w.store.attempt(aid).n_inputs == len(proc.recording.inputs), 3.0, "the live record")
+    wait_until(lambda: w.store.attempt(aid).n_inputs == len(proc.recording.inputs), WORK_TIMEOUT_S, "the live record")
     assert w.store.attempt(aid).status == "live"
     d.key(Qt.Key.Key_N, CTRL)  # New attempt -> "Keep it?" -> Keep
     assert [k for k, _ in w.asked] == ["trainee", "keep_attempt"]
@@ -134,7 +134,7 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     assert row >= 0 and picker.table.item(row, 1).text() == "ann"
     picker.table.selectRow(row)
     QTest.mouseClick(picker.replay_button, Qt.MouseButton.LeftButton)
-    wait_until(lambda: w.player is not None, 10, "the replay")
+    wait_until(lambda: w.player is not None, WORK_TIMEOUT_S, "the replay")
     tl, player = w.timeline, w.player
     assert tl.isVisible() and w.controller.replaying and player.duration_s == stored.inputs[-1].time_s
     assert tl.slider.marks  # the recorded events are marked on the timeline
@@ -146,7 +146,7 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     tl.speed_combo.setCurrentIndex(tl.speed_combo.findData(4.0))
     QTest.mouseClick(tl.play_button, Qt.MouseButton.LeftButton)
     assert player.state == "playing" and "Pause" in tl.play_button.text()
-    wait_until(lambda: player.state == "ended", 60, "the end of the replay")
+    wait_until(lambda: player.state == "ended", WORK_TIMEOUT_S, "the end of the replay")
     assert player.procedure.recording.same_as(stored)
     assert tl.time_label.text().split(" / ")[0] == tl.time_label.text().split(" / ")[1]
     np.testing.assert_array_equal(needle_in_scene(w), stored.samples.needle_tip_to_world[-1])
@@ -177,7 +177,7 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     assert player.time_s == pytest.approx(value / 1000.0) and player.state == "paused"
     np.testing.assert_array_equal(needle_in_scene(w), expect)
     np.testing.assert_array_equal(w.controller.state.needle_tip_to_world, expect)
-    wait_until(lambda: w.view3d.render_count > renders, 10, "the render after the seek")
+    wait_until(lambda: w.view3d.render_count > renders, WORK_TIMEOUT_S, "the render after the seek")
     assert tl.time_label.text().startswith(f"{int(value / 60000)}:")
     # the procedure panel followed the replayed attempt to that moment
     n_events = sum(1 for e in stored.events if e.time_s <= value / 1000.0)
@@ -223,12 +223,12 @@ def test_scrubbing_back_a_long_attempt_restarts_from_a_checkpoint_with_the_same_
     card = score_attempt(proc.recording, w.scenario, w.anatomy)
     aid = w.store.save_recording(proc.recording, card, scenario=w.scenario)
     assert w.replay_attempt(aid)
-    wait_until(lambda: w.player is not None and w.player.attempt_id == aid, 10, "the replay")
+    wait_until(lambda: w.player is not None and w.player.attempt_id == aid, WORK_TIMEOUT_S, "the replay")
     tl, player = w.timeline, w.player
     assert len(player.inputs) > 4200 and player.checkpoint_every < len(player.inputs)
     # the checkpoints are made ahead, while the trainer waits for the user
     assert not player.prepared
-    wait_until(lambda: player.prepared, 30, "the checkpoints")
+    wait_until(lambda: player.prepared, WORK_TIMEOUT_S, "the checkpoints")
     assert len(player.checkpoints) >= 3 and player.index == 0
     tl.slider.setFocus()
     QTest.keyClick(tl.slider, Qt.Key.Key_End)  # to the end: from the last checkpoint
@@ -298,10 +298,10 @@ def test_an_interrupted_attempt_is_offered_for_recovery_at_the_next_start(qapp, 
 
     w = open_window(SCENARIO, tmp_path / "settings.ini", {"recover_attempt": "recover"})
     try:
-        wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), 10, "the recovery question")
+        wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), WORK_TIMEOUT_S, "the recovery question")
         text = next(t for k, t in w.asked if k == "recover_attempt")
         assert "bob" in text and sc.title in text
-        wait_until(lambda: w.store.attempt(aid).status == "recovered", 30, "the recovery")
+        wait_until(lambda: w.store.attempt(aid).status == "recovered", WORK_TIMEOUT_S, "the recovery")
         info = w.store.attempt(aid)
         assert info.score is not None and info.n_inputs == n_kept + 1  # what was flushed, and the end
         got = w.store.load_attempt(aid)
@@ -327,7 +327,7 @@ w = MainWindow(scenario="needle_basics_gel", settings=QSettings(sys.argv[1], QSe
 w.question_answer = lambda key, text: "later"
 w.resize(1200, 800)
 w.show()
-wait_until(lambda: w.anatomy is not None and w.scenario.id == "needle_basics_gel", 60)
+wait_until(lambda: w.anatomy is not None and w.scenario.id == "needle_basics_gel", 300)
 w.set_trainee("crash")
 d = WindowDriver(w)
 plan = w.scenario.planned_trajectory
@@ -374,10 +374,10 @@ def test_a_trainer_killed_mid_attempt_loses_at_most_the_last_second(qapp, tmp_pa
     monkeypatch.setenv("NEUROLYSIS_DATA", str(data))
     w = open_window(SCENARIO, tmp_path / "settings.ini", {"recover_attempt": "recover"})
     try:
-        wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), 10, "the recovery question")
+        wait_until(lambda: any(k == "recover_attempt" for k, _ in w.asked), WORK_TIMEOUT_S, "the recovery question")
         assert "crash" in next(t for k, t in w.asked if k == "recover_attempt")
         (info,) = [a for a in w.store.list_attempts(trainee="crash")]
-        wait_until(lambda: w.store.attempt(info.id).status == "recovered", 30, "the recovery")
+        wait_until(lambda: w.store.attempt(info.id).status == "recovered", WORK_TIMEOUT_S, "the recovery")
         info = w.store.attempt(info.id)
         kept = info.n_inputs - 1  # the recovery adds the end
         assert kept >= before, (kept, before, made[-1])

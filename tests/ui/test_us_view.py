@@ -11,6 +11,8 @@ from simulator.core.probe import needle_visibility
 from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
 from simulator.ui.main_window import MainWindow
 
+from .windows import WORK_TIMEOUT_S
+
 
 @pytest.fixture
 def gel(qapp, tmp_path, monkeypatch):
@@ -21,12 +23,15 @@ def gel(qapp, tmp_path, monkeypatch):
     w.question_answer = lambda key, text: "discard"
     w.resize(1500, 950)
     w.show()
-    wait_until(lambda: w.scenario is not None and w.anatomy is not None and w.us_view.pose is not None, 60, "the gel")
-    yield w
-    w.close()
-    w.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    process(50)
+    try:
+        wait_until(lambda: w.scenario is not None and w.anatomy is not None and w.us_view.pose is not None,
+                   WORK_TIMEOUT_S, "the gel")
+        yield w
+    finally:
+        w.close()
+        w.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        process(50)
 
 
 def _unseen_events(w):
@@ -73,7 +78,7 @@ def test_advances_are_judged_by_the_scanner_not_by_when_frames_come_back(gel):
     assert len(_unseen_events(w)) == n_unseen
     # frames come back later and agree
     uv = w.us_view
-    wait_until(lambda: uv.last_result is not None and uv.last_result["needle_seq"] == uv._needle_seq, 120,
+    wait_until(lambda: uv.last_result is not None and uv.last_result["needle_seq"] == uv._needle_seq, WORK_TIMEOUT_S,
                "the frame with the needle")
     assert bool(uv.last_result["frame"].needle_visibility.tip_in_plane) is True
 

@@ -10,6 +10,7 @@ from simulator.core.paths import link_shared_data
 from simulator.ui.driver import process, wait_until
 from simulator.ui.editor import EditorMode, install_editor
 from simulator.ui.main_window import MainWindow
+from tests.ui.windows import WORK_TIMEOUT_S
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 SHIFT = Qt.KeyboardModifier.ShiftModifier
@@ -28,8 +29,12 @@ def open_gel_window(tmp_path_factory, name: str):
     w.question_answer = lambda key, text: w.asked.append(key) or w.answers.get(key, "discard")
     w.resize(1500, 950)
     w.show()
-    wait_until(lambda: w.scenario is not None and w.anatomy is not None, 60, "the gel scenario")
-    w.view3d.render_now()
+    try:
+        wait_until(lambda: w.scenario is not None and w.anatomy is not None, WORK_TIMEOUT_S, "the gel scenario")
+        w.view3d.render_now()
+    except BaseException:
+        close_window(w, mp)  # no window outlives its test
+        raise
     w.data_dir = data
     return w, mp
 

@@ -32,6 +32,7 @@ from tests.ui.editor.helpers import (
     retype,
     tab,
 )
+from tests.ui.windows import WORK_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +51,14 @@ def advance_watching(w, d: WindowDriver, target_mm) -> None:
     """Advance (Shift+W 5 mm, W 1 mm) towards the target, looking at the ultrasound image after
     every step (the next frame showing the needle), as an expert does in plane."""
     us = w.us_view
-    wait_until(lambda: not us.busy(), 10, "the ultrasound image")
+    wait_until(lambda: not us.busy(), WORK_TIMEOUT_S, "the ultrasound image")
     for _ in range(100):
         rem = d.remaining_mm(target_mm)
         if rem <= 0.6:
             return
         n = us.reported
         d.key(Qt.Key.Key_W, SHIFT if rem > 5.5 else NO_MOD)
-        wait_until(lambda: us.reported > n, 10, "the ultrasound image of the needle")
+        wait_until(lambda: us.reported > n, WORK_TIMEOUT_S, "the ultrasound image of the needle")
 
 
 NERVE_X, NERVE_Y, NERVE_R = 7.0, -20.0, 2.5
@@ -117,7 +118,7 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     QTest.keyClicks(dlg.scenario_id, "gel_nerve_by_clicks")
     QTest.keyClicks(dlg.title, "Gel nerve placed in the editor")
     QTest.mouseClick(dlg.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
-    wait_until(lambda: ed.active and ed.anatomy is not None, 20, "the editor on the gel phantom")
+    wait_until(lambda: ed.active and ed.anatomy is not None, WORK_TIMEOUT_S, "the editor on the gel phantom")
     doc = ed.doc
     assert doc.path is None and doc.get(("id",)) == "gel_nerve_by_clicks"
     assert ed.slices.views["axial"].anatomy is ed.anatomy
@@ -240,7 +241,7 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     assert ed.plan_problems == [] and doc.get(("planned_trajectory", "target_id")) == "nerve_1"
     # the tunnel view along the plan (the fluoroscopy engine, off the GUI thread)
     QTest.mouseClick(ed.plan_panel.tunnel_button, Qt.MouseButton.LeftButton)
-    wait_until(lambda: ed.tunnel_frame is not None, 30, "the tunnel view")
+    wait_until(lambda: ed.tunnel_frame is not None, WORK_TIMEOUT_S, "the tunnel view")
     beam = ed.tunnel_frame.pose
     u, v = beam.world_to_pixel(np.array([plan["entry_mm"], plan["target_mm"]]))
     assert abs(u[0] - u[1]) < 2.0 and abs(v[0] - v[1]) < 2.0  # entry and tip on one pixel: down the needle
@@ -309,7 +310,7 @@ def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, edi
     d.key(Qt.Key.Key_F3)
     d.key(Qt.Key.Key_F6)
     d.key(Qt.Key.Key_E, CTRL)
-    wait_until(lambda: cards, 10, "the score card")
+    wait_until(lambda: cards, WORK_TIMEOUT_S, "the score card")
     card = cards[-1]
     assert card.passed, card.text()
     assert card.metrics["critical_contacts"] == 0

@@ -11,6 +11,7 @@ from PySide6.QtTest import QTest
 
 from simulator.ui.driver import WindowDriver, wait_until
 from tests.ui.editor.helpers import CTRL, click_slice, close_window, editor_of, open_gel_window, tab
+from tests.ui.windows import WORK_TIMEOUT_S
 
 
 def _bundled_ready() -> bool:
@@ -40,12 +41,12 @@ def _proposals_structures_plan_check(w, ed) -> None:
     w.answers = {"editor_unsaved": "discard"}
     assert ed.new_scenario(template="celiac_plexus_posterior", anatomy="bundled", scenario_id="celiac_copy",
                            title="Celiac copy")
-    wait_until(lambda: ed.anatomy is not None and ed.anatomy_ref == "bundled", 90, "the bundled patient")
+    wait_until(lambda: ed.anatomy is not None and ed.anatomy_ref == "bundled", WORK_TIMEOUT_S, "the bundled patient")
     an = ed.anatomy
     doc = ed.doc
     assert w.view3d.scene.anatomy is an and ed.slices.views["axial"].anatomy is an
     assert doc.errors() == [] and ed.plan_problems == []  # the library's plan is clean
-    wait_until(lambda: ed.targets_panel.add_proposal.isEnabled(), 30, "the proposals")
+    wait_until(lambda: ed.targets_panel.add_proposal.isEnabled(), WORK_TIMEOUT_S, "the proposals")
     tab(ed, "Targets")
     combo = ed.targets_panel.proposals
     names = [combo.itemData(i) for i in range(combo.count())]
