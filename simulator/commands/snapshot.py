@@ -118,7 +118,9 @@ def _fluoroscopy(args, scenario, anatomy, line) -> np.ndarray:
 
 
 def _ultrasound(args, scenario, anatomy, line) -> np.ndarray:
-    from simulator.core.probe import ProbePose, ProbeSpec
+    from dataclasses import replace
+
+    from simulator.core.probe import ImageGeometry, ProbePose, ProbeSpec
     from simulator.core.scenario_model import UltrasoundSettings
     from simulator.imaging.ultrasound import NeedleGeometry, ScannerSettings, UltrasoundSimulator
     from simulator.core.needle import GAUGE_OD_MM
@@ -143,6 +145,8 @@ def _ultrasound(args, scenario, anatomy, line) -> np.ndarray:
         _entry, tip, axis = line
         needle = NeedleGeometry(tip, axis, float(scenario.needle.length_mm), GAUGE_OD_MM[scenario.needle.gauge])
     sim = UltrasoundSimulator(anatomy, spec)
+    pose = sim.place_on_skin(pose, spec.default_press_mm)  # held on the skin as in the trainer
+    settings = replace(settings, image_shape=ImageGeometry.true_aspect_shape(spec, float(settings.depth_mm)))
     try:
         frame = sim.render(pose, settings, needle)
     except ValueError as e:

@@ -57,6 +57,10 @@ class ProbeSpec:
     elevation_fwhm_mm: float  # elevation beam FWHM at the lens focus at the default frequency
     n_lines: int  # scan lines simulated across the field of view
     face_elevation_mm: float = 10.0  # probe face size in elevation (for drawing)
+    # How far the face is pressed into the skin (at its centre): the trainer's default and the
+    # firmest plausible (a convex face must press in for its ends to touch a flat skin).
+    default_press_mm: float = 2.0
+    max_press_mm: float = 12.0
 
     # --- constructors ----------------------------------------------------------------------
     @classmethod
@@ -100,6 +104,8 @@ class ProbeSpec:
             elevation_fwhm_mm=3.5,
             n_lines=192,
             face_elevation_mm=16.0,
+            default_press_mm=8.0,
+            max_press_mm=30.0,
         )
         return replace(spec, **overrides) if overrides else spec
 
@@ -369,6 +375,20 @@ class ImageGeometry:
     @property
     def shape(self) -> tuple[int, int]:
         return (self.height, self.width)
+
+    @staticmethod
+    def true_aspect_shape(spec: "ProbeSpec", depth_mm: float, long_side: int = 512) -> tuple[int, int]:
+        """(H, W) pixels with the field of view's own aspect (no blank margins): the longer
+        side `long_side` pixels."""
+        if spec.is_curvilinear:
+            hs = spec.half_sector_rad
+            width_mm = 2.0 * (spec.radius_mm + depth_mm) * math.sin(hs)
+            height_mm = depth_mm + spec.radius_mm * (1.0 - math.cos(hs))
+        else:
+            width_mm, height_mm = spec.aperture_mm, depth_mm
+        if height_mm >= width_mm:
+            return int(long_side), max(16, int(round(long_side * width_mm / height_mm)))
+        return max(16, int(round(long_side * height_mm / width_mm))), int(long_side)
 
     @property
     def _sx(self) -> float:

@@ -23,6 +23,16 @@ takes tens of milliseconds.
 Output (`Spread`): the filled voxels as indices into the anatomy grid with the fraction of each
 voxel filled (summing to the volume), helpers for a dense sub-grid (for the fluoroscopy engine:
 contrast is visible where it lies), the structures the fill touches, and target coverage.
+
+In time (for imaging; the deposit itself is computed once, for the whole volume): the bolus is
+given at `INJECTION_RATE_ML_S` from `time_s` on, filling its voxels in fill order (nearest to the
+tip first: `injected_ml`, `fill_prefix`); once given, a liquid deposit resorbs with a time
+constant of `RESORPTION_TAU_S` (air more slowly): `present_ml`. Each bolus carries its agent;
+`agent_class` sorts agents (local anaesthetic, contrast, neurolytic, saline, air). Every liquid
+agent - local anaesthetic, saline, iodinated contrast, phenol (in water or glycerol), dehydrated
+alcohol - is anechoic on B-mode ultrasound; they differ on fluoroscopy (contrast only) and in
+their effect, not in their echo. Air injected by mistake (`air_ml`: an unpurged syringe or
+extension line) goes first, at the tip.
 """
 from __future__ import annotations
 
@@ -38,8 +48,31 @@ LOOSE_COST = 1.0
 DENSE_COST = 4.0
 WASHOUT_RADIUS_MM = 25.0
 WASHOUT_S = 2.0  # how long intravascular contrast stays visible
+INJECTION_RATE_ML_S = 0.5  # a slow, steady hand injection: 2 ml in about 4 s
+RESORPTION_TAU_S = 1200.0  # a liquid pocket in the tissue planes resorbs over tens of minutes
+AIR_RESORPTION_TAU_S = 3600.0  # injected air lingers longer
 RIM_CONCENTRATION = 0.2  # share of injected medium at the front of a fill (mixed with tissue fluid)
 TEXTURE_AMPLITUDE = 0.45  # relative amplitude of the uneven filling of loose tissue
+
+
+_AGENT_CLASSES = (
+    ("air", ("air",)),
+    ("contrast", ("contrast", "iohexol", "iopamidol", "iodixanol", "omnipaque", "isovue", "visipaque", "iopromide")),
+    ("neurolytic", ("phenol", "alcohol", "ethanol", "glycerol", "glycerin")),
+    ("local_anaesthetic", ("lidocaine", "lignocaine", "bupivacaine", "levobupivacaine", "ropivacaine",
+                           "mepivacaine", "prilocaine", "chloroprocaine", "anaesthetic", "anesthetic")),
+    ("saline", ("saline", "sodium chloride", "nacl", "dextrose", "water")),
+)
+
+
+def agent_class(agent: str, kind: str = "") -> str:
+    """local_anaesthetic | contrast | neurolytic | saline | air (by name, then by the injection's
+    kind: contrast -> contrast, neurolytic -> neurolytic, test dose -> local anaesthetic)."""
+    a = str(agent).lower()
+    for cls, words in _AGENT_CLASSES:
+        if any(w in a for w in words):
+            return cls
+    return {"contrast": "contrast", "neurolytic": "neurolytic", "test_dose": "local_anaesthetic"}.get(kind, "saline")
 
 
 def _texture(indices: np.ndarray, amplitude: float) -> np.ndarray:
@@ -98,6 +131,55 @@ class Spread:
     agent: str = ""
     concentration_pct: float = 0.0
     coverage: dict = field(default_factory=dict)  # target id -> fraction covered (0..1)
+    air_ml: float = 0.0  # air injected ahead of the liquid (part of volume_ml)
+    rate_ml_s: float = INJECTION_RATE_ML_S
+
+    # --- in time --------------------------------------------------------------------------
+    @property
+    def agent_class(self) -> str:
+        return agent_class(self.agent, self.kind)
+
+    @property
+    def duration_s(self) -> float:
+        """How long the injection takes at `rate_ml_s`."""
+        return float(self.volume_ml) / max(float(self.rate_ml_s), 1e-9)
+
+    def injected_ml(self, time_s: float | None = None) -> float:
+        """Volume given by `time_s` (all of it when None)."""
+        if time_s is None:
+            return float(self.volume_ml)
+        return float(min(self.volume_ml, max(0.0, (float(time_s) - self.time_s) * self.rate_ml_s)))
+
+    def present_ml(self, time_s: float | None = None) -> float:
+        """Volume still in the tissue at `time_s`: given so far, less what has resorbed since the
+        end of the injection (exponential, RESORPTION_TAU_S; an intravascular bolus is gone)."""
+        v = self.injected_ml(time_s)
+        if self.washout:
+            return 0.0 if time_s is None or not self.visible_at(time_s) else v
+        if time_s is None:
+            return v
+        t_end = self.time_s + self.duration_s
+        if time_s <= t_end:
+            return v
+        tau = AIR_RESORPTION_TAU_S if self.agent_class == "air" else RESORPTION_TAU_S
+        return float(v * math.exp(-(float(time_s) - t_end) / tau))
+
+    def fill_prefix(self, volume_ml: float) -> tuple[np.ndarray, np.ndarray]:
+        """The voxels (indices, filled fraction) holding the first `volume_ml` in fill order
+        (nearest to the tip in spread distance first): the deposit as it grows."""
+        k = len(self.indices)
+        if k == 0 or volume_ml <= 0:
+            return self.indices[:0], self.fraction[:0]
+        frac = self.fraction.astype(np.float64)
+        order = np.argsort(self.distance_mm, kind="stable")
+        cum = np.cumsum(frac[order]) * self.voxel_volume_mm3 / 1000.0
+        n = int(np.searchsorted(cum, volume_ml - 1e-12) + 1)
+        n = min(n, k)
+        sel = order[:n]
+        out = frac[sel].copy()
+        before = cum[n - 2] if n >= 2 else 0.0
+        out[-1] = min(out[-1], max(0.0, (volume_ml - before) * 1000.0 / self.voxel_volume_mm3))
+        return self.indices[sel], out.astype(np.float32)
 
     @property
     def intravascular(self) -> bool:

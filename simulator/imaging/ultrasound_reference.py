@@ -1,7 +1,8 @@
 """The B-mode model in plain numpy: every pixel and beam sample as whole-array operations.
 
 The same model as the numba kernels of `ultrasound_kernels` (same inputs, same tables, same
-formulae), written for clarity rather than speed. It serves as the benchmark's baseline and as an
+formulae), written for clarity rather than speed. The probe-contact stage (`contact_lines`, a
+per-line search and column solve) is shared with the simulator. It serves as the benchmark's baseline and as an
 independent check of the kernels (`tests/imaging/test_ultrasound_reference.py`).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from simulator.imaging import ultrasound_kernels as K
+from simulator.imaging import ultrasound_kernels_contact as C
 from simulator.imaging.ultrasound import _GREY_LUT, ScannerSettings
 
 M32 = np.int64(0xFFFFFFFF)
@@ -198,17 +200,130 @@ def _facing(c, diffuse):
     return diffuse + (1.0 - diffuse) * c**6
 
 
+def _fibre_mask(t, inv_u, inv_w, u, v, w):
+    n0, n1, n2 = t.shape[:3]
+    x, y, z = u * inv_u, v * inv_u, w * inv_w
+    i0, j0, k0 = (np.floor(a).astype(np.int64) for a in (x, y, z))
+    fx, fy, fz = x - i0, y - j0, z - k0
+    i0, j0, k0 = i0 % n0, j0 % n1, k0 % n2
+    i1, j1, k1 = (i0 + 1) % n0, (j0 + 1) % n1, (k0 + 1) % n2
+    out = []
+    for c in range(2):
+        tc = t[..., c].astype(np.float64)
+        a = (tc[i0, j0, k0] * (1 - fz) + tc[i0, j0, k1] * fz) * (1 - fy) + (tc[i0, j1, k0] * (1 - fz) + tc[i0, j1, k1] * fz) * fy
+        b = (tc[i1, j0, k0] * (1 - fz) + tc[i1, j0, k1] * fz) * (1 - fy) + (tc[i1, j1, k0] * (1 - fz) + tc[i1, j1, k1] * fz) * fy
+        out.append(a * (1 - fx) + b * fx)
+    return out[0] / 255.0, out[1] * (2.0 / 255.0) - 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# The injectate's fields (same semantics as the kernels: 0 outside a group's box)
+# --------------------------------------------------------------------------------------------
+def _group_coords(meta, g, x):
+    gc = x * meta[g, C.M_SCALE:C.M_SCALE + 3] + meta[g, C.M_OFF:C.M_OFF + 3]
+    n = meta[g, C.M_N:C.M_N + 3]
+    ok = np.all((gc >= 0.0) & (gc <= n - 1.0), axis=-1)
+    return gc, ok, n.astype(np.int64)
+
+
+def _trilinear(data, off, n, ch, gc):
+    i = np.minimum(gc.astype(np.int64), n - 2)
+    f = gc - i
+    out = 0.0
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                q = off + (((i[..., 0] + dx) * n[1] + i[..., 1] + dy) * n[2] + i[..., 2] + dz) * 3 + ch
+                w = (f[..., 0] if dx else 1 - f[..., 0]) * (f[..., 1] if dy else 1 - f[..., 1]) * (f[..., 2] if dz else 1 - f[..., 2])
+                out = out + w * data[q]
+    return out
+
+
+def _inj_disp(field, x):
+    u = np.zeros(x.shape)
+    for g in range(field.meta.shape[0]):
+        gc, ok, n = _group_coords(field.meta, g, x)
+        gc = np.where(ok[..., None], gc, 0.0)
+        for a in range(3):
+            u[..., a] += np.where(ok, _trilinear(field.disp, int(field.meta[g, C.M_DISP]), n, a, gc), 0.0)
+    return u
+
+
+def inj_density(field, ch, x):
+    best = np.zeros(x.shape[:-1])
+    for g in range(field.meta.shape[0]):
+        gc, ok, n = _group_coords(field.meta, g, x)
+        m = field.meta[g]
+        ok &= np.all((gc >= m[C.M_DLO:C.M_DLO + 3]) & (gc <= m[C.M_DHI:C.M_DHI + 3]), axis=-1)
+        gc = np.where(ok[..., None], gc, 0.0)
+        best = np.maximum(best, np.where(ok, _trilinear(field.dens, int(field.meta[g, C.M_DENS]), n, ch, gc), 0.0))
+    return best
+
+
+def inj_code(field, x):
+    """Injectate code at positions, -1 where there is no pocket."""
+    if field.meta.shape[0] == 0:
+        return np.full(x.shape[:-1], -1, np.int64)
+    gas = inj_density(field, 1, x) >= 0.5
+    fluid = inj_density(field, 0, x) >= 0.5
+    return np.where(gas, K.INJ_GAS_CODE, np.where(fluid, K.INJ_FLUID_CODE, -1))
+
+
+def inj_gradient(field, ch, x):
+    h = 0.5
+    g = []
+    for a in range(3):
+        e = np.zeros(3)
+        e[a] = h
+        g.append((inj_density(field, ch, x + e) - inj_density(field, ch, x - e)) / (2 * h))
+    return np.stack(g, -1)
+
+
+def warp(field, X):
+    """The kernels' `_injectate_line` on whole arrays: positions moved by the displacement, the
+    pocket code (0 none) and the infiltrated share."""
+    code = np.zeros(X.shape[:-1], np.int64)
+    infil = np.zeros(X.shape[:-1])
+    if field.meta.shape[0] == 0:
+        return X, code, infil
+    u1 = _inj_disp(field, X)
+    moved = np.any(u1 != 0.0, axis=-1)
+    # Lines whose segment misses every box are left alone (the kernel's quick rejection).
+    seg_lo = np.minimum(X[:, 0], X[:, -1])
+    seg_hi = np.maximum(X[:, 0], X[:, -1])
+    hit = np.zeros(len(X), bool)
+    for g in range(field.meta.shape[0]):
+        m = field.meta[g]
+        lo = (0.0 - m[C.M_OFF:C.M_OFF + 3]) / m[C.M_SCALE:C.M_SCALE + 3]
+        hi = (m[C.M_N:C.M_N + 3] - 1.0 - m[C.M_OFF:C.M_OFF + 3]) / m[C.M_SCALE:C.M_SCALE + 3]
+        hit |= np.all((seg_lo <= hi) & (seg_hi >= lo), axis=1)
+    moved &= hit[:, None]
+    M1 = X - u1
+    M = np.where(moved[..., None], X - _inj_disp(field, M1), X)
+    c = inj_code(field, M1)  # the densities at the first fixed-point step, as the kernel
+    code = np.where(moved & (c >= 0), c, 0)
+    infil = np.where(moved, inj_density(field, 2, M1), 0.0)
+    return M, code, infil
+
+
 # --------------------------------------------------------------------------------------------
 # The stages
 # --------------------------------------------------------------------------------------------
-def sample_beam(sim, cfg, lines):
+def positions(sim, cfg, lines, y0, field):
+    o_vox, d_vox = lines[0], lines[1]
+    X = o_vox[:, None, :] + y0[:, :, None] * d_vox[:, None, :]
+    return warp(field, X)
+
+
+def sample_beam(sim, cfg, lines, X, icode, infil, field):
+    """Codes and backscatter amplitudes (nl, ns) at the material positions X."""
     o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = lines
-    nl, ns = cfg.grid.n_lines, cfg.grid.n_samples
+    ns = cfg.grid.n_samples
     tab, tx, p = sim.table, sim.textures, sim.params
     s = np.arange(ns)
-    X = o_vox[:, None, :] + s[None, :, None] * d_vox[:, None, :]
-    PW = o_w[:, None, :] + s[None, :, None] * d_w[:, None, :]
+    PW = sim.origin + X * sim.spacing
     code = interp_code(sim.codes, X)
+    code = np.where(icode != 0, icode, code)
     kind = tab.texture[code]
     gas = tab.gas[code] != 0
     b = tab.b_lo[code].astype(np.float64)
@@ -222,31 +337,48 @@ def sample_beam(sim, cfg, lines):
         bb = np.broadcast_to(bw, PW.shape)[tex]
         u = (pw * e1).sum(1)
         v = (pw * e2).sum(1)
+        w = (pw * np.cross(e1, e2)).sum(1)
         m = np.zeros(len(pw))
         kt = kind[tex]
         for k_id, t, texel in ((1, tx.muscle, tx.muscle_texel_mm), (3, tx.fat, tx.fat_texel_mm)):
             sel = kt == k_id
             if sel.any():
-                mm, nu, nv = _septum2(t, u[sel] / texel, v[sel] / texel)
+                fm, wave = _fibre_mask(tx.fibre_mask, 1.0 / tx.fibre_mask_texel_mm, 1.0 / tx.fibre_mask_texel_along_mm,
+                                       u[sel], v[sel], w[sel])
+                mm, nu, nv = _septum2(t, (u[sel] + wave * p.septum_wave_mm) / texel, v[sel] / texel)
                 nvec = nu[:, None] * e1[sel] + nv[:, None] * e2[sel]
-                m[sel] = mm * _facing(np.abs((nvec * bb[sel]).sum(1)), p.septum_diffuse)
+                m[sel] = mm * _facing(np.abs((nvec * bb[sel]).sum(1)), p.septum_diffuse) * fm
         ner = kt == 2
         if ner.any():
             m[ner] = _tex2(tx.nerve.astype(np.float64), u[ner] / tx.nerve_texel_mm, v[ner] / tx.nerve_texel_mm)[0]
         ct = code[tex]
         b[tex] = tab.b_lo[ct] + (tab.b_hi[ct] - tab.b_lo[ct]) * m
     b = np.where(gas, 1.0, b)
+    b = np.where(infil > 0, b * (1.0 - K.INFIL_DARKENING * np.minimum(1.0, 2.0 * infil)), b)
     if cfg.elev_z.shape[0] > 1:
         acc = cfg.elev_w[0] * b
         held = (s // K.ELEV_STEP) * K.ELEV_STEP  # side planes looked up every ELEV_STEP samples
         for q in range(1, cfg.elev_z.shape[0]):
-            c2 = nearest_code(sim.codes, X[:, held] + cfg.elev_z[q][None, held, None] * e_vox)
+            Xs = X[:, held] + cfg.elev_z[q][None, held, None] * e_vox
+            c2 = nearest_code(sim.codes, Xs)
+            ci = inj_code(field, Xs)
+            c2 = np.where(ci >= 0, ci, c2)
             acc = acc + cfg.elev_w[q] * np.where(c2 == code, b, np.where(tab.gas[c2] == 0, tab.b_mean[c2], 0.0))
         b = np.where(gas, b, acc)
-    # Speckle: lateral sub-samples x elevation planes, at every `stride`-th sample.
+    return code, b
+
+
+def speckle_field(sim, cfg, lines, T):
+    """The beam-integrated speckle (nl, ns) at lattice positions T (nl, ns, 3): lateral
+    sub-samples x elevation planes at every `stride`-th sample, interpolated in between."""
+    lat_t, elev_t = lines[8], lines[9]
+    tx = sim.textures
+    nl, ns = T.shape[:2]
     stride = cfg.speckle_stride
     se = np.arange(0, ns, stride)
-    U = o_t[:, None, :] + se[None, :, None] * d_t[:, None, :]
+    if stride == 2 and ns % 2 == 0:
+        se = np.r_[se, ns - 1]  # the last odd sample has no right neighbour: evaluated
+    U = T[:, se]
     re = np.zeros(U.shape[:2])
     im = np.zeros(U.shape[:2])
     n = cfg.sub_n[se]
@@ -269,19 +401,7 @@ def sample_beam(sim, cfg, lines):
         inner = odd[odd + 1 < ns]
         sp_re[:, inner] = 0.5 * (sp_re[:, inner - 1] + sp_re[:, inner + 1])
         sp_im[:, inner] = 0.5 * (sp_im[:, inner - 1] + sp_im[:, inner + 1])
-        if ns % 2 == 0:  # the last odd sample has no right neighbour: evaluate it
-            last = ns - 1
-            Ul = o_t + last * d_t
-            rr = np.zeros(nl)
-            ii = np.zeros(nl)
-            for q in range(cfg.spk_z.shape[0]):
-                for k in range(int(cfg.sub_n[last])):
-                    t = -0.5 * (cfg.sub_n[last] - 1) * cfg.sub_step[last] + k * cfg.sub_step[last]
-                    r, i = speckle(tx.speckle, tx.speckle_seed, Ul + cfg.spk_z[q, last] * elev_t + t * lat_t)
-                    rr += cfg.spk_w[q, last] / cfg.sub_n[last] * r
-                    ii += cfg.spk_w[q, last] / cfg.sub_n[last] * i
-            sp_re[:, last], sp_im[:, last] = rr, ii
-    return code, b, sp_re, sp_im
+    return sp_re, sp_im
 
 
 def splat(lf, sf, amp, out):
@@ -297,11 +417,12 @@ def splat(lf, sf, amp, out):
             np.add.at(out, (ll[ok], ss[ok]), (w * amp)[ok])
 
 
-def propagate(sim, cfg, s_set: ScannerSettings, lines, code, bsc, sp_re, sp_im, xre, xim):
-    """Along each line: attenuation, interfaces, shadowing, gas and reverberation (vectorised)."""
+def propagate(sim, cfg, s_set: ScannerSettings, lines, X, contact, code, bsc, xre, xim, field, slide_t, ptx):
+    """Along each line: contact, attenuation, interfaces, shadowing, gas (haze, A-lines, sliding)
+    and the speckle (vectorised)."""
     thresh = sim.speckle_threshold(s_set)
     g_unit = bsc * cfg.spk_scale[None, :]
-    o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = lines
+    beam_w = lines[5]
     grid = cfg.grid
     nl, ns = grid.n_lines, grid.n_samples
     tab, p, tx = sim.table, sim.params, sim.textures
@@ -309,21 +430,16 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, bsc, sp_re, sp_im, 
     step_db = (tab.alpha * (f * grid.dr_mm / 10.0)).astype(np.float32)
     half = (10.0 ** (-step_db / 20.0)).astype(np.float32).astype(np.float64)
     step_db = step_db.astype(np.float64)
-    n_coupling = int(round(p.coupling_for(grid.spec) / grid.dr_mm))
+    haze_decay = (tab.haze_decay_mm / grid.dr_mm).astype(np.float32).astype(np.float64)
     soft_step = p.soft_alpha_default * f * grid.dr_mm / 10.0
     s_idx = np.arange(ns)
-    air_like = np.where(code == K.OUTSIDE_CODE, K.AIR_CODE, code)  # before any tissue: air
-    gas = tab.gas[air_like] != 0
-    cond = gas & (s_idx[None, :] < n_coupling)
-    lead = np.logical_and.accumulate(cond, axis=1)
+    li = np.arange(nl)
+    touch = contact.astype(bool)
+    # Before the skin: gel (air and the volume's outside count as gel on a line in contact).
+    lead = np.logical_and.accumulate((code == K.AIR_CODE) | (code == K.OUTSIDE_CODE), axis=1)
     c = np.where(lead, K.COUPLING_CODE, code)
     first = np.where(lead.all(axis=1), ns, np.argmin(lead, axis=1))
-    li = np.arange(nl)
-    c_first = air_like[li, np.minimum(first, ns - 1)]
-    c[li[first < ns], first[first < ns]] = c_first[first < ns]
-    dead_air = (first < ns) & (c_first == K.AIR_CODE)
     att = np.cumsum(np.where(tab.soft[c] != 0, step_db[c], soft_step), axis=1)
-    # Interfaces and the first gas sample.
     prev = np.concatenate([np.full((nl, 1), K.COUPLING_CODE), c[:, :-1]], axis=1)
     gas_c = tab.gas[c] != 0
     after_first = s_idx[None, :] >= first[:, None]
@@ -331,16 +447,27 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, bsc, sp_re, sp_im, 
     o = np.where(omask.any(axis=1), np.argmax(omask, axis=1), ns)
     gmask = gas_c & after_first & (s_idx[None, :] < o[:, None])
     g = np.where(gmask.any(axis=1), np.argmax(gmask, axis=1), ns)
-    valid = after_first & (s_idx[None, :] <= g[:, None]) & (s_idx[None, :] < o[:, None]) & ~dead_air[:, None]
+    valid = after_first & (s_idx[None, :] <= g[:, None]) & (s_idx[None, :] < o[:, None]) & touch[:, None]
     iface = valid & (c != prev)
     z1, z2 = tab.z[prev].astype(np.float64), tab.z[c].astype(np.float64)
     r = np.where(iface, (z2 - z1) / (z2 + z1), 0.0)
     trans = 1.0 - r * r
-    # Two-way amplitude at the top of each sample: previous samples' attenuation and interfaces.
     with np.errstate(divide="ignore"):
         lstep = np.where(valid, 2 * np.log(half[c]) + np.log(trans), 0.0)
     amp_top = np.exp(np.concatenate([np.zeros((nl, 1)), np.cumsum(lstep, axis=1)[:, :-1]], axis=1))
     amp = amp_top * half[c]
+    has_gas = (g < ns) & touch
+    gs = np.minimum(g, ns - 1)
+    coupled_to_gas = has_gas & (prev[li, gs] == K.COUPLING_CODE)
+    # Lung sliding: the speckle from a sliding gas interface down moves with the breath.
+    T = X @ cfg.tex_a + cfg.tex_b
+    cg = c[li, gs]
+    slides = has_gas & ~coupled_to_gas & (tab.slides[cg] != 0)
+    if ptx[3] > 0:
+        d = np.linalg.norm(sim.origin + X[li, gs] * sim.spacing - ptx[:3], axis=1)
+        slides &= d > ptx[3]
+    T = T + np.where((slides[:, None] & (s_idx[None, :] >= g[:, None]))[..., None], slide_t, 0.0)
+    sp_re, sp_im = speckle_field(sim, cfg, lines, T)
     keep = valid & (c != K.COUPLING_CODE)
     gsp = g_unit * amp
     shown = keep & (gsp >= thresh)
@@ -348,46 +475,48 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, code, bsc, sp_re, sp_im, 
     vi = np.where(shown, gsp * sp_im, 0.0) + np.where(keep, xim * amp, 0.0)
     # Interface echoes with the 3-D normal.
     L, S = np.nonzero(iface)
-    X = o_vox[L] + S[:, None] * d_vox[L]
     cc = c[L, S]
+    pc = prev[L, S]
     cos_t = np.ones(len(L))
-    inner = prev[L, S] != K.COUPLING_CODE
+    inner = pc != K.COUPLING_CODE
     if inner.any():
-        Xi, ci = X[inner], cc[inner]
-        gvec = smooth_gradient(sim.codes, Xi, ci) / sim.spacing
+        Xi, ci, pi = X[L, S][inner], cc[inner], pc[inner]
+        gvec = smooth_gradient(sim.codes, Xi, ci)
+        for code_i, ch in ((K.INJ_FLUID_CODE, 0), (K.INJ_GAS_CODE, 1)):
+            sel = (ci == code_i) | (pi == code_i)
+            if code_i == K.INJ_FLUID_CODE:
+                sel &= (ci != K.INJ_GAS_CODE) & (pi != K.INJ_GAS_CODE)
+            if sel.any():
+                gvec[sel] = inj_gradient(field, ch, Xi[sel])
+        gvec = gvec / sim.spacing
         gn = np.linalg.norm(gvec, axis=1)
         ct = np.abs((gvec * beam_w[L[inner]]).sum(1)) / np.maximum(gn, 1e-300)
         cos_t[inner] = np.where(gn > 1e-6, np.minimum(ct, 1.0), 1.0)
     theta = np.arccos(cos_t)
-    rough = np.maximum(tab.roughness[cc], tab.roughness[prev[L, S]])
+    rough = np.maximum(tab.roughness[cc], tab.roughness[pc])
     lobe = math.radians(p.specular_lobe_deg)
     ang = (1 - rough) * np.exp(-theta**2 / (2 * lobe**2)) + rough * cos_t
-    echo = (np.abs(r[L, S]) + tab.wall[cc] + tab.wall[prev[L, S]]) * ang * amp_top[L, S]
-    sp_r, sp_i = speckle(tx.speckle, tx.speckle_seed, o_t[L] + S[:, None] * d_t[L])
+    echo = (np.abs(r[L, S]) + tab.wall[cc] + tab.wall[pc]) * ang * amp_top[L, S]
+    sp_r, sp_i = speckle(tx.speckle, tx.speckle_seed, T[L, S])
     vr[L, S] += echo * (p.interface_coherent + p.interface_random * sp_r)
     vi[L, S] += echo * (p.interface_random * sp_i)
-    alive = ~dead_air.copy()
-    # Gas: a line coupled straight onto gas shows nothing else; otherwise haze and A-lines below.
-    has_gas = (g < ns) & ~dead_air
-    gs = np.minimum(g, ns - 1)
-    coupled_to_gas = has_gas & (prev[li, gs] == K.COUPLING_CODE)
-    alive &= ~coupled_to_gas
-    gas_amp = np.zeros(nl)
+    alive = touch & ~coupled_to_gas
     sel = has_gas & ~coupled_to_gas
     hit = {(a, b): k for k, (a, b) in enumerate(zip(L, S))}
     for l in np.nonzero(sel)[0]:
-        gas_amp[l] = echo[hit[(l, g[l])]]
-    for l in np.nonzero(sel)[0]:
         s0 = g[l]
+        gc = cg[l]
+        gas_amp = echo[hit[(l, s0)]]
         ss = np.arange(s0 + 1, ns)
-        hz = gas_amp[l] * p.lung_haze * np.exp(-(ss - s0) / (p.lung_haze_decay_mm / grid.dr_mm)
-                                                 - (att[l, ss] - att[l, s0]) * K.LN10_OVER_10)
+        hz = gas_amp * float(tab.haze[gc]) * np.exp(-(ss - s0) / haze_decay[gc] - (att[l, ss] - att[l, s0]) * K.LN10_OVER_10)
         gh = hz * g_unit[l, ss]
         on = gh >= thresh
         vr[l, ss] += np.where(on, gh * sp_re[l, ss], 0.0) + hz * xre[l, ss]
         vi[l, ss] += np.where(on, gh * sp_im[l, ss], 0.0) + hz * xim[l, ss]
-        gg = p.probe_face_reflection * gas_amp[l]
-        a_k = gas_amp[l]
+        if not tab.a_lines[gc]:
+            continue
+        gg = p.probe_face_reflection * gas_amp
+        a_k = gas_amp
         for k in range(2, p.n_alines + 2):
             a_k *= gg
             pos = k * (s0 + 0.5) - 0.5
@@ -439,23 +568,35 @@ def scan_convert(cfg, db, white_db, dr_db, floor_db=-300.0):
 
 
 def render_reference(sim, pose, settings: ScannerSettings | None = None, needle=None, points_mm=None,
-                     point_amplitudes=1.0, spec=None):
-    """The numpy rendering of one frame: (bmode_db (H, W), display (H, W) uint8, envelope (nl, ns))."""
+                     point_amplitudes=1.0, spec=None, body=None):
+    """The numpy rendering of one frame: (bmode_db (H, W), display (H, W) uint8, envelope (nl, ns)).
+    The probe contact (the compressed columns) comes from the same kernel as the simulator's."""
+    from simulator.imaging.ultrasound_body import lung_motion
+    from simulator.imaging.ultrasound_config import texture_lines
+    from simulator.imaging.ultrasound_needle import to_compressed
+
     spec = spec or sim.spec
     s = (settings or ScannerSettings()).resolve(spec)
     cfg = sim._config(spec, s)
-    o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = sim._texture_lines(cfg, pose)
+    o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t = texture_lines(sim, cfg, pose)
     o_vox = (o_w - sim.origin) / sim.spacing
     d_vox = d_w / sim.spacing
     e_vox = pose.elevation / sim.spacing
     lines = (o_vox, d_vox, e_vox, o_w, d_w, beam_w, o_t, d_t, lat_t, elev_t)
-    code, bsc, sp_re, sp_im = sample_beam(sim, cfg, lines)
+    sim._contact(cfg, np.ascontiguousarray(o_vox), np.ascontiguousarray(d_vox))
+    y0 = cfg.buffers["y0"].copy()
+    contact = cfg.buffers["contact"].copy()
+    field = sim._injectate.field(body.spreads if body is not None else (), body.time_s if body is not None else None)
+    lung = lung_motion(sim.params, body)
+    slide_t = (lung.slide_mm @ sim.textures.speckle_rotation) / cfg.cell_mm
+    X, icode, infil = positions(sim, cfg, lines, y0, field)
+    code, bsc = sample_beam(sim, cfg, lines, X, icode, infil, field)
     xre = np.zeros_like(bsc)
     xim = np.zeros_like(bsc)
     lf, sf, amp = sim.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
     if len(lf):
-        splat(lf, sf, amp, xre)
-    vr, vi, att, alive = propagate(sim, cfg, s, lines, code, bsc, sp_re, sp_im, xre, xim)
+        splat(lf, to_compressed(lf, sf, y0), amp, xre)
+    vr, vi, att, alive = propagate(sim, cfg, s, lines, X, contact, code, bsc, xre, xim, field, slide_t, lung.ptx)
     tgc = sim._tgc_curve(cfg, s, att.astype(np.float32), alive).astype(np.float64)
     env, db = psf_envelope(cfg, vr, vi, tgc, 10 ** (s.noise_db / 20))
     bmode, u8 = scan_convert(cfg, db, sim.params.white_db, s.dynamic_range_db)

@@ -38,6 +38,8 @@ GAS = 40  # bowel / stomach / airway gas, air pockets (HU < -300 inside the body
 CALCIFICATION = 41  # calcified soft tissue (HU above a threshold outside bone)
 COUPLING = 42  # coupling gel between the probe face and the skin
 OUTSIDE = 43  # beyond the anatomy's volume: no data - the line ends there without an echo
+INJECTATE = 44  # injected liquid: local anaesthetic, saline, contrast, phenol or alcohol (all alike)
+INJECTED_AIR = 45  # air injected by mistake (an unpurged syringe or line)
 N_CODES = 64
 
 TEX_NONE, TEX_MUSCLE, TEX_NERVE, TEX_FAT = 0, 1, 2, 3
@@ -55,6 +57,16 @@ class Acoustic:
     gas: bool = False  # total reflector (lung, gas): pleural line, A-lines, no transmission
     flow: int = 0  # 1 artery, -1 vein (colour Doppler), 0 none
     wall: float = 0.0  # extra echo amplitude at this tissue's boundary (vessel wall, epineurium)
+    # Under the probe: strain per unit of the common column stress, and the largest strain (a vein
+    # collapses, fat squeezes, an artery holds its lumen); compliance 0: rigid (the column ends).
+    compliance: float = 0.2
+    strain_max: float = 0.4
+    # Gas only: reverberant haze below it (level relative to the interface echo, decay length),
+    # A-lines (a flat pleura or airway wall) and sliding with the breath (the visceral pleura).
+    haze: float = 0.0
+    haze_decay_mm: float = 10.0
+    a_lines: bool = False
+    slides: bool = False
 
     @property
     def z_mrayl(self) -> float:
@@ -63,47 +75,60 @@ class Acoustic:
 
 T = Tissue
 _SOFT = dict(roughness=0.15)
+_ORGAN = dict(roughness=0.15, compliance=0.15, strain_max=0.3)
+_RIGID = dict(compliance=0.0, strain_max=0.0)
+# Gas: the pleura shows A-lines, a faint haze that slides with the breath; gut gas and injected
+# air give a bright echo with a "dirty" shadow (reverberant haze fading over ~1 cm).
+_DIRTY = dict(gas=True, haze=0.02, haze_decay_mm=8.0, **_RIGID)
 DEFAULT_ACOUSTICS: dict[int, Acoustic] = {
-    T.AIR: Acoustic(343, 1.2, 7.5, -200.0, gas=True, roughness=0.5),
-    T.SKIN: Acoustic(1620, 1100, 0.35, -38.0, roughness=0.3),
-    T.FAT: Acoustic(1475, 940, 0.7, -62.0, TEX_FAT, -44.0, roughness=0.25),
-    T.MUSCLE: Acoustic(1580, 1050, 1.1, -60.0, TEX_MUSCLE, -38.0, roughness=0.2),
-    T.SOFT_TISSUE: Acoustic(1560, 1060, 0.8, -52.0, **_SOFT),
-    T.CORTICAL_BONE: Acoustic(3600, 1900, 15.0, -28.0, roughness=0.5),
-    T.CANCELLOUS_BONE: Acoustic(3000, 1700, 12.0, -30.0, roughness=0.5),
-    T.CARTILAGE: Acoustic(1660, 1100, 1.5, -66.0, **_SOFT),
-    T.ARTERY: Acoustic(1570, 1025, 0.16, -88.0, roughness=0.1, flow=1, wall=0.05),
-    T.VEIN: Acoustic(1570, 1025, 0.16, -88.0, roughness=0.1, flow=-1, wall=0.025),
-    T.HEART: Acoustic(1575, 1040, 0.3, -78.0, roughness=0.1),
-    T.LUNG: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.55),
-    T.AIRWAY: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.5),
-    T.LIVER: Acoustic(1580, 1060, 0.6, -50.0, **_SOFT),
-    T.SPLEEN: Acoustic(1565, 1055, 0.5, -51.0, **_SOFT),
-    T.KIDNEY: Acoustic(1560, 1050, 1.0, -53.0, **_SOFT),
-    T.PANCREAS: Acoustic(1570, 1060, 0.8, -47.0, **_SOFT),
-    T.ADRENAL: Acoustic(1560, 1050, 0.8, -52.0, **_SOFT),
-    T.STOMACH: Acoustic(1560, 1045, 0.8, -50.0, **_SOFT),
-    T.BOWEL: Acoustic(1560, 1045, 0.8, -50.0, **_SOFT),
-    T.GALLBLADDER: Acoustic(1500, 1010, 0.05, -92.0, roughness=0.1),
-    T.BLADDER: Acoustic(1495, 1005, 0.005, -95.0, roughness=0.1),
-    T.ESOPHAGUS: Acoustic(1560, 1045, 0.8, -50.0, **_SOFT),
-    T.THYROID: Acoustic(1570, 1050, 0.8, -45.0, **_SOFT),
-    T.SPINAL_CORD: Acoustic(1565, 1040, 0.8, -62.0, **_SOFT),
-    T.CSF: Acoustic(1505, 1007, 0.005, -95.0, roughness=0.1),
-    T.BRAIN: Acoustic(1550, 1040, 0.6, -58.0, **_SOFT),
-    T.NERVE: Acoustic(1630, 1080, 0.8, -68.0, TEX_NERVE, -40.0, roughness=0.3, wall=0.03),
-    T.FLUID: Acoustic(1480, 1000, 0.002, -100.0, roughness=0.1),
-    T.GEL: Acoustic(1540, 1020, 0.5, -60.0, roughness=0.1),
-    T.PROSTATE: Acoustic(1565, 1050, 0.8, -52.0, **_SOFT),
-    T.INTERVERTEBRAL_DISC: Acoustic(1650, 1100, 1.5, -56.0, **_SOFT),
+    T.AIR: Acoustic(343, 1.2, 7.5, -200.0, roughness=0.5, **_DIRTY),
+    T.SKIN: Acoustic(1620, 1100, 0.35, -38.0, roughness=0.3, compliance=0.25, strain_max=0.4),
+    T.FAT: Acoustic(1475, 940, 0.7, -62.0, TEX_FAT, -44.0, roughness=0.25, compliance=1.0, strain_max=0.6),
+    T.MUSCLE: Acoustic(1580, 1050, 1.1, -60.0, TEX_MUSCLE, -38.0, roughness=0.2, compliance=0.2, strain_max=0.35),
+    T.SOFT_TISSUE: Acoustic(1560, 1060, 0.8, -52.0, roughness=0.15, compliance=0.6, strain_max=0.5),
+    T.CORTICAL_BONE: Acoustic(3600, 1900, 15.0, -28.0, roughness=0.5, **_RIGID),
+    T.CANCELLOUS_BONE: Acoustic(3000, 1700, 12.0, -30.0, roughness=0.5, **_RIGID),
+    T.CARTILAGE: Acoustic(1660, 1100, 1.5, -66.0, roughness=0.15, **_RIGID),
+    T.ARTERY: Acoustic(1570, 1025, 0.16, -88.0, roughness=0.1, flow=1, wall=0.05, compliance=0.03, strain_max=0.1),
+    T.VEIN: Acoustic(1570, 1025, 0.16, -88.0, roughness=0.1, flow=-1, wall=0.025, compliance=20.0, strain_max=0.92),
+    T.HEART: Acoustic(1575, 1040, 0.3, -78.0, roughness=0.1, compliance=0.05, strain_max=0.1),
+    T.LUNG: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.55, haze=0.0006, haze_decay_mm=15.0,
+                     a_lines=True, slides=True, **_RIGID),
+    T.AIRWAY: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.5, haze=0.004, haze_decay_mm=10.0,
+                       a_lines=True, **_RIGID),
+    T.LIVER: Acoustic(1580, 1060, 0.6, -50.0, **_ORGAN),
+    T.SPLEEN: Acoustic(1565, 1055, 0.5, -51.0, **_ORGAN),
+    T.KIDNEY: Acoustic(1560, 1050, 1.0, -53.0, **_ORGAN),
+    T.PANCREAS: Acoustic(1570, 1060, 0.8, -47.0, **_ORGAN),
+    T.ADRENAL: Acoustic(1560, 1050, 0.8, -52.0, **_ORGAN),
+    T.STOMACH: Acoustic(1560, 1045, 0.8, -50.0, roughness=0.15, compliance=0.5, strain_max=0.5),
+    T.BOWEL: Acoustic(1560, 1045, 0.8, -50.0, roughness=0.15, compliance=0.5, strain_max=0.5),
+    T.GALLBLADDER: Acoustic(1500, 1010, 0.05, -92.0, roughness=0.1, compliance=0.5, strain_max=0.4),
+    T.BLADDER: Acoustic(1495, 1005, 0.005, -95.0, roughness=0.1, compliance=0.5, strain_max=0.4),
+    T.ESOPHAGUS: Acoustic(1560, 1045, 0.8, -50.0, roughness=0.15, compliance=0.5, strain_max=0.5),
+    T.THYROID: Acoustic(1570, 1050, 0.8, -45.0, **_ORGAN),
+    T.SPINAL_CORD: Acoustic(1565, 1040, 0.8, -62.0, **_ORGAN),
+    T.CSF: Acoustic(1505, 1007, 0.005, -95.0, roughness=0.1, compliance=0.1, strain_max=0.2),
+    T.BRAIN: Acoustic(1550, 1040, 0.6, -58.0, **_ORGAN),
+    T.NERVE: Acoustic(1630, 1080, 0.8, -68.0, TEX_NERVE, -40.0, roughness=0.3, wall=0.03, compliance=0.15,
+                      strain_max=0.3),
+    T.FLUID: Acoustic(1480, 1000, 0.002, -100.0, roughness=0.1, compliance=0.3, strain_max=0.3),
+    T.GEL: Acoustic(1540, 1020, 0.5, -60.0, roughness=0.1, compliance=0.6, strain_max=0.5),
+    T.PROSTATE: Acoustic(1565, 1050, 0.8, -52.0, **_ORGAN),
+    T.INTERVERTEBRAL_DISC: Acoustic(1650, 1100, 1.5, -56.0, roughness=0.15, **_RIGID),
     # metal implant (steel): Z 46 MRayl, so 93 % of the pulse reflects at its surface; nothing behind it
-    T.METAL: Acoustic(5900, 7900, 60.0, -24.0, roughness=0.3),
-    GAS: Acoustic(343, 1.2, 40.0, -200.0, gas=True, roughness=0.6),
-    CALCIFICATION: Acoustic(3200, 1800, 12.0, -30.0, roughness=0.6),
-    COUPLING: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0),
-    OUTSIDE: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0),
+    T.METAL: Acoustic(5900, 7900, 60.0, -24.0, roughness=0.3, **_RIGID),
+    GAS: Acoustic(343, 1.2, 40.0, -200.0, roughness=0.6, **_DIRTY),
+    CALCIFICATION: Acoustic(3200, 1800, 12.0, -30.0, roughness=0.6, **_RIGID),
+    COUPLING: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0, **_RIGID),
+    OUTSIDE: Acoustic(1540, 1000, 0.0, -200.0, roughness=0.0, **_RIGID),
+    # Injected liquid is anechoic whatever it is: local anaesthetic, saline, iodinated contrast,
+    # phenol in water or glycerol, dehydrated alcohol - B-mode cannot tell them apart (the
+    # simulator does not invent a difference). Speed of sound ~1500-1530 m/s, water-like density.
+    INJECTATE: Acoustic(1515, 1005, 0.002, -100.0, roughness=0.1, compliance=0.5, strain_max=0.3),
+    INJECTED_AIR: Acoustic(343, 1.2, 40.0, -200.0, roughness=0.7, gas=True, haze=0.03, haze_decay_mm=10.0,
+                           compliance=0.0, strain_max=0.0),
 }
-
 
 
 @dataclass
@@ -121,6 +146,14 @@ class AcousticTable:
     flow: np.ndarray  # int8: 1 artery, -1 vein
     soft: np.ndarray  # uint8: counts for the automatic TGC (not bone/gas/calcification/coupling)
     wall: np.ndarray  # float32 extra boundary echo
+    compliance: np.ndarray  # float64, probe compression
+    strain_max: np.ndarray  # float64
+    rigid: np.ndarray  # uint8: a compressed column ends here (bone, gas)
+    outside_body: np.ndarray  # uint8: air outside the body / beyond the volume (probe contact)
+    haze: np.ndarray  # float32, gas: haze level
+    haze_decay_mm: np.ndarray  # float32
+    a_lines: np.ndarray  # uint8
+    slides: np.ndarray  # uint8
 
     @classmethod
     def build(cls, overrides: dict[int, Acoustic] | None = None) -> "AcousticTable":
@@ -137,8 +170,20 @@ class AcousticTable:
         flow = np.zeros(N_CODES, np.int8)
         soft = np.ones(N_CODES, np.uint8)
         wall = np.zeros(N_CODES, np.float32)
+        comp = np.full(N_CODES, 0.2)
+        smax = np.full(N_CODES, 0.4)
+        haze = np.zeros(N_CODES, np.float32)
+        haze_decay = np.full(N_CODES, 10.0, np.float32)
+        a_lines = np.zeros(N_CODES, np.uint8)
+        slides = np.zeros(N_CODES, np.uint8)
         for code, a in props.items():
             wall[code] = a.wall
+            comp[code] = a.compliance
+            smax[code] = a.strain_max
+            haze[code] = a.haze
+            haze_decay[code] = max(a.haze_decay_mm, 0.1)
+            a_lines[code] = 1 if a.a_lines else 0
+            slides[code] = 1 if a.slides else 0
             z[code] = a.z_mrayl
             alpha[code] = a.alpha_db_cm_mhz
             b_lo[code] = 10 ** (a.backscatter_db / 20)
@@ -147,8 +192,12 @@ class AcousticTable:
             rough[code] = a.roughness
             gas[code] = 1 if a.gas else 0
             flow[code] = a.flow
-        for code in (T.CORTICAL_BONE, T.CANCELLOUS_BONE, CALCIFICATION, COUPLING, OUTSIDE, GAS, T.LUNG, T.AIRWAY, T.AIR):
+        for code in (T.CORTICAL_BONE, T.CANCELLOUS_BONE, CALCIFICATION, COUPLING, OUTSIDE, GAS, T.LUNG, T.AIRWAY, T.AIR,
+                     INJECTED_AIR):
             soft[code] = 0
+        rigid = ((comp <= 0.0) | (gas != 0)).astype(np.uint8)
+        outside_body = np.zeros(N_CODES, np.uint8)
+        outside_body[[int(T.AIR), OUTSIDE, COUPLING]] = 1
         # Texture fill fractions (mean of the texture field) give the mean amplitude.
         fill = {TEX_MUSCLE: 0.06, TEX_NERVE: 0.55, TEX_FAT: 0.05}
         b_mean = b_lo.copy()
@@ -168,6 +217,14 @@ class AcousticTable:
             flow,
             soft,
             wall,
+            comp,
+            smax,
+            rigid,
+            outside_body,
+            haze,
+            haze_decay,
+            a_lines,
+            slides,
         )
 
 
@@ -206,6 +263,9 @@ class Textures:
     nerve_texel_mm: float
     fat: np.ndarray  # uint8 (P, P, 3): septum strength, normal (u, v) in the cross-section
     fat_texel_mm: float
+    fibre_mask: np.ndarray  # uint8 (M, M, L, 2): septum continuity along the fibres, waviness
+    fibre_mask_texel_mm: float  # across the fibres (u, v)
+    fibre_mask_texel_along_mm: float  # along them (w)
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -298,6 +358,30 @@ def _nerve_texture(rng, size: int = 320, texel_mm: float = 0.025) -> np.ndarray:
     return tex.astype(np.float32)
 
 
+def _fibre_mask(rng, size: int = 64, length: int = 32, texel_mm: float = 0.5, texel_along_mm: float = 2.0) -> np.ndarray:
+    """(M, M, L, 2) uint8, periodic: channel 0 the continuity of a septum along the fibres (0..1:
+    segments ~5-15 mm long, independent ~1 mm across), channel 1 a slow lateral waviness (-1..1,
+    ~1 cm along, ~4 mm across). Septa of muscle and fat are sheets of finite extent, slightly
+    undulating: extruded without it, every septum would cross a long-axis image as a straight rule."""
+    def noise(sig_across_mm, sig_along_mm):
+        n = rng.normal(size=(size, size, length))
+        f = np.fft.fftn(n)
+        fu = np.fft.fftfreq(size)[:, None, None] / texel_mm
+        fw = np.fft.fftfreq(length)[None, None, :] / texel_along_mm
+        fv = np.fft.fftfreq(size)[None, :, None] / texel_mm
+        k = (sig_across_mm**2) * (fu**2 + fv**2) + (sig_along_mm**2) * fw**2
+        out = np.real(np.fft.ifftn(f * np.exp(-2 * math.pi**2 * k)))
+        out -= out.mean()
+        return out / max(out.std(), 1e-12)
+
+    cont = np.clip((noise(0.5, 2.0) + 0.1) / 0.8, 0.0, 1.0)
+    wave = np.clip(noise(2.0, 4.0) / 2.5, -1.0, 1.0)
+    out = np.empty((size, size, length, 2), np.uint8)
+    out[..., 0] = np.rint(cont * 255)
+    out[..., 1] = np.rint((wave + 1.0) * 127.5)
+    return out
+
+
 def _fat_texture(rng, size: int = 512, texel_mm: float = 0.06) -> np.ndarray:
     """(P, P, 3) uint8: septum strength around ~3.5 mm lobules (a cross-section pattern extruded
     along the structure's axis, like muscle), and the septum's in-plane normal."""
@@ -311,7 +395,7 @@ def _fat_texture(rng, size: int = 512, texel_mm: float = 0.06) -> np.ndarray:
     return _encode((sept * mask).reshape(size, size), normal.reshape(size, size, 2))
 
 
-TEXTURE_VERSION = 7
+TEXTURE_VERSION = 10
 
 
 @lru_cache(maxsize=4)
@@ -323,7 +407,8 @@ def make_textures(seed: int = 20240611) -> Textures:
         with np.load(cache) as z:
             return Textures(
                 z["speckle"], int(z["speckle_seed"]), z["rotation"], z["muscle"], float(z["muscle_texel"]), z["nerve"],
-                float(z["nerve_texel"]), z["fat"], float(z["fat_texel"]),
+                float(z["nerve_texel"]), z["fat"], float(z["fat_texel"]), z["fibre_mask"],
+                float(z["fibre_mask_texel"]), float(z["fibre_mask_along"]),
             )
     except (OSError, KeyError, ValueError):
         pass
@@ -333,7 +418,8 @@ def make_textures(seed: int = 20240611) -> Textures:
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, speckle=tex.speckle, speckle_seed=tex.speckle_seed, rotation=tex.speckle_rotation, muscle=tex.muscle,
                  muscle_texel=tex.muscle_texel_mm, nerve=tex.nerve, nerve_texel=tex.nerve_texel_mm,
-                 fat=tex.fat, fat_texel=tex.fat_texel_mm)
+                 fat=tex.fat, fat_texel=tex.fat_texel_mm, fibre_mask=tex.fibre_mask,
+                 fibre_mask_texel=tex.fibre_mask_texel_mm, fibre_mask_along=tex.fibre_mask_texel_along_mm)
         tmp.replace(cache)
     except OSError:
         pass  # a read-only data folder only costs the rebuild next time
@@ -351,7 +437,8 @@ def _build_textures(seed: int) -> Textures:
     muscle = _muscle_texture(np.random.default_rng(seed + 1))
     nerve = _nerve_texture(np.random.default_rng(seed + 2))
     fat = _fat_texture(np.random.default_rng(seed + 3))
-    return Textures(quantiles, hseed, rot, muscle, 0.06, nerve, 0.025, fat, 0.06)
+    mask = _fibre_mask(np.random.default_rng(seed + 4))
+    return Textures(quantiles, hseed, rot, muscle, 0.06, nerve, 0.025, fat, 0.06, mask, 0.5, 2.0)
 
 
 def with_overrides(base: dict[int, Acoustic], **changes) -> dict[int, Acoustic]:

@@ -3,11 +3,22 @@
 - Live B-mode of the probe's pose, re-rendered whenever the probe, the needle or a setting
   changes: requests are coalesced by a short timer (at most one frame per `FRAME_MS`) and rendered
   on a worker thread (the latest request wins: a burst of moves never queues up frames).
-- Knobs: depth, gain, frequency (within the probe's range), colour Doppler. The orientation
-  marker is the blue dot on the screen's left, the side of the probe's marker.
+- Knobs: depth, gain, frequency (within the probe's range), colour Doppler. On the screen, as
+  scanners show them: the orientation marker (blue dot, the side of the probe's marker), a depth
+  scale in cm with the focus marker beside it, probe / frequency / depth / gain / pressure in the
+  corners. The image has the field of view's own aspect (no blank letterbox). Settings outside
+  the probe's range (a scenario written for another probe) are clamped, with a message on the
+  screen and in the status bar.
 - The probe moves with the mouse on the image (drag: slide along the skin, in-plane left/right and
-  out of plane up/down; Ctrl+drag: rotate and tilt) and with the keys of the Probe menu; it stays
-  on the skin (its face is put back where its depth axis meets the body after each move).
+  out of plane up/down; Ctrl+drag: rotate and tilt; Shift+drag: press in or lift (up/down) and
+  rock heel-toe (left/right)) and with the keys of the Probe menu; it stays on the skin: its face
+  is put back where its depth axis meets the body, pressed in by the current pressure, after each
+  move. A rocked or lifted probe loses the image on the side that leaves the skin; pressing
+  harder compresses the tissue under the face (veins collapse).
+- The attempt's moment goes with each frame: the injected boluses (they grow while given and
+  then resorb), local anaesthetic wheals, breathing (lung sliding) and a pneumothorax after a
+  pleural breach. While the image moves (sliding lung, a growing pocket, pulsatile colour flow)
+  frames keep coming at `LIVE_MS`.
 - The verdict on the tip (in the imaged slice or not, distance to the plane) goes to the attempt
   with `set_tip_visible(...)`, so the score knows whether the needle advanced unseen. It is the
   geometry the frame's own verdict comes from (`needle_visibility` of the needle, the probe's pose
@@ -39,10 +50,13 @@ from simulator.ui.canvas import ImageCanvas
 from simulator.ui.workers import SerialWorker
 
 FRAME_MS = 16  # at most ~60 requests a second; the engine sets the real rate
+LIVE_MS = 80  # a moving image (sliding lung, growing pocket, pulsing flow): ~12 frames a second
 PROBE_RECORD_MS = 100
+NOTICE_S = 5.0
 SLIDE_STEP_MM = 1.0
 TURN_STEP_DEG = 5.0
 TILT_STEP_DEG = 2.0
+PRESS_STEP_MM = 0.5
 
 _SIMULATORS: dict[tuple, tuple[weakref.ref, object]] = {}  # (id(anatomy), spec) -> simulator (worker thread)
 
@@ -85,6 +99,59 @@ def default_probe_pose(scenario, anatomy, targets=()):
     return ProbePose.from_vectors(center, direction, marker)
 
 
+class ScannerCanvas(ImageCanvas):
+    """The scanner's screen: the image with a depth scale (cm, ticks every 5 mm) and the focus
+    marker on its right, and a notice line for clamped settings and lost contact."""
+
+    def __init__(self, placeholder: str = "", parent=None):
+        super().__init__(placeholder, parent)
+        self.scale = None  # (depth_mm, focus_mm, y_first_mm, spacing_mm per image pixel)
+        self.notice = ""
+        self.notice_until = 0.0
+
+    def show_notice(self, text: str, seconds: float = NOTICE_S) -> None:
+        self.notice = text
+        self.notice_until = time.monotonic() + seconds
+        self.update()
+
+    def _paint_overlays(self, p, r) -> None:
+        from PySide6.QtCore import QPointF
+        from PySide6.QtGui import QColor, QPen, QPolygonF
+
+        super()._paint_overlays(p, r)
+        if self.scale is not None and self.has_image():
+            depth, focus, y_first, spacing = self.scale
+            ih = self.image_array().shape[0]
+            s = r.height() / ih
+
+            def y_of(mm):
+                return r.top() + ((mm - y_first) / spacing + 0.5) * s
+
+            x0 = r.right() - 4
+            p.setPen(QPen(QColor(200, 200, 200), 1))
+            fm = p.fontMetrics()
+            for mm in range(0, int(depth) + 1, 5):
+                y = y_of(float(mm))
+                major = mm % 10 == 0
+                p.drawLine(QPointF(x0 - (8 if major else 4), y), QPointF(x0, y))
+                if major and mm > 0:
+                    label = f"{mm // 10}"
+                    p.drawText(QPointF(x0 - 10 - fm.horizontalAdvance(label), y + fm.ascent() / 2 - 1), label)
+            p.drawText(QPointF(x0 - fm.horizontalAdvance("cm") - 2, r.bottom() - 4), "cm")
+            if focus is not None:
+                y = y_of(float(focus))
+                p.setPen(QPen(QColor(255, 210, 80), 1))
+                p.setBrush(QColor(255, 210, 80))
+                p.drawPolygon(QPolygonF([QPointF(x0 - 12, y), QPointF(x0 - 20, y - 5), QPointF(x0 - 20, y + 5)]))
+        if self.notice and time.monotonic() < self.notice_until:
+            from PySide6.QtCore import QPointF
+            from PySide6.QtGui import QColor
+
+            p.setPen(QColor(255, 200, 60))
+            fm = p.fontMetrics()
+            p.drawText(QPointF(r.left() + 8, r.bottom() - 8 - fm.height()), self.notice)
+
+
 class UltrasoundView(QWidget):
     frame_shown = Signal(object)  # result dict of the frame now on screen
     probe_moved = Signal(object)  # ProbePose
@@ -110,6 +177,8 @@ class UltrasoundView(QWidget):
         #: measured, its poses are recorded with the tracker's frames, and the mouse and keys do not move it
         self.probe_tracked = False
         self._verdict_sent = None  # (weakref to the procedure, visible, distance) last sent
+        self.press_mm = 2.0
+        self._la_cache: dict = {}  # worker thread: local anaesthetic wheals already computed
         self._worker = SerialWorker("ultrasound", self._work, self)
         self._worker.result.connect(self._on_result)
         self._worker.failed.connect(lambda m: self.message.emit(f"Ultrasound: {m.splitlines()[0]}"))
@@ -122,13 +191,17 @@ class UltrasoundView(QWidget):
         self._probe_timer.setSingleShot(True)
         self._probe_timer.setInterval(PROBE_RECORD_MS)
         self._probe_timer.timeout.connect(self._record_probe)
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_MS)
+        self._live_timer.timeout.connect(self.request_frame)
 
     # ------------------------------------------------------------------------------------
     def _build(self) -> None:
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(3)
-        self.canvas = ImageCanvas("Ultrasound: waiting for the probe\u2026")
+        self.canvas = ScannerCanvas("Ultrasound: waiting for the probe\u2026")
         self.canvas.setObjectName("us_canvas")
         self.canvas.dragged.connect(self._dragged)
         lay.addWidget(self.canvas, 1)
@@ -167,7 +240,8 @@ class UltrasoundView(QWidget):
         grid.addWidget(self.gain_slider, 1, 1, 1, 2)
         grid.addWidget(self.doppler_box, 1, 3)
         lay.addLayout(grid)
-        self.help_label = QLabel("Drag the image: slide the probe \u00b7 Ctrl+drag: rotate/tilt \u00b7 keys J/L I/K U/O N/M")
+        self.help_label = QLabel("Drag the image: slide the probe \u00b7 Ctrl+drag: rotate/tilt \u00b7 "
+                                 "Shift+drag: press/lift, rock \u00b7 keys J/L I/K U/O N/M")
         self.help_label.setStyleSheet("color: #888;")
         self.help_label.setWordWrap(True)
         lay.addWidget(self.help_label)
@@ -179,57 +253,73 @@ class UltrasoundView(QWidget):
     def set_context(self, controller, scenario, anatomy, targets=()) -> None:
         from simulator.core.needle import TissueProbe
         from simulator.core.probe import ProbeSpec
+        from simulator.imaging.ultrasound_settings import ScannerSettings
 
         self.controller = controller
         self.scenario = scenario
         self.anatomy = anatomy
         self._gen += 1
+        self._la_cache = {}
         us = scenario.imaging.ultrasound
         kind = us.probe if us is not None else "linear"
         self.spec = ProbeSpec.named(kind)
+        self.press_mm = self.spec.default_press_mm
         self._probe_tissue = TissueProbe(anatomy)
-        self.pose = default_probe_pose(scenario, anatomy, targets)
+        self.pose = self._on_skin(default_probe_pose(scenario, anatomy, targets))
         lo, hi = self.spec.frequency_range_mhz
+        wanted = ScannerSettings.from_scenario(us) if us is not None else ScannerSettings()
+        fixed, notes = wanted.clamped(self.spec)
         widgets = (self.depth_spin, self.freq_spin, self.gain_slider, self.doppler_box)
         for w in widgets:
             w.blockSignals(True)
         self.depth_spin.setRange(10.0, float(self.spec.max_depth_mm))
-        self.depth_spin.setValue(float(us.depth_mm) if us is not None else float(self.spec.default_depth_mm))
+        self.depth_spin.setValue(float(fixed.depth_mm if fixed.depth_mm is not None else self.spec.default_depth_mm))
         self.freq_spin.setRange(lo, hi)
-        f = float(us.frequency_mhz) if us is not None else self.spec.default_frequency_mhz
-        self.freq_spin.setValue(min(max(f, lo), hi))
-        self.gain_slider.setValue(int(round(us.gain_db)) if us is not None else 0)
+        f = fixed.frequency_mhz if fixed.frequency_mhz is not None else self.spec.default_frequency_mhz
+        self.freq_spin.setValue(float(f))
+        self.gain_slider.setValue(int(round(fixed.gain_db)))
         self.doppler_box.setChecked(bool(us.doppler) if us is not None else False)
         for w in widgets:
             w.blockSignals(False)
-        self._focus_mm = us.focus_mm if us is not None else None
+        self._focus_mm = fixed.focus_mm
         self.last_result = None
         self.canvas.set_image(None)
+        if notes:
+            self._notify("Ultrasound: " + "; ".join(notes))
         self.probe_moved.emit(self.pose)
         self._probe_timer.start()
         self.request_frame()
 
+    def _notify(self, text: str) -> None:
+        """A message on the scanner's screen and in the status bar."""
+        self.canvas.show_notice(text)
+        self.message.emit(text)
+
     def settings(self):
+        from simulator.core.probe import ImageGeometry
         from simulator.imaging.ultrasound import ScannerSettings
 
         depth = float(self.depth_spin.value())
         focus = self._focus_mm if self._focus_mm is not None and self._focus_mm <= depth else None
+        shape = ImageGeometry.true_aspect_shape(self.spec, depth) if self.spec is not None else (512, 512)
         return ScannerSettings(depth_mm=depth, frequency_mhz=float(self.freq_spin.value()),
                                gain_db=float(self.gain_slider.value()), focus_mm=focus,
-                               doppler=self.doppler_box.isChecked())
+                               doppler=self.doppler_box.isChecked(), image_shape=shape)
 
     # ------------------------------------------------------------------------------------
     # the probe
     # ------------------------------------------------------------------------------------
     def _on_skin(self, pose):
+        """The pose with its face centre where its depth axis meets the body, pressed in by the
+        current pressure (unchanged far from the body)."""
         from simulator.core.probe import ProbePose
 
         if self._probe_tissue is None:
             return pose
         skin = self._probe_tissue.body_entry_on_line(pose.center_mm, pose.direction, reach_mm=80.0)
-        if skin is None or np.linalg.norm(skin - pose.center_mm) > 60.0:
+        if skin is None or np.linalg.norm(skin - pose.center_mm) > 60.0 + self.press_mm:
             return pose
-        return ProbePose(skin, pose.direction.copy(), pose.marker.copy())
+        return ProbePose(skin + self.press_mm * pose.direction, pose.direction.copy(), pose.marker.copy())
 
     def set_pose(self, pose, tracked: bool = False) -> None:
         if self.probe_tracked and not tracked:
@@ -240,6 +330,23 @@ class UltrasoundView(QWidget):
         if not tracked:
             self._probe_timer.start()
         self.request_frame()
+
+    def press(self, step_mm: float) -> None:
+        """Press the probe in (+) or lift it (-): within 0..the probe's firmest plausible press;
+        lifting below zero leaves the skin (the image goes)."""
+        if self.spec is None or self.pose is None:
+            return
+        want = self.press_mm + float(step_mm)
+        lo, hi = -3.0, float(self.spec.max_press_mm)
+        self.press_mm = min(max(want, lo), hi)
+        if want > hi:
+            self._notify(f"Probe pressure: {hi:g} mm is the firmest plausible press")
+        self.set_pose(self.pose)
+
+    def rock(self, angle_deg: float) -> None:
+        """Heel-toe: tilt the probe in its plane (one end of the face lifts off the skin)."""
+        if self.pose is not None:
+            self.set_pose(self.pose.rocked(angle_deg))
 
     def slide(self, lateral_mm: float = 0.0, elevation_mm: float = 0.0) -> None:
         if self.pose is not None:
@@ -267,7 +374,10 @@ class UltrasoundView(QWidget):
         mm_per_px = 0.1
         if arr is not None and r.width() > 0 and self.last_result is not None:
             mm_per_px = self.last_result["frame"].geometry.spacing_mm * arr.shape[1] / r.width()
-        if mods & Qt.KeyboardModifier.ControlModifier:
+        if mods & Qt.KeyboardModifier.ShiftModifier:
+            self.press_mm = min(max(self.press_mm + 0.05 * dy, -3.0), float(self.spec.max_press_mm))
+            self.set_pose(self.pose.rocked(0.25 * dx))
+        elif mods & Qt.KeyboardModifier.ControlModifier:
             self.set_pose(self.pose.rotated(0.5 * dx).tilted(0.25 * dy))
         else:  # the probe follows the mouse: screen right is away from the marker (marker left)
             self.set_pose(self.pose.slid(lateral_mm=-dx * mm_per_px, elevation_mm=0.2 * dy))
@@ -348,17 +458,26 @@ class UltrasoundView(QWidget):
         except ValueError as e:
             self.message.emit(str(e))
             return
-        if self.controller is not None and self.controller.procedure is not None:
+        body = None
+        proc = self.controller.procedure if self.controller is not None else None
+        if proc is not None:
+            now = self.controller.now()
+            body = (now, tuple(proc.spreads), tuple(proc.events))
             if settings.doppler:  # arterial pulsatility follows the attempt's clock
-                settings = dataclasses.replace(settings, time_s=self.controller.now())
+                settings = dataclasses.replace(settings, time_s=now)
         self._req += 1
         self._worker.submit(("frame", self._gen, self.anatomy, self.spec, self.pose, settings, needle, self._needle_seq,
-                             self._req, time.perf_counter()), key="frame")
+                             self._req, time.perf_counter(), body), key="frame")
 
     def _work(self, job):
-        _, gen, anatomy, spec, pose, settings, needle, needle_seq, req, t_req = job
+        from simulator.imaging.ultrasound_body import BodyState
+
+        _, gen, anatomy, spec, pose, settings, needle, needle_seq, req, t_req, body = job
         sim = _simulator_for(anatomy, spec)
-        frame = sim.render(pose, settings, needle)
+        state = None
+        if body is not None:
+            state = BodyState.of_attempt(body[1], body[2], body[0], anatomy, self._la_cache)
+        frame = sim.render(pose, settings, needle, body=state)
         grey = frame.display
         if frame.doppler_rgba is not None:
             a = frame.doppler_rgba[..., 3:4].astype(np.float32) / 255.0
@@ -376,14 +495,41 @@ class UltrasoundView(QWidget):
         self.last_result = res
         self.frames_shown += 1
         s = frame.settings
+        g = frame.geometry
         self.canvas.marker_dot = "left" if s.marker_left else "right"
+        self.canvas.scale = (s.depth_mm, s.focus_mm, g.y_first_mm, g.spacing_mm)
+        kind = "L" if not self.spec.is_curvilinear else "C"
+        press = f"Press {max(self.press_mm, 0.0):.1f} mm" if self.press_mm >= 0 else "Lifted"
         self.canvas.corner_text = {
-            "tl": f"{self.spec.kind.capitalize()}  {s.frequency_mhz:.1f} MHz",
-            "tr": f"D {s.depth_mm:.0f} mm\nG {s.gain_db:+.0f} dB" + ("\nCF" if s.doppler else ""),
+            "tl": f"{kind}{self.spec.aperture_mm:.0f}  {s.frequency_mhz:.1f} MHz",
+            "tr": f"D {s.depth_mm / 10:.1f} cm\nG {s.gain_db:+.0f} dB" + (f"\nCF PRF {s.prf_hz / 1000:.1f} kHz" if s.doppler else ""),
+            "bl": press,
         }
         self.canvas.edge_labels = {}
+        self._contact_notice(frame)
         self.canvas.set_image(res["image"], self.frames_shown)
         self.frame_shown.emit(res)
+        if frame.animated and self.isVisible() and not self._live_timer.isActive():
+            self._live_timer.start()
+
+    def _contact_notice(self, frame) -> None:
+        """Say when the probe has lost the skin on a side, or presses as hard as it can."""
+        from simulator.imaging.ultrasound_settings import ModelParams
+
+        c = frame.contact
+        if c is None:
+            return
+        lost = c == 0
+        if lost.all():
+            self.canvas.show_notice("No contact: the probe is off the skin", 1.0)
+        elif lost.any():
+            left = lost[: len(c) // 2].sum() > lost[len(c) // 2:].sum()
+            # Line 0 lies away from the marker; the marker is shown on the screen's left.
+            screen_left = left != frame.settings.marker_left
+            self.canvas.show_notice(f"Contact lost on the {'left' if screen_left else 'right'}: "
+                                    "the probe is tilted off the skin", 1.0)
+        elif frame.stress is not None and np.median(frame.stress) >= 0.99 * ModelParams().sigma_max:
+            self.canvas.show_notice("Probe pressed as firmly as plausible", 1.0)
 
     def busy(self) -> bool:
         return self._frame_timer.isActive() or not self._worker.idle()
@@ -395,6 +541,7 @@ class UltrasoundView(QWidget):
         self._closed = True
         self._frame_timer.stop()
         self._probe_timer.stop()
+        self._live_timer.stop()
         self._worker.stop()
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)

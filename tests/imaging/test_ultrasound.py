@@ -122,10 +122,15 @@ def test_psf_fwhm_matches_configuration():
 def test_probe_lifted_off_the_skin_shows_nothing(spec):
     sim = UltrasoundSimulator(P.block((-200, -100, -60), (200, 0, 60), 1.0, Tissue.GEL), spec)
     st = ScannerSettings(depth_mm=40.0 if spec is LINEAR else 80.0)
-    touching = sim.render(ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0)), st)
-    # Lifted beyond the coupling gel's reach (3 mm linear, 10 mm convex): no echo on any line.
-    lift = 5.0 if spec is LINEAR else 12.0
-    lifted = sim.render(ProbePose.from_vectors((0, lift, 0), DOWN, (1, 0, 0)), st)
+    # Pressed in far enough for the whole face to touch (a convex face's ends stand 8 mm above
+    # a flat skin when its centre touches), then lifted beyond press + gel film.
+    press = 1.0 if spec is LINEAR else 8.0
+    down = sim.place_on_skin(ProbePose.from_vectors((0, 5, 0), DOWN, (1, 0, 0)), press_mm=press)
+    assert down.center_mm[1] == pytest.approx(-press, abs=0.3)
+    touching = sim.render(down, st)
+    assert touching.contact.all()
+    lifted = sim.render(down.slid(depth_mm=-(press + sim.params.gel_mm + 1.0)), st)
+    assert not lifted.contact.any()
     assert lifted.envelope_beam.max() < 1e-4 * touching.envelope_beam.max()
     assert lifted.display.mean() < 1.0  # black but for faint electronic noise
     assert touching.display[touching.fov_mask()].mean() > 40
@@ -382,9 +387,16 @@ def test_frames_are_stable_and_move_with_the_tissue():
 # --------------------------------------------------------------------------------------------
 # 10: colour Doppler
 # --------------------------------------------------------------------------------------------
+ROCKED = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0)).rocked(30.0)
+
+
 @pytest.fixture(scope="module")
 def vessel_sim():
-    anat = P.block((-40, -40, -40), (40, 0, 40), 0.25, Tissue.GEL)
+    anat = P.block((-40, -40, -40), (40, 10, 40), 0.25, Tissue.GEL)
+    # The scanning surface: the plane of the face of a probe rocked by 30 deg (it lies flat on it).
+    x, y, z = P._grid(anat)
+    above = (x[:, None, None] * ROCKED.direction[0] + y[None, :, None] * ROCKED.direction[1]) < 0
+    anat.tissue[np.broadcast_to(above, anat.shape)] = int(Tissue.AIR)
     P.add_cylinder(anat, (-40, -15, 0), (40, -15, 0), 4.0, Tissue.ARTERY, "artery")  # along x
     return UltrasoundSimulator(anat, LINEAR, flow_speeds_m_s={"artery": 0.5})
 
@@ -401,8 +413,9 @@ def _analytic_velocity(frame, vmax=0.5, radius=4.0):
 
 def test_doppler_velocity_angle_and_aliasing(vessel_sim):
     sim = vessel_sim
-    # Heel-toe rock by 30 deg: the beam meets the vessel (along x) at 60 deg.
-    pose = ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0)).rocked(30.0)
+    # Heel-toe rock by 30 deg (flat on the phantom's sloping surface): the beam meets the vessel
+    # (along x) at 60 deg.
+    pose = ROCKED
     st = ScannerSettings(depth_mm=30.0, frequency_mhz=10.0, doppler=True, prf_hz=12000.0)
     frame = sim.render(pose, st)
     vel = frame.doppler_velocity_m_s
@@ -420,7 +433,7 @@ def test_doppler_velocity_angle_and_aliasing(vessel_sim):
     assert float(vel[coloured].mean()) == pytest.approx(float(want.mean()), rel=0.05)
     assert np.sign(vel[coloured]).mean() == pytest.approx(np.sign(cos_t))
     # Perpendicular to the vessel: no colour at all.
-    perp = sim.render(ProbePose.from_vectors((0, 0, 0), DOWN, (1, 0, 0)), st)
+    perp = sim.render(sim.place_on_skin(ProbePose.from_vectors((0, 5, 0), DOWN, (1, 0, 0))), st)
     assert np.isfinite(perp.doppler_velocity_m_s).sum() == 0
     assert perp.doppler_rgba[..., 3].max() == 0
     # Aliasing: with a low PRF the fast centre wraps to the other sign, within +-Nyquist.
@@ -437,3 +450,21 @@ def test_doppler_velocity_angle_and_aliasing(vessel_sim):
     assert np.all(np.sign(va[centre]) == -np.sign(cos_t))
     rgba = fa.doppler_rgba
     assert rgba.shape == fa.bmode_db.shape + (4,) and rgba.dtype == np.uint8
+
+
+def test_muscle_in_long_axis_shows_no_bands_across_the_image():
+    """Muscle septa are sheets of finite length: a long-axis view (fibres along the image's lateral
+    axis) shows dashes and streaks, not rules across the whole width at fixed depths."""
+    from scipy.ndimage import median_filter
+
+    anat = P.block((-60, -40, -12), (60, 0, 12), 0.5, Tissue.MUSCLE)
+    P._paint(anat, anat.tissue == int(Tissue.MUSCLE), Tissue.MUSCLE, "erector_spinae")  # long axis: x
+    sim = UltrasoundSimulator(anat, LINEAR)
+    assert abs(np.cross(sim.label_axes[1, :3], sim.label_axes[1, 3:])[0]) > 0.99
+    pose = sim.place_on_skin(ProbePose.from_vectors((0, 5, 0), DOWN, (1, 0, 0)), press_mm=0.5)
+    frame = sim.render(pose, ScannerSettings(depth_mm=40.0, frequency_mhz=10.0))
+    rows = frame.bmode_db[40:400, 64:448]
+    med = np.median(rows, axis=1)  # a band across the width lifts a row's median
+    bands = med - median_filter(med, 15)
+    assert np.abs(bands).max() < 6.0  # a septum's dash at most (a rule across the width: 10-20 dB)
+    assert bands.std() < 1.3  # as in a uniform, untextured medium (about 1 dB)
