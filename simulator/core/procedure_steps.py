@@ -77,14 +77,16 @@ class ProcedureSteps:
         return res
 
     @recorded_input
-    def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float) -> Spread:
+    def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float, air_ml: float = 0.0) -> Spread:
         """Inject through the needle. kind: contrast | test_dose | prognostic | neurolytic. Returns the
-        spread. A neurolytic is refused while a required prognostic block is not done (`case_steps`)."""
+        spread. A neurolytic is refused while a required prognostic block is not done (`case_steps`).
+        `air_ml`: air given first, by mistake (a syringe or line not purged; part of volume_ml)."""
         self._require_placed("inject")
         if kind not in INJECTION_KINDS:
             raise ProcedureError(f"inject: kind must be one of {', '.join(INJECTION_KINDS)}, got {kind!r}")
         v = float(volume_ml)
         c = float(concentration_pct)
+        air = float(air_ml)
         if not (v > 0 and math.isfinite(v)):
             raise ProcedureError(f"inject: volume_ml must be positive, got {volume_ml!r}")
         if not (0 <= c <= 100):
@@ -94,6 +96,8 @@ class ProcedureSteps:
         if kind == "prognostic" and str(agent) not in case_steps.LOCAL_ANAESTHETICS:
             raise ProcedureError(f"inject: a prognostic block is a local anaesthetic ({', '.join(case_steps.LOCAL_ANAESTHETICS)}), "
                                  f"got {agent!r}")
+        if not (0 <= air < v):
+            raise ProcedureError(f"inject: air_ml must be within 0 and volume_ml ({v:g}), got {air_ml!r}")
         tip = self._pose[:3, 3].copy()
         aspirated = self._aspiration_tip is not None and float(np.linalg.norm(tip - self._aspiration_tip)) <= ASPIRATION_VALID_MM
         sp = compute_spread(self.anatomy, tip, v)
@@ -101,6 +105,7 @@ class ProcedureSteps:
         sp.kind = kind
         sp.agent = str(agent)
         sp.concentration_pct = c
+        sp.air_ml = air
         coverage = {}
         pts = sp.points_mm() if len(sp.indices) else np.zeros((0, 3))
         for tg in self.targets:
@@ -127,7 +132,8 @@ class ProcedureSteps:
             rec = self.recording
             extra["prognostic_result"] = case_steps.prognostic_result(
                 self.scenario, coverage, case_steps.case_seed(rec.scenario_id, rec.started_at, rec.trainee))
-        self._emit(EventKind.injection, f"{label}: {v:g} ml {agent} {c:g} %{where}", kind=kind, agent=str(agent),
+        bubbles = f" with {air:g} ml air (syringe not purged)" if air > 0 else ""
+        self._emit(EventKind.injection, f"{label}: {v:g} ml {agent} {c:g} %{bubbles}{where}", kind=kind, agent=str(agent), air_ml=air,
                         concentration_pct=c, volume_ml=v, tip_mm=tip, mode=sp.mode, aspirated=bool(aspirated),
                         pass_index=self._pass_index, coverage=coverage, off_target_ml=off, target_distances_mm=dists,
                         tissue=sp.tip_tissue.name.lower(), structure=sp.tip_structure, spread=sp.summary(), **extra)

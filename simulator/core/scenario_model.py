@@ -165,6 +165,16 @@ class UltrasoundSettings(_Model):
                 raise LocatedValueError("marker is parallel to direction: they must span the image plane", "marker")
         if self.focus_mm is not None and self.focus_mm > self.depth_mm:
             raise LocatedValueError(f"focus {self.focus_mm} mm is deeper than the image depth {self.depth_mm} mm", "focus_mm")
+        from simulator.core.probe import ProbeSpec
+
+        spec = ProbeSpec.named(self.probe)
+        lo, hi = spec.frequency_range_mhz
+        if not (lo <= self.frequency_mhz <= hi):
+            raise LocatedValueError(f"frequency {self.frequency_mhz:g} MHz is outside the {self.probe} probe's range "
+                                    f"{lo:g}-{hi:g} MHz", "frequency_mhz")
+        if self.depth_mm > spec.max_depth_mm:
+            raise LocatedValueError(f"depth {self.depth_mm:g} mm is beyond the {self.probe} probe's "
+                                    f"{spec.max_depth_mm:g} mm", "depth_mm")
         return self
 
 

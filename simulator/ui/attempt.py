@@ -293,7 +293,9 @@ class AttemptController(QObject):
     def aspirate(self):
         return self.call("aspirate")
 
-    def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float):
+    def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float, air_ml: float = 0.0):
+        if air_ml:
+            return self.call("inject", kind, agent, float(concentration_pct), float(volume_ml), air_ml=float(air_ml))
         return self.call("inject", kind, agent, float(concentration_pct), float(volume_ml))
 
     # imaging inputs (from the views)

@@ -26,6 +26,7 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
@@ -46,6 +47,7 @@ from simulator.core.tissue import TISSUE_INFO, Tissue
 PLOT_MS = 60
 #: Rows the event list keeps; older ones fold into its first row (the attempt keeps every event).
 MAX_EVENT_ROWS = 400
+AIR_IN_LINE_ML = 0.3  # an unpurged syringe and extension line
 #: Events a trainee in exam mode still learns of (what the operator feels or sees).
 EXAM_EVENTS = frozenset({
     EventKind.skin_puncture, EventKind.needle_out, EventKind.bone_contact, EventKind.nerve_contact,
@@ -234,6 +236,11 @@ class ProcedurePanel(QWidget):
         g.addLayout(agent_row, 4, 0)
         g.addWidget(self.agent_volume, 4, 1)
         g.addWidget(self.agent_button, 4, 2)
+        self.air_box = QCheckBox(f"Syringe not purged ({AIR_IN_LINE_ML:g} ml air goes first)")
+        self.air_box.setObjectName("air_in_syringe")
+        self.air_box.setToolTip("A mistake to practise recognising: injected air is bright on ultrasound and "
+                                "shadows everything under it")
+        g.addWidget(self.air_box, 5, 0, 1, 3)
         ends = QHBoxLayout()
         self.end_button = QPushButton("End attempt (Ctrl+E)")
         self.end_button.setObjectName("end_button")
@@ -649,6 +656,13 @@ class ProcedurePanel(QWidget):
     # ------------------------------------------------------------------------------------
     def request_local_anaesthetic(self) -> None:
         self.local_anaesthetic_requested.emit(float(self.la_volume.value()))
+
+    def air_ml(self) -> float:
+        """Air going in ahead of the next injection (the syringe not purged), once."""
+        if not self.air_box.isChecked():
+            return 0.0
+        self.air_box.setChecked(False)
+        return AIR_IN_LINE_ML
 
     def request_inject(self, kind: str) -> None:
         if kind == "contrast":

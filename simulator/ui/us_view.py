@@ -109,6 +109,21 @@ class ScannerCanvas(ImageCanvas):
         self.notice = ""
         self.notice_until = 0.0
 
+    SCALE_PX = 30  # room on the image's right for the depth scale
+
+    def image_rect(self):
+        """The image fitted beside the depth scale's strip (aspect kept, centred)."""
+        from PySide6.QtCore import QRectF
+
+        if not self.has_image():
+            return QRectF(0, 0, 0, 0)
+        arr = self.image_array()
+        ih, iw = arr.shape[:2]
+        w = max(1.0, self.width() - self.SCALE_PX)
+        h = float(self.height())
+        s = min(w / iw, h / ih)
+        return QRectF((w - iw * s) / 2, (h - ih * s) / 2, iw * s, ih * s)
+
     def show_notice(self, text: str, seconds: float = NOTICE_S) -> None:
         self.notice = text
         self.notice_until = time.monotonic() + seconds
@@ -127,22 +142,21 @@ class ScannerCanvas(ImageCanvas):
             def y_of(mm):
                 return r.top() + ((mm - y_first) / spacing + 0.5) * s
 
-            x0 = r.right() - 4
+            x0 = r.right() + 2
             p.setPen(QPen(QColor(200, 200, 200), 1))
             fm = p.fontMetrics()
             for mm in range(0, int(depth) + 1, 5):
                 y = y_of(float(mm))
                 major = mm % 10 == 0
-                p.drawLine(QPointF(x0 - (8 if major else 4), y), QPointF(x0, y))
+                p.drawLine(QPointF(x0, y), QPointF(x0 + (8 if major else 4), y))
                 if major and mm > 0:
-                    label = f"{mm // 10}"
-                    p.drawText(QPointF(x0 - 10 - fm.horizontalAdvance(label), y + fm.ascent() / 2 - 1), label)
-            p.drawText(QPointF(x0 - fm.horizontalAdvance("cm") - 2, r.bottom() - 4), "cm")
+                    p.drawText(QPointF(x0 + 10, y + fm.ascent() / 2 - 1), f"{mm // 10}")
+            p.drawText(QPointF(x0 + 2, min(r.bottom() + fm.ascent() + 2, self.height() - 2)), "cm")
             if focus is not None:
                 y = y_of(float(focus))
                 p.setPen(QPen(QColor(255, 210, 80), 1))
                 p.setBrush(QColor(255, 210, 80))
-                p.drawPolygon(QPolygonF([QPointF(x0 - 12, y), QPointF(x0 - 20, y - 5), QPointF(x0 - 20, y + 5)]))
+                p.drawPolygon(QPolygonF([QPointF(x0 + 1, y), QPointF(x0 + 9, y - 5), QPointF(x0 + 9, y + 5)]))
         if self.notice and time.monotonic() < self.notice_until:
             from PySide6.QtCore import QPointF
             from PySide6.QtGui import QColor

@@ -253,7 +253,7 @@ class AttemptMixin:
 
     def inject(self, kind: str, agent: str, concentration_pct: float, volume_ml: float) -> None:
         self.controller.stamp_event("inject")
-        self.controller.inject(kind, agent, concentration_pct, volume_ml)
+        self.controller.inject(kind, agent, concentration_pct, volume_ml, air_ml=self.procedure_panel.air_ml())
 
     def _on_needle_changed(self, state) -> None:
         if self.player is not None and self.player.seeking:  # the views follow once the seek is done

@@ -122,3 +122,41 @@ def test_graded_concentration_falls_from_tip_to_front():
     plain, _, _ = sp.subgrid()
     assert float(plain.sum()) * np.prod(spacing) / 1000.0 == pytest.approx(2.0, rel=1e-6)
     assert 0.2 * plain.sum() < graded.sum() < plain.sum()
+
+
+def test_a_bolus_grows_at_the_injection_rate_then_resorbs():
+    from simulator.core.spread import INJECTION_RATE_ML_S, RESORPTION_TAU_S
+
+    sp = compute_spread(slab_anatomy(), [30.0, 15.0, 30.0], 2.0)
+    sp.time_s = 10.0
+    assert sp.injected_ml(None) == sp.present_ml(None) == 2.0
+    assert sp.injected_ml(9.0) == 0.0
+    assert sp.injected_ml(11.0) == pytest.approx(INJECTION_RATE_ML_S)
+    end = 10.0 + sp.duration_s
+    assert sp.duration_s == pytest.approx(2.0 / INJECTION_RATE_ML_S)
+    assert sp.present_ml(end) == pytest.approx(2.0)
+    assert sp.present_ml(end + RESORPTION_TAU_S) == pytest.approx(2.0 / math.e)
+    # The growing deposit fills in fill order: the first voxels, holding exactly the volume.
+    idx, frac = sp.fill_prefix(0.5)
+    assert float(frac.astype(np.float64).sum()) * sp.voxel_volume_mm3 / 1000.0 == pytest.approx(0.5)
+    d_prefix = sp.distance_mm[np.isin(np.ravel_multi_index(sp.indices.T, (60, 60, 60)),
+                                      np.ravel_multi_index(idx.T, (60, 60, 60)))]
+    assert d_prefix.max() <= np.sort(sp.distance_mm)[len(idx) - 1] + 1e-9
+
+
+def test_agents_are_classed_and_air_is_recorded_with_the_injection(scenario, block):
+    from simulator.core.procedure import Procedure, ProcedureError
+    from simulator.core.spread import agent_class
+
+    assert agent_class("phenol 6 % in glycerol") == agent_class("dehydrated alcohol") == "neurolytic"
+    assert agent_class("iohexol 300") == "contrast" and agent_class("bupivacaine 0.5 %") == "local_anaesthetic"
+    assert agent_class("x", "test_dose") == "local_anaesthetic"
+    proc = Procedure(scenario, block, clock=lambda: 0.0)
+    proc.set_entry(np.array(TARGET) + [0, -40, 0], [0, 1, 0], time_s=0.5)
+    proc.advance(40.0, time_s=1.0)
+    sp = proc.inject("test_dose", "lidocaine", 1.0, 2.0, air_ml=0.3, time_s=2.0)
+    assert sp.air_ml == 0.3 and sp.agent_class == "local_anaesthetic"
+    ev = [e for e in proc.events if e.kind.value == "injection"][-1]
+    assert ev.data["air_ml"] == 0.3 and "air" in ev.message
+    with pytest.raises(ProcedureError, match="air_ml"):
+        proc.inject("test_dose", "lidocaine", 1.0, 1.0, air_ml=1.0, time_s=3.0)

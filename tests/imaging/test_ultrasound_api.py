@@ -200,3 +200,33 @@ def test_scenario_nerve_painted_as_honeycomb():
     assert np.percentile(patch, 90) - np.percentile(patch, 10) > np.percentile(old, 90) - np.percentile(old, 10)
     with pytest.raises(ValueError, match="points_mm"):
         sim.add_nerve([[0, 0, 0]], 1.0)
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ("    frequency_mhz: 10\n", "    frequency_mhz: 3.5\n", "imaging.ultrasound.frequency_mhz"),
+    ("    depth_mm: 40\n", "    depth_mm: 120\n", "imaging.ultrasound.depth_mm"),
+])
+def test_scenario_settings_outside_the_probe_are_refused_with_file_line_field(tmp_path, old, new, field):
+    from pathlib import Path
+
+    from simulator.core.scenario import ScenarioError, load_scenario
+
+    text = (Path(__file__).parents[2] / "scenarios" / "intercostal_ultrasound.yaml").read_text()
+    assert old in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(old, new))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(bad)
+    (err,) = [e for e in info.value.errors if e.field == field]
+    assert err.line == text.replace(old, new).splitlines().index(new.rstrip("\n")) + 1
+    assert f"{bad}:{err.line}: {field}: " in str(info.value) and "linear probe" in err.message
+
+
+def test_settings_outside_the_probe_are_clamped_with_a_message():
+    spec = ProbeSpec.linear()
+    s, notes = ScannerSettings(depth_mm=150.0, frequency_mhz=3.5, gain_db=45.0, focus_mm=140.0).clamped(spec)
+    assert (s.depth_mm, s.frequency_mhz, s.gain_db, s.focus_mm) == (spec.max_depth_mm, 6.0, 30.0, None)
+    assert len(notes) == 4 and any("3.5 MHz" in n and "6-13 MHz" in n for n in notes)
+    s.resolve(spec)  # the clamped settings are accepted
+    ok, none = ScannerSettings(depth_mm=40.0, frequency_mhz=10.0).clamped(spec)
+    assert none == [] and ok.depth_mm == 40.0

@@ -97,3 +97,56 @@ def test_a_needle_out_of_the_plane_is_unseen_from_the_first_advance(gel):
     for _ in range(12):
         d.key(Qt.Key.Key_K)
     assert w.controller.procedure.state.tip_visible is bool(_expected(w).tip_in_plane)
+
+
+def test_the_scanner_screen_shows_the_injection_contact_and_its_annotations(gel):
+    """As a user would: the frame carries the depth scale, focus and settings; pressing too hard and
+    lifting the probe say so on the screen; a test dose at the tip shows as an anechoic pocket in
+    the next frames; frames keep coming while it grows."""
+    from simulator.imaging.ultrasound_tissue import INJECTATE
+
+    w = gel
+    uv = w.us_view
+    d = WindowDriver(w)
+    wait_until(lambda: uv.last_result is not None, 120, "a first frame")
+    f = uv.last_result["frame"]
+    h, wd = f.display.shape
+    g = f.geometry
+    assert abs(wd * g.spacing_mm - uv.spec.aperture_mm) < 2 * g.spacing_mm  # the field of view's own aspect
+    assert abs(h * g.spacing_mm - f.settings.depth_mm) < 2 * g.spacing_mm
+    assert uv.canvas.scale[0] == f.settings.depth_mm and uv.canvas.scale[1] == f.settings.focus_mm
+    text = " ".join(uv.canvas.corner_text.values())
+    assert "MHz" in text and "cm" in text and "dB" in text and "Press" in text
+    # Pressing beyond the firmest plausible press: clamped, with a notice on the screen.
+    messages = []
+    uv.message.connect(messages.append)
+    for _ in range(40):
+        d.key(Qt.Key.Key_B)
+    assert uv.press_mm == uv.spec.max_press_mm
+    assert "firmest" in uv.canvas.notice and any("firmest" in m for m in messages)
+    # Lifted off the skin: no contact, said on the screen.
+    uv.press_mm = 0.0
+    for _ in range(8):
+        d.key(Qt.Key.Key_G)
+    assert uv.press_mm == -3.0  # lifted 3 mm: beyond the gel film
+    wait_until(lambda: uv.last_result is not None and uv.last_result["frame"].pose.allclose(uv.pose), 120,
+               "the lifted frame")
+    assert not uv.last_result["frame"].contact.any()
+    assert "No contact" in uv.canvas.notice
+    for _ in range(8 + 4):
+        d.key(Qt.Key.Key_B)
+    # A test dose at the target: the pocket appears in the frames after it.
+    plan = w.scenario.planned_trajectory
+    d.click_world(plan.entry_mm)
+    d.aim_at(plan.target_mm)
+    depth = float(np.linalg.norm(np.subtract(plan.target_mm, plan.entry_mm)))
+    for _ in range(int(depth) - 2):
+        d.key(Qt.Key.Key_W)
+    w.controller.aspirate()
+    w.controller.inject("test_dose", "lidocaine", 1.0, 2.0)
+    n = uv.frames_requested
+    wait_until(lambda: uv.last_result is not None and uv.last_result["req"] > n
+               and (uv.last_result["frame"].tissue_beam == INJECTATE).sum() > 200, 120, "the pocket on screen")
+    assert uv.last_result["frame"].animated  # still growing: more frames follow without input
+    k = uv.frames_shown
+    wait_until(lambda: uv.frames_shown > k + 2, 60, "live frames while the pocket grows")
