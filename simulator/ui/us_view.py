@@ -474,7 +474,7 @@ class UltrasoundView(QWidget):
             return
         body = None
         proc = self.controller.procedure if self.controller is not None else None
-        if proc is not None:
+        if proc is not None and self.controller.active:
             now = self.controller.now()
             body = (now, tuple(proc.spreads), tuple(proc.events))
             if settings.doppler:  # arterial pulsatility follows the attempt's clock
@@ -523,8 +523,14 @@ class UltrasoundView(QWidget):
         self._contact_notice(frame)
         self.canvas.set_image(res["image"], self.frames_shown)
         self.frame_shown.emit(res)
-        if frame.animated and self.isVisible() and not self._live_timer.isActive():
+        if frame.animated and self._live() and not self._live_timer.isActive():
             self._live_timer.start()
+
+    def _live(self) -> bool:
+        """Frames keep coming by themselves only while an attempt runs and the screen shows."""
+        c = self.controller
+        return bool(c is not None and c.active and c.procedure is not None and self.canvas.isVisible()
+                    and self.window().isVisible())
 
     def _contact_notice(self, frame) -> None:
         """Say when the probe has lost the skin on a side, or presses as hard as it can."""
