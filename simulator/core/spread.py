@@ -72,7 +72,8 @@ def agent_class(agent: str, kind: str = "") -> str:
     for cls, words in _AGENT_CLASSES:
         if any(w in a for w in words):
             return cls
-    return {"contrast": "contrast", "neurolytic": "neurolytic", "test_dose": "local_anaesthetic"}.get(kind, "saline")
+    return {"contrast": "contrast", "neurolytic": "neurolytic", "test_dose": "local_anaesthetic",
+            "prognostic": "local_anaesthetic"}.get(kind, "saline")
 
 
 def _texture(indices: np.ndarray, amplitude: float) -> np.ndarray:
