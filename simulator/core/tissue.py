@@ -141,7 +141,7 @@ _NAME_RULES: list[tuple[str, Tissue]] = [
     (r"^spinal_cord$", Tissue.SPINAL_CORD),
     (r"^(spinal_canal|dural_sac|csf)$", Tissue.CSF),
     (r"^brain$", Tissue.BRAIN),
-    (r"^(autochthon_.*|iliopsoas_.*|gluteus_.*|.*_muscle.*|psoas.*|quadratus_lumborum.*)$", Tissue.MUSCLE),
+    (r"^(autochthon_.*|iliopsoas_.*|gluteus_.*|.*_muscle.*|psoas.*|quadratus_lumborum.*|longus_colli.*)$", Tissue.MUSCLE),
     (r"^(intervertebral_disc.*|sacrococcygeal_joint)$", Tissue.INTERVERTEBRAL_DISC),
     (r"^(.*_nerve.*|.*plexus.*|.*ganglion.*)$", Tissue.NERVE),
     (r"^(face|skin)$", Tissue.SKIN),

@@ -301,7 +301,7 @@ def _propagate_line(
                 # soft-tissue attenuation the TGC compensates.
                 hz = gas_amp * haze_lut[gas_c] * math.exp(-(s - gas_s) / haze_decay_lut[gas_c]
                                                          - (soft - gas_soft) * LN10_OVER_10)
-                g = hz * bsc[l, s] * spk_scale[s]
+                g = hz * spk_scale[s]  # reverberation: its own unit level, whatever tissue lies there
                 if g >= spk_thresh:
                     gbuf[s] = g
                 if has_extra:

@@ -34,6 +34,7 @@ from simulator.imaging.ultrasound_kernels_volume import (
 )
 
 MAX_RUNS = 48
+INJ_STEP = 4  # samples between evaluations of the injectate's fields along a line
 # meta columns of a packed injectate group: grid coordinates g = voxel position * scale + off;
 # grid size; offsets of its displacement and density grids in the flat arrays; the box (grid
 # coordinates) outside which every density is 0.
@@ -281,7 +282,8 @@ def _injectate_line(pos, meta, disp, dens, inj_code, infil):
     """Move each sample position (voxel units) to the material point the injectate's
     displacement brings there (p = m + u(m), solved by two fixed-point steps: m1 = p - u(p),
     m = p - u(m1)) and mark the samples in a pocket (inj_code: INJ_FLUID_CODE / INJ_GAS_CODE,
-    else 0) and the infiltrated share (densities looked up at m1)."""
+    else 0) and the infiltrated share (densities looked up at m1); displacement and densities at
+    every INJ_STEP-th sample, linear in between."""
     ns = pos.shape[0]
     for s in range(ns):
         inj_code[s] = 0
@@ -302,25 +304,58 @@ def _injectate_line(pos, meta, disp, dens, inj_code, infil):
             hit = True
     if not hit:
         return
-    for s in range(ns):
+    # The fields are smooth over a millimetre (their cells) and samples lie a tenth of that apart:
+    # they are evaluated every INJ_STEP samples (and at the last) and interpolated in between.
+    nk = (ns - 1) // INJ_STEP + 2
+    key = np.empty((nk, 6))
+    ks = np.empty(nk, np.int64)
+    n = 0
+    for s in range(0, ns + INJ_STEP - 1, INJ_STEP):
+        s = min(s, ns - 1)
+        ks[n] = s
         x = pos[s, 0]
         y = pos[s, 1]
         z = pos[s, 2]
         ux, uy, uz = _displacement(meta, disp, x, y, z)
         if ux == 0.0 and uy == 0.0 and uz == 0.0:
-            continue
-        m1x = x - ux
-        m1y = y - uy
-        m1z = z - uz
-        ux, uy, uz = _displacement(meta, disp, m1x, m1y, m1z)
-        pos[s, 0] = x - ux
-        pos[s, 1] = y - uy
-        pos[s, 2] = z - uz
-        p0, p1, p2 = injectate_densities(meta, dens, m1x, m1y, m1z)
-        c = _code_of(p0, p1)
+            key[n, 0] = 0.0
+            key[n, 1] = 0.0
+            key[n, 2] = 0.0
+            key[n, 3] = 0.0
+            key[n, 4] = 0.0
+            key[n, 5] = 0.0
+        else:
+            m1x = x - ux
+            m1y = y - uy
+            m1z = z - uz
+            vx, vy, vz = _displacement(meta, disp, m1x, m1y, m1z)
+            key[n, 0] = vx
+            key[n, 1] = vy
+            key[n, 2] = vz
+            key[n, 3], key[n, 4], key[n, 5] = injectate_densities(meta, dens, m1x, m1y, m1z)
+        n += 1
+        if s == ns - 1:
+            break
+    j = 0
+    for s in range(ns):
+        while j + 1 < n - 1 and ks[j + 1] <= s:
+            j += 1
+        s0 = ks[j]
+        s1 = ks[j + 1] if j + 1 < n else s0
+        t = 0.0 if s1 == s0 else (s - s0) / (s1 - s0)
+        if t < 0.0:
+            t = 0.0
+        elif t > 1.0:
+            t = 1.0
+        v0 = key[j]
+        v1 = key[j + 1] if j + 1 < n else key[j]
+        pos[s, 0] -= (1 - t) * v0[0] + t * v1[0]
+        pos[s, 1] -= (1 - t) * v0[1] + t * v1[1]
+        pos[s, 2] -= (1 - t) * v0[2] + t * v1[2]
+        c = _code_of((1 - t) * v0[3] + t * v1[3], (1 - t) * v0[4] + t * v1[4])
         if c >= 0:
             inj_code[s] = c
-        infil[s] = p2
+        infil[s] = (1 - t) * v0[5] + t * v1[5]
 
 
 @njit(**_OPTS)

@@ -281,28 +281,43 @@ def inj_gradient(field, ch, x):
 
 def warp(field, X):
     """The kernels' `_injectate_line` on whole arrays: positions moved by the displacement, the
-    pocket code (0 none) and the infiltrated share."""
-    code = np.zeros(X.shape[:-1], np.int64)
-    infil = np.zeros(X.shape[:-1])
+    pocket code (0 none) and the infiltrated share - the fields evaluated every INJ_STEP samples
+    (and at the last), linear in between."""
+    nl, ns = X.shape[:2]
+    code = np.zeros((nl, ns), np.int64)
+    infil = np.zeros((nl, ns))
     if field.meta.shape[0] == 0:
         return X, code, infil
-    u1 = _inj_disp(field, X)
-    moved = np.any(u1 != 0.0, axis=-1)
     # Lines whose segment misses every box are left alone (the kernel's quick rejection).
     seg_lo = np.minimum(X[:, 0], X[:, -1])
     seg_hi = np.maximum(X[:, 0], X[:, -1])
-    hit = np.zeros(len(X), bool)
+    hit = np.zeros(nl, bool)
     for g in range(field.meta.shape[0]):
         m = field.meta[g]
         lo = (0.0 - m[C.M_OFF:C.M_OFF + 3]) / m[C.M_SCALE:C.M_SCALE + 3]
         hi = (m[C.M_N:C.M_N + 3] - 1.0 - m[C.M_OFF:C.M_OFF + 3]) / m[C.M_SCALE:C.M_SCALE + 3]
         hit |= np.all((seg_lo <= hi) & (seg_hi >= lo), axis=1)
-    moved &= hit[:, None]
-    M1 = X - u1
-    M = np.where(moved[..., None], X - _inj_disp(field, M1), X)
-    c = inj_code(field, M1)  # the densities at the first fixed-point step, as the kernel
-    code = np.where(moved & (c >= 0), c, 0)
-    infil = np.where(moved, inj_density(field, 2, M1), 0.0)
+    ks = np.r_[np.arange(0, ns - 1, C.INJ_STEP), ns - 1]
+    ks = np.unique(ks)
+    P = X[:, ks]
+    u1 = _inj_disp(field, P)
+    moved = np.any(u1 != 0.0, axis=-1)
+    M1 = P - u1
+    key = np.concatenate([_inj_disp(field, M1), np.stack([inj_density(field, ch, M1) for ch in range(3)], -1)], -1)
+    key = np.where(moved[..., None], key, 0.0)
+    s = np.arange(ns)
+    j = np.clip(np.searchsorted(ks, s, side="right") - 1, 0, len(ks) - 2) if len(ks) > 1 else np.zeros(ns, int)
+    s0 = ks[j]
+    s1 = ks[np.minimum(j + 1, len(ks) - 1)]
+    t = np.where(s1 == s0, 0.0, (s - s0) / np.maximum(s1 - s0, 1))
+    t = np.clip(t, 0.0, 1.0)
+    v = (1 - t)[None, :, None] * key[:, j] + t[None, :, None] * key[:, np.minimum(j + 1, len(ks) - 1)]
+    v = np.where(hit[:, None, None], v, 0.0)
+    M = X - v[..., :3]
+    gas = v[..., 4] >= 0.5
+    fluid = v[..., 3] >= 0.5
+    code = np.where(gas, K.INJ_GAS_CODE, np.where(fluid, K.INJ_FLUID_CODE, 0))
+    infil = v[..., 5]
     return M, code, infil
 
 
@@ -509,7 +524,7 @@ def propagate(sim, cfg, s_set: ScannerSettings, lines, X, contact, code, bsc, xr
         gas_amp = echo[hit[(l, s0)]]
         ss = np.arange(s0 + 1, ns)
         hz = gas_amp * float(tab.haze[gc]) * np.exp(-(ss - s0) / haze_decay[gc] - (att[l, ss] - att[l, s0]) * K.LN10_OVER_10)
-        gh = hz * g_unit[l, ss]
+        gh = hz * cfg.spk_scale[ss]
         on = gh >= thresh
         vr[l, ss] += np.where(on, gh * sp_re[l, ss], 0.0) + hz * xre[l, ss]
         vi[l, ss] += np.where(on, gh * sp_im[l, ss], 0.0) + hz * xim[l, ss]

@@ -79,7 +79,7 @@ _ORGAN = dict(roughness=0.15, compliance=0.15, strain_max=0.3)
 _RIGID = dict(compliance=0.0, strain_max=0.0)
 # Gas: the pleura shows A-lines, a faint haze that slides with the breath; gut gas and injected
 # air give a bright echo with a "dirty" shadow (reverberant haze fading over ~1 cm).
-_DIRTY = dict(gas=True, haze=0.02, haze_decay_mm=8.0, **_RIGID)
+_DIRTY = dict(gas=True, haze=0.0008, haze_decay_mm=8.0, **_RIGID)
 DEFAULT_ACOUSTICS: dict[int, Acoustic] = {
     T.AIR: Acoustic(343, 1.2, 7.5, -200.0, roughness=0.5, **_DIRTY),
     T.SKIN: Acoustic(1620, 1100, 0.35, -38.0, roughness=0.3, compliance=0.25, strain_max=0.4),
@@ -126,7 +126,7 @@ DEFAULT_ACOUSTICS: dict[int, Acoustic] = {
     # phenol in water or glycerol, dehydrated alcohol - B-mode cannot tell them apart (the
     # simulator does not invent a difference). Speed of sound ~1500-1530 m/s, water-like density.
     INJECTATE: Acoustic(1515, 1005, 0.002, -100.0, roughness=0.1, compliance=0.5, strain_max=0.3),
-    INJECTED_AIR: Acoustic(343, 1.2, 40.0, -200.0, roughness=0.7, gas=True, haze=0.03, haze_decay_mm=10.0,
+    INJECTED_AIR: Acoustic(343, 1.2, 40.0, -200.0, roughness=0.7, gas=True, haze=0.001, haze_decay_mm=8.0,
                            compliance=0.0, strain_max=0.0),
 }
 
