@@ -66,7 +66,7 @@ from simulator.imaging.ultrasound_doppler import doppler
 from simulator.imaging.ultrasound_injectate import InjectateCache, growing, turbulence
 from simulator.imaging.ultrasound_kernels_contact import contact_lines, find_skin
 from simulator.imaging.ultrasound_kernels_image import psf_envelope, scan_convert
-from simulator.imaging.ultrasound_needle import splats, to_compressed
+from simulator.imaging.ultrasound_needle import splats
 from simulator.imaging.ultrasound_settings import (
     ModelParams,
     NeedleGeometry,
@@ -296,8 +296,7 @@ class UltrasoundSimulator:
         timings["injectate_ms"] = (t2 - t1) * 1e3
         lf, sf, amp = self.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
         has_extra = len(lf) > 0
-        if has_extra:
-            sf = to_compressed(lf, sf, b["y0"])
+        if has_extra:  # drawn where they are in the world (the pixel mapping), pressed tissue or not
             b["xre"].fill(0.0)
             b["xim"].fill(0.0)
             K.splat(lf, sf, amp, np.zeros_like(amp), b["xre"], b["xim"])

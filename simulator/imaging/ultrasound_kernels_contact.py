@@ -18,8 +18,6 @@ tissue comes from.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -374,28 +372,3 @@ def lattice_positions(pos, tex_a, tex_b, tpos):
     for s in range(pos.shape[0]):
         for a in range(3):
             tpos[s, a] = pos[s, 0] * tex_a[0, a] + pos[s, 1] * tex_a[1, a] + pos[s, 2] * tex_a[2, a] + tex_b[a]
-
-
-@njit(**_OPTS)
-def compressed_samples(lf, sf, y0, out):
-    """Image sample of each point (fractional line lf, material sample sf): y0[l] (monotone) maps
-    image samples to material positions; inverted by bisection (slope 1 beyond its ends)."""
-    nl, ns = y0.shape
-    for p in range(lf.shape[0]):
-        l = min(max(int(math.floor(lf[p] + 0.5)), 0), nl - 1)
-        q = sf[p]
-        if q <= y0[l, 0]:
-            out[p] = q - y0[l, 0]
-        elif q >= y0[l, ns - 1]:
-            out[p] = ns - 1 + (q - y0[l, ns - 1])
-        else:
-            lo = 0
-            hi = ns - 1
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if y0[l, mid] <= q:
-                    lo = mid
-                else:
-                    hi = mid
-            d = y0[l, hi] - y0[l, lo]
-            out[p] = lo + ((q - y0[l, lo]) / d if d > 0 else 0.0)

@@ -2,8 +2,8 @@
 fractional sample, amplitude) added into the scatter signal before propagation. The shaft is a
 specular line reflector (brightest at right angles to the beam, fading when steep) with a
 reverberation tail, weighted by the elevation profile (an out-of-plane needle is a dot); the bevel
-a faint diffuse point at the tip. Where the probe compresses the tissue, the points move with the
-tissue they lie in (`to_compressed`)."""
+a faint diffuse point at the tip. They are drawn where they are in the world (the frame's pixel
+mapping), whether the probe compresses the tissue around them or not."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,6 @@ import math
 import numpy as np
 
 from simulator.core.probe import BeamGrid, ProbePose
-from simulator.imaging.ultrasound_kernels_contact import compressed_samples
 from simulator.imaging.ultrasound_settings import ModelParams, NeedleGeometry, ScannerSettings
 
 
@@ -122,15 +121,3 @@ def _point_splats(cfg, pose, pts_w, amplitudes, s) -> list:
     s_idx = np.clip(np.rint(bc[:, 1]).astype(int), 0, grid.n_samples - 1)
     # Peak amplitude as given: divide by the lateral kernel's centre weight.
     return [(bc[:, 0], bc[:, 1], amps[keep] * w[keep] / cfg.lat_peak[s_idx])]
-
-
-
-def to_compressed(lf: np.ndarray, sf: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """Sample positions of points (fractional line lf, material sample sf) in the image of a
-    compressed tissue: y0[l] maps image samples to material positions (monotone), inverted per
-    line (see `compressed_samples`)."""
-    out = np.empty(len(sf), np.float64)
-    if len(sf):
-        compressed_samples(np.ascontiguousarray(lf, dtype=np.float64), np.ascontiguousarray(sf, dtype=np.float64),
-                           y0, out)
-    return out

@@ -588,7 +588,6 @@ def render_reference(sim, pose, settings: ScannerSettings | None = None, needle=
     The probe contact (the compressed columns) comes from the same kernel as the simulator's."""
     from simulator.imaging.ultrasound_body import lung_motion
     from simulator.imaging.ultrasound_config import texture_lines
-    from simulator.imaging.ultrasound_needle import to_compressed
 
     spec = spec or sim.spec
     s = (settings or ScannerSettings()).resolve(spec)
@@ -610,7 +609,7 @@ def render_reference(sim, pose, settings: ScannerSettings | None = None, needle=
     xim = np.zeros_like(bsc)
     lf, sf, amp = sim.splats(cfg, pose, s, needle, points_mm, point_amplitudes)
     if len(lf):
-        splat(lf, to_compressed(lf, sf, y0), amp, xre)
+        splat(lf, sf, amp, xre)
     vr, vi, att, alive = propagate(sim, cfg, s, lines, X, contact, code, bsc, xre, xim, field, slide_t, lung.ptx)
     tgc = sim._tgc_curve(cfg, s, att.astype(np.float32), alive).astype(np.float64)
     env, db = psf_envelope(cfg, vr, vi, tgc, 10 ** (s.noise_db / 20))
