@@ -14,8 +14,9 @@ exact chords, supersampled; a plastic hub) and contrast (iodine Gaussian blobs a
 the spread model; intravascular contrast flashes and washes out) as line integrals in their boxes,
 turned into extra attenuation on top of (W, B) by 3-D tables.
 Detector/display (the image chain, presets in `fluoroscopy_presets`): AEC level from the centre of
-the field, scatter as a broad blur of the primary, log, dynamic-range compression, two-band edge
-enhancement, quantum noise from the detected quanta of the pulse, window/level with automatic
+the field, scatter as a broad blur of the primary, log, multiscale processing (`fluoroscopy_multiscale`:
+halo-free compression of large steps, edge and detail enhancement, harmonisation of the broad
+background), quantum noise from the detected quanta of the pulse, window/level with automatic
 brightness, dense = dark (`invert` for bone-white), round or square field, collimator shutters.
 
 Speed (see `simulator/benchmarks/fluoroscopy.py`): the anatomy's line integrals are computed once per
@@ -43,6 +44,7 @@ import numpy as np
 from simulator.core.carm import CArmPose, compute_exposure
 from simulator.imaging import fluoroscopy_image_kernels as IK
 from simulator.imaging import xray_spectrum as XS
+from simulator.imaging.fluoroscopy_multiscale import multiscale_process
 from simulator.imaging.xray_bones import BoneModel
 from simulator.imaging.fluoroscopy_overlays import (  # noqa: F401 - the public names of the engine
     ContrastBlob,
@@ -113,20 +115,22 @@ class DisplaySettings:
     # widened by the margins; after the range compression the whole field fits (lung not clipped)
     auto_percentiles: tuple[float, float] = (0.3, 99.7)
     auto_region: float = 0.5  # radius of the region used, fraction of the field (0.5: all of it)
-    auto_margin: tuple[float, float] = (0.03, 0.08)  # widening of the window below / above
+    auto_margin: tuple[float, float] = (0.03, 0.15)  # widening of the window below / above (dense side: room for the spine)
     min_window: float = 0.8  # narrowest automatic window (line-integral units)
     brightness_region: float = 0.25  # radius of the automatic brightness region (fraction of the field)
     brightness_target: float = 0.45  # its median's displayed brightness when the field does not fit
     max_window_factor: float = 2.6  # widest window, in units of the brightness region's 1-99 % range
     shoulder: float = 1.0  # the display curve runs on past the window's dense end by this many widths
-    shoulder_start: float = 0.2  # the share of the window's dense end where the shoulder begins
-    gamma: float = 1.1  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
-    edge_enhance: float = 4.0  # unsharp-mask gain, fine band (cortical outlines, end plates, needle)
+    shoulder_start: float = 0.12  # the share of the window's dense end where the shoulder begins
+    gamma: float = 1.3  # applied to the displayed brightness (> 1 lifts bone to mid-grey)
+    edge_enhance: float = 5.0  # gain added to the fine bands (cortical outlines, end plates, needle)
     edge_sigma_mm: float = 0.5  # its radius at the isocentre
-    detail_enhance: float = 1.0  # gain of the middle band (pedicles, processes, rib outlines)
+    detail_enhance: float = 1.0  # gain added to the middle bands (pedicles, processes, rib outlines)
     detail_sigma_mm: float = 2.0
-    range_compression: float = 0.75  # fraction of the broad background taken out (harmonisation)
-    range_sigma_mm: float = 50.0  # radius of that background at the isocentre
+    range_compression: float = 0.6  # fraction of the broad background taken out (harmonisation)
+    range_sigma_mm: float = 50.0  # its scale at the isocentre (the bands beyond it and the residual)
+    band_compression: float = 0.7  # the part of a step beyond the threshold taken out (local Laplacian filter)
+    compression_threshold: float = 0.25  # steps up to this (attenuation) are kept: bone against soft tissue
     scatter_fraction: float = 0.4  # scatter reaching the detector behind the grid, relative to primary
     psf_sigma_px: float = 0.7  # detector blur of the needle and contrast layer
     shutter_level: float = 30.0  # grey level behind the collimator shutters
@@ -136,7 +140,7 @@ class DisplaySettings:
         """The settings that change the cached per-pose maps."""
         return (self.scatter_fraction, self.edge_enhance, self.edge_sigma_mm, self.detail_enhance,
                 self.detail_sigma_mm, self.range_compression,
-                self.range_sigma_mm, tuple(self.auto_percentiles), self.auto_region, tuple(self.auto_margin),
+                self.range_sigma_mm, self.band_compression, self.compression_threshold, tuple(self.auto_percentiles), self.auto_region, tuple(self.auto_margin),
                 self.min_window, self.brightness_region, self.brightness_target, self.max_window_factor, self.gamma)
 
 
@@ -321,12 +325,8 @@ class FluoroscopyRenderer:
         IK.log_signal(maps[1], scat_blur, norm_blur, float(display.scatter_fraction), p_ref, maps[2], L, maps[3])
         # image processing of a clinical fluoroscope: dynamic range compression (a fraction of the
         # broad background is taken out), a middle-band (detail) boost and edge enhancement
-        iso_to_px = pose.source_to_detector_mm / pose.source_to_isocenter_mm / pitch
-        big = blur_fast(L, display.range_sigma_mm * iso_to_px) if display.range_compression > 0 else L
-        small = blur_fast(L, display.edge_sigma_mm * iso_to_px) if display.edge_enhance > 0 or display.detail_enhance > 0 else L
-        mid = blur_fast(L, display.detail_sigma_mm * iso_to_px) if display.detail_enhance > 0 else small
-        IK.process_display(L, big, small, mid, p_ref, float(display.range_compression), float(display.edge_enhance),
-                          float(display.detail_enhance), maps[0])
+        iso_px_mm = pitch * pose.source_to_isocenter_mm / pose.source_to_detector_mm
+        maps[0] = multiscale_process(L, p_ref, iso_px_mm, display)
         L_disp = maps[0]
         # automatic brightness/contrast: percentiles of the central part of the field (where the
         # anatomy of interest is), widened so that the periphery may burn out as on a real C-arm

@@ -247,10 +247,68 @@ def log_signal(prim, scat_blur, norm_blur, scatter_fraction, p_ref, scatter, L, 
 
 
 @njit(**_JIT)
-def process_display(L, big, small, mid, p_ref, rc, ee, de, out):
-    """out = L - rc (big - p_ref) + ee (L - small) + de (small - mid)."""
+def _reduce_columns(src, dst):
+    """dst (h, ceil(w/2)): src's rows sampled at the centres of column pairs through a
+    [1, 3, 3, 1] / 8 kernel (edges clamped)."""
+    h, w = src.shape
+    W = dst.shape[1]
+    for r in range(h):
+        for C in range(W):
+            c = 2 * C
+            dst[r, C] = (src[r, max(c - 1, 0)] + 3.0 * src[r, min(c, w - 1)] + 3.0 * src[r, min(c + 1, w - 1)]
+                         + src[r, min(c + 2, w - 1)]) * np.float32(0.125)
+
+
+def reduce2(src, dst):
+    """One pyramid level down: dst (ceil(h/2), ceil(w/2)) samples src at the centres of its 2 x 2
+    blocks through a [1, 3, 3, 1] / 8 kernel per axis (a binomial low-pass; edges clamped)."""
+    tmp = np.empty((src.shape[0], dst.shape[1]), dtype=np.float32)
+    _reduce_columns(src, tmp)
+    out_t = np.empty((dst.shape[1], dst.shape[0]), dtype=np.float32)
+    _reduce_columns(np.ascontiguousarray(tmp.T), out_t)
+    dst[:, :] = out_t.T
+
+
+@njit(**_JIT)
+def band_transform(fine, up, gain, threshold, compression, out):
+    """out = gain * f(fine - up): a band of the Laplacian pyramid, its amplitude compressed,
+    f(x) = x (1 + (x / threshold)^2)^(-compression / 2): linear for small details, a power
+    |x|^(1 - compression) for large steps (lung against mediastinum, skin against air)."""
+    h, w = fine.shape
+    inv_t2 = 1.0 / (threshold * threshold) if threshold > 0.0 else 0.0
+    half = -0.5 * compression
+    for r in range(h):
+        for c in range(w):
+            x = fine[r, c] - up[r, c]
+            if compression != 0.0:
+                x = x * (1.0 + x * x * inv_t2) ** half
+            out[r, c] = gain * x
+
+
+@njit(**_JIT)
+def remap_edges(L, g, sigma_r, beta, out):
+    """The local Laplacian filter's remapping around the level g: differences from g up to sigma_r
+    kept, the part beyond sigma_r scaled by beta (large steps compressed, details untouched)."""
     h, w = L.shape
     for r in range(h):
         for c in range(w):
-            l = L[r, c]
-            out[r, c] = l - rc * (big[r, c] - p_ref) + ee * (l - small[r, c]) + de * (small[r, c] - mid[r, c])
+            d = L[r, c] - g
+            if d > sigma_r:
+                d = sigma_r + beta * (d - sigma_r)
+            elif d < -sigma_r:
+                d = -sigma_r + beta * (d + sigma_r)
+            out[r, c] = g + d
+
+
+@njit(**_JIT)
+def accumulate_band(fine, up, guide, gamma, inv_step, lo, hi, acc):
+    """acc += w (fine - up), w = max(0, 1 - |guide - gamma| * inv_step): this reference level's
+    Laplacian coefficients where the input's own Gaussian level (clamped to [lo, hi]) lies near
+    gamma."""
+    h, w = fine.shape
+    for r in range(h):
+        for c in range(w):
+            g = min(max(guide[r, c], lo), hi)
+            t = abs(g - gamma) * inv_step
+            if t < 1.0:
+                acc[r, c] += (1.0 - t) * (fine[r, c] - up[r, c])

@@ -4,7 +4,9 @@ detector's resolution (the hybrid of mesh and CT that gVirtualXRay and DeepDRR 1
 Why: a CT with 0.7 x 0.7 x 2.5 mm voxels smears a 1-2 mm cortex (1.9 g/cm3) into a few hundred HU
 over several voxels, so a projection of the CT alone shows no sharp end plates, pedicles or rib
 outlines. The segmentation's smooth closed meshes (built by `simulator.anatomy`) keep the bones'
-shapes; each bone gets
+shapes; the spine's and the pelvis's are first refined against the CT (`xray_bone_surface`:
+subdivided, moved onto the CT's half-maximum bone edge, the slice staircase of the end plates
+smoothed into their slope). Each bone gets
 
 - an outer surface (its mesh) and an inner surface (the mesh moved inwards along its vertex normals
   by the cortical thickness of that bone, `CORTEX_MM`, never more than 0.9 times the local
@@ -18,10 +20,13 @@ shapes; each bone gets
   bone (weight 1) and the core's weight (its cortical-bone volume fraction) is solved for.
 
 The bone map of a pose is the cortical-bone-equivalent path B (mm): along the ray, B mm of
-cortical bone (1.92 g/cm3) replace the same length of water. The CT supplies everything else, with
-each meshed bone's voxels (and the ring) set to water (`AttenuationVolume.from_anatomy(...,
-bones=...)`). A bone whose mesh is missing or not closed is listed in `BoneModel.rejected` with
-the reason and stays in the CT.
+cortical bone (1.92 g/cm3) replace the same length of water. The CT supplies everything else,
+with the model itself taken out of it as the CT sees it (`model_on_grid`: each voxel's share of
+shell and core, exact along z and 3 x 3 rays in-plane, blurred by the CT's point spread) - not the
+label voxels, whose 2.5 mm slice boundaries would leave straight lines across every vertebra. What
+the model misses (denser or lighter bone, osteophytes) stays in the CT, so the hybrid and the CT
+agree when both are blurred to the CT's resolution. A bone whose mesh is missing or not closed is
+listed in `BoneModel.rejected` with the reason and stays in the CT.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from scipy import ndimage as ndi
 
 from simulator.core.tissue import BONE
 from simulator.imaging import xray_mesh_kernels as MK
+from simulator.imaging.xray_bone_surface import REACH_MM, refine_bone_surface
 
 # CT number of cortical bone (1.92 g/cm3, ICRU-46) at a 120 kVp scanner's effective energy (about
 # 70 keV): mu_bone / mu_water = 0.502 / 0.194 (NIST XCOM) -> 1588 HU. A voxel at h HU (h > 0)
@@ -54,10 +60,14 @@ CORTEX_MM: tuple[tuple[str, float], ...] = (
 # thoracic vertebral bodies 0.08-0.20 (Mosekilde 1988; Hildebrand 1999: 0.08-0.15 in the elderly);
 # ribs 0.10-0.20; other flat bones similar. The shell's density takes the rest of the CT's mass.
 CORE_PRIOR: tuple[tuple[str, float], ...] = ((r"^vertebrae_", 0.13), (r"^rib_", 0.08), (r".*", 0.12))
+REFINED = r"^(vertebrae_|sacrum|hip_|femur_)"  # meshes refined against the CT (the spine, the pelvis)
 MIN_SHELL_WEIGHT = 0.25  # a shell lighter than a quarter of cortical bone: the core gives mass instead
 RING_MM = 1.5  # partial-volume ring around a bone's label (mm; at least one voxel along each axis)
-FILL_HU = 0.0  # what a meshed bone's voxels become in the CT (water)
-RING_CAP_HU = 30.0  # ring voxels are capped at this (soft tissue), below it they stay as they are
+FILL_HU = 0.0  # the CT number of what the bone replaces (water), for its mass above water
+RING_CAP_HU = 30.0  # the ring's bone: what it holds above soft tissue
+# The CT's point spread (standard deviations, mm): in-plane a standard body kernel at 0.7 mm pixels
+# (FWHM about 1 mm); along z what the slice profile adds to the slab of a 2.5 mm slice
+CT_PSF_SIGMA_MM = (0.45, 0.6)
 
 
 def core_prior(name: str) -> float:
@@ -166,8 +176,9 @@ class BoneModel:
         }
 
     @classmethod
-    def from_anatomy(cls, anatomy, names: list[str] | None = None) -> "BoneModel":
-        """Every structure of a bone tissue with a closed mesh (or those in `names`)."""
+    def from_anatomy(cls, anatomy, names: list[str] | None = None, refine: bool = True) -> "BoneModel":
+        """Every structure of a bone tissue with a closed mesh (or those in `names`); refine: the
+        spine's and the pelvis's meshes refined against the CT first (`xray_bone_surface`)."""
         spacing = np.asarray(anatomy.spacing_mm, dtype=np.float64)
         voxel_mm3 = float(np.prod(spacing))
         objects = ndi.find_objects(anatomy.labels)
@@ -192,23 +203,24 @@ class BoneModel:
             org = np.asarray(anatomy.origin_mm) + np.array([b.start for b in box]) * spacing
             v = mesh.vertices.astype(np.float64)
             f = mesh.faces.astype(np.int64)
+            if refine and re.match(REFINED, s.name):
+                v, f = _refined(v, f, anatomy)
             t = cortex_mm(s.name)
             half = half_thickness_mm(v, vertex_normals(v, f), mask, org, spacing)
             vin = inner_surface(v, f, t, half)
-            # the CT's bone above water: label voxels (set to water) and the ring (capped)
+            # the CT's bone above water: its label voxels and the partial-volume ring around them
             hu = anatomy.hu[box].astype(np.float64)
             ring = _ring(mask, spacing) & ~_other_bone(labels, s.id, anatomy)
             excess = (np.sum(hu[mask] - FILL_HU) + np.sum(np.maximum(hu[ring] - RING_CAP_HU, 0.0))) / CORTICAL_BONE_HU
-            capped = ring & (hu > RING_CAP_HU)
-            for sel, values in ((mask, np.full(int(mask.sum()), FILL_HU)), (capped, np.full(int(capped.sum()), RING_CAP_HU))):
-                ijk = np.nonzero(sel)
-                edits.append(np.ravel_multi_index(tuple(a + b.start for a, b in zip(ijk, box)), anatomy.labels.shape))
-                edit_values.append(values.astype(np.int16))
             excess_mm3 = float(excess * voxel_mm3)
             v_out = _volume(v, f)
             v_in = max(min(_volume(vin, f), v_out), 0.0)
             shell, core = v_out - v_in, v_in
             w_core, w_shell = _calibrate(excess_mm3, shell, core, core_prior(s.name))
+            # taken out of the CT: the model itself as the CT sees it (partial volume, the CT's blur)
+            idx, delta = model_on_grid(v, vin, f, w_shell, w_core, anatomy.origin_mm, spacing, anatomy.labels.shape)
+            edits.append(idx)
+            edit_values.append(delta)
             groups.append(BoneGroup(s.name, int(s.id), (nf, nf + len(f)), (nf + len(f), nf + 2 * len(f)),
                                     (nv, nv + 2 * len(v)), t, float(w_shell), float(w_core), excess_mm3,
                                     float(shell), float(core)))
@@ -222,8 +234,12 @@ class BoneModel:
         else:
             V = np.zeros((0, 3))
             F = np.zeros((0, 3), np.int64)
-        idx = np.concatenate(edits) if edits else np.zeros(0, np.int64)
-        val = np.concatenate(edit_values) if edit_values else np.zeros(0, np.int16)
+        idx, val = np.zeros(0, np.int64), np.zeros(0, np.int16)
+        if edits:
+            idx, inv = np.unique(np.concatenate(edits), return_inverse=True)
+            delta = np.bincount(inv.ravel(), weights=np.concatenate(edit_values), minlength=len(idx))
+            new_hu = np.rint(anatomy.hu.flat[idx].astype(np.float64) - delta)
+            val = np.clip(new_hu, -1024, 32767).astype(np.int16)
         return cls(V, F, groups, rejected, idx, val)
 
     def coarse(self, cell_mm: float, solid: bool = True) -> "BoneModel":
@@ -337,6 +353,49 @@ class BoneModel:
         return out
 
 
+def mesh_occupancy(vertices: np.ndarray, faces: np.ndarray, origin_mm, spacing_mm, lo_ijk, shape,
+                   supersample: int = 3) -> np.ndarray:
+    """Fraction of each voxel of the box [lo_ijk, lo_ijk + shape) of a grid (voxel (i, j, k) centred
+    at origin + (i, j, k) * spacing) inside a closed outward mesh: exact along z (the crossings of
+    vertical rays), `supersample` x `supersample` rays per voxel column in-plane."""
+    ss = int(supersample)
+    sp = np.asarray(spacing_mm, dtype=np.float64)
+    lo = np.asarray(origin_mm, dtype=np.float64) + np.asarray(lo_ijk) * sp - 0.5 * sp  # the box's lower corner
+    uv = np.empty((len(vertices), 2))
+    for a in range(2):
+        uv[:, a] = (vertices[:, a] - lo[a]) / (sp[a] / ss) - 0.5
+    P = np.zeros(tuple(int(x) for x in shape), np.float64)
+    S = np.zeros_like(P)
+    MK.raster_z_occupancy(np.ascontiguousarray(vertices, dtype=np.float64), np.ascontiguousarray(faces, dtype=np.int64),
+                          0, len(faces), uv, ss, float(lo[2]), float(sp[2]), 1.0 / ss ** 2, P, S)
+    P += np.cumsum(S, axis=2)
+    return np.clip(P, 0.0, 1.0, out=P)
+
+
+def model_on_grid(outer: np.ndarray, inner: np.ndarray, faces: np.ndarray, shell_weight: float, core_weight: float,
+                  origin_mm, spacing_mm, shape) -> tuple[np.ndarray, np.ndarray]:
+    """A bone's model (cortical shell over cancellous core) as the CT shows it: its cortical-bone
+    fraction per voxel (partial volume), blurred by the CT's point spread (`CT_PSF_SIGMA_MM`), in
+    CT numbers above water. Returns (flat voxel indices, CT numbers to subtract there)."""
+    sp = np.asarray(spacing_mm, dtype=np.float64)
+    sigma = np.array([CT_PSF_SIGMA_MM[0], CT_PSF_SIGMA_MM[0], CT_PSF_SIGMA_MM[1]]) / sp
+    margin = np.ceil(3.0 * sigma).astype(int) + 1
+    org = np.asarray(origin_mm, dtype=np.float64)
+    lo = np.maximum(np.floor((outer.min(axis=0) - org) / sp).astype(int) - margin, 0)
+    hi = np.minimum(np.ceil((outer.max(axis=0) - org) / sp).astype(int) + margin + 1, np.asarray(shape))
+    if np.any(hi <= lo):
+        return np.zeros(0, np.int64), np.zeros(0)
+    box_shape = hi - lo
+    occ_out = mesh_occupancy(outer, faces, org, sp, lo, box_shape)
+    occ_in = np.minimum(mesh_occupancy(inner, faces, org, sp, lo, box_shape), occ_out)
+    frac = shell_weight * (occ_out - occ_in) + core_weight * occ_in
+    frac = ndi.gaussian_filter(frac, sigma, mode="constant")
+    hu = CORTICAL_BONE_HU * frac
+    keep = np.nonzero(hu > 0.5)
+    idx = np.ravel_multi_index(tuple(a + b for a, b in zip(keep, lo)), tuple(shape))
+    return idx.astype(np.int64), hu[keep]
+
+
 def _calibrate(excess_mm3: float, shell_mm3: float, core_mm3: float, prior: float) -> tuple[float, float]:
     """(core weight, shell weight) so that shell_w V_shell + core_w V_core = the CT's excess mass:
     the core at its prior bone fraction and the shell taking the rest, the shell capped at
@@ -353,6 +412,17 @@ def _calibrate(excess_mm3: float, shell_mm3: float, core_mm3: float, prior: floa
         return w_core, w_shell
     w_core = (excess_mm3 - w_shell * shell_mm3) / core_mm3 if core_mm3 > 1e-6 else 0.0
     return float(min(max(w_core, 0.0), 1.0)), float(w_shell)
+
+
+def _refined(v: np.ndarray, f: np.ndarray, anatomy) -> tuple[np.ndarray, np.ndarray]:
+    """A bone mesh refined against the CT numbers of a box around it (`refine_bone_surface`)."""
+    sp = np.asarray(anatomy.spacing_mm, dtype=np.float64)
+    org = np.asarray(anatomy.origin_mm, dtype=np.float64)
+    reach = np.ceil((REACH_MM + 2.0) / sp).astype(int)
+    lo = np.maximum(np.floor((v.min(axis=0) - org) / sp).astype(int) - reach, 0)
+    hi = np.minimum(np.ceil((v.max(axis=0) - org) / sp).astype(int) + reach + 1, np.asarray(anatomy.hu.shape))
+    hu = anatomy.hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    return refine_bone_surface(v, f, hu, org + lo * sp, sp)
 
 
 def _grown(sl: tuple[slice, ...], shape, k: int) -> tuple[slice, ...]:

@@ -104,31 +104,54 @@ def _edge_span(ex, q, k, inv_q, s, tie_in, y, lo, hi):
 
 
 @njit(**_JIT)
+def _corners(uv, ia, ib, ic):
+    return uv[ia, 0], uv[ia, 1], uv[ib, 0], uv[ib, 1], uv[ic, 0], uv[ic, 1]
+
+
+@njit(**_JIT)
+def _triangle_box(faces, q, uv, r0, h, c0, w):
+    """Face q on the pixel grid: (vertex indices, orientation sign, column and row range within
+    rows [r0, r0 + h) and columns [c0, c0 + w)); sign 0 when it covers no pixel centre there."""
+    ia = faces[q, 0]
+    ib = faces[q, 1]
+    ic = faces[q, 2]
+    xa, ya, xb, yb, xc, yc = _corners(uv, ia, ib, ic)
+    none = (ia, ib, ic, 0.0, 1.0, 0.0, 1, 0)
+    if not (math.isfinite(xa) and math.isfinite(xb) and math.isfinite(xc)):
+        return none
+    area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+    if area == 0.0:
+        return none
+    cmin = float(max(math.ceil(min(xa, xb, xc)), c0))
+    cmax = float(min(math.floor(max(xa, xb, xc)), c0 + w - 1))
+    rmin = max(int(math.ceil(min(ya, yb, yc))), r0)
+    rmax = min(int(math.floor(max(ya, yb, yc))), r0 + h - 1)
+    if cmin > cmax or rmin > rmax:
+        return none
+    return ia, ib, ic, (1.0 if area > 0.0 else -1.0), cmin, cmax, rmin, rmax
+
+
+@njit(**_JIT)
+def _edges3(ia, ib, ic, uv, sgn):
+    return _edge_setup(ia, ib, uv, sgn), _edge_setup(ib, ic, uv, sgn), _edge_setup(ic, ia, uv, sgn)
+
+
+@njit(**_JIT)
+def _span3(edges, y, lo, hi):
+    """The covered column interval of row y inside a triangle's three edges."""
+    for e in edges:
+        lo, hi = _edge_span(e[0], e[1], e[2], e[3], e[4], e[5], y, lo, hi)
+    return lo, hi
+
+
+@njit(**_JIT)
 def raster_signed_depths(verts, faces, f0, f1, uv, src, e0, du, dv, acc, r0, c0):
     """Add num / |n.d| of faces [f0, f1) to acc (h, w), which holds pixels [r0, r0+h) x [c0, c0+w).
     The sum over a closed mesh, times |d|, is the path length (mm) of each pixel's ray inside it."""
     h, w = acc.shape
     for q in range(f0, f1):
-        ia = faces[q, 0]
-        ib = faces[q, 1]
-        ic = faces[q, 2]
-        xa = uv[ia, 0]
-        ya = uv[ia, 1]
-        xb = uv[ib, 0]
-        yb = uv[ib, 1]
-        xc = uv[ic, 0]
-        yc = uv[ic, 1]
-        if not (math.isfinite(xa) and math.isfinite(xb) and math.isfinite(xc)):
-            continue
-        area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
-        if area == 0.0:
-            continue
-        sgn = 1.0 if area > 0.0 else -1.0
-        cmin = float(max(math.ceil(min(xa, xb, xc)), c0))
-        cmax = float(min(math.floor(max(xa, xb, xc)), c0 + w - 1))
-        rmin = max(int(math.ceil(min(ya, yb, yc))), r0)
-        rmax = min(int(math.floor(max(ya, yb, yc))), r0 + h - 1)
-        if cmin > cmax or rmin > rmax:
+        ia, ib, ic, sgn, cmin, cmax, rmin, rmax = _triangle_box(faces, q, uv, r0, h, c0, w)
+        if sgn == 0.0:
             continue
         # the triangle's plane, from the source
         ax = verts[ia, 0]
@@ -147,18 +170,13 @@ def raster_signed_depths(verts, faces, f0, f1, uv, src, e0, du, dv, acc, r0, c0)
         A = nx * e0[0] + ny * e0[1] + nz * e0[2]
         B = nx * du[0] + ny * du[1] + nz * du[2]
         C = nx * dv[0] + ny * dv[1] + nz * dv[2]
-        ex1, q1, k1, iq1, s1, t1 = _edge_setup(ia, ib, uv, sgn)
-        ex2, q2, k2, iq2, s2, t2 = _edge_setup(ib, ic, uv, sgn)
-        ex3, q3, k3, iq3, s3, t3 = _edge_setup(ic, ia, uv, sgn)
+        edges = _edges3(ia, ib, ic, uv, sgn)
         for r in range(rmin, rmax + 1):
-            y = float(r)
-            lo, hi = _edge_span(ex1, q1, k1, iq1, s1, t1, y, cmin, cmax)
-            lo, hi = _edge_span(ex2, q2, k2, iq2, s2, t2, y, lo, hi)
-            lo, hi = _edge_span(ex3, q3, k3, iq3, s3, t3, y, lo, hi)
+            lo, hi = _span3(edges, float(r), cmin, cmax)
             if lo > hi:
                 continue
             row = acc[r - r0]
-            base = A + C * y
+            base = A + C * r
             for c in range(int(lo), int(hi) + 1):
                 den = abs(base + B * c)
                 if den > 0.0:
@@ -222,3 +240,57 @@ def mesh_path_length(verts, faces, uv, src, e0, du, dv, out):
                 dy = e0[1] + c * du[1] + r * dv[1]
                 dz = e0[2] + c * du[2] + r * dv[2]
                 out[r, c] *= math.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+@njit(**_JIT)
+def raster_z_occupancy(verts, faces, f0, f1, uv, ss, zb0, sz, weight, P, S):
+    """Voxel occupancy of a closed outward mesh, from its crossings with rays along +z.
+
+    The rays run up through `ss` x `ss` sub-columns per voxel column; `uv` holds each vertex's
+    position on that sub-column grid (sub-column centres at integers; column u lies in voxel column
+    u // ss). Faces [f0, f1) are rasterised on it (the same exact-once edge rules as the
+    perspective raster); at each crossing, at height z, the ray enters (the face looks down) or
+    leaves the mesh. With zb0 the bottom of slab 0 and sz the slab thickness, slab t = (z - zb0) / sz
+    gets the crossing's sign times the share of the slab above it in P[i, j, floor(t)] and every
+    slab above it the whole sign through S[i, j, floor(t) + 1] (a crossing below slab 0 adds to
+    S[i, j, 0]); times `weight` (1 / ss^2 for the voxel's mean). The occupancy (fraction of each
+    voxel inside the mesh) is then P + cumsum(S, axis=2)."""
+    ni, nj, nk = P.shape
+    for q in range(f0, f1):
+        ia, ib, ic, sgn, cmin, cmax, rmin, rmax = _triangle_box(faces, q, uv, 0, nj * ss, 0, ni * ss)
+        if sgn == 0.0:
+            continue
+        xa, ya, xb, yb, xc, yc = _corners(uv, ia, ib, ic)
+        area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
+        # the plane z = z0 + gx (u - xa) + gy (v - ya) on the sub-column grid
+        za = verts[ia, 2]
+        dzb = verts[ib, 2] - za
+        dzc = verts[ic, 2] - za
+        gx = (dzb * (yc - ya) - dzc * (yb - ya)) / area
+        gy = (dzc * (xb - xa) - dzb * (xc - xa)) / area
+        # the normal's z: along +z the ray enters where the face looks down
+        ux = verts[ib, 0] - verts[ia, 0]
+        uy = verts[ib, 1] - verts[ia, 1]
+        wx = verts[ic, 0] - verts[ia, 0]
+        wy = verts[ic, 1] - verts[ia, 1]
+        nz = ux * wy - uy * wx
+        s = weight if nz < 0.0 else -weight
+        edges = _edges3(ia, ib, ic, uv, sgn)
+        for r in range(rmin, rmax + 1):
+            lo, hi = _span3(edges, float(r), cmin, cmax)
+            if lo > hi:
+                continue
+            j = r // ss
+            base = za + gy * (r - ya)
+            for c in range(int(lo), int(hi) + 1):
+                i = c // ss
+                t = (base + gx * (c - xa) - zb0) / sz
+                if t < 0.0:
+                    S[i, j, 0] += s
+                    continue
+                k = int(t)
+                if k >= nk:
+                    continue
+                P[i, j, k] += s * (1.0 - (t - k))
+                if k + 1 < nk:
+                    S[i, j, k + 1] += s

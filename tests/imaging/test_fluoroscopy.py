@@ -336,7 +336,7 @@ def slab_renderer():
 def test_dense_is_dark_invert_flips_and_the_field_and_shutters_show(slab_renderer):
     pose = CArmPose(isocenter_mm=tuple(ISO), detector_pixels=256, field_shape="circle",
                     collimation=(0.3, 0.0, 0.0, 0.0))
-    plain = DisplaySettings(edge_enhance=0, detail_enhance=0, range_compression=0, window=(3.5, 5.5))
+    plain = DisplaySettings(edge_enhance=0, detail_enhance=0, range_compression=0, band_compression=0, window=(3.5, 5.5))
     f = slab_renderer.render(pose, quality="full", quanta_per_pixel=0, display=plain)
     img = f.image.astype(float)
     c = 128
@@ -346,14 +346,14 @@ def test_dense_is_dark_invert_flips_and_the_field_and_shutters_show(slab_rendere
     assert img[2, 2] == 0  # outside the circular field: black
     assert 15 < img[c, 20] < 45  # behind the left shutter: dark grey
     inv = slab_renderer.render(pose, quality="full", quanta_per_pixel=0,
-                               display=DisplaySettings(edge_enhance=0, detail_enhance=0, range_compression=0,
+                               display=DisplaySettings(edge_enhance=0, detail_enhance=0, range_compression=0, band_compression=0,
                                                        window=(3.5, 5.5), invert=True)).image.astype(float)
     assert inv[c - 5:c + 5, c - 5:c + 5].mean() > inv[c - 5:c + 5, c + 60:c + 70].mean() + 40
 
 
 def test_quantum_noise_variance_falls_with_dose(slab_renderer):
     pose = CArmPose(isocenter_mm=tuple(ISO), detector_pixels=256, field_shape="square")
-    disp = DisplaySettings(edge_enhance=0, detail_enhance=0, range_compression=0, gamma=1.0, window=(3.0, 5.0),
+    disp = DisplaySettings(edge_enhance=0, detail_enhance=0, range_compression=0, band_compression=0, gamma=1.0, window=(3.0, 5.0),
                            frames_averaged=1.0)
 
     def noise_var(img):  # from neighbour differences, so that slow shading does not count
