@@ -162,5 +162,51 @@ def pytest_collection_modifyitems(config, items):
         path = str(item.path)
         if "/tests/ui/" in path:
             item.add_marker(pytest.mark.gui)
-        if "bundled" in getattr(item, "fixturenames", ()) or "bundled" in item.name or "celiac" in item.name:
+        if {"bundled", "lumbopelvic", "imported_patient"} & set(getattr(item, "fixturenames", ())) \
+                or "bundled" in item.name or "celiac" in item.name:
             item.add_marker(pytest.mark.slow)
+
+
+IMPORTED = "ts_example_import"
+
+
+@pytest.fixture(scope="session")
+def imported_patient():
+    """An imported patient, as an instructor makes one: the TotalSegmentator example CT cropped to
+    L1 - coccyx (a field of view of its own), its labels written as TotalSegmentator's default output
+    (one mask file per structure), through `import_anatomy`. Built once per data folder (the
+    importer's cache is keyed by the inputs' hash; about 20 s), skipped when the lumbopelvic
+    patient's archive is not downloaded. Returns (reference, anatomy)."""
+    import tempfile
+    from pathlib import Path
+
+    import nibabel as nib
+
+    from simulator.anatomy import load_anatomy, packaged
+    from simulator.anatomy.importer import import_anatomy
+    from simulator.anatomy.lumbopelvic import PATIENT
+    from simulator.anatomy.volume_io import read_nifti_bytes
+
+    archive = packaged.archive_path(PATIENT)
+    if not archive.exists():
+        pytest.skip("the lumbopelvic archive is not downloaded (python main.py setup-data)")
+    read, close = packaged._reader(archive)
+    try:
+        ct, aff = read_nifti_bytes(read(PATIENT.ct_member), "ct")
+        seg, _ = read_nifti_bytes(read(PATIENT.labels_member), "seg")
+        names = PATIENT.names(read, str(archive))
+    finally:
+        close()
+    k0, k1 = 8, 100  # slices: below the hips' implant to above L1 (3 mm each)
+    aff = aff.copy()
+    aff[:3, 3] = aff[:3, 3] + aff[:3, 2] * k0
+    ct, seg = ct[:, :, k0:k1], seg[:, :, k0:k1]
+    with tempfile.TemporaryDirectory(prefix="neurolysis-import-") as tmp:
+        folder = Path(tmp) / "segmentations"
+        folder.mkdir()
+        nib.save(nib.Nifti1Image(ct.astype("int16"), aff), str(Path(tmp) / "ct.nii"))
+        for sid in sorted(set(int(v) for v in seg.ravel()) - {0}):
+            nib.save(nib.Nifti1Image((seg == sid).astype("uint8"), aff), str(folder / f"{names[sid]}.nii"))
+        import_anatomy(Path(tmp) / "ct.nii", folder, name=IMPORTED)
+    ref = f"user:{IMPORTED}"
+    return ref, load_anatomy(ref)

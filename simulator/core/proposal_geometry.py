@@ -40,6 +40,7 @@ class VertebralBody:
     world: np.ndarray  # (N, 3) RAS mm
     center_mm: np.ndarray
     z_range_mm: tuple[float, float]
+    cut: bool = False  # the scan ends inside it (its first or last slice holds the body)
 
 
 class LabelGeometry:
@@ -112,7 +113,10 @@ class LabelGeometry:
             return None
         body = ijk + off
         world = self.world(body)
-        return VertebralBody(name, body, world, world.mean(axis=0), (float(world[:, 2].min()), float(world[:, 2].max())))
+        ks = body[:, 2]
+        cut = bool(ks.min() == 0 or ks.max() == self.a.labels.shape[2] - 1)
+        return VertebralBody(name, body, world, world.mean(axis=0), (float(world[:, 2].min()), float(world[:, 2].max())),
+                             cut)
 
     def _canal_front_by_slice(self, off: np.ndarray, shape) -> np.ndarray:
         """Per slice of a box (offset `off`), the box-relative j of the canal's anterior edge

@@ -39,9 +39,9 @@ THORACIC_ANGLE_DEG = 85.0  # the body's lateral surface
 THORACIC_OFFSET_MM = 1.5
 STELLATE_ANGLE_DEG = 55.0
 STELLATE_OFFSET_MM = 9.0  # in front of the longus colli (about 1 cm thick)
-SHP_ANGLE_DEG = 40.0
-SHP_OFFSET_MM = 3.0
-SHP_HEIGHT = 0.2  # the lower part of the L5 body
+SHP_LATERAL_MM = 12.0  # each needle's tip this far to its side of the midline
+SHP_BEHIND_CORNER_MM = 4.0  # the disc's front margin lies this far behind L5's anterior-inferior corner
+SHP_BELOW_CORNER_MM = 7.0  # the L5-S1 disc: this far below L5's anterior-inferior corner
 IMPAR_OFFSET_MM = 4.0  # in front of the sacrococcygeal joint
 
 SCJ = "sacrococcygeal_joint"
@@ -97,6 +97,9 @@ def celiac(g: LabelGeometry, side: str) -> Proposal | None:
 
 
 def splanchnic(g: LabelGeometry, side: str) -> Proposal | None:
+    """Over the bodies: none when the scan ends inside T11 or T12 (the nerve's course is not in it)."""
+    if any(b is not None and b.cut for b in (g.body("vertebrae_T11"), g.body("vertebrae_T12"))):
+        return None
     pts = on_bodies(g, ["vertebrae_T11", "vertebrae_T12"], side, SPLANCHNIC_ANGLE_DEG, SPLANCHNIC_OFFSET_MM)
     if pts is None:
         return None
@@ -151,12 +154,30 @@ def stellate(g: LabelGeometry, side: str) -> Proposal | None:
 
 
 def superior_hypogastric(g: LabelGeometry, side: str) -> Proposal | None:
-    """One side of the bilateral superior hypogastric block: anterolateral to the lower L5 body."""
+    """One needle of the bilateral superior hypogastric block: at the anterolateral margin of the
+    L5-S1 disc (below and a little behind L5's anterior-inferior corner, above the sacral
+    promontory), SHP_LATERAL_MM to the side of the midline, in loose tissue."""
     if not g.has(f"iliac_artery_{side}"):
         return None
-    return _on_body(g, f"superior_hypogastric_{side}", "vertebrae_L5", side, SHP_ANGLE_DEG, SHP_OFFSET_MM, SHP_HEIGHT,
-                    5.0, f"Superior hypogastric plexus, {side} needle: anterolateral to the L5-S1 junction (lower L5 "
-                    f"body), medial to the common iliac vessels", avoid=(f"iliopsoas_{side}",))
+    l5 = g.body("vertebrae_L5")
+    if l5 is None:
+        return None
+    mid = float(np.median(l5.world[:, 0]))
+    slab = l5.world[np.abs(l5.world[:, 0] - mid) <= 3.0]
+    front = slab[slab[:, 1] >= slab[:, 1].max() - 10.0]
+    if len(front) < 3:
+        return None
+    corner = front[np.argmin(front[:, 2])]  # L5's anterior-inferior corner
+    x = mid + (-1.0 if side == "left" else 1.0) * SHP_LATERAL_MM
+    z = float(corner[2]) - SHP_BELOW_CORNER_MM
+    near = l5.world[(np.abs(l5.world[:, 0] - x) <= 3.0) & (l5.world[:, 2] <= corner[2] + 6.0)]
+    y0 = float(near[:, 1].max()) if len(near) else float(corner[1])
+    p = step_out_of(g, np.array([x, y0 - SHP_BEHIND_CORNER_MM, z]), np.array([0.0, 1.0, 0.0]), max_mm=6.0)
+    if not is_soft(g, p):
+        return None
+    return Proposal(f"superior_hypogastric_{side}", "point", p[None, :], 5.0, side,
+                    f"Superior hypogastric plexus, {side} needle: in front of the L5-S1 junction, "
+                    f"{SHP_LATERAL_MM:.0f} mm {side} of the midline, medial to the common iliac vessels")
 
 
 def ganglion_impar(g: LabelGeometry) -> Proposal | None:

@@ -211,9 +211,11 @@ BUNDLED = [p for p in sorted(paths.SCENARIOS_DIR.glob("*.yaml")) if load_scenari
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
 def test_library_plans_are_clean_on_the_bundled_patient(bundled, path):
+    """Clean but for structures a scenario lists as minor and crosses on purpose (the aorta of the
+    transaortic celiac block)."""
     sc = load_scenario(path)
     assert sc.trajectories
-    assert check_plan(bundled, sc) == []
+    assert [p for p in check_plan(bundled, sc) if not (p.kind == "critical" and p.severity == "minor")] == []
 
 
 def test_a_plan_through_the_aorta_is_flagged_on_the_bundled_patient(bundled):

@@ -52,18 +52,18 @@ def test_lumbar_sympathetic_per_level_on_the_anterolateral_body(lumbopelvic, lev
 
 def test_superior_hypogastric_in_front_of_l5_s1_between_the_iliac_vessels(lumbopelvic):
     a = lumbopelvic
-    l5, s1 = voxels(a, "vertebrae_L5"), voxels(a, "vertebrae_S1")
+    l5 = voxels(a, "vertebrae_L5")
     left, right = point(a, "superior_hypogastric_left"), point(a, "superior_hypogastric_right")
+    low = l5[l5[:, 2] <= l5[:, 2].min() + 6.0]  # L5's lowest 6 mm: the inferior end-plate
     for q in (left, right):
-        assert l5[:, 2].min() - 5.0 <= q[2] <= l5[:, 2].mean() and q[2] > s1[:, 2].min(), "lower L5 body, at L5-S1"
-        assert q[1] >= slab(l5, q[2])[:, 1].max() - 4.0, "in front of the body"
-    assert left[0] < right[0] and 10.0 <= right[0] - left[0] <= 45.0, "one needle each side of the midline"
+        assert l5[:, 2].min() - 12.0 <= q[2] <= l5[:, 2].min(), "at the L5-S1 disc, below L5's end-plate"
+        assert q[1] >= low[:, 1].max() - 8.0, "at the disc's anterior margin, not behind it"
+    assert left[0] < right[0] and 15.0 <= right[0] - left[0] <= 40.0, "one needle each side of the midline"
+    mid = np.median(l5[:, 0])
     for side, q in (("left", left), ("right", right)):
-        artery = voxels(a, f"iliac_artery_{side}")
-        near = slab(artery, q[2], 10.0)
+        near = slab(voxels(a, f"iliac_artery_{side}"), q[2], 10.0)
         if len(near):
-            assert abs(q[0] - np.median(l5[:, 0])) < abs(np.median(near[:, 0]) - np.median(l5[:, 0])), \
-                "medial to the common iliac artery"
+            assert abs(q[0] - mid) < abs(np.median(near[:, 0]) - mid), "medial to the common iliac artery"
 
 
 def test_ganglion_impar_in_front_of_the_sacrococcygeal_joint(lumbopelvic):
