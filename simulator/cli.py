@@ -90,7 +90,7 @@ def cmd_gui(args) -> int:
         return 2
     from simulator.ui.app import run_app
 
-    return run_app(scenario=args.scenario)
+    return run_app(scenario=args.scenario, patient=getattr(args, "patient", None))
 
 
 def cmd_setup_data(args) -> int:
@@ -184,10 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"neurolysis-trainer {__version__}")
     p.add_argument("--scenario", help="scenario id or YAML file to open (default: celiac plexus neurolysis)")
+    p.add_argument("--patient", help="run the scenario on this patient (bundled, bundled:lumbopelvic, user:NAME) "
+                   "instead of its own: its targets are placed by their anatomical rules")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("run", help="open the trainer (the default)")
     s.add_argument("--scenario", help="scenario id or YAML file to open")
+    s.add_argument("--patient", help="the patient to run it on (default: the scenario's own)")
     s.set_defaults(func=cmd_gui)
 
     s = sub.add_parser("setup-data", help="fetch and build the bundled patients' anatomies (cached)",

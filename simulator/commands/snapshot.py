@@ -56,6 +56,8 @@ def add_parser(sub) -> None:
     s.add_argument("--probe-direction", help="image depth axis x,y,z (into the patient)")
     s.add_argument("--probe-marker", help="image lateral axis x,y,z (towards the orientation marker)")
     s.add_argument("--depth-mm", type=float, dest="us_depth", help="ultrasound depth (mm)")
+    s.add_argument("--patient", help="render the scenario fitted to this patient (bundled, bundled:lumbopelvic, "
+                   "user:NAME) instead of its own")
     s.set_defaults(func=run)
 
 
@@ -187,12 +189,16 @@ def run(args) -> int:
 
     try:
         scenario = load_scenario(find_scenario(args.scenario))
-        anatomy = load_anatomy(scenario.anatomy)
+        anatomy = load_anatomy(getattr(args, "patient", None) or scenario.anatomy)
+        if getattr(args, "patient", None) and args.patient != scenario.anatomy:
+            from simulator.core.fitting import fit_scenario
+
+            scenario = fit_scenario(scenario, anatomy, args.patient)
         line = _needle_line(args, scenario)
         image = {"fluoroscopy": _fluoroscopy, "ultrasound": _ultrasound, "3d": _view3d}[args.view](
             args, scenario, anatomy, line
         )
-    except (SnapshotError, ScenarioError, AnatomyNotFound, FileNotFoundError) as e:
+    except (SnapshotError, ScenarioError, AnatomyNotFound, FileNotFoundError, ValueError) as e:
         sys.stderr.write(f"snapshot: {e}\n")
         return 1
     out = Path(args.out)

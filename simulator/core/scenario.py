@@ -21,7 +21,7 @@ import difflib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional, Union, get_args, get_origin
 
@@ -547,6 +547,9 @@ class ScenarioEntry:
     difficulty: Optional[int]
     error: Optional[str] = None
     source: str = "library"  # library | user
+    indication: tuple[str, ...] = ()
+    anatomy: str = ""
+    scenario: Any = field(default=None, compare=False, repr=False)  # the validated Scenario (None if invalid)
 
     @property
     def ok(self) -> bool:
@@ -562,7 +565,8 @@ def _scenario_files(folder: Path) -> list[Path]:
 def _entry(path: Path, source: str) -> ScenarioEntry:
     try:
         s = load_scenario(path)
-        return ScenarioEntry(path, s.id, s.title, s.procedure.value, s.modality.value, s.difficulty, None, source)
+        return ScenarioEntry(path, s.id, s.title, s.procedure.value, s.modality.value, s.difficulty, None, source,
+                             tuple(i.value for i in s.indication), s.anatomy, s)
     except ScenarioError as e:
         raw: dict = {}
         try:

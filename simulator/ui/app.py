@@ -1,4 +1,4 @@
-"""Start the trainer's window: `run_app(scenario=None) -> exit code`."""
+"""Start the trainer's window: `run_app(scenario=None, patient=None) -> exit code`."""
 from __future__ import annotations
 
 import os
@@ -20,7 +20,7 @@ def x_display_reachable(display: str | None = None) -> bool:
     return display_status(display) != "unreachable"
 
 
-def run_app(scenario: str | None = None, argv: list[str] | None = None) -> int:
+def run_app(scenario: str | None = None, argv: list[str] | None = None, patient: str | None = None) -> int:
     if not x_display_reachable():
         sys.stderr.write(CANNOT_CONNECT.format(display=os.environ.get("DISPLAY")))
         return 2
@@ -32,6 +32,6 @@ def run_app(scenario: str | None = None, argv: list[str] | None = None) -> int:
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("Neurolysis Trainer")
-    window = MainWindow(scenario=scenario)
+    window = MainWindow(scenario=scenario, patient=patient)
     window.show()
     return int(app.exec())

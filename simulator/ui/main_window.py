@@ -102,7 +102,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
     error_reported = Signal(str)
 
     def __init__(self, scenario: str | None = None, settings: QSettings | None = None,
-                 load_anatomy=None, show_dialogs: bool = True, store=None, parent=None):
+                 load_anatomy=None, show_dialogs: bool = True, store=None, parent=None, patient: str | None = None):
         super().__init__(parent)
         self._t_start = time.perf_counter()
         self.setWindowTitle("Neurolysis Trainer")
@@ -164,14 +164,16 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
         QTimer.singleShot(0, self, self.procedure_panel.build_plots)
 
         self.refresh_scenarios()
-        QTimer.singleShot(0, self, lambda: self._open_initial(scenario))
+        QTimer.singleShot(0, self, lambda: self._open_initial(scenario, patient))
         QTimer.singleShot(0, self, self.offer_recovery)
 
-    def _open_initial(self, scenario: str | None) -> None:
-        """The requested scenario, else the default one (also when the requested one fails)."""
+    def _open_initial(self, scenario: str | None, patient: str | None = None) -> None:
+        """The requested scenario (on the requested patient), else the default one (also when the
+        requested one fails)."""
         from simulator.core.scenario import DEFAULT_SCENARIO_ID
 
-        if scenario is not None and self.open_scenario(scenario):
+        if (scenario is not None or patient is not None) and self.open_scenario(scenario or DEFAULT_SCENARIO_ID,
+                                                                                  patient=patient):
             return
         if scenario != DEFAULT_SCENARIO_ID:
             self.open_scenario(DEFAULT_SCENARIO_ID)
@@ -215,6 +217,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
     def _build_docks(self) -> None:
         self.scenario_panel = ScenarioPanel()
         self.scenario_panel.scenario_chosen.connect(self.open_scenario)
+        self.scenario_panel.patient_chosen.connect(self.open_on_patient)
         self.display_panel = DisplayPanel()
         self.display_panel.group_visibility_changed.connect(self._on_group_visibility)
         self.display_panel.group_opacity_changed.connect(self._on_group_opacity)

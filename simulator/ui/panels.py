@@ -43,10 +43,67 @@ def _human(x) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+#: Condition groups of the picker, in order: a scenario goes under its first indication's group.
+CONDITION_GROUPS = (
+    ("cancer_pain", "Cancer pain", ("cancer_pain", "chronic_pancreatitis")),
+    ("crps", "CRPS", ("crps",)),
+    ("entrapment", "Entrapment / neuropathic", ("nerve_entrapment", "neuropathic_pain")),
+    ("spasticity", "Spasticity", ("spasticity",)),
+    ("training", "Training (phantoms)", ("training",)),
+)
+GUIDANCE_ORDER = ("fluoroscopy", "ultrasound", "both")
+
+
+def condition_group(indications) -> tuple[int, str]:
+    """(order, label) of the picker group of a scenario with these indications (the first decides)."""
+    first = str(indications[0]) if indications else "training"
+    for i, (_key, label, members) in enumerate(CONDITION_GROUPS):
+        if first in members:
+            return i, label
+    return len(CONDITION_GROUPS), "Other"
+
+
+def group_entries(entries) -> list[tuple[str, list]]:
+    """[(heading, entries)] by condition, then guidance (fluoroscopy, ultrasound, both); the
+    scenarios that do not validate last, under "Invalid files"."""
+    groups: dict[tuple, list] = {}
+    invalid = []
+    for e in entries:
+        if getattr(e, "error", None) is not None:
+            invalid.append(e)
+            continue
+        order, label = condition_group(getattr(e, "indication", ()) or ())
+        mod = str(getattr(e, "modality", "") or "")
+        g = GUIDANCE_ORDER.index(mod) if mod in GUIDANCE_ORDER else len(GUIDANCE_ORDER)
+        groups.setdefault((order, g, f"{label} \u2014 {mod or 'other'}"), []).append(e)
+    out = [(key[2], items) for key, items in sorted(groups.items(), key=lambda kv: kv[0][:2])]
+    if invalid:
+        out.append(("Invalid files", invalid))
+    return out
+
+
+def hosting_rows(scenario, patients) -> list[tuple[str, str, bool, str]]:
+    """[(patient ref, its title, can host, why not)] for the patient picker: the scenario's own
+    patient first, then every available patient (see `simulator.core.fitting.host_check`)."""
+    from simulator.core.fitting import host_check
+
+    rows = [(scenario.anatomy, "as written", True, "")]
+    for p in patients:
+        if p.ref == scenario.anatomy:
+            rows[0] = (p.ref, f"{p.title}, as written", True, "")
+            continue
+        check = host_check(scenario, p.ref, p.names)
+        rows.append((p.ref, p.title, check.ok, "" if check.ok else check.summary))
+    return rows
+
+
 class ScenarioPanel(QWidget):
-    """Scenario picker (library + user scenarios), summary and instructions."""
+    """Scenario picker (library + user scenarios, grouped by condition and guidance), the patient
+    to run it on (the scenario's own, or another patient that can host it), summary and
+    instructions."""
 
     scenario_chosen = Signal(str)  # path of the chosen scenario file
+    patient_chosen = Signal(str)  # the patient (anatomy reference) to run the current scenario on
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -60,6 +117,19 @@ class ScenarioPanel(QWidget):
         self.picker.setModel(self.model)
         self.picker.activated.connect(self._on_activated)
         layout.addWidget(self.picker)
+        self.patient_picker = QComboBox()
+        self.patient_picker.setObjectName("patient_picker")
+        self.patient_picker.setToolTip("The patient to run the scenario on: its own, or another patient whose labels "
+                                       "have what it needs (targets placed by their anatomical rules)")
+        self.patient_model = QStandardItemModel(self)
+        self.patient_picker.setModel(self.patient_model)
+        self.patient_picker.activated.connect(self._on_patient_activated)
+        layout.addWidget(self.patient_picker)
+        self.hosting = QLabel()
+        self.hosting.setObjectName("scenario_hosting")
+        self.hosting.setWordWrap(True)
+        self.hosting.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.hosting)
         self.summary = QLabel()
         self.summary.setObjectName("scenario_summary")
         self.summary.setWordWrap(True)
@@ -70,31 +140,88 @@ class ScenarioPanel(QWidget):
         self.instructions.setOpenExternalLinks(False)
         self.instructions.setMinimumHeight(120)
         layout.addWidget(self.instructions, 1)
+        self.patients: list = []
 
-    def set_entries(self, entries) -> None:
-        """`entries`: ScenarioEntry-like objects (path, id, title, procedure, modality, difficulty, error)."""
+    def set_entries(self, entries, patients=None) -> None:
+        """`entries`: ScenarioEntry-like objects (path, id, title, procedure, modality, difficulty,
+        indication, error, scenario); `patients`: PatientInfo-like (ref, title, names) for the
+        hosting shown in each scenario's tooltip and the patient picker."""
         current = self.current_path()
+        if patients is not None:
+            self.patients = list(patients)
         self.model.clear()
-        for e in entries:
-            title = getattr(e, "title", None) or getattr(e, "id", None) or str(e.path)
-            if getattr(e, "source", "library") == "user":
-                title = f"{title}  [mine]"
-            item = QStandardItem(title if e.error is None else f"\u26a0 {title} (invalid)")
-            item.setData(str(e.path), PATH_ROLE)
-            item.setData(getattr(e, "id", ""), ID_ROLE)
-            item.setData(e.error, ERROR_ROLE)
-            if e.error is not None:
-                item.setForeground(QBrush(QColor(140, 140, 140)))
-                item.setToolTip(f"{e.path}\n\n{e.error}")
-            else:
-                bits = [b for b in (_human(getattr(e, "procedure", "")), _human(getattr(e, "modality", ""))) if b]
-                tier = getattr(e, "difficulty", None)
-                if tier:
-                    bits.append(f"tier {tier}")
-                item.setToolTip(f"{e.id}: {', '.join(bits)}\n{e.path}")
-            self.model.appendRow(item)
+        for heading, items in group_entries(entries):
+            head = QStandardItem(heading)
+            head.setEnabled(False)
+            head.setSelectable(False)
+            font = head.font()
+            font.setBold(True)
+            head.setFont(font)
+            self.model.appendRow(head)
+            for e in items:
+                self.model.appendRow(self._item(e))
         if current:
             self.select_path(current)
+
+    def _item(self, e) -> QStandardItem:
+        title = getattr(e, "title", None) or getattr(e, "id", None) or str(e.path)
+        if getattr(e, "source", "library") == "user":
+            title = f"{title}  [mine]"
+        item = QStandardItem(title if e.error is None else f"\u26a0 {title} (invalid)")
+        item.setData(str(e.path), PATH_ROLE)
+        item.setData(getattr(e, "id", ""), ID_ROLE)
+        item.setData(e.error, ERROR_ROLE)
+        if e.error is not None:
+            item.setForeground(QBrush(QColor(140, 140, 140)))
+            item.setToolTip(f"{e.path}\n\n{e.error}")
+            return item
+        bits = [b for b in (_human(getattr(e, "procedure", "")), _human(getattr(e, "modality", ""))) if b]
+        tier = getattr(e, "difficulty", None)
+        if tier:
+            bits.append(f"tier {tier}")
+        lines = [f"{e.id}: {', '.join(bits)}", str(e.path)]
+        sc = getattr(e, "scenario", None)
+        if sc is not None and self.patients:
+            for ref, ptitle, ok, why in hosting_rows(sc, self.patients):
+                mark = "\u2713" if ok else "\u2717"
+                lines.append(f"{mark} {ref} ({ptitle})" + (f": {why}" if why else ""))
+        item.setToolTip("\n".join(lines))
+        return item
+
+    def show_hosting(self, scenario, patient: str | None = None) -> None:
+        """Fill the patient picker for `scenario` (the patients that cannot host it greyed, with
+        why) and select `patient` (default its own)."""
+        self.patient_model.clear()
+        if scenario is None:
+            self.hosting.setText("")
+            return
+        patient = patient or scenario.anatomy
+        rows = hosting_rows(scenario, self.patients)
+        for ref, title, ok, why in rows:
+            item = QStandardItem(f"Patient: {ref} ({title})" if ok else f"Patient: {ref} \u2014 cannot host it")
+            item.setData(ref, PATH_ROLE)
+            item.setEnabled(ok)
+            item.setToolTip(title if ok else f"{title}: {why}")
+            self.patient_model.appendRow(item)
+        refs = [r[0] for r in rows]
+        self.patient_picker.blockSignals(True)
+        self.patient_picker.setCurrentIndex(refs.index(patient) if patient in refs else 0)
+        self.patient_picker.blockSignals(False)
+        can = [r[0] for r in rows if r[2]]
+        cannot = [f"{html.escape(r[0])} ({html.escape(r[3])})" for r in rows if not r[2]]
+        text = f"Runs on: {html.escape(', '.join(can))}"
+        if cannot:
+            text += f"<br><i>Cannot run on:</i> {'; '.join(cannot)}"
+        self.hosting.setText(text)
+
+    def current_patient(self) -> str | None:
+        item = self.patient_model.item(self.patient_picker.currentIndex()) if self.patient_picker.currentIndex() >= 0 else None
+        return item.data(PATH_ROLE) if item is not None else None
+
+    def _on_patient_activated(self, row: int) -> None:
+        item = self.patient_model.item(row) if row >= 0 else None
+        if item is not None and item.isEnabled():
+            self.patient_chosen.emit(item.data(PATH_ROLE))
 
     def _on_activated(self, row: int) -> None:
         path = self.model.item(row).data(PATH_ROLE) if row >= 0 else None
@@ -122,7 +249,11 @@ class ScenarioPanel(QWidget):
         self.picker.setCurrentIndex(row)
         self.picker.blockSignals(False)
 
-    def show_scenario(self, scenario) -> None:
+    def show_scenario(self, scenario, written=None) -> None:
+        """`scenario` as it runs (fitted to its patient); `written`: the scenario as its file
+        has it, when it runs on another patient (the patient picker lists from it)."""
+        patient = scenario.anatomy if scenario is not None else None
+        self.show_hosting(written or scenario, patient)
         if scenario is None:
             self.summary.setText("")
             self.instructions.setPlainText("")

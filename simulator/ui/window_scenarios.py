@@ -48,6 +48,7 @@ class ScenarioLoadingMixin:
     """Part of `MainWindow` (simulator.ui.main_window)."""
 
     def refresh_scenarios(self) -> None:
+        from simulator.core.patients import available_patients
         from simulator.core.scenario import list_scenarios
 
         try:
@@ -55,7 +56,7 @@ class ScenarioLoadingMixin:
         except Exception as e:  # noqa: BLE001 - the window must open even with a broken library
             entries = []
             self.report_error("Scenario library", f"Could not list the scenarios: {e}")
-        self.scenario_panel.set_entries(entries)
+        self.scenario_panel.set_entries(entries, available_patients())
         if self.scenario_path:
             self.scenario_panel.select_path(self.scenario_path)
 
@@ -71,10 +72,16 @@ class ScenarioLoadingMixin:
         if self.scenario_path:
             self.open_scenario(self.scenario_path)
 
-    def open_scenario(self, id_or_path: str) -> bool:
-        """Open a scenario by id or file. On error: a message naming the file and field; the
-        current scenario stays. Returns True when the scenario was read (its anatomy may still
-        be loading)."""
+    def open_on_patient(self, patient: str) -> bool:
+        """The current scenario again, on `patient` (the picker's patient choice)."""
+        path = self.scenario_path
+        return bool(path) and self.open_scenario(path, patient=patient)
+
+    def open_scenario(self, id_or_path: str, patient: str | None = None) -> bool:
+        """Open a scenario by id or file, on its own patient or on `patient` (an anatomy reference:
+        the scenario is fitted to it, `simulator.core.fitting`). On error: a message naming the
+        file and field (or the structures the patient lacks); the current scenario stays. Returns
+        True when the scenario was read (its anatomy may still be loading)."""
         if self._closing:
             return False
         from simulator.core.scenario import ScenarioError, find_scenario, load_scenario
@@ -98,20 +105,62 @@ class ScenarioLoadingMixin:
         if self.scenario_panel.row_of(path) < 0:  # opened from elsewhere: list it
             self.refresh_scenarios()
         self.scenario_panel.select_path(path)
-        self._show_when_loaded(scenario, path)
+        ref = patient or scenario.anatomy
+        if ref != scenario.anatomy and not self._can_host(scenario, path, ref):
+            self.scenario_panel.select_path(self.scenario_path)
+            return False
+        self._show_when_loaded(scenario, path, ref)
         return True
 
-    def _show_when_loaded(self, scenario, path: str) -> None:
-        """Show `scenario` now if its anatomy is loaded, else once it is (progress in the status bar)."""
+    def _show_when_loaded(self, scenario, path: str, patient: str | None = None) -> None:
+        """Show `scenario` (on `patient`, default its own) now if the patient's anatomy is loaded,
+        else once it is (progress in the status bar)."""
+        ref = patient or scenario.anatomy
         self._pending = (scenario, path)
-        if scenario.anatomy in self.loader.cache:
-            self._show(scenario, path, self.loader.cache[scenario.anatomy])
+        self._pending_patient = (scenario, ref)
+        if ref in self.loader.cache:
+            self._show_on(scenario, path, ref, self.loader.cache[ref])
         else:
-            self.statusBar().showMessage(f"Loading anatomy {scenario.anatomy}\u2026")
+            self.statusBar().showMessage(f"Loading anatomy {ref}\u2026")
             self.progress_bar.setValue(0)
-            self.progress_bar.setFormat(f"{scenario.anatomy} %p%")
+            self.progress_bar.setFormat(f"{ref} %p%")
             self.progress_bar.show()
-            self.loader.request(scenario.anatomy)
+            self.loader.request(ref)
+
+    def _can_host(self, scenario, path: str, ref: str) -> bool:
+        """Refuse, naming what is missing, a patient that cannot host the scenario."""
+        from simulator.core.fitting import host_check
+
+        info = {p.ref: p for p in self.scenario_panel.patients}.get(ref)
+        if info is None:
+            self.report_error("Cannot run the scenario on this patient",
+                              f"{path}: patient {ref!r} is not set up (python main.py setup-data, or import-anatomy)")
+            return False
+        check = host_check(scenario, ref, info.names)
+        if not check.ok:
+            self.report_error("Cannot run the scenario on this patient",
+                              f"{path}: scenario {scenario.id!r} cannot run on patient {ref!r}: {check.summary}")
+        return check.ok
+
+    def _target_patient(self, scenario) -> str:
+        pending = getattr(self, "_pending_patient", None)
+        return pending[1] if pending is not None and pending[0] is scenario else scenario.anatomy
+
+    def _show_on(self, scenario, path: str, ref: str, anatomy) -> None:
+        """Show `scenario` on the patient `ref` (fitted to it when it is not its own)."""
+        from simulator.core.fitting import NotHostable, fit_scenario
+
+        self.scenario_written = scenario
+        if ref != scenario.anatomy:
+            self.statusBar().showMessage(f"Placing the scenario's targets and needles on {ref}\u2026")
+            try:
+                scenario = fit_scenario(scenario, anatomy, ref)
+            except NotHostable as e:
+                self._pending = None
+                self.report_error("Cannot run the scenario on this patient", f"{path}: {e}")
+                self.scenario_panel.select_path(self.scenario_path)
+                return
+        self._show(scenario, path, anatomy)
 
     def _on_progress(self, fraction: float, message: str) -> None:
         if self._closing:
@@ -138,9 +187,10 @@ class ScenarioLoadingMixin:
         if self._pending is None:
             return
         scenario, path = self._pending
-        if scenario.anatomy != ref:
+        target = self._target_patient(scenario)
+        if target != ref:
             return  # an older request; it stays cached
-        self._show(scenario, path, anatomy)
+        self._show_on(scenario, path, ref, anatomy)
 
     def _on_anatomy_failed(self, ref: str, message: str) -> None:
         if self._closing:
@@ -149,7 +199,7 @@ class ScenarioLoadingMixin:
         for attempt_id in self._recover_queue.pop(ref, []):
             self.report_error("Cannot recover the attempt", f"attempt {attempt_id}: its anatomy {ref!r}: {message}")
         pending = self._pending
-        if pending is None or pending[0].anatomy != ref:
+        if pending is None or self._target_patient(pending[0]) != ref:
             return
         self._pending = None
         self.progress_bar.hide()
@@ -166,7 +216,8 @@ class ScenarioLoadingMixin:
         self.scenario = scenario
         self.scenario_path = path
         self.scenario_panel.select_path(path)
-        self.scenario_panel.show_scenario(scenario)
+        written = getattr(self, "scenario_written", None)
+        self.scenario_panel.show_scenario(scenario, written if written is not None and written.id == scenario.id else None)
         self.procedure_panel.show_scenario(scenario, self.instructor_mode)
         self.setWindowTitle(f"Neurolysis Trainer \u2014 {scenario.title}")
         self._arrange_views(_value(scenario.modality))
