@@ -177,11 +177,12 @@ def _without_unplaceable_optional_targets(scenario, anatomy):
     if not drop:
         return scenario
     trajs = [t for t in scenario.trajectories if t.target_id not in drop]
-    return scenario.model_copy(update={
-        "targets": [t for t in scenario.targets if t.id not in drop],
-        "planned_trajectory": trajs[0] if trajs else None,
-        "additional_trajectories": trajs[1:],
-    })
+    update = {"targets": [t for t in scenario.targets if t.id not in drop],
+              "planned_trajectory": trajs[0] if trajs else None, "additional_trajectories": trajs[1:]}
+    vignette = getattr(scenario, "vignette", None)
+    if vignette is not None and set(vignette.pain_targets) & drop:
+        update["vignette"] = vignette.model_copy(update={"pain_targets": [t for t in vignette.pain_targets if t not in drop]})
+    return scenario.model_copy(update=update)
 
 
 def fit_scenario(scenario, anatomy, patient: str):

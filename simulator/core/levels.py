@@ -111,14 +111,20 @@ def level_of(anatomy, point_mm, family: str | None = None, centroids: dict | Non
     return best
 
 
+LEVEL_REACH_MM = 40.0  # a point farther than this (in height) from the nearest vertebra is at no level
+
+
 def neighbour_level(anatomy, point_mm, family: str | None = None) -> tuple[str, str, np.ndarray] | None:
     """(the level at the point, the next level caudally - cranially when there is none, the vector
-    from the one's centroid to the other's) or None when the anatomy has no levels."""
+    from the one's centroid to the other's) or None when the anatomy has no levels, or the point
+    is at none (more than LEVEL_REACH_MM above or below the nearest vertebra: the coccyx)."""
     cents = level_centroids(anatomy)
     here = level_of(anatomy, point_mm, family, cents)
     if here is None:
         return None
     fam, order, c = cents[here]
+    if fam == VERTEBRAE and abs(float(c[2] - np.asarray(point_mm, dtype=np.float64)[2])) > LEVEL_REACH_MM:
+        return None
     for step in (1, -1):
         for n, (f, o, c2) in cents.items():
             if f == fam and o == order + step:

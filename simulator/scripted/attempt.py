@@ -444,7 +444,7 @@ class Operator:
         if self.has("wrong_level"):
             nb = neighbour_level(an, plan.goal_mm)
             if nb is None:
-                raise FaultNotApplicable("the anatomy names no vertebral or rib levels")
+                raise FaultNotApplicable("the target is at no vertebral or rib level the anatomy names")
             return plan.shifted(nb[2])
         if self.has("wrong_side"):
             m = midline_x(an, plan.goal_mm)

@@ -47,7 +47,6 @@ def test_a_scenario_asking_for_structures_a_patient_lacks_is_refused_with_the_li
     assert not gel.ok and "phantom" in gel.summary
     need = required_structures(scenario("lumbar_sympathetic_l3"))
     assert need["vertebrae_L3"] == ["target lumbar_sympathetic_l3_left (lumbar_sympathetic_l3_left)"]
-    assert "vertebrae_L4" not in need, "an optional target's structures are not required"
     assert need["aorta"] == ["critical structure"]
 
 
@@ -57,13 +56,13 @@ def test_a_rule_that_finds_no_place_is_a_reason(lumbopelvic):
 
 
 def test_fitted_scenario_moves_targets_needles_and_imaging(bundled):
-    """The lumbar sympathetic block (written on the lumbopelvic patient) on the chest patient, whose
-    scan ends at L3: the optional L4 target goes, L3 and L2 come from their rules here, the needles
-    are re-planned near the authored approach and pass the plan check."""
+    """The lumbar sympathetic block at L3 (written on the lumbopelvic patient) on the chest patient,
+    whose scan ends at L3: the target comes from its rule here, the needle is re-planned near the
+    authored approach and passes the plan check, the C-arm follows."""
     sc = scenario("lumbar_sympathetic_l3")
     fitted = fit_scenario(sc, bundled, "bundled")
     assert fitted.anatomy == "bundled" and fitted.id == sc.id
-    assert [t.id for t in fitted.targets] == ["lumbar_sympathetic_l3_left", "lumbar_sympathetic_l2_left"]
+    assert [t.id for t in fitted.targets] == ["lumbar_sympathetic_l3_left"]
     from simulator.core.proposals import propose
 
     for t in fitted.targets:
@@ -81,6 +80,12 @@ def test_fitted_scenario_moves_targets_needles_and_imaging(bundled):
     assert abs(lao - np.degrees(np.arctan2(abs(v[0]), abs(v[1])))) < 1.0, "the oblique view follows the new needle"
     shift = np.subtract(fitted.targets[0].points_mm[0], sc.targets[0].points_mm[0])
     assert np.allclose(fitted.imaging.fluoroscopy.isocenter_mm, np.add(sc.imaging.fluoroscopy.isocenter_mm, shift), atol=0.01)
+    # an optional target the patient cannot place goes, with its needle; a required one refuses
+    two = scenario("lumbar_sympathetic_l2_l4")
+    assert host_check(two, "bundled", names(bundled)).missing == ["vertebrae_L4"]
+    opt = two.model_copy(update={"targets": [two.targets[0], two.targets[1].model_copy(update={"required": False})]})
+    fitted = fit_scenario(opt, bundled, "bundled")
+    assert [t.id for t in fitted.targets] == ["lumbar_sympathetic_l2_left"] and len(fitted.trajectories) == 1
 
 
 def test_an_ultrasound_scenario_keeps_its_probe_in_plane_with_the_refitted_needle(bundled):

@@ -21,7 +21,7 @@ from simulator.core.scenario_model import Modality, Scenario, Target
 from simulator.core.tissue import Tissue
 
 LIBRARY = tuple(sorted(p.stem for p in paths.SCENARIOS_DIR.glob("*.yaml")))
-NEW_IN_ISSUE_15 = ("lumbar_sympathetic_l3", "superior_hypogastric_l5_s1", "ganglion_impar_transcoccygeal",
+NEW_IN_ISSUE_15 = ("lumbar_sympathetic_l3", "lumbar_sympathetic_l2_l4", "superior_hypogastric_l5_s1", "ganglion_impar_transcoccygeal",
                    "thoracic_sympathetic_t2_t3", "stellate_ganglion_c7_ultrasound", "celiac_transaortic",
                    "suprascapular_notch_ultrasound", "suprascapular_notch_fluoroscopy")
 STEP_MM = 0.25
@@ -287,7 +287,10 @@ def test_plan_and_targets_verified_against_the_label_map(sid, own_patient):
 def test_new_scenarios_clinical_values():
     lsb = scenario("lumbar_sympathetic_l3")
     assert lsb.indication[0].value == "crps" and lsb.anatomy == "bundled:lumbopelvic"
-    assert [t.required for t in lsb.targets] == [True, False, False]
+    assert [t.proposal for t in lsb.targets] == ["lumbar_sympathetic_l3_left"]
+    two = scenario("lumbar_sympathetic_l2_l4")
+    assert [t.proposal for t in two.targets] == ["lumbar_sympathetic_l2_left", "lumbar_sympathetic_l4_left"]
+    assert all(t.required for t in two.targets) and len(two.trajectories) == 2
     assert lsb.steps.neurolytic.agent == "phenol" and lsb.steps.neurolytic.volume_ml.max_ml == 4
     assert "tunnel_left" in lsb.imaging.fluoroscopy.presets
     shp = scenario("superior_hypogastric_l5_s1")
@@ -306,7 +309,7 @@ def test_new_scenarios_clinical_values():
     assert {c.structure: c.severity.value for c in transaortic.critical_structures}["aorta"] == "minor"
     assert "intravascular_agent" in transaortic.rubric.automatic_fails
     thoracic = scenario("thoracic_sympathetic_t2_t3")
-    assert [t.proposal for t in thoracic.targets] == ["thoracic_sympathetic_t2_right", "thoracic_sympathetic_t3_right"]
+    assert [t.proposal for t in thoracic.targets] == ["thoracic_sympathetic_t2_right"]
     assert "pleural_breach" in thoracic.rubric.automatic_fails
     us, fl = scenario("suprascapular_notch_ultrasound"), scenario("suprascapular_notch_fluoroscopy")
     assert us.modality.value == "ultrasound" and fl.modality.value == "fluoroscopy"

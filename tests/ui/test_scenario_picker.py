@@ -42,6 +42,7 @@ def test_library_grouped_by_condition_then_guidance(qtbot):
         else:
             under[sid] = heading
     assert under["lumbar_sympathetic_l3"] == under["thoracic_sympathetic_t2_t3"] == "CRPS \u2014 fluoroscopy"
+    assert under["lumbar_sympathetic_l2_l4"] == "CRPS \u2014 fluoroscopy"
     assert under["stellate_ganglion_c7_ultrasound"] == "CRPS \u2014 ultrasound"
     assert under["ganglion_impar_transcoccygeal"] == under["celiac_transaortic"] == "Cancer pain \u2014 fluoroscopy"
     assert under["suprascapular_notch_ultrasound"] == "Entrapment / neuropathic \u2014 ultrasound"
@@ -107,7 +108,7 @@ def test_the_window_runs_a_scenario_on_another_patient_and_refuses_one_that_cann
         panel.patient_picker.setCurrentIndex(refs.index("bundled"))
         panel._on_patient_activated(refs.index("bundled"))
     assert w.scenario.anatomy == "bundled" and w.anatomy_ref == "bundled"
-    assert [t.id for t in w.scenario.targets] == ["lumbar_sympathetic_l3_left", "lumbar_sympathetic_l2_left"]
+    assert [t.id for t in w.scenario.targets] == ["lumbar_sympathetic_l3_left"]
     assert list(w.targets[0].points_mm[0]) == pytest.approx(list(propose(w.anatomy, "lumbar_sympathetic_l3_left").points_mm[0]), abs=0.01)
     assert panel.current_patient() == "bundled" and "Patient" in panel.summary.text() and "bundled" in panel.summary.text()
     n_errors = len(w.errors)
