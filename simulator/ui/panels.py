@@ -109,38 +109,39 @@ class ScenarioPanel(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        self.picker = QComboBox()
-        self.picker.setObjectName("scenario_picker")
+        self.model = QStandardItemModel(self)
+        self.picker = self._combo("scenario_picker", self.model, self._on_activated, layout)
         self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.picker.setMinimumContentsLength(24)
-        self.model = QStandardItemModel(self)
-        self.picker.setModel(self.model)
-        self.picker.activated.connect(self._on_activated)
-        layout.addWidget(self.picker)
-        self.patient_picker = QComboBox()
-        self.patient_picker.setObjectName("patient_picker")
+        self.patient_model = QStandardItemModel(self)
+        self.patient_picker = self._combo("patient_picker", self.patient_model, self._on_patient_activated, layout)
         self.patient_picker.setToolTip("The patient to run the scenario on: its own, or another patient whose labels "
                                        "have what it needs (targets placed by their anatomical rules)")
-        self.patient_model = QStandardItemModel(self)
-        self.patient_picker.setModel(self.patient_model)
-        self.patient_picker.activated.connect(self._on_patient_activated)
-        layout.addWidget(self.patient_picker)
-        self.hosting = QLabel()
-        self.hosting.setObjectName("scenario_hosting")
-        self.hosting.setWordWrap(True)
-        self.hosting.setTextFormat(Qt.TextFormat.RichText)
-        layout.addWidget(self.hosting)
-        self.summary = QLabel()
-        self.summary.setObjectName("scenario_summary")
-        self.summary.setWordWrap(True)
-        self.summary.setTextFormat(Qt.TextFormat.RichText)
-        layout.addWidget(self.summary)
+        self.hosting = self._rich_label("scenario_hosting", layout)
+        self.summary = self._rich_label("scenario_summary", layout)
         self.instructions = QTextBrowser()
         self.instructions.setObjectName("scenario_instructions")
         self.instructions.setOpenExternalLinks(False)
         self.instructions.setMinimumHeight(120)
         layout.addWidget(self.instructions, 1)
         self.patients: list = []
+
+    def _combo(self, name: str, model, on_activated, layout) -> QComboBox:
+        box = QComboBox()
+        box.setObjectName(name)
+        box.setModel(model)
+        box.activated.connect(on_activated)
+        layout.addWidget(box)
+        return box
+
+    @staticmethod
+    def _rich_label(name: str, layout) -> QLabel:
+        label = QLabel()
+        label.setObjectName(name)
+        label.setWordWrap(True)
+        label.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(label)
+        return label
 
     def set_entries(self, entries, patients=None) -> None:
         """`entries`: ScenarioEntry-like objects (path, id, title, procedure, modality, difficulty,
