@@ -14,10 +14,8 @@ import weakref
 import numpy as np
 
 from simulator.core.anatomy import TriMesh
+from simulator.core.mesh_locator_point import PointQueries
 
-
-def _miss():
-    return False, math.inf, np.full(3, np.nan)
 
 
 def _expand_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +30,7 @@ def _expand_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, 
     return rows, np.repeat(starts.astype(np.int64), counts) + within
 
 
-class MeshLocator:
+class MeshLocator(PointQueries):
     """Fast inside and segment queries on one triangle mesh (ideally closed and watertight).
 
     The inside test is orientation-free ray parity along +Z: each triangle is projected on the XY
@@ -494,122 +492,6 @@ class MeshLocator:
         frac[hit] = best[hit] / length[hit]
         point[hit] = a[hit] + best[hit, None] * u[hit]
         return hit, frac, point
-
-    # -- one query at a time (live updates): plain Python floats, same arithmetic -----------
-    def _tri_rows(self):
-        if getattr(self, "_tri9", None) is None:
-            self._tri9 = np.ascontiguousarray(np.stack(self._soa, axis=1))
-        return self._tri9
-
-    def contains_point(self, p) -> bool:
-        """`contains` for one point (fast path: the cell's known side)."""
-        x, y, z = float(p[0]), float(p[1]), float(p[2])
-        lo, hi = self.lo, self.hi
-        if not (lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1] and lo[2] <= z <= hi[2]):
-            return False
-        d = self.dims
-        i = min(int(math.floor((x - lo[0]) / self.cell)), int(d[0]) - 1)
-        j = min(int(math.floor((y - lo[1]) / self.cell)), int(d[1]) - 1)
-        k = min(int(math.floor((z - lo[2]) / self.cell)), int(d[2]) - 1)
-        state = int(self._cell_state.item((i * int(d[1]) + j) * int(d[2]) + k))
-        if state >= 0:
-            return state == 1
-        return bool(self._contains_exact(np.array([[x, y, z]]))[0])
-
-    def first_intersection_point(self, p0, p1) -> tuple[bool, float, np.ndarray]:
-        """`first_intersection` for one segment, without numpy per step (for live updates).
-        Returns (hit, fraction along the segment, point)."""
-        ax, ay, az = float(p0[0]), float(p0[1]), float(p0[2])
-        dx, dy, dz = float(p1[0]) - ax, float(p1[1]) - ay, float(p1[2]) - az
-        length = math.sqrt(dx * dx + dy * dy + dz * dz)
-        if length == 0:
-            return _miss()
-        ux, uy, uz = dx / length, dy / length, dz / length
-        lo = [float(v) for v in self.lo]
-        hi = [float(v) for v in self.hi]
-        o = (ax, ay, az)
-        u = (ux, uy, uz)
-        inv = [1.0 / c if c != 0 else math.inf for c in u]
-        s_in, s_end = 0.0, length
-        for a in range(3):
-            if u[a] == 0:
-                if not lo[a] <= o[a] <= hi[a]:
-                    return _miss()
-                continue
-            t1 = (lo[a] - o[a]) * inv[a]
-            t2 = (hi[a] - o[a]) * inv[a]
-            if t1 > t2:
-                t1, t2 = t2, t1
-            s_in = max(s_in, t1)
-            s_end = min(s_end, t2)
-        if s_in > s_end:
-            return _miss()
-        cell = self.cell
-        d0, d1, d2 = (int(v) for v in self.dims)
-        eps = 1e-9 * cell
-        clear = self._clear
-        count = self._g_count
-        start = self._g_start
-        rows = self._tri_rows()
-
-        def cell_at(ss):
-            ci = min(max(int(math.floor((ax + ss * ux - lo[0]) / cell)), 0), d0 - 1)
-            cj = min(max(int(math.floor((ay + ss * uy - lo[1]) / cell)), 0), d1 - 1)
-            ck = min(max(int(math.floor((az + ss * uz - lo[2]) / cell)), 0), d2 - 1)
-            return ci, cj, ck
-
-        s = s_in
-        ci, cj, ck = cell_at(s)
-        for _ in range(6 * (d0 + d1 + d2) + 64):
-            cid = (ci * d1 + cj) * d2 + ck
-            c = clear.item(cid)
-            if c >= cell:
-                s += c
-                if s > s_end:
-                    return _miss()
-                ci, cj, ck = cell_at(s)
-                continue
-            tx = (lo[0] + (ci + (ux > 0)) * cell - ax) * inv[0] if ux != 0 else math.inf
-            ty = (lo[1] + (cj + (uy > 0)) * cell - ay) * inv[1] if uy != 0 else math.inf
-            tz = (lo[2] + (ck + (uz > 0)) * cell - az) * inv[2] if uz != 0 else math.inf
-            s_exit = min(tx, ty, tz)
-            n = count.item(cid)
-            if n:
-                b = start.item(cid)
-                lim = min(s_exit, s_end) + eps
-                best = math.inf
-                for (qx, qy, qz, e1x, e1y, e1z, e2x, e2y, e2z) in rows[self._g_tris[b:b + n]].tolist():
-                    px = uy * e2z - uz * e2y
-                    py = uz * e2x - ux * e2z
-                    pz = ux * e2y - uy * e2x
-                    det = e1x * px + e1y * py + e1z * pz
-                    if det == 0.0:
-                        continue
-                    iv = 1.0 / det
-                    tx_ = ax - qx
-                    ty_ = ay - qy
-                    tz_ = az - qz
-                    uu = (tx_ * px + ty_ * py + tz_ * pz) * iv
-                    qx_ = ty_ * e1z - tz_ * e1y
-                    qy_ = tz_ * e1x - tx_ * e1z
-                    qz_ = tx_ * e1y - ty_ * e1x
-                    vv = (ux * qx_ + uy * qy_ + uz * qz_) * iv
-                    tt = (e2x * qx_ + e2y * qy_ + e2z * qz_) * iv
-                    if uu >= -1e-12 and vv >= -1e-12 and uu + vv <= 1 + 1e-12 and -eps <= tt <= lim and tt < best:
-                        best = tt
-                if best < math.inf:
-                    t = max(best, 0.0)
-                    return True, t / length, np.array([ax + t * ux, ay + t * uy, az + t * uz])
-            if tx <= ty and tx <= tz:
-                ci += 1 if ux > 0 else -1
-            elif ty <= tz:
-                cj += 1 if uy > 0 else -1
-            else:
-                ck += 1 if uz > 0 else -1
-            s = max(s, s_exit)
-            if not (0 <= ci < d0 and 0 <= cj < d1 and 0 <= ck < d2) or s > s_end:
-                return _miss()
-        return _miss()
 
     def first_intersection_brute(self, p0, p1):
         """Reference implementation: every segment against every triangle (for tests)."""

@@ -106,6 +106,24 @@ def test_inside_a_sphere_mesh():
     assert np.array_equal(flipped.contains(pts), ins)
 
 
+def test_one_point_inside_test_equals_the_vectorised_one_on_and_near_the_surface():
+    """`contains_point` (plain floats, the live samples) answers as `contains` does, including
+    points on vertices, on edges and a hair off the surface, where the rounding decides."""
+    mesh = icosphere((1.5, -2.0, 0.5), 40.0, 4)
+    loc = MeshLocator(mesh.vertices, mesh.faces)
+    v, f = mesh.vertices, mesh.faces
+    rng = np.random.default_rng(7)
+    pts = np.concatenate([v[rng.integers(0, len(v), 600)] + rng.normal(scale=0.3, size=(600, 3)),
+                          v[:300], 0.5 * (v[f[:300, 0]] + v[f[:300, 1]]),
+                          (v[f[:300, 0]] + v[f[:300, 1]] + v[f[:300, 2]]) / 3.0 * (1 + 1e-12)])
+    cells = np.minimum(np.floor((pts - loc.lo) / loc.cell).astype(int), loc.dims - 1)
+    near = loc._cell_state[(cells[:, 0] * loc.dims[1] + cells[:, 1]) * loc.dims[2] + cells[:, 2]] < 0
+    assert near.mean() > 0.9  # the exact path is what is compared
+    got = np.array([loc.contains_point(p) for p in pts])
+    assert np.array_equal(got, loc.contains(pts))
+    assert 0.2 < got.mean() < 0.8
+
+
 def test_segment_hits_cube_face_exactly_and_match_brute_force():
     box = box_mesh((0, 0, 0), (10, 10, 10))
     loc = MeshLocator(box.vertices, box.faces)
