@@ -16,7 +16,12 @@ patient is not built), the tracker at 60 Hz, then 120 and 240 Hz:
   keeping up (no backlog: every pose applied within 0.5 s of the tracker's end, p95 latency below
   100 ms); moving_frames: renders during the 60 Hz stream drawn at the moving level of detail
   (decimated meshes, reduced image) out of all its renders; renders_per_s and vtk_render_ms_median;
-  transport_ms_best: the quickest pose from the tracker's timestamp to our read (one clock).
+  transport_ms_best: the quickest pose from the tracker's timestamp to our read (one clock);
+  the 3D render apart from our own code: poses_to_procedure_ms_median / _p95 (arrival -> the attempt
+  updated in the trainer: our code and the wait for the GUI thread, no render), vtk_render_ms_median
+  (one render's wall time), gui_cpu_ms_per_s (the GUI thread's CPU per second of stream) split into
+  gui_cpu_vtk_render_ms_per_s (inside VTK's render) and gui_cpu_ours_ms_per_s (everything else: the
+  procedure, panels, plots, Qt), process_cpu_ms_per_s (all threads, Mesa's rasterisers too);
 Headless, in this process:
 - image_stream_fps: 512x512 B-mode frames of the ultrasound simulator (gel phantom) streamed by our
   server to our client (complete, CRC-checked frames received per second, frames offered as fast as

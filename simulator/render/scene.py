@@ -147,6 +147,8 @@ class AnatomyScene(LodMixin, CameraMixin, OverlaysMixin):
         self._detail = "full"  # "moving" (self._lod), "medium" or "full"
         #: Pixels per side drawn as one in the moving frame (see MOVING_IMAGE_REDUCTION).
         self.image_reduction = MOVING_IMAGE_REDUCTION
+        #: A tracker streams poses (set by the Qt view): moving frames at STREAM_IMAGE_REDUCTION.
+        self.streaming = False
         self._frame_reduction = 1  # of the frame being drawn
         self._shown_reduction = 1  # of the last frame drawn
         self._reduced_size = (0, 0)  # its pixels

@@ -106,6 +106,19 @@ def _gui(quick: bool, data: str) -> dict:
             apply_cpu.append((time.thread_time() - c0) * 1e3)
 
     w._apply_tracked = timed_apply
+    render_cpu: list[float] = []  # GUI thread CPU inside VTK's render (the rest of a frame is llvmpipe's threads)
+    scene_render = scene.render
+
+    def timed_render():
+        c0 = time.thread_time()
+        try:
+            scene_render()
+        finally:
+            render_cpu.append((time.thread_time() - c0) * 1e3)
+
+    scene.render = timed_render
+    applied: list[float] = []  # arrival -> the attempt updated in the trainer (our code and its queue)
+    w.tracking.frames_applied.subscribe(lambda arr: applied.extend((time.perf_counter() - a) * 1e3 for a in arr))
     rates = (60.0, 120.0) if quick else (60.0, 120.0, 240.0)
     seconds = {60.0: 4.0 if quick else 8.0, 120.0: 3.0 if quick else 5.0, 240.0: 4.0}
     dropped = reordered = 0
@@ -126,6 +139,9 @@ def _gui(quick: bool, data: str) -> dict:
         w.poses_to_views.clear()
         details.clear()
         render_ms.clear()
+        render_cpu.clear()
+        applied.clear()
+        gui0, proc0 = time.thread_time(), time.process_time()
         transport: list[float] = []
         t_start = time.perf_counter()
         cmd = [sys.executable, "-m", "simulator", "tracker", "replay", str(path), "--port", str(port), "--wait",
@@ -135,6 +151,8 @@ def _gui(quick: bool, data: str) -> dict:
             n = len(seqs["NeedleTipToReference"][0])
             _run_until(lambda: tracker.poll() is not None, seconds[rate] + 60)  # the app's own event loop
             t_end = time.perf_counter()
+            gui_cpu, proc_cpu = time.thread_time() - gui0, time.process_time() - proc0
+            n_render_cpu = sum(render_cpu) / 1e3
             try:
                 wait_until(lambda: w.tracking.counts["needle_poses"] >= n, 0.5, "the last poses")
                 behind = False
@@ -159,6 +177,13 @@ def _gui(quick: bool, data: str) -> dict:
         out[f"moving_frames_{key}"] = f"{sum(d == 'moving' for d in details)}/{len(details)}"
         out[f"renders_per_s_{key}"] = round(len(details) / max(1e-9, t_end - t_start), 1)
         out[f"vtk_render_ms_median_{key}"] = round(median(render_ms), 2)
+        span = max(1e-9, t_end - t_start)
+        out[f"poses_to_procedure_ms_median_{key}"] = round(median(applied), 2)
+        out[f"poses_to_procedure_ms_p95_{key}"] = round(p95(applied), 2)
+        out[f"gui_cpu_ms_per_s_{key}"] = round(1e3 * gui_cpu / span, 1)
+        out[f"gui_cpu_vtk_render_ms_per_s_{key}"] = round(1e3 * n_render_cpu / span, 1)
+        out[f"gui_cpu_ours_ms_per_s_{key}"] = round(1e3 * (gui_cpu - n_render_cpu) / span, 1)
+        out[f"process_cpu_ms_per_s_{key}"] = round(1e3 * proc_cpu / span, 1)
         out[f"transport_ms_best_{key}"] = round(transport[0], 2) if transport else None
         dropped += drop
         reordered += reord
@@ -170,6 +195,9 @@ def _gui(quick: bool, data: str) -> dict:
             out["moving_frames"] = out[f"moving_frames_{key}"]
             out["vtk_render_ms_median"] = out[f"vtk_render_ms_median_{key}"]
             out["transport_ms_best"] = out[f"transport_ms_best_{key}"]
+            for k in ("poses_to_procedure_ms_median", "poses_to_procedure_ms_p95", "gui_cpu_ms_per_s",
+                      "gui_cpu_vtk_render_ms_per_s", "gui_cpu_ours_ms_per_s", "process_cpu_ms_per_s"):
+                out[k] = out[f"{k}_{key}"]
         w.tracking.counts.clear()
     out["frame_apply_cpu_ms_mean"] = round(float(np.mean(apply_cpu)), 3) if apply_cpu else None
     out["frame_apply_cpu_ms_p95"] = round(p95(apply_cpu), 3)

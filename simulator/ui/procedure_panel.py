@@ -45,6 +45,9 @@ from simulator.core.events import EventKind, HARMFUL, format_time
 from simulator.core.tissue import TISSUE_INFO, Tissue
 
 PLOT_MS = 60
+#: While a tracker streams poses (a tracked attempt) the plots follow 5 times a second: each redraw
+#: and its repaints cost the GUI thread ~20-30 ms, which the 3D view and the next poses need more.
+PLOT_STREAM_MS = 200
 #: Rows the event list keeps; older ones fold into its first row (the attempt keeps every event).
 MAX_EVENT_ROWS = 400
 AIR_IN_LINE_ML = 0.3  # an unpurged syringe and extension line
@@ -339,6 +342,7 @@ class ProcedurePanel(QWidget):
         self.band_plot.setYRange(0, 1, padding=0)
         self.band_item = None
         self.band_texts = []
+        self._band_key = None
         ph.addWidget(self.time_plot, 1)
         ph.addWidget(self.band_plot)
         self.plots_ready = True
@@ -592,6 +596,10 @@ class ProcedurePanel(QWidget):
     # ------------------------------------------------------------------------------------
     # plots
     # ------------------------------------------------------------------------------------
+    def set_streaming(self, on: bool) -> None:
+        """A tracked attempt (poses streaming in) or not: the plots' pace (PLOT_STREAM_MS or PLOT_MS)."""
+        self._plot_timer.setInterval(PLOT_STREAM_MS if on else PLOT_MS)
+
     def _schedule_plots(self) -> None:
         if not self._plot_timer.isActive():
             self._plot_timer.start()
@@ -627,13 +635,17 @@ class ProcedurePanel(QWidget):
     def _draw_band(self) -> None:
         import pyqtgraph as pg
 
+        runs = self.band_runs() if self.instructor else []
+        key = tuple((round(4 * a), round(4 * b), int(tis), name) for a, b, tis, name in runs)  # to 0.25 mm
+        if key == self._band_key and (self.band_item is not None) == bool(runs):
+            return  # the band as drawn (a needle held still, tremor): no rebuild, no repaint
+        self._band_key = key
         if self.band_item is not None:
             self.band_plot.removeItem(self.band_item)
             self.band_item = None
         for ti in self.band_texts:
             self.band_plot.removeItem(ti)
         self.band_texts = []
-        runs = self.band_runs() if self.instructor else []
         if not runs:
             return
         x0 = np.array([r[0] for r in runs])

@@ -1,7 +1,10 @@
 """The 3D view: an `AnatomyScene` inside a QVTKRenderWindowInteractor (composed, not inherited).
 
 - Renders are requested with `request_render()` and coalesced by a zero-delay single-shot timer:
-  a burst of changes already queued (a slider drag, a stream of needle poses) costs one render.
+  a burst of changes already queued (a slider drag, a stream of needle poses) costs one render,
+  and a render begins at most once per display frame (the screen's refresh period).
+- While `hold_moving()` says a tracker streams poses, the view stays on its moving frame (no
+  still frame between poses) and draws it a little coarser (`AnatomyScene.streaming`).
 - While something moves (the needle, the probe, a slider, a camera drag) the view draws the
   scene's moving frame (decimated meshes, an image at half the pixels per side, scaled up); once
   the input has paused for STILL_DELAY_MS the medium still frame follows (full resolution, a large
@@ -42,8 +45,12 @@ from simulator.render.scene import AnatomyScene  # noqa: E402
 
 CLICK_SLOP_PX = 4
 #: A render request waits for the events already queued (a burst of changes makes one render),
-#: then renders: no fixed delay on top of the render itself.
+#: then renders: no fixed delay on top of the render itself ...
 RENDER_COALESCE_MS = 0
+#: ... but at most one render per display frame: a render begins at least one refresh period
+#: (the screen's, this when it does not tell) after the previous one began, so a stream of
+#: changes faster than the screen (a 120 Hz tracker) never draws frames nobody sees.
+DISPLAY_HZ_DEFAULT = 60.0
 STILL_DELAY_MS = 250  # after the last interactive change, the medium still frame
 FULL_DELAY_MS = 2000  # after the last input of any kind, the full meshes
 
@@ -152,6 +159,7 @@ class View3D(QWidget):
         self.last_render_end = 0.0  # perf_counter at the end of the last render
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(RENDER_COALESCE_MS)
         self._timer.timeout.connect(self._render_now)
         self._still_timer = QTimer(self)
@@ -192,7 +200,21 @@ class View3D(QWidget):
             self._full_timer.stop()
             self._still_timer.start()
         if not self._timer.isActive():
-            self._timer.start()
+            self._timer.start(self._frame_wait_ms())
+
+    def frame_period_ms(self) -> float:
+        """One refresh period of the screen showing the view (ms)."""
+        screen = self.screen()
+        hz = float(screen.refreshRate()) if screen is not None else 0.0
+        return 1000.0 / (hz if 20.0 <= hz <= 500.0 else DISPLAY_HZ_DEFAULT)
+
+    def _frame_wait_ms(self) -> int:
+        """Milliseconds until a render may begin: 0, or the rest of the refresh period since the
+        last render began (at most one render per display frame)."""
+        if not self._t0:
+            return RENDER_COALESCE_MS
+        rest = self.frame_period_ms() - 1000.0 * (time.perf_counter() - self._t0)
+        return max(RENDER_COALESCE_MS, int(math.ceil(rest)))
 
     def render_now(self) -> None:
         """Render at once (full meshes)."""
@@ -259,7 +281,7 @@ class View3D(QWidget):
         (a still render would hold the next poses up for its whole, long, render)."""
         if self._closed or self._interacting:
             return
-        if self.hold_moving is not None and self.hold_moving():
+        if self.streaming():
             self._still_timer.start()
             return
         medium = self.scene.has_medium()  # else (a small anatomy) the full frame at once
@@ -289,7 +311,12 @@ class View3D(QWidget):
     def _render_now(self) -> None:
         if self._closed or not self.isVisible():
             return
+        self.scene.streaming = self.streaming()  # its moving frames a little coarser (see lod)
         self.scene.render()
+
+    def streaming(self) -> bool:
+        """A stream of poses is live (`hold_moving`)."""
+        return self.hold_moving is not None and bool(self.hold_moving())
 
     @property
     def render_started(self) -> float:

@@ -275,6 +275,7 @@ class TrackingMixin:
 
     def _attempt_started(self, proc) -> None:
         """Called by `_start_attempt` once the new live attempt exists (None: a replay is hosted)."""
+        self.procedure_panel.set_streaming(self.tracked_mode and proc is not None)
         if self.tracked_mode and proc is not None:
             self.tracking.attach(proc, 0.0, apply=self._apply_tracked)
             self.controller.refuse = self._tracked_refusal

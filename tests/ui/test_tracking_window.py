@@ -16,6 +16,7 @@ from simulator.tracking.client import TrackingClient
 from simulator.tracking.hand_motion import needle_pass
 from simulator.tracking.simtracker import SimulatedTracker
 from simulator.ui.driver import WindowDriver, process, wait_until
+from simulator.ui.procedure_panel import PLOT_MS, PLOT_STREAM_MS
 
 from .windows import close_window, open_window
 
@@ -51,6 +52,7 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
         p.port_spin.setValue(tracker.port)
         qtbot.mouseClick(p.tracked_box, Qt.MouseButton.LeftButton)  # a tracked attempt; it connects
         assert w.tracked_mode and w.tracking.procedure is w.controller.procedure
+        assert w.procedure_panel._plot_timer.interval() == PLOT_STREAM_MS  # the plots' slower pace
         wait_until(lambda: tracker.wait_done(0), 20, "the tracker to finish")
         # while the poses streamed the 3D view stayed on its moving frame (no still render held them up)
         assert len(details) >= 5 and details.count("moving") == len(details), (allr, w.tracking.counts)
@@ -59,6 +61,13 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
         except TimeoutError:
             raise AssertionError((w.tracking.counts, [n.text for n in w.tracking.notices()][-8:])) from None
         wait_until(lambda: w.tracking.state()[0] == "stale", 3, "the stale state")  # the file has ended
+        panel = w.procedure_panel  # the needle held still: the tissue band is not rebuilt
+        assert w.instructor_mode and panel.instructor
+        panel._redraw_plots()
+        band = panel.band_item
+        assert band is not None and panel.band_runs()
+        panel._redraw_plots()
+        assert panel.band_item is band
         w._refresh_tracking_panel()
         assert "STALE" in p.state_label.text()  # the file has ended: no new pose
         rows = {p.device_table.item(r, 0).text(): p.device_table.item(r, 1).text() for r in range(p.device_table.rowCount())}

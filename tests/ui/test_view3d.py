@@ -322,3 +322,33 @@ def test_picking_in_the_medium_frame_uses_the_full_meshes(qtbot, medium_view):
     v.scene.set_detail("full")
     again = v.scene.pick_surface(*display_point_from_widget(v, x, y))
     np.testing.assert_allclose(point, again[0])
+
+
+def test_a_tracker_stream_draws_coarser_moving_frames_at_most_one_per_display_frame(qtbot, lod_view):
+    """Moves requested far faster than the screen refreshes (a fast tracker): each render begins a
+    refresh period or more after the previous one, all on the stream's coarser moving frame; the
+    still frame follows once the stream has stopped."""
+    import time
+
+    from simulator.render.lod import MOVING_IMAGE_REDUCTION, STREAM_IMAGE_REDUCTION
+
+    v = lod_view
+    live = [True]
+    v.hold_moving = lambda: live[0]
+    frames = []
+    v.rendered.connect(lambda _ms: frames.append((v.render_started, v.scene.frame_reduction(), v.scene.detail)))
+    end = time.perf_counter() + 0.4
+    while time.perf_counter() < end:  # about a thousand requests a second
+        v.request_render(interactive=True)
+        qtbot.wait(1)
+    live[0] = False
+    stopped = time.perf_counter()
+    qtbot.waitUntil(lambda: not v.scene.lod, timeout=WORK_TIMEOUT_MS)
+    moving = [f for f in frames if f[2] == "moving"]
+    assert len(moving) >= 3
+    assert all(f[1] == STREAM_IMAGE_REDUCTION for f in moving if f[0] < stopped)  # (one queued may follow the stop)
+    assert STREAM_IMAGE_REDUCTION > MOVING_IMAGE_REDUCTION
+    gaps_ms = 1e3 * np.diff([f[0] for f in moving])
+    assert gaps_ms.min() >= v.frame_period_ms() - 1.0, (gaps_ms, v.frame_period_ms())
+    assert frames[-1][2] != "moving"  # then the still frame
+    v.hold_moving = None
