@@ -15,7 +15,8 @@ patient is not built), the tracker at 60 Hz, then 120 and 240 Hz:
 - max_rate_hz: the highest rate at which every pose reached the recording, in order, with the GUI
   keeping up (no backlog: every pose applied within 0.5 s of the tracker's end, p95 latency below
   100 ms); moving_frames: renders during the 60 Hz stream drawn at the moving level of detail
-  (decimated meshes, reduced image) out of all its renders; renders_per_s and vtk_render_ms_median;
+  (decimated meshes, reduced image) out of the renders begun between its first and last pose
+  applied; renders_per_s and vtk_render_ms_median;
   transport_ms_best: the quickest pose from the tracker's timestamp to our read (one clock);
   the 3D render apart from our own code: poses_to_procedure_ms_median / _p95 (arrival -> the attempt
   updated in the trainer: our code and the wait for the GUI thread, no render), vtk_render_ms_median

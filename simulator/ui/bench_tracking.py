@@ -92,9 +92,9 @@ def _gui(quick: bool, data: str) -> dict:
         us.center_mm, us.direction, us.marker) else None
     port = free_port()
     w.tracking_panel.port_spin.setValue(port)
-    details: list[str] = []
+    details: list[tuple[float, str]] = []  # (render began, level of detail)
     render_ms: list[float] = []
-    w.view3d.rendered.connect(lambda ms: (details.append(scene.detail), render_ms.append(ms)))
+    w.view3d.rendered.connect(lambda ms: (details.append((w.view3d.render_started, scene.detail)), render_ms.append(ms)))
     apply_cpu: list[float] = []  # GUI thread CPU per tracker frame: the procedure, its signals, the recorder
     apply = w._apply_tracked
 
@@ -118,7 +118,14 @@ def _gui(quick: bool, data: str) -> dict:
 
     scene.render = timed_render
     applied: list[float] = []  # arrival -> the attempt updated in the trainer (our code and its queue)
-    w.tracking.frames_applied.subscribe(lambda arr: applied.extend((time.perf_counter() - a) * 1e3 for a in arr))
+    applied_at: list[float] = []  # when each batch was applied
+
+    def on_applied(arr):
+        now = time.perf_counter()
+        applied.extend((now - a) * 1e3 for a in arr)
+        applied_at.append(now)
+
+    w.tracking.frames_applied.subscribe(on_applied)
     rates = (60.0, 120.0) if quick else (60.0, 120.0, 240.0)
     seconds = {60.0: 4.0 if quick else 8.0, 120.0: 3.0 if quick else 5.0, 240.0: 4.0}
     dropped = reordered = 0
@@ -141,6 +148,7 @@ def _gui(quick: bool, data: str) -> dict:
         render_ms.clear()
         render_cpu.clear()
         applied.clear()
+        applied_at.clear()
         gui0, proc0 = time.thread_time(), time.process_time()
         transport: list[float] = []
         t_start = time.perf_counter()
@@ -174,7 +182,8 @@ def _gui(quick: bool, data: str) -> dict:
         out[f"poses_to_views_ms_median_{key}"] = round(median(lat), 2)
         out[f"poses_to_views_ms_p95_{key}"] = round(lat_p95, 2)
         out[f"poses_applied_{key}"] = f"{len(got)}/{n}"
-        out[f"moving_frames_{key}"] = f"{sum(d == 'moving' for d in details)}/{len(details)}"
+        during = [d for t0, d in details if applied_at and applied_at[0] <= t0 <= applied_at[-1]]  # while poses came
+        out[f"moving_frames_{key}"] = f"{sum(d == 'moving' for d in during)}/{len(during)}"
         out[f"renders_per_s_{key}"] = round(len(details) / max(1e-9, t_end - t_start), 1)
         out[f"vtk_render_ms_median_{key}"] = round(median(render_ms), 2)
         span = max(1e-9, t_end - t_start)
