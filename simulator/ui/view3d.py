@@ -4,7 +4,9 @@
   a burst of changes already queued (a slider drag, a stream of needle poses) costs one render,
   and a render begins at most once per display frame (the screen's refresh period).
 - While `hold_moving()` says a tracker streams poses, the view stays on its moving frame (no
-  still frame between poses) and draws it a little coarser (`AnatomyScene.streaming`).
+  still frame between poses) and draws it a little coarser (`AnatomyScene.streaming`);
+  `before_render` callables run just before each render (the poses that came meanwhile are applied
+  then and drawn by it).
 - While something moves (the needle, the probe, a slider, a camera drag) the view draws the
   scene's moving frame (decimated meshes, an image at half the pixels per side, scaled up); once
   the input has paused for STILL_DELAY_MS the medium still frame follows (full resolution, a large
@@ -184,6 +186,9 @@ class View3D(QWidget):
         self._closed = False
         #: callable() -> True while a stream of poses (a tracker) is live: no still frames meanwhile
         self.hold_moving = None
+        #: callables run just before each render the view begins (a tracker's poses that arrived
+        #: during the previous frame are applied then, so this frame shows them: no extra frame of lag)
+        self.before_render: list = []
 
     # --- rendering ----------------------------------------------------------------------------
     def request_render(self, interactive: bool = False) -> None:
@@ -311,6 +316,9 @@ class View3D(QWidget):
     def _render_now(self) -> None:
         if self._closed or not self.isVisible():
             return
+        for fn in list(self.before_render):  # the newest input first (a tracker's poses): drawn by this frame
+            fn()
+        self._timer.stop()  # what they asked for is drawn now
         self.scene.streaming = self.streaming()  # its moving frames a little coarser (see lod)
         self.scene.render()
 

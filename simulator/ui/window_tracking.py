@@ -2,7 +2,9 @@
 attempts, the fiducial registration and pivot calibration, and the OpenIGTLink stream out.
 
 - Poses arrive on the client's thread, which wakes the GUI thread once per batch (a queued Qt
-  signal that starts a zero timer, so pumps and the 3D view's renders take turns); the GUI thread applies every pose in order (`TrackingSession.pump`: each frame recorded)
+  signal that starts a zero timer, so pumps and the 3D view's renders take turns; and just before
+  each 3D render, so the poses that came during the previous frame are in the next one); the GUI
+  thread applies every pose in order (`TrackingSession.pump`: each frame recorded)
   and the views follow once per batch with the newest state (`coalesced_needle`); the 3D view
   coalesces its renders and stays on its moving level of detail while poses stream, so a 60 Hz
   stream draws the newest pose in each frame and never queues frames. `poses_to_views` keeps, per
@@ -123,6 +125,7 @@ class TrackingMixin:
         self._tracking_timer.timeout.connect(self._tracking_tick)
         self.view3d.rendered.connect(self._on_render_for_poses)
         self.view3d.hold_moving = self._stream_live
+        self.view3d.before_render.append(self._pump_before_render)
         c = self.controller
         c.needle_changed.connect(self._stream_needle)
         self.us_view.probe_moved.connect(self._stream_probe)
@@ -182,6 +185,11 @@ class TrackingMixin:
         if t_recv:
             now = time.perf_counter()
             self._shown_pending.extend((a, now) for a in t_recv)
+
+    def _pump_before_render(self) -> None:
+        """Just before a 3D render: the poses that came during the last frame, so it shows them."""
+        if self.tracking.client is not None and self.tracking.procedure is not None:
+            self._pump_tracking()
 
     def _on_render_for_poses(self, _ms: float) -> None:
         """A 3D render has finished: the poses applied before it began are on screen (views updated)."""
