@@ -8,11 +8,15 @@
   run - the other computation made when an attempt ends;
 - debrief_s / debrief_p95_s: from the end of the attempt to the debrief drawn (course, pyqtgraph
   timeline, effects table) in an offscreen Qt window (absent when Qt cannot start);
+- params_parse_ms: reading and validating scenarios/outcome/course_parameters.yaml uncached (the
+  libyaml path), beside params_parse_pure_ms (the pure-Python YAML loader the project used before,
+  the baseline) and params_cached_ms (the same text again: the content-hash cache);
 - targets: course <= 50 ms, debrief <= 0.5 s; load: `os.getloadavg()` at the start.
 """
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import statistics
 import time
@@ -46,7 +50,7 @@ def _attempt():
 
 def _stats(xs: list[float], scale: float, digits: int) -> tuple[float, float]:
     xs = sorted(xs)
-    return round(scale * statistics.median(xs), digits), round(scale * xs[int(0.95 * (len(xs) - 1))], digits)
+    return round(scale * statistics.median(xs), digits), round(scale * xs[math.ceil(0.95 * (len(xs) - 1))], digits)
 
 
 def _debrief_times(proc, scenario, reps: int) -> list[float] | str:
@@ -72,6 +76,36 @@ def _debrief_times(proc, scenario, reps: int) -> list[float] | str:
         w.close()
         w.deleteLater()
         app.processEvents()
+    return out
+
+
+def _parse_times(reps: int) -> dict:
+    """The parameter file: uncached (fast path), with the pure-Python loader, and cached."""
+    from unittest import mock
+
+    from simulator.core import outcome_library, scenario as scenario_io
+
+    path = outcome_library.library_path()
+    fast, pure, cached = [], [], []
+    for _ in range(reps):
+        outcome_library._cache.clear()
+        t0 = time.perf_counter()
+        outcome_library.load_library(path)
+        fast.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        outcome_library.load_library(path)
+        cached.append(time.perf_counter() - t0)
+    with mock.patch.object(scenario_io, "_FAST_LOADER", None):
+        for _ in range(max(2, reps // 3)):
+            outcome_library._cache.clear()
+            t0 = time.perf_counter()
+            outcome_library.load_library(path)
+            pure.append(time.perf_counter() - t0)
+    out = {}
+    out["params_parse_ms"], out["params_parse_p95_ms"] = _stats(fast, 1000.0, 1)
+    out["params_parse_pure_ms"] = _stats(pure, 1000.0, 1)[0]
+    out["params_cached_ms"] = _stats(cached, 1000.0, 3)[0]
+    out["libyaml"] = scenario_io._FAST_LOADER is not None
     return out
 
 
@@ -108,6 +142,7 @@ def run(args) -> dict:
         "target_debrief_s": 0.5,
         "loadavg_1_5_15": [round(x, 2) for x in load],
     }
+    out.update(_parse_times(3 if quick else 9))
     deb = _debrief_times(proc, scenario, 3 if quick else 10)
     if isinstance(deb, str):
         out["debrief_note"] = deb

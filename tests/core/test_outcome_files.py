@@ -102,3 +102,50 @@ def test_mutated_parameter_files_give_our_error_never_a_traceback(text):
         parse_model_text(text, CourseLibrary, "params.yaml")
     except ScenarioError as e:
         assert str(e).startswith("params.yaml")
+
+
+# --- speed without losing the messages ----------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    REAL.replace("p: {p: 0.44, source: eisenberg1995", "p: {p: 1.44, source: eisenberg1995"),  # a value
+    REAL.replace("  celiac_plexus:\n", "  celiac_plexus:\n   bad: [1, 2\n", 1),  # YAML syntax
+    REAL.replace("    horizon_weeks: 26\n", "    horizon_weeks: 26\n    horizon_weeks: 27\n", 1),  # key twice
+    REAL.replace("kind: course_parameters", "kind: course_parameters\x07"),  # a control character
+    REAL.replace("    horizon_weeks: 26\n", "    horizon_weeks:\t26\n", 1),  # a tab
+    "sets: !!python/object:os.system x\n",
+])
+def test_the_libyaml_path_gives_the_pure_python_messages(text, monkeypatch):
+    from simulator.core import scenario as scenario_io
+
+    assert scenario_io._FAST_LOADER is not None, "PyYAML without libyaml: the fast path is not tested"
+    fast = errors_of(text)
+    monkeypatch.setattr(scenario_io, "_FAST_LOADER", None)
+    assert errors_of(text) == fast
+    assert re.search(r"params\.yaml:\d+", fast), fast  # the line is named
+
+
+def test_the_libyaml_path_reads_the_real_file_as_the_pure_loader_does(monkeypatch):
+    from simulator.core import scenario as scenario_io
+
+    fast = parse_model_text(REAL, CourseLibrary, "p.yaml")
+    monkeypatch.setattr(scenario_io, "_FAST_LOADER", None)
+    assert parse_model_text(REAL, CourseLibrary, "p.yaml") == fast
+
+
+def test_the_parameter_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    calls = []
+    real_parse = outcome_library.parse_model_text
+    monkeypatch.setattr(outcome_library, "parse_model_text", lambda *a, **k: calls.append(1) or real_parse(*a, **k))
+    monkeypatch.setattr(outcome_library, "_cache", {})
+    f = tmp_path / "course_parameters.yaml"
+    f.write_text(REAL, encoding="utf-8")
+    first = outcome_library.load_library(f)
+    assert outcome_library.load_library(f) is first and len(calls) == 1
+    f.write_text(REAL.replace("horizon_weeks: 26", "horizon_weeks: 30", 1), encoding="utf-8")
+    changed = outcome_library.load_library(f)
+    assert len(calls) == 2 and changed.sets["celiac_plexus"].horizon_weeks == 30
+    f.write_text(REAL.replace("p: {p: 0.44, source", "p: {p: 4.4, source"), encoding="utf-8")
+    for _ in range(2):  # an error is never cached: the same message every time
+        with pytest.raises(ScenarioError, match=r"course_parameters\.yaml:\d+: sets\.celiac_plexus\.effects\[1\]\.p\.p"):
+            outcome_library.load_library(f)
+    assert len(calls) == 4
