@@ -41,6 +41,7 @@ keeps the settings, reports errors and closes down):
 - `window_scenarios`: the scenario library, opening a scenario, loading its anatomy, its targets;
 - `window_display`: structure groups, camera presets, instructor/exam mode, overlays;
 - `window_attempt`: the live attempt, its questions, needle and procedure inputs;
+- `window_case`: the patient: the case screen, time-out, consent, asepsis, prognostic block, follow-ups;
 - `window_records`: the record store, the trainee, live recording, recovery, history;
 - `window_replay`: replaying a stored attempt with its timeline;
 - `window_menus`: the menus, their shortcuts, Help;
@@ -80,6 +81,7 @@ from simulator.ui.procedure_panel import ProcedurePanel
 from simulator.ui.us_view import UltrasoundView
 from simulator.ui.view3d import View3D
 from simulator.ui.window_attempt import AttemptMixin
+from simulator.ui.window_case import CaseMixin
 from simulator.ui.window_centre import CentreMixin
 from simulator.ui.window_display import DisplayMixin
 from simulator.ui.window_menus import MenusMixin
@@ -95,7 +97,7 @@ APPLICATION = "Trainer"
 SETTINGS_VERSION = 1
 
 
-class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin, CentreMixin, ReplayMixin,
+class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, CaseMixin, RecordsMixin, CentreMixin, ReplayMixin,
                  MenusMixin, TrackingMixin, QMainWindow):
     scenario_changed = Signal(object)  # the Scenario now current
     anatomy_shown = Signal(str)  # anatomy ref now in the 3D view
@@ -151,6 +153,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, RecordsMixin,
         self._build_central()
         self._build_docks()
         self._build_status_bar()
+        self._wire_case()
         self._build_menus()
         self._wire_attempt()
         self._build_tracking()

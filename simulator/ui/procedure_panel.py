@@ -42,7 +42,9 @@ from PySide6.QtWidgets import (
 )
 
 from simulator.core.events import EventKind, HARMFUL, format_time
+from simulator.core.procedure import CASE_STEPS
 from simulator.core.tissue import TISSUE_INFO, Tissue
+from simulator.ui.case_steps_box import CaseStepsBox
 
 PLOT_MS = 60
 #: While a tracker streams poses (a tracked attempt) the plots follow 5 times a second: each redraw
@@ -55,6 +57,7 @@ AIR_IN_LINE_ML = 0.3  # an unpurged syringe and extension line
 EXAM_EVENTS = frozenset({
     EventKind.skin_puncture, EventKind.needle_out, EventKind.bone_contact, EventKind.nerve_contact,
     EventKind.aspiration, EventKind.injection, EventKind.local_anaesthetic, EventKind.end,
+    EventKind.time_out, EventKind.consent, EventKind.asepsis, EventKind.prognostic_result,
 })
 ASPIRATION_STYLE = {
     "blood": ("Blood in the syringe", "#ff4040"),
@@ -64,6 +67,10 @@ ASPIRATION_STYLE = {
     "nothing": ("Negative: nothing", "#60d060"),
 }
 STEP_LABELS = {
+    "time_out": "Time-out: contraindications checked",
+    "consent": "Consent taken",
+    "asepsis": "Skin prepared and draped",
+    "prognostic": "Prognostic block (local anaesthetic) first",
     "local_anaesthetic": "Local anaesthetic at the entry point",
     "insertion": "Insert the needle",
     "target": "Reach the target",
@@ -186,6 +193,9 @@ class ProcedurePanel(QWidget):
         self.steps.setMaximumHeight(150)
         self.steps.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         lay.addWidget(self.steps)
+
+        self.case_box = CaseStepsBox()
+        lay.addWidget(self.case_box)
 
         box = QGroupBox("Needle and syringe")
         g = QGridLayout(box)
@@ -379,6 +389,7 @@ class ProcedurePanel(QWidget):
             self.title.setText("No scenario")
             return
         self.title.setText(f"<b>{html.escape(scenario.title)}</b>")
+        self.case_box.show_scenario(scenario)
         st = scenario.steps
         has_contrast = st.contrast is not None
         for w in (self.contrast_label, self.contrast_volume, self.contrast_button):
@@ -433,6 +444,7 @@ class ProcedurePanel(QWidget):
         self.note.setText("")
         self.status.setText("Click the skin in the 3D view to choose the entry point.")
         self.end_button.setEnabled(True)
+        self.case_box.refill(procedure.events if procedure is not None else [])
         self._fill_steps()
         self._schedule_plots()
 
@@ -467,7 +479,7 @@ class ProcedurePanel(QWidget):
                           if st.test_dose else ""),
             "neurolytic": "".join(f" {o.agent}" for o in st.agent_options()),
         }
-        rows = status or [{"step": k, "required": True, "done": False} for k in STEP_LABELS]
+        rows = status or [{"step": k, "required": True, "done": False} for k in STEP_LABELS if k not in CASE_STEPS]
         for s in rows:
             if not s["required"]:
                 continue
@@ -518,6 +530,7 @@ class ProcedurePanel(QWidget):
 
     def on_event(self, ev) -> None:
         self._add_event_row(ev)
+        self.case_box.on_event(ev)
         if ev.kind == EventKind.aspiration:
             text, colour = ASPIRATION_STYLE.get(ev.data.get("result", ""), (ev.message, "#ddd"))
             self.aspiration_label.setText(f"<b style='color:{colour}'>{html.escape(text)}</b>")

@@ -86,6 +86,8 @@ class AttemptMixin:
             self.view3d.scene.hide_probe()
         self._place_needle()
         self.view3d.request_render()
+        if replay_proc is None:
+            self._case_on_start()
 
     def new_attempt(self) -> None:
         if self.scenario is None or self.anatomy is None:

@@ -95,11 +95,21 @@ class MenusMixin:
 
     def _build_procedure_menu(self, mb) -> None:
         pm = self.procedure_menu = mb.addMenu("&Procedure")
+        self.act_case = self._action(pm, "The &patient (case)\u2026", self.show_case_screen, "F8",
+                                     tip="The case: history, drugs, anticoagulation, the earlier procedure")
+        self.act_time_out = self._action(pm, "&Time-out\u2026", self.open_time_out, "F9",
+                                         tip="Contraindications noticed, then proceed or defer")
+        self.act_consent = self._action(pm, "&Consent\u2026", self.open_consent, "F10")
+        self.act_skin_prep = self._action(pm, "&Skin preparation", self.skin_preparation, "F11")
+        self.act_drape = self._action(pm, "Sterile &drape", self.drape, "F12")
+        pm.addSeparator()
         self.act_local = self._action(pm, "Local anaesthetic", self.procedure_panel.request_local_anaesthetic, "F2")
         self.act_aspirate = self._action(pm, "Aspirate", self.aspirate, "F3")
         self.act_contrast = self._action(pm, "Inject contrast", lambda: self.procedure_panel.request_inject("contrast"), "F4")
         self.act_test_dose = self._action(pm, "Give the test dose", lambda: self.procedure_panel.request_inject("test_dose"), "F6")
         self.act_agent = self._action(pm, "Inject the neurolytic agent", lambda: self.procedure_panel.request_inject("neurolytic"), "F7")
+        self.act_prognostic = self._action(pm, "Prognostic block (local anaesthetic at the target)", self.prognostic_block,
+                                           "Shift+F7")
         pm.addSeparator()
         self.act_end = self._action(pm, "End attempt (score card)", self.end_attempt, "Ctrl+E")
         self.act_new = self._action(pm, "New attempt", self.new_attempt, "Ctrl+N")
