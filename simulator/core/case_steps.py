@@ -22,7 +22,7 @@ from simulator.core.events import EventKind
 from simulator.core.outcome_params import LOCAL_ANAESTHETICS
 from simulator.core.scenario_case import CONTRAINDICATION_KINDS
 
-__all__ = ["LOCAL_ANAESTHETICS", "case_seed", "prognostic_result", "prognostic_done", "neurolytic_refusal",
+__all__ = ["LOCAL_ANAESTHETICS", "case_seed", "patient_seed", "prognostic_result", "prognostic_done", "neurolytic_refusal",
            "injection_extras", "check_time_out"]
 
 TIME_OUT_DECISIONS = ("proceed", "defer")
@@ -33,6 +33,16 @@ def case_seed(scenario_id: str, started_at: str, trainee: str) -> int:
     """The seed of what is fixed about an attempt's patient (e.g. its prognostic block)."""
     h = hashlib.sha256(f"{scenario_id}|{started_at}|{trainee}".encode()).digest()
     return int.from_bytes(h[:8], "little")
+
+
+def patient_seed(recording) -> int:
+    """The seed of the attempt's patient: a follow-up's is the first attempt's (the same patient,
+    whose prognostic block answers the same way), else `case_seed` of this attempt."""
+    first = (getattr(recording, "meta", None) or {}).get("follows")
+    who = first.get("patient") if isinstance(first, dict) else None
+    if isinstance(who, dict) and who.get("started_at"):
+        return case_seed(str(who.get("scenario_id", recording.scenario_id)), str(who["started_at"]), recording.trainee)
+    return case_seed(recording.scenario_id, recording.started_at, recording.trainee)
 
 
 def _params(scenario):

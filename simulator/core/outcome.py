@@ -26,13 +26,14 @@ used (published vs assumed). Deterministic for a seed (the attempt's `attempt_se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from simulator.core.case_steps import case_seed
-from simulator.core.outcome_facts import AttemptFacts, count_quadrants, facts_from_recording, target_coverage
+from simulator.core.case_steps import case_seed, patient_seed
+from simulator.core.outcome_facts import QUADRANTS, AttemptFacts, count_quadrants, facts_from_recording, target_coverage
 from simulator.core.outcome_params import CourseParameters, Duration, Effect
+from simulator.core.repeat import pain_now, repeat_sites
 
 EDUCATIONAL_LABEL = "Educational model - not a prediction for a real patient"
 DEFAULT_BASELINE_NRS = 7.0
@@ -49,7 +50,7 @@ class CaseInfo:
     block_truth: bool | None = None  # this patient's prognostic block (None: drawn from the parameters)
     block_truth_seed: int = 0
     n_patients: int = 200
-    repeat_of: list[dict] | None = None  # the previous attempt's neurolytic sites (a follow-up)
+    repeat_of: list[dict] | None = None  # a follow-up: the earlier attempt's neurolytic sites ([]: not known)
     vignette: bool = False
 
 
@@ -191,7 +192,7 @@ def _triangular(rng, d: Duration, n: int) -> np.ndarray:
 def relief_chance(facts: AttemptFacts, params: CourseParameters, case: CaseInfo) -> tuple[float, str, dict]:
     """P(lasting relief) for this attempt, the reason in words, and the coverage it used."""
     r = params.relief
-    doses = facts.tissue_doses()
+    doses, scar = scarred_doses(facts.tissue_doses(), params, case)
     if not doses:
         return 0.0, "no neurolytic reached tissue", {}
     if r.measure == "celiac_quadrants":
@@ -228,10 +229,28 @@ def relief_chance(facts: AttemptFacts, params: CourseParameters, case: CaseInfo)
     if not truth:
         p *= r.negative_block_factor.value
         basis += f"; this patient's prognostic block would be negative (x{r.negative_block_factor.value:g})"
-    if case.repeat_of:
+    if case.repeat_of is not None:
         p *= params.repeat.relief_factor.value
-        basis += f"; a repeat procedure (x{params.repeat.relief_factor.value:g})"
+        basis += f"; a repeat procedure (x{params.repeat.relief_factor.value:g})" + scar
     return float(min(max(p, 0.0), 1.0)), basis, cov
+
+
+def scarred_doses(doses, params: CourseParameters, case: CaseInfo) -> tuple[list, str]:
+    """A follow-up: the share of agent that reaches tissue neurolysed before is cut by the repeat
+    policy's `fibrosis_spread_factor` (scarring) - the coverage of the targets the earlier attempt
+    covered, the millilitres in the celiac quadrants it reached. Returns the doses and a note."""
+    if not case.repeat_of or not doses:
+        return doses, ""
+    f = params.repeat.fibrosis_spread_factor.value
+    targets = {t for s in case.repeat_of for t in (s.get("targets") or [])}
+    min_ml = params.celiac_area.min_ml.value if params.celiac_area is not None else 0.5
+    quadrants = {q for q in QUADRANTS
+                 if sum(float((s.get("quadrant_ml") or {}).get(q, 0.0)) for s in case.repeat_of) >= min_ml}
+    if not targets and not quadrants:
+        return doses, ""
+    out = [replace(d, coverage={t: c * f if t in targets else c for t, c in d.coverage.items()},
+                   quadrant_ml={q: ml * f if q in quadrants else ml for q, ml in d.quadrant_ml.items()}) for d in doses]
+    return out, f" (scarring from the earlier neurolysis: x{f:g} of the agent reaches the tissue treated before)"
 
 
 def block_truth(params: CourseParameters, case: CaseInfo) -> bool:
@@ -291,7 +310,7 @@ def effect_probability(e: Effect, facts: AttemptFacts, params: CourseParameters,
     conditions = set(case.conditions)
     if facts.skin_punctures and not facts.asepsis:
         conditions.add("no_asepsis")
-    if case.repeat_of:
+    if case.repeat_of is not None:
         conditions.add("repeat")
     for m in e.modifiers:
         if m.when in conditions:
@@ -321,6 +340,11 @@ def compute_course(facts: AttemptFacts, params: CourseParameters, case: CaseInfo
     notes: list[str] = []
     if not case.vignette:
         notes.append(f"No vignette: baseline pain {case.baseline_nrs:g}/10 assumed.")
+    if case.repeat_of is not None:
+        rp = params.repeat
+        notes.append(f"A repeat procedure: relief x{rp.relief_factor.value:g} as likely"
+                     + (f" and x{rp.duration_factor.value:g} as long" if rp.duration_factor is not None else "")
+                     + " as after the first.")
     deferred = facts.time_out is not None and facts.time_out.get("decision") == "defer" and not facts.neurolytic
     p_relief, basis, cov = relief_chance(facts, params, case)
     if deferred:
@@ -341,6 +365,8 @@ def compute_course(facts: AttemptFacts, params: CourseParameters, case: CaseInfo
     part_days = _triangular(rng, r.partial_days, n)
     median_d = r.median_duration_days()
     dur = median_d * np.exp(r.duration_sd_log.value * rng.standard_normal(n))
+    if case.repeat_of is not None and params.repeat.duration_factor is not None:
+        dur = dur * params.repeat.duration_factor.value  # relief is shorter after a repeat
     regrow = np.maximum(_triangular(rng, r.regrowth, n), 1.0)
     responders = u_relief < p_relief
     treated = bool(facts.tissue_doses())
@@ -460,8 +486,12 @@ def case_info(scenario, recording=None, targets=None, repeat_of: list[dict] | No
     if pb is not None and pb.positive is not None:
         info.block_truth = bool(pb.positive)
     if recording is not None:
-        info.block_truth_seed = case_seed(recording.scenario_id, recording.started_at, recording.trainee)
-    info.repeat_of = repeat_of
+        info.block_truth_seed = patient_seed(recording)
+    meta = getattr(recording, "meta", None) if recording is not None else None
+    info.repeat_of = repeat_of if repeat_of is not None else repeat_sites(meta, scenario)
+    now = pain_now(meta)
+    if info.repeat_of is not None and now is not None:
+        info.baseline_nrs = now  # a follow-up starts from the pain the earlier course left
     return info
 
 

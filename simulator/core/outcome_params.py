@@ -301,6 +301,7 @@ class RepeatPolicy(_Model):
     offer_at_nrs: Amount = Field(description="a repeat is offered when the pain is back to this score")
     min_interval: Duration
     relief_factor: Proportion = Field(description="chance of relief of a repeat relative to the first")
+    duration_factor: Optional[Proportion] = Field(None, description="how long relief lasts after a repeat, relative to the first")
     fibrosis_spread_factor: Proportion = Field(description="volume share reaching tissue neurolysed before")
 
 

@@ -131,7 +131,7 @@ class ProcedureSteps:
         if kind == "prognostic":
             rec = self.recording
             extra["prognostic_result"] = case_steps.prognostic_result(
-                self.scenario, coverage, case_steps.case_seed(rec.scenario_id, rec.started_at, rec.trainee))
+                self.scenario, coverage, case_steps.patient_seed(rec))
         bubbles = f" with {air:g} ml air (syringe not purged)" if air > 0 else ""
         self._emit(EventKind.injection, f"{label}: {v:g} ml {agent} {c:g} %{bubbles}{where}", kind=kind, agent=str(agent), air_ml=air,
                         concentration_pct=c, volume_ml=v, tip_mm=tip, mode=sp.mode, aspirated=bool(aspirated),

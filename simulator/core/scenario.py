@@ -496,6 +496,14 @@ def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] =
         kind = {list: "a list", str: "a single text value"}.get(type(data), f"a single {type(data).__name__} value")
         raise ScenarioError(file, [FieldError("", _line(root) if root is not None else 1,
                                               f"the top level must be a mapping of {what}, got {kind}")])
+    if model is Scenario and "based_on" in data:  # a variant: its base's fields under its own
+        from simulator.core.scenario_base import with_base
+
+        try:
+            data = with_base(data, file)
+        except ValueError as e:
+            line, _ = _locate(root, ("based_on",))
+            raise ScenarioError(file, _sorted_unique(dup + [FieldError("based_on", line, str(e), data.get("based_on"))])) from None
     try:
         result = model.model_validate(data)
     except ValidationError as e:

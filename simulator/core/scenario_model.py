@@ -490,6 +490,9 @@ class Scenario(_Model):
     prognostic_block: Optional[PrognosticBlock] = Field(None, description="a local-anaesthetic block required first")
     outcome: Optional[Outcome] = Field(None, description="the course after the procedure (debrief)")
     follows: Optional[str] = Field(None, pattern=r"^[a-z0-9_\-]+$", description="the scenario this one repeats, months later")
+    based_on: Optional[str] = Field(None, pattern=r"^[a-z0-9_\-]+$", description=(
+        "a scenario whose fields this one takes (a variant: another patient story on the same needle work); "
+        "its own fields change them - mappings key by key, anything else replaced"))
 
     @field_validator("anatomy")
     @classmethod

@@ -12,7 +12,8 @@
 - the decisions (time-out, consent, asepsis, prognostic block, agent, volume, level and side,
   approach) with a verdict and why;
 - the figures that drive the model, the assumptions marked for an instructor to review;
-- a button for the follow-up (a repeat procedure), emitting `repeat_requested(course)`.
+- "Repeat in N months" (the repeat offer of this patient's course): emits `repeat_requested(course)`;
+  the trainer starts a follow-up attempt on the same patient with this attempt's history.
 Without a course (no outcome parameters) it says why. Object names for tests: debrief_label,
 debrief_reason, debrief_summary, debrief_plot, debrief_effects, debrief_decisions, debrief_figures,
 debrief_repeat.
@@ -159,11 +160,14 @@ class DebriefWidget(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         lay.addWidget(split, 1)
-        self.repeat = QPushButton("Follow-up: repeat the procedure on this patient...")
+        from simulator.core.repeat import months_until_repeat
+
+        months = months_until_repeat(course)
+        self.repeat = QPushButton(f"Repeat in {months:g} months: a follow-up attempt on this patient\u2026" if months
+                                  else "Repeat later, when the pain returns: a follow-up attempt on this patient\u2026")
         self.repeat.setObjectName("debrief_repeat")
-        self.repeat.setToolTip("A follow-up attempt on the same patient when the pain returns, with this attempt's "
-                               "history (what was injected where)")
-        self.repeat.setEnabled(course.index_repeat_day is not None)
+        self.repeat.setToolTip("A follow-up attempt on the same patient when the pain has returned, with this attempt's "
+                               "history carried over (what was injected where, how long it helped)")
         self.repeat.clicked.connect(lambda: self.repeat_requested.emit(self.course))
         lay.addWidget(self.repeat)
 

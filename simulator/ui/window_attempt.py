@@ -68,6 +68,9 @@ class AttemptMixin:
                 self._close_replay()
             mode = "practice" if self.instructor_mode else "exam"
             proc = self.controller.start(sc, an, mode=mode, trainee=self._trainee, **self.attempt_clock())
+            history = self._take_follow_up(sc)
+            if history is not None:
+                proc.recording.meta["follows"] = history  # before the first input: the live record has it
         else:
             proc = self.controller.attach_replay(replay_proc)
         self._attempt_started(proc if replay_proc is None else None)
@@ -117,7 +120,8 @@ class AttemptMixin:
         if self.controller.procedure is not None and self.scenario is not None:
             from simulator.ui.debrief import attach_debrief
 
-            attach_debrief(dlg, self.controller.procedure.recording, self.scenario, self.targets)
+            deb = attach_debrief(dlg, self.controller.procedure.recording, self.scenario, self.targets)
+            deb.repeat_requested.connect(self.start_follow_up)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.destroyed.connect(lambda *_: setattr(self, "score_dialog", None))
         self.score_dialog = dlg

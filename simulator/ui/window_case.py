@@ -131,3 +131,81 @@ class CaseMixin:
             c.call("tick")  # the controller says why (replay, ended)
             return False
         return True
+
+    # ------------------------------------------------------------------------------------
+    # a follow-up: the same patient months later
+    # ------------------------------------------------------------------------------------
+    def start_follow_up(self, course=None) -> None:
+        """The debrief's "Repeat in N months": a follow-up attempt on this patient with the ended
+        attempt's history - on the library scenario that `follows` this one when there is one (its
+        vignette tells the story months later), else on the same scenario."""
+        from simulator.core.repeat import history_from_attempt
+
+        proc, sc = self.controller.procedure, self.scenario
+        if proc is None or sc is None:
+            return
+        if course is None:
+            from simulator.ui.debrief import debrief_data
+
+            course = debrief_data(proc.recording, sc, self.targets)[0]
+        attempt_id = self.replay_info.id if self.controller.replaying and self.replay_info is not None else self.last_attempt_id
+        history = history_from_attempt(proc.recording, sc, course, attempt_id=attempt_id)
+        follower = follower_of(sc.id)
+        self.follow_up = {"scenario_id": follower[0] if follower else sc.id, "history": history}
+        if self.score_dialog is not None:
+            self.score_dialog.close()
+        when = f" {history['months_before']:g} months later" if history.get("months_before") else ""
+        self.statusBar().showMessage(f"Follow-up{when}: the same patient, with the history of this attempt", 10000)
+        if follower is not None:
+            self.open_scenario(str(follower[1]))  # its attempt starts once it is shown
+        else:
+            if self.controller.replaying:
+                self.stop_replay()
+            self.new_attempt()
+
+    def _take_follow_up(self, scenario) -> dict | None:
+        """The history for a live attempt starting now: the follow-up asked for (once), else for a
+        scenario that `follows` another, the trainee's latest finished attempt of that one."""
+        pending, self.follow_up = self.follow_up, None
+        if pending is not None and pending["scenario_id"] == scenario.id:
+            return pending["history"]
+        if getattr(scenario, "follows", None):
+            return self._history_from_records(scenario.follows)
+        return None
+
+    def _history_from_records(self, scenario_id: str) -> dict | None:
+        st = self.store
+        if st is None:
+            return None
+        try:
+            done = [a for a in st.list_attempts(trainee=self._trainee, scenario=scenario_id)
+                    if a.status in ("finished", "recovered")]
+            if not done:
+                return None
+            from simulator.core.repeat import history_from_attempt
+            from simulator.core.scenario import find_scenario, load_scenario
+            from simulator.ui.debrief import debrief_data
+
+            rec = st.load_attempt(done[-1].id)
+            earlier = load_scenario(find_scenario(scenario_id))
+            course = debrief_data(rec, earlier)[0]
+            return history_from_attempt(rec, earlier, course, attempt_id=done[-1].id)
+        except Exception as e:  # noqa: BLE001 - the follow-up still runs, from its vignette alone
+            self.statusBar().showMessage(f"The earlier attempt could not be read: {e}", 10000)
+            return None
+
+
+def follower_of(scenario_id: str):
+    """(id, path) of a library or user scenario that `follows` this one, or None."""
+    from simulator.core.scenario import list_scenarios, load_scenario
+
+    for e in list_scenarios():
+        if not e.ok or e.id == scenario_id:
+            continue
+        try:
+            if load_scenario(e.path).follows == scenario_id:
+                return e.id, e.path
+        except Exception:  # noqa: BLE001 - a broken file is no follower
+            continue
+    return None
+

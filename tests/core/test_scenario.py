@@ -30,7 +30,8 @@ from simulator.core.scenario_model import Modality, Scenario, Severity
 LIBRARY = ("needle_basics_gel", "celiac_plexus_posterior", "intercostal_ultrasound", "splanchnic_t11_t12",
            "lumbar_sympathetic_l3", "lumbar_sympathetic_l2_l4", "superior_hypogastric_l5_s1", "ganglion_impar_transcoccygeal",
            "thoracic_sympathetic_t2_t3", "stellate_ganglion_c7_ultrasound", "celiac_transaortic",
-           "suprascapular_notch_ultrasound", "suprascapular_notch_fluoroscopy")
+           "suprascapular_notch_ultrasound", "suprascapular_notch_fluoroscopy",
+           "celiac_plexus_repeat", "splanchnic_t11_t12_aneurysm")  # the last two: variants (based_on)
 PROJECT = paths.PROJECT_ROOT
 
 # A small valid scenario; the broken cases below each change one thing in it.

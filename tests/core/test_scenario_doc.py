@@ -46,7 +46,10 @@ def test_library_scenario_opens_unchanged_and_valid(path):
     assert d.scenario() == load_scenario(path)
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
+OWN = [p for p in LIBRARY if "\nbased_on:" not in p.read_text(encoding="utf-8")]  # variants: below
+
+
+@pytest.mark.parametrize("path", OWN, ids=[p.stem for p in OWN])
 def test_setting_a_field_changes_only_its_line(path):
     d = ScenarioDocument.open(path)
     before = d.text()
@@ -57,6 +60,21 @@ def test_setting_a_field_changes_only_its_line(path):
         assert old[old.index("#"):] == new[new.index("#"):]
     assert d.get(("targets", 0, "tolerance_mm")) == 1.5
     assert d.scenario().targets[0].tolerance_mm == 1.5
+
+
+def test_a_variant_shows_its_base_and_an_edit_makes_the_field_its_own():
+    path = paths.SCENARIOS_DIR / "splanchnic_t11_t12_aneurysm.yaml"
+    base = load_scenario(paths.SCENARIOS_DIR / "splanchnic_t11_t12.yaml")
+    d = ScenarioDocument.open(path)
+    assert d.get(("targets", 0, "tolerance_mm")) == base.targets[0].tolerance_mm  # read from the base
+    assert "\ntargets:" not in d.text()
+    d.set(("targets", 0, "tolerance_mm"), 3.5)
+    assert "\ntargets:" in d.text() and d.errors() == []
+    sc = d.scenario()
+    assert sc.targets[0].tolerance_mm == 3.5 and sc.targets[1] == base.targets[1]  # the base's list, now its own
+    assert sc.vignette.contraindications[0].kind == "aortic_aneurysm"
+    d.undo()
+    assert "\ntargets:" not in d.text()
 
 
 def test_set_keeps_comments_quotes_and_flow_lists(doc, celiac_text):

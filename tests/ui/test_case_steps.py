@@ -145,6 +145,36 @@ def test_the_steps_before_the_needle_with_keys_and_buttons(trainer):
     table = deb.findChild(QTableWidget, "debrief_decisions")
     whys = [table.item(r, 3).text() for r in range(table.rowCount())]
     assert any("72 hours" in x for x in whys)
+    w.first = {"recording": w.controller.procedure.recording, "course": deb.course}
+
+
+def test_repeat_in_n_months_starts_a_follow_up_with_the_history(trainer):
+    w = trainer
+    first, course = w.first["recording"], w.first["course"]
+    button = w.score_dialog.debrief.findChild(QPushButton, "debrief_repeat")
+    # this patient's own repeat offer (None: relief outlasted the weeks shown)
+    months = None if course.index_repeat_day is None else max(1.0, round(2 * course.index_repeat_day / 30.44) / 2)
+    assert button.isEnabled() and button.text().startswith(f"Repeat in {months:g} months" if months else "Repeat later")
+    button.click()
+    wait_until(lambda: w.controller.active and w.controller.procedure.recording is not first, 10, "the follow-up")
+    hist = w.controller.procedure.recording.meta["follows"]
+    assert hist["scenario_id"] == "ui_case" and hist["months_before"] == months
+    [site] = hist["sites"]  # the phenol at the nerve, carried over
+    assert site["agent"] == "phenol" and site["targets"] == ["nerve"] and site["target_names"] == ["Nerve (gel phantom)"]
+    wait_until(lambda: w.case_dialog is not None, 5, "the case screen of the follow-up")
+    text = w.case_dialog.plain_text()
+    assert "Earlier procedure on this patient" in text and "phenol 6 %" in text
+    assert (f"{months:g} months ago" in text) if months else ("months ago" not in text)
+    w.case_dialog.close()
+    d = WindowDriver(w)
+    d.key(Qt.Key.Key_F11)  # one input: the follow-up is recorded live with its history
+    d.key(Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    wait_until(lambda: w.score_dialog is not None, 10, "the score card")
+    second = w.score_dialog.debrief.course
+    assert any(n.startswith("A repeat procedure") for n in second.notes)
+    assert second.baseline_nrs == hist["pain_nrs_now"]
+    stored = w.store.load_attempt(w.last_attempt_id)
+    assert stored.meta["follows"] == hist  # the link persists in the records
     w.score_dialog.close()
 
 
