@@ -483,9 +483,17 @@ def _read_text(path: Path) -> str:
 
 
 def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] = "<text>",
-                     what: str = "scenario fields (id, title, procedure, ...)"):
+                     what: str = "scenario fields (id, title, procedure, ...)", disk_cache: bool = False):
     """Validate YAML text against `model`; every problem a FieldError (file, line, field).
-    `what` names the expected top-level fields in the messages for an empty or non-mapping file."""
+    `what` names the top-level fields for an empty file. A text that validated before skips the
+    YAML reading (`yaml_cache`, on disk too for files); its data is validated again."""
+    from simulator.core import scenario_base, yaml_cache
+
+    cached = yaml_cache.get(text)
+    try:  # a text no longer valid (its base, the code changed) is read again below, for the lines
+        return model.model_validate(scenario_base.merged(cached, file) if model is Scenario else cached)
+    except Exception:  # noqa: BLE001 - includes no cached data (None)
+        pass
     try:
         data, root, dup = _parse_yaml(text)
     except _Fatal as f:
@@ -496,14 +504,9 @@ def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] =
         kind = {list: "a list", str: "a single text value"}.get(type(data), f"a single {type(data).__name__} value")
         raise ScenarioError(file, [FieldError("", _line(root) if root is not None else 1,
                                               f"the top level must be a mapping of {what}, got {kind}")])
-    if model is Scenario and "based_on" in data:  # a variant: its base's fields under its own
-        from simulator.core.scenario_base import with_base
-
-        try:
-            data = with_base(data, file)
-        except ValueError as e:
-            line, _ = _locate(root, ("based_on",))
-            raise ScenarioError(file, _sorted_unique(dup + [FieldError("based_on", line, str(e), data.get("based_on"))])) from None
+    own = data
+    if model is Scenario:  # a variant: its base's fields under its own (errors at its based_on line)
+        data = scenario_base.merged_or_error(data, root, dup, file)
     try:
         result = model.model_validate(data)
     except ValidationError as e:
@@ -512,6 +515,7 @@ def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] =
         raise ScenarioError(file, [FieldError("", 1, "the file refers to itself (recursive anchors)")]) from None
     if dup:
         raise ScenarioError(file, _sorted_unique(dup))
+    yaml_cache.put(text, own, disk=disk_cache)
     return result
 
 
@@ -535,7 +539,7 @@ def load_scenario(path: Union[str, Path]) -> Scenario:
         text = _read_text(path)
     except _Fatal as f:
         raise ScenarioError(path, f.errors) from None
-    return parse_scenario_text(text, path)
+    return parse_model_text(text, Scenario, path, disk_cache=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -76,6 +76,22 @@ def base_data(base_id: Any, file, chain: tuple = ()) -> dict:
     return data
 
 
+def merged(data: dict, file) -> dict:
+    """`with_base` for a variant, the data itself otherwise (raises ValueError)."""
+    return with_base(data, file) if "based_on" in data else data
+
+
+def merged_or_error(data: dict, root, dup: list, file) -> dict:
+    """`merged`, a problem with the base raised as the ScenarioError of the `based_on` line."""
+    from simulator.core import scenario as io
+
+    try:
+        return merged(data, file)
+    except ValueError as e:
+        line, _ = io._locate(root, ("based_on",))
+        raise io.ScenarioError(file, io._sorted_unique(dup + [io.FieldError("based_on", line, str(e), data.get("based_on"))])) from None
+
+
 def with_base(data: dict, file) -> dict:
     """The variant's data on top of its base's (see the module notes)."""
     merged = deep_merge(base_data(data.get("based_on"), file, (str(data.get("id", "")),)), data)
@@ -83,4 +99,4 @@ def with_base(data: dict, file) -> dict:
     return merged
 
 
-__all__ = ["deep_merge", "with_base", "base_data", "MAX_DEPTH"]
+__all__ = ["deep_merge", "with_base", "merged", "merged_or_error", "base_data", "MAX_DEPTH"]

@@ -106,33 +106,41 @@ def test_mutated_parameter_files_give_our_error_never_a_traceback(text):
 
 # --- speed without losing the messages ----------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    REAL.replace("p: {p: 0.44, source: eisenberg1995", "p: {p: 1.44, source: eisenberg1995"),  # a value
-    REAL.replace("  celiac_plexus:\n", "  celiac_plexus:\n   bad: [1, 2\n", 1),  # YAML syntax
-    REAL.replace("    horizon_weeks: 26\n", "    horizon_weeks: 26\n    horizon_weeks: 27\n", 1),  # key twice
-    REAL.replace("kind: course_parameters", "kind: course_parameters\x07"),  # a control character
-    REAL.replace("    horizon_weeks: 26\n", "    horizon_weeks:\t26\n", 1),  # a tab
-    "sets: !!python/object:os.system x\n",
-])
-def test_the_libyaml_path_gives_the_pure_python_messages(text, monkeypatch):
-    from simulator.core import scenario as scenario_io
+def test_the_yaml_data_cache_changes_no_result_and_no_message(tmp_path, monkeypatch):
+    """A text read before comes from the cache (memory, then disk in a new process) and gives the
+    same library; a broken text is never cached and keeps its line and field."""
+    from simulator.core import yaml_cache
 
-    assert scenario_io._FAST_LOADER is not None, "PyYAML without libyaml: the fast path is not tested"
-    fast = errors_of(text)
-    monkeypatch.setattr(scenario_io, "_FAST_LOADER", None)
-    assert errors_of(text) == fast
-    assert re.search(r"params\.yaml:\d+", fast), fast  # the line is named
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path))
+    yaml_cache.clear_memory()
+    f = tmp_path / "course_parameters.yaml"
+    f.write_text(REAL, encoding="utf-8")
+    monkeypatch.setattr(outcome_library, "_cache", {})
+    first = outcome_library.load_library(f)
+    assert len(list((tmp_path / "cache" / "yaml").glob("*.json"))) == 1
+    yaml_cache.clear_memory()
+    monkeypatch.setattr(outcome_library, "_cache", {})
+    import simulator.core.scenario as scenario_io
 
-
-def test_the_libyaml_path_reads_the_real_file_as_the_pure_loader_does(monkeypatch):
-    from simulator.core import scenario as scenario_io
-
-    fast = parse_model_text(REAL, CourseLibrary, "p.yaml")
-    monkeypatch.setattr(scenario_io, "_FAST_LOADER", None)
-    assert parse_model_text(REAL, CourseLibrary, "p.yaml") == fast
+    monkeypatch.setattr(scenario_io, "_parse_yaml", lambda text: pytest.fail("read by the YAML loader"))
+    assert outcome_library.load_library(f) == first  # from the disk cache, validated again
+    monkeypatch.undo()
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path))
+    bad = REAL.replace("p: {p: 0.44, source", "p: {p: 4.4, source")
+    for _ in range(2):
+        with pytest.raises(ScenarioError, match=r"params\.yaml:\d+: sets\.celiac_plexus\.effects\[1\]\.p\.p"):
+            parse_model_text(bad, CourseLibrary, "params.yaml")
+    assert yaml_cache.get(bad) is None
+    (tmp_path / "cache" / "yaml" / "junk.json").write_text("{not json", encoding="utf-8")
+    for entry in (tmp_path / "cache" / "yaml").glob("*.json"):  # a damaged entry: read again, no error
+        entry.write_text('{"sha256": "x", "data": 1}', encoding="utf-8")
+    yaml_cache.clear_memory()
+    monkeypatch.setattr(outcome_library, "_cache", {})
+    assert outcome_library.load_library(f) == first
 
 
 def test_the_parameter_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path))
     calls = []
     real_parse = outcome_library.parse_model_text
     monkeypatch.setattr(outcome_library, "parse_model_text", lambda *a, **k: calls.append(1) or real_parse(*a, **k))
