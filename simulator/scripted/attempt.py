@@ -10,8 +10,10 @@ when it drifts; bone on the way is walked off (withdraw, turn). Techniques that 
 (`plan.TOUCH_BONE_FIRST`) aim at the vertebral body, note the depth at contact, withdraw half
 way and turn to the target. At the target: lateral image, aspiration (blood, CSF or air: withdraw
 2 mm and aspirate again), contrast with an image, aspiration and test dose, aspiration and
-neurolytic - each step only when the scenario has it. Then the needle comes out, and after the last
-needle the attempt ends.
+neurolytic - each step only when the scenario has it (a required prognostic block before the first
+neurolytic). Then the needle comes out, and after the last needle the attempt ends. Before the
+first needle, the case steps the scenario asks for (`before_the_needle`: time-out on the vignette's
+key - a contraindication that says defer ends the attempt there - consent, skin preparation, drape).
 """
 from __future__ import annotations
 
@@ -84,6 +86,7 @@ class Operator:
         self.visible = None
         self.imaging_on = True
         self.goal = None
+        self.prognostic_done = False
         if self.us:
             from simulator.core.probe import ProbeSpec
 
@@ -546,12 +549,39 @@ class Operator:
             doses.append(("neurolytic", o.agent, o.concentrations_pct[-1], _mid(o.volume_ml.min_ml, o.volume_ml.max_ml)))
         if self.has("neurolytic_before_test_dose"):
             doses.reverse()
+        pb = getattr(self.sc, "prognostic_block", None)
+        if pb is not None and pb.required and not self.prognostic_done and options:  # the block first, once
+            at = next(i for i, d in enumerate(doses) if d[0] == "neurolytic")
+            doses.insert(at, ("prognostic", pb.agent, pb.concentration_pct, _mid(pb.min_ml, pb.max_ml)))
+            self.prognostic_done = True
         for kind, agent, pct, ml in doses:
             self.aspirate()
             p.inject(kind, agent, float(pct), float(ml), time_s=self.now())
         self.shot()
 
+    def before_the_needle(self) -> bool:
+        """The case steps a scenario asks for: the time-out on the vignette's key (every
+        contraindication noticed, deferred when one says so), consent on its risks, skin
+        preparation and drape. False: the procedure was deferred (the attempt has ended)."""
+        p, sc, steps = self.p, self.sc, self.sc.steps
+        v = getattr(sc, "vignette", None)
+        if steps.time_out and v is not None:
+            key = list(v.contraindications)
+            defer = any(c.action in ("defer", "correct_first") for c in key)
+            p.time_out([c.kind for c in key], "defer" if defer else "proceed", time_s=self.now())
+            if defer:
+                p.end(time_s=self.now())
+                return False
+        if steps.consent:
+            p.consent(list(v.consent_items) if v is not None else [], time_s=self.now())
+        if steps.asepsis:
+            p.skin_preparation(time_s=self.now())
+            p.drape(time_s=self.now())
+        return True
+
     def run(self, plans) -> None:
+        if not self.before_the_needle():
+            return
         if self.has("one_side_only"):
             plans = plans[:1]
         for plan in plans:

@@ -166,6 +166,8 @@ def test_battery_on_the_library(scenario_id):
         anatomy = load_anatomy(sc.anatomy)
     except Exception as e:  # noqa: BLE001 - a patient not built here
         pytest.skip(f"anatomy {sc.anatomy} not available: {e}")
+    if sc.vignette is not None and any(c.action in ("defer", "correct_first") for c in sc.vignette.contraindications):
+        pytest.skip("the right action is to defer at the time-out: no needle (tests/core/test_repeat.py)")
     proc = run_attempt(sc, anatomy, "expert", seed=0, steady=True, quick=True)
     expert = score_attempt(proc.recording, sc, anatomy)
     assert expert.passed and not expert.automatic_fails, expert.text()

@@ -177,3 +177,37 @@ def test_the_same_patient_answers_the_prognostic_block_the_same_way():
     third.recording.meta["follows"] = history_from_attempt(second.recording, sc, course_for_attempt(second.recording, sc))
     assert patient_seed(third.recording) == patient_seed(first.recording)
     assert case_info(sc, third.recording).block_truth_seed == case_info(sc, first.recording).block_truth_seed
+
+
+def _case_scenario(action: str):
+    from simulator.core.scenario_model import Steps
+
+    base = synthetic_scenario(outcome={"parameters": "celiac_plexus", "celiac_origin_mm": [-20.0, 27.0, 0.0]})
+    steps = base.steps.model_dump()
+    steps.update(time_out=True, consent=True, asepsis=True)
+    vignette = {"age_years": 70, "sex": "male", "diagnosis": "pancreatic cancer", "pain_history": "epigastric pain",
+                "pain_nrs": 8, "consent_items": ["bleeding", "pneumothorax"],
+                "contraindications": [{"kind": "aortic_aneurysm", "finding": "a 5.6 cm aneurysm", "action": action,
+                                       "why": "the needle passes beside it"}]}
+    return synthetic_scenario(steps=Steps(**steps), vignette=vignette,
+                              outcome={"parameters": "celiac_plexus", "celiac_origin_mm": [-20.0, 27.0, 0.0]})
+
+
+@pytest.mark.parametrize("action, needles", [("defer", 0), ("proceed_with_caution", 1)])
+def test_the_scripted_expert_does_the_case_steps_and_defers_when_the_key_says_so(action, needles):
+    from simulator.core.decisions import judge_decisions
+    from simulator.core.events import EventKind
+    from simulator.core.outcome_facts import facts_from_recording
+    from simulator.scripted import run_attempt
+
+    sc = _case_scenario(action)
+    proc = run_attempt(sc, synthetic_block_anatomy(), "expert", seed=0, steady=True, quick=True)
+    ev = proc.recording.events
+    [to] = [e for e in ev if e.kind == EventKind.time_out]
+    assert to.data["contraindications"] == ["aortic_aneurysm"]
+    assert to.data["decision"] == ("defer" if action == "defer" else "proceed")
+    assert sum(e.kind == EventKind.skin_puncture for e in ev) == needles and proc.ended
+    verdicts = {d.topic: d.verdict for d in judge_decisions(facts_from_recording(proc.recording), sc)}
+    assert verdicts["time-out"] == "good"
+    if needles:
+        assert verdicts["asepsis"] == "good" and verdicts["consent"] == "good"
