@@ -78,7 +78,7 @@ def base_data(base_id: Any, file, chain: tuple = ()) -> dict:
 
 def merged(data: dict, file) -> dict:
     """`with_base` for a variant, the data itself otherwise (raises ValueError)."""
-    return with_base(data, file) if "based_on" in data else data
+    return with_base(data, file) if data.get("based_on") is not None else data
 
 
 def merged_or_error(data: dict, root, dup: list, file) -> dict:

@@ -586,7 +586,7 @@ class ScenarioDocument:
                     raise ScenarioDocError(f"{field_name(path[:depth]) or 'the document'} is a mapping: no item {part}")
                 if create and depth == 0 and part not in node and _base_has(node, part, self.path):
                     # a variant: the base's value becomes the variant's own, then the edit applies to it
-                    self._insert_key(node, (), part, _to_node(_base_get(node, part, self.path), (part,)))
+                    self._insert_key(node, (), part, to_node(_base_get(node, part, self.path), (part,)))
                 if part not in node or node[part] is None:
                     if not create:
                         raise ScenarioDocError(f"{field_name(here)} is not in the scenario")

@@ -76,11 +76,34 @@ def expert_side(d: WindowDriver, entry, target) -> None:
     d.key(Qt.Key.Key_X)
 
 
+def before_the_needle(w: MainWindow, d: WindowDriver) -> None:
+    """The case steps the celiac scenario asks for: the case read, time-out (nothing stops it:
+    proceed), consent with every risk discussed, skin preparation and drape (F8-F12)."""
+    from PySide6.QtWidgets import QCheckBox, QPushButton
+
+    wait_until(lambda: w.case_dialog is not None, 5, "the case screen")
+    w.case_dialog.findChild(QPushButton, "case_begin").click()
+    d.activate()
+    d.key(Qt.Key.Key_F9)
+    wait_until(lambda: w.time_out_dialog is not None, 5, "the time-out")
+    w.time_out_dialog.findChild(QPushButton, "time_out_proceed").click()
+    d.activate()
+    d.key(Qt.Key.Key_F10)
+    wait_until(lambda: w.consent_dialog is not None, 5, "the consent dialog")
+    for box in w.consent_dialog.findChildren(QCheckBox):
+        box.click()
+    w.consent_dialog.findChild(QPushButton, "consent_take").click()
+    d.activate()
+    d.key(Qt.Key.Key_F11)
+    d.key(Qt.Key.Key_F12)
+
+
 @needs_bundled
 def test_expert_celiac_attempt_passes_and_the_score_card_says_so(celiac):
     w = celiac
     d = new_attempt(w)
     sc = w.scenario
+    before_the_needle(w, d)
     for plan in sc.trajectories:
         expert_side(d, plan.entry_mm, plan.target_mm)
     proc = w.controller.procedure
@@ -101,6 +124,7 @@ def test_expert_celiac_attempt_passes_and_the_score_card_says_so(celiac):
     # the panel followed: steps ticked, the aspiration result shown, the plots hold the attempt
     assert "Negative" in w.procedure_panel.aspiration_label.text()
     assert all(w.procedure_panel.steps.item(i).text().startswith("\u2714") for i in range(w.procedure_panel.steps.count() - 1))
+    assert {dd.topic: dd.verdict for dd in dlg.debrief.decisions}["time-out"] == "good"
     t, depth = (np.asarray(w.procedure_panel._series[k], float) for k in ("t", "depth"))
     assert len(t) > 20 and np.nanmax(depth) > 100.0
     # saved images: one thumbnail per exposure
