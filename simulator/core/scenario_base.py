@@ -99,4 +99,20 @@ def with_base(data: dict, file) -> dict:
     return merged
 
 
-__all__ = ["deep_merge", "with_base", "merged", "merged_or_error", "base_data", "MAX_DEPTH"]
+def base_value(tree, key, file):
+    """A variant's base value of the top-level field `key` (plain Python), None when it has none
+    (or `tree` is no variant, or its base does not load)."""
+    if not isinstance(tree, dict) or not isinstance(tree.get("based_on"), str):
+        return None
+    try:
+        return base_data(tree.get("based_on"), file).get(key)
+    except ValueError:
+        return None
+
+
+def base_has(tree, key, file) -> bool:
+    """Whether the variant `tree` takes the field `key` from its base."""
+    return base_value(tree, key, file) is not None
+
+
+__all__ = ["deep_merge", "base_value", "base_has", "with_base", "merged", "merged_or_error", "base_data", "MAX_DEPTH"]

@@ -49,6 +49,7 @@ from simulator.core.scenario import (
     find_scenario,
     parse_scenario_text,
 )
+from simulator.core.scenario_base import base_has, base_value
 from simulator.core.scenario_model import Scenario
 from simulator.core.scenario_yaml import (
     COORDINATE_KEYS,
@@ -263,8 +264,8 @@ class ScenarioDocument:
         """The value at `path` as plain Python (dicts, lists, str, float, int, bool, None)."""
         node = self._current_tree()
         path = tuple(path)
-        if path and isinstance(node, CommentedMap) and path[0] not in node and _base_has(node, path[0], self.path):
-            node = {path[0]: _base_get(node, path[0], self.path)}  # a variant: what it takes from its base
+        if path and isinstance(node, CommentedMap) and path[0] not in node and base_has(node, path[0], self.path):
+            node = {path[0]: base_value(node, path[0], self.path)}  # a variant: what it takes from its base
         for part in path:
             if isinstance(node, (CommentedMap, dict)) and not isinstance(part, int) and part in node:
                 node = node[part]
@@ -584,9 +585,9 @@ class ScenarioDocument:
             if isinstance(node, CommentedMap):
                 if isinstance(part, int):
                     raise ScenarioDocError(f"{field_name(path[:depth]) or 'the document'} is a mapping: no item {part}")
-                if create and depth == 0 and part not in node and _base_has(node, part, self.path):
+                if create and depth == 0 and part not in node and base_has(node, part, self.path):
                     # a variant: the base's value becomes the variant's own, then the edit applies to it
-                    self._insert_key(node, (), part, to_node(_base_get(node, part, self.path), (part,)))
+                    self._insert_key(node, (), part, to_node(base_value(node, part, self.path), (part,)))
                 if part not in node or node[part] is None:
                     if not create:
                         raise ScenarioDocError(f"{field_name(here)} is not in the scenario")
@@ -692,26 +693,3 @@ class ScenarioDocument:
         del seq[index]
         if tail and index > 0:
             append_tail(seq, index - 1, tail)
-
-
-# ---------------------------------------------------------------------------------------------
-# Comment bookkeeping (ruamel keeps the comment lines between two entries on the first one)
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# Variants (based_on): what the document takes from its base
-# ---------------------------------------------------------------------------------------------
-
-def _base_get(tree, key, path):
-    """A variant's base value of a top-level field (plain Python), None when it has none."""
-    from simulator.core.scenario_base import base_data
-
-    try:
-        return base_data(tree.get("based_on"), path).get(key)
-    except ValueError:
-        return None
-
-
-def _base_has(tree, key, path) -> bool:
-    return isinstance(tree, CommentedMap) and isinstance(tree.get("based_on"), str) and _base_get(tree, key, path) is not None
