@@ -485,15 +485,12 @@ def _read_text(path: Path) -> str:
 def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] = "<text>",
                      what: str = "scenario fields (id, title, procedure, ...)", disk_cache: bool = False):
     """Validate YAML text against `model`; every problem a FieldError (file, line, field).
-    `what` names the top-level fields for an empty file. A text that validated before skips the
-    YAML reading (`yaml_cache`, on disk too for files); its data is validated again."""
+    `what` names the top-level fields for an empty file. A text seen valid before skips the YAML reading (`yaml_cache`)."""
     from simulator.core import scenario_base, yaml_cache
 
-    cached = yaml_cache.get(text)
-    try:  # a text no longer valid (its base, the code changed) is read again below, for the lines
-        return model.model_validate(scenario_base.merged(cached, file) if model is Scenario else cached)
-    except Exception:  # noqa: BLE001 - includes no cached data (None)
-        pass
+    hit = yaml_cache.validate_cached(text, lambda d: model.model_validate(scenario_base.merged(d, file) if model is Scenario else d))
+    if hit is not None:
+        return hit
     try:
         data, root, dup = _parse_yaml(text)
     except _Fatal as f:
@@ -504,9 +501,8 @@ def parse_model_text(text: str, model: type[BaseModel], file: Union[str, Path] =
         kind = {list: "a list", str: "a single text value"}.get(type(data), f"a single {type(data).__name__} value")
         raise ScenarioError(file, [FieldError("", _line(root) if root is not None else 1,
                                               f"the top level must be a mapping of {what}, got {kind}")])
-    own = data
-    if model is Scenario:  # a variant: its base's fields under its own (errors at its based_on line)
-        data = scenario_base.merged_or_error(data, root, dup, file)
+    # a variant: its base's fields under its own (errors at its based_on line)
+    own, data = data, scenario_base.merged_or_error(data, root, dup, file) if model is Scenario else data
     try:
         result = model.model_validate(data)
     except ValidationError as e:

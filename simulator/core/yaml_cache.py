@@ -73,6 +73,18 @@ def put(text: str, data: Any, disk: bool = False) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def validate_cached(text: str, validate) -> Any:
+    """`validate(data)` of the data cached for `text`; None when nothing is cached or it no
+    longer validates (its base or the code changed: the caller reads the text again, for lines)."""
+    data = get(text)
+    if data is None:
+        return None
+    try:
+        return validate(data)
+    except Exception:  # noqa: BLE001 - any failure: read the text again
+        return None
+
+
 def _remember(key: str, data: Any) -> None:
     if len(_memory) >= MEMORY_ENTRIES:
         _memory.pop(next(iter(_memory)))
@@ -83,4 +95,4 @@ def clear_memory() -> None:
     _memory.clear()
 
 
-__all__ = ["get", "put", "clear_memory"]
+__all__ = ["get", "put", "validate_cached", "clear_memory"]
