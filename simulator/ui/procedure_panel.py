@@ -45,6 +45,7 @@ from simulator.core.events import EventKind, HARMFUL, format_time
 from simulator.core.procedure import CASE_STEPS
 from simulator.core.tissue import TISSUE_INFO, Tissue
 from simulator.ui.case_steps_box import CaseStepsBox
+from simulator.ui.procedure_notes import ASPIRATION_STYLE, contrast_note, human as _human
 
 PLOT_MS = 60
 #: While a tracker streams poses (a tracked attempt) the plots follow 5 times a second: each redraw
@@ -59,13 +60,6 @@ EXAM_EVENTS = frozenset({
     EventKind.aspiration, EventKind.injection, EventKind.local_anaesthetic, EventKind.end,
     EventKind.time_out, EventKind.consent, EventKind.asepsis, EventKind.prognostic_result,
 })
-ASPIRATION_STYLE = {
-    "blood": ("Blood in the syringe", "#ff4040"),
-    "csf": ("Clear fluid (CSF)", "#60c0ff"),
-    "air": ("Air", "#c0c0c0"),
-    "bowel contents": ("Bowel contents", "#c09040"),
-    "nothing": ("Negative: nothing", "#60d060"),
-}
 STEP_LABELS = {
     "time_out": "Time-out: contraindications checked",
     "consent": "Consent taken",
@@ -80,34 +74,6 @@ STEP_LABELS = {
     "neurolytic": "Neurolytic agent",
     "end": "End the attempt (score card)",
 }
-
-
-def _human(x) -> str:
-    return str(getattr(x, "value", x)).replace("_", " ")
-
-
-def contrast_note(spread) -> str:
-    """What the contrast image shows, in a physician's words."""
-    mode = spread.mode
-    if mode == "intravascular":
-        return "Contrast flashes and washes away at once: the tip is in a vessel. Do not inject: reposition."
-    if mode == "intrathecal":
-        return "Contrast outlines the dural sac (myelogram): the tip is intrathecal. Stop."
-    if mode == "intra_organ":
-        return f"Contrast pools inside the {_human(spread.tip_tissue.name.lower())}: the tip is in an organ."
-    if mode == "intraosseous":
-        return "Contrast stays in the bone: the tip is in the vertebral body."
-    if mode == "outside":
-        return "Contrast runs out onto the skin: the tip is not in the body."
-    near = []
-    for _, k in sorted(((v, k) for k, v in (spread.contacts or {}).items()), reverse=True):
-        name = str(k).split(":", 1)[-1].replace("_", " ")
-        if name and name not in near:
-            near.append(name)
-        if len(near) == 3:
-            break
-    where = f" along {', '.join(near)}" if near else ""
-    return f"Contrast spreads in the tissue{where} ({spread.volume_ml:g} ml)."
 
 
 class PlotSeries:
