@@ -84,7 +84,28 @@ def _has_display() -> bool:
 
 
 
+def _refused_patient(scenario_ref: str | None, patient: str | None) -> str | None:
+    """Why the scenario cannot open on the asked patient (missing structures, a patient not set
+    up), before any window opens; None when it can (or when the scenario itself is not found: the
+    window reports that)."""
+    if not patient:
+        return None
+    from simulator.core.fitting import check_on_built_patient
+    from simulator.core.scenario import DEFAULT_SCENARIO_ID, ScenarioError, find_scenario, load_scenario
+
+    try:
+        scenario = load_scenario(find_scenario(scenario_ref or DEFAULT_SCENARIO_ID))
+    except (ScenarioError, OSError):
+        return None
+    check = check_on_built_patient(scenario, patient)
+    return None if check.ok else f"scenario {scenario.id!r} cannot run on patient {patient!r}: {check.summary}"
+
+
 def cmd_gui(args) -> int:
+    refused = _refused_patient(args.scenario, getattr(args, "patient", None))
+    if refused:
+        sys.stderr.write(f"main.py: {refused}\n")
+        return 2
     if not _has_display():
         sys.stderr.write(NO_DISPLAY_MESSAGE)
         return 2

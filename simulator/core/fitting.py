@@ -92,6 +92,21 @@ def host_check(scenario, patient: str, names) -> HostCheck:
     return HostCheck(patient, not missing and not reasons, missing, reasons)
 
 
+def check_on_built_patient(scenario, patient: str) -> HostCheck:
+    """`host_check` against the patient `patient` as built in the user's anatomies folder (names from
+    its anatomy.json); a patient that is not built cannot host anything (the reason says how to make
+    it). Used by the command line before a window opens."""
+    from simulator.core.patients import available_patients
+
+    if patient == scenario.anatomy:
+        return HostCheck(patient, True)
+    info = {p.ref: p for p in available_patients()}.get(patient)
+    if info is None:
+        return HostCheck(patient, False, reasons=[
+            f"patient {patient!r} is not set up (python main.py setup-data, or import-anatomy for user:NAME)"])
+    return host_check(scenario, patient, info.names)
+
+
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     return v / np.linalg.norm(v)

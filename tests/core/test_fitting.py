@@ -1,6 +1,8 @@
 """Scenarios on patients they were not written for: who can host what and why not, the fitted plan
-verified on the new patient, and the scripted expert passing every scenario on every patient that
-can host it - the two bundled patients and an imported one (`imported_patient`, tests/conftest.py)."""
+verified on the new patient, the scripted expert passing every scenario on every patient that can
+host it - the two bundled patients and an imported one (`imported_patient`, tests/conftest.py) - and
+a scripted novice failing it there with a named reason; the command line refusing a patient that
+cannot host the scenario, with the missing structures."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +13,7 @@ from simulator.core.fitting import NotHostable, fit_scenario, host_check, requir
 from simulator.core.plan_check import check_plan, distance_to_target_mm
 from simulator.core.scenario import load_scenario
 from simulator.core.scoring import score_attempt
-from simulator.scripted import run_attempt
+from simulator.scripted import cohort, run_attempt
 
 PATIENT_SCENARIOS = sorted(p.stem for p in paths.SCENARIOS_DIR.glob("*.yaml")
                            if not load_scenario(p).anatomy.startswith("phantom:"))
@@ -48,6 +50,22 @@ def test_a_scenario_asking_for_structures_a_patient_lacks_is_refused_with_the_li
     need = required_structures(scenario("lumbar_sympathetic_l3"))
     assert need["vertebrae_L3"] == ["target lumbar_sympathetic_l3_left (lumbar_sympathetic_l3_left)"]
     assert need["aorta"] == ["critical structure"]
+
+
+def test_the_command_line_refuses_a_patient_that_cannot_host_the_scenario(lumbopelvic, capsys):
+    """`main.py --scenario S --patient P` (before any window opens) and `snapshot S --patient P`."""
+    from simulator.cli import main
+
+    assert main(["--scenario", "stellate_ganglion_c7_ultrasound", "--patient", "bundled:lumbopelvic"]) == 2
+    err = capsys.readouterr().err
+    assert "'stellate_ganglion_c7_ultrasound' cannot run on patient 'bundled:lumbopelvic'" in err
+    assert "missing vertebrae_C7, common_carotid_artery_right, thyroid_gland, esophagus, trachea" in err
+    assert main(["run", "--scenario", "lumbar_sympathetic_l3", "--patient", "user:no_such_patient"]) == 2
+    assert "patient 'user:no_such_patient' is not set up" in capsys.readouterr().err
+    assert main(["snapshot", "thoracic_sympathetic_t2_t3", "--patient", "bundled:lumbopelvic", "--out", "/nonexistent/x.png"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("snapshot: scenario 'thoracic_sympathetic_t2_t3' cannot run on patient 'bundled:lumbopelvic'")
+    assert "missing structures: vertebrae_T2, esophagus" in err
 
 
 def test_a_rule_that_finds_no_place_is_a_reason(lumbopelvic):
@@ -126,6 +144,9 @@ def _expert_passes_everywhere_it_fits(anatomy, ref, must_host):
         assert usable(check_plan(anatomy, fitted)) == [], sid
         card = score_attempt(run_attempt(fitted, anatomy, "expert", seed=1).recording, fitted, anatomy)
         assert card.passed, (sid, ref, card.reasons[:3])
+        _seed, faults, novice = cohort(fitted, anatomy, "novice", n=1, seed0=len(hosted), quick=True)[0]
+        card = score_attempt(novice.recording, fitted, anatomy)
+        assert faults and not card.passed and card.reasons, (sid, ref, faults, card.score)
         hosted.append(sid)
     assert set(must_host) <= set(hosted), (hosted, refused)
     return hosted, refused

@@ -316,3 +316,23 @@ def test_new_scenarios_clinical_values():
     assert us.modality.value == "ultrasound" and fl.modality.value == "fluoroscopy"
     assert us.targets[0].proposal == fl.targets[0].proposal == "suprascapular_notch_right"
     assert us.indication[0].value == "nerve_entrapment"
+
+
+def test_scapular_y_view_looks_along_the_blade(bundled):
+    """The suprascapular block's scapular Y preset: the beam lies in the plane of the right
+    scapula's blade (the plane of its voxels' two largest principal axes), so the blade is seen
+    end-on as the Y's stem."""
+    from simulator.core.carm import CArmPose
+
+    sc = scenario("suprascapular_notch_fluoroscopy")
+    fl = sc.imaging.fluoroscopy
+    lao, cranial = fl.presets["scapular_y"]
+    pose = CArmPose.from_settings(fl, isocenter_mm=np.asarray(fl.isocenter_mm, float),
+                                  patient_position=sc.patient_position.value).replace(lao_deg=lao, cranial_deg=cranial)
+    s = bundled.structure_by_name("scapula_right")
+    pts = bundled.origin_mm + np.argwhere(bundled.labels == s.id) * bundled.spacing_mm
+    normal = np.linalg.svd(pts - pts.mean(axis=0), full_matrices=False)[2][2]
+    beam = np.asarray(pose.beam_direction, float)
+    assert abs(float(beam @ normal)) / np.linalg.norm(beam) < math.sin(math.radians(5.0))
+    lateral = pose.replace(lao_deg=90.0)
+    assert abs(float(np.asarray(lateral.beam_direction) @ normal)) > math.sin(math.radians(30.0)), "a true lateral is not"
