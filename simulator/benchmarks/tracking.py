@@ -14,9 +14,11 @@ patient is not built), the tracker at 60 Hz, then 120 and 240 Hz:
   the order they were sent (over every rate run);
 - max_rate_hz: the highest rate at which every pose reached the recording, in order, with the GUI
   keeping up (no backlog: every pose applied within 0.5 s of the tracker's end, p95 latency below
-  100 ms); moving_frames: renders during the 60 Hz stream drawn at the moving level of detail
-  (decimated meshes, reduced image) out of the renders begun between its first and last pose
-  applied; renders_per_s and vtk_render_ms_median;
+  100 ms); beside it max_rate_no_backlog_hz, the same without the latency bound, and per rate
+  backlog_at_end (poses still waiting 0.5 s after the tracker's end); moving_frames: renders
+  during the 60 Hz stream drawn at the moving level of detail (decimated meshes, reduced image)
+  out of the renders begun between its first and last pose applied; renders_per_s and
+  vtk_render_ms_median;
   transport_ms_best: the quickest pose from the tracker's timestamp to our read (one clock);
   the 3D render apart from our own code: poses_to_procedure_ms_median / _p95 (arrival -> the attempt
   updated in the trainer: our code and the wait for the GUI thread, no render), vtk_render_ms_median
