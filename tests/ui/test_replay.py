@@ -463,8 +463,10 @@ def test_a_placed_needle_is_sampled_at_the_simulation_rate(qapp, tmp_path, monke
         wait_until(lambda: time.monotonic() - t0 >= 1.0 and len(ticks) >= 20, 60, "a second")
         reference.stop()
         n1 = len(proc.recording.samples)
-        assert abs((n1 - n0) - len(ticks)) <= 2, (n1 - n0, len(ticks))  # a pose on every tick of the clock
-        assert len(set(ticks)) >= len(ticks) - 2  # ... one each, also while nothing moves
+        # Two timers of one interval in one loop: under load each may lose a few ticks of its own.
+        slack = max(3, len(ticks) // 10)
+        assert abs((n1 - n0) - len(ticks)) <= slack, (n1 - n0, len(ticks))  # a pose on every tick of the clock
+        assert len(set(ticks)) >= len(ticks) - slack  # ... one each, also while nothing moves
         w.end_attempt()
         n_end = len(proc.recording.samples)
         process(200)
