@@ -65,6 +65,7 @@ from simulator.imaging.fluoroscopy_volume import (  # noqa: F401
     MU_WATER_60KEV_PER_MM,
     NEEDLE_OUTER_DIAMETER_MM,
     AttenuationVolume,
+    denoise_ct_hu,
     hu_to_mu,
     iodine_mu_per_mm,
     tissue_to_mu,
@@ -80,6 +81,12 @@ _PHANTOM_KINDS = ("phantom", "analytic", "mesh-phantom")
 
 # iodine: a line integral p at 60 keV (mu/rho 7.58 cm2/g) is p / (7.58e-3 cm2/mg * 1 mm / 1 cm) mg/cm2
 IODINE_MG_CM2_PER_LINE_INTEGRAL = 1.0 / (IODINE_MASS_ATTENUATION_CM2_PER_G * 1e-3)
+
+
+# Values of interest of the automatic window (apparent attenuation, natural log): the direct beam
+# (less than about 25 mm of water) and metal (more than 12x the attenuation at the AEC level)
+DIRECT_BEAM_MAX = 0.5
+METAL_EXCESS = 2.5
 
 
 def _ct_anatomy(anatomy) -> bool:
@@ -185,6 +192,8 @@ class FluoroscopyRenderer:
             model = BoneModel.from_anatomy(anatomy) if bones == "auto" and _ct_anatomy(anatomy) else (
                 bones if isinstance(bones, BoneModel) else None)
             hu = model.edited_hu(anatomy.hu) if model is not None and model.groups else None
+            if _ct_anatomy(anatomy):
+                hu = denoise_ct_hu(anatomy.hu if hu is None else hu, anatomy.spacing_mm)
             volume = AttenuationVolume.from_anatomy(anatomy, pad_cut_ends_mm=pad_cut_ends_mm, hu=hu)
             if model is not None and model.groups:
                 planes = volume.info.get("mirror_planes_z_mm", {})
@@ -326,15 +335,23 @@ class FluoroscopyRenderer:
         # image processing of a clinical fluoroscope: dynamic range compression (a fraction of the
         # broad background is taken out), a middle-band (detail) boost and edge enhancement
         iso_px_mm = pitch * pose.source_to_isocenter_mm / pose.source_to_detector_mm
-        maps[0] = multiscale_process(L, p_ref, iso_px_mm, display)
+        # the values of interest: the direct beam past the skin and metal (an implant, a screw: far
+        # denser than the AEC level) are left out, as a unit's exposure field recognition does, so
+        # that neither stretches the compression's range nor the window over the anatomy
+        sub = max(1, n // 160)
+        ps = p[::sub, ::sub]
+        inside = (field[::sub, ::sub] > 0.5) & (ps > DIRECT_BEAM_MAX) & (ps < p_ref + METAL_EXCESS)
+        if inside.sum() < 16:
+            inside = field[::sub, ::sub] > 0.5
+        value_range = tuple(np.percentile(L[::sub, ::sub][inside], (0.1, 99.9))) if inside.sum() >= 16 else None
+        maps[0] = multiscale_process(L, p_ref, iso_px_mm, display, value_range)
         L_disp = maps[0]
         # automatic brightness/contrast: percentiles of the central part of the field (where the
         # anatomy of interest is), widened so that the periphery may burn out as on a real C-arm
-        sub = max(1, n // 160)
         cs = c[::sub]
         rr = (cs[:, None] - 0.5) ** 2 + (cs[None, :] - 0.5) ** 2
         Ls = L_disp[::sub, ::sub]
-        vals = Ls[(field[::sub, ::sub] > 0.5) & (rr <= display.auto_region ** 2)]
+        vals = Ls[inside & (rr <= display.auto_region ** 2)]
         if vals.size < 16:
             vals = Ls.ravel()
         lo, hi = np.percentile(vals, display.auto_percentiles)
@@ -343,7 +360,7 @@ class FluoroscopyRenderer:
         # automatic brightness: when the whole field does not fit a window of at most
         # `max_window_factor` times the centre's own range, the window is centred on the centre
         # (its median at `brightness_target`) and the periphery may burn out, as on a real C-arm
-        centre = Ls[(field[::sub, ::sub] > 0.5) & (rr <= display.brightness_region ** 2)]
+        centre = Ls[inside & (rr <= display.brightness_region ** 2)]
         if centre.size >= 16:
             c_lo, c_hi = np.percentile(centre, (1.0, 99.0))
             w_max = max(display.max_window_factor * (c_hi - c_lo), display.min_window)
@@ -526,11 +543,13 @@ class FluoroscopyRenderer:
 
 def blur_fast(img: np.ndarray, sigma_px: float) -> np.ndarray:
     """Gaussian blur of a float32 image; wide kernels run on a block-averaged copy (a power-of-two
-    reduction keeping at least 1.5 pixels of sigma) and are bilinearly upsampled back."""
+    reduction keeping at least 4 pixels of sigma) and are bilinearly upsampled back. (With fewer
+    the bilinear kinks every f pixels are steep enough for the display's detail enhancement to
+    turn a smooth scatter field into a ladder of bands.)"""
     img = np.ascontiguousarray(img, dtype=np.float32)
     h, w = img.shape
     f = 1
-    while sigma_px / (2 * f) >= 1.5 and h % (2 * f) == 0 and w % (2 * f) == 0 and h // (2 * f) >= 16:
+    while sigma_px / (2 * f) >= 4.0 and h % (2 * f) == 0 and w % (2 * f) == 0 and h // (2 * f) >= 16:
         f *= 2
     if f == 1:
         return IK.gaussian_blur(img, sigma_px)

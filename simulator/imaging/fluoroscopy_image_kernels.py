@@ -259,6 +259,22 @@ def _reduce_columns(src, dst):
                          + src[r, min(c + 2, w - 1)]) * np.float32(0.125)
 
 
+@njit(**_JIT)
+def smooth121(img, out):
+    """out = img through a [1, 2, 1] / 4 kernel along both axes (edges clamped)."""
+    h, w = img.shape
+    tmp = np.empty((h, w), dtype=np.float32)
+    for r in range(h):
+        for c in range(w):
+            tmp[r, c] = (img[r, max(c - 1, 0)] + 2.0 * img[r, c] + img[r, min(c + 1, w - 1)]) * np.float32(0.25)
+    for r in range(h):
+        a = tmp[max(r - 1, 0)]
+        b = tmp[r]
+        d = tmp[min(r + 1, h - 1)]
+        for c in range(w):
+            out[r, c] = (a[c] + 2.0 * b[c] + d[c]) * np.float32(0.25)
+
+
 def reduce2(src, dst):
     """One pyramid level down: dst (ceil(h/2), ceil(w/2)) samples src at the centres of its 2 x 2
     blocks through a [1, 3, 3, 1] / 8 kernel per axis (a binomial low-pass; edges clamped)."""

@@ -113,6 +113,12 @@ def local_laplacian_bands(L: np.ndarray, gauss: list[np.ndarray], display,
 
 
 def _expand(img: np.ndarray, shape) -> np.ndarray:
-    out = np.empty((1,) + tuple(shape), dtype=np.float32)
-    IK.upsample_bilinear(img[None], out)
-    return out[0]
+    """A level up: bilinear, then a [1, 2, 1] / 4 smoothing at the finer level, so the
+    interpolant has no kinks at the coarse samples (with bilinear alone the finer bands carry a
+    correction at every coarse sample, which their gains would turn into a ladder of steps
+    2^k pixels apart across any smooth slope)."""
+    up = np.empty((1,) + tuple(shape), dtype=np.float32)
+    IK.upsample_bilinear(img[None], up)
+    out = np.empty(tuple(shape), dtype=np.float32)
+    IK.smooth121(up[0], out)
+    return out

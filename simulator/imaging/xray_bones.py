@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from simulator.core.tissue import BONE
+from simulator.core.tissue import BONE, Tissue
 from simulator.imaging import xray_mesh_kernels as MK
 from simulator.imaging.xray_bone_surface import REACH_MM, refine_bone_surface
 
@@ -61,7 +61,13 @@ CORTEX_MM: tuple[tuple[str, float], ...] = (
 # ribs 0.10-0.20; other flat bones similar. The shell's density takes the rest of the CT's mass.
 CORE_PRIOR: tuple[tuple[str, float], ...] = ((r"^vertebrae_", 0.13), (r"^rib_", 0.08), (r".*", 0.12))
 REFINED = r"^(vertebrae_|sacrum|hip_|femur_)"  # meshes refined against the CT (the spine, the pelvis)
-MIN_SHELL_WEIGHT = 0.25  # a shell lighter than a quarter of cortical bone: the core gives mass instead
+# A light bone (osteoporotic, or a coarse scan whose label is generous) keeps a real cortex: the
+# modelled shell (1.2 mm on a vertebra) at half cortical density is a 0.6 mm full-density cortex,
+# the thin end of the measured range (Silva 1994; Edwards 2001); the core gives mass first, down to
+# a bone volume fraction of 0.04 (severe osteoporosis: BV/TV 0.05-0.08, Mosekilde 1988), and only
+# then does the shell get lighter still.
+MIN_SHELL_WEIGHT = 0.5
+MIN_CORE_WEIGHT = 0.04
 RING_MM = 1.5  # partial-volume ring around a bone's label (mm; at least one voxel along each axis)
 FILL_HU = 0.0  # the CT number of what the bone replaces (water), for its mass above water
 RING_CAP_HU = 30.0  # the ring's bone: what it holds above soft tissue
@@ -399,18 +405,19 @@ def model_on_grid(outer: np.ndarray, inner: np.ndarray, faces: np.ndarray, shell
 def _calibrate(excess_mm3: float, shell_mm3: float, core_mm3: float, prior: float) -> tuple[float, float]:
     """(core weight, shell weight) so that shell_w V_shell + core_w V_core = the CT's excess mass:
     the core at its prior bone fraction and the shell taking the rest, the shell capped at
-    cortical bone (weight 1: the core takes more) and floored at MIN_SHELL_WEIGHT (the core less)."""
+    cortical bone (weight 1: the core takes more) and floored at MIN_SHELL_WEIGHT (the core less,
+    down to MIN_CORE_WEIGHT; below that the shell gets lighter)."""
     if shell_mm3 <= 1e-6:
         return (min(max(excess_mm3 / max(core_mm3, 1e-6), 0.0), 1.0), 1.0)
     w_core = prior if core_mm3 > 1e-6 else 0.0
     w_shell = (excess_mm3 - w_core * core_mm3) / shell_mm3
-    if w_shell > 1.0:
-        w_shell = 1.0
-    elif w_shell < MIN_SHELL_WEIGHT:
-        w_shell = MIN_SHELL_WEIGHT
-    else:
+    if MIN_SHELL_WEIGHT <= w_shell <= 1.0:
         return w_core, w_shell
+    w_shell = 1.0 if w_shell > 1.0 else MIN_SHELL_WEIGHT
     w_core = (excess_mm3 - w_shell * shell_mm3) / core_mm3 if core_mm3 > 1e-6 else 0.0
+    if w_shell < 1.0 and w_core < MIN_CORE_WEIGHT:
+        w_core = min(MIN_CORE_WEIGHT, max(excess_mm3, 0.0) / core_mm3) if core_mm3 > 1e-6 else 0.0
+        w_shell = max((excess_mm3 - w_core * core_mm3) / shell_mm3, 0.0)
     return float(min(max(w_core, 0.0), 1.0)), float(w_shell)
 
 
@@ -437,8 +444,8 @@ def _ring(mask: np.ndarray, spacing) -> np.ndarray:
 
 
 def _other_bone(labels: np.ndarray, own_id: int, anatomy) -> np.ndarray:
-    """Voxels of another bone (their mass is theirs, not this bone's ring)."""
-    ids = [s.id for s in anatomy.structures.values() if s.tissue in BONE and s.id != own_id]
+    """Voxels of another bone or of metal (an implant: their mass is theirs, not this bone's ring)."""
+    ids = [s.id for s in anatomy.structures.values() if (s.tissue in BONE or s.tissue == Tissue.METAL) and s.id != own_id]
     return np.isin(labels, ids) if ids else np.zeros(labels.shape, bool)
 
 

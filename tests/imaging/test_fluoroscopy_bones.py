@@ -6,7 +6,7 @@ import pytest
 from simulator.core.anatomy import TriMesh
 from simulator.core.carm import CArmPose
 from simulator.imaging import xray_mesh_kernels as MK
-from simulator.imaging.xray_bones import BoneGroup, BoneModel, _calibrate, inner_surface
+from simulator.imaging.xray_bones import MIN_CORE_WEIGHT, MIN_SHELL_WEIGHT, BoneGroup, BoneModel, _calibrate, inner_surface
 
 
 def icosphere(level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +129,12 @@ def test_calibration_shares_the_ct_mass_between_shell_and_core():
     assert core_w == pytest.approx(0.13) and shell_w * 12.0 + core_w * 30.0 == pytest.approx(10.0)
     core_w, shell_w = _calibrate(40.0, 12.0, 30.0, 0.13)  # dense bone: the shell is cortical, the core takes the rest
     assert shell_w == 1.0 and core_w == pytest.approx((40.0 - 12.0) / 30.0)
-    core_w, shell_w = _calibrate(1.0, 12.0, 30.0, 0.13)  # light bone: the shell at its floor, the core lighter
-    assert shell_w == pytest.approx(0.25) and core_w == 0.0
+    core_w, shell_w = _calibrate(8.0, 12.0, 30.0, 0.13)  # light bone: the shell at its floor, the core lighter
+    assert shell_w == pytest.approx(MIN_SHELL_WEIGHT) and core_w == pytest.approx((8.0 - 12.0 * MIN_SHELL_WEIGHT) / 30.0)
+    assert core_w >= MIN_CORE_WEIGHT
+    core_w, shell_w = _calibrate(3.0, 12.0, 30.0, 0.13)  # very light: the core at its floor, the shell lighter
+    assert core_w == pytest.approx(MIN_CORE_WEIGHT) and shell_w == pytest.approx((3.0 - 30.0 * MIN_CORE_WEIGHT) / 12.0)
+    assert _calibrate(0.6, 12.0, 30.0, 0.13) == (pytest.approx(0.02), 0.0)  # all in the core, the mass kept
 
 
 def test_an_open_bone_mesh_is_reported_and_left_in_the_ct(synthetic_anatomy):
