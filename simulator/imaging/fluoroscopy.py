@@ -74,7 +74,10 @@ from simulator.imaging.fluoroscopy_volume import (  # noqa: F401
 # =============================================================================================
 # The renderer: per-pose cache, preview and refine, detector and display
 # =============================================================================================
-PREVIEW_BONE_CELL_MM = 3.0  # vertex clustering of the bones' preview copy (the preview's pixel: 0.7 mm)
+# vertex clustering of the bones' preview copy (solid bones while the C-arm moves): the preview's
+# pixel is 0.8 mm at the isocentre and its image soft; 6 mm cells look the same there as 3 mm at a
+# third of the triangles
+PREVIEW_BONE_CELL_MM = 6.0
 DETECTOR_PSF_PX = 0.6  # standard deviation of the detector's blur, in display pixels (CsI light spread)
 _PHANTOM_KINDS = ("phantom", "analytic", "mesh-phantom")
 
@@ -134,8 +137,8 @@ class DisplaySettings:
     edge_sigma_mm: float = 0.5  # its radius at the isocentre
     detail_enhance: float = 1.0  # gain added to the middle bands (pedicles, processes, rib outlines)
     detail_sigma_mm: float = 2.0
-    range_compression: float = 0.6  # fraction of the broad background taken out (harmonisation)
-    range_sigma_mm: float = 50.0  # its scale at the isocentre (the bands beyond it and the residual)
+    range_compression: float = 0.7  # fraction of the broad background taken out (harmonisation)
+    range_sigma_mm: float = 25.0  # its scale at the isocentre (the bands beyond it and the residual)
     band_compression: float = 0.7  # the part of a step beyond the threshold taken out (local Laplacian filter)
     compression_threshold: float = 0.25  # steps up to this (attenuation) are kept: bone against soft tissue
     scatter_fraction: float = 0.4  # scatter reaching the detector behind the grid, relative to primary

@@ -55,7 +55,7 @@ FLAT_PANEL = ImagingPreset(
     title="Flat-panel C-arm, spine/abdomen program",
     # DisplaySettings' defaults: steps above 0.25 (attenuation) compressed by 0.7 [L, V] - the
     # lung/mediastinum and skin/air steps are 1-3, bone against soft tissue 0.1-0.3; the background
-    # beyond 50 mm keeps 0.4 [V: 0.5-0.9 compression over 20-80 mm kernels]; the fine bands gain
+    # beyond 25 mm keeps 0.3 [V: 0.5-0.9 compression over 20-80 mm kernels; the short end, so that a lateral pelvis, thick in front and thin behind the sacrum, is readable]; the fine bands gain
     # up to 6x at 0.5 mm (cortices, end plates, the needle: above the usual 0.5-3 of [V], a "high"
     # edge setting, chosen so that rib outlines lead over the lung texture in a single shot, see the
     # bench's landmarks) and the middle bands 2x at 2 mm (pedicles, processes) [V: 0.5-3 at 0.5-3

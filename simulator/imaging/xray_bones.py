@@ -14,7 +14,7 @@ smoothed into their slope). Each bone gets
   throughout and the inner surface does not cross itself);
 - per pixel the path lengths L_out, L_in through both (signed ray-triangle distances,
   `xray_mesh_kernels`), the shell L_out - L_in and the core L_in;
-- densities calibrated against the CT: the bone's mass above water in the CT (its voxels and a
+- densities calibrated against the CT: the bone's mass above marrow (`FILL_HU`) in the CT (its voxels and a
   one-voxel ring around them, where partial volume spreads it) equals shell_weight * V_shell +
   core_weight * V_core in millimetres of cortical bone replacing water; the shell is cortical
   bone (weight 1) and the core's weight (its cortical-bone volume fraction) is solved for.
@@ -30,6 +30,7 @@ listed in `BoneModel.rejected` with the reason and stays in the CT.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -69,11 +70,32 @@ REFINED = r"^(vertebrae_|sacrum|hip_|femur_)"  # meshes refined against the CT (
 MIN_SHELL_WEIGHT = 0.5
 MIN_CORE_WEIGHT = 0.04
 RING_MM = 1.5  # partial-volume ring around a bone's label (mm; at least one voxel along each axis)
-FILL_HU = 0.0  # the CT number of what the bone replaces (water), for its mass above water
+# What fills a bone besides its bone: marrow, red (about +30 HU) turning yellow (fat, about -100 HU)
+# with age, 30-70 % fat in adult vertebrae and the sacrum (Kugel 2001; Griffith 2005): -50 HU. A
+# voxel at h HU holds (h - FILL_HU) / (CORTICAL_BONE_HU - FILL_HU) of its volume as cortical bone.
+FILL_HU = -50.0
 RING_CAP_HU = 30.0  # the ring's bone: what it holds above soft tissue
 # The CT's point spread (standard deviations, mm): in-plane a standard body kernel at 0.7 mm pixels
 # (FWHM about 1 mm); along z what the slice profile adds to the slab of a 2.5 mm slice
 CT_PSF_SIGMA_MM = (0.45, 0.6)
+
+
+def ct_psf_sigma_mm(anatomy) -> tuple[float, float]:
+    """The point spread (in-plane, z) of this anatomy's CT: CT_PSF_SIGMA_MM scaled to the voxels
+    it was scanned with (a coarse scan blurs more), plus, when its grid was refined before the build
+    (`source['grid_refined_from_mm']`), the trilinear interpolation's triangle (sigma = voxel /
+    sqrt(6)) and the thicker slab along z, in quadrature. The bundled chest CT (0.7 x 0.7 x 2.5 mm)
+    gets CT_PSF_SIGMA_MM itself."""
+    sp = np.asarray(anatomy.spacing_mm, dtype=np.float64)
+    orig = (getattr(anatomy, "source", None) or {}).get("grid_refined_from_mm")
+    if not orig or len(orig) != 3:
+        return CT_PSF_SIGMA_MM
+    o = np.maximum(np.asarray(orig, dtype=np.float64), sp)
+    xy = CT_PSF_SIGMA_MM[0] / 0.703125 * float(o[:2].mean())
+    z = CT_PSF_SIGMA_MM[1] / 2.5 * float(o[2])
+    xy = math.hypot(xy, float(o[:2].mean()) / math.sqrt(6.0))
+    z = math.sqrt(z * z + float(o[2]) ** 2 / 6.0 + max(float(o[2]) ** 2 - float(sp[2]) ** 2, 0.0) / 12.0)
+    return (xy, z)
 
 
 def core_prior(name: str) -> float:
@@ -146,7 +168,7 @@ class BoneGroup:
     cortex_mm: float
     shell_weight: float
     core_weight: float
-    ct_excess_mm3: float  # the CT's bone mass above water, as mm3 of cortical bone
+    ct_excess_mm3: float  # the CT's bone mass above marrow, as mm3 of cortical bone
     shell_mm3: float
     core_mm3: float
 
@@ -188,6 +210,7 @@ class BoneModel:
         spacing = np.asarray(anatomy.spacing_mm, dtype=np.float64)
         voxel_mm3 = float(np.prod(spacing))
         objects = ndi.find_objects(anatomy.labels)
+        psf = ct_psf_sigma_mm(anatomy)
         verts, faces, groups, rejected, edits, edit_values = [], [], [], {}, [], []
         nv = nf = 0
         for s in sorted(anatomy.structures.values(), key=lambda s: s.id):
@@ -214,17 +237,19 @@ class BoneModel:
             t = cortex_mm(s.name)
             half = half_thickness_mm(v, vertex_normals(v, f), mask, org, spacing)
             vin = inner_surface(v, f, t, half)
-            # the CT's bone above water: its label voxels and the partial-volume ring around them
+            # the CT's bone above marrow: its label voxels and the partial-volume ring around them
             hu = anatomy.hu[box].astype(np.float64)
             ring = _ring(mask, spacing) & ~_other_bone(labels, s.id, anatomy)
-            excess = (np.sum(hu[mask] - FILL_HU) + np.sum(np.maximum(hu[ring] - RING_CAP_HU, 0.0))) / CORTICAL_BONE_HU
+            excess = (np.sum(hu[mask] - FILL_HU) + np.sum(np.maximum(hu[ring] - RING_CAP_HU, 0.0))) / (
+                CORTICAL_BONE_HU - FILL_HU)
             excess_mm3 = float(excess * voxel_mm3)
             v_out = _volume(v, f)
             v_in = max(min(_volume(vin, f), v_out), 0.0)
             shell, core = v_out - v_in, v_in
             w_core, w_shell = _calibrate(excess_mm3, shell, core, core_prior(s.name))
             # taken out of the CT: the model itself as the CT sees it (partial volume, the CT's blur)
-            idx, delta = model_on_grid(v, vin, f, w_shell, w_core, anatomy.origin_mm, spacing, anatomy.labels.shape)
+            idx, delta = model_on_grid(v, vin, f, w_shell, w_core, anatomy.origin_mm, spacing, anatomy.labels.shape,
+                                       psf)
             edits.append(idx)
             edit_values.append(delta)
             groups.append(BoneGroup(s.name, int(s.id), (nf, nf + len(f)), (nf + len(f), nf + 2 * len(f)),
@@ -252,7 +277,8 @@ class BoneModel:
         """A lighter copy for the preview while the C-arm moves: each surface's vertices clustered
         on a grid of `cell_mm` (their mean), faces that collapse dropped. A closed surface stays a
         closed chain of faces, so the signed-distance path length stays valid (only coarser).
-        solid: the outer surface only, at the bone's mean density (same mass, no cortical outline)."""
+        solid: the outer surface only, at the bone's mean density (same mass, no cortical outline:
+        the density scaled by the volume the clustering lost)."""
         verts, faces, groups = [], [], []
         nv = nf = 0
         for g in self.groups:
@@ -280,6 +306,10 @@ class BoneModel:
                 vi, fi = vi[:0], fi[:0]
                 total = g.shell_mm3 + g.core_mm3
                 shell_w = (g.shell_weight * g.shell_mm3 + g.core_weight * g.core_mm3) / total if total > 0 else 0.0
+                # clustering shrinks a convex bone (a rib most): its density rises to keep the mass
+                v_coarse = _volume(vo, fo) if len(fo) else 0.0
+                if total > 0 and v_coarse > 0.2 * total:
+                    shell_w *= total / v_coarse
             groups.append(BoneGroup(g.name, g.label_id, (nf, nf + len(fo)), (nf + len(fo), nf + len(fo) + len(fi)),
                                     (nv, nv + len(vo) + len(vi)), g.cortex_mm, shell_w, g.core_weight,
                                     g.ct_excess_mm3, g.shell_mm3, g.core_mm3))
@@ -325,6 +355,20 @@ class BoneModel:
                          groups, dict(self.rejected), self.edit_index, self.edit_hu)
 
     # ---- projection -------------------------------------------------------------------------
+    def _table(self, mirrors: bool) -> np.ndarray:
+        """Per group [outer f0, f1, inner f0, f1, (pixel box, filled per pose), shell, core]; the
+        mirror images' rows zero when `mirrors` is False. Cached (the model does not change)."""
+        key = "_table_mirrors" if mirrors else "_table_plain"
+        table = self.__dict__.get(key)
+        if table is None:
+            table = np.zeros((len(self.groups), 10))
+            for i, g in enumerate(self.groups):
+                if mirrors or g.label_id >= 0:
+                    table[i] = (g.outer[0], g.outer[1], g.inner[0], g.inner[1], 0, 0, 0, 0, g.shell_weight, g.core_weight)
+            self.__dict__[key] = table
+            self.__dict__["_vertex_starts"] = np.array([g.vertex_range[0] for g in self.groups], dtype=np.int64)
+        return table
+
     def project(self, pose, n: int | None = None, out: np.ndarray | None = None, mirrors: bool = True) -> np.ndarray:
         """The cortical-bone-equivalent path B (mm) of every pixel of an n x n detector grid
         (`mirrors` False: without the mirror images past the scan's cut ends)."""
@@ -338,19 +382,15 @@ class BoneModel:
         uv = np.empty((len(self.vertices), 2))
         MK.project_vertices(self.vertices, src, det_origin, du, dv, np.asarray(pose.beam_direction, dtype=np.float64),
                             float(pose.source_to_detector_mm), uv)
-        table = np.zeros((len(self.groups), 10))
-        for i, g in enumerate(self.groups):
-            if not mirrors and g.label_id < 0:
-                continue
-            a, b = g.vertex_range
-            u = uv[a:b, 0]
-            w = uv[a:b, 1]
-            if not (np.all(np.isfinite(u)) and np.all(np.isfinite(w))):
-                continue
-            table[i] = (g.outer[0], g.outer[1], g.inner[0], g.inner[1],
-                        max(0, int(np.floor(w.min()))), min(n, int(np.ceil(w.max())) + 1),
-                        max(0, int(np.floor(u.min()))), min(n, int(np.ceil(u.max())) + 1),
-                        g.shell_weight, g.core_weight)
+        table = self._table(mirrors).copy()
+        starts = self.__dict__["_vertex_starts"]
+        u, w = uv[:, 0], uv[:, 1]
+        ok = np.logical_and.reduceat(np.isfinite(u) & np.isfinite(w), starts)
+        table[:, 4] = np.maximum(np.floor(np.minimum.reduceat(w, starts)), 0)
+        table[:, 5] = np.minimum(np.ceil(np.maximum.reduceat(w, starts)) + 1, n)
+        table[:, 6] = np.maximum(np.floor(np.minimum.reduceat(u, starts)), 0)
+        table[:, 7] = np.minimum(np.ceil(np.maximum.reduceat(u, starts)) + 1, n)
+        table[~ok | (table[:, 1] <= table[:, 0])] = 0.0  # off screen or left out
         s_out = self.__dict__.get("_scratch")
         if s_out is None or s_out.shape[1:] != (n, n):
             s_out = np.zeros((2, n, n))
@@ -379,12 +419,12 @@ def mesh_occupancy(vertices: np.ndarray, faces: np.ndarray, origin_mm, spacing_m
 
 
 def model_on_grid(outer: np.ndarray, inner: np.ndarray, faces: np.ndarray, shell_weight: float, core_weight: float,
-                  origin_mm, spacing_mm, shape) -> tuple[np.ndarray, np.ndarray]:
+                  origin_mm, spacing_mm, shape, psf_sigma_mm: tuple[float, float] = CT_PSF_SIGMA_MM) -> tuple[np.ndarray, np.ndarray]:
     """A bone's model (cortical shell over cancellous core) as the CT shows it: its cortical-bone
-    fraction per voxel (partial volume), blurred by the CT's point spread (`CT_PSF_SIGMA_MM`), in
-    CT numbers above water. Returns (flat voxel indices, CT numbers to subtract there)."""
+    fraction per voxel (partial volume), blurred by the CT's point spread (`psf_sigma_mm`, `ct_psf_sigma_mm`), in
+    CT numbers above marrow. Returns (flat voxel indices, CT numbers to subtract there)."""
     sp = np.asarray(spacing_mm, dtype=np.float64)
-    sigma = np.array([CT_PSF_SIGMA_MM[0], CT_PSF_SIGMA_MM[0], CT_PSF_SIGMA_MM[1]]) / sp
+    sigma = np.array([psf_sigma_mm[0], psf_sigma_mm[0], psf_sigma_mm[1]]) / sp
     margin = np.ceil(3.0 * sigma).astype(int) + 1
     org = np.asarray(origin_mm, dtype=np.float64)
     lo = np.maximum(np.floor((outer.min(axis=0) - org) / sp).astype(int) - margin, 0)
@@ -396,7 +436,7 @@ def model_on_grid(outer: np.ndarray, inner: np.ndarray, faces: np.ndarray, shell
     occ_in = np.minimum(mesh_occupancy(inner, faces, org, sp, lo, box_shape), occ_out)
     frac = shell_weight * (occ_out - occ_in) + core_weight * occ_in
     frac = ndi.gaussian_filter(frac, sigma, mode="constant")
-    hu = CORTICAL_BONE_HU * frac
+    hu = (CORTICAL_BONE_HU - FILL_HU) * frac
     keep = np.nonzero(hu > 0.5)
     idx = np.ravel_multi_index(tuple(a + b for a, b in zip(keep, lo)), tuple(shape))
     return idx.astype(np.int64), hu[keep]

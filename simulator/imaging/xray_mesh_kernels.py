@@ -145,9 +145,10 @@ def _span3(edges, y, lo, hi):
 
 
 @njit(**_JIT)
-def raster_signed_depths(verts, faces, f0, f1, uv, src, e0, du, dv, acc, r0, c0):
-    """Add num / |n.d| of faces [f0, f1) to acc (h, w), which holds pixels [r0, r0+h) x [c0, c0+w).
-    The sum over a closed mesh, times |d|, is the path length (mm) of each pixel's ray inside it."""
+def raster_signed_depths(verts, faces, f0, f1, uv, src, e0, du, dv, acc, r0, c0, weight=1.0):
+    """Add weight * num / |n.d| of faces [f0, f1) to acc (h, w), which holds pixels [r0, r0+h) x
+    [c0, c0+w). The sum over a closed mesh, times |d|, is the path length (mm) of each pixel's ray
+    inside it."""
     h, w = acc.shape
     for q in range(f0, f1):
         ia, ib, ic, sgn, cmin, cmax, rmin, rmax = _triangle_box(faces, q, uv, r0, h, c0, w)
@@ -166,7 +167,7 @@ def raster_signed_depths(verts, faces, f0, f1, uv, src, e0, du, dv, acc, r0, c0)
         nx = uy * wz - uz * wy
         ny = uz * wx - ux * wz
         nz = ux * wy - uy * wx
-        num = nx * (ax - src[0]) + ny * (ay - src[1]) + nz * (az - src[2])
+        num = weight * (nx * (ax - src[0]) + ny * (ay - src[1]) + nz * (az - src[2]))
         A = nx * e0[0] + ny * e0[1] + nz * e0[2]
         B = nx * du[0] + ny * du[1] + nz * du[2]
         C = nx * dv[0] + ny * dv[1] + nz * dv[2]
@@ -189,7 +190,10 @@ def bone_path_map(verts, faces, uv, groups, src, e0, du, dv, out, s_out, s_in):
     [outer f0, outer f1, inner f0, inner f1, r0, r1, c0, c1, shell weight, core weight],
     path lengths L_out (outer surface) and L_in (inner, cancellous surface; clamped to [0, L_out])
     over the group's pixel box, and out += shell * (L_out - L_in) + core * L_in (mm).
+    Groups without an inner surface (a solid bone: the preview's) are summed weighted into one
+    image instead, scaled and clamped once at the end (no per-group box to clear and walk).
     s_out, s_in: scratch images of out's shape."""
+    n_solid = 0
     for g in range(groups.shape[0]):
         r0 = int(groups[g, 4])
         r1 = int(groups[g, 5])
@@ -197,14 +201,19 @@ def bone_path_map(verts, faces, uv, groups, src, e0, du, dv, out, s_out, s_in):
         c1 = int(groups[g, 7])
         if r1 <= r0 or c1 <= c0:
             continue
+        if groups[g, 3] <= groups[g, 2]:
+            if n_solid == 0:
+                s_in[:, :] = 0.0
+            n_solid += 1
+            raster_signed_depths(verts, faces, int(groups[g, 0]), int(groups[g, 1]), uv, src, e0, du, dv,
+                                 s_in, 0, 0, groups[g, 8])
+            continue
         a = s_out[r0:r1, c0:c1]
-        b = s_in[r0:r1, c0:c1]
+        b = s_in[r0:r1, c0:c1] if n_solid == 0 else np.zeros((r1 - r0, c1 - c0))
         a[:, :] = 0.0
         b[:, :] = 0.0
         raster_signed_depths(verts, faces, int(groups[g, 0]), int(groups[g, 1]), uv, src, e0, du, dv, a, r0, c0)
-        has_inner = groups[g, 3] > groups[g, 2]
-        if has_inner:
-            raster_signed_depths(verts, faces, int(groups[g, 2]), int(groups[g, 3]), uv, src, e0, du, dv, b, r0, c0)
+        raster_signed_depths(verts, faces, int(groups[g, 2]), int(groups[g, 3]), uv, src, e0, du, dv, b, r0, c0)
         shell = groups[g, 8]
         core = groups[g, 9]
         for r in range(r0, r1):
@@ -212,19 +221,31 @@ def bone_path_map(verts, faces, uv, groups, src, e0, du, dv, out, s_out, s_in):
                 lo = a[r - r0, c - c0]
                 if lo == 0.0:
                     continue
-                dx = e0[0] + c * du[0] + r * dv[0]
-                dy = e0[1] + c * du[1] + r * dv[1]
-                dz = e0[2] + c * du[2] + r * dv[2]
-                ln = math.sqrt(dx * dx + dy * dy + dz * dz)
+                ln = _ray_length(e0, du, dv, r, c)
                 lo *= ln
                 if lo < 0.0:
                     lo = 0.0
-                li = b[r - r0, c - c0] * ln if has_inner else 0.0
+                li = b[r - r0, c - c0] * ln
                 if li < 0.0:
                     li = 0.0
                 if li > lo:
                     li = lo
                 out[r, c] += shell * (lo - li) + core * li
+    if n_solid > 0:
+        h, w = out.shape
+        for r in range(h):
+            for c in range(w):
+                v = s_in[r, c]
+                if v > 0.0:
+                    out[r, c] += v * _ray_length(e0, du, dv, r, c)
+
+
+@njit(**_JIT)
+def _ray_length(e0, du, dv, r, c):
+    dx = e0[0] + c * du[0] + r * dv[0]
+    dy = e0[1] + c * du[1] + r * dv[1]
+    dz = e0[2] + c * du[2] + r * dv[2]
+    return math.sqrt(dx * dx + dy * dy + dz * dz)
 
 
 @njit(**_JIT)
@@ -236,10 +257,7 @@ def mesh_path_length(verts, faces, uv, src, e0, du, dv, out):
     for r in range(h):
         for c in range(w):
             if out[r, c] != 0.0:
-                dx = e0[0] + c * du[0] + r * dv[0]
-                dy = e0[1] + c * du[1] + r * dv[1]
-                dz = e0[2] + c * du[2] + r * dv[2]
-                out[r, c] *= math.sqrt(dx * dx + dy * dy + dz * dz)
+                out[r, c] *= _ray_length(e0, du, dv, r, c)
 
 
 @njit(**_JIT)
