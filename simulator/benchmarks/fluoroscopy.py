@@ -166,11 +166,12 @@ def _second_patient_landmarks() -> dict:
 
 
 def _targets_met(timing: dict, landmarks: dict) -> dict:
-    """The issue's targets against this run's figures (medians; the landmark views it names)."""
-    met = {"needle_update_ms_median<=15": timing["needle_update_ms_median"] <= 15.0,
-           "contrast_update_ms_median<=15": timing["contrast_update_ms_median"] <= 15.0,
-           "carm_move_ms_median<=33": timing["carm_move_ms_median"] <= 33.0,
-           "refine_ms_median<=250": timing["refine_ms_median"] <= 250.0}
+    """The issue's targets against this run's figures (the landmark views it names; the wall-clock
+    medians, and this process's CPU medians, which a loaded machine does not inflate)."""
+    met = {}
+    for name, limit in (("needle_update", 15), ("contrast_update", 15), ("carm_move", 33), ("refine", 250)):
+        met[f"{name}_ms_median<={limit}"] = timing[f"{name}_ms_median"] <= limit
+        met[f"{name}_cpu_ms_median<={limit}"] = timing[f"{name}_cpu_ms_median"] <= limit
     for view in ("ap_l1", "ap_t11_t12"):
         h = (landmarks.get(view) or {}).get("hybrid")
         if h:
