@@ -1,5 +1,5 @@
 """`gallery`: the fluoroscopy images of the README (`docs/images/`), made from the scenario
-library on the bundled patient, as a trainee would see them (single shots through the scenario's
+library on the bundled patients (the chest patient; the lumbar spine and pelvis), as a trainee would see them (single shots through the scenario's
 AEC and imaging preset):
 
     python main.py gallery --out docs/images
@@ -9,7 +9,9 @@ AEC and imaging preset):
 - the splanchnic block at T11-T12: AP and oblique with its needles, lateral after contrast;
 - a misplaced tip in the psoas: the contrast stays in the muscle as streaks;
 - the same AP without the meshed bones (the CT alone), for comparison;
-- the AP at 60 and 110 kVp (bone and iodine contrast fall as kVp rises).
+- the AP at 60 and 110 kVp (bone and iodine contrast fall as kVp rises);
+- the second patient: the lumbar sympathetic block at L3 (AP, tunnel, lateral), the superior
+  hypogastric block (AP) and the ganglion impar (AP).
 Each image gets a caption line in `docs/images/gallery.md`, with the landmark measures of the AP
 views (`fluoroscopy_landmarks`).
 """
@@ -22,7 +24,7 @@ import numpy as np
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("gallery", help="render the README's fluoroscopy gallery to docs/images (bundled patient)")
+    s = sub.add_parser("gallery", help="render the README's fluoroscopy gallery to docs/images (bundled patients)")
     s.add_argument("--out", default="docs/images", help="folder for the PNG files and gallery.md")
     s.add_argument("--only", help="comma-separated image names to make (default: all)")
     s.set_defaults(func=run)
@@ -65,7 +67,7 @@ def _contrast(anatomy, needles, volume_ml: float):
 
 def _views():
     """(name, scenario, lao, cranial, contrast ml or 0, kVp or None, bones, caption)."""
-    c, s = "celiac_plexus_posterior", "splanchnic_t11_t12"
+    c, s, ls = "celiac_plexus_posterior", "splanchnic_t11_t12", "lumbar_sympathetic_l3"
     return [
         ("celiac_ap", c, 0, 0, 0, None, True, "Celiac plexus block, AP at L1, both needles: end plates, disc spaces, "
          "pedicles, spinous processes, the 11th/12th ribs, the diaphragm"),
@@ -87,6 +89,16 @@ def _views():
         ("splanchnic_lateral_contrast", s, 90, 0, 3.0, None, True, "Lateral after 3 ml of contrast at each tip"),
         ("psoas_contrast", c, 0, 0, 5.0, None, True, "A tip in the left psoas at L2 (too lateral and deep for a "
          "celiac block): 5 ml of contrast stay in the muscle as streaks along its fibres"),
+        ("lumbar_sympathetic_l3_ap", ls, 0, 0, 0, None, True, "Second patient (lumbar spine and pelvis): lumbar "
+         "sympathetic block at L3, AP - end plates, pedicles, transverse processes, the iliac crests"),
+        ("lumbar_sympathetic_l3_tunnel", ls, 35, 0, 0, None, True, "35 deg left oblique (tunnel view): the needle "
+         "end-on at the anterolateral L3 body"),
+        ("lumbar_sympathetic_l3_lateral", ls, 90, 0, 0, None, True, "Lateral: the tip at the anterior margin of "
+         "L3"),
+        ("hypogastric_ap", "superior_hypogastric_l5_s1", 0, 0, 0, None, True, "Superior hypogastric block, AP at "
+         "L5-S1: the sacrum with its foramina, the iliac wings; the hip implant at the corner"),
+        ("impar_ap", "ganglion_impar_transcoccygeal", 0, 0, 0, None, True, "Ganglion impar, AP: the needle end-on "
+         "below the sacral apex in the midline"),
     ]
 
 
@@ -107,7 +119,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(",")) if args.only else None
     renderers: dict = {}
-    lines = ["# Fluoroscopy gallery", "", "Made by `python main.py gallery --out docs/images` on the bundled patient.", ""]
+    lines = ["# Fluoroscopy gallery", "", "Made by `python main.py gallery --out docs/images` on the bundled patients.", ""]
     try:
         for name, sid, lao, cranial, ml, kvp, bones, caption in _views():
             if only and name not in only:
