@@ -237,3 +237,59 @@ def test_refined_surface_turns_the_slice_staircase_of_a_tilted_end_plate_into_it
     v1, f1 = refine_bone_surface(v0, f0, (1000.0 * occ).astype(np.float32), origin, spacing)
     assert top_rms(v1, f1) < 0.5 * top_rms(v0, f0) and top_rms(v1, f1) < 0.4
     assert TriMesh(v1, f1).is_watertight()
+
+
+def test_second_patient_end_plates_and_an_opaque_unmirrored_implant():
+    """The lumbopelvic patient (a 3 mm CT, light bones, a screw in the left hip): the L3 end plates
+    lead in AP, the implant is the darkest thing in its AP and is not mirrored past the scan's end."""
+    from simulator.anatomy import lumbopelvic, packaged
+    from simulator.imaging.fluoroscopy import FluoroscopyRenderer
+    from simulator.imaging.fluoroscopy_landmarks import endplate_ratio
+    from simulator.imaging.fluoroscopy_session import FluoroscopySession
+
+    if not packaged.cache_is_valid(lumbopelvic.PATIENT):
+        pytest.skip("the lumbopelvic patient is not built (make data)")
+    from simulator.anatomy import load_anatomy
+
+    anatomy = load_anatomy(lumbopelvic.REF)
+    renderer = FluoroscopyRenderer(anatomy, seed=0)
+    # light vertebrae (about 200 HU on average) keep a cortex: the core gives the mass up first
+    assert min(g.shell_weight for g in renderer.bones.groups if g.name.startswith("vertebrae_L")) >= MIN_SHELL_WEIGHT - 1e-9
+    pose = CArmPose(isocenter_mm=tuple(anatomy.centroid_mm("vertebrae_L3")), detector_pixels=512)
+    session = FluoroscopySession(renderer, pose)
+    assert endplate_ratio(session.shot().image, anatomy, session.pose)["endplate_ratio"] >= 1.5
+    metal = anatomy.structure_by_name("metal_implant")
+    pose = CArmPose(isocenter_mm=tuple(anatomy.centroid_mm("femur_left")), detector_pixels=256)
+    session = FluoroscopySession(renderer, pose)
+    img = session.shot().image.astype(float)
+    field = session.pose.exposed_mask(256)
+    inside = _metal_shadow(anatomy, metal, session.pose) & field
+    assert inside.sum() > 100 and np.median(img[inside]) <= np.percentile(img[field], 2.0)
+    # past the scan's lower end (the mirrored continuation) nothing is as dark as the implant
+    below = _below_scan(anatomy, session.pose) & field & ~inside
+    assert below.sum() > 1000 and np.percentile(img[below], 1.0) > np.median(img[inside]) + 40
+
+
+def _metal_shadow(anatomy, metal, pose):
+    """Pixels where the implant's voxels project (closed, one pixel in from its edge)."""
+    from scipy import ndimage as ndi
+
+    pts = anatomy.origin_mm + np.argwhere(anatomy.labels == metal.id) * anatomy.spacing_mm
+    (u, v) = pose.world_to_pixel(pts)
+    n = pose.detector_pixels
+    hit = np.zeros((n, n), bool)
+    ok = (u >= 0) & (u < n) & (v >= 0) & (v < n)
+    hit[v[ok].astype(int), u[ok].astype(int)] = True
+    return ndi.binary_erosion(ndi.binary_closing(hit, iterations=2), iterations=1)
+
+
+def _below_scan(anatomy, pose):
+    """Pixels whose ray meets the isocentre's plane below the scan's lowest slice."""
+    n = pose.detector_pixels
+    z0 = float(anatomy.bounds_mm()[0][2]) - 5.0
+    iso = np.asarray(pose.isocenter_mm, float)
+    rows = np.arange(n)
+    pts = np.stack([np.full(n, iso[0]), np.full(n, iso[1]), np.linspace(iso[2] + 200, iso[2] - 200, n)], axis=1)
+    _, v = pose.world_to_pixel(pts)
+    cut = np.interp(z0, pts[::-1, 2], v[::-1])
+    return np.broadcast_to((rows > cut)[:, None], (n, n)).copy()
