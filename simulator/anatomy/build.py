@@ -12,7 +12,8 @@ Steps (`build_anatomy`):
 3. structures: each label id present gets its name (unknown names are kept as soft tissue, flagged
    `known=False` and listed in `unknown_structures`). Synthesised: `spinal_canal` (the dural sac:
    a CSF layer around the spinal cord, not into bone), `sacrococcygeal_joint` (`joints.py`: the disc
-   between the sacrum and the coccyx, which the sacrum label includes) and, for contrast-enhanced CTs,
+   between the sacrum and the coccyx, which the sacrum label includes), the neck's internal jugular
+   veins, vertebral arteries and longus colli (`neck.py`) and, for contrast-enhanced CTs,
    `other_vessels` (unlabelled contrast-filled vessels such as the celiac trunk and the SMA).
 4. tissue classes: labelled voxels from the structure's tissue; bones split into a cortical shell
    (about 1.5 mm, or HU > 500) and cancellous interior; unlabelled body voxels by HU (gas, fat,
@@ -31,6 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from simulator.anatomy.joints import SCJ_NAME, sacrococcygeal_joint
+from simulator.anatomy.neck import synthesise_neck
 from simulator.anatomy.scan_caveats import caveats, field_of_view_cuts, prepare_volumes
 from simulator.core.anatomy import Anatomy, Structure, TriMesh
 from simulator.core.tissue import BONE, Tissue, structure_group, tissue_for_structure
@@ -286,6 +288,10 @@ def build_anatomy(
         joint = sacrococcygeal_joint(labels, spacing, sacrum.id)
         if joint is not None:
             labels[joint] = synthesise(SCJ_NAME, Tissue.INTERVERTEBRAL_DISC, joint.sum())
+
+    # the neck's veins, arteries and longus colli a segmentation lacks (neck.py; stellate ganglion)
+    progress(0.18, "neck structures")
+    next_id = synthesise_neck(hu, labels, spacing, origin, structures, next_id, contrast_enhanced)
 
     bone_lut = np.zeros(next_id + 2, bool)
     for s in structures.values():

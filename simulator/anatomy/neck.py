@@ -19,6 +19,15 @@ landmarks around it (documented anatomy; sizes are adult averages):
   under the oesophagus: an oval belly 3-15 mm from the midline, 6 mm thick, on the body's anterior
   surface.
 
+On a contrast-enhanced CT (the carotid's lumen above 150 HU) the veins and arteries the
+segmentation left unlabelled are in the scan, bright: the internal jugular vein and the vertebral
+artery are then taken from it - in each slice the enhanced unlabelled blob of vessel size nearest to
+where the rules above expect it (the jugular: lateral or anterior to the carotid within 25 mm; the
+vertebral artery: within 15 mm of the foramen or the front of the C7 transverse process), and the
+rules fill only the slices where the scan shows none. The other enhanced unlabelled blobs of the neck
+(thyroid, transverse cervical and suprascapular vessels; away from bone) become `neck_vessels`:
+left as they were, above 150 HU they would be taken for bone.
+
 The voxels taken were unlabelled soft tissue (not bone, air or another structure); vessels get
 blood's CT number. A scan without common carotid arteries or cervical vertebrae is left alone.
 """
@@ -30,7 +39,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from simulator.core.anatomy import Structure
-from simulator.core.tissue import Tissue, structure_group
+from simulator.core.tissue import BONE, Tissue, structure_group
 
 IJV_RADIUS_MM = {"right": 6.0, "left": 5.0}
 IJV_OVAL = (1.25, 0.8)  # lateral, anteroposterior semi-axis factors
@@ -38,6 +47,14 @@ VA_RADIUS_MM = 2.0
 LONGUS_MM = (3.0, 15.0, 6.0)  # from the midline (inner, outer), thickness
 SOFT_HU = (-200.0, 300.0)
 BLOOD_HU = 40
+ENHANCED_HU = (110.0, 650.0)  # a contrast-filled lumen (unlabelled); the carotid's median above 150
+ENHANCED_CCA_HU = 150.0
+RIM_HU = 80.0  # partial-volume rim of an enhanced lumen, taken with it
+IJV_AREA_MM2 = (20.0, 450.0)
+VA_AREA_MM2 = (5.0, 60.0)
+NECK_VESSEL_MIN_MM3 = 20.0
+NECK_VESSEL_BONE_GAP_MM = 2.0
+NECK_VERSION = "neck2"  # part of the chest patient's input hash (anatomy/bundled.py)
 SIDES = {"right": 1.0, "left": -1.0}  # +x is the patient's right (RAS)
 CERVICAL = ("vertebrae_C3", "vertebrae_C4", "vertebrae_C5", "vertebrae_C6", "vertebrae_C7")
 LONGUS_LEVELS = CERVICAL + ("vertebrae_T1", "vertebrae_T2", "vertebrae_T3")
@@ -80,6 +97,37 @@ class _Slices:
         return np.array([self.x[idx[:, 0]].mean(), self.y[idx[:, 1]].mean()]), math.sqrt(
             len(idx) * self.spacing[0] * self.spacing[1] / math.pi)
 
+    def lumen(self, k: int) -> np.ndarray:
+        """Enhanced unlabelled voxels of slice k (a contrast-filled vessel's lumen)."""
+        h = self.hu[:, :, k]
+        return (self.labels[:, :, k] == 0) & (h >= ENHANCED_HU[0]) & (h <= ENHANCED_HU[1])
+
+    def blob(self, k: int, near, reach_mm: float, area_mm2, accept=None, largest: bool = False):
+        """The enhanced unlabelled blob of slice k with an area in `area_mm2` whose centre lies
+        within `reach_mm` of `near` (and passes `accept(centre)`): the nearest one (or the
+        largest), with its partial-volume rim; (mask, centre) or None."""
+        lab, n = ndi.label(self.lumen(k))
+        best = None
+        px = self.spacing[0] * self.spacing[1]
+        for i, sl in enumerate(ndi.find_objects(lab), start=1):
+            comp = lab[sl] == i
+            a = comp.sum() * px
+            if not (area_mm2[0] <= a <= area_mm2[1]):
+                continue
+            idx = np.argwhere(comp)
+            c = np.array([self.x[idx[:, 0] + sl[0].start].mean(), self.y[idx[:, 1] + sl[1].start].mean()])
+            d = float(np.hypot(*(c - near)))
+            if d > reach_mm or (accept is not None and not accept(c)):
+                continue
+            key = -a if largest else d
+            if best is None or key < best[0]:
+                best = (key, i, c)
+        if best is None:
+            return None
+        m = lab == best[1]
+        rim = ndi.binary_dilation(m) & (self.labels[:, :, k] == 0) & (self.hu[:, :, k] >= RIM_HU)
+        return m | rim, best[2]
+
     def ellipse(self, c, ax_x: float, ax_y: float) -> np.ndarray:
         X = (self.x[:, None] - c[0]) / ax_x
         Y = (self.y[None, :] - c[1]) / ax_y
@@ -118,7 +166,7 @@ def _smooth(v: np.ndarray, good: np.ndarray, size: int = 5) -> np.ndarray:
     return out
 
 
-def _jugular(sl: _Slices, structures, side: str, next_id: int) -> int:
+def _jugular(sl: _Slices, structures, side: str, next_id: int, enhanced: bool) -> int:
     s_sign = SIDES[side]
     cca = _ids(structures, [f"common_carotid_artery_{side}"])
     if not cca:
@@ -147,17 +195,35 @@ def _jugular(sl: _Slices, structures, side: str, next_id: int) -> int:
     rr = _smooth(rr, have)
     r_ijv = IJV_RADIUS_MM[side]
     mask = np.zeros(sl.labels.shape, bool)
-    bend_mm = 10.0
     last = int(np.nonzero(have)[0].max())
-    for k in range(k_low, last + 1):
-        c = cc[k] + np.array([s_sign * (rr[k] + r_ijv * IJV_OVAL[0] + 1.0), 2.5])
-        if target is not None:
-            dz = (k - target[1]) * sl.spacing[2]
-            if dz < bend_mm:  # bend onto the brachiocephalic vein's top
-                t = max(0.0, dz) / bend_mm
-                c = t * c + (1 - t) * target[0][0]
-        m = sl.ellipse(c, r_ijv * IJV_OVAL[0], r_ijv * IJV_OVAL[1]) & sl.free(k)
-        mask[:, :, k] = m
+    # The scan's own vein (contrast CT): lateral or anterior to the carotid, the largest blob.
+    seen = np.zeros(nz, bool)
+    off = np.zeros((nz, 2))
+    areas = []
+    for k in range(k_low, last + 1) if enhanced else ():
+        def beside(c, k=k):
+            return s_sign * (c[0] - cc[k][0]) >= -3.0 and c[1] - cc[k][1] >= -5.0
+        got = sl.blob(k, cc[k], 25.0, IJV_AREA_MM2, beside, largest=True)
+        if got is not None:
+            mask[:, :, k], seen[k], off[k] = got[0], True, got[1] - cc[k]
+            areas.append(got[0].sum() * sl.spacing[0] * sl.spacing[1])
+    if seen.sum() >= 3:  # the slices between: the vein where its neighbours have it
+        off = _smooth(off, seen)
+        r = math.sqrt(float(np.median(areas)) / math.pi)
+        for k in range(k_low, last + 1):
+            if not seen[k]:
+                mask[:, :, k] = sl.ellipse(cc[k] + off[k], r * IJV_OVAL[0], r * IJV_OVAL[1]) & sl.free(k)
+    else:
+        mask[:] = False
+        bend_mm = 10.0
+        for k in range(k_low, last + 1):
+            c = cc[k] + np.array([s_sign * (rr[k] + r_ijv * IJV_OVAL[0] + 1.0), 2.5])
+            if target is not None:
+                dz = (k - target[1]) * sl.spacing[2]
+                if dz < bend_mm:  # bend onto the brachiocephalic vein's top
+                    t = max(0.0, dz) / bend_mm
+                    c = t * c + (1 - t) * target[0][0]
+            mask[:, :, k] = sl.ellipse(c, r_ijv * IJV_OVAL[0], r_ijv * IJV_OVAL[1]) & sl.free(k)
     return _add(structures, sl.labels, sl.hu, mask, f"internal_jugular_vein_{side}", Tissue.VEIN, next_id, True)
 
 
@@ -182,7 +248,14 @@ def _foramen(sl: _Slices, k: int, vert_ids: list[int], xm: float, side: str):
     return None if best is None else best[0]
 
 
-def _vertebral(sl: _Slices, structures, side: str, next_id: int) -> int:
+def _scan_vessel(sl: _Slices, k: int, c, enhanced: bool) -> tuple[float, float]:
+    """Where the scan shows the vertebral artery near the rules' point c in slice k (the nearest
+    enhanced blob of its size within 15 mm on a contrast CT), else c."""
+    got = sl.blob(k, np.asarray(c, float), 15.0, VA_AREA_MM2) if enhanced else None
+    return (float(c[0]), float(c[1])) if got is None else (float(got[1][0]), float(got[1][1]))
+
+
+def _vertebral(sl: _Slices, structures, side: str, next_id: int, enhanced: bool) -> int:
     sub = _ids(structures, [f"subclavian_artery_{side}"])
     c7 = _ids(structures, ["vertebrae_C7"])
     upper = _ids(structures, ["vertebrae_C6", "vertebrae_C5", "vertebrae_C4", "vertebrae_C3"])
@@ -209,9 +282,14 @@ def _vertebral(sl: _Slices, structures, side: str, next_id: int) -> int:
         if vm is None:
             continue
         xm_k, y_ant, _ = vm
+        reach = 20.0 if len(pts) == 1 else 8.0  # from the subclavian artery's top, then slice to slice
+        got = sl.blob(k, np.array(pts[-1][:2]), reach, VA_AREA_MM2) if enhanced else None
+        if got is not None:  # contrast CT: follow the scan's artery up from the last point
+            pts.append((float(got[1][0]), float(got[1][1]), sl.z[k]))
+            continue
         fo = _foramen(sl, k, upper, xm_k, side) if np.isin(sl.labels[:, :, k], upper).any() else None
         if fo is not None:
-            pts.append((fo[0], fo[1], sl.z[k]))
+            pts.append((*_scan_vessel(sl, k, fo, enhanced), sl.z[k]))
             continue
         # In front of the C7 transverse process: the anterior-most vertebra voxel 20-35 mm out.
         m = np.isin(sl.labels[:, :, k], c7)
@@ -220,7 +298,9 @@ def _vertebral(sl: _Slices, structures, side: str, next_id: int) -> int:
         tp = tp[(o > 20.0) & (o < 35.0)]
         if len(tp):
             j = tp[np.argmax(sl.y[tp[:, 1]])]
-            pts.append((sl.x[j[0]] - s_sign * 2.0, sl.y[j[1]] + VA_RADIUS_MM + 2.0, sl.z[k]))
+            c = (sl.x[j[0]] - s_sign * 2.0, sl.y[j[1]] + VA_RADIUS_MM + 2.0)
+            pts.append((*_scan_vessel(sl, k, c, enhanced), sl.z[k]))
+
     if len(pts) < 3:
         return next_id
     p = np.array(pts)
@@ -235,7 +315,8 @@ def _vertebral(sl: _Slices, structures, side: str, next_id: int) -> int:
             continue
         c = np.array([np.interp(z, ps[:, 2], ps[:, 0]), np.interp(z, ps[:, 2], ps[:, 1])])
         free = (sl.labels[:, :, k] == 0) & (sl.hu[:, :, k] > SOFT_HU[0])
-        mask[:, :, k] = sl.disc(c, VA_RADIUS_MM) & free
+        got = sl.blob(k, c, 5.0, VA_AREA_MM2) if enhanced else None
+        mask[:, :, k] = got[0] if got is not None else sl.disc(c, VA_RADIUS_MM) & free
     return _add(structures, sl.labels, sl.hu, mask, f"vertebral_artery_{side}", Tissue.ARTERY, next_id, True)
 
 
@@ -270,20 +351,50 @@ def _longus(sl: _Slices, structures, side: str, next_id: int) -> int:
     return _add(structures, sl.labels, sl.hu, mask, f"longus_colli_{side}", Tissue.MUSCLE, next_id, False)
 
 
+def _neck_vessels(sl: _Slices, structures, next_id: int) -> int:
+    """The other enhanced unlabelled blobs of the cervical slices (see the module notes)."""
+    cerv = _ids(structures, CERVICAL)
+    ks = np.nonzero(np.isin(sl.labels, cerv).any(axis=(0, 1)))[0]
+    if len(ks) == 0:
+        return next_id
+    zs = slice(int(ks.min()), int(ks.max()) + 1)
+    sub_l, sub_h = sl.labels[:, :, zs], sl.hu[:, :, zs]
+    bone_ids = [s.id for s in structures.values() if s.tissue in BONE]
+    near_bone = np.isin(sub_l, bone_ids)
+    r = np.maximum(np.rint(NECK_VESSEL_BONE_GAP_MM / sl.spacing).astype(int), 1)
+    for a in range(3):
+        near_bone = ndi.maximum_filter1d(near_bone, 2 * r[a] + 1, axis=a)
+    cand = (sub_l == 0) & (sub_h >= ENHANCED_HU[0]) & (sub_h <= ENHANCED_HU[1]) & ~near_bone
+    lab, n = ndi.label(cand)
+    if n == 0:
+        return next_id
+    vol = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(sl.spacing))
+    ok = vol >= NECK_VESSEL_MIN_MM3
+    ok[0] = False
+    mask = np.zeros(sl.labels.shape, bool)
+    mask[:, :, zs] = ok[lab]
+    return _add(structures, sl.labels, sl.hu, mask, "neck_vessels", Tissue.ARTERY, next_id, True)
+
+
 def synthesise_neck(hu: np.ndarray, labels: np.ndarray, spacing, origin, structures: dict[int, Structure],
-                    next_id: int) -> int:
+                    next_id: int, contrast_enhanced: bool | None = None) -> int:
     """Add the neck structures the segmentation lacks (see the module notes) into `labels` (and
     vessels' CT numbers into `hu`), in place; returns the next free label id. Structures already
-    present by name are left as they are."""
+    present by name are left as they are. `contrast_enhanced` None: judged from the carotids."""
     names = {s.name for s in structures.values()}
     if not any(n.startswith("common_carotid_artery_") for n in names) or not _ids(structures, CERVICAL):
         return next_id
     sl = _Slices(labels, hu, np.asarray(spacing, float), np.asarray(origin, float))
+    cca = np.isin(labels, _ids(structures, ["common_carotid_artery_right", "common_carotid_artery_left"]))
+    enhanced = bool(cca.any() and np.median(hu[cca]) > ENHANCED_CCA_HU) if contrast_enhanced is None \
+        else bool(contrast_enhanced)
     for side in ("right", "left"):
         if f"internal_jugular_vein_{side}" not in names:
-            next_id = _jugular(sl, structures, side, next_id)
+            next_id = _jugular(sl, structures, side, next_id, enhanced)
         if f"vertebral_artery_{side}" not in names:
-            next_id = _vertebral(sl, structures, side, next_id)
+            next_id = _vertebral(sl, structures, side, next_id, enhanced)
         if f"longus_colli_{side}" not in names:
             next_id = _longus(sl, structures, side, next_id)
+    if enhanced and "neck_vessels" not in names:
+        next_id = _neck_vessels(sl, structures, next_id)
     return next_id

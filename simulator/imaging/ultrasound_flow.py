@@ -6,8 +6,12 @@ measured from a seed: the voxels touching the heart when the anatomy has a heart
 end of the vessel's principal axis nearer the heart (carotids, subclavian, renal vessels...), and
 without a heart the vessel's upper end (superior; anterior or right for a horizontal vessel). Arteries flow down that distance (away from the heart, or towards the feet), veins up it
 (towards the heart, or towards the head). The geodesic distance follows curved
-vessels (the aortic arch, iliac bifurcation) where a single principal axis could not. The local
-radius R is the largest wall distance in the same geodesic slab (3 mm thick); r = R - wall distance.
+vessels (the aortic arch, iliac bifurcation) where a single principal axis could not. The flow
+runs along the centreline: the vessel is cut into geodesic slabs 3 mm thick, each slab's connected
+pieces (one per branch) linked to the pieces they touch, the direction the tangent through the
+pieces' centroids (the distance's own gradient would point away from the seed across a wide
+lumen, a flow across the vessel that colours a transverse view). The local radius R is the
+largest wall distance in the same slab; r = R - wall distance.
 
 Unlabelled vessel voxels (label 0) get no flow (no colour).
 """
@@ -26,6 +30,7 @@ from simulator.core.tissue import Tissue
 
 ARTERY_SPEED_M_S = 0.6  # centreline speed of a typical artery
 VEIN_SPEED_M_S = 0.2
+SLAB_MM = 3.0  # geodesic slab thickness: local radius and centreline pieces
 
 
 @dataclass
@@ -80,6 +85,68 @@ def _geodesic_distance(mask: np.ndarray, seeds: np.ndarray, spacing: np.ndarray)
     return out
 
 
+def _centreline_tangents(reach: np.ndarray, dist: np.ndarray, spacing: np.ndarray, slab_mm: float = SLAB_MM):
+    """(X, Y, Z, 3) direction of the vessel's centreline at each voxel, pointing down the
+    geodesic distance: the vessel cut into slabs of equal distance, each slab's connected pieces
+    (the branches of a bifurcation are separate pieces), each piece's tangent from the centroid of
+    the piece two slabs before it (its ancestor through the touching pieces) to its own, or to
+    its descendant's for the first pieces. None when the vessel spans fewer than 3 slabs."""
+    slab = np.zeros(reach.shape, np.int64)
+    slab[reach] = (dist[reach] // slab_mm).astype(np.int64) + 1
+    n_slab = int(slab.max())
+    if n_slab < 3:
+        return None
+    piece = np.zeros(reach.shape, np.int64)
+    slab_of, cent = [0], [np.zeros(3)]
+    for s_i, box in enumerate(ndimage.find_objects(slab), start=1):
+        if box is None:
+            continue
+        lab, n = ndimage.label(slab[box] == s_i, structure=np.ones((3, 3, 3)))
+        if n == 0:
+            continue
+        lo = np.array([b.start for b in box])
+        idx = np.argwhere(lab > 0)
+        ids = lab[tuple(idx.T)]
+        cnt = np.bincount(ids, minlength=n + 1)[1:]
+        for a in range(3):
+            c_a = np.bincount(ids, weights=(idx[:, a] + lo[a]) * spacing[a], minlength=n + 1)[1:] / cnt
+            if a == 0:
+                cs = np.zeros((n, 3))
+            cs[:, a] = c_a
+        base = len(slab_of)
+        piece[box][lab > 0] = lab[lab > 0] + base - 1
+        slab_of += [s_i] * n
+        cent += list(cs)
+    cent = np.array(cent)
+    n_p = len(slab_of)
+    # Parent of each piece: the piece of the previous slab it touches most.
+    parent = np.zeros(n_p, np.int64)
+    for p_i, box in enumerate(ndimage.find_objects(piece), start=1):
+        if box is None:
+            continue
+        big = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        sub = piece[big]
+        touch = ndimage.binary_dilation(sub == p_i, structure=np.ones((3, 3, 3))) & (sub > 0)
+        cand = sub[touch]
+        cand = cand[np.array(slab_of)[cand] == slab_of[p_i] - 1]
+        if len(cand):
+            parent[p_i] = np.bincount(cand).argmax()
+    child = np.zeros(n_p, np.int64)
+    for p_i in range(1, n_p):
+        if parent[p_i]:
+            child[parent[p_i]] = p_i
+    tangent = np.zeros((n_p, 3))
+    for p_i in range(1, n_p):
+        back = parent[p_i] if parent[p_i] else p_i
+        back = parent[back] if parent[back] else back
+        ahead = p_i
+        if back == p_i:  # a first piece: towards its descendants
+            for _ in range(2):
+                ahead = child[ahead] if child[ahead] else ahead
+        tangent[p_i] = cent[ahead] - cent[back]
+    return tangent[piece].astype(np.float64)
+
+
 def vessel_flow_field(
     mask: np.ndarray, spacing: np.ndarray, seeds: np.ndarray, speed_m_s: float, towards_seed: bool
 ) -> np.ndarray:
@@ -92,7 +159,9 @@ def vessel_flow_field(
     # Extend the distance a little outside the vessel so the gradient is defined at the wall.
     near = ndimage.distance_transform_edt(~reach, return_distances=False, return_indices=True)
     dfill = dfill[tuple(near)]
-    grad = np.stack(np.gradient(dfill, *spacing), axis=-1)
+    grad = _centreline_tangents(reach, dist, spacing)
+    if grad is None:  # too short for a centreline: the distance's own gradient
+        grad = np.stack(np.gradient(dfill, *spacing), axis=-1)
     wsum = ndimage.gaussian_filter(reach.astype(float), 1.0)
     for c in range(3):
         grad[..., c] = ndimage.gaussian_filter(grad[..., c] * reach, 1.0) / np.maximum(wsum, 1e-6)
@@ -104,7 +173,7 @@ def vessel_flow_field(
     wall = np.clip(ndimage.distance_transform_edt(mask, sampling=spacing) - 0.5 * float(spacing.min()), 0.0, None)
     # Local radius: the largest wall distance within the same 3 mm geodesic slab.
     slab = np.zeros(mask.shape, np.int64)
-    slab[reach] = (dist[reach] // 3.0).astype(np.int64)
+    slab[reach] = (dist[reach] // SLAB_MM).astype(np.int64)
     radius = np.zeros(slab.max() + 1)
     np.maximum.at(radius, slab[reach], wall[reach])
     r_local = np.where(reach, radius[slab], 1.0)
@@ -139,6 +208,21 @@ def _end_nearest(voxels: np.ndarray, spacing: np.ndarray, point_vox: np.ndarray)
         a = -a
     proj = c @ a
     return voxels[proj >= proj.max() - float(spacing.max())]
+
+
+def _seed_every_piece(mask: np.ndarray, seeds: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The seeds plus, for each separate piece of a label (a vessel segmented in pieces) that
+    none of them touches, the end of its principal axis nearer to the seeds' centre."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n <= 1 or len(seeds) == 0:
+        return seeds
+    seeded = set(np.unique(lab[tuple(seeds.T)]).tolist())
+    centre = seeds.mean(axis=0)
+    extra = [seeds]
+    for i in range(1, n + 1):
+        if i not in seeded:
+            extra.append(_end_nearest(np.argwhere(lab == i), spacing, centre))
+    return np.concatenate(extra)
 
 
 def vessel_ids(anatomy: Anatomy) -> list[int]:
@@ -190,6 +274,7 @@ class FlowFieldCache:
                     seeds = _end_nearest(np.argwhere(mask), spacing, self._heart_centre() / spacing - lo)
             if len(seeds) == 0:
                 seeds = _upper_end(np.argwhere(mask), spacing)
+            seeds = _seed_every_piece(mask, seeds, spacing)
             speed = self.speeds.get(st.name, ARTERY_SPEED_M_S if st.tissue == Tissue.ARTERY else VEIN_SPEED_M_S)
             field = vessel_flow_field(mask, spacing, seeds, speed, towards_seed=(st.tissue == Tissue.VEIN))
             self._fields[sid] = (lo, field)

@@ -13,6 +13,8 @@ ORIGIN = np.array([-60.0, -50.0, -80.0])
 SHAPE = (241, 201, 41)  # x -60..60, y -50..50, z -80..0
 FORAMEN_X = 26.0  # transverse foramina, mm from the midline
 FORAMEN_Y = -12.0
+IJ_SCAN = (21.0, 19.0)  # the scan's own jugular vein (right; mirrored left): anterior to the carotid
+VA_SCAN = (23.0, -3.0)  # the scan's vertebral artery, in front of the C7 transverse process
 
 
 def _grid():
@@ -22,8 +24,10 @@ def _grid():
     return np.meshgrid(x, y, z, indexing="ij")
 
 
-@pytest.fixture(scope="module")
-def neck():
+def _phantom(scan_vessels: bool = False):
+    """The analytic neck; `scan_vessels`: a contrast CT that shows the jugular veins (anterior to
+    the carotids, not where the rules would put them), the vertebral arteries (a tube from the
+    subclavian artery up in front of C7) and a small unlabelled vein in the fat, all unlabelled."""
     X, Y, Z = _grid()
     labels = np.zeros(SHAPE, np.uint16)
     hu = np.full(SHAPE, 40, np.int16)
@@ -55,9 +59,25 @@ def neck():
     put(((X / 6.0) ** 2 + ((Y - 6) / 5.0) ** 2 <= 1) & (Z > -70), 40, "trachea", Tissue.AIRWAY, -1000)
     structures = {sid: Structure(sid, n, t, structure_group(n, t), int((labels == sid).sum()))
                   for sid, (n, t) in names.items()}
+    if scan_vessels:
+        for sign in (1, -1):
+            hu[((X - sign * IJ_SCAN[0]) ** 2 + (Y - IJ_SCAN[1]) ** 2 <= 5.0**2) & (Z > -58) & (labels == 0)] = 190
+            hu[((X - sign * VA_SCAN[0]) ** 2 + (Y - VA_SCAN[1]) ** 2 <= 2.5**2) & (Z > -64) & (Z < -12)
+               & (labels == 0)] = 250
+        hu[((X - 45) ** 2 + (Y - 25) ** 2 <= 2.0**2) & (Z > -30) & (Z < -10)] = 180  # a vein in the fat
     before = labels.copy()
     nid = synthesise_neck(hu, labels, SP, ORIGIN, structures, 100)
     return labels, before, structures, nid
+
+
+@pytest.fixture(scope="module")
+def neck():
+    return _phantom()
+
+
+@pytest.fixture(scope="module")
+def neck_scan():
+    return _phantom(scan_vessels=True)
 
 
 def _of(structures, name):
@@ -119,3 +139,26 @@ def test_longus_colli_lies_on_the_vertebral_bodies(neck):
             assert 3.0 < sign * cx < 15.0
             assert -15 + 9 - 1.0 < cy < -15 + 9 + 6.0  # on the body's front (y = -6), about 6 mm thick
             assert area > 20.0
+
+
+def test_a_contrast_scan_s_own_vessels_are_followed(neck_scan):
+    """On a contrast CT the jugular vein and the vertebral artery are where the scan shows them
+    (not where the rules would put them); another enhanced blob of the neck becomes `neck_vessels`,
+    not bone."""
+    labels, before, structures, nid = neck_scan
+    assert nid == 107
+    assert np.array_equal(labels[before > 0], before[before > 0])
+    for sign, side in ((1, "right"), (-1, "left")):
+        ijv = _of(structures, f"internal_jugular_vein_{side}").id
+        cx, cy, area = _centre(labels, ijv, 30)
+        assert sign * cx == pytest.approx(IJ_SCAN[0], abs=0.7) and cy == pytest.approx(IJ_SCAN[1], abs=0.7)
+        assert area == pytest.approx(np.pi * 5.0**2, rel=0.2)
+        va = _of(structures, f"vertebral_artery_{side}").id
+        for k in (15, 22, 27):  # z = -50 (above the subclavian), -36 (T1), -26 (C7)
+            cx, cy, area = _centre(labels, va, k)
+            assert sign * cx == pytest.approx(VA_SCAN[0], abs=0.7) and cy == pytest.approx(VA_SCAN[1], abs=0.7)
+            assert area == pytest.approx(np.pi * 2.5**2, rel=0.35)
+    other = _of(structures, "neck_vessels")
+    assert other.tissue == Tissue.ARTERY
+    cx, cy, _ = _centre(labels, other.id, 30)
+    assert cx == pytest.approx(45.0, abs=0.7) and cy == pytest.approx(25.0, abs=0.7)
