@@ -34,6 +34,7 @@ blood's CT number. A scan without common carotid arteries or cervical vertebrae 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -47,14 +48,16 @@ VA_RADIUS_MM = 2.0
 LONGUS_MM = (3.0, 15.0, 6.0)  # from the midline (inner, outer), thickness
 SOFT_HU = (-200.0, 300.0)
 BLOOD_HU = 40
-ENHANCED_HU = (110.0, 650.0)  # a contrast-filled lumen (unlabelled); the carotid's median above 150
+ENHANCED_HU = (110.0, 900.0)  # a contrast-filled lumen, unlabelled (undiluted contrast in a vein is dense)
 ENHANCED_CCA_HU = 150.0
 RIM_HU = 80.0  # partial-volume rim of an enhanced lumen, taken with it
 IJV_AREA_MM2 = (20.0, 450.0)
 VA_AREA_MM2 = (5.0, 60.0)
 NECK_VESSEL_MIN_MM3 = 20.0
 NECK_VESSEL_BONE_GAP_MM = 2.0
-NECK_VERSION = "neck2"  # part of the chest patient's input hash (anatomy/bundled.py)
+NECK_HALF_WIDTH_MM = 60.0
+SPECK_HU = 100  # an enhanced unlabelled speck too small for a vessel: soft tissue
+NECK_VERSION = "neck5"  # part of the chest patient's input hash (anatomy/bundled.py)
 SIDES = {"right": 1.0, "left": -1.0}  # +x is the patient's right (RAS)
 CERVICAL = ("vertebrae_C3", "vertebrae_C4", "vertebrae_C5", "vertebrae_C6", "vertebrae_C7")
 LONGUS_LEVELS = CERVICAL + ("vertebrae_T1", "vertebrae_T2", "vertebrae_T3")
@@ -352,13 +355,22 @@ def _longus(sl: _Slices, structures, side: str, next_id: int) -> int:
 
 
 def _neck_vessels(sl: _Slices, structures, next_id: int) -> int:
-    """The other enhanced unlabelled blobs of the cervical slices (see the module notes)."""
+    """The other enhanced unlabelled blobs of the neck (see the module notes): in the cervical
+    slices, within NECK_HALF_WIDTH_MM of the midline, away from labelled bone and not enclosed by
+    dense voxels (above ENHANCED_HU: an unlabelled bone's cortex around its cancellous core);
+    those touching the thyroid are the gland's own unlabelled parts (the isthmus) and join it;
+    specks too small for a vessel get a soft tissue's CT number (SPECK_HU), not bone's."""
     cerv = _ids(structures, CERVICAL)
     ks = np.nonzero(np.isin(sl.labels, cerv).any(axis=(0, 1)))[0]
     if len(ks) == 0:
         return next_id
     zs = slice(int(ks.min()), int(ks.max()) + 1)
-    sub_l, sub_h = sl.labels[:, :, zs], sl.hu[:, :, zs]
+    mid = _midline(sl, int(np.median(ks)), cerv)
+    if mid is None:
+        return next_id
+    i0, i1 = np.searchsorted(sl.x, [mid[0] - NECK_HALF_WIDTH_MM, mid[0] + NECK_HALF_WIDTH_MM])
+    box = (slice(int(i0), int(i1)), slice(None), zs)  # a view: the labels written through
+    sub_l, sub_h = sl.labels[box], sl.hu[box]
     bone_ids = [s.id for s in structures.values() if s.tissue in BONE]
     near_bone = np.isin(sub_l, bone_ids)
     r = np.maximum(np.rint(NECK_VESSEL_BONE_GAP_MM / sl.spacing).astype(int), 1)
@@ -369,10 +381,30 @@ def _neck_vessels(sl: _Slices, structures, next_id: int) -> int:
     if n == 0:
         return next_id
     vol = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(sl.spacing))
-    ok = vol >= NECK_VESSEL_MIN_MM3
+    # Inside an unlabelled bone: a component whose surroundings are mostly dense (its cortex).
+    ring = ndi.binary_dilation(lab > 0) & (lab == 0)
+    near = ndi.grey_dilation(lab, size=(3, 3, 3))
+    rings = np.bincount(near[ring], minlength=n + 1)
+    dense = np.bincount(near[ring & (sub_h > ENHANCED_HU[1])], minlength=n + 1)
+    inside_bone = dense > 0.5 * np.maximum(rings, 1)
+    small = (vol < NECK_VESSEL_MIN_MM3) & ~inside_bone
+    small[0] = False
+    specks = small[lab]
+    sub_h[specks] = np.minimum(sub_h[specks], SPECK_HU)  # enhanced specks: soft tissue, not bone
+    ok = (vol >= NECK_VESSEL_MIN_MM3) & ~inside_bone
     ok[0] = False
+    thyroid = _ids(structures, ["thyroid_gland"])
+    gland = np.zeros(n + 1, bool)
+    if thyroid:
+        gland[np.unique(lab[ndi.binary_dilation(sub_l == thyroid[0]) & (lab > 0)])] = True
+        gland &= ok
+        grow = gland[lab]
+        sub_l[grow] = thyroid[0]
+        st = structures[thyroid[0]]
+        structures[thyroid[0]] = replace(st, voxels=st.voxels + int(grow.sum()))
+        ok &= ~gland
     mask = np.zeros(sl.labels.shape, bool)
-    mask[:, :, zs] = ok[lab]
+    mask[box] = ok[lab]
     return _add(structures, sl.labels, sl.hu, mask, "neck_vessels", Tissue.ARTERY, next_id, True)
 
 

@@ -57,14 +57,22 @@ def _phantom(scan_vessels: bool = False):
         put(((Y + 5) ** 2 + (Z + 66) ** 2 <= 4**2) & (sign * X > 10) & (sign * X < 50), sid + 2,
             f"subclavian_artery_{side}", Tissue.ARTERY, 300)
     put(((X / 6.0) ** 2 + ((Y - 6) / 5.0) ** 2 <= 1) & (Z > -70), 40, "trachea", Tissue.AIRWAY, -1000)
-    structures = {sid: Structure(sid, n, t, structure_group(n, t), int((labels == sid).sum()))
-                  for sid, (n, t) in names.items()}
     if scan_vessels:
         for sign in (1, -1):
             hu[((X - sign * IJ_SCAN[0]) ** 2 + (Y - IJ_SCAN[1]) ** 2 <= 5.0**2) & (Z > -58) & (labels == 0)] = 190
             hu[((X - sign * VA_SCAN[0]) ** 2 + (Y - VA_SCAN[1]) ** 2 <= 2.5**2) & (Z > -64) & (Z < -12)
                & (labels == 0)] = 250
         hu[((X - 45) ** 2 + (Y - 25) ** 2 <= 2.0**2) & (Z > -30) & (Z < -10)] = 180  # a vein in the fat
+        # an unlabelled bone (cortex over 900 HU, cancellous inside): stays bone, not a vessel
+        r = np.hypot(X + 40, Y - 25)
+        hu[(r <= 5.0) & (Z > -32) & (Z < -8)] = 1200
+        hu[(r <= 3.5) & (Z > -29) & (Z < -11)] = 300
+        # the thyroid lobe labelled, its isthmus not (enhanced, touching it): joins the gland
+        put(((X - 12) ** 2 + (Y - 14) ** 2 <= 4.0**2) & (Z > -30) & (Z < -10), 50, "thyroid_gland",
+            Tissue.THYROID, 150)
+        hu[((X - 6) ** 2 + (Y - 15) ** 2 <= 3.0**2) & (Z > -30) & (Z < -10) & (labels == 0)] = 160
+    structures = {sid: Structure(sid, n, t, structure_group(n, t), int((labels == sid).sum()))
+                  for sid, (n, t) in names.items()}
     before = labels.copy()
     nid = synthesise_neck(hu, labels, SP, ORIGIN, structures, 100)
     return labels, before, structures, nid
@@ -78,6 +86,10 @@ def neck():
 @pytest.fixture(scope="module")
 def neck_scan():
     return _phantom(scan_vessels=True)
+
+
+def _index(p):
+    return tuple(np.rint((np.asarray(p) - ORIGIN) / SP).astype(int))
 
 
 def _of(structures, name):
@@ -146,7 +158,7 @@ def test_a_contrast_scan_s_own_vessels_are_followed(neck_scan):
     (not where the rules would put them); another enhanced blob of the neck becomes `neck_vessels`,
     not bone."""
     labels, before, structures, nid = neck_scan
-    assert nid == 107
+    assert nid == 107  # jugular veins, vertebral arteries, longus colli, neck_vessels
     assert np.array_equal(labels[before > 0], before[before > 0])
     for sign, side in ((1, "right"), (-1, "left")):
         ijv = _of(structures, f"internal_jugular_vein_{side}").id
@@ -160,5 +172,10 @@ def test_a_contrast_scan_s_own_vessels_are_followed(neck_scan):
             assert area == pytest.approx(np.pi * 2.5**2, rel=0.35)
     other = _of(structures, "neck_vessels")
     assert other.tissue == Tissue.ARTERY
-    cx, cy, _ = _centre(labels, other.id, 30)
-    assert cx == pytest.approx(45.0, abs=0.7) and cy == pytest.approx(25.0, abs=0.7)
+    cx, cy, area = _centre(labels, other.id, 30)
+    assert cx == pytest.approx(45.0, abs=0.7) and cy == pytest.approx(25.0, abs=0.7)  # the vein, alone:
+    assert area == pytest.approx(np.pi * 2.0**2, rel=0.35)  # not the unlabelled bone, not the isthmus
+    thyroid = _of(structures, "thyroid_gland")
+    assert labels[_index((6.0, 15.0, -20.0))] == thyroid.id  # the isthmus joined the gland
+    assert thyroid.voxels == int((labels == thyroid.id).sum())
+    assert labels[_index((-40.0, 25.0, -20.0))] == 0  # the unlabelled bone left to the tissue classes

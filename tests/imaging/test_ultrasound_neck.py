@@ -125,6 +125,14 @@ def test_stellate_view_shows_the_neck_where_it_is(sgb):
     assert np.median(drops) > 20.0 and np.median(bright) > 25.0
 
 
+def _largest(mask) -> int:
+    """Samples in the largest connected piece of a beam-grid mask."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    return int(np.bincount(lab.ravel())[1:].max()) if n else 0
+
+
 def test_the_jugular_vein_flattens_under_the_probe_the_carotid_does_not(sgb):
     _, sim, pose0 = sgb
     st = ScannerSettings(depth_mm=60.0, frequency_mhz=8.0)
@@ -132,9 +140,9 @@ def test_the_jugular_vein_flattens_under_the_probe_the_carotid_does_not(sgb):
     for press in (1.0, 5.0, 9.0):
         f = sim.render(sim.place_on_skin(pose0, press), st)
         cell = f.grid.dr_mm * f.grid.line_pitch
-        area[press] = {t: float((f.tissue_beam == int(t)).sum() * cell) for t in (Tissue.VEIN, Tissue.ARTERY)}
-    veins = [area[p][Tissue.VEIN] for p in (1.0, 5.0, 9.0)]
-    arteries = [area[p][Tissue.ARTERY] for p in (1.0, 5.0, 9.0)]
+        area[press] = {t: _largest(f.tissue_beam == int(t)) * cell for t in (Tissue.VEIN, Tissue.ARTERY)}
+    veins = [area[p][Tissue.VEIN] for p in (1.0, 5.0, 9.0)]  # the jugular vein
+    arteries = [area[p][Tissue.ARTERY] for p in (1.0, 5.0, 9.0)]  # the carotid
     assert veins[0] > 40.0 and veins[1] < 0.8 * veins[0] and veins[2] < 0.45 * veins[0], veins
     assert max(arteries) < 1.15 * min(arteries), arteries
 
