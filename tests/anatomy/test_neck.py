@@ -4,7 +4,7 @@ the longus colli on the vertebral bodies; nothing labelled is overwritten."""
 import numpy as np
 import pytest
 
-from simulator.anatomy.neck import IJV_RADIUS_MM, VA_RADIUS_MM, synthesise_neck
+from simulator.anatomy.neck import BLOOD_HU, IJV_RADIUS_MM, SPECK_HU, VA_RADIUS_MM, synthesise_neck
 from simulator.core.anatomy import Structure
 from simulator.core.tissue import Tissue, structure_group
 
@@ -71,11 +71,12 @@ def _phantom(scan_vessels: bool = False):
         put(((X - 12) ** 2 + (Y - 14) ** 2 <= 4.0**2) & (Z > -30) & (Z < -10), 50, "thyroid_gland",
             Tissue.THYROID, 150)
         hu[((X - 6) ** 2 + (Y - 15) ** 2 <= 3.0**2) & (Z > -30) & (Z < -10) & (labels == 0)] = 160
+        hu[_index((40.0, 0.0, -20.0))] = 200  # an enhanced speck (one voxel): soft tissue, not bone
     structures = {sid: Structure(sid, n, t, structure_group(n, t), int((labels == sid).sum()))
                   for sid, (n, t) in names.items()}
     before = labels.copy()
     nid = synthesise_neck(hu, labels, SP, ORIGIN, structures, 100)
-    return labels, before, structures, nid
+    return labels, before, structures, nid, hu
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def _centre(labels, sid, k):
 
 
 def test_nothing_labelled_is_overwritten(neck):
-    labels, before, structures, nid = neck
+    labels, before, structures, nid, _ = neck
     assert nid == 106
     assert np.array_equal(labels[before > 0], before[before > 0])
     for name, tissue in (("internal_jugular_vein_left", Tissue.VEIN), ("vertebral_artery_right", Tissue.ARTERY),
@@ -112,7 +113,7 @@ def test_nothing_labelled_is_overwritten(neck):
 
 
 def test_jugular_vein_lies_beside_the_carotid(neck):
-    labels, _, structures, _ = neck
+    labels, _, structures, _, _ = neck
     for sign, side in ((1, "right"), (-1, "left")):
         ijv = _of(structures, f"internal_jugular_vein_{side}").id
         k = 30  # z = -20, mid neck
@@ -127,7 +128,7 @@ def test_jugular_vein_lies_beside_the_carotid(neck):
 
 
 def test_vertebral_artery_runs_through_the_transverse_foramen(neck):
-    labels, _, structures, _ = neck
+    labels, _, structures, _, _ = neck
     for sign, side in ((1, "right"), (-1, "left")):
         va = _of(structures, f"vertebral_artery_{side}").id
         k = 36  # z = -8, C6
@@ -143,7 +144,7 @@ def test_vertebral_artery_runs_through_the_transverse_foramen(neck):
 
 
 def test_longus_colli_lies_on_the_vertebral_bodies(neck):
-    labels, _, structures, _ = neck
+    labels, _, structures, _, _ = neck
     for sign, side in ((1, "right"), (-1, "left")):
         lc = _of(structures, f"longus_colli_{side}").id
         for k in (18, 27, 37):  # T1, C7, C6
@@ -157,7 +158,7 @@ def test_a_contrast_scan_s_own_vessels_are_followed(neck_scan):
     """On a contrast CT the jugular vein and the vertebral artery are where the scan shows them
     (not where the rules would put them); another enhanced blob of the neck becomes `neck_vessels`,
     not bone."""
-    labels, before, structures, nid = neck_scan
+    labels, before, structures, nid, hu = neck_scan
     assert nid == 107  # jugular veins, vertebral arteries, longus colli, neck_vessels
     assert np.array_equal(labels[before > 0], before[before > 0])
     for sign, side in ((1, "right"), (-1, "left")):
@@ -179,3 +180,6 @@ def test_a_contrast_scan_s_own_vessels_are_followed(neck_scan):
     assert labels[_index((6.0, 15.0, -20.0))] == thyroid.id  # the isthmus joined the gland
     assert thyroid.voxels == int((labels == thyroid.id).sum())
     assert labels[_index((-40.0, 25.0, -20.0))] == 0  # the unlabelled bone left to the tissue classes
+    assert hu[_index((-40.0, 25.0, -20.0))] == 300
+    assert labels[_index((40.0, 0.0, -20.0))] == 0 and hu[_index((40.0, 0.0, -20.0))] == SPECK_HU
+    assert hu[_index((45.0, 25.0, -20.0))] == BLOOD_HU  # the vessels' CT numbers brought to blood
