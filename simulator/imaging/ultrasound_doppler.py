@@ -1,6 +1,6 @@
 """Colour Doppler of the B-mode simulator: per-vessel flow fields (built on first use, see
-`ultrasound_flow`) projected on the (steered) Doppler beam, pulsatile with the heart beat when a
-time is given, wall filter, aliasing above PRF/2, and the turbulent jet of an intravascular
+`ultrasound_flow`) projected on the (steered) Doppler beam, the arteries pulsatile with the heart
+beat when a time is given (the veins steady), wall filter, aliasing above PRF/2, and the turbulent jet of an intravascular
 injection."""
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ def doppler(sim, cfg, s: ScannerSettings, pose: ProbePose, o_vox, d_vox, beam_w,
             lf = (np.array([x0, x1]) + grid.spec.aperture_mm / 2) / grid.line_pitch - 0.5
         l_range = np.clip(np.array([math.floor(lf.min()), math.ceil(lf.max()) + 1]), 0, nl).astype(np.int64)
         s_range = np.clip(np.array([math.floor(d0 / grid.dr_mm), math.ceil(d1 / grid.dr_mm)]), 0, ns).astype(np.int64)
-    scale = 1.0
+    scale = np.ones(max(len(ff.names), 1), np.float64)  # per field: arteries beat, veins flow steadily
     if s.time_s is not None:
         ph = (s.time_s % 0.9) / 0.9  # 67 beats per minute
-        scale = 0.55 + 1.1 * math.exp(-0.5 * ((ph - 0.15) / 0.07) ** 2)
+        scale[: len(ff.names)][ff.pulsatile[: len(ff.names)]] = 0.55 + 1.1 * math.exp(-0.5 * ((ph - 0.15) / 0.07) ** 2)
     vel = np.empty((ns, nl), np.float32)
     if turb is None or len(turb) == 0:
         turb = np.zeros((0, 6))

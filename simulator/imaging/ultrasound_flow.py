@@ -43,6 +43,7 @@ class FlowFields:
     offset: np.ndarray  # int64 [n] start in data
     data: np.ndarray  # float32 flat (x, y, z) triplets
     names: list[str]
+    pulsatile: np.ndarray = None  # bool [n]: an artery's field (beats with the heart); veins flow steadily
 
     @classmethod
     def empty(cls, max_label: int = 0) -> "FlowFields":
@@ -53,6 +54,7 @@ class FlowFields:
             np.zeros(1, np.int64),
             np.zeros(3, np.float32),
             [],
+            np.zeros(1, bool),
         )
 
 
@@ -309,6 +311,8 @@ class FlowFieldCache:
                 ff.offset = np.array(offsets, np.int64)
                 ff.data = np.concatenate(chunks).astype(np.float32)
                 ff.names = names
+                ff.pulsatile = np.array([self.anatomy.structures[sid].tissue == Tissue.ARTERY
+                                         for sid in sorted(self._fields) if self._fields[sid][1].size], bool)
             self._packed = ff
         return self._packed
 

@@ -175,7 +175,7 @@ def doppler_beam(
                         p = field_offset[f] + 3 * ((a * field_shape[f, 1] + b) * field_shape[f, 2] + cc)
                         # Towards the probe is positive: minus the component along the beam.
                         vb = -(field_data[p] * dop_dir_w[l, 0] + field_data[p + 1] * dop_dir_w[l, 1]
-                               + field_data[p + 2] * dop_dir_w[l, 2]) * speed_scale
+                               + field_data[p + 2] * dop_dir_w[l, 2]) * speed_scale[f]
                         has = True
             for t in range(n_turb):
                 dx = vox_origin[0] + x * vox_spacing[0] - turb[t, 0]

@@ -166,6 +166,9 @@ def test_colour_doppler_in_the_vessels_only_and_the_carotid_pulsates(sgb):
     assert (colour & cca).sum() > 0.5 * cca.sum() and (colour & va).sum() > 0.3 * va.sum()
     speed = {t: np.nanmean(np.abs(fr.doppler_velocity_m_s[cca])) for t, fr in frames.items()}
     assert speed[SYSTOLE_S] > 1.8 * speed[DIASTOLE_S]  # pulsatile
+    ijv = lab == _id(anatomy, "internal_jugular_vein_right")
+    venous = {t: np.nanmean(np.abs(np.where(ijv, fr.doppler_velocity_m_s, np.nan))) for t, fr in frames.items()}
+    assert abs(venous[SYSTOLE_S] / venous[DIASTOLE_S] - 1.0) < 0.2  # the vein flows steadily
     # The carotid flows up the neck (away from this probe, tilted as the CT's carotid runs): one
     # colour, not a mosaic.
     v = f.doppler_velocity_m_s[cca & colour]
