@@ -175,7 +175,8 @@ def cmd_import_anatomy(args) -> int:
 
     try:
         report = import_anatomy(
-            ct=args.ct, labels=args.labels, label_table=args.label_table, name=args.name, progress=ProgressLine()
+            ct=args.ct, labels=args.labels, label_table=args.label_table, name=args.name, progress=ProgressLine(),
+            series=args.series,
         )
     except ImportError_ as e:
         sys.stderr.write(f"import-anatomy: {e}\n")
@@ -237,13 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "import-anatomy",
         help="build an anatomy from a CT and a TotalSegmentator segmentation",
-        description="Build an anatomy from a CT (NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr; convert a DICOM "
-        "series first, e.g. with dcm2niix) and a TotalSegmentator segmentation: its output folder of "
+        description="Build an anatomy from a CT (NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr, or a folder holding a "
+        "DICOM CT series - read with pydicom, the optional extra: pip install 'neurolysis-trainer[dicom]') "
+        "and a TotalSegmentator segmentation: its output folder of "
         "per-structure masks, or one multi-label file with a name table (v1, v2 or a CSV of id,name). "
         "Unknown structure names are kept and reported. Contrast in the vessels is detected and removed "
         "from the fluoroscopy volume automatically.",
     )
-    s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI or NRRD)")
+    s.add_argument("--ct", required=True, help="CT volume in HU (NIfTI or NRRD) or a DICOM series folder")
+    s.add_argument("--series", default=None,
+                   help="DICOM folder with several CT series: the SeriesInstanceUID or SeriesNumber to import")
     s.add_argument("--labels", required=True, help="segmentation folder or multi-label file")
     s.add_argument("--label-table", default=None, help="v1 | v2 | path to a CSV (id,name); multi-label files only")
     s.add_argument("--name", required=True, help="anatomy name, used by scenarios as user:NAME")

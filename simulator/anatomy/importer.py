@@ -2,14 +2,17 @@
 
     python main.py import-anatomy --ct CT --labels FOLDER_OR_FILE [--label-table v1|v2|CSV] --name NAME
 
-- CT: NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr), in HU. (DICOM series: convert first, e.g. with
-  dcm2niix; pydicom is not one of the project's packages.)
+- CT: NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr), in HU, or a folder holding a DICOM CT series
+  (read with pydicom, the optional extra `[dicom]`; see `dicom_io`; `--series` picks one of several).
 - Labels: TotalSegmentator's output folder of per-structure masks (`aorta.nii.gz`, ...; the file
   name is the structure name), or one multi-label file with a table: `v1` / `v2` (built-in
   TotalSegmentator ids) or a CSV of id,name (header optional).
-- Every label volume must be on the CT's grid (same shape and voxel-to-world matrix).
+- Every label volume must be on the CT's grid: the same voxels in space (its axes may be stored in
+  another order or direction, as dcm2niix / TotalSegmentator write a DICOM CT's masks).
 - Unknown structure names are kept (as soft tissue) and reported.
-- The result is keyed by a hash of the inputs: importing the same files again does nothing.
+- The result is keyed by a hash of the inputs: importing the same files again does nothing (unless
+  the saved result is damaged: then it is built again).
+- Every failure is one `ImportError_` whose message names the file (and field/value) at fault.
 Scenarios use the result as `anatomy: user:NAME`.
 """
 from __future__ import annotations
@@ -17,8 +20,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import shutil
 import time
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +33,12 @@ import numpy as np
 from simulator.anatomy import valid_user_name
 from simulator.anatomy.build import BUILDER_VERSION, TREATMENT_VERSION, build_anatomy
 from simulator.anatomy.label_tables import TABLES
+from simulator.anatomy.dicom_io import read_dicom_series, series_files
 from simulator.anatomy.volume_io import VolumeError, read_volume, to_ras_grid
 from simulator.core.paths import anatomies_dir
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr")
-AFFINE_TOLERANCE_MM = 0.01
+GRID_TOLERANCE_MM = 0.05  # voxel centres of the label volume and the CT this close: the same grid
 CONTRAST_AORTA_HU = 130.0  # median aortic HU above this: a contrast-enhanced CT
 
 
@@ -111,32 +119,66 @@ def _hash_files(paths: list[Path], extra: list[bytes]) -> str:
     h.update(f"builder{BUILDER_VERSION}{TREATMENT_VERSION}".encode())
     for p in paths:
         h.update(p.name.encode())
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise ImportError_(f"{p}: cannot read ({e.strerror or e})") from None
     for b in extra:
         h.update(b)
     return h.hexdigest()
 
 
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read(path: Path, series: str | None = None, notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(array, voxel->RAS affine) of a volume file or a DICOM folder."""
     try:
+        if path.is_dir():
+            arr, aff, dicom_notes = read_dicom_series(path, series)
+            if notes is not None:
+                notes.extend(dicom_notes)
+            return arr, aff
         return read_volume(path)
     except VolumeError as e:
         raise ImportError_(str(e)) from None
 
 
-def _check_same_grid(ct_path: Path, ct_shape, ct_aff, path: Path, shape, aff) -> None:
-    if tuple(shape) != tuple(ct_shape):
+def _in_ct_order(ct_path: Path, ct_shape, ct_aff, path: Path, arr: np.ndarray, aff) -> np.ndarray:
+    """A label volume with its axes in the CT's order and direction; refused unless its voxels are
+    the CT's voxels."""
+    from nibabel import orientations as no
+
+    try:
+        turn = no.ornt_transform(no.io_orientation(aff), no.io_orientation(ct_aff))
+        out = no.apply_orientation(arr, turn)
+        out_aff = aff @ no.inv_ornt_aff(turn, arr.shape)
+    except (ValueError, np.linalg.LinAlgError) as e:
+        raise ImportError_(f"{path}: its voxel-to-world matrix cannot be matched to the CT {ct_path}'s ({e})") from None
+    if tuple(out.shape) != tuple(ct_shape):
         raise ImportError_(
-            f"{path}: shape {tuple(shape)} does not match the CT {ct_path} shape {tuple(ct_shape)}; "
+            f"{path}: shape {tuple(arr.shape)} does not match the CT {ct_path} shape {tuple(ct_shape)}; "
             f"the segmentation must be on the CT's grid"
         )
-    if not np.allclose(aff, ct_aff, atol=AFFINE_TOLERANCE_MM, rtol=0):
+    corners = np.array([[i, j, k, 1.0] for i in (0, ct_shape[0] - 1) for j in (0, ct_shape[1] - 1)
+                        for k in (0, ct_shape[2] - 1)])
+    if np.abs(corners @ out_aff.T - corners @ np.asarray(ct_aff).T).max() > GRID_TOLERANCE_MM:
         raise ImportError_(
             f"{path}: voxel-to-world matrix {np.round(aff, 3).tolist()} does not match the CT {ct_path} "
             f"({np.round(ct_aff, 3).tolist()}); the segmentation must be on the CT's grid"
         )
+    return out
+
+
+def _cache_intact(folder: Path) -> bool:
+    """Whether a saved anatomy's archives read back whole (a damaged one is built again)."""
+    try:
+        for name in ("volumes.npz", "meshes.npz"):
+            with zipfile.ZipFile(folder / name) as z:
+                if z.testzip() is not None:
+                    return False
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
+    return True
 
 
 def _as_labels(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -171,136 +213,204 @@ def _ids_for_masks(names: list[str]) -> dict[str, int]:
     return ids
 
 
-def import_anatomy(ct, labels, label_table: str | None = None, name: str = "imported", progress=None) -> str:
-    """Build and save an anatomy from a CT and a TotalSegmentator segmentation; returns a report."""
-    progress = progress or _noop
-    t0 = time.perf_counter()
-    if not valid_user_name(str(name)):
-        raise ImportError_(f"--name {name!r}: use letters, digits, '_', '-' or '.' (up to 64 characters)")
+@dataclass
+class Sources:
+    """The files of an import, checked to exist, and what their hash covers."""
+    ct_path: Path
+    labels_path: Path
+    series: str | None
+    mask_files: list[Path]  # per-structure masks (empty for a multi-label file)
+    table: dict[int, str]  # a multi-label file's id -> name
+    table_desc: str
+    hashed: list[Path]
+    hash_extra: list[bytes]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Volumes:
+    """An import's CT and label map on one RAS grid, with the structures' names."""
+    hu: np.ndarray
+    labels: np.ndarray
+    spacing_mm: np.ndarray
+    origin_mm: np.ndarray
+    names: dict[int, str]
+    empty: list[str]
+    contrast: bool
+
+
+@contextmanager
+def _one_line_errors(where: list):
+    """Whatever fails becomes an ImportError_ naming the file being worked on (`where[0]`)."""
+    try:
+        yield
+    except ImportError_ as e:
+        if "\n" in str(e):
+            raise ImportError_(str(e).replace("\r", " ").replace("\n", " ")) from None
+        raise
+    except MemoryError:
+        raise ImportError_(f"{where[0]}: not enough memory to import it") from None
+    except Exception as e:  # noqa: BLE001 - whatever a library raises on a strange file: one line naming it
+        detail = " ".join(str(e).split())[:300]
+        raise ImportError_(f"{where[0]}: cannot be imported ({type(e).__name__}: {detail})") from None
+
+
+def _sources(ct, labels, label_table, series) -> Sources:
     ct_path = Path(ct).expanduser()
     labels_path = Path(labels).expanduser()
     if not ct_path.exists():
         raise ImportError_(f"{ct_path}: CT file not found")
-    if ct_path.is_dir():
-        raise ImportError_(
-            f"{ct_path}: is a folder; DICOM series are not read directly - convert it to NIfTI first "
-            f"(for example `dcm2niix -z y -o OUT {ct_path}`) and pass the .nii.gz"
-        )
-    if not ct_path.name.lower().endswith(VOLUME_SUFFIXES):
-        raise ImportError_(f"{ct_path}: unsupported CT file type (use NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr)")
+    if not ct_path.is_dir() and not ct_path.name.lower().endswith(VOLUME_SUFFIXES):
+        raise ImportError_(f"{ct_path}: unsupported CT file type (use NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr or "
+                           f"a folder holding a DICOM series)")
+    if series and not ct_path.is_dir():
+        raise ImportError_(f"--series {series!r}: only for a DICOM folder; {ct_path} is a file")
     if not labels_path.exists():
         raise ImportError_(f"{labels_path}: segmentation not found (a folder of masks or a multi-label file)")
-
-    # inputs and their hash ------------------------------------------------------------------
     notes: list[str] = []
+    mask_files: list[Path] = []
+    table: dict[int, str] = {}
     if labels_path.is_dir():
         mask_files = sorted(p for p in labels_path.iterdir() if _is_volume_file(p))
         if not mask_files:
             raise ImportError_(f"{labels_path}: no mask files (.nii.gz, .nii, .nrrd) in this folder")
         if label_table:
             notes.append(f"--label-table {label_table!r} ignored: {labels_path} is a folder of per-structure masks")
-        files = [ct_path, *mask_files]
-        extra: list[bytes] = [b"folder"]
+        hashed, extra = list(mask_files), [b"folder"]
         table_desc = f"per-structure masks in {labels_path}"
     else:
         if not _is_volume_file(labels_path):
             raise ImportError_(f"{labels_path}: unsupported segmentation file type (NIfTI or NRRD, or a folder)")
         table, table_desc, table_bytes = _resolve_table(label_table, labels_path)
-        files = [ct_path, labels_path]
-        extra = [b"multilabel", table_bytes]
-    progress(0.01, "hashing the inputs")
-    input_hash = _hash_files(files, extra)
-    folder = anatomies_dir() / str(name)
-    meta_file = folder / "anatomy.json"
-    if meta_file.exists():
-        import json
-
+        hashed, extra = [labels_path], [b"multilabel", table_bytes]
+    if ct_path.is_dir():
         try:
-            old = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if (old.get("source") or {}).get("input_hash") == input_hash:
-            progress(1.0, "already imported")
-            return (f"Anatomy {name!r} is already imported from these files (unchanged): {folder}\n"
-                    f"Scenarios use it as  anatomy: user:{name}")
+            ct_files = series_files(ct_path)
+        except VolumeError as e:
+            raise ImportError_(str(e)) from None
+        if not ct_files:
+            raise ImportError_(f"{ct_path}: an empty folder (expected the files of a DICOM CT series)")
+        extra += [b"dicom", str(series or "").encode()]
+    else:
+        ct_files = [ct_path]
+    return Sources(ct_path, labels_path, series, mask_files, table, table_desc, ct_files + hashed, extra, notes)
 
-    # read -------------------------------------------------------------------------------------
-    progress(0.03, f"reading {ct_path.name}")
-    ct_arr, ct_aff = _read(ct_path)
-    if ct_arr.dtype.kind not in "iuf":
-        raise ImportError_(f"{ct_path}: CT voxels must be numbers (got {ct_arr.dtype})")
+
+def _read_labels(src: Sources, ct_shape, ct_aff, progress, where: list) -> tuple[np.ndarray, dict, list[str]]:
+    """The label map in the CT's voxel order, the structures' names, the empty masks."""
     names: dict[int, str] = {}
     empty: list[str] = []
-    if labels_path.is_dir():
-        mask_names = [_stem(p) for p in mask_files]
-        dupes = sorted({n for n in mask_names if mask_names.count(n) > 1})
-        if dupes:
-            raise ImportError_(f"{labels_path}: several files for the same structure: {', '.join(dupes)}")
-        ids = _ids_for_masks(mask_names)
-        lab = np.zeros(ct_arr.shape, np.uint16)
-        overlaps = 0
-        for n, (p, sname) in enumerate(zip(mask_files, mask_names)):
-            progress(0.05 + 0.15 * n / len(mask_files), f"reading {p.name}")
-            arr, aff = _read(p)
-            _check_same_grid(ct_path, ct_arr.shape, ct_aff, p, arr.shape, aff)
-            m = arr > 0.5 if arr.dtype.kind == "f" else arr > 0
-            if not m.any():
-                empty.append(sname)
-                continue
-            overlaps += int(np.count_nonzero(lab[m]))
-            lab[m] = ids[sname]
-            names[ids[sname]] = sname
-        if not names:
-            raise ImportError_(f"{labels_path}: every mask is empty")
-        if overlaps:
-            notes.append(f"{overlaps} voxels belonged to two masks; the alphabetically later structure kept them")
-    else:
-        progress(0.05, f"reading {labels_path.name}")
-        arr, aff = _read(labels_path)
-        _check_same_grid(ct_path, ct_arr.shape, ct_aff, labels_path, arr.shape, aff)
-        lab = _as_labels(arr, labels_path)
+    if not src.mask_files:
+        progress(0.05, f"reading {src.labels_path.name}")
+        where[0] = src.labels_path
+        arr, aff = _read(src.labels_path)
+        lab = _as_labels(_in_ct_order(src.ct_path, ct_shape, ct_aff, src.labels_path, arr, aff), src.labels_path)
         present = [int(v) for v in np.nonzero(np.bincount(lab.ravel()))[0] if v != 0]
         if not present:
-            raise ImportError_(f"{labels_path}: the label map is empty (all zeros)")
-        missing = [v for v in present if v not in table]
+            raise ImportError_(f"{src.labels_path}: the label map is empty (all zeros)")
+        missing = [v for v in present if v not in src.table]
         if missing:
-            notes.append(f"label values not in the table (kept as label_<id>): {', '.join(map(str, missing))}")
-        names = {v: table[v] for v in present if v in table}
+            src.notes.append(f"label values not in the table (kept as label_<id>): {', '.join(map(str, missing))}")
+        return lab, {v: src.table[v] for v in present if v in src.table}, empty
+    mask_names = [_stem(p) for p in src.mask_files]
+    dupes = sorted({n for n in mask_names if mask_names.count(n) > 1})
+    if dupes:
+        raise ImportError_(f"{src.labels_path}: several files for the same structure: {', '.join(dupes)}")
+    ids = _ids_for_masks(mask_names)
+    lab = np.zeros(ct_shape, np.uint16)
+    overlaps = 0
+    for n, (p, sname) in enumerate(zip(src.mask_files, mask_names)):
+        progress(0.05 + 0.15 * n / len(src.mask_files), f"reading {p.name}")
+        where[0] = p
+        arr, aff = _read(p)
+        arr = _in_ct_order(src.ct_path, ct_shape, ct_aff, p, arr, aff)
+        m = arr > 0.5 if arr.dtype.kind == "f" else arr > 0
+        if not m.any():
+            empty.append(sname)
+            continue
+        overlaps += int(np.count_nonzero(lab[m]))
+        lab[m] = ids[sname]
+        names[ids[sname]] = sname
+    if not names:
+        raise ImportError_(f"{src.labels_path}: every mask is empty")
+    if overlaps:
+        src.notes.append(f"{overlaps} voxels belonged to two masks; the alphabetically later structure kept them")
+    return lab, names, empty
 
-    # reorient ----------------------------------------------------------------------------------
+
+def _read_volumes(src: Sources, progress, where: list) -> Volumes:
+    progress(0.03, f"reading {src.ct_path.name}")
+    where[0] = src.ct_path
+    ct_arr, ct_aff = _read(src.ct_path, src.series, src.notes)
+    if ct_arr.dtype.kind not in "iuf":
+        raise ImportError_(f"{src.ct_path}: CT voxels must be numbers (got {ct_arr.dtype})")
+    lab, names, empty = _read_labels(src, ct_arr.shape, ct_aff, progress, where)
     progress(0.22, "reorienting to RAS")
+    where[0] = src.ct_path
     try:
-        hu, spacing, origin = to_ras_grid(ct_arr, ct_aff, 1, str(ct_path), fill=-1000)
-        lab, _, _ = to_ras_grid(lab, ct_aff, 0, str(labels_path))
+        hu, spacing, origin = to_ras_grid(ct_arr, ct_aff, 1, str(src.ct_path), fill=-1000)
+        lab, _, _ = to_ras_grid(lab, ct_aff, 0, str(src.labels_path))
     except VolumeError as e:
         raise ImportError_(str(e)) from None
     del ct_arr
-
-    # contrast -----------------------------------------------------------------------------------
     contrast = False
     aorta_ids = [i for i, n in names.items() if n == "aorta"]
     if aorta_ids:
         vals = hu[lab == aorta_ids[0]]
         if vals.size:
             contrast = bool(np.median(vals) > CONTRAST_AORTA_HU)
+    return Volumes(hu, lab, spacing, origin, names, empty, contrast)
 
-    # build ------------------------------------------------------------------------------------
+
+def read_inputs(ct, labels, label_table: str | None = None, series: str | None = None) -> Volumes:
+    """An import's volumes, read and checked as `import_anatomy` reads them (nothing is built or
+    saved); every failure is one ImportError_ naming the file."""
+    where = [Path(str(ct))]
+    with _one_line_errors(where):
+        return _read_volumes(_sources(ct, labels, label_table, series), _noop, where)
+
+
+def import_anatomy(ct, labels, label_table: str | None = None, name: str = "imported", progress=None,
+                   series: str | None = None) -> str:
+    """Build and save an anatomy from a CT and a TotalSegmentator segmentation; returns a report.
+    Every failure is one ImportError_ naming the file it happened on."""
+    where = [Path(str(ct))]  # the file being worked on, for an unexpected failure's message
+    with _one_line_errors(where):
+        return _import(ct, labels, label_table, name, progress or _noop, series, where)
+
+
+def _import(ct, labels, label_table, name, progress, series, where: list) -> str:
+    t0 = time.perf_counter()
+    if not valid_user_name(str(name)):
+        raise ImportError_(f"--name {name!r}: use letters, digits, '_', '-' or '.' (up to 64 characters)")
+    src = _sources(ct, labels, label_table, series)
+    progress(0.01, "hashing the inputs")
+    input_hash = _hash_files(src.hashed, src.hash_extra)
+    folder = anatomies_dir() / str(name)
+    if _already_imported(folder, input_hash):
+        progress(1.0, "already imported")
+        return (f"Anatomy {name!r} is already imported from these files (unchanged): {folder}\n"
+                f"Scenarios use it as  anatomy: user:{name}")
+    vols = _read_volumes(src, progress, where)
+
     def sub(fraction: float, message: str) -> None:
         progress(0.25 + 0.68 * fraction, message)
 
     source = {
         "kind": "user",
-        "ct": str(ct_path.resolve()),
-        "labels": str(labels_path.resolve()),
-        "label_table": table_desc,
+        "ct": str(src.ct_path.resolve()),
+        "labels": str(src.labels_path.resolve()),
+        "label_table": src.table_desc,
         "input_hash": input_hash,
     }
+    where[0] = src.ct_path
     try:
-        anatomy = build_anatomy(str(name), hu, lab, spacing, origin, names, source, progress=sub,
-                                contrast_enhanced=contrast)
+        anatomy = build_anatomy(str(name), vols.hu, vols.labels, vols.spacing_mm, vols.origin_mm, vols.names, source,
+                                progress=sub, contrast_enhanced=vols.contrast)
     except ValueError as e:
-        raise ImportError_(f"{ct_path}: {e}") from None
+        raise ImportError_(f"{src.ct_path}: {e}") from None
     progress(0.94, "saving")
+    where[0] = folder
     _save_replacing(anatomy, folder)
     progress(0.97, "target proposals")
     try:
@@ -309,18 +419,31 @@ def import_anatomy(ct, labels, label_table: str | None = None, name: str = "impo
         proposals = sorted(propose_targets(anatomy))
     except Exception as e:  # noqa: BLE001 - proposals are a convenience; report, don't fail
         proposals = []
-        notes.append(f"target proposals failed: {e}")
+        src.notes.append(f"target proposals failed: {e}")
     progress(1.0, "imported")
+    return _report(name, folder, src, vols, anatomy, proposals, time.perf_counter() - t0)
 
-    # report -----------------------------------------------------------------------------------
+
+def _already_imported(folder: Path, input_hash: str) -> bool:
+    """The same inputs were imported under this name and their result reads back whole."""
+    try:
+        old = json.loads((folder / "anatomy.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and (old.get("source") or {}).get("input_hash") == input_hash \
+        and _cache_intact(folder)
+
+
+def _report(name, folder: Path, src: Sources, vols: Volumes, anatomy, proposals: list[str], seconds: float) -> str:
     known = sorted(s.name for s in anatomy.structures.values() if s.known)
     synthesized = [n for n in ("spinal_canal", "other_vessels") if anatomy.structure_by_name(n) is not None]
     tri = sum(m.n_triangles for m in anatomy.meshes.values())
+    contrast = "; contrast-enhanced (iodine removed from the vessels for fluoroscopy)" if vols.contrast else ""
     lines = [
         f"Imported anatomy {name!r} into {folder}",
-        f"  CT: {ct_path} -> grid {anatomy.shape} voxels of {np.round(anatomy.spacing_mm, 3).tolist()} mm "
-        f"(cropped to the body){'; contrast-enhanced (iodine removed from the vessels for fluoroscopy)' if contrast else ''}",
-        f"  labels: {table_desc}",
+        f"  CT: {src.ct_path} -> grid {anatomy.shape} voxels of {np.round(anatomy.spacing_mm, 3).tolist()} mm "
+        f"(cropped to the body){contrast}",
+        f"  labels: {src.table_desc}",
         f"  structures found ({len(known)}): {', '.join(known)}",
     ]
     if anatomy.unknown_structures:
@@ -330,13 +453,13 @@ def import_anatomy(ct, labels, label_table: str | None = None, name: str = "impo
         lines.append("  unknown structures: none")
     if synthesized:
         lines.append(f"  added: {', '.join(synthesized)}")
-    if empty:
-        lines.append(f"  empty masks skipped ({len(empty)}): {', '.join(empty)}")
+    if vols.empty:
+        lines.append(f"  empty masks skipped ({len(vols.empty)}): {', '.join(vols.empty)}")
     lines.append(f"  meshes: {len(anatomy.meshes)} ({tri} triangles)")
     lines.append(f"  target proposals: {', '.join(proposals) if proposals else 'none'}")
-    for n in notes:
+    for n in src.notes:
         lines.append(f"  note: {n}")
-    lines.append(f"  took {time.perf_counter() - t0:.1f} s. Scenarios use it as  anatomy: user:{name}")
+    lines.append(f"  took {seconds:.1f} s. Scenarios use it as  anatomy: user:{name}")
     return "\n".join(lines)
 
 

@@ -268,4 +268,7 @@ def ensure(p: PackagedPatient, progress=None, force: bool = False) -> Path:
 
 
 def load(p: PackagedPatient, progress=None) -> Anatomy:
-    return Anatomy.load(ensure(p, progress))
+    try:
+        return Anatomy.load(ensure(p, progress))
+    except ValueError:  # a damaged cache (a disk full, a copy cut short): built again
+        return Anatomy.load(ensure(p, progress, force=True))

@@ -12,10 +12,38 @@ from pathlib import Path
 import numpy as np
 
 OBLIQUE_TOLERANCE_DEG = 0.5
+RESAMPLE_GROWTH_LIMIT = 8  # an oblique volume's axis-aligned box: at most this many times its voxels
 
 
 class VolumeError(Exception):
     """A volume file could not be read or used; the message names the file."""
+
+
+def shown(value) -> str:
+    """A header value for a one-line message (arrays as lists, white space folded, cut at 200 characters)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return " ".join(repr(value).split())[:200]
+
+
+def checked_affine(affine, name: str) -> np.ndarray:
+    """A voxel->world matrix that can place voxels: finite, its 3 x 3 part invertible."""
+    try:
+        aff = np.asarray(affine, dtype=np.float64).reshape(4, 4)
+    except (TypeError, ValueError):
+        raise VolumeError(f"{name}: the voxel-to-world matrix is not a 4 x 4 matrix of numbers") from None
+    lin = aff[:3, :3]
+    if not np.all(np.isfinite(aff)):
+        raise VolumeError(f"{name}: the voxel-to-world matrix has values that are not numbers: "
+                          f"{np.round(aff, 4).tolist()}")
+    with np.errstate(all="ignore"):  # absurd sizes overflow: refused below all the same
+        sizes = np.linalg.norm(lin, axis=0)
+        flat = not np.all(np.isfinite(sizes)) or np.any(sizes <= 1e-6) or np.any(sizes > 1e4) \
+            or not abs(np.linalg.det(lin)) > 1e-9 * float(np.prod(sizes))
+    if flat:
+        raise VolumeError(f"{name}: the voxel-to-world matrix is singular or absurd (voxel axes of zero length, "
+                          f"in one plane or over 10 m long): {shown(np.round(lin, 4))}")
+    return aff
 
 
 def _nifti_array(img, path: str) -> np.ndarray:
@@ -50,7 +78,7 @@ def read_nifti_bytes(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         arr = arr[..., 0]
     if arr.ndim != 3:
         raise VolumeError(f"{name}: expected a 3-D volume, got shape {arr.shape}")
-    return arr, np.asarray(img.affine, dtype=np.float64)
+    return arr, checked_affine(img.affine, name)
 
 
 def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +101,7 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             arr = arr[..., 0]
         if arr.ndim != 3:
             raise VolumeError(f"{path}: expected a 3-D volume, got shape {arr.shape}")
-        return arr, np.asarray(img.affine, dtype=np.float64)
+        return arr, checked_affine(img.affine, str(path))
     if lower.endswith((".nrrd", ".nhdr")):
         return _read_nrrd(path)
     raise VolumeError(f"{path}: unsupported file type (use NIfTI .nii/.nii.gz or NRRD .nrrd/.nhdr)")
@@ -107,20 +135,29 @@ def _read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise VolumeError(f"{path}: NRRD header has neither 'space directions' nor 'spacings'")
         dirs = np.diag(np.asarray(spacings, dtype=np.float64))
         space = space or "right-anterior-superior"
-    dirs = np.asarray(dirs, dtype=np.float64)
+    try:
+        dirs = np.asarray(dirs, dtype=np.float64)
+    except (TypeError, ValueError):
+        dirs = np.full(1, np.nan)
     if dirs.shape != (3, 3) or not np.all(np.isfinite(dirs)):
-        raise VolumeError(f"{path}: NRRD field 'space directions' must give 3 spatial axes, got {dirs.tolist()}")
+        raise VolumeError(f"{path}: NRRD field 'space directions' must give 3 spatial axes, got "
+                          f"{shown(header.get('space directions', header.get('spacings')))}")
     if space not in _NRRD_SPACES:
         raise VolumeError(
-            f"{path}: NRRD field 'space' is {header.get('space')!r}; expected one of "
+            f"{path}: NRRD field 'space' is {shown(header.get('space'))}; expected one of "
             f"{', '.join(sorted(k for k in _NRRD_SPACES if '-' in k))}"
         )
-    origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64).reshape(3)
+    try:
+        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        origin = np.full(1, np.nan)
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise VolumeError(f"{path}: NRRD field 'space origin' must be 3 numbers, got {shown(header.get('space origin'))}")
     flip = _NRRD_SPACES[space]
     affine = np.eye(4)
     affine[:3, :3] = (dirs.T) * flip[:, None]  # rows of 'space directions' are the axis vectors
     affine[:3, 3] = origin * flip
-    return arr, affine
+    return arr, checked_affine(affine, str(path))
 
 
 def to_ras_grid(arr: np.ndarray, affine: np.ndarray, order: int, name: str,
@@ -151,6 +188,9 @@ def to_ras_grid(arr: np.ndarray, affine: np.ndarray, order: int, name: str,
     lo, hi = world[:, :3].min(axis=0), world[:, :3].max(axis=0)
     step = spacing
     shape = np.ceil((hi - lo) / step).astype(int) + 1
+    if float(np.prod(shape.astype(float))) > RESAMPLE_GROWTH_LIMIT * arr.size + 1e6:
+        raise VolumeError(f"{name}: the voxel axes are sheared too far ({shown(np.round(lin, 3))}): an axis-aligned "
+                          f"grid holding it would need {shape.tolist()} voxels")
     # new ijk -> world -> old ijk
     new_to_world = np.eye(4)
     new_to_world[:3, :3] = np.diag(step)

@@ -11,6 +11,8 @@ On disk (a cache folder): `anatomy.json` (metadata, structures), `volumes.npz` (
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -218,13 +220,16 @@ class Anatomy:
             raise ValueError(f"{meta_file}: not valid JSON ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_file}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-        with np.load(folder / "volumes.npz") as z:
-            hu, tissue, labels = z["hu"], z["tissue"], z["labels"]
-        meshes: dict[str, TriMesh] = {}
-        if with_meshes:
-            with np.load(folder / "meshes.npz") as z:
-                for i, name in enumerate(meta["meshes"]):
-                    meshes[name] = TriMesh(z[f"v{i}"], z[f"f{i}"])
+        try:
+            with np.load(folder / "volumes.npz") as z:
+                hu, tissue, labels = z["hu"], z["tissue"], z["labels"]
+            meshes: dict[str, TriMesh] = {}
+            if with_meshes:
+                with np.load(folder / "meshes.npz") as z:
+                    for i, name in enumerate(meta["meshes"]):
+                        meshes[name] = TriMesh(z[f"v{i}"], z[f"f{i}"])
+        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as e:
+            raise ValueError(f"{folder}: a damaged anatomy archive ({type(e).__name__}: {e})") from None
         structures = {d["id"]: Structure.from_json(d) for d in meta["structures"]}
         return cls(
             name=meta["name"],

@@ -437,7 +437,7 @@ class Recording:
                 rec.samples = SampleBuffer.from_arrays(d["samples"])
         except RecordingError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
             raise RecordingError(f"{source}: malformed recording ({type(e).__name__}: {e})") from None
         return rec
 
@@ -467,8 +467,9 @@ class Recording:
             raise
         except FileNotFoundError:
             raise RecordingError(f"{path}: no such file") from None
-        except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
-            raise RecordingError(f"{path}: cannot read the recording ({e})") from None
+        except Exception as e:  # noqa: BLE001 - a damaged archive fails in many ways (zip, zlib, npy header)
+            detail = " ".join(str(e).split())[:200]
+            raise RecordingError(f"{path}: cannot read the recording ({type(e).__name__}: {detail})") from None
         if "time_s" not in arrays or "needle_tip_to_world" not in arrays:
             raise RecordingError(f"{path}: recording has no samples (time_s, needle_tip_to_world)")
         meta["samples"] = arrays

@@ -172,7 +172,13 @@ def safe_load_text(text: str) -> Any:
     return _safe_yaml().load(text)
 
 
-def _yaml_error(exc: YAMLError) -> FieldError:
+def _yaml_error(exc: YAMLError, text: str = "") -> FieldError:
+    position = getattr(exc, "position", None)  # a ReaderError: a character YAML does not allow
+    if isinstance(position, int) and hasattr(exc, "character"):
+        ch = getattr(exc, "character", "")
+        code = f"#x{ord(ch):04x}" if isinstance(ch, str) and len(ch) == 1 else repr(ch)
+        return FieldError("", text[:position].count("\n") + 1,
+                          f"YAML error: the character {code} is not allowed in a YAML file")
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         parts = [p for p in (exc.context, exc.problem) if p]
@@ -269,7 +275,7 @@ def _parse_yaml(text: str) -> tuple[Any, Optional[Node], list[FieldError]]:
             message = f"YAML error: {e.problem}" + (f" ({e.context})" if e.context else "")
         raise _Fatal([FieldError("", line, message)]) from None
     except YAMLError as e:
-        raise _Fatal([_yaml_error(e)]) from None
+        raise _Fatal([_yaml_error(e, text)]) from None
 
 
 class _Fatal(Exception):

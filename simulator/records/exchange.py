@@ -37,7 +37,9 @@ Trainee records
 attempts (everything: samples, inputs, events, images, score cards, the scenario versions);
 `import_trainee(store, path)` merges such a file: attempts already present (same UUID) are
 skipped, so importing twice, or importing records that went back and forth between
-workstations, never duplicates an attempt.
+workstations, never duplicates an attempt. Every attempt is decoded and checked before anything
+is merged, and the merge is one transaction: a damaged file is refused (naming the file and the
+attempt) and changes nothing.
 """
 from __future__ import annotations
 
@@ -138,6 +140,21 @@ def export_csv(recording: Recording, path) -> Path:
     return path
 
 
+def _csv_rows(path: Path, r) -> list[list[float]]:
+    head = next(r, None)
+    if head != CSV_COLUMNS:
+        raise RecordsError(f"{path}:1: not a sample CSV of this program (expected columns {CSV_COLUMNS[:3]}...)")
+    rows = []
+    for line, row in enumerate(r, start=2):
+        if len(row) != len(CSV_COLUMNS):
+            raise RecordsError(f"{path}:{line}: {len(row)} values, expected {len(CSV_COLUMNS)}")
+        try:
+            rows.append([float(x) if x != "" else math.nan for x in row])
+        except ValueError:
+            raise RecordsError(f"{path}:{line}: a value is not a number") from None
+    return rows
+
+
 def read_samples_csv(path) -> dict[str, np.ndarray]:
     """Sample arrays from a CSV written by `export_csv` (errors name the file and line)."""
     path = Path(path)
@@ -147,17 +164,11 @@ def read_samples_csv(path) -> dict[str, np.ndarray]:
         raise RecordsError(f"{path}: cannot open ({e.strerror or e})") from None
     with f:
         r = csv.reader(f)
-        head = next(r, None)
-        if head != CSV_COLUMNS:
-            raise RecordsError(f"{path}:1: not a sample CSV of this program (expected columns {CSV_COLUMNS[:3]}...)")
-        rows = []
-        for line, row in enumerate(r, start=2):
-            if len(row) != len(CSV_COLUMNS):
-                raise RecordsError(f"{path}:{line}: {len(row)} values, expected {len(CSV_COLUMNS)}")
-            try:
-                rows.append([float(x) if x != "" else math.nan for x in row])
-            except ValueError:
-                raise RecordsError(f"{path}:{line}: a value is not a number") from None
+        try:
+            rows = _csv_rows(path, r)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise RecordsError(f"{path}:{r.line_num + 1}: not a sample CSV of this program "
+                               f"({' '.join(str(e).split())})") from None
     a = np.array(rows, dtype=np.float64).reshape(-1, len(CSV_COLUMNS))
     n = len(a)
     vis = a[:, -1]
@@ -221,45 +232,75 @@ def export_attempt(store: RecordStore, attempt_id: int, path, fmt: str | None = 
 
 
 def import_json(store: RecordStore, path) -> tuple[int, bool]:
-    """Add an attempt from our JSON export; (its id, whether it was added: False when already stored)."""
+    """Add an attempt from our JSON export; (its id, whether it was added: False when already stored).
+    The whole file is decoded and checked before anything is stored: a refused file adds nothing."""
     path = Path(path)
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecordsError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecordsError(f"{path}: not a JSON attempt export ({e})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise RecordsError(f"{path}: not a JSON attempt export ({' '.join(str(e).split())})") from None
     if not isinstance(d, dict) or d.get("format") != JSON_FORMAT:
         raise RecordsError(f"{path}: not an attempt exported by this program (format is not {JSON_FORMAT!r})")
-    if int(d.get("format_version", -1)) != JSON_FORMAT_VERSION:
+    if d.get("format_version") != JSON_FORMAT_VERSION:
         raise RecordsError(f"{path}: attempt format_version {d.get('format_version')!r}, this program reads "
                            f"{JSON_FORMAT_VERSION}")
     att = d.get("attempt") or {}
+    if not isinstance(att, dict):
+        raise RecordsError(f"{path}: 'attempt' is not an object")
     uid = att.get("uuid")
+    if uid is not None and (not isinstance(uid, str) or not uid.strip()):
+        raise RecordsError(f"{path}: attempt.uuid is {uid!r}, expected the attempt's UUID")
     if uid:
         known = store.attempt_by_uuid(uid)
         if known is not None:
             return known.id, False
+    rec, card, scenario, images = _decoded_json_attempt(d, att, path)
+    if scenario is not None:
+        store.add_scenario(scenario_id=rec.scenario_id, version=rec.scenario_version,
+                           title=str(att.get("scenario_title", "")), scenario_json=json.dumps(scenario))
+    status = att.get("status") if att.get("status") in ("finished", "recovered", "abandoned") else "finished"
+    aid = store.save_recording(rec, card, status=status, uuid=uid, images=images or None)
+    return aid, True
+
+
+def _decoded_json_attempt(d: dict, att: dict, path: Path):
+    """(recording, score card, scenario, images) of a JSON export, each checked."""
+    if "recording" not in d:
+        raise RecordsError(f"{path}: no 'recording' in the file")
     try:
         rec = Recording.from_json_dict(d["recording"], source=str(path))
-    except KeyError:
-        raise RecordsError(f"{path}: no 'recording' in the file") from None
     except RecordingError as e:
-        raise RecordsError(str(e)) from None
-    if rec.trainee == "" and att.get("trainee"):
-        rec.trainee = att["trainee"]
-    if d.get("scenario"):
-        store.add_scenario(scenario_id=rec.scenario_id, version=rec.scenario_version,
-                           title=str(att.get("scenario_title", "")), scenario_json=json.dumps(d["scenario"]))
+        raise RecordsError(" ".join(str(e).split())) from None
+    except Exception as e:  # noqa: BLE001 - a 'recording' that is not even an object
+        raise RecordsError(f"{path}: 'recording' is malformed ({type(e).__name__}: {e})") from None
+    trainee = att.get("trainee")
+    if rec.trainee == "" and trainee:
+        if not isinstance(trainee, str):
+            raise RecordsError(f"{path}: attempt.trainee is {trainee!r}, expected a name")
+        rec.trainee = trainee
+    card = d.get("score_card")
+    if card is not None:
+        ok = isinstance(card, dict) and all(
+            isinstance(card.get(k, 0.0), (int, float)) and not isinstance(card.get(k, 0.0), bool)
+            and math.isfinite(card.get(k, 0.0)) for k in ("score",)) \
+            and (card.get("pass_mark") is None or isinstance(card["pass_mark"], (int, float)))
+        if not ok:
+            raise RecordsError(f"{path}: 'score_card' is not a score card (score and pass_mark must be numbers)")
+    scenario = d.get("scenario") or None
+    if scenario is not None and not isinstance(scenario, dict):
+        raise RecordsError(f"{path}: 'scenario' is not an object")
+    raw_images = d.get("images") or {}
+    if not isinstance(raw_images, dict):
+        raise RecordsError(f"{path}: 'images' is not an object of name: base64 PNG")
     images = {}
-    for k, v in (d.get("images") or {}).items():
+    for k, v in raw_images.items():
         try:
-            images[k] = base64.b64decode(v, validate=True)
+            images[str(k)] = base64.b64decode(v, validate=True)
         except (ValueError, TypeError):
             raise RecordsError(f"{path}: image {k!r} is not base64") from None
-    status = att.get("status") if att.get("status") in ("finished", "recovered", "abandoned") else "finished"
-    aid = store.save_recording(rec, d.get("score_card"), status=status, uuid=uid, images=images or None)
-    return aid, True
+    return rec, card, scenario, images
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,23 +424,73 @@ def export_trainee(store: RecordStore, trainee: str, path) -> int:
 
 
 def import_trainee(store: RecordStore, path) -> MergeSummary:
-    """Merge a file written by `export_trainee` (or any records database) into `store`."""
+    """Merge a file written by `export_trainee` (or any records database) into `store`.
+
+    Every attempt is read and checked first (its samples, inputs, events and meta decode; its counts
+    and sealed checksum match what it holds; its score card and scenario are JSON); a damaged file
+    is refused with a RecordsError naming the file and the attempt, and changes nothing. The merge
+    itself is one transaction."""
     path = Path(path)
-    src = SQLiteRecordStore(path, read_only=True)
+    raws, trainees = _read_checked(path)
+    ids = store.merge_raw(raws, trainees)
+    added = [i for i in ids if i is not None]
+    return MergeSummary(added, len(ids) - len(added), [name for name, _ in trainees])
+
+
+def _damaged(path: Path, what: str, e: Exception) -> RecordsError:
+    detail = str(e) if isinstance(e, RecordsError) else f"{type(e).__name__}: {e}"
+    detail = " ".join(detail.replace(str(path), "").split()).lstrip(": ")
+    return RecordsError(f"{path}: {what}: {detail}; nothing was imported")
+
+
+def _read_checked(path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Every closed attempt of a records file, as `raw_attempt` gives it, checked; its trainees."""
     try:
-        added, skipped = [], 0
-        for a in src.list_attempts():
-            if a.status == "live":
-                continue
-            new = store.copy_attempt(src, a.id)
-            if new is None:
-                skipped += 1
-            else:
-                added.append(new)
-        names = []
-        for t in src.list_trainees():
-            store.add_trainee(t.name, t.full_name)
-            names.append(t.name)
+        src = SQLiteRecordStore(path, read_only=True)
+    except RecordsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged database fails in many ways
+        raise _damaged(path, "not a readable records database", e) from None
+    try:
+        try:
+            infos = [a for a in src.list_attempts() if a.status != "live"]
+            trainees = [(t.name, t.full_name) for t in src.list_trainees()]
+        except Exception as e:  # noqa: BLE001
+            raise _damaged(path, "the list of attempts cannot be read", e) from None
+        raws = []
+        for a in infos:
+            try:
+                raws.append(_checked_attempt(src, a.id))
+            except Exception as e:  # noqa: BLE001 - whatever the damage, the file is named and nothing merged
+                raise _damaged(path, f"attempt {a.id} ({str(a.uuid)[:8]})", e) from None
     finally:
         src.close()
-    return MergeSummary(added, skipped, names)
+    return raws, trainees
+
+
+def _checked_attempt(src: SQLiteRecordStore, attempt_id: int) -> dict:
+    from simulator.records.store.checksum import attempt_checksum
+
+    raw = src.raw_attempt(attempt_id)
+    att = raw["attempt"]
+    for key in ("uuid", "trainee", "scenario_id"):
+        if not isinstance(att[key], str) or not att[key].strip():
+            raise RecordsError(f"its {key} is {att[key]!r}")
+    if att["status"] not in ("finished", "recovered", "abandoned"):
+        raise RecordsError(f"its status is {att['status']!r}")
+    counts = {k: att[k] for k in ("n_samples", "n_events", "n_inputs")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+        raise RecordsError(f"its counts are {counts}")
+    rec = src.load_attempt(attempt_id)  # decodes every sample, input and event, and the meta
+    held = {"n_samples": rec.n_samples, "n_events": len(rec.events), "n_inputs": len(rec.inputs)}
+    if held != counts:
+        raise RecordsError(f"it holds {held} where its summary says {counts}")
+    sealed = src.stored_checksum(attempt_id)
+    if sealed and sealed != attempt_checksum(raw):
+        raise RecordsError("its content does not match the checksum sealed when it was recorded")
+    for what, text in (("score card", att["score_card_json"]), ("scenario", raw["scenario"][3])):
+        if text is not None and not isinstance(json.loads(text), dict):
+            raise RecordsError(f"its {what} is not a JSON object")
+    if not all(isinstance(name, str) and isinstance(data, bytes) for name, _, data in raw["images"]):
+        raise RecordsError("an image is not a named picture")
+    return raw

@@ -591,6 +591,37 @@ class SQLRecordStore(RecordStore):
             self.seal(aid)
         return aid
 
+    def stored_checksum(self, attempt_id: int) -> str:
+        """The checksum sealed when the attempt was closed ('' when it never was)."""
+        with self._tx() as tx:
+            row = tx.one("SELECT checksum FROM attempts WHERE id = ?", (int(attempt_id),))
+        if row is None:
+            raise self._missing(attempt_id)
+        return str(row[0] or "")
+
+    def merge_raw(self, raws: Sequence[dict], trainees: Sequence[tuple[str, str]] = ()) -> list[int | None]:
+        """Add attempts given as `raw_attempt` gives them (with their trainees and scenarios) and the
+        trainees named (name, full name), in ONE transaction: all of them or, when anything fails,
+        none. An attempt whose UUID is already here is skipped (None in the result); the others are
+        sealed. Their new ids."""
+        out: list[int | None] = []
+        with self._tx() as tx:
+            for raw in raws:
+                if tx.one("SELECT id FROM attempts WHERE uuid = ?", (str(raw["attempt"]["uuid"]),)) is not None:
+                    out.append(None)
+                    continue
+                aid = self._insert_raw(tx, raw)
+                if raw["attempt"]["status"] != "live":
+                    tx.run("UPDATE attempts SET checksum = ?, synced_at = '' WHERE id = ?",
+                           (attempt_checksum(self._raw(tx, aid)), aid))
+                out.append(aid)
+            for name, full_name in trainees:
+                self._ensure_trainee(tx, name, full_name)
+                if full_name:
+                    tx.run("UPDATE trainees SET full_name = ?, synced_at = '' WHERE name = ? AND full_name <> ?",
+                           (full_name, name, full_name))
+        return out
+
     def _insert_raw(self, tx, raw: dict, extra: dict | None = None) -> int:
         """Insert an attempt given as `raw_attempt` gives it (its trainee and scenario too); its id."""
         att = dict(raw["attempt"], **(extra or {}))
