@@ -308,7 +308,15 @@ class SampleBuffer:
         carm = arrays.get("carm_pose")
         carm = None if carm is None else np.asarray(carm, dtype=np.float64).reshape(n, CARM_DIM)
         vis = arrays.get("tip_visible")
-        buf._vis[:n] = -1 if vis is None else np.asarray(vis, dtype=np.int8).reshape(n)
+        if vis is not None:
+            vis = np.asarray(vis, dtype=np.float64).reshape(n)
+            if not np.isin(vis, (-1, 0, 1)).all():
+                raise ValueError("tip_visible holds values other than -1, 0, 1")
+        if not (np.isfinite(t).all() and np.isfinite(buf._needle[:n]).all()):
+            raise ValueError("time_s or needle_tip_to_world holds NaN or infinite values")
+        if n > 1 and (np.diff(t) < 0).any():
+            raise ValueError("time_s goes backwards")
+        buf._vis[:n] = -1 if vis is None else vis.astype(np.int8)
         for i in range(n):
             buf._probe.set(i, None if probe is None else probe[i])
             buf._carm.set(i, None if carm is None else carm[i])

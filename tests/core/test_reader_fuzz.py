@@ -132,7 +132,7 @@ def damaged_recording(draw, meta: dict, arrays: dict) -> bytes:
                 arrays[key] = a.reshape(-1)[:-1] if a.size else a
             elif op == "text":
                 arrays[key] = np.array([draw(st.sampled_from(ODD_VALUES))] * max(len(a), 1))
-            else:
+            elif a.dtype.kind in "fiub":
                 b = a.astype(np.float64, copy=True)
                 b.reshape(-1)[: draw(st.integers(1, 5))] = np.nan
                 arrays[key] = b
