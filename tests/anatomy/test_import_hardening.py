@@ -236,3 +236,59 @@ def test_mutated_dicom_series_gives_our_error(files, data):
             _one_line(str(e), str(folder))
             return
         assert arr.ndim == 3 and np.all(np.isfinite(aff))
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_label_table_gives_our_error(tmp_path_factory, data):
+    """--label-table CSV (id,name rows): our error naming the file (and line), or a sound table."""
+    good = "id,name\n# TotalSegmentator ids\n" + "".join(f"{i},{n}\n" for i, n in syn.NAMES.items())
+    if data.draw(st.booleans()):
+        bad = data.draw(mutated_text(good)).encode("utf-8", "surrogatepass")
+    else:
+        bad = data.draw(mutated_bytes(good.encode("utf-8"), max_ops=2))
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "table.csv"
+        p.write_bytes(bad)
+        try:
+            table = importer.read_label_csv(p)
+        except ImportError_ as e:
+            _one_line(str(e), str(p))
+            return
+    assert table and all(isinstance(k, int) and 1 <= k <= 65535 for k in table)
+    assert all(isinstance(n, str) and n and "\n" not in n for n in table.values())
+
+
+def _bad_inputs(files: Path, d: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (import-anatomy arguments, the file its message must name)."""
+    (d / "garbage.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    (d / "dicom").mkdir()
+    (d / "dicom" / "IM0001.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 40)
+    head, _, body = (files / "ct.nrrd").read_bytes().partition(b"\n\n")
+    head = b"\n".join(b"space origin: (1,2)" if ln.startswith(b"space origin") else ln for ln in head.split(b"\n"))
+    (d / "origin.nrrd").write_bytes(head + b"\n\n" + body)
+    (d / "table.csv").write_bytes(b"id,name\n1,\xff\xfeaorta\n")
+    seg = str(files / "seg.nii.gz")
+    return {
+        "missing": (["--ct", str(d / "none.nii.gz"), "--labels", seg, "--label-table", "v1"], "none.nii.gz"),
+        "garbage": (["--ct", str(d / "garbage.nii.gz"), "--labels", seg, "--label-table", "v1"], "garbage.nii.gz"),
+        "dicom": (["--ct", str(d / "dicom"), "--labels", seg, "--label-table", "v1"], "dicom"),
+        "origin": (["--ct", str(d / "origin.nrrd"), "--labels", seg, "--label-table", "v1"], "origin.nrrd"),
+        "table": (["--ct", str(files / "ct.nii.gz"), "--labels", seg, "--label-table", str(d / "table.csv")],
+                  "table.csv"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "dicom", "origin", "table"])
+def test_the_command_says_one_line_naming_the_file(files, tmp_path, monkeypatch, capsys, case):
+    """From the command line: exit status 1 and one line `import-anatomy: FILE: what is wrong`
+    (progress lines aside), no traceback, nothing saved."""
+    from simulator.cli import main
+
+    monkeypatch.setenv("NEUROLYSIS_DATA", str(tmp_path / "data"))
+    args, names = _bad_inputs(files, tmp_path)[case]
+    assert main(["import-anatomy", *args, "--name", "x"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("[")]
+    assert len(err) == 1 and err[0].startswith("import-anatomy: ") and "Traceback" not in err[0], err
+    assert names in err[0], err
+    assert not (tmp_path / "data" / "anatomies" / "x").exists()

@@ -3,7 +3,6 @@ cache: structures where they belong, the 3 mm grid refined, the metal implant op
 and licence beside the data."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -38,9 +37,7 @@ def test_cache_credit_and_licence(lumbopelvic):
     assert (folder / "LICENSE-totalsegmentator.txt").read_text().lstrip().startswith("Apache License")
     credit = (folder / "CREDIT.txt").read_text()
     assert "Wasserthal" in credit and "Radiology: Artificial Intelligence 2023" in credit and PATIENT.sha256 in credit
-    t = time.perf_counter()
-    Anatomy.load(folder)
-    assert time.perf_counter() - t < 3.0  # about 0.1 s warm; the benchmark reports the figure
+    assert Anatomy.load(folder).shape == lumbopelvic.shape  # the cache reads back as built
 
 
 def test_structures_and_names_from_the_package(lumbopelvic):

@@ -1,7 +1,6 @@
 """Analytic phantoms: exact geometry, committed assets, load_anatomy('phantom:...')."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -98,10 +97,8 @@ def test_committed_assets_match_the_generator():
             assert committed[k].signed_volume_mm3() == pytest.approx(m.signed_volume_mm3(), rel=1e-6)
 
 
-def test_load_anatomy_phantoms_fast_and_errors():
-    t = time.perf_counter()
+def test_load_anatomy_phantoms_and_errors():
     a = load_anatomy("phantom:gel_block")
-    assert time.perf_counter() - t < 1.0
     assert a.source["kind"] == "phantom" and a.name == "phantom:gel_block"
     with pytest.raises(AnatomyNotFound, match="phantom:layered_block"):
         load_anatomy("phantom:nope")

@@ -1,6 +1,5 @@
 """Injectate spread: volume kept, barriers respected, loose tissue preferred, special compartments."""
 import math
-import time
 
 import numpy as np
 import pytest
@@ -98,12 +97,9 @@ def test_coverage_of_a_nerve_partly_inside_the_fill():
     assert sp.coverage_of(np.array([[20.0, 12.0, 30.0]])) == 1.0
 
 
-def test_twenty_ml_on_the_test_block_is_fast(block):
-    t = time.perf_counter()
-    sp = compute_spread(block, TARGET, 20.0)
-    elapsed = time.perf_counter() - t
+def test_twenty_ml_on_the_test_block(block):
+    sp = compute_spread(block, TARGET, 20.0)  # its time is a benchmark figure, not a test
     assert sp.deposited_ml == pytest.approx(20.0, rel=1e-6)
-    assert elapsed < 1.0  # the benchmark reports the real figure (tens of ms)
     assert all(TISSUE_INFO[Tissue(int(t))].barrier is False for t in np.unique(block.tissue[tuple(sp.indices.T)]))
     assert "aorta" in sp.contacts  # the bolus beside the aorta flattens against its wall
 
