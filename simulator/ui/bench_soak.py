@@ -24,15 +24,12 @@ Figures (the issue's key names):
 from __future__ import annotations
 
 import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from simulator.ui import bench_child
 from simulator.ui.bench_workstation import _median, _p95
 
 INPUT_RATE_HZ = 23.0
@@ -46,20 +43,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     """Measure in a child process (see workstation.run)."""
-    import json
-
     minutes = float(getattr(args, "minutes", None) or (1.0 if getattr(args, "quick", False) else 10.0))
-    cmd = [sys.executable, "-m", "simulator.ui.bench_soak", str(minutes)]
-    if not os.environ.get("DISPLAY"):
-        xvfb_run = shutil.which("xvfb-run")
-        if xvfb_run is None:
-            return {"error": "no display: install Xvfb (apt-get install xvfb) or set DISPLAY"}
-        cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24 -ac +extension GLX +render"] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=int(minutes * 60 * 3 + 900))
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return {"error": f"the measuring process failed (exit {proc.returncode})", "stderr": proc.stderr[-2000:]}
+    return bench_child.run_child("simulator.ui.bench_soak", [str(minutes)], timeout_s=int(minutes * 60 * 3 + 900))
 
 
 def rss_mb() -> float:
@@ -68,25 +53,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
-
-
-def _child(minutes: float) -> None:
-    import json
-
-    from simulator.core.paths import link_shared_data
-
-    data = tempfile.mkdtemp(prefix="nt-soak-")
-    os.environ["NEUROLYSIS_DATA"] = str(link_shared_data(data))
-    try:
-        out = _run(minutes, data)
-    except Exception as e:  # noqa: BLE001 - reported in the JSON
-        import traceback
-
-        out = {"error": f"{e.__class__.__name__}: {e}", "traceback": traceback.format_exc()[-3000:]}
-    shutil.rmtree(data, ignore_errors=True)
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    os._exit(0)
 
 
 def _quarters(values: list[float]) -> tuple[float, float]:
@@ -255,4 +221,5 @@ def _run(minutes: float, data: str) -> dict:
 
 
 if __name__ == "__main__":
-    _child(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
+    minutes = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
+    bench_child.child_main(lambda data: _run(minutes, data), prefix="nt-soak-")

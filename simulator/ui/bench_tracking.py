@@ -7,15 +7,14 @@ The headless figures are measured in this process; the trainer's in a child proc
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from simulator.benchmarks.tracking import dropped_reordered, free_port, headless, median, p95, pass_file
+from simulator.ui import bench_child
 from simulator.ui.bench_workstation import run_child
 
 
@@ -28,25 +27,6 @@ def run(args) -> dict:
     out["baseline_ms_median"] = out.get("baseline_poses_to_procedure_ms_median")
     out["loadavg_end"] = round(os.getloadavg()[0], 2)
     return out
-
-
-def _child(quick: bool) -> None:
-    import json
-
-    from simulator.core.paths import link_shared_data
-
-    data = tempfile.mkdtemp(prefix="nt-bench-")
-    os.environ["NEUROLYSIS_DATA"] = str(link_shared_data(data))
-    try:
-        out = _gui(quick, data)
-    except Exception as e:  # noqa: BLE001 - reported in the JSON
-        import traceback
-
-        out = {"error": f"{e.__class__.__name__}: {e}", "trace": traceback.format_exc()[-1500:]}
-    shutil.rmtree(data, ignore_errors=True)
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    os._exit(0)
 
 
 def _run_until(pred, timeout_s: float) -> None:
@@ -225,4 +205,5 @@ def _gui(quick: bool, data: str) -> dict:
 
 
 if __name__ == "__main__":
-    _child("--quick" in sys.argv)
+    quick = "--quick" in sys.argv
+    bench_child.child_main(lambda data: _gui(quick, data))

@@ -47,14 +47,13 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from simulator.ui import bench_child
 
 
 def _median(v) -> float:
@@ -67,69 +66,13 @@ def _p95(v) -> float:
     return float(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]) if v else float("nan")
 
 
-def _ensure_display() -> tuple[bool, object]:
-    """(True, None) when there is a display; else (False, the Xvfb process we started, or None)."""
-    if os.environ.get("DISPLAY"):
-        return True, None
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        return False, None
-    for n in range(90, 110):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}") or os.path.exists(f"/tmp/.X{n}-lock"):
-            continue
-        proc = subprocess.Popen([xvfb, f":{n}", "-screen", "0", "1600x1000x24", "-ac", "+extension", "GLX",
-                                 "+render", "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if os.path.exists(f"/tmp/.X11-unix/X{n}"):
-                os.environ["DISPLAY"] = f":{n}"
-                return True, proc
-            time.sleep(0.05)
-        proc.terminate()
-    return False, None
-
-
 def run(args) -> dict:
     return run_child("simulator.ui.bench_workstation", bool(getattr(args, "quick", False)))
 
 
 def run_child(module: str, quick: bool) -> dict:
-    """Measure in a child process (`python -m module`; under `xvfb-run` when there is no DISPLAY,
-    else on the display), which prints one JSON line and leaves with os._exit (no X or
-    finalization trouble here)."""
-    import json
-
-    cmd = [sys.executable, "-m", module] + (["--quick"] if quick else [])
-    if not os.environ.get("DISPLAY"):
-        xvfb_run = shutil.which("xvfb-run")
-        if xvfb_run is None:
-            ok, _ = _ensure_display()
-            if not ok:
-                return {"error": "no display: install Xvfb (apt-get install xvfb) or set DISPLAY"}
-        else:
-            cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24 -ac +extension GLX +render"] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return {"error": f"the measuring process failed (exit {proc.returncode})", "stderr": proc.stderr[-2000:]}
-
-
-def _child(quick: bool) -> None:
-    import json
-
-    from simulator.core.paths import link_shared_data
-
-    data = tempfile.mkdtemp(prefix="nt-bench-")
-    # the trainer records every attempt: into a records store of the benchmark's own
-    os.environ["NEUROLYSIS_DATA"] = str(link_shared_data(data))
-    try:
-        out = _run(quick, data)
-    except Exception as e:  # noqa: BLE001 - reported in the JSON
-        out = {"error": f"{e.__class__.__name__}: {e}"}
-    shutil.rmtree(data, ignore_errors=True)
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
-    os._exit(0)
+    """Measure in a child process (see `bench_child`): `python -m module [--quick]`."""
+    return bench_child.run_child(module, ["--quick"] if quick else [])
 
 
 def _run(quick: bool, data: str) -> dict:
@@ -377,4 +320,5 @@ def _run(quick: bool, data: str) -> dict:
 
 
 if __name__ == "__main__":
-    _child("--quick" in sys.argv)
+    quick = "--quick" in sys.argv
+    bench_child.child_main(lambda data: _run(quick, data))
