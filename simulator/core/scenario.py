@@ -537,11 +537,7 @@ def read_text(path: Union[str, Path]) -> str:
 def load_scenario(path: Union[str, Path]) -> Scenario:
     """Read and validate one scenario file. Raises ScenarioError listing every problem found."""
     path = Path(path)
-    try:
-        text = _read_text(path)
-    except _Fatal as f:
-        raise ScenarioError(path, f.errors) from None
-    return parse_model_text(text, Scenario, path, disk_cache=True)
+    return parse_model_text(read_text(path), Scenario, path, disk_cache=True)
 
 
 # --------------------------------------------------------------------------------------------

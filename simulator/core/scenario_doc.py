@@ -43,11 +43,10 @@ from simulator.core import paths as project_paths
 from simulator.core.scenario import (
     FieldError,
     ScenarioError,
-    _Fatal,
     _model_at,
-    _read_text,
     find_scenario,
     parse_scenario_text,
+    read_text,
 )
 from simulator.core.scenario_base import base_has, base_value
 from simulator.core.scenario_model import Scenario
@@ -150,11 +149,7 @@ class ScenarioDocument:
         """Read a scenario file. A file that does not validate still opens (see `errors()`);
         a file that cannot be read as text raises ScenarioError naming it."""
         p = FilePath(path)
-        try:
-            text = _read_text(p)
-        except _Fatal as f:
-            raise ScenarioError(p, f.errors) from None
-        return cls(text, p)
+        return cls(read_text(p), p)
 
     @classmethod
     def from_text(cls, text: str, file: str = "<new>") -> "ScenarioDocument":
@@ -171,11 +166,7 @@ class ScenarioDocument:
         removed. The new document is unsaved (`path` None, dirty) and lists what is left to fill
         in its errors (e.g. targets when none is left)."""
         source = find_scenario(template)
-        try:
-            text = _read_text(source)
-        except _Fatal as f:
-            raise ScenarioError(source, f.errors) from None
-        doc = cls(text, None, dirty=True)
+        doc = cls(read_text(source), None, dirty=True)
         tree = doc._require_tree()
         if not isinstance(tree, CommentedMap):
             raise ScenarioError(source, doc.errors() or [FieldError("", 1, "the template is not a mapping of fields")])

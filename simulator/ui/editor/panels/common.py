@@ -155,6 +155,10 @@ class ListEditor(QWidget):
         self.binder.refresh()
         self.selection_changed.emit(row)
 
+    def delete_label(self, i: int, item) -> str:
+        """The deletion's undo step: `Delete` and the item's list text up to its dash."""
+        return "Delete " + self.describe(i, item).split(" \u2014 ")[0]
+
     def delete_selected(self) -> None:
         self.binder.flush()
         doc = self.binder.doc
@@ -162,8 +166,7 @@ class ListEditor(QWidget):
             return
         i = self.index
         item = self.items()[i]
-        what = self.describe(i, item).split(" \u2014 ")[0]
-        with doc.batch(f"Delete {what}"):
+        with doc.batch(self.delete_label(i, item)):
             doc.remove(self.list_path, i)
             if self.on_delete is not None:
                 self.on_delete(doc, item)

@@ -86,6 +86,7 @@ class AgentOptionsEditor(ListEditor):
         self.add.setObjectName("agent_option_add")
         self.add.clicked.connect(self.add_option)
         self.detail(agent_rows(self.item_path))
+        self.on_delete = self._drop_empty_list
 
     @staticmethod
     def _describe(i, it) -> str:
@@ -110,20 +111,13 @@ class AgentOptionsEditor(ListEditor):
                    label=f"Add the alternative agent {agent}")
         self.select(len(self.items()) - 1)
 
-    def delete_selected(self) -> None:
+    def delete_label(self, i: int, item) -> str:
+        return f"Delete the alternative agent {item.get('agent', '?') if isinstance(item, dict) else '?'}"
+
+    def _drop_empty_list(self, doc, item) -> None:
         """The last alternative removed takes the empty list with it (the file stays as it was)."""
-        self.binder.flush()
-        doc = self.binder.doc
-        if doc is None or self.index < 0:
-            return
-        i = self.index
-        agent = self.items()[i].get("agent", "?") if isinstance(self.items()[i], dict) else "?"
-        with doc.batch(f"Delete the alternative agent {agent}"):
-            doc.remove(self.list_path, i)
-            if not self.items():
-                doc.unset(self.list_path)
-        self.index = min(i, len(self.items()) - 1)
-        self.binder.refresh()
+        if not self.items():
+            doc.unset(self.list_path)
 
     def refresh(self) -> None:
         super().refresh()
