@@ -144,23 +144,25 @@ class AttemptMixin:
         box.exec()
         return buttons.get(box.clickedButton(), default)
 
+    def ask_keep_attempt(self, why: str) -> str:
+        """The question before the attempt in progress is dropped: "keep", "discard" or "cancel"
+        (the user's answer), "none" when no attempt runs."""
+        if not self.controller.in_progress:
+            return "none"
+        what = {"close": "closing the trainer", "switch": "changing the scenario", "new": "starting a new attempt",
+                "replay": "replaying a recorded attempt", "editor": "opening the scenario editor"}[why]
+        return self.ask("keep_attempt", f"An attempt is in progress. Keep it before {what}?\n\n"
+                        "Keep: end it, score it and save its recording. Discard: drop it.",
+                        {"keep": "Keep", "discard": "Discard", "cancel": "Cancel"}, "cancel")
+
     def _settle_attempt(self, why: str) -> bool:
         """Before the attempt is dropped: ask whether to keep it. False: the user cancelled."""
-        c = self.controller
-        if not c.in_progress:
-            return True
-        what = {"close": "closing the trainer", "switch": "changing the scenario", "new": "starting a new attempt",
-                "replay": "replaying a recorded attempt"}[why]
-        answer = self.ask("keep_attempt", f"An attempt is in progress. Keep it before {what}?\n\n"
-                          "Keep: end it, score it and save its recording. Discard: drop it.",
-                          {"keep": "Keep", "discard": "Discard", "cancel": "Cancel"}, "cancel")
-        if answer == "cancel":
-            return False
+        answer = self.ask_keep_attempt(why)
         if answer == "keep":
             self.keep_attempt()
-        else:
+        elif answer == "discard":
             self.discard_attempt()
-        return True
+        return answer != "cancel"
 
     def keep_attempt(self) -> Path | None:
         """End (and score) the attempt if it runs, and save its recording."""

@@ -106,18 +106,12 @@ class EditorMode(LayoutMixin, DocumentMixin, OverlaysMixin, ToolsMixin, QObject)
         if self.active:
             return True
         w = self.window
-        c = w.controller
-        restart = False
-        if c.in_progress:
-            answer = w.ask("keep_attempt", "An attempt is in progress. Keep it before opening the scenario "
-                           "editor?\n\nKeep: end it, score it and save its recording. Discard: drop it.",
-                           {"keep": "Keep", "discard": "Discard", "cancel": "Cancel"}, "cancel")
-            if answer == "cancel":
-                return False
-            if answer == "keep":
-                w.keep_attempt()
-            else:
-                restart = True
+        answer = w.ask_keep_attempt("editor")
+        if answer == "cancel":
+            return False
+        if answer == "keep":
+            w.keep_attempt()
+        restart = answer == "discard"  # the attempt starts again when the editor is left
         cam = w.view3d.scene.renderer.GetActiveCamera()
         self._saved = {
             "left": w.left_dock.isVisible(), "right": w.right_dock.isVisible(),

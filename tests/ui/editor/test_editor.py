@@ -107,6 +107,28 @@ def test_entering_and_leaving_restores_the_trainee_layout(win, editor):
     assert load_scenario(w.scenario_path).title.startswith("Needle basics")  # the file was not touched
 
 
+def test_an_attempt_in_progress_is_asked_about_before_the_editor_opens(win, editor):
+    """Cancel stays in the attempt; Discard opens the editor, and a fresh attempt waits when it closes."""
+    w, ed = win, editor
+    d = WindowDriver(w)
+    d.key(Qt.Key.Key_N, CTRL)
+    d.click_skin(w.scenario.planned_trajectory.entry_mm)
+    assert w.controller.in_progress
+    first = w.controller.procedure
+    w.asked.clear()
+    w.answers = {"keep_attempt": "cancel"}
+    d.key(Qt.Key.Key_E, CTRL | SHIFT)
+    assert w.asked == ["keep_attempt"] and not ed.active and w.controller.procedure is first
+    w.answers = {"keep_attempt": "discard"}
+    d.key(Qt.Key.Key_E, CTRL | SHIFT)
+    assert ed.active
+    d.key(Qt.Key.Key_W, CTRL | SHIFT)
+    assert not ed.active
+    process(0)
+    assert w.controller.procedure is not first and not w.controller.in_progress
+    w.answers = {}
+
+
 def test_build_a_scenario_by_clicks_save_reload_and_pass_it_in_practice(win, editor, tmp_path):
     w, ed = win, editor
     d = WindowDriver(w)
