@@ -47,16 +47,7 @@ import time
 
 import numpy as np
 
-
-
-def median(v) -> float:
-    v = [x for x in v if x == x]
-    return float(np.median(v)) if v else float("nan")
-
-
-def p95(v) -> float:
-    v = sorted(x for x in v if x == x)
-    return float(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]) if v else float("nan")
+from simulator.benchmarks.stats import median, p95
 
 
 def headless(quick: bool) -> dict:

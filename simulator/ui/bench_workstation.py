@@ -47,23 +47,14 @@ itself under `xvfb-run`, or starts Xvfb itself) with Qt test events, as a traine
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
+from simulator.benchmarks.stats import median as _median
+from simulator.benchmarks.stats import p95 as _p95
 from simulator.ui import bench_child
-
-
-def _median(v) -> float:
-    v = [x for x in v if x == x]
-    return float(statistics.median(v)) if v else float("nan")
-
-
-def _p95(v) -> float:
-    v = sorted(x for x in v if x == x)
-    return float(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]) if v else float("nan")
 
 
 def run(args) -> dict:
