@@ -106,7 +106,7 @@ def _run(minutes: float, data: str) -> dict:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from simulator.anatomy import bundled
-    from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
+    from simulator.ui.driver import WindowDriver, process, wait_until
     from simulator.ui.main_window import MainWindow
 
     if not bundled.cache_is_valid():
@@ -121,11 +121,7 @@ def _run(minutes: float, data: str) -> dict:
     wait_until(lambda: w.procedure_panel.plots_ready, 30, "the plots")
     wait_until(lambda: w.fluoro_view.ready, 120, "the fluoroscopy engine")
     d = WindowDriver(w)
-    plan = w.scenario.planned_trajectory
-    d.click_skin(plan.entry_mm)
-    d.aim_at(plan.target_mm)
-    for _ in range(6):
-        d.key(Qt.Key.Key_W, SHIFT)
+    d.start_on_plan(advances=6)
     process(300)
 
     keys = {"W": Qt.Key.Key_W, "S": Qt.Key.Key_S, "Right": Qt.Key.Key_Right, "Left": Qt.Key.Key_Left,

@@ -72,7 +72,7 @@ def _run(quick: bool, data: str) -> dict:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from simulator.anatomy import bundled
-    from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
+    from simulator.ui.driver import WindowDriver, process, wait_until
     from simulator.ui.main_window import MainWindow
     import simulator.render.lod as lod_mod
 
@@ -194,11 +194,7 @@ def _run(quick: bool, data: str) -> dict:
         out["startup_complete_s"] = round(t_all, 3)
         out["anatomy_triangles"] = w.view3d.scene.triangle_count()
         d = WindowDriver(w)
-        plan = w.scenario.planned_trajectory
-        d.click_skin(plan.entry_mm)
-        d.aim_at(plan.target_mm)
-        for _ in range(6):
-            d.key(Qt.Key.Key_W, SHIFT)
+        d.start_on_plan(advances=6)
         rows = advance_latencies(w, d, n_keys)
         ours, v3d, vtk, panel, allv, _, moving = map(list, zip(*rows))
         scene = w.view3d.scene
@@ -263,6 +259,7 @@ def _run(quick: bool, data: str) -> dict:
         from simulator.core.procedure import Procedure
 
         proc = Procedure(w.scenario, w.anatomy)
+        plan = w.scenario.planned_trajectory
         proc.set_entry(plan.entry_mm, np.asarray(plan.target_mm) - np.asarray(plan.entry_mm))
         base = []
         for i in range(60):
@@ -280,11 +277,7 @@ def _run(quick: bool, data: str) -> dict:
     out["gel_startup_s"] = round(t_usable, 3)
     wait_until(lambda: w.us_view.frames_shown > 0, 300, "the first ultrasound frame")
     d = WindowDriver(w)
-    plan = w.scenario.planned_trajectory
-    d.click_skin(plan.entry_mm)
-    d.aim_at(plan.target_mm)
-    for _ in range(4):
-        d.key(Qt.Key.Key_W, SHIFT)
+    d.start_on_plan(advances=4)
     rows = advance_latencies(w, d, n_keys, want_us=True)
     ours, v3d, vtk, panel, allv, us, _ = map(list, zip(*rows))
     out["ultrasound_ms_median"] = round(_median(us), 2)

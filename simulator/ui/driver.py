@@ -113,6 +113,15 @@ class WindowDriver:
             self.key(key, SHIFT if big > 3.5 else NO_MOD)
         return self.angle_error(target_mm)[0]
 
+    def start_on_plan(self, advances: int = 0) -> None:
+        """The needle on the skin at the scenario's planned entry, aimed at its planned target, then
+        `advances` 5 mm advances (Shift+W)."""
+        plan = self.w.scenario.planned_trajectory
+        self.click_skin(plan.entry_mm)
+        self.aim_at(plan.target_mm)
+        for _ in range(advances):
+            self.key(Qt.Key.Key_W, SHIFT)
+
     def remaining_mm(self, target_mm) -> float:
         st = self.w.controller.state
         return float((np.asarray(target_mm, float) - st.tip_mm) @ st.axis)

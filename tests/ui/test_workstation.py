@@ -173,11 +173,7 @@ def test_fluoroscopy_shows_the_needle_dark_and_holds_the_last_image(celiac):
     fv = w.fluoro_view
     assert not fv.canvas.has_image() or fv.frames_shown > 0
     n0 = fv.frames_shown
-    plan = w.scenario.planned_trajectory
-    d.click_skin(plan.entry_mm)
-    d.aim_at(plan.target_mm)
-    for _ in range(12):
-        d.key(Qt.Key.Key_W, SHIFT)
+    d.start_on_plan(advances=12)
     assert fv.frames_shown == n0  # no image without an exposure
     d.shot()
     img = fv.canvas.image_array()
