@@ -432,7 +432,12 @@ def import_trainee(store: RecordStore, path) -> MergeSummary:
     itself is one transaction."""
     path = Path(path)
     raws, trainees = _read_checked(path)
-    ids = store.merge_raw(raws, trainees)
+    try:
+        ids = store.merge_raw(raws, trainees)
+    except Exception as e:  # noqa: BLE001 - the transaction is rolled back: say so, naming both ends
+        detail = " ".join(str(e).split())
+        raise RecordsError(f"{path}: merging into {store.location} failed ({type(e).__name__}: {detail}); "
+                           "nothing was imported") from None
     added = [i for i in ids if i is not None]
     return MergeSummary(added, len(ids) - len(added), [name for name, _ in trainees])
 

@@ -101,10 +101,15 @@ def test_a_failure_inside_the_merge_rolls_everything_back(records_file, receivin
         return real(self, tx, raw, extra)
 
     monkeypatch.setattr(SQLiteRecordStore, "_insert_raw", second_fails)
-    with pytest.raises(Exception):
+    with pytest.raises(RecordsError) as e:
         import_trainee(receiving, records_file)
     monkeypatch.undo()
-    assert len(calls) == 2 and snapshot(receiving) == before
+    assert len(calls) == 2 and snapshot(receiving) == before  # the first attempt went in, then out again
+    msg = str(e.value)
+    assert msg.startswith(f"{records_file}: merging into {receiving.location} failed (OperationalError: disk I/O")
+    assert msg.endswith("nothing was imported") and "\n" not in msg
+    s = import_trainee(receiving, records_file)  # the same file once the disk is well: all of it comes in
+    assert len(s.added) == 2 and len(snapshot(receiving)[0]) == len(before[0]) + 2
 
 
 @fuzz_settings(25)
