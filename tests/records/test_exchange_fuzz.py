@@ -97,3 +97,42 @@ def test_mutated_sample_csv_gives_our_error(exports, data):
             return
         n = len(arrays["time_s"])
         assert all(len(v) == n for v in arrays.values())
+
+
+@pytest.fixture(scope="module")
+def tracked_file(expert, tmp_path_factory):
+    """The expert attempt's first 60 frames as a Slicer .igs.mha (each example quick)."""
+    from simulator.core.trackfiles import recording_sequences, write_sequence_metafile
+
+    d = tmp_path_factory.mktemp("tracked")
+    seqs = {k: (v[0][:60], v[1][:60], v[2][:60]) for k, v in recording_sequences(expert[0].recording).items()}
+    return write_sequence_metafile(d / "attempt.igs.mha", seqs)
+
+
+@fuzz_settings(20)
+@given(data=st.data())
+def test_mutated_tracked_files_import_with_our_error_and_add_nothing(tracked_file, scenario, block, data):
+    """`records import-attempt FILE.igs.mha`: the frames go through a Procedure and are scored; a
+    damaged file is a RecordsError naming it, and the store is left as it was."""
+    from simulator.records.exchange import import_tracked
+
+    text = tracked_file.read_text()
+    if data.draw(st.booleans()):
+        bad = data.draw(mutated_text(text)).encode("utf-8", "surrogatepass")
+    else:
+        bad = data.draw(mutated_bytes(text.encode("utf-8"), max_ops=3))
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "attempt.igs.mha"
+        p.write_bytes(bad)
+        store = SQLiteRecordStore(Path(d) / "ws.sqlite")
+        try:
+            try:
+                aid, card = import_tracked(store, p, scenario, block)
+            except RecordsError as e:
+                assert str(e).startswith(str(p)) and "\n" not in str(e), str(e)
+                assert store.list_attempts() == []
+                return
+            back = store.load_attempt(aid)
+            assert back.n_samples > 0 and card.metrics["elapsed_time_s"] >= 0
+        finally:
+            store.close()
