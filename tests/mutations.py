@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -79,3 +82,28 @@ def mutated_text(draw, text: str, max_ops: int = 4) -> str:
             j = draw(st.integers(0, len(lines) - 1))
             lines[i], lines[j] = lines[j], lines[i]
     return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def damaged_file(data: bytes, name: str):
+    """`data` written as `name` in a folder of its own (removed after): its path."""
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / name
+        p.write_bytes(data)
+        yield p
+
+
+def assert_names_file(error: Exception, path: Path) -> None:
+    """The project's rule for a bad file: one line that starts with the file's path."""
+    assert str(error).startswith(str(path)) and "\n" not in str(error), str(error)
+
+
+def read_damaged(data: bytes, name: str, read, error: type[Exception] | tuple):
+    """`read(path)` of `data` written as `name`: its result, or None when it raised `error`
+    naming the file in one line (any other exception fails the test)."""
+    with damaged_file(data, name) as p:
+        try:
+            return read(p)
+        except error as e:
+            assert_names_file(e, p)
+            return None

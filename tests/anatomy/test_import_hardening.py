@@ -23,7 +23,7 @@ from simulator.anatomy.volume_io import VolumeError
 
 from tests.anatomy import synthetic as syn
 from tests.anatomy.dicom_series import write_series
-from tests.mutations import fuzz_settings, mutated_bytes, mutated_text
+from tests.mutations import fuzz_settings, mutated_bytes, mutated_text, read_damaged
 
 PART = (slice(36, 60), slice(40, 60), slice(14, 24))  # 24 x 20 x 10 voxels around the vertebra
 PART_ORIGIN = syn.ORIGIN + syn.SPACING * np.array([s.start for s in PART])
@@ -240,21 +240,16 @@ def test_mutated_dicom_series_gives_our_error(files, data):
 
 @FUZZ
 @given(data=st.data())
-def test_mutated_label_table_gives_our_error(tmp_path_factory, data):
+def test_mutated_label_table_gives_our_error(data):
     """--label-table CSV (id,name rows): our error naming the file (and line), or a sound table."""
     good = "id,name\n# TotalSegmentator ids\n" + "".join(f"{i},{n}\n" for i, n in syn.NAMES.items())
     if data.draw(st.booleans()):
         bad = data.draw(mutated_text(good)).encode("utf-8", "surrogatepass")
     else:
         bad = data.draw(mutated_bytes(good.encode("utf-8"), max_ops=2))
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "table.csv"
-        p.write_bytes(bad)
-        try:
-            table = importer.read_label_csv(p)
-        except ImportError_ as e:
-            _one_line(str(e), str(p))
-            return
+    table = read_damaged(bad, "table.csv", importer.read_label_csv, ImportError_)
+    if table is None:
+        return
     assert table and all(isinstance(k, int) and 1 <= k <= 65535 for k in table)
     assert all(isinstance(n, str) and n and "\n" not in n for n in table.values())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from simulator.records.exchange import export_trainee, import_trainee
 from simulator.records.store import RecordsError, SQLiteRecordStore
 
-from tests.mutations import fuzz_settings, mutated_bytes
+from tests.mutations import assert_names_file, damaged_file, fuzz_settings, mutated_bytes
 
 
 @pytest.fixture(scope="module")
@@ -117,17 +116,15 @@ def test_a_failure_inside_the_merge_rolls_everything_back(records_file, receivin
 def test_mutated_records_files_give_our_error_and_change_nothing(records_file, expert, data):
     raw = records_file.read_bytes()
     bad = data.draw(mutated_bytes(raw, max_ops=3))
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "ann.records"
-        p.write_bytes(bad)
-        store = SQLiteRecordStore(Path(d) / "ws.sqlite")
+    with damaged_file(bad, "ann.records") as p:
+        store = SQLiteRecordStore(p.with_name("ws.sqlite"))
         try:
             store.save_recording(expert[0].recording, expert[1])
             before = snapshot(store)
             try:
                 import_trainee(store, p)
             except RecordsError as e:
-                assert str(e).startswith(str(p)) and "\n" not in str(e), str(e)
+                assert_names_file(e, p)
                 assert snapshot(store) == before
         finally:
             store.close()
