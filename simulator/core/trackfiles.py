@@ -292,10 +292,14 @@ def read_transform_recorder_xml(path, skip_invalid: bool = False) -> TrackedReco
         try:
             return float(int(sec)) + 1e-9 * float(int(nsec))
         except ValueError:
-            try:
-                return float(sec) + 1e-9 * float(nsec)
-            except ValueError:
-                raise TrackFileError(path, line, f"TimeStampSec/TimeStampNSec {sec!r}/{nsec!r} are not numbers") from None
+            pass
+        try:
+            t = float(sec) + 1e-9 * float(nsec)
+        except ValueError:
+            raise TrackFileError(path, line, f"TimeStampSec/TimeStampNSec {sec!r}/{nsec!r} are not numbers") from None
+        if not math.isfinite(t):
+            raise TrackFileError(path, line, f"TimeStampSec/TimeStampNSec {sec!r}/{nsec!r} are not finite")
+        return t
 
     def start(name, attrs):
         line = parser.CurrentLineNumber

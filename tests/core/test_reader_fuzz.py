@@ -78,6 +78,18 @@ def test_mutated_tracked_files_give_our_error(tracked_files, data, name):
     _tracked_ok(bad, name)
 
 
+@pytest.mark.parametrize("sec", ["nan", "inf", "-1e999"])
+def test_a_perk_tutor_log_with_a_non_finite_time_is_refused(tracked_files, tmp_path, sec):
+    """Found by the test above: TimeStampSec="nan" was read as a time."""
+    text = (tracked_files / "d.xml").read_text()
+    first = text.index('TimeStampSec="')
+    end = text.index('"', first + len('TimeStampSec="'))
+    p = tmp_path / "d.xml"
+    p.write_text(text[:first] + f'TimeStampSec="{sec}' + text[end:])
+    with pytest.raises(TrackFileError, match=rf"^{p}:\d+: TimeStampSec/TimeStampNSec '{sec}'/'\d+' are not finite$"):
+        read_tracked(p)
+
+
 META_KEYS = ["format_version", "scenario_id", "trainee", "mode", "meta", "inputs", "events", "started_at"]
 ODD_JSON = [None, 0, -1, 1e308, "x", [], {}, [1, 2], {"a": 1}, True, "nan"]
 

@@ -36,8 +36,10 @@ def test_mutated_scenario_files_give_our_error(data, source):
         p.write_bytes(bad)
         try:
             load_scenario(p)
-        except ScenarioError as e:
+        except ScenarioError as e:  # every problem: the file, its line, then the field (when one is at fault)
             assert e.errors and all(line.startswith(str(p)) for line in str(e).splitlines()), str(e)
+            n_lines = bad.count(b"\n") + 1
+            assert all(err.line is not None and 1 <= err.line <= n_lines + 1 for err in e.errors), str(e)
         try:
             doc = ScenarioDocument.open(p)
         except ScenarioError as e:  # not text at all: the editor says so
