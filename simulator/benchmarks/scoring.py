@@ -80,10 +80,12 @@ def synthetic_scenario(**overrides):
             "advance_without_imaging_mm": 10,
             "items": [
                 {"metric": "final_distance_mm", "weight": 30, "good": 2, "bad": 10},
-                {"metric": "tissue_damage_mm2", "weight": 10, "good": 2000, "bad": 15000},
+                {"metric": "tissue_damage_mm2", "weight": 10, "good": 300, "bad": 3000},
                 {"metric": "advances_without_imaging", "weight": 15, "good": 0, "bad": 4},
                 {"metric": "redirections", "weight": 5, "good": 2, "bad": 8},
                 {"metric": "fluoro_shots", "weight": 5, "good": 30, "bad": 60},
+                {"metric": "fluoro_time_s", "weight": 10, "good": 15, "bad": 60},
+                {"metric": "elapsed_time_s", "weight": 5, "good": 400, "bad": 1200},
                 {"metric": "target_coverage_pct", "weight": 20, "good": 100, "bad": 0},
                 {"metric": "critical_contacts", "weight": 15, "good": 0, "bad": 1},
             ],

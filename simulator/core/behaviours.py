@@ -8,7 +8,10 @@ fail, or points off per occurrence up to a cap.
 Detected (key: rule):
 - advance_unseen: the procedure's `advance_without_imaging` events (fluoroscopy: movement in
   tissue past `rubric.advance_without_imaging_mm` since the last image; ultrasound: advance past
-  2 mm with the tip out of the plane).
+  2 mm with the tip out of the plane) - a lapse, points off.
+- advance_blind: one unbroken stretch of such movement (no image, the tip never seen again, the
+  needle not out) longer than `rubric.blind_advance_mm` (default: three allowances under
+  fluoroscopy, `BLIND_US_MM` under ultrasound) - the needle driven on blind, an automatic fail.
 - probe_moved_while_advancing: the probe moved (> 1 mm or > 2 deg between samples) while the
   needle was advancing - a needle advance within 0.25 s before and after the probe's move.
 - injection_without_aspiration: an injection not preceded by an aspiration at that tip position
@@ -40,6 +43,7 @@ from simulator.core.levels import level_centroids, level_name, level_of, midline
 
 BEHAVIOURS: dict[str, str] = {
     "advance_unseen": "needle advanced with the tip unseen / without an image",
+    "advance_blind": "needle driven on blind (a long stretch without any image of the tip)",
     "probe_moved_while_advancing": "probe moved while the needle was advanced",
     "injection_without_aspiration": "injection without aspiration",
     "injection_against_resistance": "injection against high pressure (intraneural or into bone)",
@@ -57,8 +61,9 @@ BEHAVIOURS: dict[str, str] = {
 
 #: What each behaviour costs when the rubric does not say: "fail", or (points per occurrence, cap).
 DEFAULT_CONSEQUENCES: dict[str, object] = {
-    "advance_unseen": (5.0, 30.0),
-    "probe_moved_while_advancing": (5.0, 25.0),
+    "advance_unseen": (3.0, 15.0),
+    "advance_blind": "fail",
+    "probe_moved_while_advancing": (3.0, 15.0),
     "injection_without_aspiration": "fail",
     "injection_against_resistance": "fail",
     "intravascular_ignored": "fail",
@@ -66,9 +71,9 @@ DEFAULT_CONSEQUENCES: dict[str, object] = {
     "wrong_level": "fail",
     "wrong_side": "fail",
     "injection_into_muscle": "fail",
-    "bone_pushed": (5.0, 15.0),
+    "bone_pushed": (3.0, 9.0),
     "too_many_redirections": (5.0, 30.0),
-    "live_fluoro_too_long": (5.0, 10.0),
+    "live_fluoro_too_long": (3.0, 6.0),
     "pleura_touched": "fail",
     "dura_touched": "fail",
 }
@@ -79,6 +84,8 @@ WHILE_S = 0.25
 SAME_PLACE_MM = 3.0
 SIDE_MARGIN_MM = 5.0
 ASPIRATION_SAME_MM = 2.0
+BLIND_FLUORO_ALLOWANCES = 3.0
+BLIND_US_MM = 10.0
 
 
 @dataclass
@@ -129,6 +136,43 @@ def _probe_moves(t: np.ndarray, probe: np.ndarray) -> np.ndarray:
         cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
         moved[ok] = (dp > PROBE_MOVE_MM) | (np.degrees(np.arccos(cos)) > PROBE_TURN_DEG)
     return t[1:][moved]
+
+
+def blind_advance_mm(scenario) -> float:
+    """The longest unbroken stretch of unimaged (fluoroscopy) or unseen (ultrasound) advance the
+    scenario tolerates before it is a blind advance."""
+    rubric = scenario.rubric
+    own = getattr(rubric, "blind_advance_mm", None)
+    if own is not None:
+        return float(own)
+    modality = str(getattr(scenario.modality, "value", scenario.modality))
+    if modality == "ultrasound":
+        return BLIND_US_MM
+    return BLIND_FLUORO_ALLOWANCES * float(rubric.advance_without_imaging_mm)
+
+
+def _blind(events, scenario) -> list[Behaviour]:
+    """Unbroken runs of `advance_without_imaging` events (no image between them, the tip not seen
+    again, the needle not out) whose movement adds up past `blind_advance_mm`: one behaviour per run,
+    at the event that passes it."""
+    limit = blind_advance_mm(scenario)
+    modality = str(getattr(scenario.modality, "value", scenario.modality))
+    out = []
+    run, told = 0.0, False
+    for e in events:
+        k = e.kind
+        seen = (k == EventKind.fluoro_shot and modality != "ultrasound") or (
+            k == EventKind.ultrasound_view and e.data.get("visible") and modality != "fluoroscopy")
+        if seen or k in (EventKind.needle_out, EventKind.skin_puncture):
+            run, told = 0.0, False
+        elif k == EventKind.advance_without_imaging:
+            run += float(e.data.get("moved_mm") or 0.0)
+            if run > limit + 1e-6 and not told:
+                told = True
+                what = "without an image" if modality != "ultrasound" else "with the tip out of the ultrasound plane"
+                out.append(Behaviour("advance_blind", e.time_s, f"needle driven on {run:.0f} mm {what} (more than "
+                                     f"{limit:g} mm): a blind advance", {"moved_mm": run, "limit_mm": limit}))
+    return out
 
 
 def _probe_while_advancing(t, m, probe) -> list[Behaviour]:
@@ -311,6 +355,7 @@ def detect_behaviours(recording, scenario, anatomy, targets, intended: dict | No
             out.append(Behaviour("pleura_touched", e.time_s, "pleura breached: the tip entered the lung"))
         elif e.kind == EventKind.dural_puncture:
             out.append(Behaviour("dura_touched", e.time_s, "dura punctured: the tip entered the spinal canal"))
+    out += _blind(events, scenario)
     if len(t) > 1:
         out += _probe_while_advancing(t, samples.needle_tip_to_world, samples.probe_to_world)
     out += _bone_pushed(recording)
@@ -335,4 +380,4 @@ def detect_behaviours(recording, scenario, anatomy, targets, intended: dict | No
     return out
 
 
-__all__ = ["BEHAVIOURS", "DEFAULT_CONSEQUENCES", "Behaviour", "consequence", "detect_behaviours"]
+__all__ = ["BEHAVIOURS", "DEFAULT_CONSEQUENCES", "Behaviour", "blind_advance_mm", "consequence", "detect_behaviours"]

@@ -403,6 +403,9 @@ class Rubric(_Model):
     items: list[RubricItem] = Field(min_length=1)
     automatic_fails: list[AutoFail] = Field(default_factory=list)
     advance_without_imaging_mm: float = Field(5.0, gt=0, le=50, description="fluoroscopy: advance allowed per image")
+    blind_advance_mm: Optional[float] = Field(
+        None, gt=0, le=300, description="an unbroken stretch of advance without an image (fluoroscopy) or with the "
+        "tip unseen (ultrasound) longer than this is a blind advance (default: 3 allowances; ultrasound 10 mm)")
     behaviours: dict[BehaviourName, Union[Literal["fail", "ignore"], float]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="what an error behaviour costs: fail, ignore, or points off per occurrence "

@@ -6,6 +6,11 @@ faults, driving the `Procedure` through the same inputs a trainee's hands and th
     proc = run_attempt(scenario, anatomy, "expert", seed=3, faults=["no_aspiration"])
     attempts = cohort(scenario, anatomy, "novice", n=20)                         # [(seed, faults, proc)]
 
+Skills (`hand.SKILLS`): expert, intermediate and novice hands - how steady, how fast, how they image
+(`hand.Hand`). A novice hand is merely clumsy; the named faults (`faults.FAULTS`) are the error
+behaviours, made on purpose by any hand. In a cohort half the novices also make one or two of the
+battery's faults (`NOVICE_FAULT_SHARE`), the others none: the group is a fair test of the score.
+
 Used by the tests (behaviour battery, scoring, validity), the benchmarks and the scenario library's
 checks. Everything is a function of (scenario, anatomy, skill, seed, faults): same inputs, same
 recording to the last bit.
@@ -18,9 +23,10 @@ How a scenario plugs in (nothing to write for a new scenario that has a plan):
 - the steps come from `steps`: local anaesthetic, aspiration before each injection, contrast
   (fluoroscopy only) with an image, test dose, neurolytic (the first agent option, its highest
   concentration, the middle of its volume range), each only when the scenario has it.
-- imaging comes from `modality`: fluoroscopy images within `rubric.advance_without_imaging_mm`
-  of movement (presets `oblique_left` / `oblique_right` / `lateral` used when present); ultrasound
-  with the probe in plane with the planned path (depth axis from `imaging.ultrasound.direction`).
+- imaging comes from `modality`: fluoroscopy at the decisive moments and within
+  `rubric.advance_without_imaging_mm` of movement (presets `oblique_left` / `oblique_right` /
+  `lateral` used when present; see `imaging`); ultrasound with the probe in plane with the planned
+  path (depth axis from `imaging.ultrasound.direction`), following the tip.
 - the only per-technique hint: procedures in `plan.TOUCH_BONE_FIRST` (celiac, splanchnic, lumbar
   sympathetic, superior hypogastric) touch the nearest vertebral body first and walk off it.
 
@@ -37,11 +43,13 @@ from simulator.scripted.faults import BATTERY, FAULTS, FaultNotApplicable, appli
 from simulator.scripted.hand import SKILLS, Hand
 from simulator.scripted.plan import NeedlePlan, ScriptError, needle_plans
 
-__all__ = ["BATTERY", "FAULTS", "SKILLS", "FaultNotApplicable", "Hand", "NeedlePlan", "Operator", "ScriptError",
+__all__ = ["BATTERY", "FAULTS", "NOVICE_FAULT_SHARE", "SKILLS", "FaultNotApplicable", "Hand", "NeedlePlan", "Operator", "ScriptError",
            "applicable_faults", "cohort", "fault_applies", "needle_plans", "run_attempt"]
 
 #: Faults a scripted novice draws from: the battery's error behaviours (each fails the attempt).
 NOVICE_FAULTS = BATTERY
+#: The share of a novice cohort that also makes one or two of those faults (the rest: clumsy only).
+NOVICE_FAULT_SHARE = 0.5
 
 
 def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=(), *, steady: bool = False,
@@ -66,19 +74,23 @@ def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=
 
 
 def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, targets=None, trainee: str = "",
-           quick: bool = False):
-    """`n` attempts of one skill, seeds seed0.. seed0+n-1: [(seed, faults, procedure)]. Novices
-    each make one or two faults drawn (by the seed) from those the scenario allows; a fault the
-    anatomy turns out not to allow is replaced by the next one drawn."""
+           quick: bool = False, fault_share: float | None = None):
+    """`n` attempts of one skill, seeds seed0.. seed0+n-1: [(seed, faults, procedure)]. A share of
+    the seeds (`fault_share`, spread evenly: 0.5 is every odd seed; default `NOVICE_FAULT_SHARE` for
+    novices, none for the others) also
+    make one or two faults drawn (by the seed) from the battery's that the scenario allows; a fault
+    the anatomy turns out not to allow is replaced by the next one drawn."""
     from simulator.core.targets import resolve_targets
 
     tg = targets if targets is not None else resolve_targets(scenario, anatomy)
-    pool = applicable_faults(scenario, tg, NOVICE_FAULTS) if skill == "novice" else []
+    share = (NOVICE_FAULT_SHARE if skill == "novice" else 0.0) if fault_share is None else float(fault_share)
+    pool = applicable_faults(scenario, tg, NOVICE_FAULTS) if share > 0 else []
     out = []
     for k in range(n):
         seed = seed0 + k
         rng = np.random.default_rng(10_000 + seed)
-        order = list(rng.permutation(pool)) if pool else []
+        faulty = bool(pool) and (seed * share) % 1.0 + share > 1.0 - 1e-9  # every 1/share-th seed (by the seed)
+        order = list(rng.permutation(pool)) if faulty else []
         count = 1 + int(rng.random() < 0.5)
         chosen: list[str] = []
         proc = None
@@ -90,7 +102,7 @@ def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, target
             except FaultNotApplicable:
                 continue
             chosen.append(f)
-        if proc is None or (skill == "novice" and not chosen):
+        if proc is None:
             proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen), targets=tg, quick=quick,
                                trainee=trainee or f"{skill}_{seed}")
         out.append((seed, tuple(chosen), proc))

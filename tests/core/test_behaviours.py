@@ -76,6 +76,32 @@ def test_pushing_on_against_bone_and_redirections_beyond_the_allowance(block):
     assert [b.time_s for b in found] == sorted(b.time_s for b in found)
 
 
+def test_a_long_stretch_without_an_image_is_a_blind_advance(block):
+    """Fluoroscopy, allowance 10 mm: a lapse past the allowance costs points; an unbroken stretch
+    past three allowances (30 mm) is one blind advance, whatever its length; an image or the needle
+    out of the skin ends a stretch; the rubric can set the limit."""
+    sc = synthetic_scenario()
+    p = _proc(sc, block)
+    d = normalize(np.array([-15.0, -10.0, 0.0]) - np.array(ENTRY))
+    p.set_entry(ENTRY, d, time_s=1.0)
+    t = 2.0
+    for mm in (12.0, 12.0):  # 24 mm: two lapses, no blind advance yet
+        p.advance(mm, time_s=t)
+        t += 1
+    p.record_fluoro_shot(dap_gycm2=0.01, duration_s=0.2, time_s=t)
+    for mm in (11.0, 11.0, 11.0, 11.0):  # 44 mm unbroken: blind once, at the third lapse (33 mm)
+        p.advance(mm, time_s=t + 1)
+        t += 1
+    found = detect_behaviours(p.recording, sc, block, resolve_targets(sc, block))
+    unseen = [b for b in found if b.key == "advance_unseen"]
+    blind = [b for b in found if b.key == "advance_blind"]
+    assert len(unseen) == 6 and len(blind) == 1
+    assert blind[0].time_s == unseen[4].time_s and "33 mm without an image (more than 30 mm)" in blind[0].message
+    lenient = synthetic_scenario(rubric={**sc.rubric.model_dump(), "blind_advance_mm": 50})
+    assert not [b for b in detect_behaviours(p.recording, lenient, block, resolve_targets(sc, block))
+                if b.key == "advance_blind"]
+
+
 def test_probe_moved_while_the_needle_advances_but_not_between_movements(block):
     sc = synthetic_scenario(modality="ultrasound")
     probe = np.eye(4)
@@ -107,10 +133,13 @@ def test_the_rubric_sets_what_a_behaviour_costs(block):
     proc = run_attempt(base, block, "expert", seed=1, faults=["no_imaging"])
     card = score_attempt(proc.recording, base, block)
     unseen = [b for b in card.behaviours if b["key"] == "advance_unseen"]
-    assert len(unseen) >= 7 and card.deductions == 30.0  # 5 points each, at most 30
-    assert sum(b["points"] for b in unseen) == 30.0
-    cheap = synthetic_scenario(rubric={**base.rubric.model_dump(), "behaviours": {"advance_unseen": "ignore"}})
-    assert score_attempt(proc.recording, cheap, block).deductions == 0.0
+    assert len(unseen) >= 7 and card.deductions == 15.0  # 3 points each, at most 15
+    assert sum(b["points"] for b in unseen) == 15.0
+    assert [f["key"] for f in card.automatic_fails] == ["advance_blind"]  # and the long stretch fails
+    cheap = synthetic_scenario(rubric={**base.rubric.model_dump(),
+                                       "behaviours": {"advance_unseen": "ignore", "advance_blind": 10}})
+    c = score_attempt(proc.recording, cheap, block)
+    assert c.deductions == 10.0 and not c.automatic_fails
     strict = synthetic_scenario(rubric={**base.rubric.model_dump(), "behaviours": {"advance_unseen": "fail"}})
     c = score_attempt(proc.recording, strict, block)
     assert not c.passed and any(f["key"] == "advance_unseen" for f in c.automatic_fails)

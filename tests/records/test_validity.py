@@ -28,27 +28,42 @@ def test_auc_known_answers_and_interval():
 
 @pytest.fixture(scope="module")
 def cohort_db(tmp_path_factory, block, scenario):
+    """Scripted cohorts in a records database: 10 experts (eva, emil), 10 novices (nina, noah) -
+    half of the novices make battery faults, the others are clumsy only. Returns (db, cards by
+    skill: [(faults, card)])."""
     db = tmp_path_factory.mktemp("validity") / "study.sqlite"
     st = SQLiteRecordStore(db)
+    cards = {}
     for skill, names in (("expert", ("eva", "emil")), ("novice", ("nina", "noah"))):
-        for seed, _faults, proc in cohort(scenario, block, skill, n=10, seed0=100, quick=True):
+        for seed, faults, proc in cohort(scenario, block, skill, n=10, seed0=100, quick=True):
             rec = proc.recording
             rec.trainee = names[seed % 2]
-            st.save_recording(rec, score_attempt(rec, scenario, block), scenario=scenario)
+            card = score_attempt(rec, scenario, block)
+            cards.setdefault(skill, []).append((faults, card))
+            st.save_recording(rec, card, scenario=scenario)
     st.add_trainee("zoe")  # no attempts
     st.close()
-    return db
+    return db, cards
 
 
 def test_scripted_cohorts_separate_on_the_total_score(cohort_db):
-    with SQLiteRecordStore(cohort_db) as st:
+    db, cards = cohort_db
+    with SQLiteRecordStore(db) as st:
         rep = validity_report(st, ["eva", "emil"], ["nina", "noah"], n_boot=500)
     (s,) = rep.scenarios
     assert s.n_expert == s.n_novice == 10
     total = s.metrics[0]
     assert total.metric == "score" and total.higher_is_better
     assert total.auc >= 0.95 and total.ci_low >= 0.85
-    assert s.agreement == 1.0 and s.expert_pass_rate == 1.0 and s.novice_fail_rate == 1.0
+    faulty = [c for f, c in cards["novice"] if f]
+    clumsy = [c for f, c in cards["novice"] if not f]
+    assert len(faulty) == len(clumsy) == 5
+    assert not any(c.passed for c in faulty)  # every battery fault fails the attempt
+    assert not any(c.automatic_fails for c in clumsy)  # clumsy, not unsafe: points off only
+    assert max(c.score for c in clumsy) < min(c.score for _, c in cards["expert"])
+    novices_passing = sum(c.passed for c in clumsy)
+    assert s.expert_pass_rate == 1.0 and s.novice_fail_rate == pytest.approx(1.0 - novices_passing / 10)
+    assert s.agreement == pytest.approx(1.0 - novices_passing / 20)
     names = {m.metric for m in s.metrics}
     assert {"translational_actions", "rotational_actions", "error_behaviours", "tissue_damage_mm2",
             "path_length_mm"} <= names
@@ -58,11 +73,15 @@ def test_scripted_cohorts_separate_on_the_total_score(cohort_db):
 
 
 def test_cli_prints_the_table_and_json(cohort_db):
-    r = records("validity", "--expert", "eva,emil", "--novice", "nina", "noah", "--boot", "300", "--db", cohort_db)
+    db, cards = cohort_db
+    r = records("validity", "--expert", "eva,emil", "--novice", "nina", "noah", "--boot", "300", "--db", db)
     assert r.returncode == 0, r.stderr
-    assert "pass/fail agreement 100 % (experts passing 100 %, novices failing 100 %)" in r.stdout
+    failing = sum(not c.passed for _, c in cards["novice"])
+    agree = 10 + failing
+    assert (f"pass/fail agreement {100 * agree / 20:.0f} % (experts passing 100 %, novices failing "
+            f"{100 * failing / 10:.0f} %)") in r.stdout
     assert "total score" in r.stdout and "AUC" in r.stdout and "needle translational actions" in r.stdout
-    r = records("validity", "--expert", "eva", "--novice", "nina", "--json", "--boot", "300", "--db", cohort_db)
+    r = records("validity", "--expert", "eva", "--novice", "nina", "--json", "--boot", "300", "--db", db)
     data = json.loads(r.stdout)
     assert data["expert"] == ["eva"] and data["scenarios"][0]["metrics"][0]["metric"] == "score"
 
@@ -75,11 +94,11 @@ def test_cli_prints_the_table_and_json(cohort_db):
     (("--expert", " ,", "--novice", "nina"), "the expert group is empty"),
 ])
 def test_unknown_trainee_or_empty_group_is_said_plainly(cohort_db, args, words):
-    r = records("validity", *args, "--db", cohort_db)
+    r = records("validity", *args, "--db", cohort_db[0])
     assert r.returncode == 1 and words in r.stderr, r.stderr
     assert r.stderr.startswith("records validity: ")
 
 
 def test_validity_error_is_a_records_error(cohort_db):
-    with SQLiteRecordStore(cohort_db) as st, pytest.raises(ValidityError, match="no trainee 'x'"):
+    with SQLiteRecordStore(cohort_db[0]) as st, pytest.raises(ValidityError, match="no trainee 'x'"):
         validity_report(st, ["x"], ["nina"])

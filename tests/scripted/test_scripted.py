@@ -47,9 +47,15 @@ def test_expert_reaches_the_target_with_every_step_under_imaging(block, fluoro):
 
 def test_hands_differ_by_skill_and_seed():
     e = [Hand.draw("expert", s) for s in range(10)]
+    i = [Hand.draw("intermediate", s) for s in range(10)]
     n = [Hand.draw("novice", s) for s in range(10)]
     assert max(h.entry_jitter_mm for h in e) < min(h.entry_jitter_mm for h in n)
-    assert max(h.speed_mm_s for h in e) < min(h.speed_mm_s for h in n)
+    for key in ("tremor_deg", "turn_deg_s", "withdraw_fraction"):
+        assert max(getattr(h, key) for h in e) <= min(getattr(h, key) for h in i), key
+        assert max(getattr(h, key) for h in i) <= min(getattr(h, key) for h in n), key
+    assert max(h.image_fraction for h in n) < min(h.image_fraction for h in e)  # the novice images more often
+    assert max(h.turn_deg_s for h in e) < 50.0 < min(h.turn_deg_s for h in n)  # Perk Tutor's action threshold
+    assert all(h.lapse_p == h.live_p == h.jab_share == 0.0 for h in e)
     assert len({h.tremor_deg for h in e}) == 10
     assert Hand.draw("expert", 3, steady=True).tremor_deg == 0.0
     with pytest.raises(ValueError, match="skill"):
@@ -98,8 +104,39 @@ def test_ultrasound_expert_keeps_the_tip_in_view(block):
 
 
 def test_novice_cohort_draws_faults_by_seed(block, fluoro):
-    group = cohort(fluoro, block, "novice", n=3, seed0=7)
-    assert [s for s, _, _ in group] == [7, 8, 9]
-    assert all(f for _, f, _ in group)
-    again = cohort(fluoro, block, "novice", n=1, seed0=7)
+    group = cohort(fluoro, block, "novice", n=4, seed0=7, quick=True)
+    assert [s for s, _, _ in group] == [7, 8, 9, 10]
+    assert [bool(f) for _, f, _ in group] == [True, False, True, False]  # half the novices: clumsy only
+    again = cohort(fluoro, block, "novice", n=1, seed0=7, quick=True)
     assert again[0][1] == group[0][1] and again[0][2].recording.same_as(group[0][2].recording)
+    assert all(not f for _, f, _ in cohort(fluoro, block, "expert", n=2, quick=True))
+    assert all(f for _, f, _ in cohort(fluoro, block, "intermediate", n=2, quick=True, fault_share=1.0))
+
+
+def _fluoro_runs(events):
+    return [e for e in events if e.kind == EventKind.fluoro_shot]
+
+
+def test_the_expert_images_at_the_decisive_moments_and_the_novice_is_clumsy_not_faulty(block, fluoro):
+    """The expert images the entry, every allowance of movement and the decisive moments (bone,
+    walk-off, lateral depth, contrast under a short live run) and nothing more: no unimaged advance,
+    about one image per allowance of path. A clumsy novice (no fault) takes more images and more
+    fluoroscopy time, more time, and more, larger, quicker turns (Perk Tutor's rotational actions)."""
+    from simulator.core.scoring import score_attempt
+
+    exp = run_attempt(fluoro, block, "expert", seed=3)
+    shots = _fluoro_runs(exp.events)
+    path = exp.live_metrics()["path_in_tissue_mm"]
+    allowance = fluoro.rubric.advance_without_imaging_mm
+    assert not any(e.kind == EventKind.advance_without_imaging for e in exp.events)
+    assert len(shots) <= path / allowance + 10  # the decisive moments on top of the allowance's images
+    lives = [e for e in shots if e.data["live"]]
+    inj = [e.time_s for e in exp.events if e.kind == EventKind.injection and e.data["kind"] == "contrast"]
+    assert len(lives) == 1 and 1.0 <= lives[0].data["duration_s"] <= 2.0 and lives[0].time_s > inj[0]
+    assert any(e.data["lao_deg"] == 90.0 for e in shots)  # the depth checked in the lateral view
+    nov = run_attempt(fluoro, block, "novice", seed=3)
+    e_card, n_card = score_attempt(exp.recording, fluoro, block), score_attempt(nov.recording, fluoro, block)
+    assert e_card.passed and not n_card.automatic_fails
+    for key in ("fluoro_shots", "fluoro_time_s", "elapsed_time_s", "rotational_actions", "tissue_damage_mm2"):
+        assert n_card.metrics[key] > e_card.metrics[key], key
+    assert e_card.metrics["rotational_actions"] == 0 and n_card.metrics["rotational_actions"] >= 2
