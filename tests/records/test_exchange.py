@@ -65,9 +65,11 @@ def test_export_import_keeps_perk_tutor_metrics_identical(tmp_path, store, exper
     assert info.trainee == "visitor" and info.mode == "imported" and back.meta["imported_from"] == "attempt.igs.mha"
     # the import is a recording like any other: its inputs replay to the same samples and events
     assert replay(back, scenario, block, silent=True).recording.same_as(back)
-    # an imported tracked file has poses only: the steps (local anaesthetic, injections) are missing
+    # an imported tracked file has poses only: the steps (local anaesthetic, injections) and the
+    # images are missing - the whole path is an advance without an image
     assert not imported.passed
-    assert [f["key"] for f in imported.automatic_fails] == ["no_agent_injected", "required_target_missed"]
+    assert [f["key"] for f in imported.automatic_fails] == ["no_agent_injected", "required_target_missed",
+                                                            "advance_blind"]
     assert imported.targets[0]["placed"] and not imported.targets[0]["injected"]
     # the score command's --tissue mode on the same file
     from simulator.commands.score import tracked_metrics
