@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     s.add_argument("--minutes", type=float, default=None, help="soak: how long to drive the window (default 10)")
+    s.add_argument("--scenario", default=None, help="validity: this library scenario only (its id)")
     s.set_defaults(func=cmd_bench)
 
     _add_later_commands(sub)

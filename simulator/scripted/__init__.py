@@ -10,6 +10,8 @@ Skills (`hand.SKILLS`): expert, intermediate and novice hands - how steady, how 
 (`hand.Hand`). A novice hand is merely clumsy; the named faults (`faults.FAULTS`) are the error
 behaviours, made on purpose by any hand. In a cohort half the novices also make one or two of the
 battery's faults (`NOVICE_FAULT_SHARE`), the others none: the group is a fair test of the score.
+Novice styles (`hand.STYLES`: rotational, translational, unsteady, imaging, hesitant) are novices
+clumsy in one way only, an expert's hand otherwise: what each kind of clumsiness costs the score.
 
 Used by the tests (behaviour battery, scoring, validity), the benchmarks and the scenario library's
 checks. Everything is a function of (scenario, anatomy, skill, seed, faults): same inputs, same
@@ -40,11 +42,11 @@ import numpy as np
 
 from simulator.scripted.attempt import Operator
 from simulator.scripted.faults import BATTERY, FAULTS, FaultNotApplicable, applicable_faults, fault_applies
-from simulator.scripted.hand import SKILLS, Hand
+from simulator.scripted.hand import SKILLS, STYLES, Hand
 from simulator.scripted.plan import NeedlePlan, ScriptError, needle_plans
 
-__all__ = ["BATTERY", "FAULTS", "NOVICE_FAULT_SHARE", "SKILLS", "FaultNotApplicable", "Hand", "NeedlePlan", "Operator", "ScriptError",
-           "applicable_faults", "cohort", "fault_applies", "needle_plans", "run_attempt"]
+__all__ = ["BATTERY", "FAULTS", "NOVICE_FAULT_SHARE", "SKILLS", "STYLES", "FaultNotApplicable", "Hand", "NeedlePlan",
+           "Operator", "ScriptError", "applicable_faults", "cohort", "fault_applies", "needle_plans", "run_attempt"]
 
 #: Faults a scripted novice draws from: the battery's error behaviours (each fails the attempt).
 NOVICE_FAULTS = BATTERY
@@ -53,11 +55,13 @@ NOVICE_FAULT_SHARE = 0.5
 
 
 def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=(), *, steady: bool = False,
-                quick: bool = False, targets=None, trainee: str = "", mode: str = "practice", t0: float = 0.0, procedure=None):
+                quick: bool = False, targets=None, trainee: str = "", mode: str = "practice", t0: float = 0.0, procedure=None,
+                style: str | None = None):
     """One scripted attempt, ended. Returns the `Procedure` (its `recording` is the attempt).
 
     `steady`: the hand without jitter or tremor (the scenario's reference attempt); `quick`: one
-    input per movement (fewer inputs, the same steps and imaging). `procedure`:
+    input per movement (fewer inputs, the same steps and imaging); `style`: a novice clumsy in one
+    way only (`hand.STYLES`). `procedure`:
     drive this (fresh) procedure instead of making one. Raises `ScriptError` (the scenario lacks
     a plan), `FaultNotApplicable` (a fault this scenario cannot have) or `KeyError` (unknown fault)."""
     from simulator.core.procedure import Procedure
@@ -69,21 +73,22 @@ def run_attempt(scenario, anatomy, skill: str = "expert", seed: int = 0, faults=
         if why is not None:
             raise FaultNotApplicable(f"fault {f!r} on scenario {scenario.id!r}: {why}")
     plans = needle_plans(scenario, proc.targets)
-    Operator(proc, Hand.draw(skill, seed, steady=steady, quick=quick), faults, t0=t0).run(plans)
+    Operator(proc, Hand.draw(skill, seed, steady=steady, quick=quick, style=style), faults, t0=t0).run(plans)
     return proc
 
 
 def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, targets=None, trainee: str = "",
-           quick: bool = False, fault_share: float | None = None):
+           quick: bool = False, fault_share: float | None = None, style: str | None = None):
     """`n` attempts of one skill, seeds seed0.. seed0+n-1: [(seed, faults, procedure)]. A share of
     the seeds (`fault_share`, spread evenly: 0.5 is every odd seed; default `NOVICE_FAULT_SHARE` for
-    novices, none for the others) also
-    make one or two faults drawn (by the seed) from the battery's that the scenario allows; a fault
-    the anatomy turns out not to allow is replaced by the next one drawn."""
+    novices, none for the others and for a `style` of novice) also make one or two faults drawn
+    (by the seed) from the battery's that the scenario allows; a fault the anatomy turns out not to
+    allow is replaced by the next one drawn. `style`: novices clumsy in that way only (`STYLES`)."""
     from simulator.core.targets import resolve_targets
 
     tg = targets if targets is not None else resolve_targets(scenario, anatomy)
-    share = (NOVICE_FAULT_SHARE if skill == "novice" else 0.0) if fault_share is None else float(fault_share)
+    default = NOVICE_FAULT_SHARE if skill == "novice" and not style else 0.0
+    share = default if fault_share is None else float(fault_share)
     pool = applicable_faults(scenario, tg, NOVICE_FAULTS) if share > 0 else []
     out = []
     for k in range(n):
@@ -98,12 +103,12 @@ def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, target
             f = str(order.pop(0))
             try:
                 proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen + [f]), targets=tg, quick=quick,
-                                   trainee=trainee or f"{skill}_{seed}")
+                                   trainee=trainee or f"{skill}_{seed}", style=style)
             except FaultNotApplicable:
                 continue
             chosen.append(f)
         if proc is None:
             proc = run_attempt(scenario, anatomy, skill, seed, tuple(chosen), targets=tg, quick=quick,
-                               trainee=trainee or f"{skill}_{seed}")
+                               trainee=trainee or f"{skill}_{seed}", style=style)
         out.append((seed, tuple(chosen), proc))
     return out

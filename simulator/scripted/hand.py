@@ -68,6 +68,17 @@ _RANGES = {
 }
 _CORRECT_DEG = {"expert": 0.8, "intermediate": 1.5, "novice": 3.0}
 
+#: Novices clumsy in one way only: an expert's hand but for these quantities, drawn from the
+#: novice's ranges (the validity bench measures what each costs the score and which metric sees it).
+#: "imaging" also sweeps the ultrasound probe as a novice does; "unsteady" corrects as late.
+STYLES: dict[str, tuple[str, ...]] = {
+    "rotational": ("turn_deg_s", "overshoot", "skin_reaims"),
+    "translational": ("jab_share", "speed_mm_s"),
+    "unsteady": ("entry_jitter_mm", "aim_error_deg", "tremor_deg", "stop_short_mm", "withdraw_fraction"),
+    "imaging": ("image_fraction", "extra_shot_p", "live_p", "lapse_p", "lost_mm", "drift_p"),
+    "hesitant": ("pause_s",),
+}
+
 
 @dataclass
 class Hand:
@@ -96,23 +107,35 @@ class Hand:
     correct_deg: float
     rng: np.random.Generator
     quick: bool = False  # one input per movement and per turn (fewer inputs: the tests' battery)
+    style: str = ""  # a novice clumsy in one way only (`STYLES`), else ""
 
     @classmethod
-    def draw(cls, skill: str = "expert", seed: int = 0, steady: bool = False, quick: bool = False) -> "Hand":
+    def draw(cls, skill: str = "expert", seed: int = 0, steady: bool = False, quick: bool = False,
+             style: str | None = None) -> "Hand":
         """A hand of this skill from `seed`. `steady`: no jitter, no tremor, no slips, the ranges'
         middle otherwise (the reference attempt of a scenario). `quick`: each movement and turn one
-        input."""
+        input. `style` (novices only): clumsy in that way only (`STYLES`)."""
         if skill not in SKILLS:
             raise ValueError(f"skill must be one of {', '.join(SKILLS)}, got {skill!r}")
+        if style and (skill != "novice" or style not in STYLES):
+            raise ValueError(f"style must be one of {', '.join(STYLES)} (novices only), got {style!r} for {skill!r}")
         rng = np.random.default_rng(seed)
         vals = {}
         for k, (lo, hi) in _RANGES[skill].items():
+            if style and k not in STYLES[style]:
+                lo, hi = _RANGES["expert"][k]
             vals[k] = 0.5 * (lo + hi) if steady else float(rng.uniform(lo, hi))
         vals["skin_reaims"] = float(int(vals["skin_reaims"]))
         if steady:
             vals.update(entry_jitter_mm=0.0, aim_error_deg=0.0, tremor_deg=0.0, stop_short_mm=0.0, lapse_p=0.0,
                         drift_p=0.0)
-        return cls(skill=skill, seed=int(seed), correct_deg=_CORRECT_DEG[skill], rng=rng, quick=quick, **vals)
+        correct = _CORRECT_DEG["expert" if style and style != "unsteady" else skill]
+        return cls(skill=skill, seed=int(seed), correct_deg=correct, rng=rng, quick=quick, style=style or "", **vals)
+
+    @property
+    def probe_skill(self) -> str:
+        """How the hand scans with the ultrasound probe (a novice clumsy in another way: as an expert)."""
+        return "expert" if self.style and self.style != "imaging" else self.skill
 
     def pause(self) -> float:
         """Seconds before the next action (exponential around the hand's mean, at least 0.3 s)."""

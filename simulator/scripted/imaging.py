@@ -182,11 +182,11 @@ class OperatorImaging:
         from simulator.core.probe import ProbePose
 
         rng = self.h.rng
-        if self.h.skill == "expert":
+        if self.h.probe_skill == "expert":
             sweeps = [pose.slid(lateral_mm=10.0)]
             speed = 15.0
         else:
-            n = int(rng.integers(1, 3)) if self.h.skill == "intermediate" else int(rng.integers(2, 5))
+            n = int(rng.integers(1, 3)) if self.h.probe_skill == "intermediate" else int(rng.integers(2, 5))
             sweeps = [pose.slid(lateral_mm=float(rng.uniform(-40, 40)), elevation_mm=float(rng.uniform(-10, 10)))
                       .rotated(float(rng.uniform(-25, 25))) for _ in range(n)]
             speed = float(rng.uniform(40.0, 100.0))
@@ -257,5 +257,5 @@ class OperatorImaging:
         st = self.state
         if not st.inserted:
             return
-        self.place_probe(self.probe_pose_for(self.pivot(), st.tip_mm + 15.0 * st.axis), scan=self.h.skill == "novice")
+        self.place_probe(self.probe_pose_for(self.pivot(), st.tip_mm + 15.0 * st.axis), scan=self.h.probe_skill == "novice")
         self.unseen_mm = 0.0

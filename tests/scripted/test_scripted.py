@@ -62,6 +62,40 @@ def test_hands_differ_by_skill_and_seed():
         Hand.draw("wizard", 0)
 
 
+def test_a_novice_style_is_clumsy_in_its_own_way_only():
+    from simulator.scripted.hand import _RANGES, STYLES
+
+    for style, keys in STYLES.items():
+        for seed in range(5):
+            h = Hand.draw("novice", seed, style=style)
+            assert h.style == style
+            for k, (lo, hi) in _RANGES["novice"].items():
+                own = _RANGES["novice" if k in keys else "expert"][k]
+                assert own[0] - 1e-9 <= getattr(h, k) <= own[1] + 1e-9, (style, k)
+            assert h.correct_deg == (3.0 if style == "unsteady" else 0.8)
+            assert h.probe_skill == ("novice" if style == "imaging" else "expert")
+    assert Hand.draw("novice", 1).probe_skill == "novice" and Hand.draw("novice", 1).style == ""
+    with pytest.raises(ValueError, match="style"):
+        Hand.draw("expert", 0, style="rotational")
+    with pytest.raises(ValueError, match="style"):
+        Hand.draw("novice", 0, style="sloppy")
+
+
+def test_a_rotational_novice_turns_quickly_and_is_scored_on_it(block, fluoro):
+    """Full hands (not quick): the rotational novice makes Perk Tutor rotational actions the expert
+    of the same seed does not; with action counts in the rubric it loses points for them."""
+    exp = score_attempt(run_attempt(fluoro, block, "expert", seed=4).recording, fluoro, block)
+    rot_proc = run_attempt(fluoro, block, "novice", seed=4, style="rotational")
+    rot = score_attempt(rot_proc.recording, fluoro, block)
+    assert exp.metrics["rotational_actions"] == 0 and rot.metrics["rotational_actions"] >= 2
+    assert not rot.automatic_fails
+    items = fluoro.rubric.model_dump()
+    items["items"] = items["items"] + [{"metric": "rotational_actions", "weight": 10, "good": 1, "bad": 6}]
+    strict = synthetic_scenario(rubric=items)
+    assert score_attempt(rot_proc.recording, strict, block).score < score_attempt(
+        run_attempt(fluoro, block, "expert", seed=4).recording, strict, block).score - 2
+
+
 def test_faults_change_the_attempt(block, fluoro):
     proc = run_attempt(fluoro, block, "expert", seed=1, faults=["no_aspiration", "neurolytic_before_test_dose"])
     kinds = [e.kind for e in proc.events]

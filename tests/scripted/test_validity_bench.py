@@ -16,4 +16,12 @@ def test_bench_validity_on_the_gel_phantom(monkeypatch):
     assert s["score_auc_ci_low"] <= s["score_auc"] <= s["score_auc_ci_high"]
     assert {"translational_actions", "rotational_actions", "path_length_mm", "error_behaviours"} <= set(s["metric_auc"])
     assert s["baseline_path_length_auc"] == s["metric_auc"]["path_length_mm"]
+    assert s["faulty_novices_passing"] == out["faulty_novices_passing"] == 0
+    assert s["novices_passing"] == s["clumsy_novices_passing"] == 0
+    assert out["attempts_per_style"] == 3 and set(s["styles"]) == {"rotational", "translational", "unsteady",
+                                                                   "imaging", "hesitant"}
+    for style, row in s["styles"].items():
+        assert 0.0 <= row["score_auc"] <= 1.0 and 0 <= row["passing"] <= 3, style
+        assert row["best_metric"] in s["metric_auc"] and row["best_metric_auc"] >= 0.5, style
+    assert s["styles"]["imaging"]["metric"] == "tip_visible_pct"  # the gel phantom is under ultrasound
     assert len(out["load_average"]) == 3
