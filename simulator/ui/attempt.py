@@ -38,6 +38,8 @@ from simulator.core.procedure import Procedure, ProcedureError
 SAMPLE_RATE_HZ = 60.0
 #: the Procedure's signals the controller forwards as Qt signals of the same names
 FORWARDED = ("needle_changed", "event_added", "step_changed", "sample_added", "spread_added")
+#: how often a live attempt is checked for error behaviours (only when an input or event came in)
+BEHAVIOUR_CHECK_MS = 250
 
 
 @dataclass
@@ -60,6 +62,7 @@ class AttemptController(QObject):
     spread_added = Signal(object)  # Spread
     input_refused = Signal(str)  # a message for the trainee
     input_done = Signal(object)  # InputStamp, after every successful input
+    behaviour_detected = Signal(object, str)  # Behaviour, what it costs ("fails the attempt", "-3 points")
 
     def __init__(self, parent=None, clock=None):
         super().__init__(parent)
@@ -85,6 +88,10 @@ class AttemptController(QObject):
         self._sampler.setTimerType(Qt.TimerType.PreciseTimer)
         self._sampler.setInterval(int(1000.0 / SAMPLE_RATE_HZ))  # 16 ms: 62.5 samples per second
         self._sampler.timeout.connect(self._sample)
+        self.behaviours = None  # core.behaviours_live.LiveBehaviours of the live attempt
+        self._behaviour_timer = QTimer(self)
+        self._behaviour_timer.setInterval(BEHAVIOUR_CHECK_MS)
+        self._behaviour_timer.timeout.connect(self.check_behaviours)
 
     # ------------------------------------------------------------------------------------
     # lifetime
@@ -98,6 +105,10 @@ class AttemptController(QObject):
         proc = Procedure(scenario, anatomy, clock=clock or self._clock, trainee=trainee, mode=mode)
         self.replaying = False
         self._connect(proc)
+        from simulator.core.behaviours_live import LiveBehaviours
+
+        self.behaviours = LiveBehaviours(proc)
+        self._behaviour_timer.start()
         if sampled:
             self._sampler.start()
         else:
@@ -111,6 +122,8 @@ class AttemptController(QObject):
         self.replaying = True
         self.replay_time_s = 0.0
         self._sampler.stop()
+        self._behaviour_timer.stop()
+        self.behaviours = None
         self._connect(proc)
         return proc
 
@@ -160,6 +173,8 @@ class AttemptController(QObject):
     def stop(self) -> None:
         """Forget the attempt (the window closes or the scenario changes)."""
         self._sampler.stop()
+        self._behaviour_timer.stop()
+        self.behaviours = None
         self._disconnect()
         self.procedure = None
         self.replaying = False
@@ -236,6 +251,25 @@ class AttemptController(QObject):
             proc.tick()
         except ProcedureError:
             self._sampler.stop()
+
+    def check_behaviours(self) -> None:
+        """Tell the error behaviours detected since the last check (`behaviour_detected`); a
+        detector that fails is logged and the attempt goes on (the card re-detects at the end)."""
+        watch = self.behaviours
+        if watch is None or self.replaying:
+            self._behaviour_timer.stop()
+            return
+        try:
+            new = watch.check()
+        except Exception:  # noqa: BLE001 - a live hint must never break the attempt
+            import logging
+
+            logging.getLogger(__name__).exception("live behaviour check failed")
+            return
+        for b in new:
+            self.behaviour_detected.emit(b, watch.cost(b))
+        if self.procedure is None or self.procedure.ended:
+            self._behaviour_timer.stop()
 
     def _motion(self) -> None:
         for fn in list(self.before_needle_motion):
@@ -320,6 +354,7 @@ class AttemptController(QObject):
             return self.card
         if self.call("end") is None and not proc.ended:
             return None
+        self.check_behaviours()  # the last ones are told before the card
         from simulator.core.scoring import score_attempt
 
         try:

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 from simulator.core.events import EventKind, HARMFUL, format_time
 from simulator.core.procedure import CASE_STEPS
 from simulator.core.tissue import TISSUE_INFO, Tissue
+from simulator.ui.behaviour_alert import BehaviourAlert, behaviour_row, merged_rows
 from simulator.ui.case_steps_box import CaseStepsBox
 from simulator.ui.procedure_notes import ASPIRATION_STYLE, contrast_note, human as _human
 
@@ -245,6 +246,8 @@ class ProcedurePanel(QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #e0c060;")
         lay.addWidget(self.note)
+        self.alert = BehaviourAlert()  # the latest error behaviour, named when it happens
+        lay.addWidget(self.alert)
 
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.plot_holder = QWidget()
@@ -405,6 +408,7 @@ class ProcedurePanel(QWidget):
         self.procedure = procedure
         self._series = PlotSeries()
         self._t0 = None
+        self.alert.clear()
         self.events.clear()
         self.aspiration_label.setText("")
         self.note.setText("")
@@ -506,6 +510,13 @@ class ProcedurePanel(QWidget):
             self.note.setText("Bone contact: note the depth; withdraw and redirect to walk off the bone.")
         self.updated.emit(time.perf_counter())
 
+    def on_behaviour(self, behaviour, cost: str) -> None:
+        """An error behaviour just detected: named in the alert line and in the events list."""
+        self.alert.show_behaviour(behaviour, cost)
+        self.events.addItem(behaviour_row(behaviour, cost))
+        self._scroll_timer.start()
+        self.updated.emit(time.perf_counter())
+
     def on_spread(self, spread) -> None:
         if getattr(spread, "kind", "") == "contrast":
             self.note.setText(contrast_note(spread))
@@ -566,8 +577,11 @@ class ProcedurePanel(QWidget):
     def _refill_events(self) -> None:
         self.events.clear()
         if self.procedure is not None:
-            for ev in self.procedure.events:
-                self._add_event_row(ev)
+            for is_behaviour, x in merged_rows(self.procedure.events, self.alert.found):
+                if is_behaviour:
+                    self.events.addItem(behaviour_row(*x))
+                else:
+                    self._add_event_row(x)
 
     def event_texts(self) -> list[str]:
         return [self.events.item(i).text() for i in range(self.events.count())]

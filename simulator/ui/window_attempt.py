@@ -29,6 +29,8 @@ class AttemptMixin:
         c.needle_changed.connect(self._on_needle_changed)
         c.event_added.connect(self._on_event)
         c.step_changed.connect(p.on_step_changed)
+        c.behaviour_detected.connect(p.on_behaviour)
+        c.behaviour_detected.connect(self._on_behaviour)
         c.spread_added.connect(p.on_spread)
         c.spread_added.connect(lambda _sp: self.fluoro_view.canvas.update())
         c.input_refused.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
@@ -52,6 +54,11 @@ class AttemptMixin:
         self._drag_timer.setSingleShot(True)
         self._drag_timer.setInterval(30)
         self._drag_timer.timeout.connect(self._apply_drag)
+
+    def _on_behaviour(self, behaviour, cost: str) -> None:
+        from simulator.ui.behaviour_alert import behaviour_text
+
+        self.statusBar().showMessage(behaviour_text(behaviour, cost), 10000)
 
     @property
     def modality(self) -> str:
