@@ -10,12 +10,16 @@ intended targets as `metrics.intended_targets` assigns them) on the recording so
 each behaviour it has not reported yet, with what it costs under the scenario's rubric. The same
 rules, the same messages as the card: what the trainee is told live is what the examiner reads.
 A behaviour is known by its kind and time, so one found again on a later check is not told twice.
-Nothing is checked while the recording has not changed (no new input or event).
+Nothing is checked while the recording has not changed: no new event and no input but the clock's
+`tick` (the 60 Hz samples of a still needle cost nothing).
 """
 from __future__ import annotations
 
 from simulator.core.behaviours import BEHAVIOURS, Behaviour, consequence, detect_behaviours
 from simulator.core.events import Signal
+
+#: inputs that change nothing a behaviour could be made of (the simulation clock's samples)
+QUIET_INPUTS = frozenset({"tick"})
 
 
 class LiveBehaviours:
@@ -26,18 +30,22 @@ class LiveBehaviours:
         self.detected = Signal("behaviour_detected")
         self.found: list[Behaviour] = []
         self._told: set[tuple[str, float]] = set()
-        self._seen_size: tuple[int, int] | None = None
+        self._n_inputs = 0
+        self._n_events = -1
 
-    def _size(self) -> tuple[int, int]:
+    def _changed(self) -> bool:
+        """A new event or a new input other than the clock's tick since the last look."""
         rec = self.procedure.recording
-        return len(rec.inputs), len(rec.events)
+        fresh = rec.inputs[self._n_inputs:]
+        self._n_inputs += len(fresh)
+        changed = len(rec.events) != self._n_events or any(i.name not in QUIET_INPUTS for i in fresh)
+        self._n_events = len(rec.events)
+        return changed
 
     def check(self) -> list[Behaviour]:
         """The behaviours found since the last check (each also sent to `detected`)."""
-        size = self._size()
-        if size == self._seen_size:
+        if not self._changed():
             return []
-        self._seen_size = size
         from simulator.core.metrics import intended_targets
 
         p = self.procedure

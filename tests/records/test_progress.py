@@ -45,10 +45,10 @@ def test_learning_curve_series_and_thresholds(store, course, expert, novice, sce
     assert c.series("fluoro_shots")[2] == expert[1].metrics["fluoro_shots"] > 0
     # thresholds from the rubric for the key metrics it scores
     t = c.thresholds["tissue_damage_mm2"]
-    assert (t.good, t.bad, t.weight, t.unit) == (2000.0, 15000.0, 10.0, "mm2") and t.lower_is_better
+    assert (t.good, t.bad, t.weight, t.unit) == (300.0, 3000.0, 10.0, "mm2") and t.lower_is_better
     assert set(c.thresholds) == {"tissue_damage_mm2", "fluoro_shots", "advances_without_imaging",
-                                 "final_distance_mm"}
-    assert "elapsed_time_s" not in c.thresholds  # not scored by this rubric
+                                 "final_distance_mm", "elapsed_time_s"}
+    assert "path_in_tissue_mm" not in c.thresholds  # not scored by this rubric
     assert c.metric_labels["fluoro_shots"] == ("fluoroscopy images", "")
     assert (c.best_score, c.last_score, c.pass_rate) == (expert[1].score, expert[1].score, pytest.approx(1 / 3))
     d = c.to_json()
