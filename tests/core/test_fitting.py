@@ -144,7 +144,8 @@ def _expert_passes_everywhere_it_fits(anatomy, ref, must_host):
         assert usable(check_plan(anatomy, fitted)) == [], sid
         card = score_attempt(run_attempt(fitted, anatomy, "expert", seed=1).recording, fitted, anatomy)
         assert card.passed, (sid, ref, card.reasons[:3])
-        _seed, faults, novice = cohort(fitted, anatomy, "novice", n=1, seed0=len(hosted), quick=True)[0]
+        _seed, faults, novice = cohort(fitted, anatomy, "novice", n=1, seed0=len(hosted), quick=True,
+                                      fault_share=1.0)[0]  # a novice with a battery fault
         card = score_attempt(novice.recording, fitted, anatomy)
         assert faults and not card.passed and card.reasons, (sid, ref, faults, card.score)
         hosted.append(sid)
