@@ -14,7 +14,8 @@ exact chords, supersampled; a plastic hub) and contrast (iodine Gaussian blobs a
 the spread model; intravascular contrast flashes and washes out) as line integrals in their boxes,
 turned into extra attenuation on top of (W, B) by 3-D tables.
 Detector/display (the image chain, presets in `fluoroscopy_presets`): AEC level from the centre of
-the field, scatter as a broad blur of the primary, log, multiscale processing (`fluoroscopy_multiscale`:
+the field, scatter as a broad blur of the primary weighted by the tissue it crossed (none from the
+direct beam), log, multiscale processing (`fluoroscopy_multiscale`:
 halo-free compression of large steps, edge and detail enhancement, harmonisation of the broad
 background), quantum noise from the detected quanta of the pulse, window/level with automatic
 brightness, dense = dark (`invert` for bone-white), round or square field, collimator shutters.
@@ -330,7 +331,8 @@ class FluoroscopyRenderer:
         masked = np.empty((n, n), dtype=np.float32)
         IK.aec_signal(p, p_ref, field, maps[1], masked)
         pitch = pose.field_mm / n
-        # scatter: a broad blur (sigma 30 mm at the detector) of the primary within the field
+        # scatter: a broad blur (sigma 30 mm at the detector) of the primary within the field,
+        # weighted by the tissue it crossed (none from the direct beam: `IK.aec_signal`)
         scat_blur = blur_fast(masked, 30.0 / pitch)
         norm_blur = self._field_blur(pose, n, 30.0 / pitch)
         L = masked  # reuse the buffer

@@ -218,8 +218,15 @@ def block_mean(img, f, out):
 
 @njit(**_JIT)
 def aec_signal(p, p_ref, field, prim, masked):
-    """prim = exp(-(p - p_ref)) (clipped), masked = prim * field."""
+    """prim = exp(-(p - p_ref)) (clipped); masked = the scatter source, prim * field * min(p / p_ref, 1).
+
+    Scatter is made in the patient: along a pencil beam through an attenuation p the scattered
+    photons leaving the exit side are about prim * p (single scatter, generated along the path and
+    attenuated like the primary), so the scatter per detected primary grows with the thickness and
+    is nil for the direct beam past the skin (air scatters nothing); the weight is 1 from the AEC
+    level on (`scatter_fraction` is the scatter-to-primary ratio there, behind the grid)."""
     h, w = p.shape
+    inv_ref = 1.0 / p_ref if p_ref > 1e-6 else 0.0
     for r in range(h):
         for c in range(w):
             x = p[r, c] - p_ref
@@ -229,7 +236,9 @@ def aec_signal(p, p_ref, field, prim, masked):
                 x = 60.0
             v = math.exp(-x)
             prim[r, c] = v
-            masked[r, c] = v * field[r, c]
+            wt = p[r, c] * inv_ref if inv_ref > 0.0 else 1.0
+            wt = min(max(wt, 0.0), 1.0)
+            masked[r, c] = v * field[r, c] * wt
 
 
 @njit(**_JIT)
