@@ -348,6 +348,16 @@ MetricName = Literal[
     "probe_translational_actions",
     "probe_rotational_actions",
     "error_behaviours",
+    # the treatment decisions (core.decision_scores): 100 good, 50 acceptable, 0 poor
+    "decision_time_out",
+    "decision_consent",
+    "decision_asepsis",
+    "decision_prognostic_block",
+    "decision_agent",
+    "decision_volume",
+    "decision_level_side",
+    "decision_approach",
+    "treatment_decisions_pct",
 ]
 
 #: Metrics an item can score for one target (`RubricItem.target`).
@@ -371,6 +381,7 @@ AutoFail = Literal[
     "wrong_agent",
     "pleural_breach",
     "no_agent_injected",
+    "contraindication_ignored",  # the needle in despite a contraindication the key says defer (always applied)
 ]
 
 

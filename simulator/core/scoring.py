@@ -19,6 +19,11 @@ Rubric (from the scenario):
 - Error behaviours on the timeline (`core.behaviours`) cost what the rubric says (`behaviours`),
   else their defaults: an automatic fail, or points off per occurrence up to a cap, taken from
   the items' total.
+- Treatment decisions (a scenario with a vignette; `core.decision_scores`): their metrics can be
+  rubric items; a poor or acceptable decision is a reason; going on despite a contraindication the
+  key says defer fails the attempt (`contraindication_ignored`, always). A procedure rightly
+  deferred at the time-out is scored on its decisions alone (the rubric's decision items, else
+  their mean): the needle items and the target fails do not apply.
 - Passed = no automatic fail and score >= pass_mark.
 Reasons come first for automatic fails ("aorta punctured at 00:42 - automatic fail"), then each
 target's result ("Celiac plexus, left: injected 0.5 mm from it (tolerance 5 mm), coverage 100 %"),
@@ -30,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 
 from simulator.core.behaviours import BEHAVIOURS, consequence
+from simulator.core.decision_scores import ALL_DECISIONS, DECISION_METRICS, card_decisions, decision_reasons
 from simulator.core.events import EventKind, format_time
 from simulator.core.metrics import AttemptMetrics, attempt_metrics
 from simulator.core.targets import TargetGeometry, resolve_targets, targets_from_recording
@@ -59,7 +65,12 @@ LABELS = {
     "probe_translational_actions": ("probe translational actions", ""),
     "probe_rotational_actions": ("probe rotational actions", ""),
     "error_behaviours": ("error behaviours", ""),
+    ALL_DECISIONS: ("treatment decisions", "%"),
+    **{m: (f"decision: {topic}", "%") for m, topic in DECISION_METRICS.items()},
 }
+DECISION_ITEMS = frozenset(DECISION_METRICS) | {ALL_DECISIONS}
+#: Fails about the needle work, which a rightly deferred procedure never did.
+NEEDLE_FAILS = frozenset({"required_target_missed", "target_not_reached", "no_agent_injected"})
 
 AUTO_FAIL_TEXT = {
     "critical_contact": "contact with a critical structure",
@@ -75,6 +86,7 @@ AUTO_FAIL_TEXT = {
     "pleural_breach": "pleural breach",
     "no_agent_injected": "no agent injected",
     "required_target_missed": "a required target without a needle and an injection",
+    "contraindication_ignored": "went ahead despite a contraindication",
 }
 
 
@@ -225,23 +237,36 @@ def _deduction_lines(behaviours: list[dict], t0: float) -> list[str]:
     return out
 
 
-def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
-    """Turn computed metrics into the score card (the rubric part of `score_attempt`)."""
+def score_metrics(am: AttemptMetrics, scenario, recording=None, decisions: dict | None = None) -> ScoreCard:
+    """Turn computed metrics into the score card (the rubric part of `score_attempt`);
+    `decisions`: `decision_scores.card_decisions` of the attempt."""
     rubric = scenario.rubric
     t0 = am.start_time_s
+    dec = decisions or {}
+    deferred = dec.get("deferral") == "right"
+    rubric_items = list(rubric.items)
+    if deferred and not any(it.metric in DECISION_ITEMS for it in rubric_items):
+        from simulator.core.scenario_model import RubricItem
+
+        rubric_items.append(RubricItem(metric=ALL_DECISIONS, weight=1, good=100, bad=0,
+                                       reason="the procedure was deferred: the decisions carry the card"))
+
+    def value(it):
+        return None if deferred and it.metric not in DECISION_ITEMS else _item_value(it, am)
+
     items: list[ScoreItem] = []
-    applicable = [it for it in rubric.items if _item_value(it, am) is not None]
+    applicable = [it for it in rubric_items if value(it) is not None]
     total_w = float(sum(it.weight for it in applicable))
     score = 0.0
-    for it in rubric.items:
-        v = _item_value(it, am)
+    for it in rubric_items:
+        v = value(it)
         label, unit = LABELS.get(it.metric, (it.metric, ""))
         if it.target is not None:
             tname = next((r.name for r in am.targets if r.id == it.target), it.target)
             label = f"{label} ({tname})"
         if v is None or total_w == 0:
             items.append(ScoreItem(it.metric, label, None, it.good, it.bad, it.weight, 0.0, 0.0, False,
-                                   "not applicable to this scenario"))
+                                   "not applicable: the procedure was deferred" if deferred else "not applicable to this scenario"))
             continue
         share = 100.0 * it.weight / total_w
         frac = item_fraction(float(v), it.good, it.bad)
@@ -265,7 +290,7 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
                     fails.append({"key": "critical_contact", "time_s": c["time_s"], "reason": reason})
     seen = set()
     for iss in am.issues:
-        if iss.key in listed and iss.key != "critical_contact":
+        if iss.key in listed and iss.key != "critical_contact" and not (deferred and iss.key in NEEDLE_FAILS):
             sig = (iss.key, iss.message)
             if sig in seen:
                 continue
@@ -276,11 +301,16 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
     # a behaviour at the moment of a fail already listed (the pleura's critical contact, the agent
     # without aspiration) is that fail: not listed twice
     fails += [f for f in behaviour_fails if not any(abs(f["time_s"] - g["time_s"]) < 1e-6 for g in fails)]
+    fails += [{"key": "contraindication_ignored", "time_s": am.start_time_s,
+               "reason": f"went ahead despite {c['finding']} - automatic fail. {c['why']}"} for c in dec.get("ignored", [])]
     fails = _shorten(fails)
 
     reasons: list[str] = [f["reason"] for f in fails]
-    for r in am.targets:
+    if deferred:
+        reasons.append("Procedure deferred at the time-out: the right decision for this patient")
+    for r in ([] if deferred else am.targets):
         reasons.append(_target_line(r))
+    reasons += decision_reasons(dec.get("decisions", []))
     for c in am.critical_contacts:
         if c.get("severity") != "critical" or "critical_contact" not in listed:
             reasons.append(f"{c['message']} at {format_time(c['time_s'] - t0)} ({c.get('severity')} contact)")
@@ -305,7 +335,7 @@ def score_metrics(am: AttemptMetrics, scenario, recording=None) -> ScoreCard:
         extra={"duration_s": am.end_time_s - am.start_time_s, "start_time_s": am.start_time_s,
                "bone_contacts": am.values.get("bone_contacts"),
                "events": len(recording.events) if recording is not None else 0,
-               "per_target": am.per_target},
+               "per_target": am.per_target, "decisions": dec.get("decisions", []), "deferral": dec.get("deferral")},
     )
 
 
@@ -314,7 +344,11 @@ def score_attempt(recording, scenario, anatomy, targets: list[TargetGeometry] | 
     if targets is None:
         targets = targets_from_recording(recording) or resolve_targets(scenario, anatomy)
     am = attempt_metrics(recording, scenario, anatomy, targets=targets, surface=surface)
-    card = score_metrics(am, scenario, recording)
+    dec = None
+    if getattr(scenario, "vignette", None) is not None:
+        dec = card_decisions(recording, scenario, {t.id for t in targets if getattr(t, "is_nerve", False)})
+        am.values.update({k: v for k, v in dec["values"].items() if v is not None})
+    card = score_metrics(am, scenario, recording, decisions=dec)
     if not math.isfinite(card.score):
         card.score = 0.0
     return card
