@@ -163,7 +163,7 @@ class DebriefWidget(QWidget):
         from simulator.core.repeat import months_until_repeat
 
         months = months_until_repeat(course)
-        self.repeat = QPushButton(f"Repeat in {months:g} months: a follow-up attempt on this patient\u2026" if months
+        self.repeat = QPushButton(f"Repeat in {months:g} month{'' if months == 1 else 's'}: a follow-up attempt on this patient\u2026" if months
                                   else "Repeat later, when the pain returns: a follow-up attempt on this patient\u2026")
         self.repeat.setObjectName("debrief_repeat")
         self.repeat.setToolTip("A follow-up attempt on the same patient when the pain has returned, with this attempt's "

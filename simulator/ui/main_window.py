@@ -134,6 +134,7 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, CaseMixin, Re
         self.path_answer = None  # callable(key, title) -> path, for tests and scripts
         self.player = None  # ReplayPlayer while replaying
         self.timeline = None  # TimelineDock (created for the first replay)
+        self.course_dock = None  # CourseDock: the replayed attempt's course (created for the first replay)
         self.replay_info = None  # AttemptInfo of the attempt replayed
         self.replay_card = None  # the rescored card (Rescore)
         self.replay_identical: bool | None = None
@@ -358,6 +359,8 @@ class MainWindow(ScenarioLoadingMixin, DisplayMixin, AttemptMixin, CaseMixin, Re
             self.fluoro_view.shutdown()
             self.us_view.shutdown()
             self.procedure_panel.release_plots()
+            if self.course_dock is not None:
+                self.course_dock.clear()
             self.shutdown_tracking()
             self.controller.stop()
             self.view3d.shutdown()

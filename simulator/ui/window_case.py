@@ -135,21 +135,23 @@ class CaseMixin:
     # ------------------------------------------------------------------------------------
     # a follow-up: the same patient months later
     # ------------------------------------------------------------------------------------
-    def start_follow_up(self, course=None) -> None:
+    def start_follow_up(self, course=None, recording=None) -> None:
         """The debrief's "Repeat in N months": a follow-up attempt on this patient with the ended
-        attempt's history - on the library scenario that `follows` this one when there is one (its
-        vignette tells the story months later), else on the same scenario."""
+        attempt's history (`recording`, default the current attempt's) - on the library scenario
+        that `follows` this one when there is one (its vignette tells the story months later), else
+        on the same scenario."""
         from simulator.core.repeat import history_from_attempt
 
         proc, sc = self.controller.procedure, self.scenario
         if proc is None or sc is None:
             return
+        rec = recording if recording is not None else proc.recording
         if course is None:
             from simulator.ui.debrief import debrief_data
 
-            course = debrief_data(proc.recording, sc, self.targets)[0]
+            course = debrief_data(rec, sc, self.targets)[0]
         attempt_id = self.replay_info.id if self.controller.replaying and self.replay_info is not None else self.last_attempt_id
-        history = history_from_attempt(proc.recording, sc, course, attempt_id=attempt_id)
+        history = history_from_attempt(rec, sc, course, attempt_id=attempt_id)
         follower = follower_of(sc.id)
         self.follow_up = {"scenario_id": follower[0] if follower else sc.id, "history": history}
         if self.score_dialog is not None:

@@ -90,6 +90,7 @@ class ReplayMixin:
                                          f"{info.started_at[:16].replace('T', ' ')}{score} "
                                          f"({fmt_clock(player.duration_s)})")
         self.timeline.show()
+        self._show_course(rec, sc)
         player.start()
         self.setWindowTitle(f"Neurolysis Trainer \u2014 replay of attempt {info.id}")
         if rec.anatomy_hash and rec.anatomy_hash != anatomy_hash(self.anatomy):
@@ -97,6 +98,21 @@ class ReplayMixin:
         self.statusBar().showMessage("Replay: play (P), scrub with the slider; inputs are off"
                                      + (f" ({'; '.join(notes)})" if notes else ""), 10000)
         self._update_replay_actions()
+
+    def _show_course(self, rec, sc) -> None:
+        """The patient's course after the replayed attempt (the whole stored recording), in a dock
+        tabbed with the Procedure dock."""
+        from simulator.ui.course_dock import CourseDock
+
+        if self.course_dock is None:
+            self.course_dock = CourseDock(self)
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.course_dock)
+            self.tabifyDockWidget(self.right_dock, self.course_dock)
+            self.course_dock.repeat_requested.connect(
+                lambda course: self.start_follow_up(course, recording=self.course_dock.recording))
+        self.course_dock.show_attempt(rec, sc)
+        self.course_dock.show()
+        self.right_dock.raise_()
 
     def _on_replay_rebuilt(self, proc) -> None:
         if not self.controller.replaying:  # the first build: the views take the replayed attempt
@@ -215,7 +231,7 @@ class ReplayMixin:
             dlg.jump_requested.connect(lambda t: self.timeline.jump_to_ms(int(round(t * 1000))))
         from simulator.ui.debrief import attach_debrief
 
-        attach_debrief(dlg, p.procedure.recording, p.scenario)
+        attach_debrief(dlg, p.procedure.recording, p.scenario).repeat_requested.connect(self.start_follow_up)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.destroyed.connect(lambda *_: setattr(self, "score_dialog", None))
         self.score_dialog = dlg
@@ -240,6 +256,9 @@ class ReplayMixin:
         if self.timeline is not None:
             self.timeline.player = None
             self.timeline.hide()
+        if self.course_dock is not None:
+            self.course_dock.clear()
+            self.course_dock.hide()
         self.controller.stop()
         self._update_replay_actions()
 

@@ -154,7 +154,7 @@ def test_repeat_in_n_months_starts_a_follow_up_with_the_history(trainer):
     button = w.score_dialog.debrief.findChild(QPushButton, "debrief_repeat")
     # this patient's own repeat offer (None: relief outlasted the weeks shown)
     months = None if course.index_repeat_day is None else max(1.0, round(2 * course.index_repeat_day / 30.44) / 2)
-    assert button.isEnabled() and button.text().startswith(f"Repeat in {months:g} months" if months else "Repeat later")
+    assert button.isEnabled() and button.text().startswith(f"Repeat in {months:g} month" if months else "Repeat later")
     button.click()
     wait_until(lambda: w.controller.active and w.controller.procedure.recording is not first, 10, "the follow-up")
     hist = w.controller.procedure.recording.meta["follows"]

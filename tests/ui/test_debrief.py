@@ -55,7 +55,8 @@ def test_without_outcome_parameters_it_says_why(qtbot):
     assert w.findChild(pg.PlotWidget, "debrief_plot") is None
 
 
-def test_the_score_dialog_gets_a_debrief_tab(qtbot):
+def _celiac_attempt():
+    """(scenario, anatomy, ended procedure): a celiac-like neurolysis on the synthetic block."""
     sc = synthetic_scenario(outcome={"parameters": "celiac_plexus", "celiac_origin_mm": [-20.0, 27.0, 0.0]})
     block = synthetic_block_anatomy()
     clk = itertools.count(1.0)
@@ -67,6 +68,33 @@ def test_the_score_dialog_gets_a_debrief_tab(qtbot):
     proc.aspirate()
     proc.inject("neurolytic", "alcohol", 100.0, 15.0)
     proc.end()
+    return sc, block, proc
+
+
+def test_the_course_dock_shows_a_replayed_attempt_and_offers_the_repeat(qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QPushButton
+
+    from simulator.ui.course_dock import CourseDock
+
+    sc, _block, proc = _celiac_attempt()
+    dock = CourseDock()
+    qtbot.addWidget(dock)
+    dock.show()
+    assert dock.placeholder.isVisible() and dock.debrief is None
+    dock.show_attempt(proc.recording, sc)
+    assert dock.debrief.course.available and dock.recording is proc.recording and not dock.placeholder.isVisible()
+    assert dock.debrief.findChild(pg.PlotWidget, "debrief_plot") is not None
+    wanted = []
+    dock.repeat_requested.connect(wanted.append)
+    qtbot.mouseClick(dock.debrief.findChild(QPushButton, "debrief_repeat"), Qt.MouseButton.LeftButton)
+    assert wanted == [dock.debrief.course]
+    dock.clear()
+    assert dock.debrief is None and dock.recording is None and dock.placeholder.isVisible()
+
+
+def test_the_score_dialog_gets_a_debrief_tab(qtbot):
+    sc, block, proc = _celiac_attempt()
     card = score_attempt(proc.recording, sc, block)
     dlg = ScoreCardDialog(card, sc.title)
     qtbot.addWidget(dlg)

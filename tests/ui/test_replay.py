@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLabel, QTabBar
 
 from simulator.ui.driver import SHIFT, WindowDriver, process, wait_until
 from simulator.ui.main_window import MainWindow
@@ -138,6 +139,14 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     tl, player = w.timeline, w.player
     assert tl.isVisible() and w.controller.replaying and player.duration_s == stored.inputs[-1].time_s
     assert tl.slider.marks  # the recorded events are marked on the timeline
+    # the patient's course after the replayed attempt: a tab beside the Procedure dock, which stays in front
+    course = w.course_dock
+    assert course in w.tabifiedDockWidgets(w.right_dock) and not course.isHidden()
+    assert seen(w.procedure_panel) and not seen(course.debrief)
+    click_dock_tab(w, "Patient's course")
+    assert seen(course.debrief) and not seen(w.procedure_panel)
+    assert "no outcome parameters" in course.debrief.findChild(QLabel, "debrief_reason").text()  # the gel: says why
+    click_dock_tab(w, "Procedure")
     # live input is off during the replay
     d = WindowDriver(w)
     d.key(Qt.Key.Key_W)
@@ -185,6 +194,19 @@ def test_replay_plays_to_the_recorded_end_and_rescores_to_the_last_digit(trainer
     # stop: back to training, a new live attempt
     QTest.mouseClick(tl.stop_button, Qt.MouseButton.LeftButton)
     assert w.player is None and not tl.isVisible() and w.controller.active and not w.controller.replaying
+    assert course.isHidden() and course.debrief is None
+
+
+def seen(widget) -> bool:
+    """On the screen (a dock behind another's tab keeps isVisible() but shows nothing)."""
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()
+
+
+def click_dock_tab(w: MainWindow, title: str) -> None:
+    """Click the tab of a tabbed dock, as a user does."""
+    bar, i = next((b, i) for b in w.findChildren(QTabBar) for i in range(b.count()) if b.tabText(i) == title)
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(i).center())
+    process()
 
 
 def sampled_attempt(sc, an, seconds: float, trainee: str = "dan"):

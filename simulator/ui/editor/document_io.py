@@ -126,7 +126,7 @@ class DocumentMixin:
         doc.subscribe(self._on_doc_change)
         self.yaml_view.document().setModified(False)
         for ed in (self.targets_panel.editor, self.critical_panel.editor, self.rubric_panel.editor, self.text_panel.editor,
-                   self.steps_panel.options):
+                   self.steps_panel.options, self.patient_panel.key):
             ed.index = 0 if doc.get(ed.list_path) else -1
         self.binder.set_document(doc)
         self._ensure_anatomy()

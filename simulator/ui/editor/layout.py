@@ -22,6 +22,7 @@ from simulator.ui.editor.panels import (
     CriticalPanel,
     ImagingPanel,
     MetaPanel,
+    PatientPanel,
     PlanPanel,
     RubricPanel,
     StepsPanel,
@@ -64,6 +65,7 @@ class LayoutMixin:
         self.rubric_panel = RubricPanel(b)
         self.text_panel = TextPanel(b)
         self.meta_panel = MetaPanel(b)
+        self.patient_panel = PatientPanel(b)
         self.yaml_view = QPlainTextEdit()
         self.yaml_view.setObjectName("yaml_view")
         self.yaml_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
@@ -80,7 +82,7 @@ class LayoutMixin:
         self.yaml_tab = yaml_tab
         self.tabs = QTabWidget()
         self.tabs.setObjectName("editor_tabs")
-        for panel, name in ((self.meta_panel, "Scenario"), (self.targets_panel, "Targets"),
+        for panel, name in ((self.meta_panel, "Scenario"), (self.patient_panel, "Patient"), (self.targets_panel, "Targets"),
                             (self.critical_panel, "Avoid"), (self.plan_panel, "Plan"), (self.steps_panel, "Steps"),
                             (self.rubric_panel, "Rubric"), (self.imaging_panel, "Imaging"), (self.text_panel, "Text")):
             self.tabs.addTab(scroll(panel), name)

@@ -21,7 +21,8 @@ from simulator.ui.editor.tools import MODE_HINTS
 FIELD_TABS = {
     "targets": "Targets", "critical_structures": "Avoid", "skin_entry_zone": "Plan", "planned_trajectory": "Plan",
     "additional_trajectories": "Plan", "steps": "Steps", "imaging": "Imaging", "rubric": "Rubric",
-    "instructions": "Text", "references": "Text",
+    "instructions": "Text", "references": "Text", "vignette": "Patient", "prognostic_block": "Patient",
+    "outcome": "Patient", "follows": "Patient", "based_on": "Patient",
 }
 TEXT_KEYS = {"name", "message", "reason", "citation", "used_for", "required", "somatic"}
 SEVERITY_RANK = {"critical": 0, "fatal": 0, "major": 1, "minor": 2}
@@ -152,7 +153,8 @@ class OverlaysMixin:
     def refresh_all(self, shapes: bool = True) -> None:
         doc = self.doc
         self.binder.refresh()
-        for p in (self.targets_panel, self.critical_panel, self.steps_panel, self.rubric_panel, self.text_panel):
+        for p in (self.targets_panel, self.critical_panel, self.steps_panel, self.rubric_panel, self.text_panel,
+                  self.patient_panel):
             p.refresh()
         self.meta_panel.refresh(doc)
         self.imaging_panel.refresh()
@@ -319,10 +321,11 @@ class OverlaysMixin:
         self.tabs.setCurrentIndex(self._tab_index(self._tab_of(field)))
         import re
 
-        m = re.match(r"^(targets|critical_structures|rubric\.items|references)\[(\d+)\]", field)
+        m = re.match(r"^(targets|critical_structures|rubric\.items|references|vignette\.contraindications)\[(\d+)\]", field)
         if m:
             ed = {"targets": self.targets_panel.editor, "critical_structures": self.critical_panel.editor,
-                  "rubric.items": self.rubric_panel.editor, "references": self.text_panel.editor}[m.group(1)]
+                  "rubric.items": self.rubric_panel.editor, "references": self.text_panel.editor,
+                  "vignette.contraindications": self.patient_panel.key}[m.group(1)]
             ed.select(int(m.group(2)))
 
     def check_plan(self) -> list:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QDialogButtonBox, QPushButton
 
 from simulator.ui.driver import WindowDriver, process, wait_until
 from simulator.ui.editor import EditorMode
@@ -353,3 +353,53 @@ def test_labels_of_targets_close_together_do_not_overlap(win, editor):
     assert a.x() == pytest.approx(20.0) and b.x() == pytest.approx(22.0)  # each still at its target
     doc.undo()
     assert not doc.dirty
+
+
+def test_the_patient_tab_edits_the_vignette_block_and_key(win, editor):
+    """The Patient tab as an instructor uses it: the vignette ticked in with its defaults, typed
+    fields (a wrong age named by the validator), lists one item a line, a contraindication added
+    to the key, the prognostic block, a follow-up; all undoable."""
+    from PySide6.QtWidgets import QPlainTextEdit
+
+    ed, doc = editor, editor.doc
+    tab(ed, "Patient")
+    panel = ed.patient_panel
+    assert not panel.vignette.isChecked() and doc.get(("vignette",)) is None  # the gel has no patient
+    panel.vignette.setChecked(True)
+    assert doc.get(("vignette", "diagnosis")) == "the diagnosis" and doc.errors() == []
+    age = field_of(ed, ("vignette", "age_years")).widget
+    retype(ed, age, "130")
+    assert "less than or equal to 120" in field_of(ed, ("vignette", "age_years")).error.text()
+    retype(ed, age, "67")
+    assert doc.get(("vignette", "age_years")) == 67 and not field_of(ed, ("vignette", "age_years")).error.text()
+    meds = field_of(ed, ("vignette", "medications")).widget
+    assert isinstance(meds, QPlainTextEdit)
+    meds.setFocus()
+    QTest.keyClicks(meds, "Warfarin 5 mg daily")
+    QTest.keyClick(meds, Qt.Key.Key_Return)
+    QTest.keyClicks(meds, "Paracetamol 1 g")
+    wait_until(lambda: not ed.binder.pending, 5, "the typing to reach the document")
+    assert doc.get(("vignette", "medications")) == ["Warfarin 5 mg daily", "Paracetamol 1 g"]
+    retype(ed, field_of(ed, ("vignette", "anticoagulation", "inr")).widget, "2.8")
+    assert doc.get(("vignette", "anticoagulation", "inr")) == 2.8
+    # the key: a contraindication the trainee must notice at the time-out
+    QTest.mouseClick(panel.findChild(QPushButton, "contraindication_add"), Qt.MouseButton.LeftButton)
+    assert doc.get(("vignette", "contraindications", 0, "kind")) == "coagulopathy" and panel.key.list.count() == 1
+    retype(ed, field_of(ed, ("vignette", "contraindications", 0, "finding")).widget, "INR 2.8 on warfarin")
+    assert "INR 2.8 on warfarin" in panel.key.list.item(0).text()
+    # the prognostic block: required by default; a relief above 100 % is refused by the validator
+    panel.block.setChecked(True)
+    assert doc.get(("prognostic_block", "required")) is True
+    retype(ed, field_of(ed, ("prognostic_block", "relief_pct")).widget, "150")
+    assert [e for e in doc.formatted_errors() if "prognostic_block.relief_pct" in e]
+    retype(ed, field_of(ed, ("prognostic_block", "relief_pct")).widget, "70")
+    # a follow-up of another library scenario, chosen in its list
+    follows = field_of(ed, ("follows",)).widget
+    i = follows.findData("celiac_plexus_posterior")
+    assert i > 0 and follows.findData("needle_basics_gel") < 0  # not itself
+    follows.setFocus()
+    QTest.keyClicks(follows, "celiac_plexus_p")  # typed in the closed list, as a keyboard user picks
+    assert doc.get(("follows",)) == "celiac_plexus_posterior" and doc.errors() == []
+    while doc.dirty and doc.can_undo:
+        doc.undo()
+    assert not doc.dirty and doc.get(("vignette",)) is None and not panel.vignette.isChecked()
