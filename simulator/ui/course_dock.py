@@ -7,12 +7,10 @@ assumptions) and the decisions - computed from the stored recording (the whole a
 scored), so a trainee and an instructor reviewing an attempt see what followed it without
 rescoring. "Repeat in N months" starts a follow-up from the replayed attempt (`repeat_requested`).
 The main window tabs it with the Procedure dock (which stays in front: the replayed steps) when a
-replay starts and takes it down when the replay ends; `clear()` takes the plot down (a pyqtgraph
-widget must be deleted by Python, not by Qt at exit).
+replay starts and takes it down when the replay ends; `clear()` takes the plot down (deleted by the
+event loop - its Repeat button may be the caller - never left for Qt at exit).
 """
 from __future__ import annotations
-
-import gc
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
@@ -48,11 +46,10 @@ class CourseDock(QDockWidget):
 
     def clear(self) -> None:
         w, self.debrief, self.recording = self.debrief, None, None
-        if w is not None:
-            w.close()
-            w.setParent(None)  # unparented and unreferenced: Python deletes it now
-            del w
-            gc.collect()
+        if w is not None:  # kept in the dock until Qt deletes it: its Repeat button may be the caller
+            w.hide()
+            self.holder.layout().removeWidget(w)
+            w.deleteLater()
         self.placeholder.show()
 
 
