@@ -132,6 +132,15 @@ def _smooth_votes(tissue, x, y, z, ca, cb):
 
 
 @njit(inline="always", **_OPTS)
+def _trilinear_weights(fx, fy, fz):
+    """The 8 trilinear weights of a cell's corners (i, j, k order: 000, 001, 010, ... 111) at the
+    fractions (fx, fy, fz) inside it."""
+    return ((1 - fx) * (1 - fy) * (1 - fz), (1 - fx) * (1 - fy) * fz, (1 - fx) * fy * (1 - fz),
+            (1 - fx) * fy * fz, fx * (1 - fy) * (1 - fz), fx * (1 - fy) * fz, fx * fy * (1 - fz),
+            fx * fy * fz)
+
+
+@njit(inline="always", **_OPTS)
 def _corners(tissue, i0, j0, k0):
     """The 8 codes of the voxel cell at (i0, j0, k0)."""
     return (tissue[i0, j0, k0], tissue[i0, j0, k0 + 1], tissue[i0, j0 + 1, k0], tissue[i0, j0 + 1, k0 + 1],
@@ -154,19 +163,8 @@ def _interp_code(tissue, x, y, z):
     c0, c1, c2, c3, c4, c5, c6, c7 = _corners(tissue, i0, j0, k0)
     if c0 == c1 and c0 == c2 and c0 == c3 and c0 == c4 and c0 == c5 and c0 == c6 and c0 == c7:
         return int(c0)
-    fx = x - i0
-    fy = y - j0
-    fz = z - k0
-    w0 = (1 - fx) * (1 - fy) * (1 - fz)
-    w1 = (1 - fx) * (1 - fy) * fz
-    w2 = (1 - fx) * fy * (1 - fz)
-    w3 = (1 - fx) * fy * fz
-    w4 = fx * (1 - fy) * (1 - fz)
-    w5 = fx * (1 - fy) * fz
-    w6 = fx * fy * (1 - fz)
-    w7 = fx * fy * fz
     codes = (c0, c1, c2, c3, c4, c5, c6, c7)
-    ws = (w0, w1, w2, w3, w4, w5, w6, w7)
+    ws = _trilinear_weights(x - i0, y - j0, z - k0)
     best = -1
     best_w = -1.0
     second = -1
@@ -322,17 +320,21 @@ def _smooth_gradient(tissue, x, y, z, code):
 
 
 @njit(inline="always", **_OPTS)
+def _cell(n0, n1, n2, gx, gy, gz):
+    """The grid cell (i, j, k) holding grid coordinates inside [0, n - 1] and the fractions in it."""
+    i = min(int(gx), n0 - 2)
+    j = min(int(gy), n1 - 2)
+    k = min(int(gz), n2 - 2)
+    return i, j, k, gx - i, gy - j, gz - k
+
+
+@njit(inline="always", **_OPTS)
 def _trilinear(data, off, n0, n1, n2, nc, c, gx, gy, gz):
     """Channel c of a (n0, n1, n2, nc) float grid stored flat from `off`, trilinear at grid
     coordinates (gx, gy, gz); 0 outside [0, n - 1] on any axis."""
     if gx < 0.0 or gy < 0.0 or gz < 0.0 or gx > n0 - 1.0 or gy > n1 - 1.0 or gz > n2 - 1.0:
         return 0.0
-    i = min(int(gx), n0 - 2)
-    j = min(int(gy), n1 - 2)
-    k = min(int(gz), n2 - 2)
-    fx = gx - i
-    fy = gy - j
-    fz = gz - k
+    i, j, k, fx, fy, fz = _cell(n0, n1, n2, gx, gy, gz)
     s1 = nc
     s0 = n2 * nc
     b = off + ((i * n1 + j) * n2 + k) * nc + c
@@ -347,23 +349,11 @@ def _trilinear(data, off, n0, n1, n2, nc, c, gx, gy, gz):
 def _trilinear3(data, off, n0, n1, n2, gx, gy, gz):
     """The 3 channels of a (n0, n1, n2, 3) float grid stored flat from `off`, trilinear at grid
     coordinates inside [0, n - 1] (the caller checks)."""
-    i = min(int(gx), n0 - 2)
-    j = min(int(gy), n1 - 2)
-    k = min(int(gz), n2 - 2)
-    fx = gx - i
-    fy = gy - j
-    fz = gz - k
+    i, j, k, fx, fy, fz = _cell(n0, n1, n2, gx, gy, gz)
     s0 = n2 * 3
     s1 = n1 * s0
     b = off + ((i * n1 + j) * n2 + k) * 3
-    w000 = (1 - fx) * (1 - fy) * (1 - fz)
-    w001 = (1 - fx) * (1 - fy) * fz
-    w010 = (1 - fx) * fy * (1 - fz)
-    w011 = (1 - fx) * fy * fz
-    w100 = fx * (1 - fy) * (1 - fz)
-    w101 = fx * (1 - fy) * fz
-    w110 = fx * fy * (1 - fz)
-    w111 = fx * fy * fz
+    w000, w001, w010, w011, w100, w101, w110, w111 = _trilinear_weights(fx, fy, fz)
     out0 = 0.0
     out1 = 0.0
     out2 = 0.0
