@@ -28,6 +28,10 @@ from simulator.scripted.plan import clear_line
 REDIRECT_WITHDRAW_DEG = 4.0  # a turn larger than this is made after withdrawing towards the skin
 OVERSHOOT_TIP_MM = 3.0  # an overshoot at depth moves the tip at most this far
 OVERSHOOT_FREE_MM = 30.0  # shallower than this an overshoot is not held back
+#: Seeking the bone first: no contact this far past the expected depth and the hand stops (the
+#: needle has passed beside the body - in front of it lie the aorta, the IVC, the iliac vessels):
+#: a clinician takes the lateral view then rather than pushing on blind.
+BONE_SEEK_PAST_MM = 4.0
 
 
 def clear_aim(proc, entry, goal, start_mm: float = 0.0, max_mm: float = 4.0):
@@ -168,7 +172,7 @@ class OperatorMotion:
             if final:
                 self.lateral_check(remaining)
             if until_bone:
-                remaining += 15.0
+                remaining += BONE_SEEK_PAST_MM
             remaining -= stop_short
             if remaining < -0.5 and not until_bone:  # past the goal (after a walk-off): back to it
                 self.move(remaining)
