@@ -1,6 +1,8 @@
 """What the procedure panel says about what the syringe and the contrast show, in a physician's
-words (the aspirate's colour and text, the contrast pattern)."""
+words (the aspirate's colour and text, the contrast pattern), and the time plot's points."""
 from __future__ import annotations
+
+import numpy as np
 
 ASPIRATION_STYLE = {
     "blood": ("Blood in the syringe", "#ff4040"),
@@ -40,3 +42,31 @@ def contrast_note(spread) -> str:
 
 
 __all__ = ["ASPIRATION_STYLE", "contrast_note", "human"]
+
+
+class PlotSeries:
+    """The time plot's points (time, depth, distance to target): growable arrays, read as
+    `series["t"]`, `series["depth"]`, `series["dist"]` (views of what has been appended)."""
+
+    KEYS = ("t", "depth", "dist")
+
+    def __init__(self):
+        self._a = np.empty((1024, 3))
+        self._n = 0
+
+    def append(self, t: float, depth: float, dist: float) -> None:
+        if self._n == len(self._a):
+            grown = np.empty((2 * len(self._a), 3))
+            grown[: self._n] = self._a[: self._n]
+            self._a = grown
+        self._a[self._n] = (t, depth, dist)
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._a[: self._n, self.KEYS.index(key)]
+
+    def items(self):
+        return [(k, self[k]) for k in self.KEYS]

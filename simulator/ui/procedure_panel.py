@@ -46,12 +46,13 @@ from simulator.core.procedure import CASE_STEPS
 from simulator.core.tissue import TISSUE_INFO, Tissue
 from simulator.ui.behaviour_alert import BehaviourAlert, behaviour_row, merged_rows
 from simulator.ui.case_steps_box import CaseStepsBox
-from simulator.ui.procedure_notes import ASPIRATION_STYLE, contrast_note, human as _human
+from simulator.ui.procedure_notes import ASPIRATION_STYLE, PlotSeries, contrast_note, human as _human
 
 PLOT_MS = 60
-#: While a tracker streams poses (a tracked attempt) the plots follow 5 times a second: each redraw
-#: and its repaints cost the GUI thread ~20-30 ms, which the 3D view and the next poses need more.
-PLOT_STREAM_MS = 200
+#: While a tracker streams poses (a tracked attempt) the plots and the status line follow 3 times a
+#: second, and not while the panel is hidden: each redraw and its repaints cost the GUI thread
+#: ~20-30 ms, which the 3D view and the next poses need more.
+PLOT_STREAM_MS = 330
 #: Rows the event list keeps; older ones fold into its first row (the attempt keeps every event).
 MAX_EVENT_ROWS = 400
 AIR_IN_LINE_ML = 0.3  # an unpurged syringe and extension line
@@ -75,34 +76,6 @@ STEP_LABELS = {
     "neurolytic": "Neurolytic agent",
     "end": "End the attempt (score card)",
 }
-
-
-class PlotSeries:
-    """The time plot's points (time, depth, distance to target): growable arrays, read as
-    `series["t"]`, `series["depth"]`, `series["dist"]` (views of what has been appended)."""
-
-    KEYS = ("t", "depth", "dist")
-
-    def __init__(self):
-        self._a = np.empty((1024, 3))
-        self._n = 0
-
-    def append(self, t: float, depth: float, dist: float) -> None:
-        if self._n == len(self._a):
-            grown = np.empty((2 * len(self._a), 3))
-            grown[: self._n] = self._a[: self._n]
-            self._a = grown
-        self._a[self._n] = (t, depth, dist)
-        self._n += 1
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        return self._a[: self._n, self.KEYS.index(key)]
-
-    def items(self):
-        return [(k, self[k]) for k in self.KEYS]
 
 
 class _VolumeSpin(QDoubleSpinBox):
@@ -133,7 +106,8 @@ class ProcedurePanel(QWidget):
         self.instructor = True
         self._series = PlotSeries()
         self._t0 = None
-        self._dirty_plots = False
+        self._dirty_plots = False  # streaming, hidden: redrawn when shown
+        self._streaming, self._pending_state = False, None  # the status line's newest state (streaming)
         self.plots_ready = False
         self._build()
         self._plot_timer = QTimer(self)
@@ -471,7 +445,10 @@ class ProcedurePanel(QWidget):
         if state is None:
             return
         self.note_series(state)
-        self.show_state(state)
+        if self._streaming:
+            self._pending_state = state  # shown with the plots, at their pace
+        else:
+            self.show_state(state)
         self._schedule_plots()
         self.updated.emit(time.perf_counter())
 
@@ -524,6 +501,7 @@ class ProcedurePanel(QWidget):
             self.note.setText("The injection went into a vessel.")
 
     def on_ended(self, card) -> None:
+        self._flush_state()
         self.end_button.setEnabled(False)
         self._fill_steps()
         if card is not None:
@@ -592,13 +570,29 @@ class ProcedurePanel(QWidget):
     def set_streaming(self, on: bool) -> None:
         """A tracked attempt (poses streaming in) or not: the plots' pace (PLOT_STREAM_MS or PLOT_MS)."""
         self._plot_timer.setInterval(PLOT_STREAM_MS if on else PLOT_MS)
+        self._streaming = bool(on)
+        self._flush_state()
+
+    def _flush_state(self) -> None:
+        state, self._pending_state = self._pending_state, None
+        if state is not None:
+            self.show_state(state)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt
+        super().showEvent(event)
+        if self._dirty_plots:
+            self._redraw_plots()
 
     def _schedule_plots(self) -> None:
         if not self._plot_timer.isActive():
             self._plot_timer.start()
 
     def _redraw_plots(self) -> None:
+        self._flush_state()
         if not self.plots_ready:
+            return
+        self._dirty_plots = self._streaming and not self.isVisible()
+        if self._dirty_plots:
             return
         t = self._series["t"]
         t0 = self._t0 if self._t0 is not None else 0.0
