@@ -48,6 +48,11 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
     allr = []
     w.view3d.rendered.connect(lambda ms: allr.append((w.tracking.state()[0], w.view3d.scene.detail)))
     w.view3d.rendered.connect(lambda ms: details.append(w.view3d.scene.detail) if w._stream_live() else None)
+    panel = w.procedure_panel
+    moves, shown = [], []
+    w.controller.needle_changed.connect(moves.append)
+    show_state = panel.show_state
+    panel.show_state = lambda st: (shown.append(st), show_state(st))[1]
     try:
         p.port_spin.setValue(tracker.port)
         qtbot.mouseClick(p.tracked_box, Qt.MouseButton.LeftButton)  # a tracked attempt; it connects
@@ -61,7 +66,23 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
         except TimeoutError:
             raise AssertionError((w.tracking.counts, [n.text for n in w.tracking.notices()][-8:])) from None
         wait_until(lambda: w.tracking.state()[0] == "stale", 3, "the stale state")  # the file has ended
-        panel = w.procedure_panel  # the needle held still: the tissue band is not rebuilt
+        # the status line followed the stream at the plots' pace, not once per batch of poses, and
+        # shows the newest state
+        process(PLOT_STREAM_MS + 100)
+        del panel.show_state
+        assert 3 <= len(shown) <= len(moves) // 3, (len(shown), len(moves))
+        assert shown[-1] is moves[-1] and f"{moves[-1].depth_mm:.1f} mm" in panel.status.text()
+        # the Procedure dock closed: the plots are not redrawn; shown again they are
+        w.right_dock.hide()
+        assert not panel.isVisible()
+        n = len(panel.depth_curve.getData()[0])
+        panel.note_series(moves[-1])
+        panel._redraw_plots()
+        assert panel._dirty_plots and len(panel.depth_curve.getData()[0]) == n
+        w.right_dock.show()
+        process(50)
+        assert not panel._dirty_plots and len(panel.depth_curve.getData()[0]) == n + 1
+        # the needle held still: the tissue band is not rebuilt
         assert w.instructor_mode and panel.instructor
         panel._redraw_plots()
         band = panel.band_item
