@@ -154,6 +154,7 @@ class AnatomyScene(LodMixin, CameraMixin, OverlaysMixin):
         self._reduced_size = (0, 0)  # its pixels
         self._fit_points: np.ndarray | None = None
         self._last_order: list[int] = []
+        self._order_key: tuple | None = None  # camera position and the actors' modification times
         self._closed = False
 
         self._needle_matrix = vtkMatrix4x4()
@@ -465,7 +466,13 @@ class AnatomyScene(LodMixin, CameraMixin, OverlaysMixin):
     def _order_props(self, *_):
         if self._closed or not self.structures:
             return
-        pos = np.array(self.renderer.GetActiveCamera().GetPosition())
+        cam_pos = self.renderer.GetActiveCamera().GetPosition()
+        key = (cam_pos, tuple((id(a), a.GetMTime()) for info in self.structures.values()
+                              for a in (info.actor, info.lod_actor, info.mid_actor) if a is not None))
+        if key == self._order_key:
+            return  # nothing moved, shown, hidden or faded since the last frame (a stream of needle poses)
+        self._order_key = key
+        pos = np.array(cam_pos)
         opaque, translucent = [], []
         seen = set()
         for info in self.structures.values():
