@@ -110,11 +110,11 @@ class OperatorImaging:
         if not (self.fluoro and self.imaging_on):
             return mm
         depth = self.state.depth_mm if self.state is not None and self.state.inserted else 0.0
-        # the tremor as the hand pushes sweeps the tip sideways (depth x angle, up to 3 sd): kept
-        # within the allowance too (at most a fifth of it reserved), as a steady hand judges its
-        # next image by the tip it sees move
+        # the tremor as the hand pushes sweeps the tip sideways (depth x angle, up to 3 sd): a hand
+        # that images close to the allowance keeps that sway within it too (at most a fifth of the
+        # allowance reserved; a hand imaging earlier than that is unchanged)
         sway = min(depth * math.radians(3.0 * self.h.tremor_deg), 0.2 * self.allow_mm)
-        limit = self.allow_mm * self.h.image_fraction - sway
+        limit = min(self.allow_mm * self.h.image_fraction, self.allow_mm - sway)
         room = limit - self.unimaged_mm
         to_check = (self.checks[0] - depth) if (cap and self.checks) else math.inf
         due = room < min(mm, MIN_LEG_MM) or (not cap and mm > room) or to_check < MIN_LEG_MM
