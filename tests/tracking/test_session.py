@@ -111,6 +111,8 @@ def _session_on(server, **kw):
     s = TrackingSession(TrackingConfig(stale_after_s=0.2, **kw))
     s.connect("127.0.0.1", server.port)
     wait_for(lambda: server.clients(), 5, what="the session to connect")
+    # the server may see the client before the session's own thread has said so
+    wait_for(lambda: s.state()[0] != "connecting", 5, what="the session to see its connection")
     return s
 
 
