@@ -76,7 +76,9 @@ def test_ganglion_impar_in_front_of_the_sacrococcygeal_joint(lumbopelvic):
         "between the coccyx's tip and the sacral apex"
     q = point(a, "ganglion_impar")
     assert abs(q[0] - jv[:, 0].mean()) < 4.0 and abs(q[2] - jv[:, 2].mean()) < 3.0
-    assert 1.0 <= q[1] - jv[:, 1].max() <= 8.0, "just in front of the joint"
+    # 4 mm in front of the joint's anterior surface (its front voxels' centre + half a voxel)
+    front = jv[:, 1].max() + 0.5 * float(a.spacing_mm[1])
+    assert q[1] - front == pytest.approx(4.0, abs=0.01), "just in front of the joint"
     # a straight needle from behind through the joint meets no bone: the transcoccygeal path exists
     ys = np.arange(q[1] - 60.0, q[1], 0.25)
     path = np.column_stack([np.full_like(ys, q[0]), ys, np.full_like(ys, q[2])])

@@ -58,7 +58,11 @@ def test_point_spread_of_a_refined_ct_grid():
     assert ct_psf_sigma_mm(native) == CT_PSF_SIGMA_MM
     coarse = SimpleNamespace(spacing_mm=np.array([1.5, 1.5, 1.5]), source={"grid_refined_from_mm": [3.0, 3.0, 3.0]})
     xy, z = ct_psf_sigma_mm(coarse)
-    assert 1.8 < xy < 2.8 and 1.2 < z < 2.0  # a 3 mm scan: a few mm of blur, more in-plane
+    # A 3 mm scan: the scanner's own blur scaled to its voxels (0.45 mm at 0.703 mm in-plane, 0.6 mm
+    # at 2.5 mm slices), the refinement's trilinear triangle (sigma = 3 / sqrt(6)) and, along z,
+    # the 3 mm slab sampled on 1.5 mm (variance (3^2 - 1.5^2) / 12), in quadrature.
+    assert xy == pytest.approx(np.hypot(0.45 / 0.703125 * 3.0, 3.0 / np.sqrt(6.0)), rel=1e-9)  # 2.277
+    assert z == pytest.approx(np.sqrt((0.6 / 2.5 * 3.0) ** 2 + 9.0 / 6.0 + (9.0 - 2.25) / 12.0), rel=1e-9)  # 1.607
 
 
 def _water_block(metal: bool) -> AttenuationVolume:
