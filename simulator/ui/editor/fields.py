@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from simulator.core.scenario import NO_VALUE, _show
+from simulator.core.scenario_errors import NO_VALUE, _show
 from simulator.core.scenario_doc import field_name
 
 TYPING_MS = 150  # typing goes into the document (and is validated) after this pause
