@@ -1,20 +1,19 @@
 """A repeat procedure on the same patient: the history an attempt leaves, the second course
 (McGreevy 2013's lower and shorter relief, scarring as an assumption), and scenario variants
 (`based_on`) such as the follow-up and the aneurysm patient. No display."""
-import itertools
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.benchmarks.scoring import ENTRY, TARGET, synthetic_block_anatomy, synthetic_scenario
+from simulator.benchmarks.scoring import synthetic_block_anatomy, synthetic_scenario
 from simulator.core import outcome_library, paths
 from simulator.core.outcome import CaseInfo, case_info, compute_course, course_for_attempt, relief_chance, relief_days
 from simulator.core.outcome_facts import QUADRANTS, AttemptFacts, Dose
-from simulator.core.procedure import Procedure
 from simulator.core.repeat import history_from_attempt, months_until_repeat, repeat_sites
 from simulator.core.scenario import ScenarioError, load_scenario, parse_scenario_text
+from tests.attempts import neurolysis_on_block
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +60,7 @@ def test_relief_after_a_repeat_lasts_about_half_as_long(celiac):
 
 
 def _attempt(scenario):
-    block = synthetic_block_anatomy()
-    clk = itertools.count(1.0)
-    proc = Procedure(scenario, block, clock=lambda: float(next(clk)))
-    d = np.subtract(TARGET, ENTRY)
-    proc.set_entry(ENTRY, d / np.linalg.norm(d))
-    proc.local_anaesthetic()
-    proc.advance(float(np.linalg.norm(d)) - 1.0)
-    proc.aspirate()
-    proc.inject("neurolytic", "alcohol", 100.0, 15.0)
-    proc.end()
-    return proc
+    return neurolysis_on_block(scenario)[1]
 
 
 def test_the_history_of_an_attempt_and_the_second_course():

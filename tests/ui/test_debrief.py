@@ -1,19 +1,18 @@
 """The debrief widget and its place in the score dialog (offscreen Qt, synthetic attempts)."""
-import itertools
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QTableWidget, QTabWidget
 
-from simulator.benchmarks.scoring import ENTRY, TARGET, synthetic_block_anatomy, synthetic_scenario
+from simulator.benchmarks.scoring import synthetic_scenario
 from simulator.core import outcome_library
 from simulator.core.decisions import Decision
 from simulator.core.outcome import CaseInfo, compute_course, unavailable
 from simulator.core.outcome_facts import QUADRANTS, AttemptFacts, Dose
-from simulator.core.procedure import Procedure
 from simulator.core.scoring import score_attempt
 from simulator.ui.debrief import DebriefWidget, attach_debrief
 from simulator.ui.scorecard import ScoreCardDialog
+from tests.attempts import neurolysis_on_block
 
 
 def _course(quadrants=4, seed=5, **facts):
@@ -58,16 +57,7 @@ def test_without_outcome_parameters_it_says_why(qtbot):
 def _celiac_attempt():
     """(scenario, anatomy, ended procedure): a celiac-like neurolysis on the synthetic block."""
     sc = synthetic_scenario(outcome={"parameters": "celiac_plexus", "celiac_origin_mm": [-20.0, 27.0, 0.0]})
-    block = synthetic_block_anatomy()
-    clk = itertools.count(1.0)
-    proc = Procedure(sc, block, clock=lambda: float(next(clk)))
-    d = np.subtract(TARGET, ENTRY)
-    proc.set_entry(ENTRY, d / np.linalg.norm(d))
-    proc.local_anaesthetic()
-    proc.advance(float(np.linalg.norm(d)) - 1.0)
-    proc.aspirate()
-    proc.inject("neurolytic", "alcohol", 100.0, 15.0)
-    proc.end()
+    block, proc = neurolysis_on_block(sc)
     return sc, block, proc
 
 
