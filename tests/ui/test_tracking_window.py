@@ -184,6 +184,8 @@ def test_the_session_streams_out_as_plus_would(qtbot, trainer):
 
         wait_until(newest_needle_is_current, 10, "the needle's current pose streamed")
         img = [g for g in got if g.device == "Image_Reference"][-1].message
+        # the view's latest frame (a new one may be on its way after the needle moved)
+        wait_until(lambda: w.us_view.last_result is not None, 10, "the view's frame")
         assert img.image.shape[1:3] == w.us_view.last_result["image"].shape[:2]
         assert img.image.max() > 0
         w._refresh_tracking_panel()
