@@ -175,6 +175,18 @@ def pass_file(folder, entry, target, rate_hz: float, seconds: float, probe_pose=
     return write_sequence_metafile(os.path.join(folder, f"pass_{int(rate_hz)}hz.igs.mha"), seqs), seqs
 
 
+def _stream_all(session, tracker, poll_s: float, timeout_s: float = 30.0) -> None:
+    """Connect the session to the running simulated tracker, pump until every needle pose has come
+    (or `timeout_s`), then stop both."""
+    session.connect("127.0.0.1", tracker.port)
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end and session.counts["needle_poses"] < tracker.n_frames:
+        session.pump()
+        time.sleep(poll_s)
+    tracker.stop()
+    session.disconnect()
+
+
 def headless_poses(quick: bool) -> dict:
     """The baseline: a 60 Hz stream into a bare Procedure, arrival -> procedure updated."""
     from simulator.benchmarks.scoring import ENTRY, TARGET, synthetic_block_anatomy, synthetic_scenario
@@ -193,13 +205,7 @@ def headless_poses(quick: bool) -> dict:
         session.attach(proc)
         lat: list[float] = []
         session.frames_applied.subscribe(lambda arr: lat.extend((time.perf_counter() - a) * 1e3 for a in arr))
-        session.connect("127.0.0.1", tracker.port)
-        end = time.perf_counter() + 30
-        while time.perf_counter() < end and session.counts["needle_poses"] < tracker.n_frames:
-            session.pump()
-            time.sleep(0.001)
-        tracker.stop()
-        session.disconnect()
+        _stream_all(session, tracker, 0.001)
         return {"baseline_poses_to_procedure_ms_median": round(median(lat), 3),
                 "baseline_poses_to_procedure_ms_p95": round(p95(lat), 3),
                 "baseline_poses_applied": f"{session.counts['needle_poses']}/{tracker.n_frames}"}
@@ -226,13 +232,7 @@ def metrics_equal() -> dict:
         session = TrackingSession(TrackingConfig())
         proc = Procedure(sc, an, clock=session.clock)
         session.attach(proc)
-        session.connect("127.0.0.1", tracker.port)
-        end = time.perf_counter() + 30
-        while time.perf_counter() < end and session.counts["needle_poses"] < tracker.n_frames:
-            session.pump()
-            time.sleep(0.002)
-        tracker.stop()
-        session.disconnect()
+        _stream_all(session, tracker, 0.002)
         proc.end()
         ref = procedure_from_tracked(path, sc, an)
         a = score_attempt(proc.recording, sc, an).perk
