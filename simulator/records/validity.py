@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from simulator.core.decision_scores import ALL_DECISIONS, DECISION_METRICS
 from simulator.records.store import RecordsError
 
 #: Metrics where a larger value is the better one (every other metric: smaller is better).
-HIGHER_IS_BETTER = {"score", "target_coverage_pct", "tip_visible_pct"}
+#: Metrics where more is better (the decisions are verdicts in % - 100 good, 50 acceptable, 0 poor).
+HIGHER_IS_BETTER = {"score", "target_coverage_pct", "tip_visible_pct", ALL_DECISIONS, *DECISION_METRICS}
 COUNTED = ("finished", "recovered")
 SCORE = "score"
 

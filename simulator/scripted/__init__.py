@@ -83,13 +83,19 @@ def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, target
     the seeds (`fault_share`, spread evenly: 0.5 is every odd seed; default `NOVICE_FAULT_SHARE` for
     novices, none for the others and for a `style` of novice) also make one or two faults drawn
     (by the seed) from the battery's that the scenario allows; a fault the anatomy turns out not to
-    allow is replaced by the next one drawn. `style`: novices clumsy in that way only (`STYLES`)."""
+    allow is replaced by the next one drawn. `style`: novices clumsy in that way only (`STYLES`).
+    On a scenario whose key holds a contraindication that says defer, every novice (not a style)
+    misses it at the time-out (`contraindication_missed`) and goes on with the needle: that decision
+    is the lesson of such a scenario, an expert defers."""
     from simulator.core.targets import resolve_targets
 
     tg = targets if targets is not None else resolve_targets(scenario, anatomy)
     default = NOVICE_FAULT_SHARE if skill == "novice" and not style else 0.0
     share = default if fault_share is None else float(fault_share)
     pool = applicable_faults(scenario, tg, NOVICE_FAULTS) if share > 0 else []
+    # A scenario whose lesson is the decision (its key says defer): a novice misses it and goes on.
+    decision = ["contraindication_missed"] if (
+        skill == "novice" and not style and fault_applies("contraindication_missed", scenario, tg) is None) else []
     out = []
     for k in range(n):
         seed = seed0 + k
@@ -97,7 +103,8 @@ def cohort(scenario, anatomy, skill: str, n: int = 20, seed0: int = 0, *, target
         faulty = bool(pool) and (seed * share) % 1.0 + share > 1.0 - 1e-9  # every 1/share-th seed (by the seed)
         order = list(rng.permutation(pool)) if faulty else []
         count = 1 + int(rng.random() < 0.5)
-        chosen: list[str] = []
+        chosen: list[str] = list(decision)
+        count += len(chosen)
         proc = None
         while order and len(chosen) < count:
             f = str(order.pop(0))

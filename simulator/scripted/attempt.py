@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.core.decision_scores import must_defer
 from simulator.core.geometry import normalize
 from simulator.core.levels import midline_x, neighbour_level
 from simulator.core.tissue import BONE, VESSEL, Tissue
@@ -278,8 +279,8 @@ class Operator(OperatorImaging, OperatorMotion):
         p, sc, steps = self.p, self.sc, self.sc.steps
         v = getattr(sc, "vignette", None)
         if steps.time_out and v is not None:
-            key = list(v.contraindications)
-            defer = any(c.action in ("defer", "correct_first") for c in key)
+            key = [] if self.has("contraindication_missed") else list(v.contraindications)
+            defer = bool(key) and bool(must_defer(sc))
             p.time_out([c.kind for c in key], "defer" if defer else "proceed", time_s=self.now())
             if defer:
                 p.end(time_s=self.now())

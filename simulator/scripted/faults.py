@@ -6,6 +6,8 @@ should, with a reason a trainee can read.
 """
 from __future__ import annotations
 
+from simulator.core.decision_scores import must_defer
+
 FAULTS: dict[str, str] = {
     "one_side_only": "only the first required target gets a needle (one side of a bilateral block)",
     "no_aspiration": "no aspiration before any injection",
@@ -23,6 +25,7 @@ FAULTS: dict[str, str] = {
     "bone_pushed": "advanced three more times against bone before redirecting",
     "live_fluoro": "live fluoroscopy held for 40 s at the target",
     "intraneural": "the tip inside the nerve for the injections",
+    "contraindication_missed": "the time-out's contraindication that says defer not noticed: the needle goes in",
 }
 
 #: The behaviours of the issue's battery (each must fail or lose points on every scenario it applies to).
@@ -64,6 +67,8 @@ def fault_applies(name: str, scenario, targets) -> str | None:
         return "the required targets are not on one side"
     if name == "intraneural" and not any(t.is_nerve for t in required):
         return "no required target is a somatic nerve"
+    if name == "contraindication_missed" and not (steps.time_out and must_defer(scenario)):
+        return "the scenario's key has no contraindication that says defer (or no time-out)"
     return None
 
 

@@ -200,3 +200,23 @@ def test_the_scripted_expert_does_the_case_steps_and_defers_when_the_key_says_so
     assert verdicts["time-out"] == "good"
     if needles:
         assert verdicts["asepsis"] == "good" and verdicts["consent"] == "good"
+
+
+def test_a_novice_misses_the_contraindication_that_says_defer_and_fails_for_it():
+    """On a scenario whose lesson is the decision, the scripted novices go on with the needle (the
+    fault `contraindication_missed`): an automatic fail, while the expert's deferral passes - the
+    score separates them. Where the key says proceed with caution, the fault does not apply."""
+    from simulator.core.scoring import score_attempt
+    from simulator.scripted import cohort, fault_applies
+
+    sc, an = _case_scenario("defer"), synthetic_block_anatomy()
+    novices = cohort(sc, an, "novice", n=2, seed0=0, quick=True)
+    assert all("contraindication_missed" in faults for _s, faults, _p in novices)
+    for _s, _f, proc in novices:
+        card = score_attempt(proc.recording, sc, an)
+        assert not card.passed and "contraindication_ignored" in {a["key"] for a in card.automatic_fails}
+    [(_s, faults, proc)] = cohort(sc, an, "expert", n=1, quick=True)
+    assert faults == () and score_attempt(proc.recording, sc, an).passed
+    assert fault_applies("contraindication_missed", _case_scenario("proceed_with_caution"), []) is not None
+    assert all("contraindication_missed" not in f for _s, f, _p in
+               cohort(_case_scenario("proceed_with_caution"), an, "novice", n=2, quick=True))

@@ -102,3 +102,19 @@ def test_unknown_trainee_or_empty_group_is_said_plainly(cohort_db, args, words):
 def test_validity_error_is_a_records_error(cohort_db):
     with SQLiteRecordStore(cohort_db[0]) as st, pytest.raises(ValidityError, match="no trainee 'x'"):
         validity_report(st, ["x"], ["nina"])
+
+
+def test_treatment_decisions_count_higher_as_better():
+    """A group whose decisions were judged good (100 %) is the better one on those metrics, as on
+    coverage; a lower-is-better metric (distance) the other way round."""
+    from simulator.records.validity import compare_cards
+
+    def card(score, decision, distance):
+        return {"score": score, "passed": score >= 70, "metrics": {"decision_time_out": decision,
+                "treatment_decisions_pct": decision, "final_distance_mm": distance}}
+
+    expert = [card(95, 100.0, 1.0 + 0.1 * i) for i in range(5)]
+    novice = [card(40, 0.0, 9.0 + 0.1 * i) for i in range(5)]
+    v = compare_cards("s", "t", expert, novice, {}, n_boot=50, pass_mark=70)
+    by = {m.metric: m.auc for m in v.metrics}
+    assert by["decision_time_out"] == by["treatment_decisions_pct"] == by["final_distance_mm"] == by["score"] == 1.0
