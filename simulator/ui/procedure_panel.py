@@ -620,35 +620,44 @@ class ProcedurePanel(QWidget):
         return out
 
     def _draw_band(self) -> None:
+        """The tissue band, its bars and labels updated in place (a needle streaming in: no items
+        made or dropped per redraw)."""
         import pyqtgraph as pg
 
         runs = self.band_runs() if self.instructor else []
         key = tuple((round(4 * a), round(4 * b), int(tis), name) for a, b, tis, name in runs)  # to 0.25 mm
-        if key == self._band_key and (self.band_item is not None) == bool(runs):
+        if key == self._band_key and (self.band_item is not None and self.band_item.isVisible()) == bool(runs):
             return  # the band as drawn (a needle held still, tremor): no rebuild, no repaint
         self._band_key = key
-        if self.band_item is not None:
-            self.band_plot.removeItem(self.band_item)
-            self.band_item = None
-        for ti in self.band_texts:
-            self.band_plot.removeItem(ti)
-        self.band_texts = []
+        total = float(runs[-1][1]) if runs else 0.0
+        labels = [(0.5 * (a + b), (name or TISSUE_INFO[tis].label).replace("_", " ")) for a, b, tis, name in runs
+                  if b - a >= 0.12 * max(total, 10.0)]
+        for k, ti in enumerate(self.band_texts):
+            ti.setVisible(k < len(labels))
         if not runs:
+            if self.band_item is not None:
+                self.band_item.setVisible(False)
             return
-        x0 = np.array([r[0] for r in runs])
-        w = np.array([max(r[1] - r[0], 0.05) for r in runs])
-        brushes = [pg.mkBrush(*[int(255 * c) for c in TISSUE_INFO[r[2]].color]) for r in runs]
-        self.band_item = pg.BarGraphItem(x0=x0, width=w, y0=np.zeros(len(runs)), height=np.ones(len(runs)),
-                                         brushes=brushes, pens=[pg.mkPen(None)] * len(runs))
-        self.band_plot.addItem(self.band_item)
-        total = float(runs[-1][1])
+        n = len(runs)
+        bars = dict(x0=np.array([r[0] for r in runs]), width=np.array([max(r[1] - r[0], 0.05) for r in runs]),
+                    y0=np.zeros(n), height=np.ones(n), pens=[pg.mkPen(None)] * n,
+                    brushes=[pg.mkBrush(*[int(255 * c) for c in TISSUE_INFO[r[2]].color]) for r in runs])
+        if self.band_item is None:
+            self.band_item = pg.BarGraphItem(**bars)
+            self.band_plot.addItem(self.band_item)
+        else:
+            self.band_item.setOpts(**bars)
+            self.band_item.setVisible(True)
         self.band_plot.setXRange(0, max(total, 10.0), padding=0.02)
-        for a, b, tis, name in runs:
-            if b - a >= 0.12 * max(total, 10.0):
-                ti = pg.TextItem((name or TISSUE_INFO[tis].label).replace("_", " "), color="k", anchor=(0.5, 0.5))
-                ti.setPos(0.5 * (a + b), 0.5)
-                self.band_plot.addItem(ti)
-                self.band_texts.append(ti)
+        for k, (x, text) in enumerate(labels):
+            if k == len(self.band_texts):
+                self.band_texts.append(pg.TextItem("", color="k", anchor=(0.5, 0.5)))
+                self.band_plot.addItem(self.band_texts[k])
+            ti = self.band_texts[k]
+            if ti.textItem.toPlainText() != text:
+                ti.setText(text)
+            ti.setPos(x, 0.5)
+            ti.setVisible(True)
 
     # ------------------------------------------------------------------------------------
     # requests

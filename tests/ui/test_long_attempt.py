@@ -53,3 +53,4 @@ def test_event_rows_fold_and_the_plot_draws_a_bounded_number_of_points(qtbot):
     assert len(panel._series["t"]) == n and np.array_equal(panel._series["t"], t)
     assert len(x) < n / 10
     assert y.max() >= 49.9 and y.min() <= 30.1  # peak downsampling keeps the extremes
+

@@ -86,9 +86,13 @@ def test_a_tracked_attempt_from_the_panel_scores_as_its_file(qtbot, trainer):
         assert w.instructor_mode and panel.instructor
         panel._redraw_plots()
         band = panel.band_item
-        assert band is not None and panel.band_runs()
+        assert band is not None and band.isVisible() and panel.band_runs()
+        assert any(t.isVisible() and t.textItem.toPlainText() for t in panel.band_texts)  # its tissues named
+        redone = []
+        band.setOpts = lambda **kw: redone.append(kw)
         panel._redraw_plots()
-        assert panel.band_item is band
+        del band.setOpts
+        assert panel.band_item is band and not redone
         w._refresh_tracking_panel()
         assert "STALE" in p.state_label.text()  # the file has ended: no new pose
         rows = {p.device_table.item(r, 0).text(): p.device_table.item(r, 1).text() for r in range(p.device_table.rowCount())}
