@@ -30,6 +30,9 @@ from simulator.scripted.motion import OperatorMotion, clear_aim
 from simulator.scripted.plan import NeedlePlan, bone_aim, reachable_point, tissue_points
 
 BAD_ASPIRATE = ("blood", "csf", "air")
+#: Bone met on the final approach this close to the goal (share of the target's tolerance): the tip
+#: is where it should be, resting on the bone beside the target - the hand stops there.
+ON_BONE_SHARE = 0.4
 
 
 def _mid(lo: float, hi: float) -> float:
@@ -55,6 +58,7 @@ class Operator(OperatorImaging, OperatorMotion):
         self.visible = None
         self.imaging_on = True
         self.goal = None
+        self.on_bone_mm = 0.0
         self.prognostic_done = False
         self.side = "midline"
         self.carm = None  # (lao_deg, cranial_deg) of the C-arm once set
@@ -159,6 +163,7 @@ class Operator(OperatorImaging, OperatorMotion):
         entry = plan.entry_mm + self.h.jitter(plan.direction)
         goal, detour = self.goal_of(plan, entry)
         self.goal = goal
+        self.on_bone_mm = ON_BONE_SHARE * plan.tolerance_mm
         if detour is None and not self.faults & {"muscle_injection", "intravascular", "intraneural"}:
             clear = clear_aim(p, entry, goal, max_mm=0.4 * plan.tolerance_mm)
             goal = goal if clear is None else clear

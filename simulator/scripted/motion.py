@@ -14,6 +14,10 @@ walking off bone, and needless redirections.
   the goal, the hand turns back onto it - after withdrawing to `Hand.withdraw_fraction` of the
   depth when the turn is larger than `REDIRECT_WITHDRAW_DEG` (an expert withdraws well back; a
   novice barely, sweeping tissue).
+- Bone: met on the way, the hand withdraws and turns to a clear point beside the goal (rings
+  around the goal itself, wider each try - never around the last try's point); met on the final
+  approach within `Operator.on_bone_mm` of the goal, the tip is there, resting on the bone beside
+  the target (the floor of the suprascapular notch), and the hand stops.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import numpy as np
 
 from simulator.core.geometry import angle_between_deg, normalize
 from simulator.scripted.imaging import slerp
-from simulator.scripted.plan import clear_line
+from simulator.scripted.plan import avoided, clear_line
 
 REDIRECT_WITHDRAW_DEG = 4.0  # a turn larger than this is made after withdrawing towards the skin
 OVERSHOOT_TIP_MM = 3.0  # an overshoot at depth moves the tip at most this far
@@ -36,19 +40,21 @@ BONE_SEEK_PAST_MM = 4.0
 
 def clear_aim(proc, entry, goal, start_mm: float = 0.0, max_mm: float = 4.0):
     """The goal, or the nearest point on rings around it (across the path, 0.75 mm apart) whose
-    line from `entry` meets no bone before its end; None if none within `max_mm`."""
+    line from `entry` meets no bone (nor a critical structure the needle must not cross) before its
+    end; None if none within `max_mm`."""
     entry = np.asarray(entry, dtype=np.float64)
     goal = np.asarray(goal, dtype=np.float64)
     d = normalize(goal - entry)
     u = normalize(np.cross(d, [0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.cross(d, [1.0, 0.0, 0.0]))
     v = np.cross(d, u)
+    critical = avoided(proc)
     r = start_mm
     while r <= max_mm + 1e-9:
         n = 1 if r == 0 else max(6, int(2 * math.pi * r / 0.75))
         for k in range(n):
             a = 2 * math.pi * k / n
             p = goal + r * (math.cos(a) * u + math.sin(a) * v)
-            if clear_line(proc.probe_tissue, entry, p, critical=proc.is_critical):
+            if clear_line(proc.probe_tissue, entry, p, critical=critical):
                 return p
         r += 0.75
     return None
@@ -147,6 +153,7 @@ class OperatorMotion:
         the tissues `stop_in`), steering on the way; `final`: the approach to the target (the
         lateral view for the depth on the way)."""
         goal = np.asarray(goal, dtype=np.float64)
+        target = goal.copy()
         stop_short = 0.0 if (until_bone or exact) else self.h.stop_short_mm
         bone_tries = 0
         for _ in range(300):
@@ -154,12 +161,12 @@ class OperatorMotion:
             if stop_in and st.tissue in stop_in:
                 return
             if st.bone_contact:
-                if until_bone:
-                    return
+                if until_bone or (final and float(np.linalg.norm(target - st.tip_mm)) <= self.on_bone_mm):
+                    return  # the tip rests on the bone at the target (the floor of a notch, a body's margin)
                 bone_tries += 1
                 if bone_tries > 4:
                     return
-                aim = self.walk_off_bone(goal, bone_tries)
+                aim = self.walk_off_bone(target, bone_tries)  # each try beside the goal itself, not the last try
                 if aim is not None:
                     goal = aim  # the clear point beside the goal from now on
                 continue

@@ -124,6 +124,16 @@ def clear_line(probe, entry, aim, stop_tissues=(), critical=None) -> bool:
     return True
 
 
+def avoided(proc):
+    """`critical(tissue, label)` for `clear_line`: the scenario's critical structures a needle must not
+    cross - all but those it lists as minor (crossed on purpose: the aorta of a transaortic block)."""
+    crit = [c for c in proc.scenario.critical_structures if str(getattr(c.severity, "value", c.severity)) != "minor"]
+    names = {c.structure for c in crit if c.structure}
+    tissues = {int(Tissue[str(getattr(c.tissue, "value", c.tissue)).upper()]) for c in crit if c.tissue}
+    name_of = proc.probe_tissue.name_of
+    return lambda tis, lab: int(tis) in tissues or (bool(names) and name_of(lab) in names)
+
+
 def reachable_point(probe, entry, candidates, goal, stop_tissues=(), critical=None, tries: int = 60):
     """Of `candidates`, the one nearest `goal` whose line from the entry is clear (see
     `clear_line`); None if none of the nearest `tries` is."""

@@ -36,3 +36,20 @@ def test_experts_of_different_hands_pass(sid, patients):
         card = score_attempt(run_attempt(sc, anatomy, "expert", seed=seed).recording, sc, anatomy)
         assert card.passed and card.score >= 80.0, (sid, seed, card.score, card.reasons[:3])
         assert not card.automatic_fails
+
+
+#: Expert hands (validity bench seeds) that once failed: the suprascapular ones met the notch's floor
+#: 1.7 mm short of the goal and walked off it further each try; the transaortic ones hit the 12th rib
+#: or the bony rim at the aorta's wall and found no way round (every line crosses the aorta, which
+#: the walk-off took for a forbidden structure).
+ONCE_FAILING = {"suprascapular_notch_fluoroscopy": (1009, 1010, 1017), "celiac_transaortic": (1011, 1013, 1014)}
+
+
+@pytest.mark.parametrize("sid", sorted(ONCE_FAILING))
+def test_experts_who_met_bone_near_the_target_pass(sid, patients):
+    sc = load_scenario(paths.SCENARIOS_DIR / f"{sid}.yaml")
+    anatomy = patients(sc.anatomy)
+    for seed in ONCE_FAILING[sid]:
+        card = score_attempt(run_attempt(sc, anatomy, "expert", seed=seed).recording, sc, anatomy)
+        assert card.passed and not card.automatic_fails, (sid, seed, card.score, card.reasons[:3])
+        assert card.metrics["final_distance_mm"] <= 2.5, (sid, seed, card.metrics["final_distance_mm"])

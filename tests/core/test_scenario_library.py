@@ -285,6 +285,31 @@ def test_plan_and_targets_verified_against_the_label_map(sid, own_patient):
             assert near <= t.tolerance_mm, (t.id, near)
 
 
+def test_transaortic_needle_keeps_clear_of_the_rib_and_the_bone(bundled):
+    """The transaortic needle enters below the 12th rib at L2 and keeps the fitting rule's margin from
+    bone up to its last part (an expert's hand a few mm off the plan must not meet the rib or the
+    body): the rib more than 5 mm away, every bone at least BONE_CLEARANCE_MM until the last
+    BONE_NEAR_TIP_MM."""
+    from scipy import ndimage
+
+    from simulator.core.fitting import BONE_CLEARANCE_MM
+    from simulator.core.path_search import BONE_NEAR_TIP_MM, _bone_clearance_ok
+
+    traj = scenario("celiac_transaortic").planned_trajectory
+    entry, tip = np.asarray(traj.entry_mm, float), np.asarray(traj.target_mm, float)
+    assert _bone_clearance_ok(bundled, entry, tip, BONE_CLEARANCE_MM, BONE_NEAR_TIP_MM)
+    pts, _, _ = samples(entry, tip)
+    idx = np.round((pts - bundled.origin_mm) / bundled.spacing_mm).astype(int)
+    lo = np.maximum(idx.min(axis=0) - 12, 0)
+    box = bundled.labels[lo[0]:idx[:, 0].max() + 12, lo[1]:idx[:, 1].max() + 12, lo[2]:idx[:, 2].max() + 12]
+    rib = box == bundled.structure_by_name("rib_left_12").id
+    assert rib.any(), "the 12th rib lies beside the path"
+    dist = ndimage.distance_transform_edt(~rib, sampling=bundled.spacing_mm)
+    i = idx - lo
+    assert dist[i[:, 0], i[:, 1], i[:, 2]].min() > 5.0
+    assert 10.0 < math.degrees(math.asin((tip[2] - entry[2]) / np.linalg.norm(tip - entry))) < 20.0, "about 15 deg cephalad"
+
+
 def test_new_scenarios_clinical_values():
     lsb = scenario("lumbar_sympathetic_l3")
     assert lsb.indication[0].value == "crps" and lsb.anatomy == "bundled:lumbopelvic"
