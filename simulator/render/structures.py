@@ -31,12 +31,11 @@ class StructureInfo:
     colour: tuple[float, float, float]
     actor: vtkActor
     triangles: int
-    #: The moving frame's actor: for an opaque group, the decimated copies of the group's
-    #: structures merged into one mesh (one draw call per group), coloured per vertex; for a
-    #: translucent group, the structure's own (translucent surfaces blend in draw order, which
-    #: follows each structure's distance as in the still frame).
+    #: The moving frame's actor: the decimated copies of the group's structures merged into one
+    #: mesh (one draw call per group), coloured per vertex (a translucent group's structures blend
+    #: in mesh order; the groups in draw order, by distance, as in the still frame).
     lod_actor: vtkActor | None = None
-    lod_key: str = ""  # the structure's group, or its own name
+    lod_key: str = ""  # "group:" and the structure's group
     lod_triangles: int = 0  # triangles of this structure's decimated copy
     lod_points: tuple[int, int] = (0, 0)  # its points in the group mesh
     #: The medium still frame's actor (a decimated copy; shares the full actor's property, so
