@@ -26,13 +26,14 @@ from simulator.core.tissue import BONE, VESSEL, Tissue
 from simulator.scripted.faults import FaultNotApplicable
 from simulator.scripted.hand import Hand
 from simulator.scripted.imaging import CONTRAST_LIVE_S, ENGAGE_MM, NEAR_BONE_MM, OperatorImaging
-from simulator.scripted.motion import OperatorMotion, clear_aim
+from simulator.scripted.motion import OperatorMotion, clear_aim, window_aim
 from simulator.scripted.plan import NeedlePlan, bone_aim, reachable_point, tissue_points
 
 BAD_ASPIRATE = ("blood", "csf", "air")
 #: Bone met on the final approach this close to the goal (share of the target's tolerance): the tip
 #: is where it should be, resting on the bone beside the target - the hand stops there.
 ON_BONE_SHARE = 0.4
+TUNNEL_MARGIN_MM = 0.5  # the clearance around the aimed line the tunnel view must show from the entry
 
 
 def _mid(lo: float, hi: float) -> float:
@@ -59,6 +60,9 @@ class Operator(OperatorImaging, OperatorMotion):
         self.imaging_on = True
         self.goal = None
         self.on_bone_mm = 0.0
+        self.walk_off_mm = 4.0
+        self.plan = None  # the needle's plan (a second pass starts from its entry)
+        self.repassed = False
         self.prognostic_done = False
         self.side = "midline"
         self.carm = None  # (lao_deg, cranial_deg) of the C-arm once set
@@ -153,19 +157,35 @@ class Operator(OperatorImaging, OperatorMotion):
             flip = lambda v: np.array([2 * m - v[0], v[1], v[2]])  # noqa: E731
             from dataclasses import replace
 
-            return replace(plan, entry_mm=flip(plan.entry_mm), goal_mm=flip(plan.goal_mm),
+            return replace(plan, entry_mm=flip(plan.entry_mm), goal_mm=flip(plan.goal_mm), target_mm=None,
                            side={"left": "right", "right": "left"}.get(plan.side, plan.side))
         return plan
+
+    def tunnel_entry(self, plan: NeedlePlan, jitter, goal) -> np.ndarray:
+        """The skin entry as the tunnel view shows it: where the hand put it, unless the bony window
+        to the goal is shut from there (no line with `TUNNEL_MARGIN_MM` of clearance within 0.4 of
+        the tolerance) - then an expert or intermediate moves it back towards the marked entry
+        (half the error, then none). A novice does not read the window."""
+        shares = (1.0,) if self.h.skill == "novice" else (1.0, 0.5, 0.0)
+        for share in shares:
+            entry = plan.entry_mm + share * jitter
+            if clear_aim(self.p, entry, goal, max_mm=0.4 * plan.tolerance_mm, margin_mm=TUNNEL_MARGIN_MM) is not None:
+                return entry
+        return plan.entry_mm + shares[-1] * jitter
 
     def needle(self, plan: NeedlePlan) -> None:
         p = self.p
         plan = self.plan_for_fault(plan)
-        entry = plan.entry_mm + self.h.jitter(plan.direction)
+        jitter = self.h.jitter(plan.direction)
+        entry = plan.entry_mm + jitter
         goal, detour = self.goal_of(plan, entry)
         self.goal = goal
         self.on_bone_mm = ON_BONE_SHARE * plan.tolerance_mm
+        self.walk_off_mm = min(4.0, 0.8 * plan.tolerance_mm)  # how far beside the goal a walk-off may aim
+        self.plan, self.repassed = plan, False
         if detour is None and not self.faults & {"muscle_injection", "intravascular", "intraneural"}:
-            clear = clear_aim(p, entry, goal, max_mm=0.4 * plan.tolerance_mm)
+            entry = self.tunnel_entry(plan, jitter, goal)
+            clear = window_aim(p, entry, goal, max_mm=0.4 * plan.tolerance_mm, prefer=plan.target_mm)
             goal = goal if clear is None else clear
         aim = None
         if (plan.touch_bone and not self.has("muscle_injection")) or self.has("bone_pushed"):

@@ -29,6 +29,7 @@ from simulator.core.geometry import angle_between_deg, normalize
 from simulator.scripted.imaging import slerp
 from simulator.scripted.plan import avoided, clear_line
 
+MISS_MM_PER_DEG = 1.25  # a hand that corrects 0.8 deg of misalignment corrects a 1 mm miss at the goal too
 REDIRECT_WITHDRAW_DEG = 4.0  # a turn larger than this is made after withdrawing towards the skin
 OVERSHOOT_TIP_MM = 3.0  # an overshoot at depth moves the tip at most this far
 OVERSHOOT_FREE_MM = 30.0  # shallower than this an overshoot is not held back
@@ -36,27 +37,51 @@ OVERSHOOT_FREE_MM = 30.0  # shallower than this an overshoot is not held back
 #: needle has passed beside the body - in front of it lie the aorta, the IVC, the iliac vessels):
 #: a clinician takes the lateral view then rather than pushing on blind.
 BONE_SEEK_PAST_MM = 4.0
+#: The clearance an operator keeps around the aimed line in a narrow bony window (tried in turn).
+WINDOW_MARGIN_MM = (1.0, 0.5, 0.0)
+#: Walking off bone with a small turn: withdraw this far first (a larger turn withdraws half way).
+WALK_OFF_BACK_MM = 10.0
+WALK_OFF_TRIES = 6  # bone met again after this many walk-offs: the hand stops there
 
 
-def clear_aim(proc, entry, goal, start_mm: float = 0.0, max_mm: float = 4.0):
+def clear_aim(proc, entry, goal, start_mm: float = 0.0, max_mm: float = 4.0, margin_mm: float = 0.0, prefer=None):
     """The goal, or the nearest point on rings around it (across the path, 0.75 mm apart) whose
     line from `entry` meets no bone (nor a critical structure the needle must not cross) before its
-    end; None if none within `max_mm`."""
+    end - and, with `margin_mm`, neither do the lines to the points that far around it (the middle
+    of the window, not its edge); on a ring the points nearest `prefer` first. None if none within
+    `max_mm`."""
     entry = np.asarray(entry, dtype=np.float64)
     goal = np.asarray(goal, dtype=np.float64)
     d = normalize(goal - entry)
     u = normalize(np.cross(d, [0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.cross(d, [1.0, 0.0, 0.0]))
     v = np.cross(d, u)
+    around = [margin_mm * (math.cos(a) * u + math.sin(a) * v) for a in np.arange(6) * math.pi / 3] if margin_mm > 0 else []
     critical = avoided(proc)
+
+    def clear(p) -> bool:
+        return clear_line(proc.probe_tissue, entry, p, critical=critical)
+
     r = start_mm
     while r <= max_mm + 1e-9:
         n = 1 if r == 0 else max(6, int(2 * math.pi * r / 0.75))
-        for k in range(n):
-            a = 2 * math.pi * k / n
-            p = goal + r * (math.cos(a) * u + math.sin(a) * v)
-            if clear_line(proc.probe_tissue, entry, p, critical=critical):
+        ring = [goal + r * (math.cos(a) * u + math.sin(a) * v) for a in 2 * math.pi * np.arange(n) / n]
+        if prefer is not None:
+            ring.sort(key=lambda p: float(np.linalg.norm(p - prefer)))
+        for p in ring:
+            if clear(p) and all(clear(p + m) for m in around):
                 return p
         r += 0.75
+    return None
+
+
+def window_aim(proc, entry, goal, max_mm: float, start_mm: float = 0.0, prefer=None):
+    """Where to aim from `entry` for `goal` through a narrow bony window, as the tunnel view shows
+    it: the nearest point whose line keeps `WINDOW_MARGIN_MM` from bone and critical structures
+    (a hand's sway stays clear), less margin when the window is narrower, else None."""
+    for margin in WINDOW_MARGIN_MM:
+        aim = clear_aim(proc, entry, goal, start_mm=start_mm, max_mm=max_mm, margin_mm=margin, prefer=prefer)
+        if aim is not None:
+            return aim
     return None
 
 
@@ -140,7 +165,13 @@ class OperatorMotion:
         st = self.state
         want = normalize(goal - self.pivot())
         ang = float(angle_between_deg(st.axis, want))
-        if ang <= self.h.correct_deg:
+        reach = float(np.linalg.norm(goal - self.pivot()))
+        # the hand corrects a misalignment of `correct_deg`; a trained eye also a smaller one that
+        # would miss the goal by more than MISS_MM_PER_DEG x that (the tunnel view shows the drift)
+        limit = self.h.correct_deg
+        if self.h.skill != "novice":
+            limit = min(limit, math.degrees(MISS_MM_PER_DEG * self.h.correct_deg / max(reach, 1.0)))
+        if ang <= limit:
             return
         if st.inserted and ang > REDIRECT_WITHDRAW_DEG and st.depth_mm > 20.0:
             self.withdraw_to(max(20.0, self.h.withdraw_fraction * st.depth_mm))
@@ -164,9 +195,13 @@ class OperatorMotion:
                 if until_bone or (final and float(np.linalg.norm(target - st.tip_mm)) <= self.on_bone_mm):
                     return  # the tip rests on the bone at the target (the floor of a notch, a body's margin)
                 bone_tries += 1
-                if bone_tries > 4:
-                    return
-                aim = self.walk_off_bone(target, bone_tries)  # each try beside the goal itself, not the last try
+                if bone_tries > WALK_OFF_TRIES:
+                    if not final or self.repassed or self.plan is None:
+                        return
+                    goal = self.repass(target)
+                    bone_tries = 0
+                    continue
+                aim = self.walk_off_bone(target, bone_tries)
                 if aim is not None:
                     goal = aim  # the clear point beside the goal from now on
                 continue
@@ -197,15 +232,55 @@ class OperatorMotion:
                     return
 
     def walk_off_bone(self, goal, attempt: int):
-        """Bone in the way: an image, withdraw half way (a proper redirection) and turn to a point
-        beside the goal whose line from the skin entry is clear of bone."""
+        """Bone in the way: an image, then a redirection to a point beside the goal whose line from
+        the skin entry keeps clear of the bone (`window_aim`; further from the goal on each try).
+        A small turn is made after withdrawing `WALK_OFF_BACK_MM` (walking off the bone), a larger
+        one after withdrawing half way (a proper redirection)."""
         if self.imaging_on:
             self.shot()
-        self.withdraw_to(0.45 * self.state.depth_mm)
+        st = self.state
         e = self.pivot()
-        aim = clear_aim(self.p, e, goal, start_mm=1.5 * attempt)
-        self.turn((goal if aim is None else aim) - e)
+        away = goal + 10.0 * self.off_bone(st)  # walk off: beside the goal, on the side away from the bone
+        aim = window_aim(self.p, e, goal, max_mm=self.walk_off_mm, start_mm=0.75 * (attempt - 1), prefer=away)
+        want = (goal if aim is None else aim) - e
+        if float(angle_between_deg(st.axis, want)) > REDIRECT_WITHDRAW_DEG:
+            self.withdraw_to(0.45 * st.depth_mm)
+        else:
+            self.withdraw_to(st.depth_mm - WALK_OFF_BACK_MM)
+        self.turn(want)
         return aim
+
+    def repass(self, goal) -> np.ndarray:
+        """Walking off has not found the window from this skin entry: the needle out, and a new
+        pass from the marked entry in the tunnel view through the middle of the window (once per
+        needle). Returns the new aim."""
+        self.repassed = True
+        self.withdraw_to(0.0)
+        self.p.withdraw(time_s=self.now(self.h.dt))
+        entry = self.plan.entry_mm
+        aim = window_aim(self.p, entry, goal, max_mm=self.walk_off_mm, prefer=self.plan.target_mm)
+        aim = goal if aim is None else aim
+        self.view("oblique", self.side)
+        self.lateral_done = False
+        self.p.set_entry(entry, self.h.waver(normalize(aim - entry)), time_s=self.now())
+        if self.imaging_on:
+            self.shot()  # the new pass in the tunnel view
+        return aim
+
+    def off_bone(self, st) -> np.ndarray:
+        """The direction across the needle away from the bone its tip touches (the mean of the
+        directions 3 mm around the tip that are not bone; zero when it cannot tell)."""
+        from simulator.core.tissue import BONE
+
+        ax = st.axis
+        u = normalize(np.cross(ax, [0.0, 0.0, 1.0]) if abs(ax[2]) < 0.9 else np.cross(ax, [1.0, 0.0, 0.0]))
+        v = np.cross(ax, u)
+        dirs = np.array([math.cos(a) * u + math.sin(a) * v for a in np.arange(12) * math.pi / 6])
+        tis = self.p.probe_tissue.tissue_at(st.tip_mm + 1.0 * ax + 3.0 * dirs)
+        bone = np.isin(tis, [int(t) for t in BONE])
+        w = dirs[~bone].sum(axis=0) - dirs[bone].sum(axis=0)
+        n = float(np.linalg.norm(w))
+        return w / n if n > 1e-6 and bone.any() and not bone.all() else np.zeros(3)
 
     def wiggle(self) -> None:
         """A needless redirection out and back (8 degrees each way)."""

@@ -38,6 +38,7 @@ class NeedlePlan:
     tolerance_mm: float
     side: str = "midline"
     touch_bone: bool = False  # aim at the nearest vertebral body first and walk off it
+    target_mm: np.ndarray | None = None  # the target's point nearest the goal (a walk-off keeps near it)
 
     @property
     def direction(self) -> np.ndarray:
@@ -49,7 +50,8 @@ class NeedlePlan:
 
     def shifted(self, delta_mm) -> "NeedlePlan":
         d = np.asarray(delta_mm, dtype=np.float64)
-        return replace(self, entry_mm=self.entry_mm + d, goal_mm=self.goal_mm + d)
+        return replace(self, entry_mm=self.entry_mm + d, goal_mm=self.goal_mm + d,
+                       target_mm=None if self.target_mm is None else self.target_mm + d)
 
 
 def needle_plans(scenario, targets, all_targets: bool = False) -> list[NeedlePlan]:
@@ -65,7 +67,9 @@ def needle_plans(scenario, targets, all_targets: bool = False) -> list[NeedlePla
                               f"(planned_trajectory / additional_trajectories with target_id: {tg.id})")
         entry = np.asarray(traj.entry_mm, float)
         goal = beside_nerve(tg, entry, np.asarray(traj.target_mm, float))
-        out.append(NeedlePlan(tg.id, tg.name, entry, goal, float(tg.tolerance_mm), tg.side, touch))
+        pts = np.asarray(tg.points_mm, dtype=np.float64)
+        near = pts[int(np.argmin(np.linalg.norm(pts - goal, axis=1)))]
+        out.append(NeedlePlan(tg.id, tg.name, entry, goal, float(tg.tolerance_mm), tg.side, touch, near))
     if not out:
         raise ScriptError(f"scenario {scenario.id!r} has no target to drive a needle to")
     return out
