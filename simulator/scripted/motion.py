@@ -41,6 +41,7 @@ BONE_SEEK_PAST_MM = 4.0
 WINDOW_MARGIN_MM = (1.0, 0.5, 0.0)
 #: Walking off bone with a small turn: withdraw this far first (a larger turn withdraws half way).
 WALK_OFF_BACK_MM = 10.0
+WALK_OFF_DEEP_MM = 60.0  # ... when the tip is at least this deep (a shallow needle withdraws half way)
 WALK_OFF_TRIES = 6  # bone met again after this many walk-offs: the hand stops there
 
 
@@ -234,16 +235,18 @@ class OperatorMotion:
     def walk_off_bone(self, goal, attempt: int):
         """Bone in the way: an image, then a redirection to a point beside the goal whose line from
         the skin entry keeps clear of the bone (`window_aim`; further from the goal on each try).
-        A small turn is made after withdrawing `WALK_OFF_BACK_MM` (walking off the bone), a larger
-        one after withdrawing half way (a proper redirection)."""
+        A small turn deep in the body is made after withdrawing `WALK_OFF_BACK_MM` (walking off the
+        bone), a larger one or a shallow one after withdrawing half way (a proper redirection)."""
         if self.imaging_on:
             self.shot()
         st = self.state
         e = self.pivot()
         away = goal + 10.0 * self.off_bone(st)  # walk off: beside the goal, on the side away from the bone
         aim = window_aim(self.p, e, goal, max_mm=self.walk_off_mm, start_mm=0.75 * (attempt - 1), prefer=away)
+        if aim is None:  # no window near the goal: any clear line up to 4 mm beside it
+            aim = clear_aim(self.p, e, goal, start_mm=1.5 * attempt)
         want = (goal if aim is None else aim) - e
-        if float(angle_between_deg(st.axis, want)) > REDIRECT_WITHDRAW_DEG:
+        if float(angle_between_deg(st.axis, want)) > REDIRECT_WITHDRAW_DEG or st.depth_mm < WALK_OFF_DEEP_MM:
             self.withdraw_to(0.45 * st.depth_mm)
         else:
             self.withdraw_to(st.depth_mm - WALK_OFF_BACK_MM)
