@@ -2,6 +2,8 @@
 words (the aspirate's colour and text, the contrast pattern), and the time plot's points."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ASPIRATION_STYLE = {
@@ -70,3 +72,20 @@ class PlotSeries:
 
     def items(self):
         return [(k, self[k]) for k in self.KEYS]
+
+
+#: While poses stream, the time plot's range moves in steps of this many seconds and millimetres.
+PLOT_STEP_S, PLOT_STEP_MM = 10.0, 20.0
+
+
+def stepped_box(t_s: float, *ys) -> tuple[float, float, float]:
+    """The time plot's range while poses stream: (seconds to, mm from, mm to), each the next step
+    past the data, so that it changes every few seconds rather than with every redraw (a range
+    that moves repaints the axes, their labels and the grid: ~10 ms of the GUI thread a redraw
+    instead of ~2, measured with 1000 points)."""
+    y = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in ys]) if ys else np.zeros(0)
+    y = y[np.isfinite(y)]
+    lo = min(0.0, float(y.min())) if len(y) else 0.0
+    hi = float(y.max()) if len(y) else 0.0
+    return (PLOT_STEP_S * (math.floor(max(float(t_s), 0.0) / PLOT_STEP_S) + 1),
+            PLOT_STEP_MM * math.floor(lo / PLOT_STEP_MM), PLOT_STEP_MM * (math.floor(hi / PLOT_STEP_MM) + 1))

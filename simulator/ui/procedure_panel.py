@@ -46,7 +46,7 @@ from simulator.core.procedure import CASE_STEPS
 from simulator.core.tissue import TISSUE_INFO, Tissue
 from simulator.ui.behaviour_alert import BehaviourAlert, behaviour_row, merged_rows
 from simulator.ui.case_steps_box import CaseStepsBox
-from simulator.ui.procedure_notes import ASPIRATION_STYLE, PlotSeries, contrast_note, human as _human
+from simulator.ui.procedure_notes import ASPIRATION_STYLE, PlotSeries, contrast_note, human as _human, stepped_box
 
 PLOT_MS = 60
 #: While a tracker streams poses (a tracked attempt) the plots and the status line follow 3 times a
@@ -107,7 +107,7 @@ class ProcedurePanel(QWidget):
         self._series = PlotSeries()
         self._t0 = None
         self._dirty_plots = False  # streaming, hidden: redrawn when shown
-        self._streaming, self._pending_state = False, None  # the status line's newest state (streaming)
+        self._streaming, self._pending_state, self._plot_box = False, None, None  # streaming: the newest state, the range
         self.plots_ready = False
         self._build()
         self._plot_timer = QTimer(self)
@@ -570,7 +570,9 @@ class ProcedurePanel(QWidget):
     def set_streaming(self, on: bool) -> None:
         """A tracked attempt (poses streaming in) or not: the plots' pace (PLOT_STREAM_MS or PLOT_MS)."""
         self._plot_timer.setInterval(PLOT_STREAM_MS if on else PLOT_MS)
-        self._streaming = bool(on)
+        self._streaming, self._plot_box = bool(on), None
+        if not on and self.plots_ready:
+            self.time_plot.enableAutoRange()
         self._flush_state()
 
     def _flush_state(self) -> None:
@@ -600,6 +602,11 @@ class ProcedurePanel(QWidget):
         d = self._series["dist"]
         ok = np.isfinite(d)
         self.dist_curve.setData((t - t0)[ok], d[ok])
+        if self._streaming:  # the range in steps (`stepped_box`), not moving with every redraw
+            box = stepped_box(t[-1] - t0 if len(t) else 0.0, self._series["depth"], d[ok])
+            if box != self._plot_box:
+                self._plot_box = box
+                self.time_plot.setRange(xRange=(0.0, box[0]), yRange=box[1:], padding=0.02)  # auto-range off
         self._draw_band()
 
     def band_runs(self) -> list[tuple[float, float, Tissue, str | None]]:
