@@ -325,7 +325,8 @@ class FluoroscopyRenderer:
         # AEC: median line integral in the central 30 % of the field
         central = np.flatnonzero(np.abs(c - 0.5) <= 0.15)
         step = max(1, len(central) // 48)
-        region = p[np.ix_(central[::step], central[::step])]
+        sel = np.ix_(central[::step], central[::step])
+        region = p[sel][field[sel] > 0.5]  # not beyond the scan's cut end
         p_ref = float(np.median(region)) if region.size else float(np.median(p))
         maps = np.empty((4, n, n), dtype=np.float32)  # l_disp, prim, scatter, 1/sqrt(s)
         masked = np.empty((n, n), dtype=np.float32)
@@ -427,16 +428,46 @@ class FluoroscopyRenderer:
         boxes += add_contrast(p_add, pose, contrast, time_s)
         return p_add, boxes
 
+    def beyond_scan(self, pose: CArmPose, n: int | None = None) -> np.ndarray | None:
+        """Boolean (n, n): pixels whose ray crosses the plane through the isocentre (across the
+        beam) past a cut end of the scan, where the volume holds only its mirrored continuation
+        (`AttenuationVolume.from_anatomy`'s pad_cut_ends_mm). The image shows them behind a shutter:
+        no anatomy is made up there (a mirrored clavicle, a second pelvis). None when the scan
+        ends in air at both ends (nothing mirrored)."""
+        planes = self.volume.info.get("mirror_planes_z_mm") or {}
+        lo, hi = planes.get("lo"), planes.get("hi")
+        if lo is None and hi is None:
+            return None
+        n = pose.detector_pixels if n is None else int(n)
+        src, d = pose.pixel_rays(n)
+        beam = pose.beam_direction
+        along = d @ beam
+        t = ((pose.effective_isocenter_mm - pose.source_mm) @ beam) / np.where(np.abs(along) > 1e-9, along, 1e-9)
+        z = src[..., 2] + t * d[..., 2]
+        out = np.zeros((n, n), dtype=bool)
+        if lo is not None:
+            out |= z < lo
+        if hi is not None:
+            out |= z > hi
+        return out
+
     def _field_float(self, pose: CArmPose, n: int) -> np.ndarray:
-        key = ("field", n, pose.field_shape)
+        """The field (1 inside, 0 outside) for the AEC, the scatter and the window: its shape, less
+        the pixels beyond the scan's cut ends (`beyond_scan`)."""
+        beyond = self.beyond_scan(pose, n)
+        key = ("field", n, pose.field_shape, None if beyond is None else pose.geometry_key())
         f = self._exposed_cache.get(key)
         if f is None:
-            f = pose.field_mask(n).astype(np.float32)
+            f = pose.field_mask(n)
+            if beyond is not None:
+                f = f & ~beyond
+            f = f.astype(np.float32)
             self._exposed_cache[key] = f
         return f
 
     def _field_blur(self, pose: CArmPose, n: int, sigma_px: float) -> np.ndarray:
-        key = ("field_blur", n, pose.field_shape, round(sigma_px, 3))
+        key = ("field_blur", n, pose.field_shape, round(sigma_px, 3),
+               None if self.beyond_scan(pose, 4) is None else pose.geometry_key())
         f = self._exposed_cache.get(key)
         if f is None:
             f = blur_fast(self._field_float(pose, n), sigma_px)
@@ -444,10 +475,15 @@ class FluoroscopyRenderer:
         return f
 
     def _exposed(self, pose: CArmPose) -> np.ndarray:
-        key = (pose.detector_pixels, pose.collimation, pose.field_shape)
+        """Per display pixel: 2 exposed, 1 behind a shutter (the collimator's, or beyond the scan's
+        cut end), 0 outside the field."""
+        beyond = self.beyond_scan(pose)
+        key = (pose.detector_pixels, pose.collimation, pose.field_shape, None if beyond is None else pose.geometry_key())
         e = self._exposed_cache.get(key)
         if e is None:
             e = np.where(pose.exposed_mask(), 2, np.where(pose.field_mask(), 1, 0)).astype(np.uint8)
+            if beyond is not None:
+                e[beyond & (e == 2)] = 1
             self._exposed_cache[key] = e
             while len(self._exposed_cache) > 12:
                 self._exposed_cache.popitem(last=False)

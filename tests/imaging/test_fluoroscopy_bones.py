@@ -5,6 +5,7 @@ import pytest
 
 from simulator.core.anatomy import TriMesh
 from simulator.core.carm import CArmPose
+from simulator.imaging.fluoroscopy import DisplaySettings
 from simulator.imaging import xray_mesh_kernels as MK
 from simulator.imaging.xray_bones import MIN_CORE_WEIGHT, MIN_SHELL_WEIGHT, BoneGroup, BoneModel, _calibrate, inner_surface
 
@@ -263,11 +264,20 @@ def test_second_patient_end_plates_and_an_opaque_unmirrored_implant():
     session = FluoroscopySession(renderer, pose)
     img = session.shot().image.astype(float)
     field = session.pose.exposed_mask(256)
-    inside = _metal_shadow(anatomy, metal, session.pose) & field
-    assert inside.sum() > 100 and np.median(img[inside]) <= np.percentile(img[field], 2.0)
-    # past the scan's lower end (the mirrored continuation) nothing is as dark as the implant
-    below = _below_scan(anatomy, session.pose) & field & ~inside
-    assert below.sum() > 1000 and np.percentile(img[below], 1.0) > np.median(img[inside]) + 40
+    below = _below_scan(anatomy, session.pose) & field  # past the scan's lower end (5 mm in)
+    first = int(np.flatnonzero(below.any(axis=1))[0])
+    scan = field.copy()
+    scan[first - 10:] = False  # the scanned anatomy, clear of the cut end
+    inside = _metal_shadow(anatomy, metal, session.pose) & scan
+    from scipy import ndimage as ndi
+
+    rest = scan & ~ndi.binary_dilation(inside, iterations=4)  # the anatomy, the implant's rim left out
+    assert inside.sum() > 100 and np.median(img[inside]) <= np.percentile(img[rest], 1.0)
+    # past the cut end the image is behind a shutter: flat at the shutter's grey, no made-up
+    # anatomy (a mirrored second implant, a second pelvis); the anatomy above it is not flat
+    level = DisplaySettings().shutter_level
+    assert below.sum() > 1000 and abs(np.median(img[below]) - level) <= 3 and np.percentile(img[below], 99) < level + 12
+    assert np.std(img[scan & ~inside]) > 5 * np.std(img[below])
 
 
 def _metal_shadow(anatomy, metal, pose):
