@@ -32,6 +32,7 @@ then the behaviours that cost points, the items that lost points, then other ste
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from simulator.core.behaviours import BEHAVIOURS, consequence
@@ -203,16 +204,26 @@ SAME_AS = {"injection_without_aspiration": "aspiration", "agent_without_aspirati
            "pleural_breach": "pleura", "pleura_touched": "pleura"}
 
 
+def _kind(fail: dict) -> tuple[str, str]:
+    """What a reason says, its time left out: an artery punctured three times is one kind, the
+    pleura punctured after it another (never hidden behind the artery's)."""
+    return fail["key"], _AT_TIME.sub("", str(fail.get("reason", "")))
+
+
+_AT_TIME = re.compile(r" at \d+:\d\d(:\d\d)?")
+
+
 def _shorten(fails: list[dict]) -> list[dict]:
-    """At most three reasons of one kind, the rest counted ("... and 4 more like it")."""
+    """At most three reasons of one kind (`_kind`), the rest counted ("... and 4 more like it")."""
     out, seen = [], {}
     for f in fails:
-        seen[f["key"]] = seen.get(f["key"], 0) + 1
-        if seen[f["key"]] <= MAX_FAILS_PER_KEY:
+        k = _kind(f)
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] <= MAX_FAILS_PER_KEY:
             out.append(f)
-    for key, n in seen.items():
+    for k, n in seen.items():
         if n > MAX_FAILS_PER_KEY:
-            last = max(i for i, f in enumerate(out) if f["key"] == key)
+            last = max(i for i, f in enumerate(out) if _kind(f) == k)
             more = dict(out[last])
             more["reason"] = f"... and {n - MAX_FAILS_PER_KEY} more like it"
             more["count"] = n - MAX_FAILS_PER_KEY

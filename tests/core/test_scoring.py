@@ -108,3 +108,16 @@ def test_live_metrics_match_the_final_perk_metrics(expert, scenario, block):
     for k in ("elapsed_time_s", "path_length_mm", "path_in_tissue_mm", "time_in_tissue_s", "tissue_damage_mm2"):
         assert live[k] == pytest.approx(card.perk[k], abs=1e-9)
     assert live["tissue_punctures"] == card.perk["tissue_punctures"] == 1
+
+
+def test_repeated_reasons_are_counted_per_kind_and_another_kind_is_never_hidden():
+    """Five artery punctures then the pleura: three artery lines, "... and 2 more like it", then
+    the pleura - a pneumothorax is not folded into the artery's count."""
+    from simulator.core.scoring import _shorten
+
+    artery = [{"key": "critical_contact", "time_s": float(t), "reason": f"Artery punctured. at 00:{t:02d} - automatic fail"}
+              for t in (10, 20, 30, 40, 50)]
+    pleura = {"key": "critical_contact", "time_s": 60.0, "reason": "The pleura punctured: pneumothorax. at 01:00 - automatic fail"}
+    out = [f["reason"] for f in _shorten(artery + [pleura])]
+    assert out[:3] == [a["reason"] for a in artery[:3]]
+    assert out[3] == "... and 2 more like it" and out[4] == pleura["reason"] and len(out) == 5
