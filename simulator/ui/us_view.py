@@ -3,7 +3,8 @@
 - Live B-mode of the probe's pose, re-rendered whenever the probe, the needle or a setting
   changes: requests are coalesced by a short timer (at most one frame per `FRAME_MS`) and rendered
   on a worker thread (the latest request wins: a burst of moves never queues up frames).
-- Knobs: depth, gain, frequency (within the probe's range), colour Doppler. On the screen, as
+- Knobs: depth, gain, frequency (within the probe's range), colour Doppler, M-mode (B/M: the
+  central scan line swept over time beside the image, `imaging.ultrasound_mmode`). On the screen, as
   scanners show them: the orientation marker (blue dot, the side of the probe's marker), a depth
   scale in cm with the focus marker beside it, probe / frequency / depth / gain / pressure in the
   corners. The image has the field of view's own aspect (no blank letterbox). Settings outside
@@ -46,6 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from simulator.imaging.ultrasound_mmode import MModeSweep, m_line, side_by_side
 from simulator.ui.canvas import ImageCanvas
 from simulator.ui.workers import SerialWorker
 
@@ -193,6 +195,7 @@ class UltrasoundView(QWidget):
         self._verdict_sent = None  # (weakref to the procedure, visible, distance) last sent
         self.press_mm = 2.0
         self._la_cache: dict = {}  # worker thread: local anaesthetic wheals already computed
+        self.mmode = MModeSweep()  # the M-mode strip (shown while `mmode_box` is checked)
         self._worker = SerialWorker("ultrasound", self._work, self)
         self._worker.result.connect(self._on_result)
         self._worker.failed.connect(lambda m: self.message.emit(f"Ultrasound: {m.splitlines()[0]}"))
@@ -242,6 +245,11 @@ class UltrasoundView(QWidget):
         self.doppler_box = QCheckBox("Colour Doppler")
         self.doppler_box.setObjectName("us_doppler")
         self.doppler_box.setToolTip("Colour flow in the vessels  [Ctrl+D]")
+        self.mmode_box = QCheckBox("M-mode")
+        self.mmode_box.setObjectName("us_mmode")
+        self.mmode_box.setToolTip("B/M mode: the central scan line over time beside the image - seashore over a "
+                                  "sliding lung, flat lines (stratosphere) over a pneumothorax  [Ctrl+M]")
+        self.mmode_box.toggled.connect(self._mmode_toggled)
         for w in (self.depth_spin, self.freq_spin):
             w.valueChanged.connect(lambda _v: self.request_frame())
         self.gain_slider.valueChanged.connect(lambda _v: self.request_frame())
@@ -253,6 +261,7 @@ class UltrasoundView(QWidget):
         grid.addWidget(QLabel("Gain"), 1, 0)
         grid.addWidget(self.gain_slider, 1, 1, 1, 2)
         grid.addWidget(self.doppler_box, 1, 3)
+        grid.addWidget(self.mmode_box, 1, 4)
         lay.addLayout(grid)
         self.help_label = QLabel("Drag the image: slide the probe \u00b7 Ctrl+drag: rotate/tilt \u00b7 "
                                  "Shift+drag: press/lift, rock \u00b7 keys J/L I/K U/O N/M")
@@ -297,6 +306,7 @@ class UltrasoundView(QWidget):
             w.blockSignals(False)
         self._focus_mm = fixed.focus_mm
         self.last_result = None
+        self.mmode.clear()
         self.canvas.set_image(None)
         if notes:
             self._notify("Ultrasound: " + "; ".join(notes))
@@ -500,7 +510,7 @@ class UltrasoundView(QWidget):
         else:
             img = grey
         return {"gen": gen, "frame": frame, "image": img, "needle_seq": needle_seq, "req": req,
-                "t_request": t_req, "t_done": time.perf_counter()}
+                "t_request": t_req, "t_done": time.perf_counter(), "t_body": None if body is None else body[0]}
 
     def _on_result(self, res: dict) -> None:
         if self._closed or res["gen"] != self._gen:
@@ -521,10 +531,20 @@ class UltrasoundView(QWidget):
         }
         self.canvas.edge_labels = {}
         self._contact_notice(frame)
-        self.canvas.set_image(res["image"], self.frames_shown)
+        image = res["image"]
+        if self.mmode_box.isChecked():
+            t = res.get("t_body")
+            self.mmode.add(m_line(image), time.perf_counter() if t is None else t)
+            image = side_by_side(image, self.mmode.image())
+        self.canvas.set_image(image, self.frames_shown)
         self.frame_shown.emit(res)
-        if frame.animated and self._live() and not self._live_timer.isActive():
+        # an M-mode keeps sweeping over a still image too (flat lines are its message)
+        if (frame.animated or self.mmode_box.isChecked()) and self._live() and not self._live_timer.isActive():
             self._live_timer.start()
+
+    def _mmode_toggled(self, on: bool) -> None:
+        self.mmode.clear()
+        self.request_frame()
 
     def _live(self) -> bool:
         """Frames keep coming by themselves only while an attempt runs and the screen shows."""

@@ -147,6 +147,8 @@ class MenusMixin:
         self._action(um, "More gain", lambda: self.us_view.change_gain(2.0), "Ctrl+Right")
         self._action(um, "Less gain", lambda: self.us_view.change_gain(-2.0), "Ctrl+Left")
         self._action(um, "Colour Doppler on/off", lambda: self.us_view.doppler_box.toggle(), "Ctrl+D")
+        self._action(um, "M-mode on/off (the central line over time: lung sliding)", lambda: self.us_view.mmode_box.toggle(),
+                     "Ctrl+M")
 
     def _build_records_menu(self, mb) -> None:
         r = self.records_menu = mb.addMenu("&Records")

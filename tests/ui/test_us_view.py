@@ -150,3 +150,34 @@ def test_the_scanner_screen_shows_the_injection_contact_and_its_annotations(gel)
     assert uv.last_result["frame"].animated  # still growing: more frames follow without input
     k = uv.frames_shown
     wait_until(lambda: uv.frames_shown > k + 2, 60, "live frames while the pocket grows")
+
+
+def test_m_mode_sweeps_the_central_line_beside_the_image(gel):
+    """Ctrl+M as a user would: the screen becomes B-mode and M-mode side by side, frames keep
+    coming over the still gel, and the sweep fills the strip with the central line (the gel's flat
+    layers: flat lines); Ctrl+M again: the B-mode alone."""
+    from simulator.imaging.ultrasound_mmode import m_line
+
+    w = gel
+    uv = w.us_view
+    d = WindowDriver(w)
+    wait_until(lambda: uv.last_result is not None, 120, "a first frame")
+    h, wd = uv.last_result["image"].shape[:2]
+    d.key(Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)
+    assert uv.mmode_box.isChecked()
+    k = uv.frames_shown
+    wait_until(lambda: uv.frames_shown > k + 6, 60, "frames sweeping the M-mode over a still image")
+    arr = uv.canvas._array
+    assert arr.shape[:2] == (h, 2 * wd + 3)
+    strip = arr[:, wd + 3:].astype(float)
+    filled = (strip.max(axis=0) > 0).sum()
+    assert filled >= 4  # several lines swept so far
+    line = m_line(uv.last_result["image"]).astype(float)
+    cols = strip[:, strip.max(axis=0) > 0]
+    assert np.abs(cols - line[:, None]).mean() < 3.0  # the still gel: every column the same line
+    d.key(Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)
+    assert not uv.mmode_box.isChecked()
+    k = uv.frames_shown
+    uv.request_frame()
+    wait_until(lambda: uv.frames_shown > k, 60, "a B-mode frame")
+    assert uv.canvas._array.shape[:2] == (h, wd)
