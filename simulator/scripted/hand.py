@@ -175,12 +175,13 @@ class Hand:
         ang = math.radians(angle_deg)
         return math.cos(ang) * a + math.sin(ang) * side
 
-    def waver(self, axis) -> np.ndarray:
-        """The axis turned by a random tremor (normal, sd `tremor_deg`) about a random direction."""
+    def waver(self, axis, scale: float = 1.0) -> np.ndarray:
+        """The axis turned by a random tremor (normal, sd `tremor_deg` times `scale`) about a random
+        direction."""
         a = np.asarray(axis, dtype=np.float64)
         if self.tremor_deg <= 0:
             return a
-        ang = math.radians(float(self.rng.normal(0.0, self.tremor_deg)))
+        ang = math.radians(float(self.rng.normal(0.0, self.tremor_deg)) * scale)
         u = np.cross(a, self.rng.normal(size=3))
         n = np.linalg.norm(u)
         if n < 1e-9:
