@@ -4,8 +4,8 @@ walking off bone, and needless redirections.
 
 - A movement goes at the hand's steady speed, or as a quick jab now and then (`Hand.jab_share`),
   the needle wavering by the hand's tremor as it is pushed (`Hand.tremor_deg`, a turn about the
-  skin entry: at depth it sweeps tissue - no more than at `TISSUE_HOLD_MM`, the tissue holds a
-  deep shaft - and the hand steers back when it has drifted);
+  skin entry: at depth it sweeps tissue - a braced hand no more than at `TISSUE_HOLD_MM`, the
+  tissue holds a deep shaft - and the hand steers back when it has drifted);
   it stops early at bone, in a tissue it was told to stop in, or when the ultrasound image has
   lost the tip for longer than the hand tolerates (`Hand.lost_mm`).
 - A turn goes at the hand's turning speed; a less steady hand overshoots (`Hand.overshoot`: past
@@ -34,8 +34,10 @@ MISS_MM_PER_DEG = 1.25  # a hand that corrects 0.8 deg of misalignment corrects 
 REDIRECT_WITHDRAW_DEG = 4.0  # a turn larger than this is made after withdrawing towards the skin
 OVERSHOOT_TIP_MM = 3.0  # an overshoot at depth moves the tip at most this far
 OVERSHOOT_FREE_MM = 30.0  # shallower than this an overshoot is not held back
-#: The hand's tremor turns the needle about the skin entry; deeper than this the tissue along the
-#: shaft holds it and the tip sways no more than a tremor moves it at this depth.
+#: The hand's tremor turns the needle about the skin entry; a hand braced on the patient (expert,
+#: intermediate) holding it near the skin: deeper than this the tissue along the shaft holds it and
+#: the tip sways no more than a tremor moves it at this depth. A novice's free hand on the hub
+#: turns the whole needle.
 TISSUE_HOLD_MM = 50.0
 #: Seeking the bone first: no contact this far past the expected depth and the hand stops (the
 #: needle has passed beside the body - in front of it lie the aorta, the IVC, the iliac vessels):
@@ -141,8 +143,9 @@ class OperatorMotion:
         self.p.tick(time_s=self.now())  # the recorder's sample of the hand at rest, just before it moves
         st = self.state
         if mm > 0 and st.inserted and self.h.tremor_deg > 0:  # the hand wavers as it pushes
-            # deep in the body the tissue holds the shaft: the tip sways as at TISSUE_HOLD_MM, no more
-            hold = min(1.0, TISSUE_HOLD_MM / max(st.depth_mm, 1e-6))
+            # a hand braced on the patient (not a novice's free hand on the hub): deep in the body the
+            # tissue holds the shaft and the tip sways as at TISSUE_HOLD_MM, no more
+            hold = 1.0 if self.h.skill == "novice" else min(1.0, TISSUE_HOLD_MM / max(st.depth_mm, 1e-6))
             self._sweep(st.axis.copy(), self.h.waver(st.axis, scale=hold))
         for i in range(n):
             st = self.state
