@@ -3,8 +3,9 @@
 - Renders are requested with `request_render()` and coalesced by a zero-delay single-shot timer:
   a burst of changes already queued (a slider drag, a stream of needle poses) costs one render,
   and renders begin at most about once per display frame (the screen's refresh period) on average:
-  RATE_FRAMES frames take at least RATE_FRAMES * RATE_PERIODS periods, one at least MIN_GAP_PERIODS
-  (see `_frame_wait_ms`).
+  RATE_FRAMES frames take at least RATE_FRAMES * RATE_PERIODS periods, one at least MIN_GAP_PERIODS;
+  a full period after a frame that drew several poses of a stream (`note_stream_inputs`: a tracker
+  faster than the frames). See `_frame_wait_ms`.
 - While `hold_moving()` says a tracker streams poses, the view stays on its moving frame (no
   still frame between poses) and draws it a little coarser (`AnatomyScene.streaming`);
   `before_render` callables run just before each render (the poses that came meanwhile are applied
@@ -60,7 +61,9 @@ RENDER_COALESCE_MS = 0
 #: screen's rate (a 60 Hz tracker) would then stay phase-locked behind its renders - once a frame is
 #: late (a pose late, a busy moment), every later pose would wait as long before its render, until
 #: two poses fall into one frame (a model of the 60 Hz stream with 14 ms renders: median latency
-#: 20.5 -> 17 ms, p95 30 -> 26); this way the next frame catches up at once.
+#: 20.5 -> 17 ms, p95 30 -> 26); this way the next frame catches up at once. After a frame that drew
+#: several poses of a stream (faster than the frames: 120, 240 Hz) the next waits the full period,
+#: one render per display frame (renders back to back would leave the GUI thread no time between).
 DISPLAY_HZ_DEFAULT = 60.0
 MIN_GAP_PERIODS = 0.5
 RATE_FRAMES = 4
@@ -167,6 +170,7 @@ class View3D(QWidget):
         self.render_window.AddObserver("EndEvent", self._on_render_end)
         self._t0 = 0.0
         self._starts: collections.deque[float] = collections.deque(maxlen=RATE_FRAMES)  # the last renders' starts
+        self._stream_inputs = self._drawn_inputs = 0  # poses for the next frame / drawn by the last one
         self.last_render_ms = float("nan")
         self.render_count = 0
         self.pick_structures: list[str] | None = None  # None: any visible structure
@@ -234,10 +238,17 @@ class View3D(QWidget):
         if not self._t0:
             return RENDER_COALESCE_MS
         period, now = self.frame_period_ms(), time.perf_counter()
+        if self._drawn_inputs > 1:  # the last frame drew several poses: the stream outpaces the frames
+            return max(RENDER_COALESCE_MS, int(math.ceil(period - 1000.0 * (now - self._t0))))
         rest = MIN_GAP_PERIODS * period - 1000.0 * (now - self._t0)
         if len(self._starts) == RATE_FRAMES:
             rest = max(rest, RATE_FRAMES * RATE_PERIODS * period - 1000.0 * (now - self._starts[0]))
         return max(RENDER_COALESCE_MS, int(math.ceil(rest)))
+
+    def note_stream_inputs(self, n: int) -> None:
+        """`n` poses of a stream (a tracker's frames) were applied for the next frame to draw; a frame
+        that draws several keeps the next one a full refresh period after it (`_frame_wait_ms`)."""
+        self._stream_inputs += int(n)
 
     def render_now(self) -> None:
         """Render at once (full meshes)."""
@@ -352,6 +363,7 @@ class View3D(QWidget):
     def _on_render_start(self, *_):
         self._t0 = time.perf_counter()
         self._starts.append(self._t0)
+        self._drawn_inputs, self._stream_inputs = self._stream_inputs, 0
 
     def _on_render_end(self, *_):
         self.last_render_end = time.perf_counter()

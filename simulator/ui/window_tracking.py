@@ -185,6 +185,7 @@ class TrackingMixin:
         if t_recv:
             now = time.perf_counter()
             self._shown_pending.extend((a, now) for a in t_recv)
+            self.view3d.note_stream_inputs(len(t_recv))
 
     def _pump_before_render(self) -> None:
         """Just before a 3D render: the poses that came during the last frame, so it shows them."""

@@ -358,3 +358,32 @@ def test_a_tracker_stream_draws_coarser_moving_frames_about_one_per_display_fram
     assert len(spans) and spans.min() >= RATE_FRAMES * RATE_PERIODS * period - 1.0, (gaps_ms, period)
     assert frames[-1][2] != "moving"  # then the still frame
     v.hold_moving = None
+
+
+def test_a_stream_faster_than_the_frames_gets_one_render_per_display_frame(qtbot, lod_view):
+    """Each frame draws several poses (a 240 Hz tracker): every render begins a full refresh period
+    or more after the previous one; one pose per frame (60 Hz): the next may begin sooner (no
+    phase lock), half a period at least."""
+    from simulator.ui.view3d import MIN_GAP_PERIODS
+
+    v = lod_view
+    v.hold_moving = lambda: True
+    starts = []
+    v.rendered.connect(lambda _ms: starts.append(v.render_started))
+    period = v.frame_period_ms()
+    for per_frame, least in ((3, period), (1, MIN_GAP_PERIODS * period)):
+        starts.clear()
+
+        def poses(_ms=None, n=per_frame):  # each frame's poses come (as the tracking pump tells them) as it ends
+            v.note_stream_inputs(n)
+            v.request_render(interactive=True)
+
+        v.rendered.connect(poses)
+        poses()
+        qtbot.wait(300)
+        v.rendered.disconnect(poses)
+        gaps_ms = 1e3 * np.diff(starts)
+        assert len(gaps_ms) >= 3 and gaps_ms.min() >= least - 1.0, (per_frame, gaps_ms, period)
+        if per_frame == 1:
+            assert gaps_ms.min() < period - 1.0, gaps_ms  # small scene, quick renders: sooner than a period
+    v.hold_moving = None
