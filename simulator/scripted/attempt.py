@@ -2,12 +2,14 @@
 
 Per needle plan (`plan.NeedlePlan`): C-arm to the side's oblique view (fluoroscopy) or the probe
 in plane with the planned path (ultrasound); the needle on the skin at the planned entry (off by
-the hand's jitter, aimed off by its aim error, re-aimed at the skin by a less sure hand); local
-anaesthetic; then movements of a few millimetres recorded as the inputs of a moving hand
-(`motion.OperatorMotion`), imaged at the decisive moments (`imaging.OperatorImaging`). The hand
-steers back to the line from the skin entry to the goal when it drifts; bone on the way is walked
-off (withdraw, turn). Techniques that touch bone first (`plan.TOUCH_BONE_FIRST`) aim at the
-vertebral body, image short of it and at the contact, withdraw half way and turn to the target.
+the hand's jitter - moved back towards the mark when the tunnel view shows the bony window shut
+from there, `tunnel_entry` - aimed off by its aim error, re-aimed at the skin by a less sure
+hand); local anaesthetic; then movements of a few millimetres recorded as the inputs of a moving
+hand (`motion.OperatorMotion`), imaged at the decisive moments (`imaging.OperatorImaging`). The
+hand steers back to the line from the skin entry to the goal when it drifts; bone on the way is
+walked off (withdraw, turn away from the bone; see `motion`). Techniques that touch bone first
+(`plan.TOUCH_BONE_FIRST`) aim at the vertebral body, image short of it and at the contact,
+withdraw half way and turn to the target.
 Near the target: the lateral view for the depth; at it: aspiration (blood, CSF or air: withdraw
 2 mm and aspirate again), contrast under a short live run, aspiration and test dose, aspiration
 and neurolytic - each step only when the scenario has it (a required prognostic block before the

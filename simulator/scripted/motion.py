@@ -12,13 +12,19 @@ walking off bone, and needless redirections.
   the wanted direction, then back - deeper than `OVERSHOOT_FREE_MM` no more than
   `OVERSHOOT_TIP_MM` of tip excursion).
 - Steering: when the needle is more than `Hand.correct_deg` off the line from the skin entry to
-  the goal, the hand turns back onto it - after withdrawing to `Hand.withdraw_fraction` of the
-  depth when the turn is larger than `REDIRECT_WITHDRAW_DEG` (an expert withdraws well back; a
-  novice barely, sweeping tissue).
-- Bone: met on the way, the hand withdraws and turns to a clear point beside the goal (rings
-  around the goal itself, wider each try - never around the last try's point); met on the final
-  approach within `Operator.on_bone_mm` of the goal, the tip is there, resting on the bone beside
-  the target (the floor of the suprascapular notch), and the hand stops.
+  the goal (a trained eye: also when the tip would miss the goal by more than `MISS_MM_PER_DEG`
+  times that - a long path in the tunnel view), the hand turns back onto it - after withdrawing to
+  `Hand.withdraw_fraction` of the depth when the turn is larger than `REDIRECT_WITHDRAW_DEG` (an
+  expert withdraws well back; a novice barely, sweeping tissue).
+- Aiming through a bony window (`window_aim`): the nearest point beside the goal whose line from
+  the skin entry keeps `WINDOW_MARGIN_MM` from bone and from the critical structures the needle
+  must not cross (less when the window is narrower).
+- Bone: met on the way, the hand images, withdraws (`WALK_OFF_BACK_MM` for a small turn deep in
+  the body, else half way) and turns to a window beside the goal on the side away from the bone
+  (rings around the goal itself, wider each try - never around the last try's point); after
+  `WALK_OFF_TRIES` a second pass from the marked entry (`repass`). Met on the final approach
+  within `Operator.on_bone_mm` of the goal, the tip is there, resting on the bone beside the target
+  (the floor of the suprascapular notch), and the hand stops.
 """
 from __future__ import annotations
 

@@ -53,3 +53,28 @@ def test_experts_who_met_bone_near_the_target_pass(sid, patients):
         card = score_attempt(run_attempt(sc, anatomy, "expert", seed=seed).recording, sc, anatomy)
         assert card.passed and not card.automatic_fails, (sid, seed, card.score, card.reasons[:3])
         assert card.metrics["final_distance_mm"] <= 2.5, (sid, seed, card.metrics["final_distance_mm"])
+
+
+@pytest.mark.parametrize("sid, seeds", [("superior_hypogastric_l5_s1", (1001, 1010, 1011)),
+                                        ("thoracic_sympathetic_t2_t3", (1013,))])
+def test_experts_thread_the_narrow_window_imaging_as_experts_do(sid, seeds, patients):
+    """Seeds whose expert once failed here (left the needle on L5 or in muscle after giving up the
+    walk-off, grazed the left common iliac vein, injected in the longus colli): through the window
+    between the iliac crest, the L5 transverse process and the sacral ala (beside the rib head and
+    the pleura) the expert walks off the bone and reaches each target, imaging at the decisive
+    moments - 10 to 30 images a needle, not 70 - 170 an attempt."""
+    from simulator.core.events import EventKind
+
+    sc = load_scenario(paths.SCENARIOS_DIR / f"{sid}.yaml")
+    anatomy = patients(sc.anatomy)
+    for seed in seeds:
+        rec = run_attempt(sc, anatomy, "expert", seed=seed).recording
+        card = score_attempt(rec, sc, anatomy)
+        assert card.passed and not card.automatic_fails, (sid, seed, card.reasons[:3])
+        assert all(t["reached"] for t in card.targets), (sid, seed, card.targets)
+        per_needle, n = [], 0
+        for e in rec.events:
+            n += e.kind == EventKind.fluoro_shot
+            if e.kind == EventKind.needle_out:
+                per_needle, n = per_needle + [n], 0
+        assert per_needle and all(10 <= k <= 30 for k in per_needle), (sid, seed, per_needle)
