@@ -245,6 +245,15 @@ class View3D(QWidget):
             rest = max(rest, RATE_FRAMES * RATE_PERIODS * period - 1000.0 * (now - self._starts[0]))
         return max(RENDER_COALESCE_MS, int(math.ceil(rest)))
 
+    def render_if_due(self) -> bool:
+        """Render now if a render is asked for and may begin now (`_frame_wait_ms` 0): a stream's
+        pump draws its poses at once, before the repaints the same batch queued for other widgets
+        (they follow the 3D frame instead of delaying it). True if it rendered."""
+        if self._closed or not self._timer.isActive() or self._frame_wait_ms() > 0:
+            return False
+        self._render_now()
+        return True
+
     def note_stream_inputs(self, n: int) -> None:
         """`n` poses of a stream (a tracker's frames) were applied for the next frame to draw; a frame
         that draws several keeps the next one a full refresh period after it (`_frame_wait_ms`)."""

@@ -6,7 +6,9 @@ attempts, the fiducial registration and pivot calibration, and the OpenIGTLink s
   each 3D render, so the poses that came during the previous frame are in the next one); the GUI
   thread applies every pose in order (`TrackingSession.pump`: each frame recorded)
   and the views follow once per batch with the newest state (`coalesced_needle`); the 3D view
-  coalesces its renders and stays on its moving level of detail while poses stream, so a 60 Hz
+  draws the batch at once when it may begin a frame (`View3D.render_if_due`: before the repaints
+  the batch queued for the panels), else at its next turn, coalesces its renders and stays on
+  its moving level of detail while poses stream, so a 60 Hz
   stream draws the newest pose in each frame and never queues frames. `poses_to_views` keeps, per
   pose, its arrival and the end of the first 3D render begun after it was applied. A 10 Hz timer pumps too (the
   state: stale, lost) and refreshes the panel 4 times a second.
@@ -167,8 +169,9 @@ class TrackingMixin:
         if not self._pump_timer.isActive():
             self._pump_timer.start()
 
-    def _pump_tracking(self) -> None:
-        """Apply what has arrived: every frame to the attempt, the views once with the newest."""
+    def _pump_tracking(self, render: bool = True) -> None:
+        """Apply what has arrived: every frame to the attempt, the views once with the newest (the
+        3D view's frame at once when it may begin now, `View3D.render_if_due`)."""
         if self._closing or self._pumping:
             return
         self._pumping = True
@@ -186,11 +189,13 @@ class TrackingMixin:
             now = time.perf_counter()
             self._shown_pending.extend((a, now) for a in t_recv)
             self.view3d.note_stream_inputs(len(t_recv))
+            if render:
+                self.view3d.render_if_due()
 
     def _pump_before_render(self) -> None:
         """Just before a 3D render: the poses that came during the last frame, so it shows them."""
         if self.tracking.client is not None and self.tracking.procedure is not None:
-            self._pump_tracking()
+            self._pump_tracking(render=False)  # (the render follows)
 
     def _on_render_for_poses(self, _ms: float) -> None:
         """A 3D render has finished: the poses applied before it began are on screen (views updated)."""

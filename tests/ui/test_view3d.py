@@ -387,3 +387,20 @@ def test_a_stream_faster_than_the_frames_gets_one_render_per_display_frame(qtbot
         if per_frame == 1:
             assert gaps_ms.min() < period - 1.0, gaps_ms  # small scene, quick renders: sooner than a period
     v.hold_moving = None
+
+
+def test_a_due_render_is_drawn_at_once_when_asked(qtbot, lod_view):
+    """The tracking pump draws its poses at once (`render_if_due`) when a render is asked for and
+    may begin; not when none is asked for, nor within half a refresh period of the last one."""
+    v = lod_view
+    v.frame_period_ms = lambda: 400.0  # a slow screen: the next frame half a period (200 ms) on
+    qtbot.wait(500)
+    assert not v.render_if_due()  # nothing asked for
+    n = v.render_count
+    v.request_render(interactive=True)
+    assert v.render_if_due() and v.render_count == n + 1 and not v._timer.isActive()
+    v.request_render(interactive=True)  # right after that frame began: it waits its turn
+    assert not v.render_if_due() and v.render_count == n + 1
+    qtbot.waitUntil(lambda: v.render_count == n + 2, timeout=2000)
+    assert v.render_started - v._starts[-2] >= 0.2 - 0.002
+    del v.frame_period_ms
