@@ -112,7 +112,7 @@ def _session_on(server, **kw):
     s.connect("127.0.0.1", server.port)
     wait_for(lambda: server.clients(), 5, what="the session to connect")
     # the server may see the client before the session's own thread has said so
-    wait_for(lambda: s.state()[0] != "connecting", 5, what="the session to see its connection")
+    wait_for(lambda: s.client.connected, 5, what="the session to see its connection")  # (state: waiting, not connecting)
     return s
 
 
