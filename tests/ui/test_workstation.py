@@ -144,7 +144,7 @@ def test_advancing_into_the_aorta_fails_with_that_reason(celiac):
     aim = pts[np.abs(pts[:, 2] - target[2]) < 2.6].mean(axis=0)
     d.click_skin(plan.entry_mm)
     for attempt in range(4):  # touching the vertebral body: back out, aim a little more to the left
-        assert d.aim_at(aim) < 0.8
+        assert d.aim_at(aim) < 1.0  # 1-degree keys: within 2 mm at this depth (the aorta is 25 mm wide)
         beyond = aim + 30.0 * w.controller.state.axis
         d.advance_to(beyond, shot_every_mm=1e9, stop_if=lambda st: st.structure == "aorta")
         if w.controller.state.structure == "aorta":
