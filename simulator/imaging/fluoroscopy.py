@@ -79,6 +79,8 @@ from simulator.imaging.fluoroscopy_volume import (  # noqa: F401
 # pixel is 0.8 mm at the isocentre and its image soft; 6 mm cells look the same there as 3 mm at a
 # third of the triangles
 PREVIEW_BONE_CELL_MM = 6.0
+#: Field masks kept (about five a pose when the scan has cut ends, as many poses as the image cache)
+EXPOSED_CACHE_SIZE = 40
 DETECTOR_PSF_PX = 0.6  # standard deviation of the detector's blur, in display pixels (CsI light spread)
 _PHANTOM_KINDS = ("phantom", "analytic", "mesh-phantom")
 
@@ -428,16 +430,22 @@ class FluoroscopyRenderer:
         boxes += add_contrast(p_add, pose, contrast, time_s)
         return p_add, boxes
 
+    def _cut_ends(self) -> tuple[float | None, float | None] | None:
+        """The scan's cut-end planes (z, RAS mm) past which the volume is mirrored, or None."""
+        planes = self.volume.info.get("mirror_planes_z_mm") or {}
+        lo, hi = planes.get("lo"), planes.get("hi")
+        return None if lo is None and hi is None else (lo, hi)
+
     def beyond_scan(self, pose: CArmPose, n: int | None = None) -> np.ndarray | None:
         """Boolean (n, n): pixels whose ray crosses the plane through the isocentre (across the
         beam) past a cut end of the scan, where the volume holds only its mirrored continuation
         (`AttenuationVolume.from_anatomy`'s pad_cut_ends_mm). The image shows them behind a shutter:
         no anatomy is made up there (a mirrored clavicle, a second pelvis). None when the scan
         ends in air at both ends (nothing mirrored)."""
-        planes = self.volume.info.get("mirror_planes_z_mm") or {}
-        lo, hi = planes.get("lo"), planes.get("hi")
-        if lo is None and hi is None:
+        ends = self._cut_ends()
+        if ends is None:
             return None
+        lo, hi = ends
         n = pose.detector_pixels if n is None else int(n)
         src, d = pose.pixel_rays(n)
         beam = pose.beam_direction
@@ -451,43 +459,43 @@ class FluoroscopyRenderer:
             out |= z > hi
         return out
 
+    def _masks(self, key: tuple, pose: CArmPose, make) -> np.ndarray:
+        """A field mask of this pose from the cache (bounded), made on a miss by `make()`; with cut
+        scan ends the masks depend on the pose's geometry, so it joins the key."""
+        key = key + ((pose.geometry_key(),) if self._cut_ends() is not None else ())
+        m = self._exposed_cache.get(key)
+        if m is None:
+            m = make()
+            self._exposed_cache[key] = m
+            while len(self._exposed_cache) > EXPOSED_CACHE_SIZE:
+                self._exposed_cache.popitem(last=False)
+        return m
+
     def _field_float(self, pose: CArmPose, n: int) -> np.ndarray:
         """The field (1 inside, 0 outside) for the AEC, the scatter and the window: its shape, less
         the pixels beyond the scan's cut ends (`beyond_scan`)."""
-        beyond = self.beyond_scan(pose, n)
-        key = ("field", n, pose.field_shape, None if beyond is None else pose.geometry_key())
-        f = self._exposed_cache.get(key)
-        if f is None:
+        def make():
             f = pose.field_mask(n)
-            if beyond is not None:
-                f = f & ~beyond
-            f = f.astype(np.float32)
-            self._exposed_cache[key] = f
-        return f
+            beyond = self.beyond_scan(pose, n)
+            return (f if beyond is None else f & ~beyond).astype(np.float32)
+
+        return self._masks(("field", n, pose.field_shape), pose, make)
 
     def _field_blur(self, pose: CArmPose, n: int, sigma_px: float) -> np.ndarray:
-        key = ("field_blur", n, pose.field_shape, round(sigma_px, 3),
-               None if self.beyond_scan(pose, 4) is None else pose.geometry_key())
-        f = self._exposed_cache.get(key)
-        if f is None:
-            f = blur_fast(self._field_float(pose, n), sigma_px)
-            self._exposed_cache[key] = f
-        return f
+        return self._masks(("field_blur", n, pose.field_shape, round(sigma_px, 3)), pose,
+                           lambda: blur_fast(self._field_float(pose, n), sigma_px))
 
     def _exposed(self, pose: CArmPose) -> np.ndarray:
         """Per display pixel: 2 exposed, 1 behind a shutter (the collimator's, or beyond the scan's
         cut end), 0 outside the field."""
-        beyond = self.beyond_scan(pose)
-        key = (pose.detector_pixels, pose.collimation, pose.field_shape, None if beyond is None else pose.geometry_key())
-        e = self._exposed_cache.get(key)
-        if e is None:
+        def make():
             e = np.where(pose.exposed_mask(), 2, np.where(pose.field_mask(), 1, 0)).astype(np.uint8)
+            beyond = self.beyond_scan(pose)
             if beyond is not None:
                 e[beyond & (e == 2)] = 1
-            self._exposed_cache[key] = e
-            while len(self._exposed_cache) > 12:
-                self._exposed_cache.popitem(last=False)
-        return e
+            return e
+
+        return self._masks(("exposed", pose.detector_pixels, pose.collimation, pose.field_shape), pose, make)
 
     @staticmethod
     def display_lut(display: DisplaySettings, size: int = 4096) -> np.ndarray:

@@ -278,6 +278,13 @@ def test_second_patient_end_plates_and_an_opaque_unmirrored_implant():
     level = DisplaySettings().shutter_level
     assert below.sum() > 1000 and abs(np.median(img[below]) - level) <= 3 and np.percentile(img[below], 99) < level + 12
     assert np.std(img[scan & ~inside]) > 5 * np.std(img[below])
+    # the masks are made once per pose (not per frame) and their cache stays bounded as the C-arm moves
+    from simulator.imaging.fluoroscopy import EXPOSED_CACHE_SIZE
+
+    assert renderer._exposed(session.pose) is renderer._exposed(session.pose)
+    for k in range(EXPOSED_CACHE_SIZE + 5):
+        renderer._exposed(session.pose.replace(lao_deg=float(k)))
+    assert len(renderer._exposed_cache) <= EXPOSED_CACHE_SIZE
 
 
 def _metal_shadow(anatomy, metal, pose):
