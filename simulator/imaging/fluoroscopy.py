@@ -447,11 +447,13 @@ class FluoroscopyRenderer:
             return None
         lo, hi = ends
         n = pose.detector_pixels if n is None else int(n)
-        src, d = pose.pixel_rays(n)
-        beam = pose.beam_direction
-        along = d @ beam
-        t = ((pose.effective_isocenter_mm - pose.source_mm) @ beam) / np.where(np.abs(along) > 1e-9, along, 1e-9)
-        z = src[..., 2] + t * d[..., 2]
+        # the detector is parallel to that plane: a pixel's point on it is the pixel's centre scaled
+        # towards the source by k, so its z is linear in the pixel's row and column
+        origin, du, dv = pose.detector_pixel_grid(n)
+        src, beam = pose.source_mm, pose.beam_direction
+        k = float((pose.effective_isocenter_mm - src) @ beam) / float((origin - src) @ beam)
+        idx = np.arange(n, dtype=np.float64)
+        z = (src[2] + k * (origin[2] - src[2])) + k * (idx[:, None] * dv[2] + idx[None, :] * du[2])
         out = np.zeros((n, n), dtype=bool)
         if lo is not None:
             out |= z < lo
